@@ -1,0 +1,333 @@
+//! The configuration schema: every section and knob of `config/config.toml`, with its default.
+//!
+//! Defaults live in the `Default` impls below (the first layer of the figment chain); the
+//! meaning and range of each knob is documented in `config/config.example.toml`, and a test
+//! checks that every knob here appears there.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::secret::Secret;
+
+/// The whole gateway configuration, after defaults -> TOML -> environment and secret resolution.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AppConfig {
+    pub logging: LoggingConfig,
+    pub chirpstack: ChirpstackConfig,
+    pub opcua: OpcUaConfig,
+    pub web: WebConfig,
+    pub storage: StorageConfig,
+    pub control: ControlConfig,
+    #[serde(rename = "application")]
+    pub applications: Vec<ApplicationConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoggingConfig {
+    /// Directory of the daily-rolling log file.
+    pub dir: PathBuf,
+    /// A tracing filter: a level (`info`) or directives (`info,opcgw=debug`).
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("./log"),
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChirpstackConfig {
+    /// gRPC API address, `http://host:port` (or `https://`).
+    pub server_address: String,
+    /// Bearer token for the ChirpStack API. Inject with `OPCGW_CHIRPSTACK__API_TOKEN`.
+    #[serde(skip_serializing_if = "Secret::is_empty")]
+    pub api_token: Secret,
+    /// Alternative to `api_token`: a file (mode 0600) holding the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_token_file: Option<PathBuf>,
+    pub tenant_id: String,
+    /// Seconds between two poll cycles.
+    pub polling_frequency: u64,
+    /// Recovery attempts per outage before the poller falls back to its slow retry rate.
+    pub retry: u32,
+    /// Seconds between two recovery attempts (the backoff starts here).
+    pub delay: u64,
+    /// Page size of List calls (applications, devices).
+    pub list_page_size: u32,
+}
+
+impl Default for ChirpstackConfig {
+    fn default() -> Self {
+        Self {
+            server_address: "http://127.0.0.1:8080".into(),
+            api_token: Secret::default(),
+            api_token_file: None,
+            tenant_id: "00000000-0000-0000-0000-000000000000".into(),
+            polling_frequency: 10,
+            retry: 10,
+            delay: 10,
+            list_page_size: 100,
+        }
+    }
+}
+
+/// Endpoint ids the OPC UA server can advertise (the first three are the 004 contract ids).
+pub const OPCUA_ENDPOINT_IDS: &[&str] = &[
+    "null",
+    "basic256_sign",
+    "basic256_sign_encrypt",
+    "basic256sha256_sign",
+    "basic256sha256_sign_encrypt",
+    "aes128_sha256_rsaoaep_sign",
+    "aes128_sha256_rsaoaep_sign_encrypt",
+    "aes256_sha256_rsapss_sign",
+    "aes256_sha256_rsapss_sign_encrypt",
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OpcUaConfig {
+    pub application_name: String,
+    pub application_uri: String,
+    pub product_uri: String,
+    pub diagnostics_enabled: bool,
+    /// Seconds a TCP connection may stay silent before its Hello.
+    pub hello_timeout: u32,
+    pub host_ip_address: String,
+    pub host_port: u16,
+    /// Development only: let the server generate a self-signed key pair when none exists.
+    pub create_sample_keypair: bool,
+    /// Relative to `pki_dir`.
+    pub certificate_path: PathBuf,
+    /// Relative to `pki_dir`; must be mode 0600.
+    pub private_key_path: PathBuf,
+    pub trust_client_cert: bool,
+    pub check_cert_time: bool,
+    pub pki_dir: PathBuf,
+    /// Endpoints to advertise, by id (see `OPCUA_ENDPOINT_IDS`).
+    pub endpoints: Vec<String>,
+    pub allow_anonymous: bool,
+    /// Accept a user password without encryption on the None endpoint (off: the password is
+    /// encrypted with the server certificate even there).
+    pub allow_cleartext_password: bool,
+    pub user_name: String,
+    /// Inject with `OPCGW_OPCUA__USER_PASSWORD`.
+    #[serde(skip_serializing_if = "Secret::is_empty")]
+    pub user_password: Secret,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_password_file: Option<PathBuf>,
+    /// Age after which a value turns Uncertain (a device may override it).
+    pub stale_threshold_seconds: u64,
+    /// Age after which a value turns Bad.
+    pub bad_threshold_seconds: u64,
+    pub max_connections: u32,
+    pub max_subscriptions_per_session: u32,
+    pub max_monitored_items_per_sub: u32,
+    pub max_message_size: u32,
+    pub max_chunk_count: u32,
+    pub max_history_data_results_per_node: u32,
+}
+
+impl Default for OpcUaConfig {
+    fn default() -> Self {
+        Self {
+            application_name: "ChirpStack OPC UA Gateway".into(),
+            application_uri: "urn:chirpstack:opcua:gateway".into(),
+            product_uri: "urn:chirpstack:opcua:gateway".into(),
+            diagnostics_enabled: true,
+            hello_timeout: 5,
+            host_ip_address: "0.0.0.0".into(),
+            host_port: 4840,
+            create_sample_keypair: false,
+            certificate_path: PathBuf::from("own/cert.der"),
+            private_key_path: PathBuf::from("private/private.pem"),
+            trust_client_cert: false,
+            check_cert_time: true,
+            pki_dir: PathBuf::from("./pki"),
+            endpoints: vec![
+                "null".into(),
+                "basic256_sign".into(),
+                "basic256_sign_encrypt".into(),
+                "basic256sha256_sign_encrypt".into(),
+            ],
+            allow_anonymous: false,
+            allow_cleartext_password: false,
+            user_name: "opcua-user".into(),
+            user_password: Secret::default(),
+            user_password_file: None,
+            stale_threshold_seconds: 120,
+            bad_threshold_seconds: 86_400,
+            max_connections: 10,
+            max_subscriptions_per_session: 10,
+            max_monitored_items_per_sub: 1000,
+            max_message_size: 327_675,
+            max_chunk_count: 5,
+            max_history_data_results_per_node: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebConfig {
+    pub enabled: bool,
+    pub port: u16,
+    pub bind_address: String,
+    pub auth_realm: String,
+    /// Origins allowed on mutating requests; empty means `http://<bind_address>:<port>`.
+    pub allowed_origins: Vec<String>,
+    /// Serve the console from this directory instead of the assets embedded in the binary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub static_dir: Option<PathBuf>,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            port: 8080,
+            bind_address: "0.0.0.0".into(),
+            auth_realm: "opcgw".into(),
+            allowed_origins: Vec::new(),
+            static_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageConfig {
+    pub database_path: PathBuf,
+    /// Days of history kept (7-365).
+    pub retention_days: u32,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            database_path: PathBuf::from("./data/opcgw.redb"),
+            retention_days: 7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ControlConfig {
+    pub enabled: bool,
+    pub socket_path: PathBuf,
+    /// Group allowed on the socket (mode 0660); none means owner only (0600).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket_group: Option<String>,
+    /// Token read from this file (mode 0600) when present; otherwise generated into it.
+    pub token_file: PathBuf,
+    /// Inject with `OPCGW_CONTROL__TOKEN`; beats `token_file`.
+    #[serde(skip_serializing_if = "Secret::is_empty")]
+    pub token: Secret,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            socket_path: PathBuf::from("./run/opcgw.sock"),
+            socket_group: None,
+            token_file: PathBuf::from("./run/control.token"),
+            token: Secret::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplicationConfig {
+    pub application_name: String,
+    pub application_id: String,
+    #[serde(rename = "device", default)]
+    pub devices: Vec<DeviceConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceConfig {
+    pub device_name: String,
+    /// ChirpStack device id (DevEUI); also the device's OPC UA NodeId.
+    pub device_id: String,
+    /// Overrides `[opcua].stale_threshold_seconds` for this device (slow reporters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_threshold_seconds: Option<u64>,
+    #[serde(rename = "read_metric", default)]
+    pub metrics: Vec<MetricConfig>,
+    #[serde(rename = "command", default)]
+    pub commands: Vec<CommandConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricConfig {
+    /// Browse name in OPC UA; the NodeId is `<device_id>/<metric_name>`.
+    pub metric_name: String,
+    /// Field of the decoded uplink object (dotted path for nested fields).
+    pub chirpstack_metric_name: String,
+    pub metric_type: MetricType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_unit: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandConfig {
+    pub command_name: String,
+    pub command_id: u32,
+    /// Ask the device to acknowledge the downlink.
+    #[serde(default)]
+    pub command_confirmed: bool,
+    /// LoRaWAN FPort of the downlink (1-223).
+    pub command_port: u8,
+    /// Type a writer must send.
+    #[serde(default = "CommandConfig::default_type")]
+    pub command_type: MetricType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_max: Option<f64>,
+}
+
+impl CommandConfig {
+    fn default_type() -> MetricType {
+        MetricType::Int
+    }
+}
+
+/// The OPC UA data type of a metric, and what a decoded value must convert to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MetricType {
+    #[serde(alias = "float")]
+    Float,
+    #[serde(alias = "int")]
+    Int,
+    #[serde(alias = "bool")]
+    Bool,
+    #[serde(alias = "string")]
+    String,
+}
+
+impl AppConfig {
+    /// Every device with the application it belongs to.
+    pub fn devices(&self) -> impl Iterator<Item = (&ApplicationConfig, &DeviceConfig)> {
+        self.applications
+            .iter()
+            .flat_map(|app| app.devices.iter().map(move |dev| (app, dev)))
+    }
+
+    /// Seconds after which a value of `device` turns Uncertain.
+    pub fn stale_threshold_for(&self, device: &DeviceConfig) -> u64 {
+        device
+            .stale_threshold_seconds
+            .unwrap_or(self.opcua.stale_threshold_seconds)
+    }
+}

@@ -1,0 +1,513 @@
+//! `validate()`: every rule on a loaded configuration, collected in one pass.
+//!
+//! Ranges follow the 004 contract; where we go beyond it (per-device thresholds, command
+//! ports, endpoint ids) the rule says why.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use super::env::env_var_for;
+use super::load::ConfigProblem;
+use super::schema::*;
+use super::secret::Secret;
+
+/// Findings of [`validate`]: errors refuse the configuration, warnings are logged.
+#[derive(Debug, Default)]
+pub struct ValidationReport {
+    pub errors: Vec<ConfigProblem>,
+    pub warnings: Vec<ConfigProblem>,
+}
+
+impl ValidationReport {
+    fn error(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigProblem::new(key, message));
+    }
+
+    fn warn(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push(ConfigProblem::new(key, message));
+    }
+
+    fn range<T: PartialOrd + std::fmt::Display>(&mut self, key: &str, value: T, min: T, max: T) {
+        if value < min || value > max {
+            self.error(key, format!("{value} is out of range; allowed {min}-{max}"));
+        }
+    }
+
+    fn non_empty(&mut self, key: &str, value: &str) {
+        if value.trim().is_empty() {
+            self.error(key, "must not be empty");
+        }
+    }
+}
+
+/// Checks every rule and returns all findings.
+pub fn validate(config: &AppConfig) -> ValidationReport {
+    let mut report = ValidationReport::default();
+    validate_logging(&config.logging, &mut report);
+    validate_chirpstack(&config.chirpstack, &mut report);
+    validate_opcua(&config.opcua, &mut report);
+    validate_web(&config.web, &mut report);
+    validate_storage(&config.storage, &mut report);
+    validate_control(&config.control, &mut report);
+    validate_applications(config, &mut report);
+    report
+}
+
+fn required_secret(report: &mut ValidationReport, key: &str, secret: &Secret) {
+    let env = env_var_for(key);
+    if secret.is_placeholder() {
+        // Never echo the value: a near-miss real secret may have been pasted in.
+        report.error(
+            key,
+            format!(
+                "placeholder value detected (starts with \"REPLACE_ME_WITH_\"). Set {env} to inject the real \
+                 secret. See docs/security.md."
+            ),
+        );
+    } else if secret.is_empty() {
+        report.error(
+            key,
+            format!("is required. Set {env} (or {key}_file) to inject it. See docs/security.md."),
+        );
+    }
+}
+
+fn validate_logging(logging: &LoggingConfig, report: &mut ValidationReport) {
+    if logging.dir.as_os_str().is_empty() {
+        report.error("logging.dir", "must not be empty");
+    }
+    if let Err(message) = check_log_filter(&logging.level) {
+        report.error("logging.level", message);
+    }
+}
+
+const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+
+/// Accepts a level (`info`) or comma-separated directives (`info,opcgw=debug,tonic=warn`).
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    if filter.trim().is_empty() {
+        return Err(format!(
+            "must not be empty; use one of {}",
+            LEVELS.join(", ")
+        ));
+    }
+    for directive in filter.split(',').map(str::trim) {
+        let level = match directive.split_once('=') {
+            Some((target, level)) => {
+                let valid_target = !target.is_empty()
+                    && target
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-'));
+                if !valid_target {
+                    return Err(format!(
+                        "\"{directive}\" is not a valid directive (expected target=level)"
+                    ));
+                }
+                level
+            }
+            None => directive,
+        };
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "\"{directive}\" has an unknown level; use one of {}",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_chirpstack(cs: &ChirpstackConfig, report: &mut ValidationReport) {
+    if let Err(message) = check_http_url(&cs.server_address) {
+        report.error("chirpstack.server_address", message);
+    }
+    required_secret(report, "chirpstack.api_token", &cs.api_token);
+    if !is_uuid(&cs.tenant_id) {
+        report.error(
+            "chirpstack.tenant_id",
+            "must be a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+        );
+    }
+    report.range(
+        "chirpstack.polling_frequency",
+        cs.polling_frequency,
+        1,
+        86_400,
+    );
+    report.range("chirpstack.retry", cs.retry, 1, 1_000);
+    report.range("chirpstack.delay", cs.delay, 1, 3_600);
+    report.range("chirpstack.list_page_size", cs.list_page_size, 1, 1_000);
+}
+
+fn check_http_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("\"{url}\" must start with http:// or https://"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => (host, Some(port)),
+        _ => (authority, None),
+    };
+    if host.is_empty() {
+        return Err(format!("\"{url}\" has no host"));
+    }
+    if let Some(port) = port {
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => {}
+            _ => return Err(format!("\"{url}\" has an invalid port \"{port}\"")),
+        }
+    }
+    Ok(())
+}
+
+fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn validate_opcua(ua: &OpcUaConfig, report: &mut ValidationReport) {
+    report.non_empty("opcua.application_name", &ua.application_name);
+    report.non_empty("opcua.application_uri", &ua.application_uri);
+    report.non_empty("opcua.product_uri", &ua.product_uri);
+    report.range("opcua.hello_timeout", ua.hello_timeout, 1, 300);
+    if ua.host_ip_address.trim().is_empty() || ua.host_ip_address.contains(char::is_whitespace) {
+        report.error(
+            "opcua.host_ip_address",
+            "must be an IP address or host name",
+        );
+    }
+    report.range("opcua.host_port", ua.host_port, 1, u16::MAX);
+    report.non_empty("opcua.user_name", &ua.user_name);
+    if ua.user_name.chars().count() > 64 || ua.user_name.chars().any(char::is_control) {
+        report.error(
+            "opcua.user_name",
+            "must be at most 64 characters without control characters",
+        );
+    }
+    required_secret(report, "opcua.user_password", &ua.user_password);
+    if ua.pki_dir.as_os_str().is_empty() {
+        report.error("opcua.pki_dir", "must not be empty");
+    }
+    for (key, path) in [
+        ("opcua.certificate_path", &ua.certificate_path),
+        ("opcua.private_key_path", &ua.private_key_path),
+    ] {
+        if path.as_os_str().is_empty() || path.is_absolute() {
+            report.error(key, "must be a relative path below pki_dir");
+        }
+    }
+    if ua.endpoints.is_empty() {
+        report.error(
+            "opcua.endpoints",
+            format!(
+                "must list at least one of {}",
+                OPCUA_ENDPOINT_IDS.join(", ")
+            ),
+        );
+    }
+    let mut seen = HashSet::new();
+    for id in &ua.endpoints {
+        if !OPCUA_ENDPOINT_IDS.contains(&id.as_str()) {
+            report.error(
+                "opcua.endpoints",
+                format!(
+                    "unknown endpoint \"{id}\"; known: {}",
+                    OPCUA_ENDPOINT_IDS.join(", ")
+                ),
+            );
+        } else if !seen.insert(id) {
+            report.error("opcua.endpoints", format!("\"{id}\" is listed twice"));
+        }
+    }
+    report.range(
+        "opcua.stale_threshold_seconds",
+        ua.stale_threshold_seconds,
+        1,
+        86_400,
+    );
+    report.range(
+        "opcua.bad_threshold_seconds",
+        ua.bad_threshold_seconds,
+        1,
+        30 * 86_400,
+    );
+    if ua.bad_threshold_seconds <= ua.stale_threshold_seconds {
+        report.error(
+            "opcua.bad_threshold_seconds",
+            "must be greater than opcua.stale_threshold_seconds",
+        );
+    }
+    report.range("opcua.max_connections", ua.max_connections, 1, 4_096);
+    report.range(
+        "opcua.max_subscriptions_per_session",
+        ua.max_subscriptions_per_session,
+        1,
+        1_000,
+    );
+    report.range(
+        "opcua.max_monitored_items_per_sub",
+        ua.max_monitored_items_per_sub,
+        1,
+        100_000,
+    );
+    report.range(
+        "opcua.max_message_size",
+        ua.max_message_size,
+        1,
+        268_431_360,
+    );
+    report.range("opcua.max_chunk_count", ua.max_chunk_count, 1, 4_096);
+    report.range(
+        "opcua.max_history_data_results_per_node",
+        ua.max_history_data_results_per_node,
+        1,
+        1_000_000,
+    );
+    if ua.create_sample_keypair {
+        report.warn(
+            "opcua.create_sample_keypair",
+            "is true: a self-signed key pair is generated when missing; provision your own for production",
+        );
+    }
+    if ua.allow_anonymous {
+        report.warn(
+            "opcua.allow_anonymous",
+            "is true: clients may connect without credentials",
+        );
+    }
+}
+
+fn validate_web(web: &WebConfig, report: &mut ValidationReport) {
+    report.range("web.port", web.port, 1024, u16::MAX);
+    if web.bind_address.parse::<IpAddr>().is_err() {
+        report.error(
+            "web.bind_address",
+            format!("\"{}\" is not an IP address", web.bind_address),
+        );
+    }
+    let realm = &web.auth_realm;
+    if realm.is_empty() {
+        report.error("web.auth_realm", "must not be empty");
+    } else if realm.chars().count() > 64 {
+        report.error("web.auth_realm", "must be at most 64 characters");
+    } else if !realm.chars().all(|c| c.is_ascii() && !c.is_ascii_control())
+        || realm.contains(['"', '\\'])
+    {
+        report.error(
+            "web.auth_realm",
+            "must be printable ASCII without '\"' or '\\'",
+        );
+    } else if realm.trim() != realm {
+        report.error(
+            "web.auth_realm",
+            "must not have leading or trailing whitespace",
+        );
+    }
+    for origin in &web.allowed_origins {
+        if let Err(message) = check_origin(origin) {
+            report.error("web.allowed_origins", message);
+        }
+    }
+}
+
+/// An origin is `scheme://host[:port]`: no path, query or fragment.
+fn check_origin(origin: &str) -> Result<(), String> {
+    let rest = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .ok_or_else(|| format!("\"{origin}\" must start with http:// or https://"))?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) || rest.contains(char::is_whitespace)
+    {
+        return Err(format!(
+            "\"{origin}\" must be scheme://host[:port] without path, query or credentials"
+        ));
+    }
+    check_http_url(origin)
+}
+
+fn validate_storage(storage: &StorageConfig, report: &mut ValidationReport) {
+    if storage.database_path.as_os_str().is_empty() {
+        report.error("storage.database_path", "must not be empty");
+    }
+    report.range("storage.retention_days", storage.retention_days, 7, 365);
+}
+
+/// `sun_path` holds 108 bytes including the terminating NUL.
+const MAX_SOCKET_PATH_BYTES: usize = 107;
+
+fn validate_control(control: &ControlConfig, report: &mut ValidationReport) {
+    let socket = control.socket_path.as_os_str();
+    if socket.is_empty() {
+        report.error("control.socket_path", "must not be empty");
+    } else if socket.len() > MAX_SOCKET_PATH_BYTES {
+        report.error(
+            "control.socket_path",
+            format!("is longer than {MAX_SOCKET_PATH_BYTES} bytes (unix socket limit)"),
+        );
+    }
+    if control.token_file.as_os_str().is_empty() {
+        report.error("control.token_file", "must not be empty");
+    }
+    if control.token.is_placeholder() {
+        report.error(
+            "control.token",
+            "placeholder value detected (starts with \"REPLACE_ME_WITH_\"). Set OPCGW_CONTROL__TOKEN or remove \
+             the key to have a token generated into control.token_file. See docs/security.md.",
+        );
+    }
+    if let Some(group) = &control.socket_group {
+        if group.trim().is_empty() {
+            report.error("control.socket_group", "must not be empty when set");
+        }
+    }
+}
+
+fn validate_applications(config: &AppConfig, report: &mut ValidationReport) {
+    if config.applications.is_empty() {
+        report.warn(
+            "application",
+            "no application configured: the gateway has nothing to serve",
+        );
+    }
+    let mut app_ids = HashSet::new();
+    let mut app_names = HashSet::new();
+    let mut device_ids = HashSet::new();
+    for (a, app) in config.applications.iter().enumerate() {
+        let at = format!("application[{a}]");
+        report.non_empty(&format!("{at}.application_id"), &app.application_id);
+        report.non_empty(&format!("{at}.application_name"), &app.application_name);
+        if !app_ids.insert(app.application_id.as_str()) {
+            report.error(
+                format!("{at}.application_id"),
+                format!("\"{}\" is used twice", app.application_id),
+            );
+        }
+        // Application folders are siblings under Objects: equal browse names would be ambiguous.
+        if !app_names.insert(app.application_name.as_str()) {
+            report.error(
+                format!("{at}.application_name"),
+                format!("\"{}\" is used twice", app.application_name),
+            );
+        }
+        if app.devices.is_empty() {
+            report.warn(
+                format!("{at}.device"),
+                format!("application \"{}\" has no device", app.application_id),
+            );
+        }
+        let mut device_names = HashSet::new();
+        for (d, device) in app.devices.iter().enumerate() {
+            let at = format!("{at}.device[{d}]");
+            report.non_empty(&format!("{at}.device_name"), &device.device_name);
+            report.non_empty(&format!("{at}.device_id"), &device.device_id);
+            // The metric NodeId is `<device_id>/<metric_name>`: a '/' in the id would make it ambiguous.
+            if device.device_id.contains('/') {
+                report.error(format!("{at}.device_id"), "must not contain '/'");
+            }
+            // Device ids are NodeIds in one namespace, so they are unique across applications.
+            if !device_ids.insert(device.device_id.as_str()) {
+                report.error(
+                    format!("{at}.device_id"),
+                    format!("\"{}\" is used twice", device.device_id),
+                );
+            }
+            if !device_names.insert(device.device_name.as_str()) {
+                report.error(
+                    format!("{at}.device_name"),
+                    format!(
+                        "\"{}\" is used twice in this application",
+                        device.device_name
+                    ),
+                );
+            }
+            if let Some(stale) = device.stale_threshold_seconds {
+                report.range(&format!("{at}.stale_threshold_seconds"), stale, 1, 86_400);
+                if stale >= config.opcua.bad_threshold_seconds {
+                    report.error(
+                        format!("{at}.stale_threshold_seconds"),
+                        "must be less than opcua.bad_threshold_seconds",
+                    );
+                }
+            }
+            validate_device_children(device, &at, report);
+        }
+    }
+}
+
+fn validate_device_children(device: &DeviceConfig, at: &str, report: &mut ValidationReport) {
+    if device.metrics.is_empty() && device.commands.is_empty() {
+        report.warn(
+            format!("{at}.read_metric"),
+            format!("device \"{}\" has no metric", device.device_id),
+        );
+    }
+    // Metrics and commands are siblings under the device node: their browse names share one space.
+    let mut child_names = HashSet::new();
+    let mut upstream_names = HashSet::new();
+    for (m, metric) in device.metrics.iter().enumerate() {
+        let at = format!("{at}.read_metric[{m}]");
+        report.non_empty(&format!("{at}.metric_name"), &metric.metric_name);
+        report.non_empty(
+            &format!("{at}.chirpstack_metric_name"),
+            &metric.chirpstack_metric_name,
+        );
+        if !child_names.insert(metric.metric_name.as_str()) {
+            report.error(
+                format!("{at}.metric_name"),
+                format!("\"{}\" is used twice in this device", metric.metric_name),
+            );
+        }
+        if !upstream_names.insert(metric.chirpstack_metric_name.as_str()) {
+            report.error(
+                format!("{at}.chirpstack_metric_name"),
+                format!(
+                    "\"{}\" is used twice in this device",
+                    metric.chirpstack_metric_name
+                ),
+            );
+        }
+    }
+    let mut command_ids = HashSet::new();
+    for (c, command) in device.commands.iter().enumerate() {
+        let at = format!("{at}.command[{c}]");
+        report.non_empty(&format!("{at}.command_name"), &command.command_name);
+        if !child_names.insert(command.command_name.as_str()) {
+            report.error(
+                format!("{at}.command_name"),
+                format!(
+                    "\"{}\" is already used by a metric or command of this device",
+                    command.command_name
+                ),
+            );
+        }
+        if !command_ids.insert(command.command_id) {
+            report.error(
+                format!("{at}.command_id"),
+                format!("{} is used twice in this device", command.command_id),
+            );
+        }
+        // LoRaWAN application FPorts are 1-223; 0 is MAC commands, 224+ are reserved.
+        report.range(&format!("{at}.command_port"), command.command_port, 1, 223);
+        if let (Some(min), Some(max)) = (command.command_min, command.command_max) {
+            if min > max {
+                report.error(
+                    format!("{at}.command_min"),
+                    "must not be greater than command_max",
+                );
+            }
+        }
+        if (command.command_min.is_some() || command.command_max.is_some())
+            && !matches!(command.command_type, MetricType::Int | MetricType::Float)
+        {
+            report.error(
+                format!("{at}.command_min"),
+                "a range applies only to Int or Float commands",
+            );
+        }
+    }
+}
