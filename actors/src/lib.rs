@@ -1,1 +1,16 @@
+//! How opcgw runs: the supervised actor tree (one actor per duty) and its runtime pieces.
+//! The `opcgw` binary in `main.rs` is a thin CLI over this library.
 
+pub mod backoff;
+pub mod child;
+pub mod control;
+pub mod duty;
+pub mod logging;
+pub mod messages;
+pub mod opcua;
+pub mod poller;
+pub mod reload;
+pub mod storage;
+pub mod supervisor;
+pub mod tree;
+pub mod web;

@@ -1,1 +1,215 @@
-fn main() {}
+//! `opcgw`: the ChirpStack to OPC UA gateway daemon.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use opcgw::config::{self, EnvSnapshot, DEFAULT_CONFIG_PATH};
+use opcgw_actors::logging::{self, LogSettings, LOG_LEVEL_ENV};
+use opcgw_actors::messages::ReloadTrigger;
+use opcgw_actors::supervisor::{FaultPlan, TreeExit};
+use opcgw_actors::tree::{Tree, TreeOptions};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+
+/// Exit codes (also in docs/operations.md).
+const EXIT_OK: u8 = 0;
+/// Bad configuration or a start-up failure.
+const EXIT_CONFIG: u8 = 1;
+/// A child restarted too often; the service manager should restart the process.
+const EXIT_RESTART_INTENSITY: u8 = 3;
+/// SIGTERM, but the tree did not stop within `supervisor.shutdown_timeout_seconds`.
+const EXIT_SHUTDOWN_TIMEOUT: u8 = 4;
+
+#[derive(Parser)]
+#[command(name = "opcgw", version, about = "ChirpStack to OPC UA gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway until SIGTERM / SIGINT (SIGHUP reloads the configuration).
+    Run(ConfigArg),
+    /// Validate a configuration: print it resolved (secrets redacted) or list every problem.
+    CheckConfig(ConfigArg),
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// Configuration file.
+    #[arg(long, short, env = "OPCGW_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig(args) => check_config(&args.config),
+        Command::Run(args) => run(args.config),
+    }
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match config::load(path, &EnvSnapshot::from_process()) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!("# Resolved configuration from {} (secrets redacted)", path.display());
+            print!("{}", loaded.config.to_redacted_toml());
+            ExitCode::from(EXIT_OK)
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn run(config_path: PathBuf) -> ExitCode {
+    // Everything the gateway creates (logs, database, keys, tokens) is owner-only by default.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    ExitCode::from(runtime.block_on(serve(config_path)))
+}
+
+async fn serve(config_path: PathBuf) -> u8 {
+    // Handlers first: SIGHUP's default action kills the process, and a reload request may
+    // arrive while the tree is still starting.
+    let signals = (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    let (mut hup, mut term, mut int) = match signals {
+        (Ok(hup), Ok(term), Ok(int)) => (hup, term, int),
+        _ => {
+            eprintln!("error: cannot install signal handlers");
+            return EXIT_CONFIG;
+        }
+    };
+
+    let env = EnvSnapshot::from_process();
+    let loaded = match config::load(&config_path, &env) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return EXIT_CONFIG;
+        }
+    };
+    let settings = LogSettings::resolve(&loaded.config.logging, &env);
+    let (log, _log_guard) = logging::init(&settings);
+    if env.raw(LOG_LEVEL_ENV).is_some() && !settings.level_pinned {
+        warn!(event = "log_level_env_invalid", "{LOG_LEVEL_ENV} is not a valid filter and was ignored");
+    }
+    info!(
+        event = "gateway_starting",
+        version = env!("CARGO_PKG_VERSION"),
+        config = %config_path.display(),
+        pid = std::process::id(),
+        log_level = %settings.level
+    );
+    for warning in &loaded.warnings {
+        warn!(event = "config_warning", key = %warning.key, message = %warning.message);
+    }
+
+    let shutdown_timeout = Duration::from_secs(loaded.config.supervisor.shutdown_timeout_seconds);
+    let options = TreeOptions { config_path, env: env.clone(), log: Some(log), faults: fault_plans(&env) };
+    let mut tree = match Tree::start(Arc::new(loaded.config), options).await {
+        Ok(tree) => tree,
+        Err(err) => {
+            error!(event = "gateway_start_failed", error = %err);
+            return EXIT_CONFIG;
+        }
+    };
+    info!(event = "gateway_started");
+    notify_service_manager("READY=1");
+
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let handle = tree.handle.clone();
+                // A reload must not hold up signal handling.
+                tokio::spawn(async move {
+                    if handle.reload(ReloadTrigger::Sighup).await.is_none() {
+                        warn!(event = "config_reload_unavailable", "the reload actor is not running; SIGHUP ignored");
+                    }
+                });
+            }
+            _ = term.recv() => return shut_down(&mut tree, "SIGTERM", shutdown_timeout).await,
+            _ = int.recv() => return shut_down(&mut tree, "SIGINT", shutdown_timeout).await,
+            changed = tree.exit.changed() => {
+                let ended = tree.exit.borrow().clone();
+                match (changed, ended) {
+                    (_, Some(TreeExit::IntensityExceeded { child, restarts })) => {
+                        error!(event = "gateway_exiting", reason = "restart_intensity_exceeded", actor = %child, restarts);
+                        let _ = tokio::time::timeout(shutdown_timeout, &mut tree.join).await;
+                        return EXIT_RESTART_INTENSITY;
+                    }
+                    (_, Some(TreeExit::Clean)) => return EXIT_OK,
+                    (Err(_), None) => {
+                        error!(event = "gateway_exiting", reason = "supervisor_lost");
+                        return EXIT_CONFIG;
+                    }
+                    (Ok(()), None) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn shut_down(tree: &mut Tree, signal: &str, timeout: Duration) -> u8 {
+    info!(event = "shutdown_requested", signal, timeout_ms = timeout.as_millis() as u64);
+    notify_service_manager("STOPPING=1");
+    let stopped = tree.handle.shutdown(timeout).await && tokio::time::timeout(timeout, &mut tree.join).await.is_ok();
+    if stopped {
+        info!(event = "gateway_stopped");
+        EXIT_OK
+    } else {
+        error!(event = "shutdown_timeout", timeout_ms = timeout.as_millis() as u64);
+        EXIT_SHUTDOWN_TIMEOUT
+    }
+}
+
+/// Tells systemd (`Type=notify`) about readiness; a no-op without `NOTIFY_SOCKET`.
+fn notify_service_manager(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let path = path.to_string_lossy().into_owned();
+    let addr = match path.strip_prefix('@') {
+        Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
+        None => SocketAddr::from_pathname(&path),
+    };
+    let sent = addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr));
+    if let Err(err) = sent {
+        warn!(event = "sd_notify_failed", error = %err);
+    }
+}
+
+/// Debug builds only: `OPCGW_FAULT_INJECT=poller@200,web@50` makes each named actor panic that
+/// many milliseconds after every start, for crash-isolation tests of the real binary.
+#[cfg(debug_assertions)]
+fn fault_plans(env: &EnvSnapshot) -> Vec<FaultPlan> {
+    let Some(spec) = env.raw("OPCGW_FAULT_INJECT") else { return Vec::new() };
+    let plans: Vec<FaultPlan> = spec
+        .split(',')
+        .filter_map(|item| {
+            let (child, ms) = item.trim().split_once('@')?;
+            Some(FaultPlan { child: child.to_string(), after: Duration::from_millis(ms.parse().ok()?) })
+        })
+        .collect();
+    warn!(event = "fault_injection_enabled", plans = ?plans);
+    plans
+}
+
+#[cfg(not(debug_assertions))]
+fn fault_plans(_env: &EnvSnapshot) -> Vec<FaultPlan> {
+    Vec::new()
+}

@@ -24,6 +24,7 @@ const SECTIONS: &[&str] = &[
     "web",
     "storage",
     "control",
+    "supervisor",
     "application",
 ];
 
@@ -107,6 +108,7 @@ pub fn load(path: &Path, env: &EnvSnapshot) -> Result<LoadedConfig, ConfigError>
         web: section(&figment, "web", &mut problems),
         storage: section(&figment, "storage", &mut problems),
         control: section(&figment, "control", &mut problems),
+        supervisor: section(&figment, "supervisor", &mut problems),
         applications: section(&figment, "application", &mut problems),
     };
     resolve_secrets(&mut config, env, &mut problems);

@@ -20,6 +20,7 @@ pub struct AppConfig {
     pub web: WebConfig,
     pub storage: StorageConfig,
     pub control: ControlConfig,
+    pub supervisor: SupervisorConfig,
     #[serde(rename = "application")]
     pub applications: Vec<ApplicationConfig>,
 }
@@ -242,6 +243,40 @@ impl Default for ControlConfig {
             socket_group: None,
             token_file: PathBuf::from("./run/control.token"),
             token: Secret::default(),
+        }
+    }
+}
+
+/// Restart policy of the actor tree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SupervisorConfig {
+    /// First restart delay; doubles per consecutive failure.
+    pub backoff_initial_ms: u64,
+    /// Longest restart delay.
+    pub backoff_max_ms: u64,
+    /// A child running this long without failing starts again from the first delay.
+    pub healthy_reset_seconds: u64,
+    /// More than this many restarts of one child within `restart_window_seconds` stops the
+    /// whole process with a non-zero exit code (systemd / Kubernetes then restart it).
+    pub max_restarts: u32,
+    pub restart_window_seconds: u64,
+    /// Longest wait for one child to start before the attempt counts as failed.
+    pub start_timeout_seconds: u64,
+    /// Longest wait for the whole tree to stop on SIGTERM.
+    pub shutdown_timeout_seconds: u64,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        Self {
+            backoff_initial_ms: 250,
+            backoff_max_ms: 30_000,
+            healthy_reset_seconds: 60,
+            max_restarts: 10,
+            restart_window_seconds: 300,
+            start_timeout_seconds: 30,
+            shutdown_timeout_seconds: 10,
         }
     }
 }

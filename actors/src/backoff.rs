@@ -1,0 +1,147 @@
+//! Restart timing: exponential backoff with jitter, and restart intensity.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use opcgw::config::SupervisorConfig;
+
+/// How long to wait before restarting a failed child.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BackoffPolicy {
+    pub initial: Duration,
+    pub max: Duration,
+    /// A child that ran this long without failing starts over from `initial`.
+    pub reset_after: Duration,
+    /// Fraction (0..1) the delay may be shortened by at random, so children that failed
+    /// together (a shared upstream went away) do not retry in lockstep. Jitter only ever
+    /// shortens the delay, so `max` stays a true upper bound.
+    pub jitter: f64,
+}
+
+impl BackoffPolicy {
+    /// The nominal (jitter-free) delay before restart number `attempt` (0-based).
+    pub fn nominal_delay(&self, attempt: u32) -> Duration {
+        let factor = 1u64.checked_shl(attempt.min(32)).unwrap_or(u64::MAX);
+        let millis = (self.initial.as_millis() as u64).saturating_mul(factor);
+        Duration::from_millis(millis).min(self.max)
+    }
+
+    /// The delay before restart number `attempt`, with jitter drawn from `unit` (0..1).
+    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
+        let nominal = self.nominal_delay(attempt);
+        nominal.mul_f64(1.0 - self.jitter * unit.clamp(0.0, 1.0))
+    }
+}
+
+/// The restart limit: more than `max_restarts` within `window` escalates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IntensityPolicy {
+    pub max_restarts: u32,
+    pub window: Duration,
+}
+
+/// Recent restarts of one child, for the intensity check.
+#[derive(Debug, Default)]
+pub struct RestartWindow {
+    times: VecDeque<Instant>,
+}
+
+impl RestartWindow {
+    /// Records a restart at `now`; returns true when the policy is exceeded.
+    pub fn record(&mut self, now: Instant, policy: &IntensityPolicy) -> bool {
+        self.times.push_back(now);
+        while let Some(&oldest) = self.times.front() {
+            if now.duration_since(oldest) > policy.window {
+                self.times.pop_front();
+            } else {
+                break;
+            }
+        }
+        self.times.len() > policy.max_restarts as usize
+    }
+
+    pub fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+}
+
+/// Everything the supervisor needs to decide about restarts and stops.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SupervisorPolicy {
+    pub backoff: BackoffPolicy,
+    pub intensity: IntensityPolicy,
+    pub start_timeout: Duration,
+    /// Per child, when stopping the tree.
+    pub stop_timeout: Duration,
+}
+
+impl SupervisorPolicy {
+    pub fn from_config(config: &SupervisorConfig) -> Self {
+        let shutdown = Duration::from_secs(config.shutdown_timeout_seconds);
+        Self {
+            backoff: BackoffPolicy {
+                initial: Duration::from_millis(config.backoff_initial_ms),
+                max: Duration::from_millis(config.backoff_max_ms),
+                reset_after: Duration::from_secs(config.healthy_reset_seconds),
+                jitter: 0.2,
+            },
+            intensity: IntensityPolicy {
+                max_restarts: config.max_restarts,
+                window: Duration::from_secs(config.restart_window_seconds),
+            },
+            start_timeout: Duration::from_secs(config.start_timeout_seconds),
+            // Six children share the shutdown budget.
+            stop_timeout: shutdown / 6,
+        }
+    }
+}
+
+impl Default for SupervisorPolicy {
+    fn default() -> Self {
+        Self::from_config(&SupervisorConfig::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_schedule_doubles_from_250ms_and_caps_at_30s() {
+        let policy = SupervisorPolicy::default().backoff;
+        let schedule: Vec<u64> = (0..10).map(|n| policy.nominal_delay(n).as_millis() as u64).collect();
+        assert_eq!(schedule, [250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
+        assert_eq!(policy.nominal_delay(u32::MAX), Duration::from_secs(30));
+        assert_eq!(policy.reset_after, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn jitter_only_shortens_and_by_at_most_a_fifth() {
+        let policy = SupervisorPolicy::default().backoff;
+        assert_eq!(policy.delay(3, 0.0), Duration::from_secs(2));
+        assert_eq!(policy.delay(3, 1.0), Duration::from_millis(1_600));
+        assert!(policy.delay(20, 0.5) <= policy.max);
+    }
+
+    #[test]
+    fn more_than_max_restarts_in_the_window_escalates() {
+        let policy = IntensityPolicy { max_restarts: 10, window: Duration::from_secs(300) };
+        let start = Instant::now();
+        let mut window = RestartWindow::default();
+        for i in 0..10 {
+            assert!(!window.record(start + Duration::from_secs(i * 20), &policy), "restart {i}");
+        }
+        assert!(window.record(start + Duration::from_secs(200), &policy), "the 11th within 5 min escalates");
+
+        let mut spread = RestartWindow::default();
+        for i in 0..30 {
+            // One restart a minute never reaches 11 within 5 minutes.
+            assert!(!spread.record(start + Duration::from_secs(i * 60), &policy), "restart {i}");
+        }
+        assert!(spread.len() <= 6);
+    }
+}

@@ -1,0 +1,74 @@
+//! How the supervisor starts a child and talks to it without knowing its type.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
+
+use crate::messages::{Common, ConfigUpdate};
+use crate::supervisor::SupervisorMsg;
+
+/// What a child gets when it is (re)started: its supervisor and the live configuration
+/// (the newest one, so a child restarted after a reload sees the reloaded values).
+#[derive(Clone)]
+pub struct ChildContext {
+    pub supervisor: ActorRef<SupervisorMsg>,
+    pub config: ConfigUpdate,
+}
+
+pub type StartFuture<'a> = Pin<Box<dyn Future<Output = Result<ActorCell, String>> + Send + 'a>>;
+
+/// A child of the supervisor: a name, a way to start it linked, and a way to send it the
+/// messages every child understands.
+pub trait ChildSpec: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    fn start(&self, ctx: ChildContext) -> StartFuture<'_>;
+    fn send_common(&self, cell: &ActorCell, message: Common) -> Result<(), String>;
+}
+
+/// A [`ChildSpec`] for any actor whose messages include [`Common`].
+pub struct ActorChild<A, F> {
+    name: String,
+    make: F,
+    _actor: PhantomData<fn() -> A>,
+}
+
+/// A child named `name`, built by `make` from the start context at every (re)start.
+pub fn actor_child<A, F>(name: impl Into<String>, make: F) -> Arc<dyn ChildSpec>
+where
+    A: Actor,
+    A::Msg: From<Common>,
+    F: Fn(&ChildContext) -> (A, A::Arguments) + Send + Sync + 'static,
+{
+    Arc::new(ActorChild { name: name.into(), make, _actor: PhantomData })
+}
+
+impl<A, F> ChildSpec for ActorChild<A, F>
+where
+    A: Actor,
+    A::Msg: From<Common>,
+    F: Fn(&ChildContext) -> (A, A::Arguments) + Send + Sync + 'static,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn start(&self, ctx: ChildContext) -> StartFuture<'_> {
+        let (actor, args) = (self.make)(&ctx);
+        Box::pin(async move {
+            // Unnamed: ractor names are process-global, and a restarted child must never
+            // collide with the registration of the instance it replaces.
+            match A::spawn_linked(None, actor, args, ctx.supervisor.get_cell()).await {
+                Ok((actor_ref, _join)) => Ok(actor_ref.get_cell()),
+                Err(SpawnErr::StartupFailed(err)) => Err(err.to_string()),
+                Err(other) => Err(other.to_string()),
+            }
+        })
+    }
+
+    fn send_common(&self, cell: &ActorCell, message: Common) -> Result<(), String> {
+        cell.send_message::<A::Msg>(A::Msg::from(message)).map_err(|e| e.to_string())
+    }
+}

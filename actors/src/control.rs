@@ -1,0 +1,29 @@
+//! The Control actor.
+//!
+//! Its duty arrives in a later release; until then it starts, stops, takes configuration
+//! changes and answers `Status` honestly, so the supervision tree is complete.
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::duty::DutyBase;
+use crate::messages::{ConfigUpdate, ControlMsg};
+
+pub const ROLE: &str = "control";
+
+pub struct ControlActor;
+
+impl Actor for ControlActor {
+    type Msg = ControlMsg;
+    type State = DutyBase;
+    type Arguments = ConfigUpdate;
+
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, config: ConfigUpdate) -> Result<Self::State, ActorProcessingErr> {
+        Ok(DutyBase::new(ROLE, config))
+    }
+
+    async fn handle(&self, _myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match message {
+            ControlMsg::Common(common) => state.handle_common(common, |_| "idle: the control socket duty is not built yet; no socket is bound".into()),
+        }
+    }
+}

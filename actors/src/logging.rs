@@ -1,0 +1,119 @@
+//! Logging: console (stderr) plus a daily-rolling file, one runtime-changeable filter.
+//!
+//! The bootstrap short forms `OPCGW_LOG_LEVEL` / `OPCGW_LOG_DIR` beat the configuration (and
+//! its `OPCGW_LOGGING__*` overrides); they exist so logging can be steered even when the
+//! configuration cannot be read.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use opcgw::config::{check_log_filter, EnvSnapshot, LoggingConfig};
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
+
+pub const LOG_LEVEL_ENV: &str = "OPCGW_LOG_LEVEL";
+pub const LOG_DIR_ENV: &str = "OPCGW_LOG_DIR";
+pub const LOG_FILE_PREFIX: &str = "opcgw.log";
+
+/// The effective logging settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogSettings {
+    pub level: String,
+    pub dir: PathBuf,
+    /// The level came from `OPCGW_LOG_LEVEL`, so configuration reloads do not change it.
+    pub level_pinned: bool,
+}
+
+impl LogSettings {
+    pub fn resolve(config: &LoggingConfig, env: &EnvSnapshot) -> Self {
+        let pinned = env.raw(LOG_LEVEL_ENV).filter(|v| check_log_filter(v).is_ok());
+        Self {
+            level: pinned.map(str::to_string).unwrap_or_else(|| config.level.clone()),
+            dir: env.raw(LOG_DIR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| config.dir.clone()),
+            level_pinned: pinned.is_some(),
+        }
+    }
+}
+
+/// Changes the filter of the running subscriber.
+#[derive(Clone)]
+pub struct LogControl {
+    handle: reload::Handle<EnvFilter, Registry>,
+    level_pinned: bool,
+}
+
+impl LogControl {
+    /// Applies `filter` now (used by `ctl log-level`).
+    pub fn set_filter(&self, filter: &str) -> Result<(), String> {
+        check_log_filter(filter)?;
+        let filter = EnvFilter::try_new(filter).map_err(|e| e.to_string())?;
+        self.handle.reload(filter).map_err(|e| e.to_string())
+    }
+
+    /// Applies a reloaded `logging.level` unless `OPCGW_LOG_LEVEL` pins the level; returns
+    /// whether it was applied.
+    pub fn apply_config_level(&self, level: &str) -> Result<bool, String> {
+        if self.level_pinned {
+            return Ok(false);
+        }
+        self.set_filter(level).map(|()| true)
+    }
+}
+
+/// Keeps the file writer flushing; drop it last.
+pub struct LogGuard {
+    _file: Option<WorkerGuard>,
+}
+
+/// Installs the global subscriber. A log directory that cannot be created degrades to
+/// console-only logging with a warning instead of stopping the gateway.
+pub fn init(settings: &LogSettings) -> (LogControl, LogGuard) {
+    let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let console = fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    let (file_layer, guard, file_error) = match file_writer(&settings.dir) {
+        Ok((writer, guard)) => (Some(fmt::layer().with_ansi(false).with_writer(writer)), Some(guard), None),
+        Err(err) => (None, None, Some(err)),
+    };
+    let _ = tracing_subscriber::registry().with(filter).with(console).with(file_layer).try_init();
+    if let Some(err) = file_error {
+        tracing::warn!(
+            event = "log_dir_unavailable",
+            dir = %settings.dir.display(),
+            error = %err,
+            "logging to the console only; set OPCGW_LOG_DIR or [logging].dir to a writable directory"
+        );
+    }
+    (LogControl { handle, level_pinned: settings.level_pinned }, LogGuard { _file: guard })
+}
+
+fn file_writer(dir: &Path) -> Result<(tracing_appender::non_blocking::NonBlocking, WorkerGuard), String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let appender = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix(LOG_FILE_PREFIX)
+        .max_log_files(30)
+        .build(dir)
+        .map_err(|e| e.to_string())?;
+    Ok(tracing_appender::non_blocking(appender))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_short_forms_beat_the_configuration() {
+        let config = LoggingConfig { dir: "./log".into(), level: "warn".into() };
+        let plain = LogSettings::resolve(&config, &EnvSnapshot::default());
+        assert_eq!((plain.level.as_str(), plain.dir.as_path(), plain.level_pinned), ("warn", Path::new("./log"), false));
+        let env = EnvSnapshot::from_pairs([(LOG_LEVEL_ENV, "debug"), (LOG_DIR_ENV, "/var/log/opcgw")]);
+        let pinned = LogSettings::resolve(&config, &env);
+        assert_eq!((pinned.level.as_str(), pinned.dir.as_path(), pinned.level_pinned), ("debug", Path::new("/var/log/opcgw"), true));
+        // An invalid short form does not pin anything.
+        let bad = LogSettings::resolve(&config, &EnvSnapshot::from_pairs([(LOG_LEVEL_ENV, "loud")]));
+        assert_eq!(bad.level, "warn");
+    }
+}

@@ -1,0 +1,120 @@
+//! The gateway's actor tree: the children in start order, and a handle to drive it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opcgw::config::{AppConfig, EnvSnapshot};
+use ractor::{Actor, ActorRef};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::backoff::SupervisorPolicy;
+use crate::child::{actor_child, ChildSpec};
+use crate::logging::LogControl;
+use crate::messages::{ConfigUpdate, ReloadMsg, ReloadOutcome, ReloadTrigger, CALL_TIMEOUT};
+use crate::reload::{ReloadActor, ReloadArgs};
+use crate::supervisor::{FaultPlan, Supervisor, SupervisorArgs, SupervisorMsg, TreeExit, TreeStatus};
+use crate::{control, opcua, poller, reload, storage, web};
+
+/// Everything the tree needs besides the configuration.
+#[derive(Clone, Default)]
+pub struct TreeOptions {
+    pub config_path: PathBuf,
+    pub env: EnvSnapshot,
+    pub log: Option<LogControl>,
+    pub faults: Vec<FaultPlan>,
+}
+
+/// The six duty actors, in start order: storage first (everyone writes to or reads from it),
+/// reload last (it may only broadcast to a complete tree).
+pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
+    let reload_options = options.clone();
+    vec![
+        actor_child(storage::ROLE, |ctx| (storage::StorageActor, ctx.config.clone())),
+        actor_child(opcua::ROLE, |ctx| (opcua::OpcUaActor, ctx.config.clone())),
+        actor_child(poller::ROLE, |ctx| (poller::PollerActor, ctx.config.clone())),
+        actor_child(web::ROLE, |ctx| (web::WebActor, ctx.config.clone())),
+        actor_child(control::ROLE, |ctx| (control::ControlActor, ctx.config.clone())),
+        actor_child(reload::ROLE, move |ctx| {
+            let args = ReloadArgs {
+                config_path: reload_options.config_path.clone(),
+                env: reload_options.env.clone(),
+                log: reload_options.log.clone(),
+                supervisor: ctx.supervisor.clone(),
+                config: ctx.config.clone(),
+            };
+            (ReloadActor, args)
+        }),
+    ]
+}
+
+/// A running tree.
+pub struct Tree {
+    pub handle: TreeHandle,
+    /// Completes when the supervisor has stopped.
+    pub join: JoinHandle<()>,
+    /// Set once the tree has ended, with how it ended.
+    pub exit: watch::Receiver<Option<TreeExit>>,
+}
+
+/// A cheap, cloneable way to talk to a running tree.
+#[derive(Clone)]
+pub struct TreeHandle {
+    pub supervisor: ActorRef<SupervisorMsg>,
+}
+
+impl Tree {
+    /// Starts the gateway tree with `config`.
+    pub async fn start(config: Arc<AppConfig>, options: TreeOptions) -> Result<Self, String> {
+        let policy = SupervisorPolicy::from_config(&config.supervisor);
+        let children = gateway_children(&options);
+        Self::start_with(children, policy, ConfigUpdate::initial(config), options.faults).await
+    }
+
+    /// Starts a tree of arbitrary children (tests use their own).
+    pub async fn start_with(
+        children: Vec<Arc<dyn ChildSpec>>,
+        policy: SupervisorPolicy,
+        config: ConfigUpdate,
+        faults: Vec<FaultPlan>,
+    ) -> Result<Self, String> {
+        let (exit_tx, exit) = watch::channel(None);
+        let args = SupervisorArgs { children, policy, config, exit: exit_tx, faults };
+        let (supervisor, join) = Actor::spawn(None, Supervisor, args).await.map_err(|e| e.to_string())?;
+        Ok(Self { handle: TreeHandle { supervisor }, join, exit })
+    }
+}
+
+impl TreeHandle {
+    pub async fn status(&self) -> Option<TreeStatus> {
+        self.supervisor.call(SupervisorMsg::Status, Some(CALL_TIMEOUT)).await.ok()?.success_or(()).ok()
+    }
+
+    /// Stops the tree in reverse start order; false if it did not finish within `timeout`.
+    pub async fn shutdown(&self, timeout: Duration) -> bool {
+        matches!(
+            self.supervisor.call(SupervisorMsg::Shutdown, Some(timeout)).await,
+            Ok(ractor::rpc::CallResult::Success(()))
+        )
+    }
+
+    /// Asks the reload actor to reload; `None` when it is not running.
+    pub async fn reload(&self, trigger: ReloadTrigger) -> Option<ReloadOutcome> {
+        let cell = self
+            .supervisor
+            .call(|reply| SupervisorMsg::Lookup(reload::ROLE.into(), reply), Some(CALL_TIMEOUT))
+            .await
+            .ok()?
+            .success_or(())
+            .ok()??;
+        let reload: ActorRef<ReloadMsg> = cell.into();
+        // Loading and validating a large file takes a moment; allow more than a status call.
+        reload
+            .call(|reply| ReloadMsg::Reload { trigger, reply: Some(reply) }, Some(CALL_TIMEOUT * 6))
+            .await
+            .ok()?
+            .success_or(())
+            .ok()
+    }
+}
