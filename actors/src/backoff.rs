@@ -113,8 +113,13 @@ mod tests {
     #[test]
     fn the_default_schedule_doubles_from_250ms_and_caps_at_30s() {
         let policy = SupervisorPolicy::default().backoff;
-        let schedule: Vec<u64> = (0..10).map(|n| policy.nominal_delay(n).as_millis() as u64).collect();
-        assert_eq!(schedule, [250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
+        let schedule: Vec<u64> = (0..10)
+            .map(|n| policy.nominal_delay(n).as_millis() as u64)
+            .collect();
+        assert_eq!(
+            schedule,
+            [250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]
+        );
         assert_eq!(policy.nominal_delay(u32::MAX), Duration::from_secs(30));
         assert_eq!(policy.reset_after, Duration::from_secs(60));
     }
@@ -129,18 +134,30 @@ mod tests {
 
     #[test]
     fn more_than_max_restarts_in_the_window_escalates() {
-        let policy = IntensityPolicy { max_restarts: 10, window: Duration::from_secs(300) };
+        let policy = IntensityPolicy {
+            max_restarts: 10,
+            window: Duration::from_secs(300),
+        };
         let start = Instant::now();
         let mut window = RestartWindow::default();
         for i in 0..10 {
-            assert!(!window.record(start + Duration::from_secs(i * 20), &policy), "restart {i}");
+            assert!(
+                !window.record(start + Duration::from_secs(i * 20), &policy),
+                "restart {i}"
+            );
         }
-        assert!(window.record(start + Duration::from_secs(200), &policy), "the 11th within 5 min escalates");
+        assert!(
+            window.record(start + Duration::from_secs(200), &policy),
+            "the 11th within 5 min escalates"
+        );
 
         let mut spread = RestartWindow::default();
         for i in 0..30 {
             // One restart a minute never reaches 11 within 5 minutes.
-            assert!(!spread.record(start + Duration::from_secs(i * 60), &policy), "restart {i}");
+            assert!(
+                !spread.record(start + Duration::from_secs(i * 60), &policy),
+                "restart {i}"
+            );
         }
         assert!(spread.len() <= 6);
     }

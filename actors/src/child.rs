@@ -42,7 +42,11 @@ where
     A::Msg: From<Common>,
     F: Fn(&ChildContext) -> (A, A::Arguments) + Send + Sync + 'static,
 {
-    Arc::new(ActorChild { name: name.into(), make, _actor: PhantomData })
+    Arc::new(ActorChild {
+        name: name.into(),
+        make,
+        _actor: PhantomData,
+    })
 }
 
 impl<A, F> ChildSpec for ActorChild<A, F>
@@ -69,6 +73,7 @@ where
     }
 
     fn send_common(&self, cell: &ActorCell, message: Common) -> Result<(), String> {
-        cell.send_message::<A::Msg>(A::Msg::from(message)).map_err(|e| e.to_string())
+        cell.send_message::<A::Msg>(A::Msg::from(message))
+            .map_err(|e| e.to_string())
     }
 }

@@ -18,7 +18,11 @@ impl DutyBase {
     }
 
     /// Handles a [`Common`] message; `summary` describes what the actor is doing right now.
-    pub fn handle_common(&mut self, message: Common, summary: impl FnOnce(&Self) -> String) -> Result<(), ActorProcessingErr> {
+    pub fn handle_common(
+        &mut self,
+        message: Common,
+        summary: impl FnOnce(&Self) -> String,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             Common::Status(reply) => {
                 let report = ActorReport {
@@ -29,7 +33,11 @@ impl DutyBase {
                 let _ = reply.send(report);
             }
             Common::ConfigChanged(update) => {
-                debug!(event = "config_applied", actor = self.role, generation = update.generation);
+                debug!(
+                    event = "config_applied",
+                    actor = self.role,
+                    generation = update.generation
+                );
                 self.config = update;
             }
             #[cfg(debug_assertions)]

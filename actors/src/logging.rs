@@ -28,10 +28,18 @@ pub struct LogSettings {
 
 impl LogSettings {
     pub fn resolve(config: &LoggingConfig, env: &EnvSnapshot) -> Self {
-        let pinned = env.raw(LOG_LEVEL_ENV).filter(|v| check_log_filter(v).is_ok());
+        let pinned = env
+            .raw(LOG_LEVEL_ENV)
+            .filter(|v| check_log_filter(v).is_ok());
         Self {
-            level: pinned.map(str::to_string).unwrap_or_else(|| config.level.clone()),
-            dir: env.raw(LOG_DIR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| config.dir.clone()),
+            level: pinned
+                .map(str::to_string)
+                .unwrap_or_else(|| config.level.clone()),
+            dir: env
+                .raw(LOG_DIR_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| config.dir.clone()),
             level_pinned: pinned.is_some(),
         }
     }
@@ -72,12 +80,22 @@ pub struct LogGuard {
 pub fn init(settings: &LogSettings) -> (LogControl, LogGuard) {
     let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
-    let console = fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    let console = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let (file_layer, guard, file_error) = match file_writer(&settings.dir) {
-        Ok((writer, guard)) => (Some(fmt::layer().with_ansi(false).with_writer(writer)), Some(guard), None),
+        Ok((writer, guard)) => (
+            Some(fmt::layer().with_ansi(false).with_writer(writer)),
+            Some(guard),
+            None,
+        ),
         Err(err) => (None, None, Some(err)),
     };
-    let _ = tracing_subscriber::registry().with(filter).with(console).with(file_layer).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(console)
+        .with(file_layer)
+        .try_init();
     if let Some(err) = file_error {
         tracing::warn!(
             event = "log_dir_unavailable",
@@ -86,10 +104,18 @@ pub fn init(settings: &LogSettings) -> (LogControl, LogGuard) {
             "logging to the console only; set OPCGW_LOG_DIR or [logging].dir to a writable directory"
         );
     }
-    (LogControl { handle, level_pinned: settings.level_pinned }, LogGuard { _file: guard })
+    (
+        LogControl {
+            handle,
+            level_pinned: settings.level_pinned,
+        },
+        LogGuard { _file: guard },
+    )
 }
 
-fn file_writer(dir: &Path) -> Result<(tracing_appender::non_blocking::NonBlocking, WorkerGuard), String> {
+fn file_writer(
+    dir: &Path,
+) -> Result<(tracing_appender::non_blocking::NonBlocking, WorkerGuard), String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let appender = tracing_appender::rolling::Builder::new()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
@@ -106,14 +132,33 @@ mod tests {
 
     #[test]
     fn the_short_forms_beat_the_configuration() {
-        let config = LoggingConfig { dir: "./log".into(), level: "warn".into() };
+        let config = LoggingConfig {
+            dir: "./log".into(),
+            level: "warn".into(),
+        };
         let plain = LogSettings::resolve(&config, &EnvSnapshot::default());
-        assert_eq!((plain.level.as_str(), plain.dir.as_path(), plain.level_pinned), ("warn", Path::new("./log"), false));
-        let env = EnvSnapshot::from_pairs([(LOG_LEVEL_ENV, "debug"), (LOG_DIR_ENV, "/var/log/opcgw")]);
+        assert_eq!(
+            (
+                plain.level.as_str(),
+                plain.dir.as_path(),
+                plain.level_pinned
+            ),
+            ("warn", Path::new("./log"), false)
+        );
+        let env =
+            EnvSnapshot::from_pairs([(LOG_LEVEL_ENV, "debug"), (LOG_DIR_ENV, "/var/log/opcgw")]);
         let pinned = LogSettings::resolve(&config, &env);
-        assert_eq!((pinned.level.as_str(), pinned.dir.as_path(), pinned.level_pinned), ("debug", Path::new("/var/log/opcgw"), true));
+        assert_eq!(
+            (
+                pinned.level.as_str(),
+                pinned.dir.as_path(),
+                pinned.level_pinned
+            ),
+            ("debug", Path::new("/var/log/opcgw"), true)
+        );
         // An invalid short form does not pin anything.
-        let bad = LogSettings::resolve(&config, &EnvSnapshot::from_pairs([(LOG_LEVEL_ENV, "loud")]));
+        let bad =
+            LogSettings::resolve(&config, &EnvSnapshot::from_pairs([(LOG_LEVEL_ENV, "loud")]));
         assert_eq!(bad.level, "warn");
     }
 }

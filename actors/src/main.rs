@@ -59,7 +59,10 @@ fn check_config(path: &Path) -> ExitCode {
             for warning in &loaded.warnings {
                 eprintln!("warning: {warning}");
             }
-            println!("# Resolved configuration from {} (secrets redacted)", path.display());
+            println!(
+                "# Resolved configuration from {} (secrets redacted)",
+                path.display()
+            );
             print!("{}", loaded.config.to_redacted_toml());
             ExitCode::from(EXIT_OK)
         }
@@ -73,7 +76,10 @@ fn check_config(path: &Path) -> ExitCode {
 fn run(config_path: PathBuf) -> ExitCode {
     // Everything the gateway creates (logs, database, keys, tokens) is owner-only by default.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -86,7 +92,11 @@ fn run(config_path: PathBuf) -> ExitCode {
 async fn serve(config_path: PathBuf) -> u8 {
     // Handlers first: SIGHUP's default action kills the process, and a reload request may
     // arrive while the tree is still starting.
-    let signals = (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    let signals = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
     let (mut hup, mut term, mut int) = match signals {
         (Ok(hup), Ok(term), Ok(int)) => (hup, term, int),
         _ => {
@@ -105,8 +115,11 @@ async fn serve(config_path: PathBuf) -> u8 {
     };
     let settings = LogSettings::resolve(&loaded.config.logging, &env);
     let (log, _log_guard) = logging::init(&settings);
-    if env.raw(LOG_LEVEL_ENV).is_some() && !settings.level_pinned {
-        warn!(event = "log_level_env_invalid", "{LOG_LEVEL_ENV} is not a valid filter and was ignored");
+    if env.raw(LOG_LEVEL_ENV).is_some_and(|v| !v.is_empty()) && !settings.level_pinned {
+        warn!(
+            event = "log_level_env_invalid",
+            "{LOG_LEVEL_ENV} is not a valid filter and was ignored"
+        );
     }
     info!(
         event = "gateway_starting",
@@ -120,7 +133,12 @@ async fn serve(config_path: PathBuf) -> u8 {
     }
 
     let shutdown_timeout = Duration::from_secs(loaded.config.supervisor.shutdown_timeout_seconds);
-    let options = TreeOptions { config_path, env: env.clone(), log: Some(log), faults: fault_plans(&env) };
+    let options = TreeOptions {
+        config_path,
+        env: env.clone(),
+        log: Some(log),
+        faults: fault_plans(&env),
+    };
     let mut tree = match Tree::start(Arc::new(loaded.config), options).await {
         Ok(tree) => tree,
         Err(err) => {
@@ -165,14 +183,22 @@ async fn serve(config_path: PathBuf) -> u8 {
 }
 
 async fn shut_down(tree: &mut Tree, signal: &str, timeout: Duration) -> u8 {
-    info!(event = "shutdown_requested", signal, timeout_ms = timeout.as_millis() as u64);
+    info!(
+        event = "shutdown_requested",
+        signal,
+        timeout_ms = timeout.as_millis() as u64
+    );
     notify_service_manager("STOPPING=1");
-    let stopped = tree.handle.shutdown(timeout).await && tokio::time::timeout(timeout, &mut tree.join).await.is_ok();
+    let stopped = tree.handle.shutdown(timeout).await
+        && tokio::time::timeout(timeout, &mut tree.join).await.is_ok();
     if stopped {
         info!(event = "gateway_stopped");
         EXIT_OK
     } else {
-        error!(event = "shutdown_timeout", timeout_ms = timeout.as_millis() as u64);
+        error!(
+            event = "shutdown_timeout",
+            timeout_ms = timeout.as_millis() as u64
+        );
         EXIT_SHUTDOWN_TIMEOUT
     }
 }
@@ -181,7 +207,9 @@ async fn shut_down(tree: &mut Tree, signal: &str, timeout: Duration) -> u8 {
 fn notify_service_manager(state: &str) {
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::net::{SocketAddr, UnixDatagram};
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
     let path = path.to_string_lossy().into_owned();
     let addr = match path.strip_prefix('@') {
         Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
@@ -197,12 +225,17 @@ fn notify_service_manager(state: &str) {
 /// many milliseconds after every start, for crash-isolation tests of the real binary.
 #[cfg(debug_assertions)]
 fn fault_plans(env: &EnvSnapshot) -> Vec<FaultPlan> {
-    let Some(spec) = env.raw("OPCGW_FAULT_INJECT") else { return Vec::new() };
+    let Some(spec) = env.raw("OPCGW_FAULT_INJECT") else {
+        return Vec::new();
+    };
     let plans: Vec<FaultPlan> = spec
         .split(',')
         .filter_map(|item| {
             let (child, ms) = item.trim().split_once('@')?;
-            Some(FaultPlan { child: child.to_string(), after: Duration::from_millis(ms.parse().ok()?) })
+            Some(FaultPlan {
+                child: child.to_string(),
+                after: Duration::from_millis(ms.parse().ok()?),
+            })
         })
         .collect();
     warn!(event = "fault_injection_enabled", plans = ?plans);

@@ -21,7 +21,11 @@ pub struct ConfigUpdate {
 
 impl ConfigUpdate {
     pub fn initial(config: Arc<AppConfig>) -> Self {
-        Self { config, diff: Arc::new(ConfigDiff::default()), generation: 0 }
+        Self {
+            config,
+            diff: Arc::new(ConfigDiff::default()),
+            generation: 0,
+        }
     }
 }
 
@@ -136,7 +140,10 @@ pub enum ReloadOutcome {
 #[derive(Debug)]
 pub enum ReloadMsg {
     Common(Common),
-    Reload { trigger: ReloadTrigger, reply: Option<RpcReplyPort<ReloadOutcome>> },
+    Reload {
+        trigger: ReloadTrigger,
+        reply: Option<RpcReplyPort<ReloadOutcome>>,
+    },
 }
 
 macro_rules! common_from {

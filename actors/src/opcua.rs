@@ -17,11 +17,20 @@ impl Actor for OpcUaActor {
     type State = DutyBase;
     type Arguments = ConfigUpdate;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, config: ConfigUpdate) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        config: ConfigUpdate,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(DutyBase::new(ROLE, config))
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             OpcUaMsg::Common(common) => state.handle_common(common, |_| "idle: the OPC UA server duty is not built yet; nothing listens on the OPC UA port".into()),
         }

@@ -17,13 +17,24 @@ impl Actor for PollerActor {
     type State = DutyBase;
     type Arguments = ConfigUpdate;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, config: ConfigUpdate) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        config: ConfigUpdate,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(DutyBase::new(ROLE, config))
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
-            PollerMsg::Common(common) => state.handle_common(common, |_| "idle: the ChirpStack poller duty is not built yet; nothing is polled".into()),
+            PollerMsg::Common(common) => state.handle_common(common, |_| {
+                "idle: the ChirpStack poller duty is not built yet; nothing is polled".into()
+            }),
         }
     }
 }

@@ -41,6 +41,9 @@ pub struct ReloadState {
     env: EnvSnapshot,
     log: Option<LogControl>,
     supervisor: ActorRef<SupervisorMsg>,
+    /// A reloaded `logging.level`, applied after the outcome is logged (so the outcome is
+    /// logged under the level that was live when the reload was asked for).
+    pending_log_level: Option<String>,
 }
 
 impl Actor for ReloadActor {
@@ -48,21 +51,36 @@ impl Actor for ReloadActor {
     type State = ReloadState;
     type Arguments = ReloadArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: ReloadArgs) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: ReloadArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(ReloadState {
             base: DutyBase::new(ROLE, args.config),
             config_path: args.config_path,
             env: args.env,
             log: args.log,
             supervisor: args.supervisor,
+            pending_log_level: None,
         })
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             ReloadMsg::Common(common) => {
                 let path = state.config_path.display().to_string();
-                state.base.handle_common(common, |base| format!("live configuration generation {} from {path}", base.config.generation))
+                state.base.handle_common(common, |base| {
+                    format!(
+                        "live configuration generation {} from {path}",
+                        base.config.generation
+                    )
+                })
             }
             ReloadMsg::Reload { trigger, reply } => {
                 let outcome = state.reload(trigger);
@@ -82,7 +100,13 @@ impl ReloadState {
         info!(event = "config_reload_attempted", trigger = trigger_name, path = %self.config_path.display());
         let outcome = self.try_reload(started);
         match &outcome {
-            ReloadOutcome::Succeeded { changed_section_count, includes_topology_change, duration_ms, generation, .. } => {
+            ReloadOutcome::Succeeded {
+                changed_section_count,
+                includes_topology_change,
+                duration_ms,
+                generation,
+                ..
+            } => {
                 info!(
                     event = "config_reload_succeeded",
                     trigger = trigger_name,
@@ -92,7 +116,11 @@ impl ReloadState {
                     generation
                 );
             }
-            ReloadOutcome::Failed { reason, changed_knob, error } => {
+            ReloadOutcome::Failed {
+                reason,
+                changed_knob,
+                error,
+            } => {
                 warn!(
                     event = "config_reload_failed",
                     trigger = trigger_name,
@@ -101,6 +129,9 @@ impl ReloadState {
                     error = error.as_str()
                 );
             }
+        }
+        if let Some(level) = self.pending_log_level.take() {
+            self.apply_log_level(&level);
         }
         outcome
     }
@@ -113,23 +144,36 @@ impl ReloadState {
         };
         let candidate = match config::load(&self.config_path, &self.env) {
             Ok(loaded) => loaded.config,
-            Err(err @ ConfigError::Io { .. }) => return failed(ReloadFailure::Io, None, err.to_string()),
+            Err(err @ ConfigError::Io { .. }) => {
+                return failed(ReloadFailure::Io, None, err.to_string())
+            }
             Err(ConfigError::Invalid { problems, .. }) => {
-                let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+                let text = problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 return failed(ReloadFailure::Validation, None, text);
             }
         };
         let diff = ConfigDiff::between(&self.base.config.config, &candidate);
         if let Some(knob) = diff.first_restart_required() {
-            let error = format!("{} cannot change while the gateway runs; restart opcgw to apply it", knob.key);
-            return failed(ReloadFailure::RestartRequired, Some(knob.key.clone()), error);
+            let error = format!(
+                "{} cannot change while the gateway runs; restart opcgw to apply it",
+                knob.key
+            );
+            return failed(
+                ReloadFailure::RestartRequired,
+                Some(knob.key.clone()),
+                error,
+            );
         }
         let changed_section_count = diff.changed_sections().len();
         let includes_topology_change = diff.includes_topology_change();
         let changed_knobs: Vec<String> = diff.changes.iter().map(|c| c.key.clone()).collect();
         if !diff.is_empty() {
             if diff.changed("logging.level") {
-                self.apply_log_level(&candidate.logging.level);
+                self.pending_log_level = Some(candidate.logging.level.clone());
             }
             if includes_topology_change {
                 let t = &diff.topology;
@@ -166,7 +210,10 @@ impl ReloadState {
         let Some(log) = &self.log else { return };
         match log.apply_config_level(level) {
             Ok(true) => info!(event = "log_level_changed", level),
-            Ok(false) => info!(event = "log_level_pinned", "OPCGW_LOG_LEVEL is set; it keeps precedence over logging.level"),
+            Ok(false) => info!(
+                event = "log_level_pinned",
+                "OPCGW_LOG_LEVEL is set; it keeps precedence over logging.level"
+            ),
             Err(err) => warn!(event = "log_level_change_failed", error = err.as_str()),
         }
     }

@@ -17,13 +17,24 @@ impl Actor for StorageActor {
     type State = DutyBase;
     type Arguments = ConfigUpdate;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, config: ConfigUpdate) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        config: ConfigUpdate,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(DutyBase::new(ROLE, config))
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
-            StorageMsg::Common(common) => state.handle_common(common, |_| "idle: the redb storage duty is not built yet; no data is stored".into()),
+            StorageMsg::Common(common) => state.handle_common(common, |_| {
+                "idle: the redb storage duty is not built yet; no data is stored".into()
+            }),
         }
     }
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opcgw::security::sanitize_for_log;
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -54,7 +56,10 @@ pub enum SupervisorMsg {
     /// A validated configuration to hand to every child (and to children started later).
     Broadcast(ConfigUpdate),
     /// A backoff delay ended: start the child again (ignored if `generation` is stale).
-    RetryStart { index: usize, generation: u64 },
+    RetryStart {
+        index: usize,
+        generation: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -125,7 +130,11 @@ impl Actor for Supervisor {
     type State = SupervisorState;
     type Arguments = SupervisorArgs;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: SupervisorArgs) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SupervisorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let children = args
             .children
             .into_iter()
@@ -159,7 +168,12 @@ impl Actor for Supervisor {
         Ok(state)
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, message: SupervisorMsg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: SupervisorMsg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             SupervisorMsg::Status(reply) => {
                 let _ = reply.send(state.status());
@@ -180,10 +194,21 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::Broadcast(update) => {
                 state.config = update.clone();
-                for child in state.children.iter().filter(|c| c.state == ChildState::Running) {
+                for child in state
+                    .children
+                    .iter()
+                    .filter(|c| c.state == ChildState::Running)
+                {
                     if let Some(cell) = &child.cell {
-                        if let Err(err) = child.spec.send_common(cell, Common::ConfigChanged(update.clone())) {
-                            warn!(event = "config_broadcast_failed", actor = child.spec.name(), error = err.as_str());
+                        if let Err(err) = child
+                            .spec
+                            .send_common(cell, Common::ConfigChanged(update.clone()))
+                        {
+                            warn!(
+                                event = "config_broadcast_failed",
+                                actor = child.spec.name(),
+                                error = err.as_str()
+                            );
                         }
                     }
                 }
@@ -206,16 +231,24 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         let (id, error) = match event {
             SupervisionEvent::ActorFailed(cell, err) => (cell.get_id(), format!("failed: {err}")),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                (cell.get_id(), format!("stopped unexpectedly: {}", reason.unwrap_or_else(|| "no reason given".into())))
-            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (
+                cell.get_id(),
+                format!(
+                    "stopped unexpectedly: {}",
+                    reason.unwrap_or_else(|| "no reason given".into())
+                ),
+            ),
             _ => return Ok(()),
         };
         state.child_exited(&myself, id, error).await;
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         // Whatever stopped the supervisor, no child outlives it.
         state.stop_all("supervisor stopped").await;
         info!(event = "supervisor_stopped");
@@ -225,7 +258,10 @@ impl Actor for Supervisor {
 
 impl SupervisorState {
     async fn start_child(&mut self, myself: &ActorRef<SupervisorMsg>, index: usize) {
-        let ctx = ChildContext { supervisor: myself.clone(), config: self.config.clone() };
+        let ctx = ChildContext {
+            supervisor: myself.clone(),
+            config: self.config.clone(),
+        };
         let timeout = self.policy.start_timeout;
         let slot = &mut self.children[index];
         slot.generation += 1;
@@ -238,7 +274,12 @@ impl SupervisorState {
         };
         match result {
             Ok(cell) => {
-                info!(event = "actor_started", actor = name.as_str(), restarts = slot.restarts, start_failures = slot.start_failures);
+                info!(
+                    event = "actor_started",
+                    actor = name.as_str(),
+                    restarts = slot.restarts,
+                    start_failures = slot.start_failures
+                );
                 slot.cell = Some(cell.clone());
                 slot.state = ChildState::Running;
                 slot.started_at = Some(Instant::now());
@@ -272,12 +313,19 @@ impl SupervisorState {
         slot.started_at = None;
         slot.next_retry = Some(Instant::now() + delay);
         let generation = slot.generation;
-        myself.send_after(delay, move || SupervisorMsg::RetryStart { index, generation });
+        myself.send_after(delay, move || SupervisorMsg::RetryStart {
+            index,
+            generation,
+        });
         delay
     }
 
     async fn child_exited(&mut self, myself: &ActorRef<SupervisorMsg>, id: ActorId, error: String) {
-        let Some(index) = self.children.iter().position(|c| c.cell.as_ref().map(ActorCell::get_id) == Some(id)) else {
+        let Some(index) = self
+            .children
+            .iter()
+            .position(|c| c.cell.as_ref().map(ActorCell::get_id) == Some(id))
+        else {
             return; // an instance already replaced, or not ours
         };
         if self.stopping {
@@ -289,10 +337,17 @@ impl SupervisorState {
         let slot = &mut self.children[index];
         let name = slot.spec.name().to_string();
         let error = sanitize_for_log(&error, MAX_ERROR_CHARS);
-        warn!(event = "actor_failed", actor = name.as_str(), error = error.as_str());
+        warn!(
+            event = "actor_failed",
+            actor = name.as_str(),
+            error = error.as_str()
+        );
         slot.last_error = Some(error);
         slot.restarts += 1;
-        if slot.started_at.is_some_and(|t| now.duration_since(t) >= policy.backoff.reset_after) {
+        if slot
+            .started_at
+            .is_some_and(|t| now.duration_since(t) >= policy.backoff.reset_after)
+        {
             slot.attempt = 0;
         }
         if slot.window.record(now, &policy.intensity) {
@@ -307,7 +362,10 @@ impl SupervisorState {
             slot.cell = None;
             slot.state = ChildState::Stopped;
             self.stop_all("restart intensity exceeded").await;
-            let _ = self.exit.send(Some(TreeExit::IntensityExceeded { child: name, restarts }));
+            let _ = self.exit.send(Some(TreeExit::IntensityExceeded {
+                child: name,
+                restarts,
+            }));
             myself.stop(Some("restart intensity exceeded".into()));
             return;
         }
@@ -331,11 +389,21 @@ impl SupervisorState {
         for slot in self.children.iter_mut().rev() {
             slot.state = ChildState::Stopped;
             slot.next_retry = None;
-            let Some(cell) = slot.cell.take() else { continue };
+            let Some(cell) = slot.cell.take() else {
+                continue;
+            };
             let name = slot.spec.name();
             info!(event = "actor_stopping", actor = name);
-            if cell.stop_and_wait(Some(reason.to_string()), Some(timeout)).await.is_err() {
-                warn!(event = "actor_stop_timeout", actor = name, timeout_ms = timeout.as_millis() as u64);
+            if cell
+                .stop_and_wait(Some(reason.to_string()), Some(timeout))
+                .await
+                .is_err()
+            {
+                warn!(
+                    event = "actor_stop_timeout",
+                    actor = name,
+                    timeout_ms = timeout.as_millis() as u64
+                );
                 let _ = cell.kill_and_wait(Some(timeout)).await;
             }
             info!(event = "actor_stopped", actor = name);
@@ -354,8 +422,12 @@ impl SupervisorState {
                     restarts: c.restarts,
                     start_failures: c.start_failures,
                     last_error: c.last_error.clone(),
-                    next_retry_in_ms: c.next_retry.map(|t| t.saturating_duration_since(now).as_millis() as u64),
-                    up_for_ms: c.started_at.map(|t| now.duration_since(t).as_millis() as u64),
+                    next_retry_in_ms: c
+                        .next_retry
+                        .map(|t| t.saturating_duration_since(now).as_millis() as u64),
+                    up_for_ms: c
+                        .started_at
+                        .map(|t| now.duration_since(t).as_millis() as u64),
                 })
                 .collect(),
             config_generation: self.config.generation,

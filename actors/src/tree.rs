@@ -14,7 +14,9 @@ use crate::child::{actor_child, ChildSpec};
 use crate::logging::LogControl;
 use crate::messages::{ConfigUpdate, ReloadMsg, ReloadOutcome, ReloadTrigger, CALL_TIMEOUT};
 use crate::reload::{ReloadActor, ReloadArgs};
-use crate::supervisor::{FaultPlan, Supervisor, SupervisorArgs, SupervisorMsg, TreeExit, TreeStatus};
+use crate::supervisor::{
+    FaultPlan, Supervisor, SupervisorArgs, SupervisorMsg, TreeExit, TreeStatus,
+};
 use crate::{control, opcua, poller, reload, storage, web};
 
 /// Everything the tree needs besides the configuration.
@@ -31,11 +33,17 @@ pub struct TreeOptions {
 pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
     let reload_options = options.clone();
     vec![
-        actor_child(storage::ROLE, |ctx| (storage::StorageActor, ctx.config.clone())),
+        actor_child(storage::ROLE, |ctx| {
+            (storage::StorageActor, ctx.config.clone())
+        }),
         actor_child(opcua::ROLE, |ctx| (opcua::OpcUaActor, ctx.config.clone())),
-        actor_child(poller::ROLE, |ctx| (poller::PollerActor, ctx.config.clone())),
+        actor_child(poller::ROLE, |ctx| {
+            (poller::PollerActor, ctx.config.clone())
+        }),
         actor_child(web::ROLE, |ctx| (web::WebActor, ctx.config.clone())),
-        actor_child(control::ROLE, |ctx| (control::ControlActor, ctx.config.clone())),
+        actor_child(control::ROLE, |ctx| {
+            (control::ControlActor, ctx.config.clone())
+        }),
         actor_child(reload::ROLE, move |ctx| {
             let args = ReloadArgs {
                 config_path: reload_options.config_path.clone(),
@@ -69,7 +77,13 @@ impl Tree {
     pub async fn start(config: Arc<AppConfig>, options: TreeOptions) -> Result<Self, String> {
         let policy = SupervisorPolicy::from_config(&config.supervisor);
         let children = gateway_children(&options);
-        Self::start_with(children, policy, ConfigUpdate::initial(config), options.faults).await
+        Self::start_with(
+            children,
+            policy,
+            ConfigUpdate::initial(config),
+            options.faults,
+        )
+        .await
     }
 
     /// Starts a tree of arbitrary children (tests use their own).
@@ -80,21 +94,40 @@ impl Tree {
         faults: Vec<FaultPlan>,
     ) -> Result<Self, String> {
         let (exit_tx, exit) = watch::channel(None);
-        let args = SupervisorArgs { children, policy, config, exit: exit_tx, faults };
-        let (supervisor, join) = Actor::spawn(None, Supervisor, args).await.map_err(|e| e.to_string())?;
-        Ok(Self { handle: TreeHandle { supervisor }, join, exit })
+        let args = SupervisorArgs {
+            children,
+            policy,
+            config,
+            exit: exit_tx,
+            faults,
+        };
+        let (supervisor, join) = Actor::spawn(None, Supervisor, args)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            handle: TreeHandle { supervisor },
+            join,
+            exit,
+        })
     }
 }
 
 impl TreeHandle {
     pub async fn status(&self) -> Option<TreeStatus> {
-        self.supervisor.call(SupervisorMsg::Status, Some(CALL_TIMEOUT)).await.ok()?.success_or(()).ok()
+        self.supervisor
+            .call(SupervisorMsg::Status, Some(CALL_TIMEOUT))
+            .await
+            .ok()?
+            .success_or(())
+            .ok()
     }
 
     /// Stops the tree in reverse start order; false if it did not finish within `timeout`.
     pub async fn shutdown(&self, timeout: Duration) -> bool {
         matches!(
-            self.supervisor.call(SupervisorMsg::Shutdown, Some(timeout)).await,
+            self.supervisor
+                .call(SupervisorMsg::Shutdown, Some(timeout))
+                .await,
             Ok(ractor::rpc::CallResult::Success(()))
         )
     }
@@ -103,7 +136,10 @@ impl TreeHandle {
     pub async fn reload(&self, trigger: ReloadTrigger) -> Option<ReloadOutcome> {
         let cell = self
             .supervisor
-            .call(|reply| SupervisorMsg::Lookup(reload::ROLE.into(), reply), Some(CALL_TIMEOUT))
+            .call(
+                |reply| SupervisorMsg::Lookup(reload::ROLE.into(), reply),
+                Some(CALL_TIMEOUT),
+            )
             .await
             .ok()?
             .success_or(())
@@ -111,7 +147,13 @@ impl TreeHandle {
         let reload: ActorRef<ReloadMsg> = cell.into();
         // Loading and validating a large file takes a moment; allow more than a status call.
         reload
-            .call(|reply| ReloadMsg::Reload { trigger, reply: Some(reply) }, Some(CALL_TIMEOUT * 6))
+            .call(
+                |reply| ReloadMsg::Reload {
+                    trigger,
+                    reply: Some(reply),
+                },
+                Some(CALL_TIMEOUT * 6),
+            )
             .await
             .ok()?
             .success_or(())

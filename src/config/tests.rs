@@ -381,13 +381,37 @@ fn every_range_rule_rejects_its_bad_value() {
         ("web", "port = 1023", "web.port"),
         ("storage", "retention_days = 6", "storage.retention_days"),
         ("storage", "retention_days = 366", "storage.retention_days"),
-        ("supervisor", "backoff_initial_ms = 0", "supervisor.backoff_initial_ms"),
-        ("supervisor", "backoff_initial_ms = 500\nbackoff_max_ms = 100", "supervisor.backoff_max_ms"),
-        ("supervisor", "healthy_reset_seconds = 0", "supervisor.healthy_reset_seconds"),
+        (
+            "supervisor",
+            "backoff_initial_ms = 0",
+            "supervisor.backoff_initial_ms",
+        ),
+        (
+            "supervisor",
+            "backoff_initial_ms = 500\nbackoff_max_ms = 100",
+            "supervisor.backoff_max_ms",
+        ),
+        (
+            "supervisor",
+            "healthy_reset_seconds = 0",
+            "supervisor.healthy_reset_seconds",
+        ),
         ("supervisor", "max_restarts = 0", "supervisor.max_restarts"),
-        ("supervisor", "restart_window_seconds = 0", "supervisor.restart_window_seconds"),
-        ("supervisor", "start_timeout_seconds = 0", "supervisor.start_timeout_seconds"),
-        ("supervisor", "shutdown_timeout_seconds = 601", "supervisor.shutdown_timeout_seconds"),
+        (
+            "supervisor",
+            "restart_window_seconds = 0",
+            "supervisor.restart_window_seconds",
+        ),
+        (
+            "supervisor",
+            "start_timeout_seconds = 0",
+            "supervisor.start_timeout_seconds",
+        ),
+        (
+            "supervisor",
+            "shutdown_timeout_seconds = 601",
+            "supervisor.shutdown_timeout_seconds",
+        ),
     ];
     for (section, line, key) in cases {
         assert_knob_rejected(section, line, key);

@@ -369,16 +369,49 @@ fn validate_control(control: &ControlConfig, report: &mut ValidationReport) {
 }
 
 fn validate_supervisor(sup: &SupervisorConfig, report: &mut ValidationReport) {
-    report.range("supervisor.backoff_initial_ms", sup.backoff_initial_ms, 1, 60_000);
-    report.range("supervisor.backoff_max_ms", sup.backoff_max_ms, 1, 3_600_000);
+    report.range(
+        "supervisor.backoff_initial_ms",
+        sup.backoff_initial_ms,
+        1,
+        60_000,
+    );
+    report.range(
+        "supervisor.backoff_max_ms",
+        sup.backoff_max_ms,
+        1,
+        3_600_000,
+    );
     if sup.backoff_max_ms < sup.backoff_initial_ms {
-        report.error("supervisor.backoff_max_ms", "must not be less than supervisor.backoff_initial_ms");
+        report.error(
+            "supervisor.backoff_max_ms",
+            "must not be less than supervisor.backoff_initial_ms",
+        );
     }
-    report.range("supervisor.healthy_reset_seconds", sup.healthy_reset_seconds, 1, 86_400);
+    report.range(
+        "supervisor.healthy_reset_seconds",
+        sup.healthy_reset_seconds,
+        1,
+        86_400,
+    );
     report.range("supervisor.max_restarts", sup.max_restarts, 1, 10_000);
-    report.range("supervisor.restart_window_seconds", sup.restart_window_seconds, 1, 86_400);
-    report.range("supervisor.start_timeout_seconds", sup.start_timeout_seconds, 1, 600);
-    report.range("supervisor.shutdown_timeout_seconds", sup.shutdown_timeout_seconds, 1, 600);
+    report.range(
+        "supervisor.restart_window_seconds",
+        sup.restart_window_seconds,
+        1,
+        86_400,
+    );
+    report.range(
+        "supervisor.start_timeout_seconds",
+        sup.start_timeout_seconds,
+        1,
+        600,
+    );
+    report.range(
+        "supervisor.shutdown_timeout_seconds",
+        sup.shutdown_timeout_seconds,
+        1,
+        600,
+    );
 }
 
 fn validate_applications(config: &AppConfig, report: &mut ValidationReport) {

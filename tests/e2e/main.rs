@@ -1,1 +1,7 @@
+//! End-to-end tests: the real actor tree in-process, and the real `opcgw` binary.
 
+mod binary_config;
+mod binary_lifecycle;
+mod binary_reload;
+mod supervision;
+mod support;

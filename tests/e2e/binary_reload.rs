@@ -1,0 +1,154 @@
+//! SIGHUP on the real binary: hot, restart-required and malformed reloads.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::support::{Daemon, Workdir, MINIMAL_CONFIG};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn outcomes(daemon: &Daemon) -> usize {
+    daemon.events("config_reload_succeeded").len() + daemon.events("config_reload_failed").len()
+}
+
+/// Sends SIGHUP and waits for reload number `n` (1-based) to report its outcome.
+fn reload(daemon: &Daemon, n: usize) -> String {
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_for_events("config_reload_attempted", n, WAIT);
+    let deadline = std::time::Instant::now() + WAIT;
+    while outcomes(daemon) < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no outcome for reload {n}:\n{}",
+            daemon.lines().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut lines: Vec<String> = daemon
+        .lines()
+        .into_iter()
+        .filter(|l| {
+            l.contains("event=\"config_reload_succeeded\"")
+                || l.contains("event=\"config_reload_failed\"")
+        })
+        .collect();
+    lines.remove(n - 1)
+}
+
+#[test]
+fn sighup_applies_hot_changes_and_keeps_the_old_config_on_any_failure() {
+    let workdir = Workdir::new(MINIMAL_CONFIG);
+    let mut daemon = Daemon::start(&workdir, &[]);
+    daemon.wait_for_events("gateway_started", 1, Duration::from_secs(20));
+
+    // Hot: polling_frequency.
+    workdir
+        .write_config(&MINIMAL_CONFIG.replace("polling_frequency = 10", "polling_frequency = 30"));
+    let line = reload(&daemon, 1);
+    assert!(line.contains("event=\"config_reload_succeeded\""), "{line}");
+    assert!(
+        line.contains("trigger=\"sighup\"") && line.contains("changed_section_count=1"),
+        "{line}"
+    );
+    assert!(
+        line.contains("includes_topology_change=false")
+            && line.contains("duration_ms=")
+            && line.contains("generation=1"),
+        "{line}"
+    );
+
+    // Restart-required: opcua.host_port.
+    workdir.write_config(
+        &MINIMAL_CONFIG
+            .replace("polling_frequency = 10", "polling_frequency = 30")
+            .replace("4840", "4841"),
+    );
+    let line = reload(&daemon, 2);
+    assert!(line.contains("event=\"config_reload_failed\""), "{line}");
+    assert!(
+        line.contains("reason=\"restart_required\"")
+            && line.contains("changed_knob=\"opcua.host_port\""),
+        "{line}"
+    );
+
+    // Malformed TOML.
+    workdir.write_config("[chirpstack\npolling_frequency = = 3\n");
+    let line = reload(&daemon, 3);
+    assert!(line.contains("reason=\"validation\""), "{line}");
+
+    // Validation failure.
+    workdir
+        .write_config(&MINIMAL_CONFIG.replace("polling_frequency = 10", "polling_frequency = 0"));
+    let line = reload(&daemon, 4);
+    assert!(
+        line.contains("reason=\"validation\"") && line.contains("chirpstack.polling_frequency"),
+        "{line}"
+    );
+
+    // Missing file.
+    std::fs::remove_file(&workdir.config).unwrap();
+    let line = reload(&daemon, 5);
+    assert!(line.contains("reason=\"io\""), "{line}");
+
+    // The live config is still generation 1 (polling 30): the same file again changes nothing,
+    // and a new hot change becomes generation 2.
+    workdir
+        .write_config(&MINIMAL_CONFIG.replace("polling_frequency = 10", "polling_frequency = 30"));
+    let line = reload(&daemon, 6);
+    assert!(
+        line.contains("changed_section_count=0") && line.contains("generation=1"),
+        "{line}"
+    );
+    workdir
+        .write_config(&MINIMAL_CONFIG.replace("polling_frequency = 10", "polling_frequency = 45"));
+    let line = reload(&daemon, 7);
+    assert!(
+        line.contains("changed_section_count=1") && line.contains("generation=2"),
+        "{line}"
+    );
+
+    // A topology change is applied and flagged.
+    let with_device = format!(
+        "{}\n  [[application.device]]\n  device_name = \"Pump\"\n  device_id = \"0000000000000002\"\n",
+        MINIMAL_CONFIG.replace("polling_frequency = 10", "polling_frequency = 45")
+    );
+    workdir.write_config(&with_device);
+    let line = reload(&daemon, 8);
+    assert!(
+        line.contains("includes_topology_change=true") && line.contains("generation=3"),
+        "{line}"
+    );
+    assert_eq!(daemon.events("topology_change_detected").len(), 1);
+
+    // Every reload: one attempt, exactly one outcome.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(daemon.events("config_reload_attempted").len(), 8);
+    assert_eq!(outcomes(&daemon), 8);
+
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(
+        daemon.wait_exit(Duration::from_secs(10)).code(),
+        Some(0),
+        "the daemon survived every reload"
+    );
+}
+
+#[test]
+fn a_reloaded_log_level_applies_at_once() {
+    let workdir = Workdir::new(MINIMAL_CONFIG);
+    // Without the OPCGW_LOG_LEVEL pin, logging.level is a hot knob.
+    let mut daemon = Daemon::start(&workdir, &[("OPCGW_LOG_LEVEL", String::new())]);
+    daemon.wait_for_events("gateway_started", 1, Duration::from_secs(20));
+    workdir.write_config(&format!("[logging]\nlevel = \"warn\"\n{MINIMAL_CONFIG}"));
+    let line = reload(&daemon, 1);
+    assert!(line.contains("event=\"config_reload_succeeded\""), "{line}");
+    // The new level applies right after the outcome is logged: info events are gone.
+    std::thread::sleep(Duration::from_millis(100));
+    daemon.signal(Signal::SIGTERM);
+    daemon.wait_exit(Duration::from_secs(10));
+    assert!(
+        daemon.events("gateway_stopped").is_empty(),
+        "info events still logged after level=warn"
+    );
+}

@@ -1,0 +1,416 @@
+//! The supervisor's restart policy, exercised in-process with probe actors.
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opcgw::config::AppConfig;
+use opcgw_actors::backoff::{BackoffPolicy, IntensityPolicy, SupervisorPolicy};
+use opcgw_actors::child::{actor_child, ChildSpec};
+use opcgw_actors::messages::{Common, ConfigUpdate};
+use opcgw_actors::supervisor::{ChildState, FaultPlan, SupervisorMsg, TreeExit};
+use opcgw_actors::tree::{Tree, TreeHandle};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+/// A probe: records its starts and stops, answers pings, panics on request, and can be made
+/// to fail at start by holding a port it must bind.
+struct Probe {
+    name: &'static str,
+    journal: Journal,
+    bind_port: Option<u16>,
+}
+
+#[derive(Clone, Default)]
+struct Journal {
+    starts: Arc<Mutex<Vec<(&'static str, Instant)>>>,
+    stops: Arc<Mutex<Vec<&'static str>>>,
+}
+
+impl Journal {
+    fn starts_of(&self, name: &str) -> Vec<Instant> {
+        self.starts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, t)| *t)
+            .collect()
+    }
+}
+
+enum ProbeMsg {
+    Common(Common),
+    Ping(RpcReplyPort<u64>),
+    Crash,
+}
+
+impl From<Common> for ProbeMsg {
+    fn from(common: Common) -> Self {
+        Self::Common(common)
+    }
+}
+
+struct ProbeState {
+    pings: u64,
+    _listener: Option<TcpListener>,
+}
+
+impl Actor for Probe {
+    type Msg = ProbeMsg;
+    type State = ProbeState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<ProbeMsg>,
+        _: (),
+    ) -> Result<ProbeState, ActorProcessingErr> {
+        let listener = match self.bind_port {
+            Some(port) => Some(TcpListener::bind(("127.0.0.1", port))?),
+            None => None,
+        };
+        self.journal
+            .starts
+            .lock()
+            .unwrap()
+            .push((self.name, Instant::now()));
+        Ok(ProbeState {
+            pings: 0,
+            _listener: listener,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ProbeMsg>,
+        _state: &mut ProbeState,
+    ) -> Result<(), ActorProcessingErr> {
+        self.journal.stops.lock().unwrap().push(self.name);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<ProbeMsg>,
+        message: ProbeMsg,
+        state: &mut ProbeState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ProbeMsg::Ping(reply) => {
+                state.pings += 1;
+                let _ = reply.send(state.pings);
+            }
+            ProbeMsg::Crash => panic!("probe {} crashed on purpose", self.name),
+            ProbeMsg::Common(Common::InjectPanic(reason)) => {
+                panic!("probe {}: {reason}", self.name)
+            }
+            ProbeMsg::Common(_) => {}
+        }
+        Ok(())
+    }
+}
+
+fn probe(name: &'static str, journal: &Journal, bind_port: Option<u16>) -> Arc<dyn ChildSpec> {
+    let journal = journal.clone();
+    actor_child(name, move |_| {
+        (
+            Probe {
+                name,
+                journal: journal.clone(),
+                bind_port,
+            },
+            (),
+        )
+    })
+}
+
+fn policy(initial_ms: u64, max_ms: u64, max_restarts: u32) -> SupervisorPolicy {
+    SupervisorPolicy {
+        backoff: BackoffPolicy {
+            initial: Duration::from_millis(initial_ms),
+            max: Duration::from_millis(max_ms),
+            reset_after: Duration::from_secs(60),
+            jitter: 0.2,
+        },
+        intensity: IntensityPolicy {
+            max_restarts,
+            window: Duration::from_secs(300),
+        },
+        start_timeout: Duration::from_secs(5),
+        stop_timeout: Duration::from_secs(2),
+    }
+}
+
+async fn start(
+    children: Vec<Arc<dyn ChildSpec>>,
+    policy: SupervisorPolicy,
+    faults: Vec<FaultPlan>,
+) -> Tree {
+    Tree::start_with(
+        children,
+        policy,
+        ConfigUpdate::initial(Arc::new(AppConfig::default())),
+        faults,
+    )
+    .await
+    .expect("tree starts")
+}
+
+async fn lookup(handle: &TreeHandle, name: &str) -> Option<ActorRef<ProbeMsg>> {
+    let cell = handle
+        .supervisor
+        .call(
+            |reply| SupervisorMsg::Lookup(name.into(), reply),
+            Some(Duration::from_secs(2)),
+        )
+        .await
+        .ok()?
+        .success_or(())
+        .ok()??;
+    Some(cell.into())
+}
+
+/// Pings `name` every 5 ms until stopped; returns how many pings were answered and how many
+/// went unanswered.
+fn keep_pinging(
+    handle: TreeHandle,
+    name: &'static str,
+) -> (
+    tokio::task::JoinHandle<(u64, u64)>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let (mut answered, mut missed) = (0, 0);
+        let actor = lookup(&handle, name).await.expect("sibling is running");
+        loop {
+            match actor
+                .call(ProbeMsg::Ping, Some(Duration::from_millis(500)))
+                .await
+            {
+                Ok(ractor::rpc::CallResult::Success(_)) => answered += 1,
+                _ => missed += 1,
+            }
+            tokio::select! {
+                _ = &mut stop_rx => return (answered, missed),
+                _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
+        }
+    });
+    (task, stop_tx)
+}
+
+async fn wait_until<F: Fn(&opcgw_actors::supervisor::TreeStatus) -> bool>(
+    handle: &TreeHandle,
+    timeout: Duration,
+    what: &str,
+    pred: F,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = handle.status().await.expect("status");
+        if pred(&status) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_child_is_restarted_with_backoff_while_its_sibling_keeps_working() {
+    let journal = Journal::default();
+    let tree = start(
+        vec![
+            probe("steady", &journal, None),
+            probe("crashy", &journal, None),
+        ],
+        policy(100, 400, 100),
+        vec![],
+    )
+    .await;
+    let handle = tree.handle.clone();
+    let (pinger, stop_pinger) = keep_pinging(handle.clone(), "steady");
+
+    let nominal = [100u64, 200, 400, 400];
+    let mut crashes = Vec::new();
+    for round in 0..nominal.len() {
+        wait_until(&handle, Duration::from_secs(5), "crashy running", |s| {
+            s.child("crashy")
+                .is_some_and(|c| c.state == ChildState::Running && c.restarts == round as u32)
+        })
+        .await;
+        let crashy = lookup(&handle, "crashy").await.expect("crashy is running");
+        crashes.push(Instant::now());
+        crashy.cast(ProbeMsg::Crash).expect("send crash");
+    }
+    wait_until(&handle, Duration::from_secs(5), "fourth restart", |s| {
+        s.child("crashy")
+            .is_some_and(|c| c.state == ChildState::Running && c.restarts == 4)
+    })
+    .await;
+
+    let starts = journal.starts_of("crashy");
+    assert_eq!(starts.len(), 5, "initial start + 4 restarts");
+    for (i, expected) in nominal.iter().enumerate() {
+        let observed = starts[i + 1].duration_since(crashes[i]).as_millis() as u64;
+        // Jitter shortens by up to 20%; scheduling may add a little.
+        let (low, high) = (expected * 8 / 10, expected + 60);
+        assert!(
+            (low..=high).contains(&observed),
+            "restart {i}: waited {observed} ms, policy says {low}-{expected} ms"
+        );
+    }
+
+    let status = handle.status().await.unwrap();
+    let crashy = status.child("crashy").unwrap();
+    assert_eq!(crashy.restarts, 4);
+    assert!(
+        crashy
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("crashed on purpose"),
+        "{crashy:?}"
+    );
+    let steady = status.child("steady").unwrap();
+    assert_eq!((steady.restarts, steady.state), (0, ChildState::Running));
+    assert_eq!(
+        journal.starts_of("steady").len(),
+        1,
+        "the sibling was never restarted"
+    );
+
+    let _ = stop_pinger.send(());
+    let (answered, missed) = pinger.await.unwrap();
+    assert_eq!(
+        missed, 0,
+        "the sibling missed pings while its neighbour was crashing"
+    );
+    assert!(answered > 50, "the sibling answered only {answered} pings");
+    assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_cannot_bind_its_port_is_retried_until_the_port_is_free() {
+    let squatter = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    let journal = Journal::default();
+    let tree = start(
+        vec![
+            probe("steady", &journal, None),
+            probe("listener", &journal, Some(port)),
+        ],
+        policy(50, 200, 3),
+        vec![],
+    )
+    .await;
+    let handle = tree.handle.clone();
+    let (pinger, stop_pinger) = keep_pinging(handle.clone(), "steady");
+
+    wait_until(
+        &handle,
+        Duration::from_secs(5),
+        "several failed starts",
+        |s| s.child("listener").is_some_and(|c| c.start_failures >= 4),
+    )
+    .await;
+    let status = handle.status().await.unwrap();
+    let listener = status.child("listener").unwrap();
+    assert!(
+        matches!(listener.state, ChildState::Backoff | ChildState::Starting),
+        "{listener:?}"
+    );
+    let error = listener
+        .last_error
+        .clone()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(
+        error.contains("address") && error.contains("in use"),
+        "{error}"
+    );
+    // Start failures are not crash loops: they never trip the intensity limit (3 here).
+    assert!(tree.exit.borrow().is_none());
+
+    drop(squatter);
+    wait_until(&handle, Duration::from_secs(5), "listener up", |s| {
+        s.child("listener")
+            .is_some_and(|c| c.state == ChildState::Running)
+    })
+    .await;
+    std::net::TcpStream::connect(("127.0.0.1", port)).expect("the child now owns the port");
+
+    let _ = stop_pinger.send(());
+    let (answered, missed) = pinger.await.unwrap();
+    assert_eq!(missed, 0);
+    assert!(answered > 10);
+    assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exceeding_restart_intensity_stops_the_tree_in_reverse_order() {
+    let journal = Journal::default();
+    let children = vec![
+        probe("first", &journal, None),
+        probe("second", &journal, None),
+        probe("third", &journal, None),
+    ];
+    let faults = vec![FaultPlan {
+        child: "second".into(),
+        after: Duration::from_millis(10),
+    }];
+    let mut tree = start(children, policy(5, 20, 3), faults).await;
+
+    tokio::time::timeout(Duration::from_secs(10), tree.exit.changed())
+        .await
+        .expect("tree ends")
+        .unwrap();
+    let exit = tree.exit.borrow().clone();
+    assert_eq!(
+        exit,
+        Some(TreeExit::IntensityExceeded {
+            child: "second".into(),
+            restarts: 4
+        })
+    );
+    tokio::time::timeout(Duration::from_secs(5), &mut tree.join)
+        .await
+        .expect("supervisor stops")
+        .unwrap();
+
+    assert_eq!(
+        journal.starts_of("second").len(),
+        4,
+        "initial start + 3 restarts, the 4th failure escalates"
+    );
+    let stops = journal.stops.lock().unwrap().clone();
+    // `second` stopped by failing (post_stop does not run after a panic); the others in reverse.
+    assert_eq!(stops, ["third", "first"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_children_in_reverse_start_order() {
+    let journal = Journal::default();
+    let names = ["a", "b", "c", "d"];
+    let tree = start(
+        names.iter().map(|n| probe(n, &journal, None)).collect(),
+        policy(50, 100, 3),
+        vec![],
+    )
+    .await;
+    let started: Vec<&str> = journal
+        .starts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(started, names);
+    assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
+    assert_eq!(*journal.stops.lock().unwrap(), ["d", "c", "b", "a"]);
+    assert_eq!(*tree.exit.borrow(), Some(TreeExit::Clean));
+}
