@@ -24,6 +24,7 @@ struct Probe {
 struct Journal {
     starts: Arc<Mutex<Vec<(&'static str, Instant)>>>,
     stops: Arc<Mutex<Vec<&'static str>>>,
+    crashes: Arc<Mutex<Vec<(&'static str, Instant)>>>,
 }
 
 impl Journal {
@@ -100,7 +101,14 @@ impl Actor for Probe {
                 state.pings += 1;
                 let _ = reply.send(state.pings);
             }
-            ProbeMsg::Crash => panic!("probe {} crashed on purpose", self.name),
+            ProbeMsg::Crash => {
+                self.journal
+                    .crashes
+                    .lock()
+                    .unwrap()
+                    .push((self.name, Instant::now()));
+                panic!("probe {} crashed on purpose", self.name)
+            }
             ProbeMsg::Common(Common::InjectPanic(reason)) => {
                 panic!("probe {}: {reason}", self.name)
             }
@@ -110,7 +118,29 @@ impl Actor for Probe {
     }
 }
 
+/// Planned probe panics print one line instead of a backtrace: resolving a backtrace takes tens
+/// of milliseconds in a debug build, which would blur the restart delays measured here.
+fn quiet_planned_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .unwrap_or_default();
+            if message.starts_with("probe ") {
+                eprintln!("planned panic: {message}");
+            } else {
+                default(info);
+            }
+        }));
+    });
+}
+
 fn probe(name: &'static str, journal: &Journal, bind_port: Option<u16>) -> Arc<dyn ChildSpec> {
+    quiet_planned_panics();
     let journal = journal.clone();
     actor_child(name, move |_| {
         (
@@ -236,7 +266,6 @@ async fn a_panicking_child_is_restarted_with_backoff_while_its_sibling_keeps_wor
     let (pinger, stop_pinger) = keep_pinging(handle.clone(), "steady");
 
     let nominal = [100u64, 200, 400, 400];
-    let mut crashes = Vec::new();
     for round in 0..nominal.len() {
         wait_until(&handle, Duration::from_secs(5), "crashy running", |s| {
             s.child("crashy")
@@ -244,7 +273,6 @@ async fn a_panicking_child_is_restarted_with_backoff_while_its_sibling_keeps_wor
         })
         .await;
         let crashy = lookup(&handle, "crashy").await.expect("crashy is running");
-        crashes.push(Instant::now());
         crashy.cast(ProbeMsg::Crash).expect("send crash");
     }
     wait_until(&handle, Duration::from_secs(5), "fourth restart", |s| {
@@ -254,6 +282,13 @@ async fn a_panicking_child_is_restarted_with_backoff_while_its_sibling_keeps_wor
     .await;
 
     let starts = journal.starts_of("crashy");
+    let crashes: Vec<Instant> = journal
+        .crashes
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, t)| *t)
+        .collect();
     assert_eq!(starts.len(), 5, "initial start + 4 restarts");
     for (i, expected) in nominal.iter().enumerate() {
         let observed = starts[i + 1].duration_since(crashes[i]).as_millis() as u64;
@@ -413,4 +448,62 @@ async fn shutdown_stops_children_in_reverse_start_order() {
     assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
     assert_eq!(*journal.stops.lock().unwrap(), ["d", "c", "b", "a"]);
     assert_eq!(*tree.exit.borrow(), Some(TreeExit::Clean));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_ran_healthy_long_enough_restarts_from_the_first_delay_again() {
+    let journal = Journal::default();
+    let mut policy = policy(100, 1_000, 100);
+    policy.backoff.reset_after = Duration::from_millis(600);
+    let tree = start(vec![probe("crashy", &journal, None)], policy, vec![]).await;
+    let handle = tree.handle.clone();
+
+    // Crashes right after each restart grow the delay: 100, 200, 400 ms...
+    for round in 0..3u32 {
+        wait_until(&handle, Duration::from_secs(5), "crashy running", |s| {
+            s.child("crashy")
+                .is_some_and(|c| c.state == ChildState::Running && c.restarts == round)
+        })
+        .await;
+        lookup(&handle, "crashy")
+            .await
+            .unwrap()
+            .cast(ProbeMsg::Crash)
+            .unwrap();
+    }
+    wait_until(&handle, Duration::from_secs(5), "third restart", |s| {
+        s.child("crashy")
+            .is_some_and(|c| c.state == ChildState::Running && c.restarts == 3)
+    })
+    .await;
+    // ...but after running healthy past reset_after, the next delay is the first one again.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    lookup(&handle, "crashy")
+        .await
+        .unwrap()
+        .cast(ProbeMsg::Crash)
+        .unwrap();
+    wait_until(&handle, Duration::from_secs(5), "fourth restart", |s| {
+        s.child("crashy")
+            .is_some_and(|c| c.state == ChildState::Running && c.restarts == 4)
+    })
+    .await;
+
+    let starts = journal.starts_of("crashy");
+    let crashes: Vec<Instant> = journal
+        .crashes
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, t)| *t)
+        .collect();
+    let delays: Vec<u64> = (0..4)
+        .map(|i| starts[i + 1].duration_since(crashes[i]).as_millis() as u64)
+        .collect();
+    assert!(delays[2] >= 320, "the third delay grew: {delays:?}");
+    assert!(
+        (80..=160).contains(&delays[3]),
+        "the delay after a healthy run is the first one again: {delays:?}"
+    );
+    assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
 }
