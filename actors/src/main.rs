@@ -129,7 +129,11 @@ async fn serve(config_path: PathBuf) -> u8 {
         log_level = %settings.level
     );
     for warning in &loaded.warnings {
-        warn!(event = "config_warning", key = %warning.key, message = %warning.message);
+        warn!(
+            event = "config_warning",
+            key = warning.key.as_str(),
+            message = warning.message.as_str()
+        );
     }
 
     let shutdown_timeout = Duration::from_secs(loaded.config.supervisor.shutdown_timeout_seconds);
