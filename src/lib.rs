@@ -5,5 +5,7 @@
 //! pieces. It knows nothing about actors; the `opcgw-actors` package owns the long-lived
 //! resources and decides how these pieces run.
 
+pub mod chirpstack;
 pub mod config;
+pub mod model;
 pub mod security;

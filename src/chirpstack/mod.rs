@@ -1,0 +1,4 @@
+//! ChirpStack: the gRPC client, event parsing, value mapping, and a simulator of the API.
+
+pub mod events;
+pub mod simulator;

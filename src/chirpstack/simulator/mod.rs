@@ -1,0 +1,1 @@
+//! A ChirpStack API server with synthetic devices (being written).
