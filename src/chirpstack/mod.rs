@@ -1,4 +1,6 @@
 //! ChirpStack: the gRPC client, event parsing, value mapping, and a simulator of the API.
 
+pub mod client;
 pub mod events;
+pub mod mapping;
 pub mod simulator;

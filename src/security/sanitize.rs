@@ -1,19 +1,19 @@
 //! Untrusted text (user names, upstream strings, error messages) made safe for a log line.
 
 /// Escapes control characters (so a value cannot forge log lines or ANSI sequences) and caps
-/// the result at `max_chars` characters, marking the cut with `…`.
+/// the result at `max_chars` characters (escapes included), marking a cut with `…`.
 pub fn sanitize_for_log(input: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(input.len().min(max_chars + 8));
-    for (count, c) in input.chars().enumerate() {
-        if count >= max_chars {
+    let mut count = 0;
+    for c in input.chars() {
+        let piece: String = if c.is_control() { c.escape_default().collect() } else { c.to_string() };
+        let len = piece.chars().count();
+        if count + len > max_chars {
             out.push('…');
             break;
         }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
+        count += len;
+        out.push_str(&piece);
     }
     out
 }

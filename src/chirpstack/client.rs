@@ -1,0 +1,368 @@
+//! The gRPC client of the ChirpStack API: one HTTP/2 connection per client, a bearer-token
+//! interceptor, per-call deadlines, pagination, and errors that say what to do.
+//!
+//! The token lives only in the interceptor's header value; nothing here logs requests or
+//! their metadata (no tracing layer on the channel), so it cannot reach a log.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use chirpstack_api::api::{
+    application_service_client::ApplicationServiceClient, device_service_client::DeviceServiceClient,
+    internal_service_client::InternalServiceClient, DeviceQueueItem, EnqueueDeviceQueueItemRequest, GetDeviceMetricsRequest,
+    GetDeviceQueueItemsRequest, ListApplicationsRequest, ListDevicesRequest, LogItem, StreamDeviceEventsRequest,
+};
+use chirpstack_api::common::Aggregation;
+use tonic::codegen::InterceptedService;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use crate::config::Secret;
+use crate::model::Timestamp;
+use crate::security::sanitize_for_log;
+
+/// The most items a paginated listing collects, whatever the server claims its total is.
+pub const MAX_LISTED_ITEMS: usize = 100_000;
+
+/// What a call to ChirpStack can end with, in terms an operator can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("ChirpStack is unreachable: {0}")]
+    Unavailable(String),
+    #[error("ChirpStack rejected the API token (UNAUTHENTICATED); set OPCGW_CHIRPSTACK__API_TOKEN to a valid API key")]
+    Unauthenticated,
+    #[error("the API token may not do this (PERMISSION_DENIED): {0}")]
+    PermissionDenied(String),
+    #[error("not found in ChirpStack: {0}")]
+    NotFound(String),
+    #[error("ChirpStack refused the request (INVALID_ARGUMENT): {0}")]
+    InvalidArgument(String),
+    #[error("no answer from ChirpStack within {0:?}")]
+    Timeout(Duration),
+    #[error("ChirpStack error {code}: {message}")]
+    Other { code: String, message: String },
+    #[error("invalid client settings: {0}")]
+    Settings(String),
+}
+
+impl UpstreamError {
+    pub fn from_status(status: &Status) -> Self {
+        let message = sanitize_for_log(status.message(), 200);
+        match status.code() {
+            Code::Unavailable | Code::Cancelled | Code::Aborted => Self::Unavailable(message),
+            Code::DeadlineExceeded => Self::Timeout(Duration::ZERO),
+            Code::Unauthenticated => Self::Unauthenticated,
+            Code::PermissionDenied => Self::PermissionDenied(message),
+            Code::NotFound => Self::NotFound(message),
+            Code::InvalidArgument => Self::InvalidArgument(message),
+            code => Self::Other { code: format!("{code:?}"), message },
+        }
+    }
+
+    /// The server could not be reached or did not answer (as opposed to answering "no").
+    pub fn is_connectivity(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Timeout(_))
+    }
+}
+
+/// How to reach ChirpStack.
+#[derive(Clone)]
+pub struct ClientSettings {
+    pub server_address: String,
+    pub api_token: Secret,
+    /// Deadline of one unary call (and of opening a stream).
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("server_address", &self.server_address)
+            .field("api_token", &self.api_token)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+/// Adds `authorization: Bearer <token>` to every request.
+#[derive(Clone)]
+struct BearerToken(MetadataValue<Ascii>);
+
+impl Interceptor for BearerToken {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+type Authed = InterceptedService<Channel, BearerToken>;
+
+/// A ChirpStack API client over one (lazily connected, self-reconnecting) HTTP/2 connection.
+#[derive(Clone)]
+pub struct ChirpstackClient {
+    settings: ClientSettings,
+    channel: Channel,
+    auth: BearerToken,
+}
+
+/// One application of the tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApplicationSummary {
+    pub id: String,
+    pub name: String,
+}
+
+/// One device as listed: enough to know it exists and how it is doing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceSummary {
+    pub dev_eui: String,
+    pub name: String,
+    pub last_seen: Option<Timestamp>,
+    pub margin: Option<i32>,
+    pub battery_level: Option<f32>,
+    pub external_power_source: bool,
+}
+
+/// One item of a device's downlink queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueItem {
+    pub id: String,
+    pub f_port: u32,
+    pub confirmed: bool,
+    /// Sent and waiting for an acknowledgement.
+    pub is_pending: bool,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// One measurement of `GetMetrics`: aggregated buckets, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricBuckets {
+    pub name: String,
+    /// `(bucket start, aggregated value)`.
+    pub buckets: Vec<(Timestamp, f32)>,
+}
+
+impl ChirpstackClient {
+    /// A client for `settings`; connects on first use and reconnects by itself.
+    pub fn new(settings: ClientSettings) -> Result<Self, UpstreamError> {
+        let header = MetadataValue::try_from(format!("Bearer {}", settings.api_token.expose()))
+            .map_err(|_| UpstreamError::Settings("the API token contains characters not allowed in an HTTP header".into()))?;
+        let endpoint = Endpoint::from_shared(settings.server_address.clone())
+            .map_err(|_| UpstreamError::Settings(format!("invalid server address {}", settings.server_address)))?
+            .connect_timeout(settings.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        Ok(Self { channel: endpoint.connect_lazy(), auth: BearerToken(header), settings })
+    }
+
+    /// Another client with the same settings on its own HTTP/2 connection (for stream pools:
+    /// servers cap concurrent streams per connection).
+    pub fn new_connection(&self) -> Result<Self, UpstreamError> {
+        Self::new(self.settings.clone())
+    }
+
+    pub fn settings(&self) -> &ClientSettings {
+        &self.settings
+    }
+
+    fn devices(&self) -> DeviceServiceClient<Authed> {
+        DeviceServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    fn applications(&self) -> ApplicationServiceClient<Authed> {
+        ApplicationServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    fn internal(&self) -> InternalServiceClient<Authed> {
+        InternalServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    /// Runs one call under the per-call deadline (sent as `grpc-timeout` and enforced here).
+    async fn unary<T, F>(&self, call: F) -> Result<T, UpstreamError>
+    where
+        F: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let timeout = self.settings.request_timeout;
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(match UpstreamError::from_status(&status) {
+                UpstreamError::Timeout(_) => UpstreamError::Timeout(timeout),
+                other => other,
+            }),
+            Err(_) => Err(UpstreamError::Timeout(timeout)),
+        }
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.set_timeout(self.settings.request_timeout);
+        request
+    }
+
+    /// Every application of `tenant_id`, `page_size` per call.
+    pub async fn list_applications(&self, tenant_id: &str, page_size: u32) -> Result<Vec<ApplicationSummary>, UpstreamError> {
+        paginate(page_size, |limit, offset| async move {
+            let request = ListApplicationsRequest { limit, offset, tenant_id: tenant_id.to_string(), ..Default::default() };
+            let page = self.unary(self.applications().list(self.request(request))).await?;
+            let items = page.result.into_iter().map(|a| ApplicationSummary { id: a.id, name: a.name }).collect();
+            Ok((page.total_count, items))
+        })
+        .await
+    }
+
+    /// Every device of `application_id`, `page_size` per call.
+    pub async fn list_devices(&self, application_id: &str, page_size: u32) -> Result<Vec<DeviceSummary>, UpstreamError> {
+        paginate(page_size, |limit, offset| async move {
+            let request = ListDevicesRequest { limit, offset, application_id: application_id.to_string(), ..Default::default() };
+            let page = self.unary(self.devices().list(self.request(request))).await?;
+            let items = page
+                .result
+                .into_iter()
+                .map(|d| DeviceSummary {
+                    last_seen: d.last_seen_at.as_ref().and_then(Timestamp::from_prost),
+                    margin: d.device_status.as_ref().map(|s| s.margin),
+                    battery_level: d.device_status.as_ref().map(|s| s.battery_level).filter(|b| b.is_finite() && *b >= 0.0),
+                    external_power_source: d.device_status.as_ref().is_some_and(|s| s.external_power_source),
+                    dev_eui: d.dev_eui,
+                    name: d.name,
+                })
+                .collect();
+            Ok((page.total_count, items))
+        })
+        .await
+    }
+
+    /// Aggregated measurements of a device in `[start, end)`.
+    pub async fn get_metrics(
+        &self,
+        dev_eui: &str,
+        start: Timestamp,
+        end: Timestamp,
+        aggregation: Aggregation,
+    ) -> Result<BTreeMap<String, MetricBuckets>, UpstreamError> {
+        let request = GetDeviceMetricsRequest {
+            dev_eui: dev_eui.to_string(),
+            start: Some(start.to_prost()),
+            end: Some(end.to_prost()),
+            aggregation: aggregation as i32,
+        };
+        let response = self.unary(self.devices().get_metrics(self.request(request))).await?;
+        Ok(response
+            .metrics
+            .into_iter()
+            .map(|(key, metric)| {
+                let data = metric.datasets.first().map(|d| d.data.as_slice()).unwrap_or_default();
+                let buckets = metric
+                    .timestamps
+                    .iter()
+                    .zip(data)
+                    .filter_map(|(ts, value)| Some((Timestamp::from_prost(ts)?, *value)))
+                    .collect();
+                (key.clone(), MetricBuckets { name: key, buckets })
+            })
+            .collect())
+    }
+
+    /// Queues a downlink; returns ChirpStack's queue item id.
+    pub async fn enqueue(&self, dev_eui: &str, f_port: u32, confirmed: bool, data: Vec<u8>) -> Result<String, UpstreamError> {
+        let item = DeviceQueueItem { dev_eui: dev_eui.to_string(), f_port, confirmed, data, ..Default::default() };
+        let request = EnqueueDeviceQueueItemRequest { queue_item: Some(item), flush_queue: false };
+        Ok(self.unary(self.devices().enqueue(self.request(request))).await?.id)
+    }
+
+    /// The device's downlink queue.
+    pub async fn get_queue(&self, dev_eui: &str) -> Result<Vec<QueueItem>, UpstreamError> {
+        let request = GetDeviceQueueItemsRequest { dev_eui: dev_eui.to_string(), count_only: false };
+        let response = self.unary(self.devices().get_queue(self.request(request))).await?;
+        Ok(response
+            .result
+            .into_iter()
+            .map(|q| QueueItem {
+                id: q.id,
+                f_port: q.f_port,
+                confirmed: q.confirmed,
+                is_pending: q.is_pending,
+                expires_at: q.expires_at.as_ref().and_then(Timestamp::from_prost),
+            })
+            .collect())
+    }
+
+    /// Opens the event stream of one device (the open itself is under the call deadline; the
+    /// stream then lives until either side ends it).
+    pub async fn stream_device_events(&self, dev_eui: &str) -> Result<tonic::Streaming<LogItem>, UpstreamError> {
+        let request = Request::new(StreamDeviceEventsRequest { dev_eui: dev_eui.to_string() });
+        let mut internal = self.internal();
+        self.unary(internal.stream_device_events(request)).await
+    }
+}
+
+/// Collects every page of a listing. The first page says how many there are; the loop ends on
+/// a short or empty page too, and never collects more than [`MAX_LISTED_ITEMS`].
+async fn paginate<T, F, Fut>(page_size: u32, mut fetch: F) -> Result<Vec<T>, UpstreamError>
+where
+    F: FnMut(u32, u32) -> Fut,
+    Fut: Future<Output = Result<(u32, Vec<T>), UpstreamError>>,
+{
+    let page_size = page_size.max(1);
+    let mut out = Vec::new();
+    loop {
+        let (total, page) = fetch(page_size, out.len() as u32).await?;
+        let got = page.len();
+        out.extend(page);
+        if got == 0 || got < page_size as usize || out.len() >= total as usize || out.len() >= MAX_LISTED_ITEMS {
+            out.truncate(MAX_LISTED_ITEMS);
+            return Ok(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pagination_collects_every_page_and_stops_on_short_pages() {
+        let all: Vec<u32> = (0..250).collect();
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let got = paginate(100, |limit, offset| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let page: Vec<u32> = all.iter().skip(offset as usize).take(limit as usize).copied().collect();
+            async move { Ok((250, page)) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, all);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 3);
+
+        // A server that lies about its total cannot make the loop run forever.
+        let got = paginate(10, |_, _| async { Ok((u32::MAX, vec![1u8; 10])) }).await.unwrap();
+        assert_eq!(got.len(), MAX_LISTED_ITEMS);
+    }
+
+    #[test]
+    fn status_codes_map_to_actionable_errors_without_the_token() {
+        let err = UpstreamError::from_status(&Status::unauthenticated("bad token abc"));
+        assert_eq!(err, UpstreamError::Unauthenticated);
+        assert!(err.to_string().contains("OPCGW_CHIRPSTACK__API_TOKEN"));
+        assert!(UpstreamError::from_status(&Status::unavailable("refused")).is_connectivity());
+        assert!(!UpstreamError::from_status(&Status::not_found("x")).is_connectivity());
+    }
+
+    #[test]
+    fn settings_debug_hides_the_token() {
+        let settings = ClientSettings {
+            server_address: "http://127.0.0.1:1".into(),
+            api_token: Secret::new("super-secret-token"),
+            request_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+        };
+        assert!(!format!("{settings:?}").contains("super-secret-token"));
+    }
+}
