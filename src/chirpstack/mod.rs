@@ -1,6 +1,9 @@
 //! ChirpStack: the gRPC client, event parsing, value mapping, and a simulator of the API.
 
 pub mod client;
+pub mod commands;
 pub mod events;
 pub mod mapping;
+pub mod series;
 pub mod simulator;
+pub mod upstream;

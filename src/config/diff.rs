@@ -24,6 +24,8 @@ const HOT_KNOBS: &[&str] = &[
     "chirpstack.retry",
     "chirpstack.delay",
     "chirpstack.list_page_size",
+    "chirpstack.poll_concurrency",
+    "chirpstack.command_timeout_seconds",
     "opcua.stale_threshold_seconds",
     "opcua.bad_threshold_seconds",
     "opcua.max_history_data_results_per_node",

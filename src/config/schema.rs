@@ -63,6 +63,20 @@ pub struct ChirpstackConfig {
     pub delay: u64,
     /// Page size of List calls (applications, devices).
     pub list_page_size: u32,
+    /// Deadline of one API call (and of opening an event stream).
+    pub request_timeout_seconds: u64,
+    /// Calls in flight at once during a poll cycle.
+    pub poll_concurrency: u32,
+    /// Receive values from the per-device event streams (off: `GetMetrics` aggregates only).
+    pub event_stream: bool,
+    /// Event streams per HTTP/2 connection (servers cap concurrent streams per connection).
+    pub streams_per_connection: u32,
+    /// Connections opened for event streams; devices beyond
+    /// `streams_per_connection * max_stream_connections` are served by polling only.
+    pub max_stream_connections: u32,
+    /// A sent command without its acknowledgement (confirmed) or transmission (unconfirmed)
+    /// after this many seconds, and no longer queued in ChirpStack, is expired.
+    pub command_timeout_seconds: u64,
 }
 
 impl Default for ChirpstackConfig {
@@ -76,6 +90,12 @@ impl Default for ChirpstackConfig {
             retry: 10,
             delay: 10,
             list_page_size: 100,
+            request_timeout_seconds: 10,
+            poll_concurrency: 16,
+            event_stream: true,
+            streams_per_connection: 100,
+            max_stream_connections: 16,
+            command_timeout_seconds: 600,
         }
     }
 }
