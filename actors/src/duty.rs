@@ -4,17 +4,23 @@
 use ractor::ActorProcessingErr;
 use tracing::debug;
 
-use crate::messages::{ActorReport, Common, ConfigUpdate};
+use crate::messages::{ActorReport, Common, ConfigUpdate, Feed, Peers};
 
-/// The state every duty actor keeps: its role and the configuration it runs with.
+/// The state every duty actor keeps: its role, the configuration it runs with, and where its
+/// peers are.
 pub struct DutyBase {
     pub role: &'static str,
     pub config: ConfigUpdate,
+    pub peers: Peers,
 }
 
 impl DutyBase {
     pub fn new(role: &'static str, config: ConfigUpdate) -> Self {
-        Self { role, config }
+        Self {
+            role,
+            config,
+            peers: Peers::default(),
+        }
     }
 
     /// Handles a [`Common`] message; `summary` describes what the actor is doing right now.
@@ -40,9 +46,31 @@ impl DutyBase {
                 );
                 self.config = update;
             }
+            Common::PeersChanged(peers) => self.peers = peers,
             #[cfg(debug_assertions)]
             Common::InjectPanic(reason) => panic!("{} actor: injected panic ({reason})", self.role),
         }
         Ok(())
+    }
+}
+
+/// What a duty actor whose own duty is not built yet has received from the poller, so its
+/// status says so honestly instead of pretending to process it.
+#[derive(Debug, Default)]
+pub struct FeedCounts {
+    pub samples: u64,
+    pub upstream_updates: u64,
+    pub device_health_updates: u64,
+    pub command_updates: u64,
+}
+
+impl FeedCounts {
+    pub fn count(&mut self, feed: &Feed) {
+        match feed {
+            Feed::Samples(samples) => self.samples += samples.len() as u64,
+            Feed::Upstream(_) => self.upstream_updates += 1,
+            Feed::DeviceHealth(_) => self.device_health_updates += 1,
+            Feed::Command(_) => self.command_updates += 1,
+        }
     }
 }

@@ -12,5 +12,6 @@ pub mod poller;
 pub mod reload;
 pub mod storage;
 pub mod supervisor;
+pub mod task;
 pub mod tree;
 pub mod web;

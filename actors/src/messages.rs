@@ -1,10 +1,16 @@
 //! The typed messages between actors. Cast for events, call (with a timeout) for queries.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use opcgw::chirpstack::client::{DeviceSummary, UpstreamError};
+use opcgw::chirpstack::commands::{CommandRequest, CommandUpdate};
+use opcgw::chirpstack::events::{DeviceEvent, EventError};
+use opcgw::chirpstack::upstream::UpstreamStatus;
 use opcgw::config::{AppConfig, ConfigDiff};
-use ractor::RpcReplyPort;
+use opcgw::model::{Sample, Timestamp};
+use ractor::{ActorCell, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
 /// How long a caller waits for an actor to answer a query before treating it as unavailable.
@@ -38,11 +44,50 @@ pub struct ActorReport {
     pub config_generation: u64,
 }
 
+/// The running instances of the supervisor's children, by role. Sent to every child whenever
+/// one (re)starts or stops, so actors address each other without shared state.
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    cells: Arc<HashMap<String, ActorCell>>,
+}
+
+impl Peers {
+    pub fn new(cells: HashMap<String, ActorCell>) -> Self {
+        Self {
+            cells: Arc::new(cells),
+        }
+    }
+
+    pub fn get<M>(&self, role: &str) -> Option<ActorRef<M>> {
+        self.cells.get(role).map(|cell| cell.clone().into())
+    }
+
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+}
+
+/// What the poller feeds to storage, the OPC UA server and the web console.
+#[derive(Debug, Clone)]
+pub enum Feed {
+    /// New values, in arrival order (uplinks may replay older values after a reconnect).
+    Samples(Arc<[Sample]>),
+    Upstream(Arc<UpstreamStatus>),
+    /// Last seen, battery and margin of devices, as ChirpStack lists them.
+    DeviceHealth(Arc<[DeviceSummary]>),
+    Command(Arc<CommandUpdate>),
+}
+
 /// Messages every child of the supervisor understands.
 #[derive(Debug)]
 pub enum Common {
     Status(RpcReplyPort<ActorReport>),
     ConfigChanged(ConfigUpdate),
+    PeersChanged(Peers),
     /// Fault injection for crash-isolation tests: the actor panics while handling it. Only
     /// compiled into debug builds.
     #[cfg(debug_assertions)]
@@ -53,24 +98,75 @@ pub enum Common {
 #[derive(Debug)]
 pub enum StorageMsg {
     Common(Common),
+    Feed(Feed),
 }
 
 /// Messages of the OPC UA server actor.
 #[derive(Debug)]
 pub enum OpcUaMsg {
     Common(Common),
+    Feed(Feed),
 }
 
 /// Messages of the ChirpStack poller actor.
-#[derive(Debug)]
 pub enum PollerMsg {
     Common(Common),
+    /// Time for a poll cycle (`generation` makes stale timers harmless).
+    PollTick {
+        generation: u64,
+    },
+    /// A poll cycle finished.
+    CycleDone(Box<crate::poller::cycle::CycleReport>),
+    /// A parsed event from a device's event stream.
+    DeviceEvent {
+        dev_eui: String,
+        event: DeviceEvent,
+        received: Timestamp,
+    },
+    /// An event that could not be parsed (it is dropped; this is for the audit trail).
+    BadEvent {
+        dev_eui: String,
+        error: EventError,
+    },
+    /// A device's event stream opened, or closed (with why).
+    StreamState {
+        dev_eui: String,
+        open: bool,
+        error: Option<UpstreamError>,
+    },
+    /// Send a command to a device.
+    Dispatch(CommandRequest),
+    /// The outcome of an `Enqueue` call.
+    CommandEnqueued {
+        id: u64,
+        result: Result<String, UpstreamError>,
+    },
+    /// The current upstream status.
+    Upstream(RpcReplyPort<UpstreamStatus>),
+}
+
+impl std::fmt::Debug for PollerMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Self::Common(_) => "Common",
+            Self::PollTick { .. } => "PollTick",
+            Self::CycleDone(_) => "CycleDone",
+            Self::DeviceEvent { .. } => "DeviceEvent",
+            Self::BadEvent { .. } => "BadEvent",
+            Self::StreamState { .. } => "StreamState",
+            Self::Dispatch(_) => "Dispatch",
+            Self::CommandEnqueued { .. } => "CommandEnqueued",
+            Self::Upstream(_) => "Upstream",
+        };
+        f.write_str(name)
+    }
 }
 
 /// Messages of the web console actor.
 #[derive(Debug)]
 pub enum WebMsg {
     Common(Common),
+    Feed(Feed),
 }
 
 /// Messages of the control-socket actor.

@@ -1,20 +1,26 @@
 //! The OpcUa actor.
 //!
 //! Its duty arrives in a later release; until then it starts, stops, takes configuration
-//! changes and answers `Status` honestly, so the supervision tree is complete.
+//! changes, counts what the poller feeds it (without keeping it) and answers `Status`
+//! honestly, so the supervision tree is complete.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::duty::DutyBase;
+use crate::duty::{DutyBase, FeedCounts};
 use crate::messages::{ConfigUpdate, OpcUaMsg};
 
 pub const ROLE: &str = "opcua";
 
 pub struct OpcUaActor;
 
+pub struct OpcUaState {
+    base: DutyBase,
+    received: FeedCounts,
+}
+
 impl Actor for OpcUaActor {
     type Msg = OpcUaMsg;
-    type State = DutyBase;
+    type State = OpcUaState;
     type Arguments = ConfigUpdate;
 
     async fn pre_start(
@@ -22,7 +28,10 @@ impl Actor for OpcUaActor {
         _myself: ActorRef<Self::Msg>,
         config: ConfigUpdate,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(DutyBase::new(ROLE, config))
+        Ok(OpcUaState {
+            base: DutyBase::new(ROLE, config),
+            received: FeedCounts::default(),
+        })
     }
 
     async fn handle(
@@ -32,7 +41,14 @@ impl Actor for OpcUaActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            OpcUaMsg::Common(common) => state.handle_common(common, |_| "idle: the OPC UA server duty is not built yet; nothing listens on the OPC UA port".into()),
+            OpcUaMsg::Common(common) => {
+                let samples = state.received.samples;
+                state.base.handle_common(common, |_| format!("idle: the OPC UA server duty is not built yet; nothing listens on the OPC UA port (received {samples} samples, not kept)"))
+            }
+            OpcUaMsg::Feed(feed) => {
+                state.received.count(&feed);
+                Ok(())
+            }
         }
     }
 }

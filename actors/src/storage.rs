@@ -1,20 +1,26 @@
 //! The Storage actor.
 //!
 //! Its duty arrives in a later release; until then it starts, stops, takes configuration
-//! changes and answers `Status` honestly, so the supervision tree is complete.
+//! changes, counts what the poller feeds it (without keeping it) and answers `Status`
+//! honestly, so the supervision tree is complete.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::duty::DutyBase;
+use crate::duty::{DutyBase, FeedCounts};
 use crate::messages::{ConfigUpdate, StorageMsg};
 
 pub const ROLE: &str = "storage";
 
 pub struct StorageActor;
 
+pub struct StorageState {
+    base: DutyBase,
+    received: FeedCounts,
+}
+
 impl Actor for StorageActor {
     type Msg = StorageMsg;
-    type State = DutyBase;
+    type State = StorageState;
     type Arguments = ConfigUpdate;
 
     async fn pre_start(
@@ -22,7 +28,10 @@ impl Actor for StorageActor {
         _myself: ActorRef<Self::Msg>,
         config: ConfigUpdate,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(DutyBase::new(ROLE, config))
+        Ok(StorageState {
+            base: DutyBase::new(ROLE, config),
+            received: FeedCounts::default(),
+        })
     }
 
     async fn handle(
@@ -32,9 +41,14 @@ impl Actor for StorageActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            StorageMsg::Common(common) => state.handle_common(common, |_| {
-                "idle: the redb storage duty is not built yet; no data is stored".into()
-            }),
+            StorageMsg::Common(common) => {
+                let samples = state.received.samples;
+                state.base.handle_common(common, |_| format!("idle: the redb storage duty is not built yet (received {samples} samples, not kept)"))
+            }
+            StorageMsg::Feed(feed) => {
+                state.received.count(&feed);
+                Ok(())
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::backoff::{RestartWindow, SupervisorPolicy};
 use crate::child::{ChildContext, ChildSpec};
-use crate::messages::{Common, ConfigUpdate};
+use crate::messages::{Common, ConfigUpdate, Peers};
 
 /// Longest error text kept per child (it reaches status pages and logs).
 const MAX_ERROR_CHARS: usize = 300;
@@ -284,6 +284,7 @@ impl SupervisorState {
                 slot.state = ChildState::Running;
                 slot.started_at = Some(Instant::now());
                 self.schedule_faults(&name, index, cell);
+                self.publish_peers();
             }
             Err(err) => {
                 let err = sanitize_for_log(&err, MAX_ERROR_CHARS);
@@ -370,6 +371,7 @@ impl SupervisorState {
             return;
         }
         let delay = self.schedule_retry(myself, index);
+        self.publish_peers();
         let slot = &self.children[index];
         info!(
             event = "actor_restart_scheduled",
@@ -377,6 +379,27 @@ impl SupervisorState {
             restarts = slot.restarts,
             delay_ms = delay.as_millis() as u64
         );
+    }
+
+    /// Tells every running child where its running siblings are.
+    fn publish_peers(&self) {
+        let running = || {
+            self.children
+                .iter()
+                .filter(|c| c.state == ChildState::Running)
+        };
+        let peers = Peers::new(
+            running()
+                .filter_map(|c| Some((c.spec.name().to_string(), c.cell.clone()?)))
+                .collect(),
+        );
+        for child in running() {
+            if let Some(cell) = &child.cell {
+                let _ = child
+                    .spec
+                    .send_common(cell, Common::PeersChanged(peers.clone()));
+            }
+        }
     }
 
     /// Stops every running child, last started first.

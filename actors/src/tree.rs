@@ -38,7 +38,11 @@ pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
         }),
         actor_child(opcua::ROLE, |ctx| (opcua::OpcUaActor, ctx.config.clone())),
         actor_child(poller::ROLE, |ctx| {
-            (poller::PollerActor, ctx.config.clone())
+            let args = poller::PollerArgs {
+                config: ctx.config.clone(),
+                output: Box::new(poller::output::PeerOutput),
+            };
+            (poller::PollerActor, args)
         }),
         actor_child(web::ROLE, |ctx| (web::WebActor, ctx.config.clone())),
         actor_child(control::ROLE, |ctx| {

@@ -1,20 +1,26 @@
 //! The Web actor.
 //!
 //! Its duty arrives in a later release; until then it starts, stops, takes configuration
-//! changes and answers `Status` honestly, so the supervision tree is complete.
+//! changes, counts what the poller feeds it (without keeping it) and answers `Status`
+//! honestly, so the supervision tree is complete.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::duty::DutyBase;
+use crate::duty::{DutyBase, FeedCounts};
 use crate::messages::{ConfigUpdate, WebMsg};
 
 pub const ROLE: &str = "web";
 
 pub struct WebActor;
 
+pub struct WebState {
+    base: DutyBase,
+    received: FeedCounts,
+}
+
 impl Actor for WebActor {
     type Msg = WebMsg;
-    type State = DutyBase;
+    type State = WebState;
     type Arguments = ConfigUpdate;
 
     async fn pre_start(
@@ -22,7 +28,10 @@ impl Actor for WebActor {
         _myself: ActorRef<Self::Msg>,
         config: ConfigUpdate,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(DutyBase::new(ROLE, config))
+        Ok(WebState {
+            base: DutyBase::new(ROLE, config),
+            received: FeedCounts::default(),
+        })
     }
 
     async fn handle(
@@ -32,10 +41,14 @@ impl Actor for WebActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            WebMsg::Common(common) => state.handle_common(common, |_| {
-                "idle: the web console duty is not built yet; nothing listens on the web port"
-                    .into()
-            }),
+            WebMsg::Common(common) => {
+                let samples = state.received.samples;
+                state.base.handle_common(common, |_| format!("idle: the web console duty is not built yet; nothing listens on the web port (received {samples} samples, not kept)"))
+            }
+            WebMsg::Feed(feed) => {
+                state.received.count(&feed);
+                Ok(())
+            }
         }
     }
 }

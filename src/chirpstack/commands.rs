@@ -66,7 +66,6 @@ pub struct CommandUpdate {
     pub at: Timestamp,
 }
 
-
 /// Transient `Enqueue` failures (ChirpStack unreachable) tolerated before a command fails.
 pub const MAX_ENQUEUE_ATTEMPTS: u32 = 5;
 /// Finished commands kept for late events and status queries.
@@ -82,6 +81,20 @@ struct Tracked {
     attempts: u32,
     /// Waiting for a dispatch (first one, or a retry after a transient failure).
     dispatch_due: bool,
+}
+
+impl Tracked {
+    /// Sent and still waiting for its acknowledgement (confirmed) or transmission (unconfirmed).
+    fn awaits_final_event(&self) -> bool {
+        self.state == CommandState::Sent && (self.request.confirmed || !self.transmitted)
+    }
+
+    fn overdue(&self, now: Timestamp, timeout: Duration) -> bool {
+        self.awaits_final_event()
+            && self
+                .sent_at
+                .is_some_and(|s| s.saturating_add(timeout) <= now)
+    }
 }
 
 /// The commands the poller is responsible for, by the gateway's id and by ChirpStack's queue
@@ -139,7 +152,12 @@ impl CommandBook {
     }
 
     /// The outcome of an `Enqueue` call.
-    pub fn enqueued(&mut self, id: u64, result: Result<String, UpstreamError>, now: Timestamp) -> Option<CommandUpdate> {
+    pub fn enqueued(
+        &mut self,
+        id: u64,
+        result: Result<String, UpstreamError>,
+        now: Timestamp,
+    ) -> Option<CommandUpdate> {
         let tracked = self.by_id.get_mut(&id)?;
         if tracked.state != CommandState::Queued {
             return None;
@@ -152,10 +170,17 @@ impl CommandBook {
                 tracked.queue_item_id = Some(queue_item_id);
                 None
             }
-            Err(error) if (error.is_connectivity() || error == UpstreamError::Unauthenticated) && tracked.attempts < MAX_ENQUEUE_ATTEMPTS => {
+            Err(error)
+                if (error.is_connectivity() || error == UpstreamError::Unauthenticated)
+                    && tracked.attempts < MAX_ENQUEUE_ATTEMPTS =>
+            {
                 // Stays queued; retried on the next successful poll.
                 tracked.dispatch_due = false;
-                return Some(Self::update(tracked, Some(format!("enqueue will be retried: {error}")), now));
+                return Some(Self::update(
+                    tracked,
+                    Some(format!("enqueue will be retried: {error}")),
+                    now,
+                ));
             }
             Err(error) => {
                 tracked.state = CommandState::Failed;
@@ -169,7 +194,11 @@ impl CommandBook {
 
     /// Makes commands that failed transiently due again (called when ChirpStack is reachable).
     pub fn retry_transient(&mut self) {
-        for tracked in self.by_id.values_mut().filter(|t| t.state == CommandState::Queued && t.attempts > 0) {
+        for tracked in self
+            .by_id
+            .values_mut()
+            .filter(|t| t.state == CommandState::Queued && t.attempts > 0)
+        {
             tracked.dispatch_due = true;
         }
     }
@@ -177,8 +206,22 @@ impl CommandBook {
     /// Applies a device event; returns the resulting change, if any.
     pub fn on_event(&mut self, event: &DeviceEvent) -> Option<CommandUpdate> {
         let (queue_item_id, time) = match event {
-            DeviceEvent::Ack { queue_item_id, time, .. } | DeviceEvent::TxAck { queue_item_id, time, .. } => (queue_item_id, *time),
-            DeviceEvent::Log { queue_item_id: Some(queue_item_id), time, level, .. } if level == "ERROR" => (queue_item_id, *time),
+            DeviceEvent::Ack {
+                queue_item_id,
+                time,
+                ..
+            }
+            | DeviceEvent::TxAck {
+                queue_item_id,
+                time,
+                ..
+            } => (queue_item_id, *time),
+            DeviceEvent::Log {
+                queue_item_id: Some(queue_item_id),
+                time,
+                level,
+                ..
+            } if level == "ERROR" => (queue_item_id, *time),
             _ => return None,
         };
         let id = *self.by_queue_item.get(queue_item_id)?;
@@ -194,15 +237,22 @@ impl CommandBook {
                 tracked.transmitted = true;
                 Some("transmitted".to_string())
             }
-            DeviceEvent::Ack { acknowledged: true, .. } => {
+            DeviceEvent::Ack {
+                acknowledged: true, ..
+            } => {
                 tracked.state = CommandState::Acknowledged;
                 None
             }
-            DeviceEvent::Ack { acknowledged: false, .. } => {
+            DeviceEvent::Ack {
+                acknowledged: false,
+                ..
+            } => {
                 tracked.state = CommandState::Failed;
                 Some("the device did not acknowledge the downlink".to_string())
             }
-            DeviceEvent::Log { code, description, .. } => {
+            DeviceEvent::Log {
+                code, description, ..
+            } => {
                 tracked.state = CommandState::Failed;
                 Some(format!("{code}: {description}"))
             }
@@ -220,8 +270,7 @@ impl CommandBook {
         let mut devices: Vec<String> = self
             .by_id
             .values()
-            .filter(|t| t.state == CommandState::Sent && !(t.transmitted && !t.request.confirmed))
-            .filter(|t| t.sent_at.is_some_and(|s| s.saturating_add(timeout) <= now))
+            .filter(|t| t.overdue(now, timeout))
             .map(|t| t.request.device_id.clone())
             .collect();
         devices.sort();
@@ -230,18 +279,28 @@ impl CommandBook {
     }
 
     /// Expires the overdue commands of `device_id` that ChirpStack no longer queues.
-    pub fn expire_overdue(&mut self, device_id: &str, queue: &[QueueItem], now: Timestamp, timeout: Duration) -> Vec<CommandUpdate> {
+    pub fn expire_overdue(
+        &mut self,
+        device_id: &str,
+        queue: &[QueueItem],
+        now: Timestamp,
+        timeout: Duration,
+    ) -> Vec<CommandUpdate> {
         let mut updates = Vec::new();
         let mut finished = Vec::new();
         for tracked in self.by_id.values_mut() {
-            let overdue = tracked.state == CommandState::Sent
-                && tracked.request.device_id == device_id
-                && !(tracked.transmitted && !tracked.request.confirmed)
-                && tracked.sent_at.is_some_and(|s| s.saturating_add(timeout) <= now);
-            let still_queued = tracked.queue_item_id.as_ref().is_some_and(|q| queue.iter().any(|item| &item.id == q));
+            let overdue = tracked.request.device_id == device_id && tracked.overdue(now, timeout);
+            let still_queued = tracked
+                .queue_item_id
+                .as_ref()
+                .is_some_and(|q| queue.iter().any(|item| &item.id == q));
             if overdue && !still_queued {
                 tracked.state = CommandState::Expired;
-                updates.push(Self::update(tracked, Some(format!("no acknowledgement within {} s", timeout.as_secs())), now));
+                updates.push(Self::update(
+                    tracked,
+                    Some(format!("no acknowledgement within {} s", timeout.as_secs())),
+                    now,
+                ));
                 finished.push(tracked.request.id);
             }
         }
@@ -281,24 +340,51 @@ mod tests {
     use super::*;
 
     fn request(id: u64, confirmed: bool) -> CommandRequest {
-        CommandRequest { id, device_id: "dev".into(), f_port: 10, confirmed, payload: vec![1] }
+        CommandRequest {
+            id,
+            device_id: "dev".into(),
+            f_port: 10,
+            confirmed,
+            payload: vec![1],
+        }
     }
 
     #[test]
     fn a_confirmed_command_goes_queued_sent_acknowledged() {
         let mut book = CommandBook::default();
         let t = Timestamp(0);
-        assert_eq!(book.accept(request(1, true), t).unwrap().state, CommandState::Queued);
+        assert_eq!(
+            book.accept(request(1, true), t).unwrap().state,
+            CommandState::Queued
+        );
         assert!(book.accept(request(1, true), t).is_none(), "idempotent");
         assert_eq!(book.take_due().len(), 1);
         assert!(book.take_due().is_empty(), "in flight");
-        assert_eq!(book.enqueued(1, Ok("q1".into()), t).unwrap().state, CommandState::Sent);
-        let tx = DeviceEvent::TxAck { time: t, queue_item_id: "q1".into(), f_cnt_down: 1 };
+        assert_eq!(
+            book.enqueued(1, Ok("q1".into()), t).unwrap().state,
+            CommandState::Sent
+        );
+        let tx = DeviceEvent::TxAck {
+            time: t,
+            queue_item_id: "q1".into(),
+            f_cnt_down: 1,
+        };
         let update = book.on_event(&tx).unwrap();
         assert!(update.transmitted && update.state == CommandState::Sent);
-        let ack = DeviceEvent::Ack { time: t, queue_item_id: "q1".into(), acknowledged: true, f_cnt_down: 1 };
-        assert_eq!(book.on_event(&ack).unwrap().state, CommandState::Acknowledged);
-        assert!(book.on_event(&ack).is_none(), "a replayed ack changes nothing");
+        let ack = DeviceEvent::Ack {
+            time: t,
+            queue_item_id: "q1".into(),
+            acknowledged: true,
+            f_cnt_down: 1,
+        };
+        assert_eq!(
+            book.on_event(&ack).unwrap().state,
+            CommandState::Acknowledged
+        );
+        assert!(
+            book.on_event(&ack).is_none(),
+            "a replayed ack changes nothing"
+        );
     }
 
     #[test]
@@ -307,12 +393,19 @@ mod tests {
         let t = Timestamp(0);
         book.accept(request(1, false), t);
         book.take_due();
-        let update = book.enqueued(1, Err(UpstreamError::Unavailable("down".into())), t).unwrap();
+        let update = book
+            .enqueued(1, Err(UpstreamError::Unavailable("down".into())), t)
+            .unwrap();
         assert_eq!(update.state, CommandState::Queued);
         assert!(book.take_due().is_empty());
         book.retry_transient();
         assert_eq!(book.take_due().len(), 1);
-        assert_eq!(book.enqueued(1, Err(UpstreamError::InvalidArgument("f_port".into())), t).unwrap().state, CommandState::Failed);
+        assert_eq!(
+            book.enqueued(1, Err(UpstreamError::InvalidArgument("f_port".into())), t)
+                .unwrap()
+                .state,
+            CommandState::Failed
+        );
 
         book.accept(request(2, false), t);
         for _ in 0..MAX_ENQUEUE_ATTEMPTS {
@@ -334,7 +427,12 @@ mod tests {
         for id in 1..=3 {
             book.enqueued(id, Ok(format!("q{id}")), t);
         }
-        let nack = DeviceEvent::Ack { time: t, queue_item_id: "q1".into(), acknowledged: false, f_cnt_down: 1 };
+        let nack = DeviceEvent::Ack {
+            time: t,
+            queue_item_id: "q1".into(),
+            acknowledged: false,
+            f_cnt_down: 1,
+        };
         assert_eq!(book.on_event(&nack).unwrap().state, CommandState::Failed);
         let log = DeviceEvent::Log {
             time: t,
@@ -347,8 +445,18 @@ mod tests {
         let timeout = Duration::from_secs(60);
         let later = t.saturating_add(Duration::from_secs(61));
         assert_eq!(book.overdue_devices(later, timeout), vec!["dev"]);
-        let still_queued = [QueueItem { id: "q3".into(), f_port: 10, confirmed: true, is_pending: true, expires_at: None }];
-        assert!(book.expire_overdue("dev", &still_queued, later, timeout).is_empty(), "ChirpStack still has it");
+        let still_queued = [QueueItem {
+            id: "q3".into(),
+            f_port: 10,
+            confirmed: true,
+            is_pending: true,
+            expires_at: None,
+        }];
+        assert!(
+            book.expire_overdue("dev", &still_queued, later, timeout)
+                .is_empty(),
+            "ChirpStack still has it"
+        );
         let expired = book.expire_overdue("dev", &[], later, timeout);
         assert_eq!(expired.len(), 1);
         assert_eq!(expired[0].state, CommandState::Expired);

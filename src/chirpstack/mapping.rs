@@ -51,7 +51,11 @@ impl DeviceMapping {
                 .map(|m| MetricMapping {
                     metric_name: m.metric_name.clone(),
                     upstream_name: m.chirpstack_metric_name.clone(),
-                    path: m.chirpstack_metric_name.split('.').map(str::to_string).collect(),
+                    path: m
+                        .chirpstack_metric_name
+                        .split('.')
+                        .map(str::to_string)
+                        .collect(),
                     metric_type: m.metric_type,
                 })
                 .collect(),
@@ -69,7 +73,9 @@ impl DeviceMapping {
         let mut samples = Vec::new();
         let mut rejections = Vec::new();
         for metric in &self.metrics {
-            let Some(raw) = lookup(object, &metric.path) else { continue };
+            let Some(raw) = lookup(object, &metric.path) else {
+                continue;
+            };
             if raw.is_null() {
                 continue;
             }
@@ -135,19 +141,26 @@ pub fn convert_json(raw: &Json, metric_type: MetricType) -> Result<Value, String
                 Err("integer out of range".into())
             } else {
                 match n.as_f64() {
-                    Some(f) if f.fract() == 0.0 && f.abs() <= MAX_EXACT_FLOAT_INT => Ok(Value::Int(f as i64)),
+                    Some(f) if f.fract() == 0.0 && f.abs() <= MAX_EXACT_FLOAT_INT => {
+                        Ok(Value::Int(f as i64))
+                    }
                     _ => Err("number is not an integer".into()),
                 }
             }
         }
         (MetricType::Bool, Json::Bool(b)) => Ok(Value::Bool(*b)),
         (MetricType::Bool, Json::Number(n)) => match n.as_f64() {
-            Some(f) if f == 0.0 => Ok(Value::Bool(false)),
-            Some(f) if f == 1.0 => Ok(Value::Bool(true)),
+            Some(0.0) => Ok(Value::Bool(false)),
+            Some(1.0) => Ok(Value::Bool(true)),
             _ => Err("number is neither 0 nor 1".into()),
         },
-        (MetricType::String, Json::String(s)) if s.len() <= MAX_STRING_VALUE_BYTES => Ok(Value::String(s.clone())),
-        (MetricType::String, Json::String(s)) => Err(format!("string of {} bytes exceeds {MAX_STRING_VALUE_BYTES}", s.len())),
+        (MetricType::String, Json::String(s)) if s.len() <= MAX_STRING_VALUE_BYTES => {
+            Ok(Value::String(s.clone()))
+        }
+        (MetricType::String, Json::String(s)) => Err(format!(
+            "string of {} bytes exceeds {MAX_STRING_VALUE_BYTES}",
+            s.len()
+        )),
         (expected, other) => Err(format!("expected {expected:?}, got {}", json_kind(other))),
     }
 }
@@ -164,7 +177,9 @@ pub fn convert_aggregate(value: f32, metric_type: MetricType) -> Result<Value, S
     let value = f64::from(value);
     match metric_type {
         MetricType::Float => Ok(Value::Float(value)),
-        MetricType::Int if value.abs() <= MAX_EXACT_FLOAT_INT => Ok(Value::Int(value.round() as i64)),
+        MetricType::Int if value.abs() <= MAX_EXACT_FLOAT_INT => {
+            Ok(Value::Int(value.round() as i64))
+        }
         MetricType::Int => Err("aggregate out of integer range".into()),
         MetricType::Bool => Ok(Value::Bool(value >= 0.5)),
         MetricType::String => Err("string metrics have no aggregate".into()),
@@ -247,7 +262,10 @@ mod tests {
             (json!("x".repeat(MAX_STRING_VALUE_BYTES + 1)), String),
         ];
         for (raw, ty) in bad {
-            assert!(convert_json(&raw, ty).is_err(), "{raw} as {ty:?} should be rejected");
+            assert!(
+                convert_json(&raw, ty).is_err(),
+                "{raw} as {ty:?} should be rejected"
+            );
         }
     }
 
@@ -263,29 +281,58 @@ mod tests {
         let object = json!({"water": {"level": 1.25}, "channels": [4, 5], "a.b": 9, "n": null});
         let t = Timestamp(1);
         let (samples, rejections) = mapping.samples_from_object(object.as_object().unwrap(), t, t);
-        let values: Vec<(&str, &Value)> = samples.iter().map(|s| (s.metric.as_str(), &s.value)).collect();
-        assert_eq!(values, vec![("Level", &Value::Float(1.25)), ("Ch0", &Value::Int(4)), ("Flat", &Value::Int(9))]);
+        let values: Vec<(&str, &Value)> = samples
+            .iter()
+            .map(|s| (s.metric.as_str(), &s.value))
+            .collect();
+        assert_eq!(
+            values,
+            vec![
+                ("Level", &Value::Float(1.25)),
+                ("Ch0", &Value::Int(4)),
+                ("Flat", &Value::Int(9))
+            ]
+        );
         assert!(rejections.is_empty());
     }
 
     #[test]
     fn a_bad_value_is_rejected_alone_with_a_capped_sanitised_preview() {
-        let mapping = device(&[("Level", "level", MetricType::Float), ("Mode", "mode", MetricType::String)]);
+        let mapping = device(&[
+            ("Level", "level", MetricType::Float),
+            ("Mode", "mode", MetricType::String),
+        ]);
         let object = json!({"level": "\u{1b}[31mNaN\n".repeat(50), "mode": "ok"});
         let t = Timestamp(1);
         let (samples, rejections) = mapping.samples_from_object(object.as_object().unwrap(), t, t);
-        assert_eq!(samples.len(), 1, "the good value of the same uplink survives");
+        assert_eq!(
+            samples.len(),
+            1,
+            "the good value of the same uplink survives"
+        );
         assert_eq!(rejections.len(), 1);
         let preview = &rejections[0].preview;
-        assert!(!preview.contains('\n') && !preview.contains('\u{1b}') && preview.chars().count() <= 65, "{preview}");
+        assert!(
+            !preview.contains('\n') && !preview.contains('\u{1b}') && preview.chars().count() <= 65,
+            "{preview}"
+        );
     }
 
     #[test]
     fn aggregates_convert_by_configured_type() {
-        assert_eq!(convert_aggregate(2.5, MetricType::Float), Ok(Value::Float(2.5)));
+        assert_eq!(
+            convert_aggregate(2.5, MetricType::Float),
+            Ok(Value::Float(2.5))
+        );
         assert_eq!(convert_aggregate(2.6, MetricType::Int), Ok(Value::Int(3)));
-        assert_eq!(convert_aggregate(0.75, MetricType::Bool), Ok(Value::Bool(true)));
-        assert_eq!(convert_aggregate(0.25, MetricType::Bool), Ok(Value::Bool(false)));
+        assert_eq!(
+            convert_aggregate(0.75, MetricType::Bool),
+            Ok(Value::Bool(true))
+        );
+        assert_eq!(
+            convert_aggregate(0.25, MetricType::Bool),
+            Ok(Value::Bool(false))
+        );
         assert!(convert_aggregate(f32::NAN, MetricType::Float).is_err());
         assert!(convert_aggregate(f32::INFINITY, MetricType::Float).is_err());
         assert!(convert_aggregate(1.0, MetricType::String).is_err());

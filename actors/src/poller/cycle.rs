@@ -1,0 +1,252 @@
+//! One poll cycle: what streams cannot deliver. Device listings (last seen, battery, margin),
+//! `GetMetrics` aggregates for metrics that uplinks never carry (and to reconcile after an
+//! outage), and the downlink queues of commands that are overdue. Calls run concurrently,
+//! bounded by `poll_concurrency`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chirpstack_api::common::Aggregation;
+use opcgw::chirpstack::client::{
+    ChirpstackClient, DeviceSummary, MetricBuckets, QueueItem, UpstreamError,
+};
+use opcgw::chirpstack::mapping::{convert_aggregate, MetricMapping, Rejection};
+use opcgw::config::MetricType;
+use opcgw::model::{Sample, SampleOrigin, Timestamp};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// The metrics of one device to fetch from `GetMetrics`.
+#[derive(Debug, Clone)]
+pub struct FallbackTarget {
+    pub device_id: String,
+    pub metrics: Vec<MetricMapping>,
+}
+
+pub struct CycleInput {
+    pub client: ChirpstackClient,
+    pub tenant_id: String,
+    pub application_ids: Vec<String>,
+    /// Check that the configured applications exist in the tenant.
+    pub verify_applications: bool,
+    pub page_size: u32,
+    pub concurrency: usize,
+    pub fallback: Vec<FallbackTarget>,
+    pub aggregation: Aggregation,
+    /// How far back `GetMetrics` looks for the newest bucket.
+    pub lookback: Duration,
+    pub queues_to_check: Vec<String>,
+}
+
+/// What a cycle found.
+#[derive(Debug)]
+pub struct CycleReport {
+    pub finished: Timestamp,
+    pub duration: Duration,
+    /// The cycle as a whole failed (nothing could be listed).
+    pub failure: Option<UpstreamError>,
+    /// Individual calls that failed while others succeeded.
+    pub partial_errors: Vec<String>,
+    pub devices: Vec<DeviceSummary>,
+    pub unknown_applications: Vec<String>,
+    pub aggregates: Vec<Sample>,
+    pub rejections: Vec<Rejection>,
+    pub queues: HashMap<String, Vec<QueueItem>>,
+    /// The aggregation to use from now on (MINUTE falls back to HOUR on older servers).
+    pub aggregation: Aggregation,
+    pub calls: u32,
+}
+
+pub async fn run_cycle(input: CycleInput) -> CycleReport {
+    let started = Instant::now();
+    let permits = Arc::new(Semaphore::new(input.concurrency.max(1)));
+    let mut report = CycleReport {
+        finished: Timestamp::now(),
+        duration: Duration::ZERO,
+        failure: None,
+        partial_errors: Vec::new(),
+        devices: Vec::new(),
+        unknown_applications: Vec::new(),
+        aggregates: Vec::new(),
+        rejections: Vec::new(),
+        queues: HashMap::new(),
+        aggregation: input.aggregation,
+        calls: 0,
+    };
+
+    if input.verify_applications {
+        report.calls += 1;
+        match input
+            .client
+            .list_applications(&input.tenant_id, input.page_size)
+            .await
+        {
+            Ok(apps) => {
+                report.unknown_applications = input
+                    .application_ids
+                    .iter()
+                    .filter(|id| !apps.iter().any(|a| &a.id == *id))
+                    .cloned()
+                    .collect();
+            }
+            Err(error) => return finish(report, started, Some(error)),
+        }
+    }
+
+    // Device listings, one application per task.
+    let mut listings = JoinSet::new();
+    for application_id in input.application_ids.clone() {
+        let (client, permits, page_size) = (input.client.clone(), permits.clone(), input.page_size);
+        listings.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            (
+                application_id.clone(),
+                client.list_devices(&application_id, page_size).await,
+            )
+        });
+    }
+    let mut listing_errors = Vec::new();
+    while let Some(joined) = listings.join_next().await {
+        report.calls += 1;
+        match joined {
+            Ok((_, Ok(devices))) => report.devices.extend(devices),
+            Ok((application_id, Err(error))) => listing_errors.push((application_id, error)),
+            Err(join) => report
+                .partial_errors
+                .push(format!("listing task failed: {join}")),
+        }
+    }
+    if !listing_errors.is_empty() && listing_errors.len() == input.application_ids.len() {
+        // Nothing answered: the cycle failed as a whole (down, or the token is refused).
+        let (_, error) = listing_errors.swap_remove(0);
+        return finish(report, started, Some(error));
+    }
+    for (application_id, error) in listing_errors {
+        report
+            .partial_errors
+            .push(format!("listing application {application_id}: {error}"));
+    }
+
+    // GetMetrics for metrics without uplink values.
+    let end = Timestamp::now();
+    let start = end.saturating_sub(input.lookback);
+    let mut metrics = JoinSet::new();
+    for target in input.fallback {
+        let (client, permits, aggregation) =
+            (input.client.clone(), permits.clone(), input.aggregation);
+        metrics.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let mut calls = 1;
+            let mut used = aggregation;
+            let mut result = client
+                .get_metrics(&target.device_id, start, end, aggregation)
+                .await;
+            if aggregation == Aggregation::Minute
+                && matches!(result, Err(UpstreamError::InvalidArgument(_)))
+            {
+                // Servers older than the MINUTE aggregation refuse it: fall back to HOUR.
+                used = Aggregation::Hour;
+                calls += 1;
+                result = client
+                    .get_metrics(
+                        &target.device_id,
+                        end.saturating_sub(Duration::from_secs(86_400)),
+                        end,
+                        used,
+                    )
+                    .await;
+            }
+            (target, used, calls, result)
+        });
+    }
+    while let Some(joined) = metrics.join_next().await {
+        let Ok((target, used, calls, result)) = joined else {
+            continue;
+        };
+        report.calls += calls;
+        if used != input.aggregation {
+            report.aggregation = used;
+        }
+        match result {
+            Ok(buckets) => newest_buckets(&target, &buckets, end, &mut report),
+            Err(error) => report
+                .partial_errors
+                .push(format!("GetMetrics {}: {error}", target.device_id)),
+        }
+    }
+
+    // Queues of overdue commands.
+    let mut queues = JoinSet::new();
+    for device_id in input.queues_to_check {
+        let (client, permits) = (input.client.clone(), permits.clone());
+        queues.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let result = client.get_queue(&device_id).await;
+            (device_id, result)
+        });
+    }
+    while let Some(joined) = queues.join_next().await {
+        report.calls += 1;
+        match joined {
+            Ok((device_id, Ok(items))) => {
+                report.queues.insert(device_id, items);
+            }
+            Ok((device_id, Err(error))) => report
+                .partial_errors
+                .push(format!("GetQueue {device_id}: {error}")),
+            Err(join) => report
+                .partial_errors
+                .push(format!("queue task failed: {join}")),
+        }
+    }
+    finish(report, started, None)
+}
+
+fn finish(
+    mut report: CycleReport,
+    started: Instant,
+    failure: Option<UpstreamError>,
+) -> CycleReport {
+    report.failure = failure;
+    report.duration = started.elapsed();
+    report.finished = Timestamp::now();
+    report
+}
+
+/// The newest bucket of each target metric, as an aggregated sample stamped with the bucket
+/// start (never the gateway clock).
+fn newest_buckets(
+    target: &FallbackTarget,
+    buckets: &std::collections::BTreeMap<String, MetricBuckets>,
+    received: Timestamp,
+    report: &mut CycleReport,
+) {
+    for metric in &target.metrics {
+        if metric.metric_type == MetricType::String {
+            continue;
+        }
+        let Some(series) = buckets.get(&metric.upstream_name) else {
+            continue;
+        };
+        let Some((bucket_start, value)) = series.buckets.iter().max_by_key(|(ts, _)| *ts) else {
+            continue;
+        };
+        match convert_aggregate(*value, metric.metric_type) {
+            Ok(value) => report.aggregates.push(Sample {
+                device_id: target.device_id.clone(),
+                metric: metric.metric_name.clone(),
+                value,
+                source_time: *bucket_start,
+                received_time: received,
+                origin: SampleOrigin::Aggregate,
+            }),
+            Err(reason) => report.rejections.push(Rejection {
+                device_id: target.device_id.clone(),
+                metric: metric.metric_name.clone(),
+                reason,
+                preview: format!("{value}"),
+            }),
+        }
+    }
+}
