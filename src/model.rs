@@ -7,7 +7,19 @@ use crate::config::MetricType;
 
 /// Microseconds since the Unix epoch (UTC). Microseconds are what storage keeps and what an
 /// OPC UA DateTime (100 ns ticks) represents exactly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
@@ -26,11 +38,17 @@ impl Timestamp {
         if !(0..1_000_000_000).contains(&ts.nanos) {
             return None;
         }
-        ts.seconds.checked_mul(1_000_000)?.checked_add(i64::from(ts.nanos) / 1_000).map(Self)
+        ts.seconds
+            .checked_mul(1_000_000)?
+            .checked_add(i64::from(ts.nanos) / 1_000)
+            .map(Self)
     }
 
     pub fn to_prost(self) -> prost_types::Timestamp {
-        prost_types::Timestamp { seconds: self.0.div_euclid(1_000_000), nanos: (self.0.rem_euclid(1_000_000) * 1_000) as i32 }
+        prost_types::Timestamp {
+            seconds: self.0.div_euclid(1_000_000),
+            nanos: (self.0.rem_euclid(1_000_000) * 1_000) as i32,
+        }
     }
 
     /// Parses an RFC 3339 timestamp (`2024-05-01T12:00:00.123Z`, any offset).
@@ -38,7 +56,9 @@ impl Timestamp {
         if text.len() > 64 {
             return None;
         }
-        text.parse::<prost_types::Timestamp>().ok().and_then(|ts| Self::from_prost(&ts))
+        text.parse::<prost_types::Timestamp>()
+            .ok()
+            .and_then(|ts| Self::from_prost(&ts))
     }
 
     pub fn to_rfc3339(self) -> String {
@@ -54,11 +74,17 @@ impl Timestamp {
     }
 
     pub fn saturating_add(self, d: Duration) -> Self {
-        Self(self.0.saturating_add(d.as_micros().min(i64::MAX as u128) as i64))
+        Self(
+            self.0
+                .saturating_add(d.as_micros().min(i64::MAX as u128) as i64),
+        )
     }
 
     pub fn saturating_sub(self, d: Duration) -> Self {
-        Self(self.0.saturating_sub(d.as_micros().min(i64::MAX as u128) as i64))
+        Self(
+            self.0
+                .saturating_sub(d.as_micros().min(i64::MAX as u128) as i64),
+        )
     }
 
     /// How long ago this was, seen from `now` (zero for timestamps in the future).
@@ -151,7 +177,9 @@ pub struct StalenessRule {
 
 impl StalenessRule {
     pub fn quality(&self, source_time: Option<Timestamp>, now: Timestamp) -> Quality {
-        let Some(source_time) = source_time else { return Quality::WaitingForInitialData };
+        let Some(source_time) = source_time else {
+            return Quality::WaitingForInitialData;
+        };
         let age = source_time.age_at(now);
         if age > self.bad_after {
             Quality::Bad
@@ -172,21 +200,47 @@ mod tests {
         let ts = Timestamp::parse_rfc3339("2024-05-01T12:00:00.123456Z").unwrap();
         assert_eq!(ts.to_rfc3339(), "2024-05-01T12:00:00.123456Z");
         assert_eq!(Timestamp::from_prost(&ts.to_prost()), Some(ts));
-        assert_eq!(Timestamp::parse_rfc3339("2024-05-01T14:00:00+02:00"), Timestamp::parse_rfc3339("2024-05-01T12:00:00Z"));
+        assert_eq!(
+            Timestamp::parse_rfc3339("2024-05-01T14:00:00+02:00"),
+            Timestamp::parse_rfc3339("2024-05-01T12:00:00Z")
+        );
         assert!(Timestamp::parse_rfc3339("yesterday").is_none());
-        assert!(Timestamp::from_prost(&prost_types::Timestamp { seconds: 1, nanos: -5 }).is_none());
-        assert!(Timestamp::from_prost(&prost_types::Timestamp { seconds: i64::MAX, nanos: 0 }).is_none());
+        assert!(Timestamp::from_prost(&prost_types::Timestamp {
+            seconds: 1,
+            nanos: -5
+        })
+        .is_none());
+        assert!(Timestamp::from_prost(&prost_types::Timestamp {
+            seconds: i64::MAX,
+            nanos: 0
+        })
+        .is_none());
     }
 
     #[test]
     fn a_value_turns_uncertain_then_bad_with_age() {
-        let rule = StalenessRule { stale_after: Duration::from_secs(60), bad_after: Duration::from_secs(600) };
+        let rule = StalenessRule {
+            stale_after: Duration::from_secs(60),
+            bad_after: Duration::from_secs(600),
+        };
         let now = Timestamp::parse_rfc3339("2024-05-01T12:00:00Z").unwrap();
         assert_eq!(rule.quality(None, now), Quality::WaitingForInitialData);
-        assert_eq!(rule.quality(Some(now.saturating_sub(Duration::from_secs(60))), now), Quality::Good);
-        assert_eq!(rule.quality(Some(now.saturating_sub(Duration::from_secs(61))), now), Quality::Uncertain);
-        assert_eq!(rule.quality(Some(now.saturating_sub(Duration::from_secs(601))), now), Quality::Bad);
+        assert_eq!(
+            rule.quality(Some(now.saturating_sub(Duration::from_secs(60))), now),
+            Quality::Good
+        );
+        assert_eq!(
+            rule.quality(Some(now.saturating_sub(Duration::from_secs(61))), now),
+            Quality::Uncertain
+        );
+        assert_eq!(
+            rule.quality(Some(now.saturating_sub(Duration::from_secs(601))), now),
+            Quality::Bad
+        );
         // A device clock ahead of ours is not "stale".
-        assert_eq!(rule.quality(Some(now.saturating_add(Duration::from_secs(5))), now), Quality::Good);
+        assert_eq!(
+            rule.quality(Some(now.saturating_add(Duration::from_secs(5))), now),
+            Quality::Good
+        );
     }
 }

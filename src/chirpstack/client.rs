@@ -10,9 +10,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use chirpstack_api::api::{
-    application_service_client::ApplicationServiceClient, device_service_client::DeviceServiceClient,
-    internal_service_client::InternalServiceClient, DeviceQueueItem, EnqueueDeviceQueueItemRequest, GetDeviceMetricsRequest,
-    GetDeviceQueueItemsRequest, ListApplicationsRequest, ListDevicesRequest, LogItem, StreamDeviceEventsRequest,
+    application_service_client::ApplicationServiceClient,
+    device_service_client::DeviceServiceClient, internal_service_client::InternalServiceClient,
+    DeviceQueueItem, EnqueueDeviceQueueItemRequest, GetDeviceMetricsRequest,
+    GetDeviceQueueItemsRequest, ListApplicationsRequest, ListDevicesRequest, LogItem,
+    StreamDeviceEventsRequest,
 };
 use chirpstack_api::common::Aggregation;
 use tonic::codegen::InterceptedService;
@@ -59,7 +61,10 @@ impl UpstreamError {
             Code::PermissionDenied => Self::PermissionDenied(message),
             Code::NotFound => Self::NotFound(message),
             Code::InvalidArgument => Self::InvalidArgument(message),
-            code => Self::Other { code: format!("{code:?}"), message },
+            code => Self::Other {
+                code: format!("{code:?}"),
+                message,
+            },
         }
     }
 
@@ -95,7 +100,9 @@ struct BearerToken(MetadataValue<Ascii>);
 
 impl Interceptor for BearerToken {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
         Ok(request)
     }
 }
@@ -151,15 +158,28 @@ impl ChirpstackClient {
     /// A client for `settings`; connects on first use and reconnects by itself.
     pub fn new(settings: ClientSettings) -> Result<Self, UpstreamError> {
         let header = MetadataValue::try_from(format!("Bearer {}", settings.api_token.expose()))
-            .map_err(|_| UpstreamError::Settings("the API token contains characters not allowed in an HTTP header".into()))?;
+            .map_err(|_| {
+                UpstreamError::Settings(
+                    "the API token contains characters not allowed in an HTTP header".into(),
+                )
+            })?;
         let endpoint = Endpoint::from_shared(settings.server_address.clone())
-            .map_err(|_| UpstreamError::Settings(format!("invalid server address {}", settings.server_address)))?
+            .map_err(|_| {
+                UpstreamError::Settings(format!(
+                    "invalid server address {}",
+                    settings.server_address
+                ))
+            })?
             .connect_timeout(settings.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(true);
-        Ok(Self { channel: endpoint.connect_lazy(), auth: BearerToken(header), settings })
+        Ok(Self {
+            channel: endpoint.connect_lazy(),
+            auth: BearerToken(header),
+            settings,
+        })
     }
 
     /// Another client with the same settings on its own HTTP/2 connection (for stream pools:
@@ -207,29 +227,65 @@ impl ChirpstackClient {
     }
 
     /// Every application of `tenant_id`, `page_size` per call.
-    pub async fn list_applications(&self, tenant_id: &str, page_size: u32) -> Result<Vec<ApplicationSummary>, UpstreamError> {
+    pub async fn list_applications(
+        &self,
+        tenant_id: &str,
+        page_size: u32,
+    ) -> Result<Vec<ApplicationSummary>, UpstreamError> {
         paginate(page_size, |limit, offset| async move {
-            let request = ListApplicationsRequest { limit, offset, tenant_id: tenant_id.to_string(), ..Default::default() };
-            let page = self.unary(self.applications().list(self.request(request))).await?;
-            let items = page.result.into_iter().map(|a| ApplicationSummary { id: a.id, name: a.name }).collect();
+            let request = ListApplicationsRequest {
+                limit,
+                offset,
+                tenant_id: tenant_id.to_string(),
+                ..Default::default()
+            };
+            let page = self
+                .unary(self.applications().list(self.request(request)))
+                .await?;
+            let items = page
+                .result
+                .into_iter()
+                .map(|a| ApplicationSummary {
+                    id: a.id,
+                    name: a.name,
+                })
+                .collect();
             Ok((page.total_count, items))
         })
         .await
     }
 
     /// Every device of `application_id`, `page_size` per call.
-    pub async fn list_devices(&self, application_id: &str, page_size: u32) -> Result<Vec<DeviceSummary>, UpstreamError> {
+    pub async fn list_devices(
+        &self,
+        application_id: &str,
+        page_size: u32,
+    ) -> Result<Vec<DeviceSummary>, UpstreamError> {
         paginate(page_size, |limit, offset| async move {
-            let request = ListDevicesRequest { limit, offset, application_id: application_id.to_string(), ..Default::default() };
-            let page = self.unary(self.devices().list(self.request(request))).await?;
+            let request = ListDevicesRequest {
+                limit,
+                offset,
+                application_id: application_id.to_string(),
+                ..Default::default()
+            };
+            let page = self
+                .unary(self.devices().list(self.request(request)))
+                .await?;
             let items = page
                 .result
                 .into_iter()
                 .map(|d| DeviceSummary {
                     last_seen: d.last_seen_at.as_ref().and_then(Timestamp::from_prost),
                     margin: d.device_status.as_ref().map(|s| s.margin),
-                    battery_level: d.device_status.as_ref().map(|s| s.battery_level).filter(|b| b.is_finite() && *b >= 0.0),
-                    external_power_source: d.device_status.as_ref().is_some_and(|s| s.external_power_source),
+                    battery_level: d
+                        .device_status
+                        .as_ref()
+                        .map(|s| s.battery_level)
+                        .filter(|b| b.is_finite() && *b >= 0.0),
+                    external_power_source: d
+                        .device_status
+                        .as_ref()
+                        .is_some_and(|s| s.external_power_source),
                     dev_eui: d.dev_eui,
                     name: d.name,
                 })
@@ -253,12 +309,18 @@ impl ChirpstackClient {
             end: Some(end.to_prost()),
             aggregation: aggregation as i32,
         };
-        let response = self.unary(self.devices().get_metrics(self.request(request))).await?;
+        let response = self
+            .unary(self.devices().get_metrics(self.request(request)))
+            .await?;
         Ok(response
             .metrics
             .into_iter()
             .map(|(key, metric)| {
-                let data = metric.datasets.first().map(|d| d.data.as_slice()).unwrap_or_default();
+                let data = metric
+                    .datasets
+                    .first()
+                    .map(|d| d.data.as_slice())
+                    .unwrap_or_default();
                 let buckets = metric
                     .timestamps
                     .iter()
@@ -271,16 +333,39 @@ impl ChirpstackClient {
     }
 
     /// Queues a downlink; returns ChirpStack's queue item id.
-    pub async fn enqueue(&self, dev_eui: &str, f_port: u32, confirmed: bool, data: Vec<u8>) -> Result<String, UpstreamError> {
-        let item = DeviceQueueItem { dev_eui: dev_eui.to_string(), f_port, confirmed, data, ..Default::default() };
-        let request = EnqueueDeviceQueueItemRequest { queue_item: Some(item), flush_queue: false };
-        Ok(self.unary(self.devices().enqueue(self.request(request))).await?.id)
+    pub async fn enqueue(
+        &self,
+        dev_eui: &str,
+        f_port: u32,
+        confirmed: bool,
+        data: Vec<u8>,
+    ) -> Result<String, UpstreamError> {
+        let item = DeviceQueueItem {
+            dev_eui: dev_eui.to_string(),
+            f_port,
+            confirmed,
+            data,
+            ..Default::default()
+        };
+        let request = EnqueueDeviceQueueItemRequest {
+            queue_item: Some(item),
+            flush_queue: false,
+        };
+        Ok(self
+            .unary(self.devices().enqueue(self.request(request)))
+            .await?
+            .id)
     }
 
     /// The device's downlink queue.
     pub async fn get_queue(&self, dev_eui: &str) -> Result<Vec<QueueItem>, UpstreamError> {
-        let request = GetDeviceQueueItemsRequest { dev_eui: dev_eui.to_string(), count_only: false };
-        let response = self.unary(self.devices().get_queue(self.request(request))).await?;
+        let request = GetDeviceQueueItemsRequest {
+            dev_eui: dev_eui.to_string(),
+            count_only: false,
+        };
+        let response = self
+            .unary(self.devices().get_queue(self.request(request)))
+            .await?;
         Ok(response
             .result
             .into_iter()
@@ -296,8 +381,13 @@ impl ChirpstackClient {
 
     /// Opens the event stream of one device (the open itself is under the call deadline; the
     /// stream then lives until either side ends it).
-    pub async fn stream_device_events(&self, dev_eui: &str) -> Result<tonic::Streaming<LogItem>, UpstreamError> {
-        let request = Request::new(StreamDeviceEventsRequest { dev_eui: dev_eui.to_string() });
+    pub async fn stream_device_events(
+        &self,
+        dev_eui: &str,
+    ) -> Result<tonic::Streaming<LogItem>, UpstreamError> {
+        let request = Request::new(StreamDeviceEventsRequest {
+            dev_eui: dev_eui.to_string(),
+        });
         let mut internal = self.internal();
         self.unary(internal.stream_device_events(request)).await
     }
@@ -316,7 +406,11 @@ where
         let (total, page) = fetch(page_size, out.len() as u32).await?;
         let got = page.len();
         out.extend(page);
-        if got == 0 || got < page_size as usize || out.len() >= total as usize || out.len() >= MAX_LISTED_ITEMS {
+        if got == 0
+            || got < page_size as usize
+            || out.len() >= total as usize
+            || out.len() >= MAX_LISTED_ITEMS
+        {
             out.truncate(MAX_LISTED_ITEMS);
             return Ok(out);
         }
@@ -333,7 +427,12 @@ mod tests {
         let calls = std::sync::atomic::AtomicU32::new(0);
         let got = paginate(100, |limit, offset| {
             calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let page: Vec<u32> = all.iter().skip(offset as usize).take(limit as usize).copied().collect();
+            let page: Vec<u32> = all
+                .iter()
+                .skip(offset as usize)
+                .take(limit as usize)
+                .copied()
+                .collect();
             async move { Ok((250, page)) }
         })
         .await
@@ -342,7 +441,9 @@ mod tests {
         assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 3);
 
         // A server that lies about its total cannot make the loop run forever.
-        let got = paginate(10, |_, _| async { Ok((u32::MAX, vec![1u8; 10])) }).await.unwrap();
+        let got = paginate(10, |_, _| async { Ok((u32::MAX, vec![1u8; 10])) })
+            .await
+            .unwrap();
         assert_eq!(got.len(), MAX_LISTED_ITEMS);
     }
 

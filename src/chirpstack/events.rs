@@ -114,14 +114,39 @@ pub struct LogEventJson {
 pub enum DeviceEvent {
     Uplink(Uplink),
     /// A confirmed downlink was acknowledged (or negatively acknowledged) by the device.
-    Ack { time: Timestamp, queue_item_id: String, acknowledged: bool, f_cnt_down: u32 },
+    Ack {
+        time: Timestamp,
+        queue_item_id: String,
+        acknowledged: bool,
+        f_cnt_down: u32,
+    },
     /// A downlink was transmitted by a gateway.
-    TxAck { time: Timestamp, queue_item_id: String, f_cnt_down: u32 },
-    Join { time: Timestamp, dev_addr: String },
-    Status { time: Timestamp, margin: i32, battery_level: Option<f32>, external_power_source: bool },
-    Log { time: Timestamp, level: String, code: String, description: String, queue_item_id: Option<String> },
+    TxAck {
+        time: Timestamp,
+        queue_item_id: String,
+        f_cnt_down: u32,
+    },
+    Join {
+        time: Timestamp,
+        dev_addr: String,
+    },
+    Status {
+        time: Timestamp,
+        margin: i32,
+        battery_level: Option<f32>,
+        external_power_source: bool,
+    },
+    Log {
+        time: Timestamp,
+        level: String,
+        code: String,
+        description: String,
+        queue_item_id: Option<String>,
+    },
     /// An event type the gateway does not use (`location`, `integration`...).
-    Other { kind: String },
+    Other {
+        kind: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -143,7 +168,11 @@ pub enum EventError {
     #[error("{kind} event without a valid timestamp")]
     MissingTime { kind: String },
     #[error("{kind} event for device {found}, expected {expected}")]
-    WrongDevice { kind: String, expected: String, found: String },
+    WrongDevice {
+        kind: String,
+        expected: String,
+        found: String,
+    },
     #[error("uplink object is not a JSON object")]
     ObjectNotAMap,
 }
@@ -155,7 +184,10 @@ pub fn parse_log_item(dev_eui: &str, item: &LogItem) -> Result<DeviceEvent, Even
         return Err(EventError::TooLarge(item.body.len()));
     }
     let fallback_time = item.time.as_ref().and_then(Timestamp::from_prost);
-    let malformed = |e: serde_json::Error| EventError::Malformed { kind: kind.clone(), reason: sanitize_for_log(&e.to_string(), 120) };
+    let malformed = |e: serde_json::Error| EventError::Malformed {
+        kind: kind.clone(),
+        reason: sanitize_for_log(&e.to_string(), 120),
+    };
     let time = |text: &Option<String>| -> Result<Timestamp, EventError> {
         match text {
             Some(text) => Timestamp::parse_rfc3339(text),
@@ -183,7 +215,12 @@ pub fn parse_log_item(dev_eui: &str, item: &LogItem) -> Result<DeviceEvent, Even
                 Some(serde_json::Value::Object(map)) => Some(map),
                 Some(_) => return Err(EventError::ObjectNotAMap),
             };
-            Ok(DeviceEvent::Uplink(Uplink { time: time(&body.time)?, f_cnt: body.f_cnt, f_port: body.f_port, object }))
+            Ok(DeviceEvent::Uplink(Uplink {
+                time: time(&body.time)?,
+                f_cnt: body.f_cnt,
+                f_port: body.f_port,
+                object,
+            }))
         }
         "ack" => {
             let body: AckEventJson = serde_json::from_str(&item.body).map_err(malformed)?;
@@ -198,17 +235,25 @@ pub fn parse_log_item(dev_eui: &str, item: &LogItem) -> Result<DeviceEvent, Even
         "txack" => {
             let body: TxAckEventJson = serde_json::from_str(&item.body).map_err(malformed)?;
             check_device(&body.device_info)?;
-            Ok(DeviceEvent::TxAck { time: time(&body.time)?, queue_item_id: body.queue_item_id, f_cnt_down: body.f_cnt_down })
+            Ok(DeviceEvent::TxAck {
+                time: time(&body.time)?,
+                queue_item_id: body.queue_item_id,
+                f_cnt_down: body.f_cnt_down,
+            })
         }
         "join" => {
             let body: JoinEventJson = serde_json::from_str(&item.body).map_err(malformed)?;
             check_device(&body.device_info)?;
-            Ok(DeviceEvent::Join { time: time(&body.time)?, dev_addr: body.dev_addr })
+            Ok(DeviceEvent::Join {
+                time: time(&body.time)?,
+                dev_addr: body.dev_addr,
+            })
         }
         "status" => {
             let body: StatusEventJson = serde_json::from_str(&item.body).map_err(malformed)?;
             check_device(&body.device_info)?;
-            let battery_level = (!body.battery_level_unavailable && body.battery_level.is_finite()).then_some(body.battery_level);
+            let battery_level = (!body.battery_level_unavailable && body.battery_level.is_finite())
+                .then_some(body.battery_level);
             Ok(DeviceEvent::Status {
                 time: time(&body.time)?,
                 margin: body.margin,
@@ -224,7 +269,10 @@ pub fn parse_log_item(dev_eui: &str, item: &LogItem) -> Result<DeviceEvent, Even
                 level: sanitize_for_log(&body.level, 16),
                 code: sanitize_for_log(&body.code, 64),
                 description: sanitize_for_log(&body.description, 256),
-                queue_item_id: body.context.get("queue_item_id").map(|id| sanitize_for_log(id, 64)),
+                queue_item_id: body
+                    .context
+                    .get("queue_item_id")
+                    .map(|id| sanitize_for_log(id, 64)),
             })
         }
         _ => Ok(DeviceEvent::Other { kind }),
@@ -232,7 +280,12 @@ pub fn parse_log_item(dev_eui: &str, item: &LogItem) -> Result<DeviceEvent, Even
 }
 
 /// Builds the `LogItem` ChirpStack would send for `body` (used by the simulator and tests).
-pub fn log_item<T: Serialize>(id: impl Into<String>, kind: &str, time: Timestamp, body: &T) -> LogItem {
+pub fn log_item<T: Serialize>(
+    id: impl Into<String>,
+    kind: &str,
+    time: Timestamp,
+    body: &T,
+) -> LogItem {
     LogItem {
         id: id.into(),
         time: Some(time.to_prost()),
@@ -249,7 +302,13 @@ mod tests {
     const DEV: &str = "0101010101010101";
 
     fn item(kind: &str, body: &str) -> LogItem {
-        LogItem { id: "1-0".into(), time: None, description: kind.into(), body: body.into(), properties: Default::default() }
+        LogItem {
+            id: "1-0".into(),
+            time: None,
+            description: kind.into(),
+            body: body.into(),
+            properties: Default::default(),
+        }
     }
 
     #[test]
@@ -259,8 +318,13 @@ mod tests {
             "deviceClassEnabled":"CLASS_A","tags":{}},"devAddr":"00aabbcc","adr":true,"dr":5,"fCnt":42,"fPort":2,
             "confirmed":false,"data":"AQI=","object":{"level_cm":123.5,"nested":{"t":1}},"rxInfo":[{"gatewayId":"g","rssi":-60}],
             "txInfo":{"frequency":868100000}}"#;
-        let DeviceEvent::Uplink(up) = parse_log_item(DEV, &item("up", body)).unwrap() else { panic!() };
-        assert_eq!(up.time, Timestamp::parse_rfc3339("2024-05-01T12:00:00.250Z").unwrap());
+        let DeviceEvent::Uplink(up) = parse_log_item(DEV, &item("up", body)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            up.time,
+            Timestamp::parse_rfc3339("2024-05-01T12:00:00.250Z").unwrap()
+        );
         assert_eq!((up.f_cnt, up.f_port), (42, 2));
         assert_eq!(up.object.unwrap()["level_cm"], serde_json::json!(123.5));
     }
@@ -268,15 +332,45 @@ mod tests {
     #[test]
     fn ack_txack_status_and_log_events_parse() {
         let info = r#""deviceInfo":{"devEui":"0101010101010101"}"#;
-        let ack = format!(r#"{{"time":"2024-05-01T12:00:01Z",{info},"queueItemId":"q-1","acknowledged":true,"fCntDown":7}}"#);
-        assert!(matches!(parse_log_item(DEV, &item("ack", &ack)).unwrap(), DeviceEvent::Ack { acknowledged: true, f_cnt_down: 7, .. }));
-        let txack = format!(r#"{{"downlinkId":9,"time":"2024-05-01T12:00:01Z",{info},"queueItemId":"q-1","fCntDown":7}}"#);
-        assert!(matches!(parse_log_item(DEV, &item("txack", &txack)).unwrap(), DeviceEvent::TxAck { .. }));
-        let status = format!(r#"{{"time":"2024-05-01T12:00:01Z",{info},"margin":7,"batteryLevel":87.5}}"#);
-        assert!(matches!(parse_log_item(DEV, &item("status", &status)).unwrap(), DeviceEvent::Status { margin: 7, battery_level: Some(_), .. }));
-        let log = format!(r#"{{"time":"2024-05-01T12:00:01Z",{info},"level":"ERROR","code":"UPLINK_CODEC","description":"bad","context":{{}}}}"#);
-        assert!(matches!(parse_log_item(DEV, &item("log", &log)).unwrap(), DeviceEvent::Log { .. }));
-        assert!(matches!(parse_log_item(DEV, &item("location", "{}")).unwrap(), DeviceEvent::Other { .. }));
+        let ack = format!(
+            r#"{{"time":"2024-05-01T12:00:01Z",{info},"queueItemId":"q-1","acknowledged":true,"fCntDown":7}}"#
+        );
+        assert!(matches!(
+            parse_log_item(DEV, &item("ack", &ack)).unwrap(),
+            DeviceEvent::Ack {
+                acknowledged: true,
+                f_cnt_down: 7,
+                ..
+            }
+        ));
+        let txack = format!(
+            r#"{{"downlinkId":9,"time":"2024-05-01T12:00:01Z",{info},"queueItemId":"q-1","fCntDown":7}}"#
+        );
+        assert!(matches!(
+            parse_log_item(DEV, &item("txack", &txack)).unwrap(),
+            DeviceEvent::TxAck { .. }
+        ));
+        let status =
+            format!(r#"{{"time":"2024-05-01T12:00:01Z",{info},"margin":7,"batteryLevel":87.5}}"#);
+        assert!(matches!(
+            parse_log_item(DEV, &item("status", &status)).unwrap(),
+            DeviceEvent::Status {
+                margin: 7,
+                battery_level: Some(_),
+                ..
+            }
+        ));
+        let log = format!(
+            r#"{{"time":"2024-05-01T12:00:01Z",{info},"level":"ERROR","code":"UPLINK_CODEC","description":"bad","context":{{}}}}"#
+        );
+        assert!(matches!(
+            parse_log_item(DEV, &item("log", &log)).unwrap(),
+            DeviceEvent::Log { .. }
+        ));
+        assert!(matches!(
+            parse_log_item(DEV, &item("location", "{}")).unwrap(),
+            DeviceEvent::Other { .. }
+        ));
     }
 
     #[test]
@@ -284,26 +378,46 @@ mod tests {
         let cases = [
             ("up", "{not json"),
             ("up", "[1,2,3]"),
-            ("up", r#"{"time":"not a time","deviceInfo":{"devEui":"0101010101010101"}}"#),
+            (
+                "up",
+                r#"{"time":"not a time","deviceInfo":{"devEui":"0101010101010101"}}"#,
+            ),
             ("up", r#"{"deviceInfo":{"devEui":"0101010101010101"}}"#),
-            ("up", r#"{"time":"2024-05-01T12:00:00Z","deviceInfo":{"devEui":"ffffffffffffffff"}}"#),
+            (
+                "up",
+                r#"{"time":"2024-05-01T12:00:00Z","deviceInfo":{"devEui":"ffffffffffffffff"}}"#,
+            ),
             ("up", r#"{"time":"2024-05-01T12:00:00Z","object":[1,2]}"#),
             ("up", r#"{"time":"2024-05-01T12:00:00Z","fCnt":"many"}"#),
             ("ack", r#"{"time":12}"#),
         ];
         for (kind, body) in cases {
-            assert!(parse_log_item(DEV, &item(kind, body)).is_err(), "{kind}: {body}");
+            assert!(
+                parse_log_item(DEV, &item(kind, body)).is_err(),
+                "{kind}: {body}"
+            );
         }
-        let huge = format!(r#"{{"object":{{"s":"{}"}}}}"#, "x".repeat(MAX_EVENT_BODY_BYTES));
-        assert!(matches!(parse_log_item(DEV, &item("up", &huge)), Err(EventError::TooLarge(_))));
+        let huge = format!(
+            r#"{{"object":{{"s":"{}"}}}}"#,
+            "x".repeat(MAX_EVENT_BODY_BYTES)
+        );
+        assert!(matches!(
+            parse_log_item(DEV, &item("up", &huge)),
+            Err(EventError::TooLarge(_))
+        ));
     }
 
     #[test]
     fn the_log_item_time_is_the_fallback_timestamp() {
-        let mut li = item("up", r#"{"deviceInfo":{"devEui":"0101010101010101"},"object":{}}"#);
+        let mut li = item(
+            "up",
+            r#"{"deviceInfo":{"devEui":"0101010101010101"},"object":{}}"#,
+        );
         let ts = Timestamp::parse_rfc3339("2024-05-01T12:00:00Z").unwrap();
         li.time = Some(ts.to_prost());
-        let DeviceEvent::Uplink(up) = parse_log_item(DEV, &li).unwrap() else { panic!() };
+        let DeviceEvent::Uplink(up) = parse_log_item(DEV, &li).unwrap() else {
+            panic!()
+        };
         assert_eq!(up.time, ts);
     }
 
@@ -312,12 +426,19 @@ mod tests {
         let ts = Timestamp::parse_rfc3339("2024-05-01T12:00:00Z").unwrap();
         let body = UplinkEventJson {
             time: Some(ts.to_rfc3339()),
-            device_info: DeviceInfoJson { dev_eui: DEV.into(), ..Default::default() },
+            device_info: DeviceInfoJson {
+                dev_eui: DEV.into(),
+                ..Default::default()
+            },
             f_cnt: 3,
             object: Some(serde_json::json!({"a": 1})),
             ..Default::default()
         };
-        let DeviceEvent::Uplink(up) = parse_log_item(DEV, &log_item("1-0", "up", ts, &body)).unwrap() else { panic!() };
+        let DeviceEvent::Uplink(up) =
+            parse_log_item(DEV, &log_item("1-0", "up", ts, &body)).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!((up.time, up.f_cnt), (ts, 3));
     }
 }

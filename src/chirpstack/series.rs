@@ -23,7 +23,10 @@ impl SeriesTracker {
     /// Records uplink samples (all of them are kept: older replays fill history gaps).
     pub fn record_raw(&mut self, samples: &[Sample]) {
         for sample in samples {
-            let state = self.series.entry((sample.device_id.clone(), sample.metric.clone())).or_default();
+            let state = self
+                .series
+                .entry((sample.device_id.clone(), sample.metric.clone()))
+                .or_default();
             state.last_raw = state.last_raw.max(Some(sample.source_time));
             state.last_any = state.last_any.max(Some(sample.source_time));
         }
@@ -36,7 +39,10 @@ impl SeriesTracker {
             .into_iter()
             .filter(|sample| {
                 debug_assert_eq!(sample.origin, SampleOrigin::Aggregate);
-                let state = self.series.entry((sample.device_id.clone(), sample.metric.clone())).or_default();
+                let state = self
+                    .series
+                    .entry((sample.device_id.clone(), sample.metric.clone()))
+                    .or_default();
                 if state.last_any.is_some_and(|t| sample.source_time <= t) {
                     return false;
                 }
@@ -48,11 +54,15 @@ impl SeriesTracker {
 
     /// Whether uplinks ever delivered this series (if not, `GetMetrics` is its source).
     pub fn seen_in_uplink(&self, device_id: &str, metric: &str) -> bool {
-        self.series.get(&(device_id.to_string(), metric.to_string())).is_some_and(|s| s.last_raw.is_some())
+        self.series
+            .get(&(device_id.to_string(), metric.to_string()))
+            .is_some_and(|s| s.last_raw.is_some())
     }
 
     pub fn last_raw(&self, device_id: &str, metric: &str) -> Option<Timestamp> {
-        self.series.get(&(device_id.to_string(), metric.to_string())).and_then(|s| s.last_raw)
+        self.series
+            .get(&(device_id.to_string(), metric.to_string()))
+            .and_then(|s| s.last_raw)
     }
 
     /// Forgets devices no longer configured.
@@ -81,11 +91,22 @@ mod tests {
     fn an_aggregate_never_overwrites_a_newer_raw_value() {
         let mut tracker = SeriesTracker::default();
         tracker.record_raw(&[sample(100, SampleOrigin::Uplink)]);
-        assert!(tracker.admit_aggregates(vec![sample(60, SampleOrigin::Aggregate)]).is_empty());
-        assert!(tracker.admit_aggregates(vec![sample(100, SampleOrigin::Aggregate)]).is_empty());
-        assert_eq!(tracker.admit_aggregates(vec![sample(160, SampleOrigin::Aggregate)]).len(), 1);
+        assert!(tracker
+            .admit_aggregates(vec![sample(60, SampleOrigin::Aggregate)])
+            .is_empty());
+        assert!(tracker
+            .admit_aggregates(vec![sample(100, SampleOrigin::Aggregate)])
+            .is_empty());
+        assert_eq!(
+            tracker
+                .admit_aggregates(vec![sample(160, SampleOrigin::Aggregate)])
+                .len(),
+            1
+        );
         // The same bucket again is not news.
-        assert!(tracker.admit_aggregates(vec![sample(160, SampleOrigin::Aggregate)]).is_empty());
+        assert!(tracker
+            .admit_aggregates(vec![sample(160, SampleOrigin::Aggregate)])
+            .is_empty());
         assert!(tracker.seen_in_uplink("d", "m"));
         assert!(!tracker.seen_in_uplink("d", "other"));
     }

@@ -84,7 +84,15 @@ pub struct UpstreamTracker {
 
 impl UpstreamTracker {
     pub fn new(retry: u32, delay: Duration, now: Timestamp) -> Self {
-        Self { state: UpstreamState::Starting, since: now, last_poll: None, last_error: None, failures: 0, retry, delay }
+        Self {
+            state: UpstreamState::Starting,
+            since: now,
+            last_poll: None,
+            last_error: None,
+            failures: 0,
+            retry,
+            delay,
+        }
     }
 
     pub fn state(&self) -> UpstreamState {
@@ -96,7 +104,11 @@ impl UpstreamTracker {
     }
 
     /// A poll cycle completed; `partial` says some calls or streams failed.
-    pub fn poll_succeeded(&mut self, partial: Option<String>, now: Timestamp) -> Option<Transition> {
+    pub fn poll_succeeded(
+        &mut self,
+        partial: Option<String>,
+        now: Timestamp,
+    ) -> Option<Transition> {
         self.last_poll = Some(now);
         self.failures = 0;
         match partial {
@@ -132,14 +144,18 @@ impl UpstreamTracker {
     /// How long to wait before the next poll.
     pub fn next_poll_in(&self, polling_frequency: Duration) -> Duration {
         match self.state {
-            UpstreamState::Starting | UpstreamState::Connected | UpstreamState::Degraded => polling_frequency,
+            UpstreamState::Starting | UpstreamState::Connected | UpstreamState::Degraded => {
+                polling_frequency
+            }
             UpstreamState::Unauthenticated => AUTH_RETRY.max(self.delay),
             UpstreamState::Down => {
                 if self.failures <= self.retry {
                     self.delay
                 } else {
                     let doublings = (self.failures - self.retry).min(16);
-                    self.delay.saturating_mul(1 << doublings).min(SLOW_RETRY_CAP.max(self.delay))
+                    self.delay
+                        .saturating_mul(1 << doublings)
+                        .min(SLOW_RETRY_CAP.max(self.delay))
                 }
             }
         }
@@ -167,12 +183,32 @@ mod tests {
         let t = Timestamp(0);
         let mut tracker = UpstreamTracker::new(3, Duration::from_secs(10), t);
         let down = UpstreamError::Unavailable("refused".into());
-        assert_eq!(tracker.poll_failed(&down, t).map(|x| x.to), Some(UpstreamState::Down));
-        assert_eq!(tracker.poll_failed(&down, t), None, "still down: nothing new to say");
-        assert_eq!(tracker.poll_succeeded(None, t).map(|x| x.to), Some(UpstreamState::Connected));
+        assert_eq!(
+            tracker.poll_failed(&down, t).map(|x| x.to),
+            Some(UpstreamState::Down)
+        );
+        assert_eq!(
+            tracker.poll_failed(&down, t),
+            None,
+            "still down: nothing new to say"
+        );
+        assert_eq!(
+            tracker.poll_succeeded(None, t).map(|x| x.to),
+            Some(UpstreamState::Connected)
+        );
         assert_eq!(tracker.poll_succeeded(None, t), None);
-        assert_eq!(tracker.poll_failed(&UpstreamError::Unauthenticated, t).map(|x| x.to), Some(UpstreamState::Unauthenticated));
-        assert_eq!(tracker.poll_succeeded(Some("2 streams failing".into()), t).map(|x| x.to), Some(UpstreamState::Degraded));
+        assert_eq!(
+            tracker
+                .poll_failed(&UpstreamError::Unauthenticated, t)
+                .map(|x| x.to),
+            Some(UpstreamState::Unauthenticated)
+        );
+        assert_eq!(
+            tracker
+                .poll_succeeded(Some("2 streams failing".into()), t)
+                .map(|x| x.to),
+            Some(UpstreamState::Degraded)
+        );
     }
 
     #[test]

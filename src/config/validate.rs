@@ -138,11 +138,31 @@ fn validate_chirpstack(cs: &ChirpstackConfig, report: &mut ValidationReport) {
     report.range("chirpstack.retry", cs.retry, 1, 1_000);
     report.range("chirpstack.delay", cs.delay, 1, 3_600);
     report.range("chirpstack.list_page_size", cs.list_page_size, 1, 1_000);
-    report.range("chirpstack.request_timeout_seconds", cs.request_timeout_seconds, 1, 300);
+    report.range(
+        "chirpstack.request_timeout_seconds",
+        cs.request_timeout_seconds,
+        1,
+        300,
+    );
     report.range("chirpstack.poll_concurrency", cs.poll_concurrency, 1, 256);
-    report.range("chirpstack.streams_per_connection", cs.streams_per_connection, 1, 1_000);
-    report.range("chirpstack.max_stream_connections", cs.max_stream_connections, 1, 256);
-    report.range("chirpstack.command_timeout_seconds", cs.command_timeout_seconds, 10, 7 * 86_400);
+    report.range(
+        "chirpstack.streams_per_connection",
+        cs.streams_per_connection,
+        1,
+        1_000,
+    );
+    report.range(
+        "chirpstack.max_stream_connections",
+        cs.max_stream_connections,
+        1,
+        256,
+    );
+    report.range(
+        "chirpstack.command_timeout_seconds",
+        cs.command_timeout_seconds,
+        10,
+        7 * 86_400,
+    );
 }
 
 fn check_http_url(url: &str) -> Result<(), String> {

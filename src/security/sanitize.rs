@@ -6,7 +6,11 @@ pub fn sanitize_for_log(input: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(input.len().min(max_chars + 8));
     let mut count = 0;
     for c in input.chars() {
-        let piece: String = if c.is_control() { c.escape_default().collect() } else { c.to_string() };
+        let piece: String = if c.is_control() {
+            c.escape_default().collect()
+        } else {
+            c.to_string()
+        };
         let len = piece.chars().count();
         if count + len > max_chars {
             out.push('…');
