@@ -123,6 +123,13 @@ fn validate_chirpstack(cs: &ChirpstackConfig, report: &mut ValidationReport) {
         report.error("chirpstack.server_address", message);
     }
     required_secret(report, "chirpstack.api_token", &cs.api_token);
+    // The token travels in an HTTP header: only visible ASCII fits (never echo it).
+    if !cs.api_token.expose().chars().all(|c| c.is_ascii_graphic()) {
+        report.error(
+            "chirpstack.api_token",
+            "contains characters that cannot be sent in an HTTP header (spaces, control or non-ASCII characters)",
+        );
+    }
     if !is_uuid(&cs.tenant_id) {
         report.error(
             "chirpstack.tenant_id",
