@@ -3,5 +3,6 @@
 mod binary_config;
 mod binary_lifecycle;
 mod binary_reload;
+mod logs;
 mod supervision;
 mod support;
