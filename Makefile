@@ -7,7 +7,8 @@ SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then
 
 .PHONY: run test lint deps check-config clean-demo
 
-## run: the gateway on the demo configuration, with generated credentials (printed below).
+## run: the gateway against its built-in ChirpStack simulator (demo configuration), with
+## generated credentials (printed below).
 run: deps
 	@mkdir -p run && chmod 700 run
 	@[ -f $(DEMO_ENV) ] || ( umask 077; \
@@ -18,7 +19,7 @@ run: deps
 	@echo "  user:     opcua-user"
 	@echo "  password: $$(sed -n 's/^OPCGW_OPCUA__USER_PASSWORD=//p' $(DEMO_ENV))"
 	@echo "  config:   $(DEMO_CONFIG)   logs: ./log   stop: Ctrl-C   reload: kill -HUP <pid>"
-	@set -a; . ./$(DEMO_ENV); set +a; exec $(CARGO) run --quiet -p opcgw-actors --bin opcgw -- run --config $(DEMO_CONFIG)
+	@set -a; . ./$(DEMO_ENV); set +a; exec $(CARGO) run --quiet -p opcgw-actors --bin opcgw -- demo --config $(DEMO_CONFIG)
 
 ## test: the whole test suite (unit, end-to-end against the real binary).
 test: deps

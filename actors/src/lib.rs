@@ -4,12 +4,14 @@
 pub mod backoff;
 pub mod child;
 pub mod control;
+pub mod demo;
 pub mod duty;
 pub mod logging;
 pub mod messages;
 pub mod opcua;
 pub mod poller;
 pub mod reload;
+pub mod simulate;
 pub mod storage;
 pub mod supervisor;
 pub mod task;

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use opcgw::config::{self, EnvSnapshot, DEFAULT_CONFIG_PATH};
+use opcgw_actors::demo::start_demo_simulator;
 use opcgw_actors::logging::{self, LogSettings, LOG_LEVEL_ENV};
 use opcgw_actors::messages::ReloadTrigger;
+use opcgw_actors::simulate::{run_simulate, SimulateArgs};
 use opcgw_actors::supervisor::{FaultPlan, TreeExit};
 use opcgw_actors::tree::{Tree, TreeOptions};
 use tokio::signal::unix::{signal, SignalKind};
@@ -34,6 +36,10 @@ struct Cli {
 enum Command {
     /// Run the gateway until SIGTERM / SIGINT (SIGHUP reloads the configuration).
     Run(ConfigArg),
+    /// Run the gateway against a built-in ChirpStack simulator (what `make run` starts).
+    Demo(ConfigArg),
+    /// Serve a ChirpStack API simulator with synthetic devices.
+    Simulate(SimulateArgs),
     /// Validate a configuration: print it resolved (secrets redacted) or list every problem.
     CheckConfig(ConfigArg),
 }
@@ -49,8 +55,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig(args) => check_config(&args.config),
-        Command::Run(args) => run(args.config),
+        Command::Run(args) => run(args.config, Mode::Gateway),
+        Command::Demo(args) => run(args.config, Mode::Demo),
+        Command::Simulate(args) => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => ExitCode::from(runtime.block_on(run_simulate(args))),
+            Err(err) => {
+                eprintln!("error: cannot start the async runtime: {err}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
     }
+}
+
+/// Whether `run` also starts the demo simulator.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Gateway,
+    Demo,
 }
 
 fn check_config(path: &Path) -> ExitCode {
@@ -73,7 +97,7 @@ fn check_config(path: &Path) -> ExitCode {
     }
 }
 
-fn run(config_path: PathBuf) -> ExitCode {
+fn run(config_path: PathBuf, mode: Mode) -> ExitCode {
     // Everything the gateway creates (logs, database, keys, tokens) is owner-only by default.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -86,10 +110,10 @@ fn run(config_path: PathBuf) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    ExitCode::from(runtime.block_on(serve(config_path)))
+    ExitCode::from(runtime.block_on(serve(config_path, mode)))
 }
 
-async fn serve(config_path: PathBuf) -> u8 {
+async fn serve(config_path: PathBuf, mode: Mode) -> u8 {
     // Handlers first: SIGHUP's default action kills the process, and a reload request may
     // arrive while the tree is still starting.
     let signals = (
@@ -136,6 +160,16 @@ async fn serve(config_path: PathBuf) -> u8 {
         );
     }
 
+    let _simulator = match mode {
+        Mode::Gateway => None,
+        Mode::Demo => match start_demo_simulator(&loaded.config).await {
+            Ok(sim) => Some(sim),
+            Err(err) => {
+                error!(event = "gateway_start_failed", error = err.as_str());
+                return EXIT_CONFIG;
+            }
+        },
+    };
     let shutdown_timeout = Duration::from_secs(loaded.config.supervisor.shutdown_timeout_seconds);
     let options = TreeOptions {
         config_path,

@@ -143,6 +143,8 @@ pub enum PollerMsg {
     },
     /// The current upstream status.
     Upstream(RpcReplyPort<UpstreamStatus>),
+    /// The poller's counters.
+    Counters(RpcReplyPort<crate::poller::PollerCounters>),
 }
 
 impl std::fmt::Debug for PollerMsg {
@@ -157,6 +159,7 @@ impl std::fmt::Debug for PollerMsg {
             Self::Dispatch(_) => "Dispatch",
             Self::CommandEnqueued { .. } => "CommandEnqueued",
             Self::Upstream(_) => "Upstream",
+            Self::Counters(_) => "Counters",
         };
         f.write_str(name)
     }

@@ -186,8 +186,14 @@ fn placeholder_password_and_control_token_are_rejected() {
 
 #[test]
 fn a_token_that_cannot_travel_in_a_header_is_rejected_without_echo() {
-    let found = problems(load_with(BASE, &[("OPCGW_CHIRPSTACK__API_TOKEN", "abc def\u{7}tok")]));
-    let problem = found.iter().find(|p| p.key == "chirpstack.api_token").expect("token problem");
+    let found = problems(load_with(
+        BASE,
+        &[("OPCGW_CHIRPSTACK__API_TOKEN", "abc def\u{7}tok")],
+    ));
+    let problem = found
+        .iter()
+        .find(|p| p.key == "chirpstack.api_token")
+        .expect("token problem");
     assert!(!problem.message.contains("abc def"), "{problem}");
 }
 

@@ -81,12 +81,28 @@ fn a_child_crashing_past_the_restart_intensity_stops_the_tree_and_exits_non_zero
 }
 
 #[test]
-fn the_demo_configuration_starts_the_daemon() {
-    // `make run` runs exactly this configuration, with generated secrets in the environment.
+fn the_demo_runs_against_its_simulator_and_logs_live_samples() {
+    // `make run` runs exactly this, with generated secrets in the environment; the test moves
+    // the simulator to a free port so it cannot collide with a running demo.
     let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/demo.toml"))
         .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let workdir = Workdir::new(&demo);
-    let mut daemon = Daemon::start(&workdir, &[]);
+    let mut daemon = Daemon::start_with(
+        &workdir,
+        "demo",
+        &[
+            (
+                "OPCGW_CHIRPSTACK__SERVER_ADDRESS",
+                format!("http://127.0.0.1:{port}"),
+            ),
+            ("OPCGW_LOG_LEVEL", String::new()),
+        ],
+    );
     daemon.wait_for_events("gateway_started", 1, Duration::from_secs(20));
     // The demo generates its own OPC UA key pair, and says so; nothing else may be wrong with it.
     let warnings: Vec<String> = daemon
@@ -98,6 +114,37 @@ fn the_demo_configuration_starts_the_daemon() {
         warnings.is_empty(),
         "the demo config should be clean: {warnings:#?}"
     );
+    let samples = daemon.wait_for_events("samples_received", 3, Duration::from_secs(20));
+    assert!(
+        samples.iter().any(|l| l.contains("temperature=")),
+        "{samples:#?}"
+    );
+    assert!(daemon
+        .events("upstream_state_changed")
+        .iter()
+        .any(|l| l.contains("to=\"connected\"")));
     daemon.signal(Signal::SIGTERM);
     assert_eq!(daemon.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[test]
+fn the_demo_config_describes_the_demo_simulator_world() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/demo.toml");
+    let env = opcgw::config::EnvSnapshot::from_pairs([
+        ("OPCGW_CHIRPSTACK__API_TOKEN", "t"),
+        ("OPCGW_OPCUA__USER_PASSWORD", "p"),
+    ]);
+    let config = opcgw::config::load(std::path::Path::new(path), &env)
+        .unwrap()
+        .config;
+    let printed = opcgw_actors::demo::demo_simulator(&config).print_config();
+    #[derive(serde::Deserialize)]
+    struct Blocks {
+        application: Vec<opcgw::config::ApplicationConfig>,
+    }
+    let world: Blocks = toml::from_str(&printed).unwrap();
+    assert_eq!(
+        config.applications, world.application,
+        "regenerate the demo.toml applications with `opcgw simulate --print-config`"
+    );
 }

@@ -25,7 +25,9 @@ impl Write for Sink {
 pub fn capture() {
     if BUFFER.set(Mutex::new(Vec::new())).is_ok() {
         let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("debug,h2=info,hyper=info,tower=info,tonic=info"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "debug,h2=info,hyper=info,tower=info,tonic=info",
+            ))
             .with_ansi(false)
             .with_writer(|| Sink)
             .finish();
@@ -35,11 +37,18 @@ pub fn capture() {
 
 /// Everything logged so far by this test binary.
 pub fn text() -> String {
-    BUFFER.get().map(|b| String::from_utf8_lossy(&b.lock().unwrap()).into_owned()).unwrap_or_default()
+    BUFFER
+        .get()
+        .map(|b| String::from_utf8_lossy(&b.lock().unwrap()).into_owned())
+        .unwrap_or_default()
 }
 
 /// Log lines carrying `event="<name>"` and mentioning `needle`.
 pub fn events(name: &str, needle: &str) -> Vec<String> {
     let tag = format!("event=\"{name}\"");
-    text().lines().filter(|l| l.contains(&tag) && l.contains(needle)).map(str::to_string).collect()
+    text()
+        .lines()
+        .filter(|l| l.contains(&tag) && l.contains(needle))
+        .map(str::to_string)
+        .collect()
 }

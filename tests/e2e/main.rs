@@ -4,5 +4,6 @@ mod binary_config;
 mod binary_lifecycle;
 mod binary_reload;
 mod logs;
+mod poller;
 mod supervision;
 mod support;

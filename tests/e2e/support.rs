@@ -99,10 +99,15 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(workdir: &Workdir, extra_env: &[(&str, String)]) -> Self {
+        Self::start_with(workdir, "run", extra_env)
+    }
+
+    /// Starts `opcgw <command> --config <workdir config>`.
+    pub fn start_with(workdir: &Workdir, command: &str, extra_env: &[(&str, String)]) -> Self {
         let mut env = gateway_env();
         env.extend(extra_env.iter().cloned());
         let mut child = Command::new(BIN)
-            .args(["run", "--config"])
+            .args([command, "--config"])
             .arg(&workdir.config)
             .current_dir(workdir.path())
             .env_clear()

@@ -173,6 +173,9 @@ impl Actor for PollerActor {
                     state.emit_command(update);
                 }
             }
+            PollerMsg::Counters(reply) => {
+                let _ = reply.send(state.counters);
+            }
             PollerMsg::Upstream(reply) => {
                 let _ = reply.send(
                     state
@@ -253,11 +256,20 @@ impl PollerState {
             return;
         }
         self.counters.samples += samples.len() as u64;
-        debug!(
-            event = "samples_received",
-            count = samples.len(),
-            first_device = samples[0].device_id.as_str()
-        );
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let values: Vec<String> = samples
+                .iter()
+                .take(8)
+                .map(|s| format!("{}={}", s.metric, s.value))
+                .collect();
+            debug!(
+                event = "samples_received",
+                device = samples[0].device_id.as_str(),
+                count = samples.len(),
+                source_time = %samples[0].source_time,
+                values = opcgw::security::sanitize_for_log(&values.join(" "), 200).as_str()
+            );
+        }
         self.send(Feed::Samples(samples.into()));
     }
 

@@ -1,0 +1,595 @@
+//! The poller against the simulator over real loopback gRPC.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opcgw::chirpstack::commands::{CommandRequest, CommandState, CommandUpdate};
+use opcgw::chirpstack::simulator::{Simulator, SimulatorConfig, SimulatorHandle};
+use opcgw::chirpstack::upstream::{UpstreamState, UpstreamStatus};
+use opcgw::config::{AppConfig, Secret};
+use opcgw::model::{Sample, SampleOrigin, Timestamp};
+use opcgw_actors::messages::{ConfigUpdate, Feed, PollerMsg};
+use opcgw_actors::poller::output::ChannelOutput;
+use opcgw_actors::poller::{PollerActor, PollerArgs, PollerCounters};
+use ractor::{Actor, ActorRef};
+use tokio::sync::mpsc;
+
+use crate::logs;
+
+const TOKEN: &str = "sim-token-for-poller-tests";
+
+pub async fn simulator(tweak: impl FnOnce(&mut SimulatorConfig)) -> SimulatorHandle {
+    let mut config = SimulatorConfig {
+        api_token: TOKEN.into(),
+        applications: 1,
+        devices_per_application: 2,
+        metrics_per_device: 4,
+        uplink_interval: Duration::from_secs(3_600),
+        downlink_ack_delay: Duration::from_millis(20),
+        ..SimulatorConfig::default()
+    };
+    tweak(&mut config);
+    Simulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("simulator starts")
+}
+
+/// A gateway configuration matching the simulator's world, with fast polling.
+pub fn gateway_config(sim: &SimulatorHandle, tweak: impl FnOnce(&mut AppConfig)) -> AppConfig {
+    let mut config = AppConfig::default();
+    config.chirpstack.server_address = sim.url();
+    config.chirpstack.api_token = Secret::new(TOKEN);
+    config.chirpstack.tenant_id = sim.world().tenant_id.clone();
+    config.chirpstack.polling_frequency = 1;
+    config.chirpstack.delay = 1;
+    config.chirpstack.retry = 3;
+    config.chirpstack.request_timeout_seconds = 2;
+    config.applications = sim.world().to_config();
+    tweak(&mut config);
+    config
+}
+
+/// A poller outside the tree, its feed collected.
+pub struct PollerProbe {
+    pub actor: ActorRef<PollerMsg>,
+    feed: mpsc::UnboundedReceiver<Feed>,
+    pub seen: Vec<Feed>,
+}
+
+impl PollerProbe {
+    pub async fn start(config: AppConfig) -> Self {
+        logs::capture();
+        let (tx, feed) = mpsc::unbounded_channel();
+        let args = PollerArgs {
+            config: ConfigUpdate::initial(Arc::new(config)),
+            output: Box::new(ChannelOutput(tx)),
+        };
+        let (actor, _join) = Actor::spawn(None, PollerActor, args)
+            .await
+            .expect("poller starts");
+        Self {
+            actor,
+            feed,
+            seen: Vec::new(),
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Ok(feed) = self.feed.try_recv() {
+            self.seen.push(feed);
+        }
+    }
+
+    /// Waits until `done` holds over everything fed so far.
+    pub async fn wait_for(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&[Feed]) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.drain();
+            if done(&self.seen) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out waiting for {what}; fed so far: {} items; samples: {:#?}",
+                    self.seen.len(),
+                    samples(&self.seen).len()
+                );
+            }
+            tokio::select! {
+                Some(feed) = self.feed.recv() => self.seen.push(feed),
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    }
+
+    pub async fn upstream(&self) -> UpstreamStatus {
+        self.actor
+            .call(PollerMsg::Upstream, Some(Duration::from_secs(2)))
+            .await
+            .unwrap()
+            .success_or(())
+            .unwrap()
+    }
+
+    pub async fn counters(&self) -> PollerCounters {
+        self.actor
+            .call(PollerMsg::Counters, Some(Duration::from_secs(2)))
+            .await
+            .unwrap()
+            .success_or(())
+            .unwrap()
+    }
+
+    pub async fn wait_upstream(&self, state: UpstreamState, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.upstream().await;
+            if status.state == state {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "upstream never became {state:?}: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn stop(self) {
+        self.actor.stop(None);
+    }
+}
+
+pub fn samples(feed: &[Feed]) -> Vec<Sample> {
+    feed.iter()
+        .filter_map(|f| match f {
+            Feed::Samples(s) => Some(s.iter().cloned().collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn commands(feed: &[Feed]) -> Vec<CommandUpdate> {
+    feed.iter()
+        .filter_map(|f| match f {
+            Feed::Command(c) => Some((**c).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn wait_streams(sim: &SimulatorHandle, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sim.open_streams() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} streams open",
+            sim.open_streams()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_configured_metric_arrives_with_the_device_timestamp_and_its_exact_value() {
+    let sim = simulator(|_| {}).await;
+    let config = gateway_config(&sim, |_| {});
+    let devices: Vec<String> = sim.world().devices().map(|d| d.dev_eui.clone()).collect();
+    let mut poller = PollerProbe::start(config.clone()).await;
+    wait_streams(&sim, devices.len()).await;
+    for dev in &devices {
+        sim.emit_uplink_now(dev);
+    }
+    let wanted: HashSet<(String, String)> = config
+        .devices()
+        .flat_map(|(_, d)| {
+            d.metrics
+                .iter()
+                .map(move |m| (d.device_id.clone(), m.metric_name.clone()))
+        })
+        .collect();
+    poller
+        .wait_for(
+            Duration::from_secs(10),
+            "a value of every configured metric",
+            |feed| {
+                let got: HashSet<(String, String)> = samples(feed)
+                    .into_iter()
+                    .map(|s| (s.device_id, s.metric))
+                    .collect();
+                wanted.is_subset(&got)
+            },
+        )
+        .await;
+    let names: HashMap<(String, String), String> = config
+        .devices()
+        .flat_map(|(_, d)| {
+            d.metrics.iter().map(move |m| {
+                (
+                    (d.device_id.clone(), m.metric_name.clone()),
+                    m.chirpstack_metric_name.clone(),
+                )
+            })
+        })
+        .collect();
+    for sample in samples(&poller.seen) {
+        let upstream = &names[&(sample.device_id.clone(), sample.metric.clone())];
+        match sample.origin {
+            SampleOrigin::Uplink => {
+                let expected = sim.expected_value(&sample.device_id, upstream, sample.source_time);
+                assert_eq!(Some(sample.value.clone()), expected, "{sample:?}");
+                assert!(sample.received_time >= sample.source_time, "{sample:?}");
+            }
+            SampleOrigin::Aggregate => {
+                // Stamped with the bucket start (a whole minute), never the gateway clock.
+                assert_eq!(sample.source_time.as_micros() % 60_000_000, 0, "{sample:?}");
+                assert_eq!(
+                    upstream, "battery_mv",
+                    "only metrics uplinks never carry come from GetMetrics: {sample:?}"
+                );
+            }
+        }
+    }
+    poller.stop();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_device_is_listed_when_there_are_more_than_a_page() {
+    let sim = simulator(|c| {
+        c.devices_per_application = 25;
+        c.metrics_per_device = 1;
+    })
+    .await;
+    let config = gateway_config(&sim, |c| {
+        c.chirpstack.list_page_size = 10;
+        c.chirpstack.event_stream = false;
+    });
+    let mut poller = PollerProbe::start(config).await;
+    poller
+        .wait_for(
+            Duration::from_secs(10),
+            "device health of all 25 devices",
+            |feed| {
+                feed.iter()
+                    .any(|f| matches!(f, Feed::DeviceHealth(d) if d.len() == 25))
+            },
+        )
+        .await;
+    assert!(
+        sim.calls("DeviceService.List") >= 3,
+        "25 devices at 10 per page need 3 calls"
+    );
+    poller.stop();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_is_reported_clearly_retried_slowly_and_never_logged() {
+    let sim = simulator(|_| {}).await;
+    let wrong = "wrong-token-that-must-never-be-logged-4f1d";
+    let config = gateway_config(&sim, |c| c.chirpstack.api_token = Secret::new(wrong));
+    let poller = PollerProbe::start(config).await;
+    poller
+        .wait_upstream(UpstreamState::Unauthenticated, Duration::from_secs(5))
+        .await;
+    let status = poller.upstream().await;
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("OPCGW_CHIRPSTACK__API_TOKEN"),
+        "{status:?}"
+    );
+
+    // No hammering: once the token is known to be bad, nothing more is tried for a while.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = sim.unauthenticated_calls();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        sim.unauthenticated_calls(),
+        before,
+        "retried within 3 s of a rejected token"
+    );
+    assert!(before <= 6, "{before} rejected calls before backing off");
+
+    let log = logs::text();
+    assert!(!log.contains(wrong), "the token reached the log");
+    assert!(
+        !logs::events("chirpstack_auth_failed", "").is_empty(),
+        "no auth failure event"
+    );
+    poller.stop();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_degrades_without_a_tight_loop_and_recovery_reconciles_the_gap() {
+    let sim = simulator(|c| {
+        c.uplink_interval = Duration::from_millis(300);
+        c.event_history = 100;
+        c.metrics_per_device = 2;
+    })
+    .await;
+    let config = gateway_config(&sim, |_| {});
+    let mut poller = PollerProbe::start(config).await;
+    poller
+        .wait_upstream(UpstreamState::Connected, Duration::from_secs(5))
+        .await;
+    poller
+        .wait_for(Duration::from_secs(5), "live samples", |feed| {
+            samples(feed).len() >= 4
+        })
+        .await;
+
+    // Soft outage: the server answers UNAVAILABLE to every call.
+    sim.set_error_rate(1.0);
+    poller
+        .wait_upstream(UpstreamState::Down, Duration::from_secs(5))
+        .await;
+    let calls_before = total_calls(&sim);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = total_calls(&sim) - calls_before;
+    assert!(
+        during <= 8,
+        "{during} calls in 3 s of outage: a tight retry loop"
+    );
+    sim.set_error_rate(0.0);
+    poller
+        .wait_upstream(UpstreamState::Connected, Duration::from_secs(10))
+        .await;
+
+    // Hard outage: nothing listens; uplinks keep happening at the "network server".
+    sim.start_outage().await;
+    let outage_start = Timestamp::now();
+    poller
+        .wait_upstream(UpstreamState::Down, Duration::from_secs(5))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let outage_end = Timestamp::now();
+    sim.end_outage().await.expect("server back");
+    poller
+        .wait_upstream(UpstreamState::Connected, Duration::from_secs(10))
+        .await;
+    let devices: Vec<String> = sim.world().devices().map(|d| d.dev_eui.clone()).collect();
+    poller
+        .wait_for(
+            Duration::from_secs(10),
+            "values from inside the outage window for every device",
+            |feed| {
+                let inside: HashSet<String> = samples(feed)
+                    .into_iter()
+                    .filter(|s| {
+                        s.origin == SampleOrigin::Uplink
+                            && s.source_time > outage_start
+                            && s.source_time < outage_end
+                    })
+                    .map(|s| s.device_id)
+                    .collect();
+                devices.iter().all(|d| inside.contains(d))
+            },
+        )
+        .await;
+    poller
+        .wait_for(
+            Duration::from_secs(5),
+            "fresh values after recovery",
+            |feed| samples(feed).iter().any(|s| s.source_time > outage_end),
+        )
+        .await;
+
+    // No aggregate ever replaced a newer raw value of its series.
+    let mut newest_raw: HashMap<(String, String), Timestamp> = HashMap::new();
+    for sample in samples(&poller.seen) {
+        let key = (sample.device_id.clone(), sample.metric.clone());
+        match sample.origin {
+            SampleOrigin::Uplink => {
+                let t = newest_raw.entry(key).or_insert(sample.source_time);
+                *t = (*t).max(sample.source_time);
+            }
+            SampleOrigin::Aggregate => {
+                if let Some(raw) = newest_raw.get(&key) {
+                    assert!(
+                        sample.source_time > *raw,
+                        "aggregate {sample:?} older than raw {raw}"
+                    );
+                }
+            }
+        }
+    }
+    poller.stop();
+    sim.shutdown().await;
+}
+
+fn total_calls(sim: &SimulatorHandle) -> u64 {
+    [
+        "ApplicationService.List",
+        "DeviceService.List",
+        "DeviceService.GetMetrics",
+        "DeviceService.GetQueue",
+        "InternalService.StreamDeviceEvents",
+    ]
+    .iter()
+    .map(|m| sim.calls(m))
+    .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_stream_is_reopened_and_values_flow_again() {
+    let sim = simulator(|_| {}).await;
+    let mut poller = PollerProbe::start(gateway_config(&sim, |_| {})).await;
+    wait_streams(&sim, 2).await;
+    let opened = sim.calls("InternalService.StreamDeviceEvents");
+    sim.drop_streams();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sim.calls("InternalService.StreamDeviceEvents") < opened + 2 || sim.open_streams() < 2 {
+        assert!(Instant::now() < deadline, "streams were not reopened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dev = sim.world().devices().next().unwrap().dev_eui.clone();
+    let after = Timestamp::now();
+    sim.emit_uplink_now(&dev);
+    poller
+        .wait_for(Duration::from_secs(5), "a value after the reopen", |feed| {
+            samples(feed).iter().any(|s| {
+                s.device_id == dev && s.origin == SampleOrigin::Uplink && s.source_time >= after
+            })
+        })
+        .await;
+    poller.stop();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_events_and_bad_values_are_dropped_one_warning_each_and_never_poison_the_stream()
+{
+    let sim = simulator(|c| c.devices_per_application = 1).await;
+    let mut poller = PollerProbe::start(gateway_config(&sim, |_| {})).await;
+    wait_streams(&sim, 1).await;
+    let dev = sim.world().devices().next().unwrap().dev_eui.clone();
+    let now = Timestamp::now().to_rfc3339();
+    let info = format!(r#""deviceInfo":{{"devEui":"{dev}"}}"#);
+    let bad_events = [
+        "{not json".to_string(),
+        format!(r#"{{"time":"yesterday",{info},"object":{{"temperature":1.0}}}}"#),
+        format!(r#"{{"time":"{now}",{info},"object":{{"temperature":1e999}}}}"#),
+        format!(r#"{{"time":"{now}",{info},"object":[1,2]}}"#),
+        format!(
+            r#"{{"time":"{now}",{info},"object":{{"mode":"{}"}}}}"#,
+            "x".repeat(300 * 1024)
+        ),
+        format!(
+            r#"{{"time":"{now}","deviceInfo":{{"devEui":"ffffffffffffffff"}},"object":{{"temperature":1.0}}}}"#
+        ),
+    ];
+    for body in &bad_events {
+        sim.inject_raw_event(&dev, "up", body);
+    }
+    // One uplink with one good and three bad values: the good one must survive.
+    let mixed = format!(
+        r#"{{"time":"{now}",{info},"object":{{"temperature":21.5,"counter":"12","valve_open":2,"mode":"{}"}}}}"#,
+        "y".repeat(5_000)
+    );
+    sim.inject_raw_event(&dev, "up", &mixed);
+    poller
+        .wait_for(
+            Duration::from_secs(5),
+            "the good value of the mixed uplink",
+            |feed| {
+                samples(feed)
+                    .iter()
+                    .any(|s| s.device_id == dev && s.value == opcgw::model::Value::Float(21.5))
+            },
+        )
+        .await;
+    let counters = poller.counters().await;
+    assert_eq!(
+        counters.rejected_events,
+        bad_events.len() as u64,
+        "{counters:?}"
+    );
+    assert_eq!(counters.rejected_values, 3, "{counters:?}");
+    assert_eq!(
+        logs::events("device_event_rejected", &dev).len() as u64,
+        counters.rejected_events
+    );
+    assert!(logs::events("metric_value_rejected", &dev).len() >= 3);
+    assert!(
+        !logs::text().contains(&"x".repeat(100)),
+        "a huge value reached the log"
+    );
+
+    // The stream still works.
+    let after = Timestamp::now();
+    sim.emit_uplink_now(&dev);
+    poller
+        .wait_for(
+            Duration::from_secs(5),
+            "a normal uplink afterwards",
+            |feed| {
+                samples(feed)
+                    .iter()
+                    .any(|s| s.source_time >= after && s.origin == SampleOrigin::Uplink)
+            },
+        )
+        .await;
+    poller.stop();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_becomes_an_enqueue_and_is_acknowledged_by_the_ack_event() {
+    let sim = simulator(|c| c.devices_per_application = 1).await;
+    let mut poller = PollerProbe::start(gateway_config(&sim, |_| {})).await;
+    wait_streams(&sim, 1).await;
+    poller
+        .wait_upstream(UpstreamState::Connected, Duration::from_secs(5))
+        .await;
+    let dev = sim.world().devices().next().unwrap().dev_eui.clone();
+    let request = CommandRequest {
+        id: 7,
+        device_id: dev.clone(),
+        f_port: 10,
+        confirmed: true,
+        payload: vec![1, 2, 3],
+    };
+    poller.actor.cast(PollerMsg::Dispatch(request)).unwrap();
+    poller
+        .wait_for(Duration::from_secs(5), "acknowledged", |feed| {
+            commands(feed)
+                .iter()
+                .any(|c| c.state == CommandState::Acknowledged)
+        })
+        .await;
+    let states: Vec<(CommandState, bool)> = commands(&poller.seen)
+        .iter()
+        .map(|c| (c.state, c.transmitted))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (CommandState::Queued, false),
+            (CommandState::Sent, false),
+            (CommandState::Sent, true),
+            (CommandState::Acknowledged, true)
+        ]
+    );
+    let downlinks = sim.downlinks();
+    assert_eq!(downlinks.len(), 1);
+    assert_eq!(
+        (
+            downlinks[0].dev_eui.as_str(),
+            downlinks[0].f_port,
+            downlinks[0].confirmed,
+            downlinks[0].data.as_slice()
+        ),
+        (dev.as_str(), 10, true, &[1u8, 2, 3][..])
+    );
+
+    // A port ChirpStack refuses fails the command instead of retrying it.
+    let bad = CommandRequest {
+        id: 8,
+        device_id: dev.clone(),
+        f_port: 224,
+        confirmed: false,
+        payload: vec![0],
+    };
+    poller.actor.cast(PollerMsg::Dispatch(bad)).unwrap();
+    poller
+        .wait_for(Duration::from_secs(5), "failed", |feed| {
+            commands(feed)
+                .iter()
+                .any(|c| c.id == 8 && c.state == CommandState::Failed)
+        })
+        .await;
+    poller.stop();
+    sim.shutdown().await;
+}
