@@ -593,3 +593,51 @@ async fn a_command_becomes_an_enqueue_and_is_acknowledged_by_the_ack_event() {
     poller.stop();
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregates_come_from_the_bucket_of_the_last_uplink_even_when_empty_buckets_read_zero() {
+    // Real ChirpStack reports empty buckets as 0: the newest bucket is usually such a zero.
+    let sim = simulator(|c| {
+        c.devices_per_application = 1;
+        c.fill_empty_buckets = true;
+    })
+    .await;
+    let mut poller = PollerProbe::start(gateway_config(&sim, |_| {})).await;
+    wait_streams(&sim, 1).await;
+    let dev = sim.world().devices().next().unwrap().dev_eui.clone();
+    sim.emit_uplink_now(&dev);
+    poller
+        .wait_for(Duration::from_secs(10), "the battery aggregate", |feed| {
+            samples(feed)
+                .iter()
+                .any(|s| s.metric == "battery_mv" && s.origin == SampleOrigin::Aggregate)
+        })
+        .await;
+    let uplink_time = samples(&poller.seen)
+        .iter()
+        .find(|s| s.origin == SampleOrigin::Uplink)
+        .map(|s| s.source_time)
+        .unwrap();
+    let battery = samples(&poller.seen)
+        .into_iter()
+        .find(|s| s.metric == "battery_mv")
+        .unwrap();
+    let Some(opcgw::model::Value::Float(expected)) =
+        sim.expected_value(&dev, "battery_mv", uplink_time)
+    else {
+        panic!()
+    };
+    let opcgw::model::Value::Float(got) = battery.value else {
+        panic!("{battery:?}")
+    };
+    assert!(
+        (got - expected).abs() < 0.01 * expected.abs().max(1.0),
+        "got {got}, the uplink carried {expected}"
+    );
+    assert!(
+        battery.source_time <= uplink_time
+            && uplink_time.as_micros() - battery.source_time.as_micros() < 60_000_000
+    );
+    poller.stop();
+    sim.shutdown().await;
+}

@@ -34,8 +34,6 @@ pub struct CycleInput {
     pub concurrency: usize,
     pub fallback: Vec<FallbackTarget>,
     pub aggregation: Aggregation,
-    /// How far back `GetMetrics` looks for the newest bucket.
-    pub lookback: Duration,
     pub queues_to_check: Vec<String>,
 }
 
@@ -128,40 +126,47 @@ pub async fn run_cycle(input: CycleInput) -> CycleReport {
             .push(format!("listing application {application_id}: {error}"));
     }
 
-    // GetMetrics for metrics without uplink values.
-    let end = Timestamp::now();
-    let start = end.saturating_sub(input.lookback);
+    // GetMetrics for metrics without uplink values. ChirpStack answers with every bucket of
+    // the range, empty ones as 0, so "no data" cannot be told from a real 0: ask for the one
+    // bucket that holds the device's last uplink (ChirpStack's own `last_seen_at`), which is
+    // the newest bucket that has data.
+    let last_seen: HashMap<String, Timestamp> = report
+        .devices
+        .iter()
+        .filter_map(|d| Some((d.dev_eui.clone(), d.last_seen?)))
+        .collect();
+    let received = Timestamp::now();
     let mut metrics = JoinSet::new();
     for target in input.fallback {
+        let Some(seen) = last_seen.get(&target.device_id).copied() else {
+            continue; // never seen (or not listed): no bucket can hold data
+        };
         let (client, permits, aggregation) =
             (input.client.clone(), permits.clone(), input.aggregation);
         metrics.spawn(async move {
             let _permit = permits.acquire_owned().await;
             let mut calls = 1;
             let mut used = aggregation;
+            let (start, end) = bucket_of(seen, used);
             let mut result = client
-                .get_metrics(&target.device_id, start, end, aggregation)
+                .get_metrics(&target.device_id, start, end, used)
                 .await;
-            if aggregation == Aggregation::Minute
+            if used == Aggregation::Minute
                 && matches!(result, Err(UpstreamError::InvalidArgument(_)))
             {
                 // Servers older than the MINUTE aggregation refuse it: fall back to HOUR.
                 used = Aggregation::Hour;
                 calls += 1;
+                let (start, end) = bucket_of(seen, used);
                 result = client
-                    .get_metrics(
-                        &target.device_id,
-                        end.saturating_sub(Duration::from_secs(86_400)),
-                        end,
-                        used,
-                    )
+                    .get_metrics(&target.device_id, start, end, used)
                     .await;
             }
-            (target, used, calls, result)
+            (target, used, calls, bucket_of(seen, used).0, result)
         });
     }
     while let Some(joined) = metrics.join_next().await {
-        let Ok((target, used, calls, result)) = joined else {
+        let Ok((target, used, calls, bucket, result)) = joined else {
             continue;
         };
         report.calls += calls;
@@ -169,7 +174,7 @@ pub async fn run_cycle(input: CycleInput) -> CycleReport {
             report.aggregation = used;
         }
         match result {
-            Ok(buckets) => newest_buckets(&target, &buckets, end, &mut report),
+            Ok(buckets) => bucket_samples(&target, &buckets, bucket, received, &mut report),
             Err(error) => report
                 .partial_errors
                 .push(format!("GetMetrics {}: {error}", target.device_id)),
@@ -214,11 +219,25 @@ fn finish(
     report
 }
 
-/// The newest bucket of each target metric, as an aggregated sample stamped with the bucket
-/// start (never the gateway clock).
-fn newest_buckets(
+/// The bucket (start, end) of `aggregation` that contains `time` (UTC buckets).
+pub fn bucket_of(time: Timestamp, aggregation: Aggregation) -> (Timestamp, Timestamp) {
+    let size: i64 = match aggregation {
+        Aggregation::Minute => 60_000_000,
+        _ => 3_600_000_000,
+    };
+    let start = time.as_micros().div_euclid(size) * size;
+    (
+        Timestamp::from_micros(start),
+        Timestamp::from_micros(start + size),
+    )
+}
+
+/// The value of each target metric in the bucket starting at `bucket`, as an aggregated
+/// sample stamped with the bucket start (never the gateway clock).
+fn bucket_samples(
     target: &FallbackTarget,
     buckets: &std::collections::BTreeMap<String, MetricBuckets>,
+    bucket: Timestamp,
     received: Timestamp,
     report: &mut CycleReport,
 ) {
@@ -229,7 +248,8 @@ fn newest_buckets(
         let Some(series) = buckets.get(&metric.upstream_name) else {
             continue;
         };
-        let Some((bucket_start, value)) = series.buckets.iter().max_by_key(|(ts, _)| *ts) else {
+        let Some((bucket_start, value)) = series.buckets.iter().find(|(ts, _)| *ts == bucket)
+        else {
             continue;
         };
         match convert_aggregate(*value, metric.metric_type) {

@@ -33,9 +33,6 @@ use crate::task::OwnedTask;
 
 pub const ROLE: &str = "poller";
 
-/// How far back `GetMetrics` looks for the newest bucket.
-const METRICS_LOOKBACK: Duration = Duration::from_secs(3_600);
-
 pub struct PollerActor;
 
 pub struct PollerArgs {
@@ -327,7 +324,6 @@ impl PollerState {
             concurrency: config.chirpstack.poll_concurrency as usize,
             fallback,
             aggregation: self.aggregation,
-            lookback: METRICS_LOOKBACK,
             queues_to_check: self.commands.overdue_devices(Timestamp::now(), timeout),
         };
         let poller = self.myself.clone();
