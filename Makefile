@@ -5,7 +5,7 @@ DEMO_CONFIG ?= config/demo.toml
 DEMO_ENV := run/demo.env
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
-.PHONY: run test lint deps check-config clean-demo
+.PHONY: run test bench lint deps check-config clean-demo
 
 ## run: the gateway against its built-in ChirpStack simulator (demo configuration), with
 ## generated credentials (printed below).
@@ -44,3 +44,7 @@ deps:
 ## clean-demo: forget the demo credentials, database and logs.
 clean-demo:
 	rm -rf run/demo.env data/demo.redb log
+
+## bench: benchmarks in release mode; figures go to docs/performance.md.
+bench: deps
+	$(CARGO) bench --locked -p opcgw-actors --bench poller

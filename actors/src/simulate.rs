@@ -42,6 +42,9 @@ pub struct SimulateArgs {
     /// API token clients must present; a random one is generated and printed when absent.
     #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
     pub token: Option<String>,
+    /// Latency added to every call, in milliseconds (fault injection, benchmarks).
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
     /// Print the `[[application]]` configuration blocks of this world and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -95,6 +98,7 @@ pub async fn run_simulate(args: SimulateArgs) -> u8 {
             return EXIT_START_FAILED;
         }
     };
+    simulator.set_latency(Duration::from_millis(args.latency_ms));
     let world = simulator.world();
     info!(
         event = "simulator_started",
