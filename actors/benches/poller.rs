@@ -20,7 +20,8 @@ const LATENCY_MS: u64 = 5;
 const TOKEN: &str = "bench-token";
 
 fn cpu_seconds() -> f64 {
-    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).expect("getrusage");
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+        .expect("getrusage");
     let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
     t(usage.user_time()) + t(usage.system_time())
 }
@@ -35,15 +36,26 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// The `[[application]]` blocks the simulator prints for this world.
 fn applications(bin: &str) -> Vec<ApplicationConfig> {
     let output = Command::new(bin)
-        .args(["simulate", "--print-config", "--applications", &APPLICATIONS.to_string()])
-        .args(["--devices", &DEVICES_PER_APPLICATION.to_string(), "--metrics", &METRICS.to_string()])
+        .args([
+            "simulate",
+            "--print-config",
+            "--applications",
+            &APPLICATIONS.to_string(),
+        ])
+        .args([
+            "--devices",
+            &DEVICES_PER_APPLICATION.to_string(),
+            "--metrics",
+            &METRICS.to_string(),
+        ])
         .output()
         .expect("print-config");
     #[derive(serde::Deserialize)]
     struct Blocks {
         application: Vec<ApplicationConfig>,
     }
-    let blocks: Blocks = toml::from_str(&String::from_utf8_lossy(&output.stdout)).expect("simulator config");
+    let blocks: Blocks =
+        toml::from_str(&String::from_utf8_lossy(&output.stdout)).expect("simulator config");
     // Keep the ten uplink metrics and battery_mv (the GetMetrics fallback), drop commands.
     blocks
         .application
@@ -52,7 +64,10 @@ fn applications(bin: &str) -> Vec<ApplicationConfig> {
             devices: app
                 .devices
                 .into_iter()
-                .map(|d| DeviceConfig { commands: vec![], ..d })
+                .map(|d| DeviceConfig {
+                    commands: vec![],
+                    ..d
+                })
                 .collect(),
             ..app
         })
@@ -60,17 +75,44 @@ fn applications(bin: &str) -> Vec<ApplicationConfig> {
 }
 
 async fn counters(actor: &ractor::ActorRef<PollerMsg>) -> PollerCounters {
-    actor.call(PollerMsg::Counters, Some(Duration::from_secs(5))).await.unwrap().success_or(()).unwrap()
+    actor
+        .call(PollerMsg::Counters, Some(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .success_or(())
+        .unwrap()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let bin = env!("CARGO_BIN_EXE_opcgw");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut sim = Command::new(bin)
-        .args(["simulate", "--listen", &format!("127.0.0.1:{port}"), "--token", TOKEN])
-        .args(["--applications", &APPLICATIONS.to_string(), "--devices", &DEVICES_PER_APPLICATION.to_string()])
-        .args(["--metrics", &METRICS.to_string(), "--uplink-interval-ms", "1000", "--latency-ms", &LATENCY_MS.to_string()])
+        .args([
+            "simulate",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--token",
+            TOKEN,
+        ])
+        .args([
+            "--applications",
+            &APPLICATIONS.to_string(),
+            "--devices",
+            &DEVICES_PER_APPLICATION.to_string(),
+        ])
+        .args([
+            "--metrics",
+            &METRICS.to_string(),
+            "--uplink-interval-ms",
+            "1000",
+            "--latency-ms",
+            &LATENCY_MS.to_string(),
+        ])
         .env("OPCGW_LOG_LEVEL", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -85,11 +127,18 @@ async fn main() {
     config.chirpstack.polling_frequency = 2;
     config.applications = applications(bin);
     let devices = config.devices().count();
-    let metrics_per_device = config.devices().next().map(|(_, d)| d.metrics.len()).unwrap_or(0);
+    let metrics_per_device = config
+        .devices()
+        .next()
+        .map(|(_, d)| d.metrics.len())
+        .unwrap_or(0);
     assert_eq!(devices, APPLICATIONS * DEVICES_PER_APPLICATION);
 
     let (tx, mut feed) = tokio::sync::mpsc::unbounded_channel();
-    let args = PollerArgs { config: ConfigUpdate::initial(Arc::new(config)), output: Box::new(ChannelOutput(tx)) };
+    let args = PollerArgs {
+        config: ConfigUpdate::initial(Arc::new(config)),
+        output: Box::new(ChannelOutput(tx)),
+    };
     let (poller, _join) = Actor::spawn(None, PollerActor, args).await.expect("poller");
 
     // Warm up: every device has reported at least once and every stream is open.
@@ -98,7 +147,12 @@ async fn main() {
         while feed.try_recv().is_ok() {}
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let status = poller.call(PollerMsg::Upstream, Some(Duration::from_secs(5))).await.unwrap().success_or(()).unwrap();
+    let status = poller
+        .call(PollerMsg::Upstream, Some(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .success_or(())
+        .unwrap();
 
     // Uplink-to-Samples latency and CPU over a 10 s window of ~1,000 uplinks/s.
     let window = Duration::from_secs(10);
@@ -112,8 +166,12 @@ async fn main() {
         match tokio::time::timeout(Duration::from_millis(100), feed.recv()).await {
             Ok(Some(Feed::Samples(batch))) => {
                 let now = Timestamp::now();
-                for sample in batch.iter().filter(|s| s.origin == opcgw::model::SampleOrigin::Uplink) {
-                    latencies_ms.push((now.as_micros() - sample.source_time.as_micros()) as f64 / 1000.0);
+                for sample in batch
+                    .iter()
+                    .filter(|s| s.origin == opcgw::model::SampleOrigin::Uplink)
+                {
+                    latencies_ms
+                        .push((now.as_micros() - sample.source_time.as_micros()) as f64 / 1000.0);
                 }
                 samples += batch.len() as u64;
             }
@@ -133,9 +191,12 @@ async fn main() {
     let final_counters = counters(&poller).await;
 
     println!("poller benchmark: {devices} devices x {metrics_per_device} metrics, {LATENCY_MS} ms latency per call, simulator in its own process");
-    println!("  streams open: {}/{}", status.streams_open, status.streams_wanted);
     println!(
-        "  poll cycle (list 10 apps x 100 devices, GetMetrics for {devices} devices, concurrency 16): min {:.0} ms, median {:.0} ms, max {:.0} ms over {} cycles",
+        "  streams open: {}/{}",
+        status.streams_open, status.streams_wanted
+    );
+    println!(
+        "  poll cycle (list 10 apps x 100 devices, GetMetrics for the devices with a new uplink, concurrency 32): min {:.0} ms, median {:.0} ms, max {:.0} ms over {} cycles",
         cycle_ms.first().copied().unwrap_or(f64::NAN),
         percentile(&cycle_ms, 0.5),
         cycle_ms.last().copied().unwrap_or(f64::NAN),

@@ -91,7 +91,7 @@ impl Default for ChirpstackConfig {
             delay: 10,
             list_page_size: 100,
             request_timeout_seconds: 10,
-            poll_concurrency: 16,
+            poll_concurrency: 32,
             event_stream: true,
             streams_per_connection: 100,
             max_stream_connections: 16,

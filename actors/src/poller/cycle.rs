@@ -22,6 +22,8 @@ use tokio::task::JoinSet;
 pub struct FallbackTarget {
     pub device_id: String,
     pub metrics: Vec<MetricMapping>,
+    /// The `last_seen` whose bucket was already read: unchanged means nothing new to fetch.
+    pub fetched_for: Option<Timestamp>,
 }
 
 pub struct CycleInput {
@@ -51,6 +53,8 @@ pub struct CycleReport {
     pub aggregates: Vec<Sample>,
     pub rejections: Vec<Rejection>,
     pub queues: HashMap<String, Vec<QueueItem>>,
+    /// Devices whose bucket was read, with the `last_seen` it was read for.
+    pub fetched: Vec<(String, Timestamp)>,
     /// The aggregation to use from now on (MINUTE falls back to HOUR on older servers).
     pub aggregation: Aggregation,
     pub calls: u32,
@@ -69,6 +73,7 @@ pub async fn run_cycle(input: CycleInput) -> CycleReport {
         aggregates: Vec::new(),
         rejections: Vec::new(),
         queues: HashMap::new(),
+        fetched: Vec::new(),
         aggregation: input.aggregation,
         calls: 0,
     };
@@ -141,6 +146,9 @@ pub async fn run_cycle(input: CycleInput) -> CycleReport {
         let Some(seen) = last_seen.get(&target.device_id).copied() else {
             continue; // never seen (or not listed): no bucket can hold data
         };
+        if target.fetched_for == Some(seen) {
+            continue; // no uplink since the bucket was read
+        }
         let (client, permits, aggregation) =
             (input.client.clone(), permits.clone(), input.aggregation);
         metrics.spawn(async move {
@@ -162,11 +170,11 @@ pub async fn run_cycle(input: CycleInput) -> CycleReport {
                     .get_metrics(&target.device_id, start, end, used)
                     .await;
             }
-            (target, used, calls, bucket_of(seen, used).0, result)
+            (target, used, calls, seen, result)
         });
     }
     while let Some(joined) = metrics.join_next().await {
-        let Ok((target, used, calls, bucket, result)) = joined else {
+        let Ok((target, used, calls, seen, result)) = joined else {
             continue;
         };
         report.calls += calls;
@@ -174,7 +182,16 @@ pub async fn run_cycle(input: CycleInput) -> CycleReport {
             report.aggregation = used;
         }
         match result {
-            Ok(buckets) => bucket_samples(&target, &buckets, bucket, received, &mut report),
+            Ok(buckets) => {
+                bucket_samples(
+                    &target,
+                    &buckets,
+                    bucket_of(seen, used).0,
+                    received,
+                    &mut report,
+                );
+                report.fetched.push((target.device_id.clone(), seen));
+            }
             Err(error) => report
                 .partial_errors
                 .push(format!("GetMetrics {}: {error}", target.device_id)),

@@ -66,6 +66,8 @@ pub struct PollerState {
     cycle: Option<OwnedTask>,
     tick_generation: u64,
     applications_verified: bool,
+    /// Per device, the `last_seen` whose `GetMetrics` bucket was read.
+    metrics_fetched_for: HashMap<String, Timestamp>,
     counters: PollerCounters,
     /// Dispatches in flight.
     enqueues: Vec<OwnedTask>,
@@ -110,6 +112,7 @@ impl Actor for PollerActor {
             cycle: None,
             tick_generation: 0,
             applications_verified: false,
+            metrics_fetched_for: HashMap::new(),
             counters: PollerCounters::default(),
             enqueues: Vec::new(),
         };
@@ -360,6 +363,12 @@ impl PollerState {
                 (!metrics.is_empty()).then(|| FallbackTarget {
                     device_id: mapping.device_id.clone(),
                     metrics,
+                    // Reconciling reads every bucket again; otherwise only what is new.
+                    fetched_for: if reconcile {
+                        None
+                    } else {
+                        self.metrics_fetched_for.get(&mapping.device_id).copied()
+                    },
                 })
             })
             .collect();
@@ -419,6 +428,7 @@ impl PollerState {
             if !health.is_empty() {
                 self.send(Feed::DeviceHealth(health.into()));
             }
+            self.metrics_fetched_for.extend(report.fetched);
             let admitted = self.series.admit_aggregates(report.aggregates);
             self.counters.aggregate_samples += admitted.len() as u64;
             self.emit_samples(admitted);
