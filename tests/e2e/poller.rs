@@ -641,3 +641,34 @@ async fn aggregates_come_from_the_bucket_of_the_last_uplink_even_when_empty_buck
     poller.stop();
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_change_adds_and_removes_streams_without_a_restart() {
+    let sim = simulator(|c| c.devices_per_application = 3).await;
+    let full = gateway_config(&sim, |_| {});
+    let with_devices = |n: usize| {
+        let mut config = full.clone();
+        config.applications[0].devices.truncate(n);
+        config
+    };
+    let mut poller = PollerProbe::start(with_devices(2)).await;
+    wait_streams(&sim, 2).await;
+    let update = |config: AppConfig, generation| {
+        let diff = opcgw::config::ConfigDiff::between(&full, &config);
+        opcgw_actors::messages::Common::ConfigChanged(ConfigUpdate { config: Arc::new(config), diff: Arc::new(diff), generation })
+    };
+    poller.actor.cast(PollerMsg::Common(update(with_devices(3), 1))).unwrap();
+    wait_streams(&sim, 3).await;
+    let third = sim.world().devices().nth(2).unwrap().dev_eui.clone();
+    sim.emit_uplink_now(&third);
+    poller.wait_for(Duration::from_secs(5), "a value of the added device", |feed| samples(feed).iter().any(|s| s.device_id == third)).await;
+
+    poller.actor.cast(PollerMsg::Common(update(with_devices(1), 2))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sim.open_streams() != 1 {
+        assert!(Instant::now() < deadline, "{} streams still open after removing two devices", sim.open_streams());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    poller.stop();
+    sim.shutdown().await;
+}
