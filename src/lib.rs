@@ -9,3 +9,4 @@ pub mod chirpstack;
 pub mod config;
 pub mod model;
 pub mod security;
+pub mod storage;

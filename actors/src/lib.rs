@@ -13,6 +13,7 @@ pub mod poller;
 pub mod reload;
 pub mod simulate;
 pub mod storage;
+pub mod storage_client;
 pub mod supervisor;
 pub mod task;
 pub mod tree;

@@ -10,6 +10,10 @@ use opcgw::chirpstack::events::{DeviceEvent, EventError};
 use opcgw::chirpstack::upstream::UpstreamStatus;
 use opcgw::config::{AppConfig, ConfigDiff};
 use opcgw::model::{Sample, Timestamp};
+use opcgw::storage::{
+    AppendReport, CommandFilter, CommandRecord, HistoryPage, HistoryQuery, LatestValue, NewCommand,
+    StorageError, StorageErrorKind, StoreCounts,
+};
 use ractor::{ActorCell, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
@@ -94,11 +98,73 @@ pub enum Common {
     InjectPanic(String),
 }
 
+/// Why a storage request failed, as its callers (OPC UA, web, control) see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", content = "message", rename_all = "snake_case")]
+pub enum StorageFailure {
+    /// The storage actor is not running (restarting, or cannot open its database) or did not
+    /// answer in time.
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered with an error.
+    #[error("{message}")]
+    Store {
+        kind: StorageErrorKind,
+        message: String,
+    },
+}
+
+impl From<StorageError> for StorageFailure {
+    fn from(error: StorageError) -> Self {
+        Self::Store {
+            kind: error.kind(),
+            message: error.to_string(),
+        }
+    }
+}
+
+pub type StorageReply<T> = RpcReplyPort<Result<T, StorageFailure>>;
+
 /// Messages of the storage actor (the owner of the redb file).
 #[derive(Debug)]
 pub enum StorageMsg {
     Common(Common),
     Feed(Feed),
+    /// Durable append: the reply comes after the commit.
+    Append {
+        samples: Arc<[Sample]>,
+        reply: StorageReply<AppendReport>,
+    },
+    /// Persist a command's new state.
+    UpdateCommand {
+        update: Arc<CommandUpdate>,
+        reply: StorageReply<Option<CommandRecord>>,
+    },
+    Latest {
+        device_id: Option<String>,
+        reply: StorageReply<Vec<LatestValue>>,
+    },
+    History {
+        query: HistoryQuery,
+        reply: StorageReply<HistoryPage>,
+    },
+    /// Queue a command durably; the poller is told to dispatch it once it is stored.
+    EnqueueCommand {
+        command: NewCommand,
+        reply: StorageReply<CommandRecord>,
+    },
+    Commands {
+        filter: CommandFilter,
+        reply: StorageReply<Vec<CommandRecord>>,
+    },
+    Counts {
+        reply: StorageReply<StoreCounts>,
+    },
+    /// Run one bounded retention chunk (rescheduled by the actor itself; a stale
+    /// `generation` does nothing).
+    PruneTick {
+        generation: u64,
+    },
 }
 
 /// Messages of the OPC UA server actor.
@@ -136,6 +202,13 @@ pub enum PollerMsg {
     },
     /// Send a command to a device.
     Dispatch(CommandRequest),
+    /// Track a command that was already sent before a restart (never enqueued again).
+    Resume {
+        request: CommandRequest,
+        queue_item_id: String,
+        transmitted: bool,
+        sent_at: Timestamp,
+    },
     /// The outcome of an `Enqueue` call.
     CommandEnqueued {
         id: u64,
@@ -157,6 +230,7 @@ impl std::fmt::Debug for PollerMsg {
             Self::BadEvent { .. } => "BadEvent",
             Self::StreamState { .. } => "StreamState",
             Self::Dispatch(_) => "Dispatch",
+            Self::Resume { .. } => "Resume",
             Self::CommandEnqueued { .. } => "CommandEnqueued",
             Self::Upstream(_) => "Upstream",
             Self::Counters(_) => "Counters",

@@ -1,21 +1,55 @@
-//! The Storage actor.
+//! The storage actor: the only owner of the redb file.
 //!
-//! Its duty arrives in a later release; until then it starts, stops, takes configuration
-//! changes, counts what the poller feeds it (without keeping it) and answers `Status`
-//! honestly, so the supervision tree is complete.
+//! It appends what the poller's forwarder hands it (one durable commit per batch), answers
+//! queries of the OPC UA server, the web console and the control socket, keeps the command
+//! queue, and prunes history older than `retention_days` in bounded chunks so that a prune
+//! never holds writers up for long.
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::collections::HashMap;
+use std::time::Duration;
 
-use crate::duty::{DutyBase, FeedCounts};
-use crate::messages::{ConfigUpdate, StorageMsg};
+use opcgw::chirpstack::client::DeviceSummary;
+use opcgw::chirpstack::commands::{CommandRequest, CommandState};
+use opcgw::model::Timestamp;
+use opcgw::storage::{CommandFilter, CommandRecord, Store};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
+use tracing::{debug, info, warn};
+
+use crate::duty::DutyBase;
+use crate::messages::{Common, ConfigUpdate, Feed, PollerMsg, StorageFailure, StorageMsg};
+use crate::poller;
 
 pub const ROLE: &str = "storage";
 
+/// Rows deleted per retention transaction.
+pub const PRUNE_CHUNK_ROWS: usize = 20_000;
+/// Time between two retention passes.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+/// The first pass runs shortly after start, not during it.
+const FIRST_PRUNE_DELAY: Duration = Duration::from_secs(5);
+/// Commands handed to a (re)started poller, at most.
+const MAX_PENDING_COMMANDS: usize = opcgw::storage::MAX_COMMAND_PAGE;
+
 pub struct StorageActor;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct StorageCounters {
+    appended: u64,
+    duplicates: u64,
+    failed_writes: u64,
+    pruned: u64,
+}
 
 pub struct StorageState {
     base: DutyBase,
-    received: FeedCounts,
+    myself: ActorRef<StorageMsg>,
+    store: Store,
+    counters: StorageCounters,
+    /// The poller instance that last received the pending commands.
+    poller: Option<ActorId>,
+    /// Device health from the poller, persisted as one status blob per cycle.
+    devices: HashMap<String, DeviceSummary>,
+    prune_generation: u64,
 }
 
 impl Actor for StorageActor {
@@ -25,30 +59,281 @@ impl Actor for StorageActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<StorageMsg>,
         config: ConfigUpdate,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(StorageState {
+    ) -> Result<StorageState, ActorProcessingErr> {
+        let path = config.config.storage.database_path.clone();
+        let store = blocking(|| Store::open(&path))?;
+        let counts = store.counts()?;
+        info!(
+            event = "storage_opened",
+            path = %path.display(),
+            series = counts.series,
+            history_rows = counts.history_rows,
+            commands = counts.commands,
+            file_bytes = counts.file_bytes
+        );
+        let mut state = StorageState {
             base: DutyBase::new(ROLE, config),
-            received: FeedCounts::default(),
-        })
+            myself: myself.clone(),
+            store,
+            counters: StorageCounters::default(),
+            poller: None,
+            devices: HashMap::new(),
+            prune_generation: 0,
+        };
+        state.schedule_prune(FIRST_PRUNE_DELAY);
+        Ok(state)
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
+        _myself: ActorRef<StorageMsg>,
+        message: StorageMsg,
+        state: &mut StorageState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
             StorageMsg::Common(common) => {
-                let samples = state.received.samples;
-                state.base.handle_common(common, |_| format!("idle: the redb storage duty is not built yet (received {samples} samples, not kept)"))
+                let retention_changed = matches!(&common, Common::ConfigChanged(u) if u.diff.changed("storage.retention_days"));
+                let summary = state.summary();
+                state.base.handle_common(common, |_| summary)?;
+                if retention_changed {
+                    info!(
+                        event = "retention_changed",
+                        retention_days = state.base.config.config.storage.retention_days
+                    );
+                    state.schedule_prune(Duration::ZERO);
+                }
+                state.hand_pending_commands_to_a_new_poller();
             }
-            StorageMsg::Feed(feed) => {
-                state.received.count(&feed);
-                Ok(())
+            StorageMsg::Append { samples, reply } => {
+                let result = blocking(|| state.store.append(&samples));
+                match &result {
+                    Ok(report) => {
+                        state.counters.appended += report.written as u64;
+                        state.counters.duplicates += report.duplicates as u64;
+                    }
+                    Err(error) => {
+                        state.counters.failed_writes += 1;
+                        warn!(
+                            event = "storage_append_failed",
+                            samples = samples.len(),
+                            error = error.to_string().as_str()
+                        );
+                    }
+                }
+                let _ = reply.send(result.map_err(StorageFailure::from));
+            }
+            StorageMsg::UpdateCommand { update, reply } => {
+                let result = blocking(|| state.store.update_command(&update));
+                if let Err(error) = &result {
+                    warn!(
+                        event = "storage_command_update_failed",
+                        command_id = update.id,
+                        error = error.to_string().as_str()
+                    );
+                }
+                let _ = reply.send(result.map_err(StorageFailure::from));
+            }
+            StorageMsg::Latest { device_id, reply } => {
+                let _ = reply.send(
+                    state
+                        .store
+                        .latest(device_id.as_deref())
+                        .map_err(StorageFailure::from),
+                );
+            }
+            StorageMsg::History { query, reply } => {
+                let _ = reply.send(state.store.history(&query).map_err(StorageFailure::from));
+            }
+            StorageMsg::EnqueueCommand { command, reply } => {
+                let result = blocking(|| state.store.enqueue_command(command, Timestamp::now()));
+                if let Ok(record) = &result {
+                    info!(
+                        event = "command_queued",
+                        command_id = record.id,
+                        device = record.device_id.as_str(),
+                        requested_by = record.requested_by.as_str()
+                    );
+                    state.dispatch(record);
+                }
+                let _ = reply.send(result.map_err(StorageFailure::from));
+            }
+            StorageMsg::Commands { filter, reply } => {
+                let _ = reply.send(state.store.commands(&filter).map_err(StorageFailure::from));
+            }
+            StorageMsg::Counts { reply } => {
+                let _ = reply.send(state.store.counts().map_err(StorageFailure::from));
+            }
+            StorageMsg::PruneTick { generation } => state.prune(generation),
+            StorageMsg::Feed(feed) => state.feed(feed),
+        }
+        Ok(())
+    }
+}
+
+/// Runs blocking file I/O without stalling the other tasks of a multi-threaded runtime.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+impl StorageState {
+    fn summary(&self) -> String {
+        let c = self.counters;
+        match self.store.counts() {
+            Ok(counts) => format!(
+                "database {}: {} series, {} history rows, {} commands, {} bytes; appended {} samples ({} duplicates), {} failed writes, pruned {} rows",
+                self.store.path().display(),
+                counts.series,
+                counts.history_rows,
+                counts.commands,
+                counts.file_bytes,
+                c.appended,
+                c.duplicates,
+                c.failed_writes,
+                c.pruned
+            ),
+            Err(error) => format!("database {}: {error}", self.store.path().display()),
+        }
+    }
+
+    fn feed(&mut self, feed: Feed) {
+        let written = match feed {
+            Feed::Upstream(status) => {
+                serde_json::to_string(&*status).map(|json| self.store.put_status("upstream", &json))
+            }
+            Feed::DeviceHealth(devices) => {
+                for device in devices.iter() {
+                    self.devices.insert(device.dev_eui.clone(), device.clone());
+                }
+                let rows: Vec<_> = self.devices.values().map(device_json).collect();
+                serde_json::to_string(&rows).map(|json| self.store.put_status("devices", &json))
+            }
+            // Samples and command updates arrive as Append / UpdateCommand, with a reply.
+            Feed::Samples(_) | Feed::Command(_) => return,
+        };
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => warn!(
+                event = "storage_status_write_failed",
+                error = error.to_string().as_str()
+            ),
+            Err(error) => warn!(
+                event = "storage_status_write_failed",
+                error = error.to_string().as_str()
+            ),
+        }
+    }
+
+    fn dispatch(&self, record: &CommandRecord) {
+        let Some(poller) = self.base.peers.get::<PollerMsg>(poller::ROLE) else {
+            debug!(event = "command_waits_for_poller", command_id = record.id);
+            return;
+        };
+        let request = CommandRequest {
+            id: record.id,
+            device_id: record.device_id.clone(),
+            f_port: record.f_port,
+            confirmed: record.confirmed,
+            payload: record.payload.clone(),
+        };
+        let message = match (record.state, &record.queue_item_id) {
+            (CommandState::Queued, _) => PollerMsg::Dispatch(request),
+            (CommandState::Sent, Some(queue_item_id)) => PollerMsg::Resume {
+                request,
+                queue_item_id: queue_item_id.clone(),
+                transmitted: record.transmitted,
+                sent_at: record.updated,
+            },
+            _ => return,
+        };
+        let _ = poller.cast(message);
+    }
+
+    /// A poller that (re)started knows nothing of the commands in flight: hand them over.
+    fn hand_pending_commands_to_a_new_poller(&mut self) {
+        let current = self
+            .base
+            .peers
+            .get::<PollerMsg>(poller::ROLE)
+            .map(|p| p.get_id());
+        if current.is_none() || current == self.poller {
+            return;
+        }
+        self.poller = current;
+        let filter = CommandFilter {
+            device_id: None,
+            states: Some(vec![CommandState::Queued, CommandState::Sent]),
+            limit: MAX_PENDING_COMMANDS,
+        };
+        match self.store.commands(&filter) {
+            Ok(pending) => {
+                if !pending.is_empty() {
+                    info!(event = "commands_resumed", count = pending.len());
+                }
+                // Oldest first, as they were queued.
+                for record in pending.iter().rev() {
+                    self.dispatch(record);
+                }
+            }
+            Err(error) => warn!(
+                event = "commands_resume_failed",
+                error = error.to_string().as_str()
+            ),
+        }
+    }
+
+    fn schedule_prune(&mut self, after: Duration) {
+        self.prune_generation += 1;
+        let generation = self.prune_generation;
+        if after.is_zero() {
+            let _ = self.myself.cast(StorageMsg::PruneTick { generation });
+        } else {
+            self.myself
+                .send_after(after, move || StorageMsg::PruneTick { generation });
+        }
+    }
+
+    /// One bounded chunk; the next chunk is queued behind the messages already waiting, so
+    /// appends interleave with a long prune.
+    fn prune(&mut self, generation: u64) {
+        if generation != self.prune_generation {
+            return;
+        }
+        let days = u64::from(self.base.config.config.storage.retention_days);
+        let horizon = Timestamp::now().saturating_sub(Duration::from_secs(days * 86_400));
+        match blocking(|| self.store.prune(horizon, PRUNE_CHUNK_ROWS)) {
+            Ok(report) => {
+                self.counters.pruned += report.removed as u64;
+                if report.removed > 0 {
+                    debug!(event = "history_pruned", removed = report.removed, horizon = %horizon, more = report.more);
+                }
+                self.schedule_prune(if report.more {
+                    Duration::ZERO
+                } else {
+                    PRUNE_INTERVAL
+                });
+            }
+            Err(error) => {
+                warn!(
+                    event = "history_prune_failed",
+                    error = error.to_string().as_str()
+                );
+                self.schedule_prune(PRUNE_INTERVAL);
             }
         }
     }
+}
+
+fn device_json(device: &DeviceSummary) -> serde_json::Value {
+    serde_json::json!({
+        "device_id": device.dev_eui,
+        "last_seen": device.last_seen.map(|t| t.to_rfc3339()),
+        "margin": device.margin,
+        "battery_level": device.battery_level,
+        "external_power_source": device.external_power_source,
+    })
 }

@@ -40,7 +40,7 @@ pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
         actor_child(poller::ROLE, |ctx| {
             let args = poller::PollerArgs {
                 config: ctx.config.clone(),
-                output: Box::new(poller::output::PeerOutput),
+                output: Box::new(poller::output::PeerOutput::new()),
             };
             (poller::PollerActor, args)
         }),
@@ -134,6 +134,21 @@ impl TreeHandle {
                 .await,
             Ok(ractor::rpc::CallResult::Success(()))
         )
+    }
+
+    /// The running instance of the child `role`, if any.
+    pub async fn lookup<M>(&self, role: &str) -> Option<ActorRef<M>> {
+        let cell = self
+            .supervisor
+            .call(
+                |reply| SupervisorMsg::Lookup(role.into(), reply),
+                Some(CALL_TIMEOUT),
+            )
+            .await
+            .ok()?
+            .success_or(())
+            .ok()??;
+        Some(cell.into())
     }
 
     /// Asks the reload actor to reload; `None` when it is not running.

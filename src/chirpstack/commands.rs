@@ -81,6 +81,8 @@ struct Tracked {
     attempts: u32,
     /// Waiting for a dispatch (first one, or a retry after a transient failure).
     dispatch_due: bool,
+    /// An `Enqueue` call is running for it: never start a second one.
+    in_flight: bool,
 }
 
 impl Tracked {
@@ -132,19 +134,50 @@ impl CommandBook {
             sent_at: None,
             attempts: 0,
             dispatch_due: true,
+            in_flight: false,
         };
         let update = Self::update(&tracked, None, now);
         self.by_id.insert(tracked.request.id, tracked);
         Some(update)
     }
 
+    /// Takes over a command that was already sent (before a restart): it is tracked for its
+    /// acknowledgement, never enqueued again (that would send the downlink twice).
+    pub fn resume(
+        &mut self,
+        request: CommandRequest,
+        queue_item_id: String,
+        transmitted: bool,
+        sent_at: Timestamp,
+    ) {
+        if self.by_id.contains_key(&request.id) {
+            return;
+        }
+        let id = request.id;
+        self.by_queue_item.insert(queue_item_id.clone(), id);
+        self.by_id.insert(
+            id,
+            Tracked {
+                request,
+                state: CommandState::Sent,
+                queue_item_id: Some(queue_item_id),
+                transmitted,
+                sent_at: Some(sent_at),
+                attempts: 1,
+                dispatch_due: false,
+                in_flight: false,
+            },
+        );
+    }
+
     /// Commands to enqueue now; each is marked in flight until [`Self::enqueued`].
     pub fn take_due(&mut self) -> Vec<CommandRequest> {
         self.by_id
             .values_mut()
-            .filter(|t| t.dispatch_due && t.state == CommandState::Queued)
+            .filter(|t| t.dispatch_due && !t.in_flight && t.state == CommandState::Queued)
             .map(|t| {
                 t.dispatch_due = false;
+                t.in_flight = true;
                 t.attempts += 1;
                 t.request.clone()
             })
@@ -159,6 +192,7 @@ impl CommandBook {
         now: Timestamp,
     ) -> Option<CommandUpdate> {
         let tracked = self.by_id.get_mut(&id)?;
+        tracked.in_flight = false;
         if tracked.state != CommandState::Queued {
             return None;
         }
@@ -360,6 +394,11 @@ mod tests {
         assert!(book.accept(request(1, true), t).is_none(), "idempotent");
         assert_eq!(book.take_due().len(), 1);
         assert!(book.take_due().is_empty(), "in flight");
+        book.retry_transient();
+        assert!(
+            book.take_due().is_empty(),
+            "a poll cycle must not start a second Enqueue while one runs"
+        );
         assert_eq!(
             book.enqueued(1, Ok("q1".into()), t).unwrap().state,
             CommandState::Sent
@@ -384,6 +423,28 @@ mod tests {
         assert!(
             book.on_event(&ack).is_none(),
             "a replayed ack changes nothing"
+        );
+    }
+
+    #[test]
+    fn a_resumed_sent_command_is_tracked_but_never_enqueued_again() {
+        let mut book = CommandBook::default();
+        let t = Timestamp(0);
+        book.resume(request(5, true), "q5".into(), true, t);
+        assert!(book.take_due().is_empty());
+        assert!(
+            book.accept(request(5, true), t).is_none(),
+            "a later dispatch of the same id is ignored"
+        );
+        let ack = DeviceEvent::Ack {
+            time: t,
+            queue_item_id: "q5".into(),
+            acknowledged: true,
+            f_cnt_down: 1,
+        };
+        assert_eq!(
+            book.on_event(&ack).unwrap().state,
+            CommandState::Acknowledged
         );
     }
 

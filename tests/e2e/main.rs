@@ -5,5 +5,6 @@ mod binary_lifecycle;
 mod binary_reload;
 mod logs;
 mod poller;
+mod storage;
 mod supervision;
 mod support;

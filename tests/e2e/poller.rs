@@ -655,18 +655,38 @@ async fn a_config_change_adds_and_removes_streams_without_a_restart() {
     wait_streams(&sim, 2).await;
     let update = |config: AppConfig, generation| {
         let diff = opcgw::config::ConfigDiff::between(&full, &config);
-        opcgw_actors::messages::Common::ConfigChanged(ConfigUpdate { config: Arc::new(config), diff: Arc::new(diff), generation })
+        opcgw_actors::messages::Common::ConfigChanged(ConfigUpdate {
+            config: Arc::new(config),
+            diff: Arc::new(diff),
+            generation,
+        })
     };
-    poller.actor.cast(PollerMsg::Common(update(with_devices(3), 1))).unwrap();
+    poller
+        .actor
+        .cast(PollerMsg::Common(update(with_devices(3), 1)))
+        .unwrap();
     wait_streams(&sim, 3).await;
     let third = sim.world().devices().nth(2).unwrap().dev_eui.clone();
     sim.emit_uplink_now(&third);
-    poller.wait_for(Duration::from_secs(5), "a value of the added device", |feed| samples(feed).iter().any(|s| s.device_id == third)).await;
+    poller
+        .wait_for(
+            Duration::from_secs(5),
+            "a value of the added device",
+            |feed| samples(feed).iter().any(|s| s.device_id == third),
+        )
+        .await;
 
-    poller.actor.cast(PollerMsg::Common(update(with_devices(1), 2))).unwrap();
+    poller
+        .actor
+        .cast(PollerMsg::Common(update(with_devices(1), 2)))
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while sim.open_streams() != 1 {
-        assert!(Instant::now() < deadline, "{} streams still open after removing two devices", sim.open_streams());
+        assert!(
+            Instant::now() < deadline,
+            "{} streams still open after removing two devices",
+            sim.open_streams()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     poller.stop();

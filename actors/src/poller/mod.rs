@@ -5,6 +5,7 @@
 //! status, device health, command updates — to the storage, OPC UA and web actors.
 
 pub mod cycle;
+pub mod forward;
 pub mod output;
 pub mod streams;
 
@@ -49,6 +50,11 @@ pub struct PollerCounters {
     pub rejected_events: u64,
     pub cycles: u64,
     pub last_cycle_ms: u64,
+    /// Samples waiting for storage (it is down or slow).
+    pub storage_buffered: u64,
+    pub storage_written: u64,
+    /// Samples dropped because storage stayed away longer than the buffer lasts.
+    pub storage_dropped: u64,
 }
 
 pub struct PollerState {
@@ -140,6 +146,7 @@ impl Actor for PollerActor {
                 }
                 let summary = state.summary();
                 state.base.handle_common(common, |_| summary)?;
+                state.output.peers_changed(&state.base.peers);
             }
             PollerMsg::PollTick { generation } => state.start_cycle(generation),
             PollerMsg::CycleDone(report) => state.cycle_done(*report),
@@ -167,6 +174,16 @@ impl Actor for PollerActor {
                 }
                 state.dispatch_due();
             }
+            PollerMsg::Resume {
+                request,
+                queue_item_id,
+                transmitted,
+                sent_at,
+            } => {
+                state
+                    .commands
+                    .resume(request, queue_item_id, transmitted, sent_at);
+            }
             PollerMsg::CommandEnqueued { id, result } => {
                 state.enqueues.retain(|t| !t.is_finished());
                 if let Some(update) = state.commands.enqueued(id, result, Timestamp::now()) {
@@ -174,7 +191,14 @@ impl Actor for PollerActor {
                 }
             }
             PollerMsg::Counters(reply) => {
-                let _ = reply.send(state.counters);
+                let (buffered, written, dropped) = state.output.storage_stats();
+                let counters = PollerCounters {
+                    storage_buffered: buffered,
+                    storage_written: written,
+                    storage_dropped: dropped,
+                    ..state.counters
+                };
+                let _ = reply.send(counters);
             }
             PollerMsg::Upstream(reply) => {
                 let _ = reply.send(
@@ -231,8 +255,9 @@ impl PollerState {
 
     fn summary(&self) -> String {
         let c = &self.counters;
+        let (buffered, _, dropped) = self.output.storage_stats();
         format!(
-            "upstream {}; {}/{} event streams open on {} connections; {} cycles (last {} ms); {} samples ({} aggregated), {} rejected values, {} rejected events; {} commands in progress",
+            "upstream {}; {}/{} event streams open on {} connections; {} cycles (last {} ms); {} samples ({} aggregated), {} rejected values, {} rejected events; {} commands in progress; {buffered} samples waiting for storage, {dropped} dropped",
             self.upstream.state().as_str(),
             self.streams.open_count(),
             self.streams.wanted_count(),

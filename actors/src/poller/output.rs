@@ -1,23 +1,58 @@
 //! Where the poller's results go: to its peers in the tree, or to a test's channel.
 
+use std::sync::atomic::Ordering;
+
 use tokio::sync::mpsc;
 
+use super::forward::{StorageForwarder, StorageItem};
 use crate::messages::{Feed, OpcUaMsg, Peers, StorageMsg, WebMsg};
 use crate::{opcua, storage, web};
 
 /// A consumer of the poller's feed.
 pub trait PollerOutput: Send + 'static {
     fn send(&mut self, peers: &Peers, feed: Feed);
+
+    /// The tree's actors moved (one restarted); called before the next `send`.
+    fn peers_changed(&mut self, _peers: &Peers) {}
+
+    /// `(buffered, written, dropped)` samples on their way to storage.
+    fn storage_stats(&self) -> (u64, u64, u64) {
+        (0, 0, 0)
+    }
 }
 
-/// Fans the feed out to the storage, OPC UA and web actors of the tree. A peer that is down
-/// (restarting) misses what is sent meanwhile; storage replay covers that (see DESIGN §3).
-pub struct PeerOutput;
+/// Feeds the tree: samples and command updates to storage through a [`StorageForwarder`]
+/// (buffered and replayed across storage restarts), and everything to the OPC UA and web
+/// actors as it happens (they only ever want the newest state).
+pub struct PeerOutput {
+    storage: StorageForwarder,
+}
+
+impl Default for PeerOutput {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PeerOutput {
+    pub fn new() -> Self {
+        Self {
+            storage: StorageForwarder::new(),
+        }
+    }
+}
 
 impl PollerOutput for PeerOutput {
     fn send(&mut self, peers: &Peers, feed: Feed) {
-        if let Some(storage) = peers.get::<StorageMsg>(storage::ROLE) {
-            let _ = storage.cast(StorageMsg::Feed(feed.clone()));
+        self.peers_changed(peers);
+        match &feed {
+            Feed::Samples(samples) => self.storage.send(StorageItem::Samples(samples.clone())),
+            Feed::Command(update) => self.storage.send(StorageItem::Command(update.clone())),
+            Feed::Upstream(_) | Feed::DeviceHealth(_) => {
+                if let Some(storage) = peers.get::<StorageMsg>(storage::ROLE) {
+                    let _ = storage.cast(StorageMsg::Feed(feed.clone()));
+                }
+            }
         }
         if let Some(opcua) = peers.get::<OpcUaMsg>(opcua::ROLE) {
             let _ = opcua.cast(OpcUaMsg::Feed(feed.clone()));
@@ -25,6 +60,20 @@ impl PollerOutput for PeerOutput {
         if let Some(web) = peers.get::<WebMsg>(web::ROLE) {
             let _ = web.cast(WebMsg::Feed(feed));
         }
+    }
+
+    fn peers_changed(&mut self, peers: &Peers) {
+        self.storage
+            .set_storage(peers.get::<StorageMsg>(storage::ROLE));
+    }
+
+    fn storage_stats(&self) -> (u64, u64, u64) {
+        let stats = self.storage.stats();
+        (
+            stats.buffered.load(Ordering::Relaxed),
+            stats.written.load(Ordering::Relaxed),
+            stats.dropped.load(Ordering::Relaxed),
+        )
     }
 }
 

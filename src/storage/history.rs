@@ -1,0 +1,163 @@
+//! Paged reads of one series' history, for OPC UA HistoryRead (Part 11 §6.4.3: raw values with
+//! bounds, `numValuesPerNode` and continuation points), the web console and the control socket.
+//!
+//! A page is one range scan of the `(series, time)` keys. Its resume key is the time of the last
+//! row returned: the next page starts strictly after it (before it, in reverse). Rows are unique
+//! per time, so paging never skips or repeats a row, whatever was appended between the pages.
+
+use redb::ReadableDatabase;
+use serde::{Deserialize, Serialize};
+
+use super::codec;
+use super::error::{RedbResultExt, StorageError};
+use super::samples::corrupt_row;
+use super::schema::HISTORY;
+use super::Store;
+use crate::model::{SampleOrigin, Timestamp, Value};
+
+/// Most rows one page may ask for. Callers cap their own pages (OPC UA message size); this
+/// only keeps a mistaken limit from building a huge vector.
+pub const MAX_HISTORY_PAGE: usize = 100_000;
+
+/// A range read of one series: rows with `start <= time < end`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryQuery {
+    pub device_id: String,
+    pub metric: String,
+    /// Inclusive.
+    pub start: Timestamp,
+    /// Exclusive. `start == end` is an empty range; `start > end` is an error (OPC UA callers
+    /// asking for reverse order pass the bounds in order and set `reverse`).
+    pub end: Timestamp,
+    /// Rows per page, 1..=[`MAX_HISTORY_PAGE`].
+    pub limit: usize,
+    /// Newest first.
+    pub reverse: bool,
+    /// Continue after the last row of a previous page of this same query.
+    pub resume: Option<ResumeKey>,
+}
+
+/// Where the next page of a query starts. Opaque to callers; serializable so it can travel as a
+/// continuation point or in a web request (a forged key can only select rows of the queried
+/// series).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeKey {
+    series: u32,
+    /// Time of the last row returned.
+    last: i64,
+    reverse: bool,
+}
+
+impl ResumeKey {
+    /// Time of the last row of the page that produced this key.
+    pub fn last_time(&self) -> Timestamp {
+        Timestamp(self.last)
+    }
+}
+
+/// One stored value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryRow {
+    pub time: Timestamp,
+    pub value: Value,
+    pub origin: SampleOrigin,
+}
+
+/// Rows of one page, and where to resume when more remain in the range.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct HistoryPage {
+    pub rows: Vec<HistoryRow>,
+    pub resume: Option<ResumeKey>,
+}
+
+impl Store {
+    /// Rows of one series in `[start, end)`, at most `limit`, oldest first or newest first,
+    /// plus a resume key when more rows remain. An unknown series is
+    /// [`StorageError::UnknownSeries`].
+    pub fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, StorageError> {
+        const ACTION: &str = "read history from";
+        let path = &self.path;
+        if query.limit == 0 || query.limit > MAX_HISTORY_PAGE {
+            return Err(StorageError::invalid(
+                path,
+                format!(
+                    "history limit {} is outside 1..={MAX_HISTORY_PAGE}",
+                    query.limit
+                ),
+            ));
+        }
+        if query.start > query.end {
+            return Err(StorageError::invalid(
+                path,
+                format!(
+                    "history range starts ({}) after it ends ({})",
+                    query.start, query.end
+                ),
+            ));
+        }
+        let Some(series) = self.series.get(&query.device_id, &query.metric) else {
+            return Err(StorageError::UnknownSeries {
+                path: path.clone(),
+                device_id: query.device_id.clone(),
+                metric: query.metric.clone(),
+            });
+        };
+        let (mut low, mut high) = (query.start.as_micros(), query.end.as_micros());
+        if let Some(resume) = &query.resume {
+            if resume.series != series || resume.reverse != query.reverse {
+                return Err(StorageError::invalid(
+                    path,
+                    "the resume key belongs to another history query",
+                ));
+            }
+            if query.reverse {
+                high = high.min(resume.last);
+            } else {
+                // A row at i64::MAX can never be returned ([start, end) excludes it), so the
+                // saturation cannot skip one.
+                low = low.max(resume.last.saturating_add(1));
+            }
+        }
+        if low >= high {
+            return Ok(HistoryPage::default());
+        }
+        self.read(|db| {
+            let txn = db.begin_read().at(path, ACTION)?;
+            let table = txn.open_table(HISTORY).at(path, ACTION)?;
+            let range = table
+                .range((series, low)..(series, high))
+                .at(path, ACTION)?;
+            let mut rows_iter: Box<dyn Iterator<Item = _>> = if query.reverse {
+                Box::new(range.rev())
+            } else {
+                Box::new(range)
+            };
+            let mut rows = Vec::with_capacity(query.limit.min(4096));
+            for row in rows_iter.by_ref() {
+                let (key, value) = row.at(path, ACTION)?;
+                let time = key.value().1;
+                let (value, origin) = codec::decode_value(value.value()).map_err(|e| {
+                    corrupt_row(path, "history", format_args!("({series}, {time})"), e)
+                })?;
+                rows.push(HistoryRow {
+                    time: Timestamp(time),
+                    value,
+                    origin,
+                });
+                if rows.len() == query.limit {
+                    break;
+                }
+            }
+            let more = rows.len() == query.limit && rows_iter.next().is_some();
+            let resume = match rows.last() {
+                Some(last) if more => Some(ResumeKey {
+                    series,
+                    last: last.time.as_micros(),
+                    reverse: query.reverse,
+                }),
+                _ => None,
+            };
+            Ok(HistoryPage { rows, resume })
+        })
+    }
+}

@@ -1,0 +1,245 @@
+//! Storage on redb: the latest value and the history of every metric, a durable command queue
+//! and small gateway status documents (DESIGN §6).
+//!
+//! One [`Store`] owns one redb file; the storage actor owns the store. Every write is one
+//! durable transaction (a batch of samples, one command, one status), so whatever a method
+//! reported as written survives a crash or a kill -9, and nothing half-written is ever visible.
+//!
+//! Failures are [`StorageError`]s that name the file and the remedy; nothing here panics. redb
+//! checks some invariants with assertions (debug builds) that a file damaged outside redb can
+//! trip, so every operation runs behind a guard that turns such a panic into
+//! [`StorageError::Corrupt`]. After an I/O failure redb refuses further work on the handle, so
+//! the next write reopens the database (what was committed is intact) — a disk that filled up
+//! and was cleaned resumes without a restart.
+//!
+//! Files: `open` (opening and creating), `schema` (tables, versions, migrations), `codec`
+//! (value encoding), `samples` (append, latest), `history` (paged range reads), `retention`
+//! (pruning), `commands` (the command queue), `status` (status documents, counts).
+
+mod codec;
+mod commands;
+mod error;
+mod history;
+mod open;
+mod pidfile;
+mod retention;
+mod samples;
+mod schema;
+mod series;
+mod status;
+#[cfg(test)]
+mod tests;
+
+use std::any::Any;
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use redb::Database;
+
+pub use codec::MAX_STRING_BYTES;
+pub use commands::{
+    CommandFilter, CommandRecord, NewCommand, MAX_COMMAND_PAGE, MAX_COMMAND_PAYLOAD_BYTES,
+    MAX_DETAIL_BYTES,
+};
+pub use error::{StorageError, StorageErrorKind};
+pub use history::{HistoryPage, HistoryQuery, HistoryRow, ResumeKey, MAX_HISTORY_PAGE};
+pub use retention::PruneReport;
+pub use samples::{AppendReport, LatestValue};
+pub use schema::SCHEMA_VERSION;
+pub use series::MAX_NAME_BYTES;
+pub use status::{StoreCounts, MAX_STATUS_BYTES, MAX_STATUS_KEY_BYTES};
+
+/// redb's page cache. redb defaults to 1 GiB; opcgw runs on small boxes next to ChirpStack, and
+/// the hot data (the latest rows, the newest history pages) is a few MB.
+pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Tuning of a [`Store`]; [`Store::open`] uses the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Bytes of redb page cache.
+    pub cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
+/// The gateway's database: one redb file, used by one owner at a time.
+pub struct Store {
+    path: PathBuf,
+    options: StoreOptions,
+    /// `None` only after a reopen failed; every operation then reports the reopen's error
+    /// until a later write manages to reopen.
+    db: Option<Database>,
+    series: series::SeriesIndex,
+    /// Set by an error after which redb refuses the handle: the next write reopens first.
+    needs_reopen: bool,
+    /// The pid sidecar this store wrote (removed on drop).
+    pid_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("series", &self.series.len())
+            .field("needs_reopen", &self.needs_reopen)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating parent dirs and the file when missing) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StorageError> {
+        Self::open_with(path, StoreOptions::default())
+    }
+
+    pub fn open_with(path: &Path, options: StoreOptions) -> Result<Store, StorageError> {
+        let (db, series) = shield(path, || open::open_database(path, &options))?;
+        // The pid only improves the "in use" message of a second instance: failing to write it
+        // (a read-only directory holding a writable file) is not a reason to refuse to run.
+        let pid_file = match pidfile::write(path) {
+            Ok(written) => Some(written),
+            Err(e) => {
+                tracing::warn!(
+                    event = "storage_pid_file_failed",
+                    path = %path.display(),
+                    error = %e,
+                    "cannot write the pid file next to the database"
+                );
+                None
+            }
+        };
+        tracing::info!(
+            event = "storage_opened",
+            path = %path.display(),
+            series = series.len(),
+            "database opened"
+        );
+        Ok(Store {
+            path: path.to_path_buf(),
+            options,
+            db: Some(db),
+            series,
+            needs_reopen: false,
+            pid_file,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes the database and reopens it (after an I/O error, redb refuses a handle until
+    /// then). Writes call this by themselves when needed.
+    pub fn reopen(&mut self) -> Result<(), StorageError> {
+        // Drop first: the file lock is per handle, even within one process.
+        self.db = None;
+        let (db, series) = shield(&self.path, || {
+            open::open_database(&self.path, &self.options)
+        })?;
+        self.db = Some(db);
+        self.series = series;
+        self.needs_reopen = false;
+        tracing::info!(
+            event = "storage_reopened",
+            path = %self.path.display(),
+            "database reopened"
+        );
+        Ok(())
+    }
+
+    /// Closes the database, reporting an error that dropping the store would ignore.
+    pub fn close(mut self) -> Result<(), StorageError> {
+        match self.db.take() {
+            Some(db) => db
+                .close()
+                .map_err(|e| StorageError::from_redb(&self.path, "close", redb::Error::from(e))),
+            None => Ok(()),
+        }
+    }
+
+    fn db(&self) -> Result<&Database, StorageError> {
+        self.db.as_ref().ok_or_else(|| {
+            StorageError::io(
+                &self.path,
+                "use",
+                io::Error::other("the database was closed after an error and is not reopened yet"),
+            )
+        })
+    }
+
+    /// Runs a read behind the panic guard.
+    fn read<T>(
+        &self,
+        body: impl FnOnce(&Database) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        shield(&self.path, || body(self.db()?))
+    }
+
+    /// Runs a write behind the panic guard, reopening first when an earlier error left the
+    /// handle unusable, and noting when this one does.
+    fn write<T>(
+        &mut self,
+        body: impl FnOnce(&mut Self) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        if self.needs_reopen || self.db.is_none() {
+            self.reopen()?;
+        }
+        let path = self.path.clone();
+        let result = shield(&path, || body(self));
+        if let Err(error) = &result {
+            if error.poisons_handle() {
+                self.needs_reopen = true;
+            }
+        }
+        result
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(pid_file) = self.pid_file.take() {
+            let _ = std::fs::remove_file(pid_file);
+        }
+    }
+}
+
+/// Turns a panic inside redb (its assertions on a damaged file) into an error that names the
+/// file. Relies on `panic = "unwind"`, which the workspace keeps for ractor anyway.
+fn shield<T>(
+    path: &Path,
+    body: impl FnOnce() -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
+    match panic::catch_unwind(AssertUnwindSafe(body)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = panic_message(payload.as_ref());
+            tracing::error!(
+                event = "storage_internal_panic",
+                path = %path.display(),
+                panic = %message,
+                "redb stopped on an inconsistency"
+            );
+            Err(StorageError::corrupt(
+                path,
+                format!("redb stopped on an inconsistency: {message}"),
+            ))
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}

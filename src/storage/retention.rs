@@ -1,0 +1,93 @@
+//! Retention: deleting history older than a horizon, in bounded chunks.
+//!
+//! redb has one writer at a time, so a prune that deleted a month of history in one transaction
+//! would hold up every append behind it. Each call deletes at most `max_rows` rows in one write
+//! transaction and says whether more remain; the actor calls again between appends until done.
+//! Freed pages are reused by later appends (the file does not shrink).
+
+use redb::{ReadableTable, ReadableTableMetadata};
+
+use super::error::{RedbResultExt, StorageError};
+use super::schema::{HISTORY, SERIES_NAMES};
+use super::Store;
+use crate::model::Timestamp;
+
+/// What one [`Store::prune`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PruneReport {
+    pub removed: usize,
+    /// Rows older than the horizon remain: call again.
+    pub more: bool,
+}
+
+impl Store {
+    /// Deletes history rows with time < `horizon`, at most `max_rows` (> 0) per call, in one
+    /// durable write transaction.
+    pub fn prune(
+        &mut self,
+        horizon: Timestamp,
+        max_rows: usize,
+    ) -> Result<PruneReport, StorageError> {
+        if max_rows == 0 {
+            return Err(StorageError::invalid(
+                &self.path,
+                "prune max_rows must be > 0",
+            ));
+        }
+        self.write(|store| store.prune_history(horizon.as_micros(), max_rows))
+    }
+
+    fn prune_history(
+        &mut self,
+        horizon: i64,
+        max_rows: usize,
+    ) -> Result<PruneReport, StorageError> {
+        const ACTION: &str = "prune history in";
+        let path = &self.path;
+        let txn = self.db()?.begin_write().at(path, ACTION)?;
+        let mut report = PruneReport::default();
+        {
+            let names = txn.open_table(SERIES_NAMES).at(path, ACTION)?;
+            let mut history = txn.open_table(HISTORY).at(path, ACTION)?;
+            if history.is_empty().at(path, ACTION)? {
+                return Ok(report);
+            }
+            // Series ids first: the scan of `names` cannot stay borrowed while history changes.
+            let mut ids = Vec::with_capacity(self.series.len());
+            for row in names.iter().at(path, ACTION)? {
+                ids.push(row.at(path, ACTION)?.0.value());
+            }
+            for id in ids {
+                let old = (id, i64::MIN)..(id, horizon);
+                let budget = max_rows - report.removed;
+                if budget > 0 {
+                    // extract_from_if removes exactly the rows the iterator yields.
+                    let mut extracted = history
+                        .extract_from_if(old.clone(), |_, _| true)
+                        .at(path, ACTION)?;
+                    let mut removed = 0;
+                    while removed < budget {
+                        match extracted.next() {
+                            Some(row) => {
+                                row.at(path, ACTION)?;
+                                removed += 1;
+                            }
+                            None => break,
+                        }
+                    }
+                    drop(extracted);
+                    report.removed += removed;
+                }
+                // Out of budget: only find out whether work remains (here or further on).
+                if report.removed == max_rows
+                    && history.range(old).at(path, ACTION)?.next().is_some()
+                {
+                    report.more = true;
+                    break;
+                }
+            }
+        }
+        txn.commit().at(path, ACTION)?;
+        Ok(report)
+    }
+}

@@ -1,0 +1,241 @@
+//! Writing samples (history and latest) and listing the latest value of every series.
+
+use std::collections::HashMap;
+
+use redb::{ReadableDatabase, ReadableTable, Table};
+
+use super::codec::{self, DecodeError};
+use super::error::{RedbResultExt, StorageError};
+use super::schema::{FIRST_SERIES_ID, HISTORY, LATEST, SERIES, SERIES_NAMES};
+use super::series::{valid_name, MAX_NAME_BYTES};
+use super::Store;
+use crate::model::{Sample, SampleOrigin, Timestamp, Value};
+
+/// What one [`Store::append`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AppendReport {
+    /// Samples stored in history (new rows plus duplicates that replaced a row).
+    pub written: usize,
+    /// Samples whose series and source time were already stored (in the database or earlier in
+    /// the same batch): the row now holds the later sample.
+    pub duplicates: usize,
+    /// Series whose latest value changed.
+    pub latest_updated: usize,
+    /// Samples refused because the device id or metric name is empty or longer than
+    /// [`MAX_NAME_BYTES`] (logged; the rest of the batch is stored).
+    pub rejected: usize,
+    /// String values cut to [`codec::MAX_STRING_BYTES`].
+    pub truncated: usize,
+}
+
+/// The newest stored sample of one series.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LatestValue {
+    pub device_id: String,
+    pub metric: String,
+    pub value: Value,
+    pub source_time: Timestamp,
+    pub received_time: Timestamp,
+    pub origin: SampleOrigin,
+}
+
+impl Store {
+    /// One durable write transaction for the whole batch.
+    ///
+    /// History is keyed by (series, source time): a sample whose series and time are already
+    /// stored replaces that row (last write wins) and is counted as a duplicate; an
+    /// out-of-order sample lands at its own time. `latest` only moves forward: it takes the
+    /// newest sample of the batch for each series when that is at least as new as the stored
+    /// one (equal times replace, to agree with history's last write wins).
+    pub fn append(&mut self, samples: &[Sample]) -> Result<AppendReport, StorageError> {
+        if samples.is_empty() {
+            return Ok(AppendReport::default());
+        }
+        self.write(|store| store.append_batch(samples))
+    }
+
+    fn append_batch(&mut self, samples: &[Sample]) -> Result<AppendReport, StorageError> {
+        const ACTION: &str = "commit a batch of samples to";
+        let path = self.path.clone();
+        let mut report = AppendReport::default();
+        let mut created: Vec<(&str, &str, u32)> = Vec::new();
+        let txn = self.db()?.begin_write().at(&path, ACTION)?;
+        {
+            let mut series = txn.open_table(SERIES).at(&path, ACTION)?;
+            let mut names = txn.open_table(SERIES_NAMES).at(&path, ACTION)?;
+            let mut history = txn.open_table(HISTORY).at(&path, ACTION)?;
+            let mut next_id: Option<u32> = None;
+            // Newest sample of the batch per series (the later one wins a tie).
+            let mut newest: HashMap<u32, &Sample> = HashMap::new();
+            let mut created_ids: HashMap<(&str, &str), u32> = HashMap::new();
+            let mut buffer = Vec::with_capacity(16);
+
+            for sample in samples {
+                let (device_id, metric) = (sample.device_id.as_str(), sample.metric.as_str());
+                if !valid_name(device_id) || !valid_name(metric) {
+                    report.rejected += 1;
+                    tracing::warn!(
+                        event = "storage_sample_rejected",
+                        device_id = %codec::truncate_to_char_boundary(device_id, MAX_NAME_BYTES),
+                        metric = %codec::truncate_to_char_boundary(metric, MAX_NAME_BYTES),
+                        "sample refused: empty device id or metric name, or longer than \
+                         {MAX_NAME_BYTES} bytes"
+                    );
+                    continue;
+                }
+                let id = match self.series.get(device_id, metric) {
+                    Some(id) => id,
+                    None => match created_ids.get(&(device_id, metric)) {
+                        Some(&id) => id,
+                        None => {
+                            let id = create_series(
+                                &path,
+                                &mut series,
+                                &mut names,
+                                &mut next_id,
+                                device_id,
+                                metric,
+                            )?;
+                            created_ids.insert((device_id, metric), id);
+                            created.push((device_id, metric, id));
+                            id
+                        }
+                    },
+                };
+                buffer.clear();
+                if codec::encode_value(&sample.value, sample.origin, &mut buffer) {
+                    report.truncated += 1;
+                }
+                let key = (id, sample.source_time.as_micros());
+                if history
+                    .insert(key, buffer.as_slice())
+                    .at(&path, ACTION)?
+                    .is_some()
+                {
+                    report.duplicates += 1;
+                }
+                report.written += 1;
+                let entry = newest.entry(id).or_insert(sample);
+                if sample.source_time >= entry.source_time {
+                    *entry = sample;
+                }
+            }
+
+            let mut latest = txn.open_table(LATEST).at(&path, ACTION)?;
+            for (id, sample) in newest {
+                let stored = match latest.get(id).at(&path, ACTION)? {
+                    Some(row) => Some(
+                        codec::latest_source_time(row.value())
+                            .map_err(|e| corrupt_row(&path, "latest", id, e))?,
+                    ),
+                    None => None,
+                };
+                if stored.is_some_and(|stored| sample.source_time < stored) {
+                    continue; // never move back in time
+                }
+                buffer.clear();
+                codec::encode_latest(
+                    sample.source_time,
+                    sample.received_time,
+                    &sample.value,
+                    sample.origin,
+                    &mut buffer,
+                );
+                latest.insert(id, buffer.as_slice()).at(&path, ACTION)?;
+                report.latest_updated += 1;
+            }
+        }
+        txn.commit().at(&path, ACTION)?;
+        // Only now are the new ids on disk.
+        for (device_id, metric, id) in created {
+            self.series.insert(device_id, metric, id);
+        }
+        if report.truncated > 0 {
+            tracing::warn!(
+                event = "storage_string_truncated",
+                count = report.truncated,
+                "string values longer than {} bytes were cut",
+                codec::MAX_STRING_BYTES
+            );
+        }
+        Ok(report)
+    }
+
+    /// The newest sample of every series, or of one device's series, ordered by device id and
+    /// metric name.
+    pub fn latest(&self, device_id: Option<&str>) -> Result<Vec<LatestValue>, StorageError> {
+        const ACTION: &str = "read the latest values from";
+        self.read(|db| {
+            let path = &self.path;
+            let txn = db.begin_read().at(path, ACTION)?;
+            let series = txn.open_table(SERIES).at(path, ACTION)?;
+            let latest = txn.open_table(LATEST).at(path, ACTION)?;
+            let rows = match device_id {
+                Some(device_id) => series.range((device_id, "")..).at(path, ACTION)?,
+                None => series.iter().at(path, ACTION)?,
+            };
+            let mut values = Vec::new();
+            for row in rows {
+                let (key, id) = row.at(path, ACTION)?;
+                let (row_device, metric) = key.value();
+                if device_id.is_some_and(|wanted| wanted != row_device) {
+                    break; // past the device's contiguous range
+                }
+                let id = id.value();
+                let Some(stored) = latest.get(id).at(path, ACTION)? else {
+                    continue;
+                };
+                let row = codec::decode_latest(stored.value())
+                    .map_err(|e| corrupt_row(path, "latest", id, e))?;
+                values.push(LatestValue {
+                    device_id: row_device.to_string(),
+                    metric: metric.to_string(),
+                    value: row.value,
+                    source_time: row.source_time,
+                    received_time: row.received_time,
+                    origin: row.origin,
+                });
+            }
+            Ok(values)
+        })
+    }
+}
+
+/// Allocates the next series id (ids are never reused: series are never deleted).
+fn create_series(
+    path: &std::path::Path,
+    series: &mut Table<(&str, &str), u32>,
+    names: &mut Table<u32, (&str, &str)>,
+    next_id: &mut Option<u32>,
+    device_id: &str,
+    metric: &str,
+) -> Result<u32, StorageError> {
+    const ACTION: &str = "create a series in";
+    // The index is complete, but a miss costs one lookup: check before allocating.
+    if let Some(id) = series.get((device_id, metric)).at(path, ACTION)? {
+        return Ok(id.value());
+    }
+    let id = match *next_id {
+        Some(id) => id,
+        None => match names.last().at(path, ACTION)? {
+            Some((last, _)) => last.value().checked_add(1).ok_or_else(|| {
+                StorageError::invalid(path, "the database holds the maximum number of series")
+            })?,
+            None => FIRST_SERIES_ID,
+        },
+    };
+    series.insert((device_id, metric), id).at(path, ACTION)?;
+    names.insert(id, (device_id, metric)).at(path, ACTION)?;
+    // At u32::MAX this is None: the next creation reads names.last() again and reports it.
+    *next_id = id.checked_add(1);
+    Ok(id)
+}
+
+pub(super) fn corrupt_row(
+    path: &std::path::Path,
+    table: &str,
+    key: impl std::fmt::Display,
+    error: DecodeError,
+) -> StorageError {
+    StorageError::corrupt(path, format!("row {key} of table {table}: {error}"))
+}

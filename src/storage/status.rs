@@ -1,0 +1,95 @@
+//! Small gateway status documents (e.g. `"upstream"`: ChirpStack reachability), kept so the
+//! web console and the control socket can show the last known state after a restart, and the
+//! counts of what the database holds.
+
+use redb::{ReadableDatabase, ReadableTableMetadata};
+
+use super::error::{RedbResultExt, StorageError};
+use super::schema::{HISTORY, SERIES, STATUS};
+use super::Store;
+
+/// Longest status key, in bytes.
+pub const MAX_STATUS_KEY_BYTES: usize = 64;
+/// Largest status document, in bytes: these are summaries, not logs.
+pub const MAX_STATUS_BYTES: usize = 64 * 1024;
+
+/// What the database holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreCounts {
+    pub series: u64,
+    pub history_rows: u64,
+    pub commands: u64,
+    /// Size of the file on disk (it grows, and is reused after pruning, but never shrinks).
+    pub file_bytes: u64,
+}
+
+impl Store {
+    /// Stores a status document (opaque JSON text), durably.
+    pub fn put_status(&mut self, key: &str, json: &str) -> Result<(), StorageError> {
+        if key.is_empty() || key.len() > MAX_STATUS_KEY_BYTES {
+            return Err(StorageError::invalid(
+                &self.path,
+                format!("status key must be 1..={MAX_STATUS_KEY_BYTES} bytes"),
+            ));
+        }
+        if json.len() > MAX_STATUS_BYTES {
+            return Err(StorageError::invalid(
+                &self.path,
+                format!(
+                    "status {key:?} of {} bytes exceeds {MAX_STATUS_BYTES}",
+                    json.len()
+                ),
+            ));
+        }
+        self.write(|store| {
+            const ACTION: &str = "store a status in";
+            let path = &store.path;
+            let txn = store.db()?.begin_write().at(path, ACTION)?;
+            txn.open_table(STATUS)
+                .at(path, ACTION)?
+                .insert(key, json)
+                .at(path, ACTION)?;
+            txn.commit().at(path, ACTION)
+        })
+    }
+
+    pub fn status(&self, key: &str) -> Result<Option<String>, StorageError> {
+        const ACTION: &str = "read a status from";
+        self.read(|db| {
+            let path = &self.path;
+            let txn = db.begin_read().at(path, ACTION)?;
+            let table = txn.open_table(STATUS).at(path, ACTION)?;
+            let value = table.get(key).at(path, ACTION)?;
+            Ok(value.map(|v| v.value().to_string()))
+        })
+    }
+
+    /// Row counts (cheap: redb keeps each table's length) and the file size.
+    pub fn counts(&self) -> Result<StoreCounts, StorageError> {
+        const ACTION: &str = "count the rows of";
+        self.read(|db| {
+            let path = &self.path;
+            let txn = db.begin_read().at(path, ACTION)?;
+            let series = txn
+                .open_table(SERIES)
+                .at(path, ACTION)?
+                .len()
+                .at(path, ACTION)?;
+            let history_rows = txn
+                .open_table(HISTORY)
+                .at(path, ACTION)?
+                .len()
+                .at(path, ACTION)?;
+            let commands = Self::command_count(&txn, path)?;
+            let file_bytes = std::fs::metadata(path)
+                .map_err(|e| StorageError::io(path, "read the size of", e))?
+                .len();
+            Ok(StoreCounts {
+                series,
+                history_rows,
+                commands,
+                file_bytes,
+            })
+        })
+    }
+}

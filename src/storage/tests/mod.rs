@@ -1,0 +1,93 @@
+//! Scenario tests on real redb files in temporary directories.
+//!
+//! Some scenarios need a second process (a kill -9 mid-commit, a file size limit, another
+//! uid): those re-execute this test binary, running one child test selected by name with an
+//! environment variable saying which role to play. In a normal run the child tests see no role
+//! and return at once.
+
+mod commands;
+mod durability;
+mod files;
+mod paging;
+mod retention;
+mod values;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{HistoryQuery, HistoryRow, Store};
+use crate::model::{Sample, SampleOrigin, Timestamp, Value};
+
+/// Which role a re-executed test binary plays (unset in a normal run).
+const CHILD_ROLE_ENV: &str = "OPCGW_STORAGE_TEST_CHILD_ROLE";
+/// The database the child works on.
+const CHILD_DB_ENV: &str = "OPCGW_STORAGE_TEST_CHILD_DB";
+
+/// A fresh store in its own temporary directory (kept alive by the returned guard).
+fn fresh_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&dir.path().join("opcgw.redb")).expect("open a new store");
+    (dir, store)
+}
+
+fn sample(device_id: &str, metric: &str, value: Value, micros: i64) -> Sample {
+    Sample {
+        device_id: device_id.into(),
+        metric: metric.into(),
+        value,
+        source_time: Timestamp(micros),
+        received_time: Timestamp(micros + 1),
+        origin: SampleOrigin::Uplink,
+    }
+}
+
+fn query(device_id: &str, metric: &str, start: i64, end: i64, limit: usize) -> HistoryQuery {
+    HistoryQuery {
+        device_id: device_id.into(),
+        metric: metric.into(),
+        start: Timestamp(start),
+        end: Timestamp(end),
+        limit,
+        reverse: false,
+        resume: None,
+    }
+}
+
+/// Every row of a query, following resume keys.
+fn all_rows(store: &Store, mut query: HistoryQuery) -> Vec<HistoryRow> {
+    let mut rows = Vec::new();
+    loop {
+        let page = store.history(&query).expect("history page");
+        rows.extend(page.rows);
+        match page.resume {
+            Some(resume) => query.resume = Some(resume),
+            None => return rows,
+        }
+    }
+}
+
+/// The database path when this process is a child started for `role`.
+fn child_db(role: &str) -> Option<PathBuf> {
+    if std::env::var(CHILD_ROLE_ENV).ok()? != role {
+        return None;
+    }
+    // libtest has printed "test <name> ... " without a newline: start the child's own lines
+    // on a fresh one, so the parent can match them by prefix.
+    println!();
+    std::env::var_os(CHILD_DB_ENV).map(PathBuf::from)
+}
+
+/// A command that runs the child test `test` (a function of module `module`, as given by
+/// `module_path!()`) of this binary in the role `role` on `db`.
+fn child_command(module: &str, test: &str, role: &str, db: &Path) -> Command {
+    let exe = std::env::current_exe().expect("the test binary");
+    // Test names omit the crate name that module_path! starts with.
+    let module = module.split_once("::").map_or(module, |(_, rest)| rest);
+    let mut command = Command::new(exe);
+    command
+        .arg(format!("{module}::{test}"))
+        .args(["--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ROLE_ENV, role)
+        .env(CHILD_DB_ENV, db);
+    command
+}

@@ -1,0 +1,77 @@
+//! Retention: exactly the rows older than the horizon go, in bounded chunks.
+
+use super::*;
+use crate::storage::StorageErrorKind;
+
+#[test]
+fn pruning_removes_exactly_the_rows_older_than_the_horizon_in_bounded_chunks() {
+    let (_dir, mut store) = fresh_store();
+    // 3 series x 100 rows at 0, 10, ..., 990.
+    let samples: Vec<Sample> = ["a", "b", "c"]
+        .iter()
+        .flat_map(|metric| (0..100).map(move |i| sample("dev", metric, Value::Int(i), i * 10)))
+        .collect();
+    store.append(&samples).unwrap();
+    let horizon = Timestamp(500); // rows 0..=490 go (50 per series), 500.. stay
+
+    let mut chunks = Vec::new();
+    loop {
+        let report = store.prune(horizon, 40).unwrap();
+        assert!(report.removed <= 40);
+        chunks.push(report);
+        if !report.more {
+            break;
+        }
+    }
+    let removed: Vec<usize> = chunks.iter().map(|r| r.removed).collect();
+    assert_eq!(removed, vec![40, 40, 40, 30]);
+    assert!(chunks[..3].iter().all(|r| r.more));
+
+    for metric in ["a", "b", "c"] {
+        let rows = all_rows(&store, query("dev", metric, i64::MIN, i64::MAX, 1_000));
+        assert_eq!(
+            rows.first().map(|r| r.time),
+            Some(Timestamp(500)),
+            "at the horizon stays"
+        );
+        assert_eq!(rows.len(), 50);
+        let before = all_rows(&store, query("dev", metric, 0, 500, 1_000));
+        assert!(before.is_empty(), "490, just before the horizon, is gone");
+    }
+    assert_eq!(store.counts().unwrap().history_rows, 150);
+    assert_eq!(store.prune(horizon, 40).unwrap(), Default::default());
+    // Latest is not history: it stays whatever its age.
+    assert_eq!(store.latest(None).unwrap().len(), 3);
+}
+
+#[test]
+fn a_chunk_that_ends_exactly_at_the_last_old_row_reports_nothing_more() {
+    let (_dir, mut store) = fresh_store();
+    let samples: Vec<Sample> = (0..10)
+        .map(|i| sample("dev", "level", Value::Int(i), i))
+        .collect();
+    store.append(&samples).unwrap();
+    let report = store.prune(Timestamp(5), 5).unwrap();
+    assert_eq!((report.removed, report.more), (5, false));
+    let report = store.prune(Timestamp(7), 1).unwrap();
+    assert_eq!(
+        (report.removed, report.more),
+        (1, true),
+        "6 is still older than 7"
+    );
+    let report = store.prune(Timestamp(7), 1).unwrap();
+    assert_eq!((report.removed, report.more), (1, false));
+    assert_eq!(
+        store.prune(Timestamp(0), 0).unwrap_err().kind(),
+        StorageErrorKind::InvalidQuery
+    );
+}
+
+#[test]
+fn pruning_an_empty_database_is_a_no_op() {
+    let (_dir, mut store) = fresh_store();
+    assert_eq!(
+        store.prune(Timestamp(i64::MAX), 10).unwrap(),
+        Default::default()
+    );
+}

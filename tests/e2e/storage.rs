@@ -1,0 +1,300 @@
+//! The storage actor inside the real tree, against the simulator: crash isolation, a locked
+//! database, replay of what the poller buffered, and commands that survive in the queue.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opcgw::chirpstack::commands::CommandState;
+use opcgw::config::AppConfig;
+use opcgw::model::Timestamp;
+use opcgw::storage::{CommandFilter, HistoryQuery, NewCommand, Store};
+use opcgw_actors::messages::{Common, PollerMsg, StorageFailure, StorageMsg};
+use opcgw_actors::poller::PollerCounters;
+use opcgw_actors::storage_client::StorageClient;
+use opcgw_actors::supervisor::ChildState;
+use opcgw_actors::tree::{Tree, TreeOptions};
+
+use crate::poller::{gateway_config, simulator};
+
+fn tree_config(
+    sim: &opcgw::chirpstack::simulator::SimulatorHandle,
+    dir: &std::path::Path,
+) -> AppConfig {
+    gateway_config(sim, |c| {
+        c.storage.database_path = dir.join("opcgw.redb");
+        c.supervisor.backoff_initial_ms = 50;
+        c.supervisor.backoff_max_ms = 200;
+        c.control.enabled = false;
+    })
+}
+
+async fn start_tree(config: AppConfig) -> Tree {
+    crate::logs::capture();
+    Tree::start(Arc::new(config), TreeOptions::default())
+        .await
+        .expect("tree starts")
+}
+
+async fn client(tree: &Tree) -> StorageClient {
+    StorageClient::new(
+        tree.handle.lookup::<StorageMsg>("storage").await,
+        Duration::from_secs(2),
+    )
+}
+
+async fn poller_counters(tree: &Tree) -> PollerCounters {
+    let poller = tree
+        .handle
+        .lookup::<PollerMsg>("poller")
+        .await
+        .expect("poller running");
+    poller
+        .call(PollerMsg::Counters, Some(Duration::from_secs(2)))
+        .await
+        .unwrap()
+        .success_or(())
+        .unwrap()
+}
+
+async fn history_rows(client: &StorageClient) -> u64 {
+    client.counts().await.map(|c| c.history_rows).unwrap_or(0)
+}
+
+async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Every `temperature` row of `device` since `since`, oldest first, through paged queries.
+async fn temperature_times(
+    client: &StorageClient,
+    device: &str,
+    since: Timestamp,
+) -> Vec<Timestamp> {
+    let mut times = Vec::new();
+    let mut resume = None;
+    loop {
+        let query = HistoryQuery {
+            device_id: device.into(),
+            metric: "temperature".into(),
+            start: since,
+            end: Timestamp::now().saturating_add(Duration::from_secs(60)),
+            limit: 1_000,
+            reverse: false,
+            resume,
+        };
+        let page = client.history(query).await.expect("history");
+        times.extend(page.rows.iter().map(|r| r.time));
+        match page.resume {
+            Some(next) => resume = Some(next),
+            None => return times,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_panic_loses_nothing_and_queries_fail_fast_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator(|c| {
+        c.uplink_interval = Duration::from_millis(100);
+        c.devices_per_application = 2;
+    })
+    .await;
+    let started = Timestamp::now();
+    let tree = start_tree(tree_config(&sim, dir.path())).await;
+    let device = sim.world().devices().next().unwrap().dev_eui.clone();
+    let before = client(&tree).await;
+    wait_until(Duration::from_secs(10), "rows in storage", || async {
+        history_rows(&before).await > 20
+    })
+    .await;
+
+    // Crash storage while uplinks keep coming.
+    let crashed = Timestamp::now();
+    let storage = tree.handle.lookup::<StorageMsg>("storage").await.unwrap();
+    storage
+        .cast(StorageMsg::Common(Common::InjectPanic("test".into())))
+        .unwrap();
+    // Callers holding the dead instance get an error at once, not a hang.
+    let asked = Instant::now();
+    let answer = before.counts().await;
+    assert!(
+        matches!(answer, Err(StorageFailure::Unavailable(_))),
+        "{answer:?}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        asked.elapsed()
+    );
+
+    wait_until(Duration::from_secs(10), "storage restarted", || async {
+        tree.handle
+            .status()
+            .await
+            .and_then(|s| s.child("storage").cloned())
+            .is_some_and(|c| c.restarts == 1 && c.state == ChildState::Running)
+    })
+    .await;
+    let after = client(&tree).await;
+    // The poller's buffer drains into the new instance.
+    wait_until(Duration::from_secs(10), "buffer drained", || async {
+        let c = poller_counters(&tree).await;
+        c.storage_buffered == 0 && c.storage_written > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let counters = poller_counters(&tree).await;
+    assert_eq!(counters.storage_dropped, 0, "{counters:?}");
+
+    // No gap in the device's history across the crash: uplinks every 100 ms.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let times = temperature_times(&after, &device, started).await;
+    assert!(
+        times.iter().any(|t| *t < crashed)
+            && times
+                .iter()
+                .any(|t| t.as_micros() > crashed.as_micros() + 500_000),
+        "{} rows",
+        times.len()
+    );
+    let widest = times
+        .windows(2)
+        .map(|w| w[1].as_micros() - w[0].as_micros())
+        .max()
+        .unwrap();
+    assert!(
+        widest < 400_000,
+        "a gap of {widest} µs in the history across the crash"
+    );
+    assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_is_retried_while_the_poller_buffers_and_then_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator(|c| {
+        c.uplink_interval = Duration::from_millis(100);
+        c.devices_per_application = 1;
+    })
+    .await;
+    let config = tree_config(&sim, dir.path());
+    // Another owner holds the database.
+    let squatter = Store::open(&config.storage.database_path).expect("open");
+    let started = Timestamp::now();
+    let tree = start_tree(config).await;
+    wait_until(Duration::from_secs(10), "several failed starts", || async {
+        tree.handle
+            .status()
+            .await
+            .and_then(|s| s.child("storage").cloned())
+            .is_some_and(|c| c.start_failures >= 3)
+    })
+    .await;
+    let status = tree.handle.status().await.unwrap();
+    let storage = status.child("storage").unwrap();
+    let error = storage.last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("in use by another opcgw")
+            && error.contains(&std::process::id().to_string()),
+        "{error}"
+    );
+    assert_eq!(status.child("poller").unwrap().state, ChildState::Running);
+    // Queries answer "unavailable" at once.
+    let answer = client(&tree).await.counts().await;
+    assert!(
+        matches!(answer, Err(StorageFailure::Unavailable(_))),
+        "{answer:?}"
+    );
+    wait_until(Duration::from_secs(10), "samples buffered", || async {
+        poller_counters(&tree).await.storage_buffered > 5
+    })
+    .await;
+    let locked_until = Timestamp::now();
+
+    drop(squatter);
+    wait_until(Duration::from_secs(10), "storage up", || async {
+        tree.handle
+            .status()
+            .await
+            .and_then(|s| s.child("storage").cloned())
+            .is_some_and(|c| c.state == ChildState::Running)
+    })
+    .await;
+    wait_until(Duration::from_secs(10), "buffer replayed", || async {
+        poller_counters(&tree).await.storage_buffered == 0
+    })
+    .await;
+    let device = sim.world().devices().next().unwrap().dev_eui.clone();
+    let times = temperature_times(&client(&tree).await, &device, started).await;
+    assert!(
+        times.iter().any(|t| *t < locked_until),
+        "values from the locked period were replayed: {} rows",
+        times.len()
+    );
+    assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_command_is_dispatched_and_its_final_state_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator(|c| c.devices_per_application = 1).await;
+    let tree = start_tree(tree_config(&sim, dir.path())).await;
+    let device = sim.world().devices().next().unwrap().dev_eui.clone();
+    wait_until(Duration::from_secs(5), "streams", || async {
+        sim.open_streams() == 1
+    })
+    .await;
+    let storage = client(&tree).await;
+    let record = storage
+        .enqueue_command(NewCommand {
+            device_id: device.clone(),
+            command_name: "setpoint".into(),
+            f_port: 10,
+            confirmed: true,
+            payload: vec![42],
+            requested_by: "test".into(),
+        })
+        .await
+        .expect("queued");
+    assert_eq!(record.state, CommandState::Queued);
+    wait_until(
+        Duration::from_secs(10),
+        "acknowledged in storage",
+        || async {
+            let filter = CommandFilter {
+                device_id: Some(device.clone()),
+                states: None,
+                limit: 10,
+            };
+            storage
+                .commands(filter)
+                .await
+                .unwrap_or_default()
+                .first()
+                .is_some_and(|c| c.state == CommandState::Acknowledged && c.transmitted)
+        },
+    )
+    .await;
+    let downlinks = sim.downlinks();
+    assert_eq!(downlinks.len(), 1);
+    assert_eq!(
+        (
+            downlinks[0].f_port,
+            downlinks[0].confirmed,
+            downlinks[0].data.clone()
+        ),
+        (10, true, vec![42])
+    );
+    assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
+    sim.shutdown().await;
+}
