@@ -1,9 +1,11 @@
 //! Paged reads of one series' history, for OPC UA HistoryRead (Part 11 §6.4.3: raw values with
 //! bounds, `numValuesPerNode` and continuation points), the web console and the control socket.
 //!
-//! A page is one range scan of the `(series, time)` keys. Its resume key is the time of the last
-//! row returned: the next page starts strictly after it (before it, in reverse). Rows are unique
-//! per time, so paging never skips or repeats a row, whatever was appended between the pages.
+//! A page is one range scan of the series' `(series, time)` keys in `history`, merged with its
+//! rows still staged in `recent` (see `fold`). Its resume key is the time of the last row
+//! returned: the next page starts strictly after it (before it, in reverse). Rows are unique per
+//! time, and a fold keeps a row's time, so paging never skips or repeats a row, whatever was
+//! appended or folded between the pages.
 
 use redb::ReadableDatabase;
 use serde::{Deserialize, Serialize};
@@ -11,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::codec;
 use super::error::{RedbResultExt, StorageError};
 use super::samples::corrupt_row;
-use super::schema::HISTORY;
+use super::schema::{HISTORY, RECENT};
 use super::Store;
 use crate::model::{SampleOrigin, Timestamp, Value};
 
@@ -123,27 +125,47 @@ impl Store {
         }
         self.read(|db| {
             let txn = db.begin_read().at(path, ACTION)?;
-            let table = txn.open_table(HISTORY).at(path, ACTION)?;
-            let range = table
-                .range((series, low)..(series, high))
-                .at(path, ACTION)?;
-            let mut rows_iter: Box<dyn Iterator<Item = _>> = if query.reverse {
-                Box::new(range.rev())
-            } else {
-                Box::new(range)
+            let history = txn.open_table(HISTORY).at(path, ACTION)?;
+            let recent = txn.open_table(RECENT).at(path, ACTION)?;
+            let decode = |time: i64, bytes: &[u8]| {
+                codec::decode_value(bytes)
+                    .map(|(value, origin)| HistoryRow {
+                        time: Timestamp(time),
+                        value,
+                        origin,
+                    })
+                    .map_err(|e| {
+                        corrupt_row(path, "history", format_args!("({series}, {time})"), e)
+                    })
             };
+            let folded = history
+                .range((series, low)..(series, high))
+                .at(path, ACTION)?
+                .map(|row| {
+                    let (key, value) = row.at(path, ACTION)?;
+                    decode(key.value().1, value.value())
+                });
+            // Staged rows of every series share the time range: keep this series' ones. Series
+            // ids start at 1, so (high, 0) excludes every row at `high`.
+            let staged = recent
+                .range((low, 0)..(high, 0))
+                .at(path, ACTION)?
+                .filter_map(|row| match row.at(path, ACTION) {
+                    Ok((key, value)) => {
+                        let (time, id) = key.value();
+                        (id == series).then(|| decode(time, value.value()))
+                    }
+                    Err(e) => Some(Err(e)),
+                });
+            let mut rows_iter: Box<dyn Iterator<Item = Result<HistoryRow, StorageError>>> =
+                if query.reverse {
+                    Box::new(MergeByTime::new(folded.rev(), staged.rev(), true))
+                } else {
+                    Box::new(MergeByTime::new(folded, staged, false))
+                };
             let mut rows = Vec::with_capacity(query.limit.min(4096));
             for row in rows_iter.by_ref() {
-                let (key, value) = row.at(path, ACTION)?;
-                let time = key.value().1;
-                let (value, origin) = codec::decode_value(value.value()).map_err(|e| {
-                    corrupt_row(path, "history", format_args!("({series}, {time})"), e)
-                })?;
-                rows.push(HistoryRow {
-                    time: Timestamp(time),
-                    value,
-                    origin,
-                });
+                rows.push(row?);
                 if rows.len() == query.limit {
                     break;
                 }
@@ -159,5 +181,59 @@ impl Store {
             };
             Ok(HistoryPage { rows, resume })
         })
+    }
+}
+
+/// Merges the rows of `history` and of `recent` (each ordered by time) into one ordered stream.
+/// A time present in both is the staged row: it is the later write of that key.
+struct MergeByTime<F: Iterator, S: Iterator> {
+    folded: std::iter::Peekable<F>,
+    staged: std::iter::Peekable<S>,
+    reverse: bool,
+}
+
+impl<F, S> MergeByTime<F, S>
+where
+    F: Iterator<Item = Result<HistoryRow, StorageError>>,
+    S: Iterator<Item = Result<HistoryRow, StorageError>>,
+{
+    fn new(folded: F, staged: S, reverse: bool) -> Self {
+        Self {
+            folded: folded.peekable(),
+            staged: staged.peekable(),
+            reverse,
+        }
+    }
+}
+
+impl<F, S> Iterator for MergeByTime<F, S>
+where
+    F: Iterator<Item = Result<HistoryRow, StorageError>>,
+    S: Iterator<Item = Result<HistoryRow, StorageError>>,
+{
+    type Item = Result<HistoryRow, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let order = match (self.folded.peek(), self.staged.peek()) {
+            (None, None) => return None,
+            (Some(_), None) | (Some(Err(_)), _) => std::cmp::Ordering::Less,
+            (None, Some(_)) | (_, Some(Err(_))) => std::cmp::Ordering::Greater,
+            (Some(Ok(f)), Some(Ok(s))) => {
+                let order = f.time.cmp(&s.time);
+                if self.reverse {
+                    order.reverse()
+                } else {
+                    order
+                }
+            }
+        };
+        match order {
+            std::cmp::Ordering::Less => self.folded.next(),
+            std::cmp::Ordering::Greater => self.staged.next(),
+            std::cmp::Ordering::Equal => {
+                self.folded.next();
+                self.staged.next()
+            }
+        }
     }
 }

@@ -5,10 +5,10 @@
 //! transaction and says whether more remain; the actor calls again between appends until done.
 //! Freed pages are reused by later appends (the file does not shrink).
 
-use redb::{ReadableTable, ReadableTableMetadata};
+use redb::ReadableTable;
 
 use super::error::{RedbResultExt, StorageError};
-use super::schema::{HISTORY, SERIES_NAMES};
+use super::schema::{self, HISTORY, RECENT, SERIES_NAMES};
 use super::Store;
 use crate::model::Timestamp;
 
@@ -22,7 +22,8 @@ pub struct PruneReport {
 
 impl Store {
     /// Deletes history rows with time < `horizon`, at most `max_rows` (> 0) per call, in one
-    /// durable write transaction.
+    /// durable write transaction. Staged and folded copies of one key are one row for
+    /// `removed`, but each costs one of `max_rows` (the bound is on work).
     pub fn prune(
         &mut self,
         horizon: Timestamp,
@@ -46,48 +47,67 @@ impl Store {
         let path = &self.path;
         let txn = self.db()?.begin_write().at(path, ACTION)?;
         let mut report = PruneReport::default();
+        // Rows removed from either table; `report.removed` counts logical rows.
+        let mut deleted = 0;
         {
             let names = txn.open_table(SERIES_NAMES).at(path, ACTION)?;
             let mut history = txn.open_table(HISTORY).at(path, ACTION)?;
-            if history.is_empty().at(path, ACTION)? {
-                return Ok(report);
+            let mut recent = txn.open_table(RECENT).at(path, ACTION)?;
+
+            // Staged rows first: by time, the old ones are one contiguous range.
+            let staged_old = (i64::MIN, 0)..(horizon, 0);
+            {
+                let mut extracted = recent
+                    .extract_from_if(staged_old.clone(), |_, _| true)
+                    .at(path, ACTION)?;
+                while deleted < max_rows {
+                    let Some(row) = extracted.next() else { break };
+                    let (key, _) = row.at(path, ACTION)?;
+                    let (time, series) = key.value();
+                    deleted += 1;
+                    // A key also in history is counted when that copy goes.
+                    if history.get((series, time)).at(path, ACTION)?.is_none() {
+                        report.removed += 1;
+                    }
+                }
             }
+            if deleted == max_rows {
+                report.more = recent.range(staged_old).at(path, ACTION)?.next().is_some();
+            }
+
             // Series ids first: the scan of `names` cannot stay borrowed while history changes.
             let mut ids = Vec::with_capacity(self.series.len());
-            for row in names.iter().at(path, ACTION)? {
-                ids.push(row.at(path, ACTION)?.0.value());
+            if !report.more {
+                for row in names.iter().at(path, ACTION)? {
+                    ids.push(row.at(path, ACTION)?.0.value());
+                }
             }
             for id in ids {
                 let old = (id, i64::MIN)..(id, horizon);
-                let budget = max_rows - report.removed;
+                let budget = max_rows - deleted;
                 if budget > 0 {
                     // extract_from_if removes exactly the rows the iterator yields.
                     let mut extracted = history
                         .extract_from_if(old.clone(), |_, _| true)
                         .at(path, ACTION)?;
-                    let mut removed = 0;
-                    while removed < budget {
-                        match extracted.next() {
-                            Some(row) => {
-                                row.at(path, ACTION)?;
-                                removed += 1;
-                            }
-                            None => break,
-                        }
+                    while deleted < max_rows {
+                        let Some(row) = extracted.next() else { break };
+                        row.at(path, ACTION)?;
+                        deleted += 1;
+                        report.removed += 1;
                     }
-                    drop(extracted);
-                    report.removed += removed;
                 }
                 // Out of budget: only find out whether work remains (here or further on).
-                if report.removed == max_rows
-                    && history.range(old).at(path, ACTION)?.next().is_some()
-                {
+                if deleted == max_rows && history.range(old).at(path, ACTION)?.next().is_some() {
                     report.more = true;
                     break;
                 }
             }
         }
-        txn.commit().at(path, ACTION)?;
+        if deleted > 0 {
+            schema::add_history_rows(&txn, -(report.removed as i64)).at(path, ACTION)?;
+            txn.commit().at(path, ACTION)?;
+        }
         Ok(report)
     }
 }

@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 
-use redb::{ReadableDatabase, ReadableTable, Table};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, Table};
 
 use super::codec::{self, DecodeError};
 use super::error::{RedbResultExt, StorageError};
-use super::schema::{FIRST_SERIES_ID, HISTORY, LATEST, SERIES, SERIES_NAMES};
+use super::schema::{self, FIRST_SERIES_ID, HISTORY, LATEST, RECENT, SERIES, SERIES_NAMES};
 use super::series::{valid_name, MAX_NAME_BYTES};
 use super::Store;
 use crate::model::{Sample, SampleOrigin, Timestamp, Value};
@@ -51,19 +51,25 @@ impl Store {
         if samples.is_empty() {
             return Ok(AppendReport::default());
         }
-        self.write(|store| store.append_batch(samples))
+        let (report, staged) = self.write(|store| store.append_batch(samples))?;
+        self.fold_if_due(staged);
+        Ok(report)
     }
 
-    fn append_batch(&mut self, samples: &[Sample]) -> Result<AppendReport, StorageError> {
+    /// Commits the batch into `recent` and `latest`; returns the report and the staged row count.
+    fn append_batch(&mut self, samples: &[Sample]) -> Result<(AppendReport, u64), StorageError> {
         const ACTION: &str = "commit a batch of samples to";
         let path = self.path.clone();
         let mut report = AppendReport::default();
         let mut created: Vec<(&str, &str, u32)> = Vec::new();
+        let staged;
+        let mut new_rows: i64 = 0;
         let txn = self.db()?.begin_write().at(&path, ACTION)?;
         {
             let mut series = txn.open_table(SERIES).at(&path, ACTION)?;
             let mut names = txn.open_table(SERIES_NAMES).at(&path, ACTION)?;
-            let mut history = txn.open_table(HISTORY).at(&path, ACTION)?;
+            let history = txn.open_table(HISTORY).at(&path, ACTION)?;
+            let mut recent = txn.open_table(RECENT).at(&path, ACTION)?;
             let mut next_id: Option<u32> = None;
             // Newest sample of the batch per series (the later one wins a tie).
             let mut newest: HashMap<u32, &Sample> = HashMap::new();
@@ -106,13 +112,16 @@ impl Store {
                 if codec::encode_value(&sample.value, sample.origin, &mut buffer) {
                     report.truncated += 1;
                 }
-                let key = (id, sample.source_time.as_micros());
-                if history
-                    .insert(key, buffer.as_slice())
+                let time = sample.source_time.as_micros();
+                let replaced_staged = recent
+                    .insert((time, id), buffer.as_slice())
                     .at(&path, ACTION)?
-                    .is_some()
-                {
+                    .is_some();
+                // The history lookup is what keeps `duplicates` and the row count exact.
+                if replaced_staged || history.get((id, time)).at(&path, ACTION)?.is_some() {
                     report.duplicates += 1;
+                } else {
+                    new_rows += 1;
                 }
                 report.written += 1;
                 let entry = newest.entry(id).or_insert(sample);
@@ -144,7 +153,9 @@ impl Store {
                 latest.insert(id, buffer.as_slice()).at(&path, ACTION)?;
                 report.latest_updated += 1;
             }
+            staged = recent.len().at(&path, ACTION)?;
         }
+        schema::add_history_rows(&txn, new_rows).at(&path, ACTION)?;
         txn.commit().at(&path, ACTION)?;
         // Only now are the new ids on disk.
         for (device_id, metric, id) in created {
@@ -158,7 +169,7 @@ impl Store {
                 codec::MAX_STRING_BYTES
             );
         }
-        Ok(report)
+        Ok((report, staged))
     }
 
     /// The newest sample of every series, or of one device's series, ordered by device id and

@@ -4,7 +4,7 @@
 //! file from a newer opcgw, and brings an older file up to [`SCHEMA_VERSION`] step by step. A
 //! migration that fails aborts the transaction, so the file stays at its old version.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
 /// The schema this binary writes. Bump it together with a new entry in [`MIGRATIONS`].
 pub const SCHEMA_VERSION: u64 = 1;
@@ -19,6 +19,14 @@ pub const LATEST: TableDefinition<u32, &[u8]> = TableDefinition::new("latest");
 /// `(series id, source time micros)` -> value (see `codec::encode_value`). One series is one
 /// contiguous key range, ordered by time: a history page is one range scan.
 pub const HISTORY: TableDefinition<(u32, i64), &[u8]> = TableDefinition::new("history");
+/// `(source time micros, series id)` -> value: the staging area of history.
+///
+/// A batch holds one sample of each of a thousand series: keyed by series, it would touch a
+/// thousand leaf pages of `history` (a 1,000-sample durable commit measured 30 ms). Keyed by
+/// time, it lands at the right edge of this small tree (a few pages). Rows are folded into
+/// `history` in bulk (see `fold`); reads merge both tables, and a row present in both is the
+/// `recent` one (the later write).
+pub const RECENT: TableDefinition<(i64, u32), &[u8]> = TableDefinition::new("recent");
 /// Command id -> command record (JSON: few rows, read by people, and free to gain fields).
 pub const COMMANDS: TableDefinition<u64, &[u8]> = TableDefinition::new("commands");
 /// Status key -> small JSON document.
@@ -27,6 +35,8 @@ pub const STATUS: TableDefinition<&str, &str> = TableDefinition::new("status");
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub const META_SCHEMA_VERSION: &str = "schema_version";
+/// Logical history rows (a key present in both `recent` and `history` counts once).
+pub const META_HISTORY_ROWS: &str = "history_rows";
 /// The id the next enqueued command gets: ids never repeat, even after commands are pruned.
 pub const META_NEXT_COMMAND_ID: &str = "next_command_id";
 
@@ -56,12 +66,25 @@ pub enum Prepared {
     Foreign,
 }
 
+/// Adds `delta` to the logical history row count, inside the caller's transaction.
+pub fn add_history_rows(txn: &WriteTransaction, delta: i64) -> Result<(), redb::Error> {
+    if delta == 0 {
+        return Ok(());
+    }
+    let mut meta = txn.open_table(META)?;
+    let rows = meta.get(META_HISTORY_ROWS)?.map_or(0, |v| v.value());
+    let rows = rows.saturating_add_signed(delta);
+    meta.insert(META_HISTORY_ROWS, rows)?;
+    Ok(())
+}
+
 /// Creates the tables of a new database and records the schema version.
 pub fn initialize(txn: &WriteTransaction) -> Result<(), redb::Error> {
     open_all(txn)?;
     let mut meta = txn.open_table(META)?;
     meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION)?;
     meta.insert(META_NEXT_COMMAND_ID, FIRST_COMMAND_ID)?;
+    meta.insert(META_HISTORY_ROWS, 0)?;
     Ok(())
 }
 
@@ -107,6 +130,11 @@ pub fn prepare(
     if meta.get(META_NEXT_COMMAND_ID)?.is_none() {
         meta.insert(META_NEXT_COMMAND_ID, FIRST_COMMAND_ID)?;
     }
+    if meta.get(META_HISTORY_ROWS)?.is_none() {
+        // Only a file from before the counter: count both tables (a key in both is rare).
+        let rows = txn.open_table(HISTORY)?.len()? + txn.open_table(RECENT)?.len()?;
+        meta.insert(META_HISTORY_ROWS, rows)?;
+    }
     Ok(Prepared::Ready { found })
 }
 
@@ -117,6 +145,7 @@ fn open_all(txn: &WriteTransaction) -> Result<(), redb::Error> {
     txn.open_table(SERIES_NAMES)?;
     txn.open_table(LATEST)?;
     txn.open_table(HISTORY)?;
+    txn.open_table(RECENT)?;
     txn.open_table(COMMANDS)?;
     txn.open_table(STATUS)?;
     txn.open_table(META)?;

@@ -5,7 +5,7 @@
 use redb::{ReadableDatabase, ReadableTableMetadata};
 
 use super::error::{RedbResultExt, StorageError};
-use super::schema::{HISTORY, SERIES, STATUS};
+use super::schema::{META, META_HISTORY_ROWS, SERIES, STATUS};
 use super::Store;
 
 /// Longest status key, in bytes.
@@ -64,7 +64,8 @@ impl Store {
         })
     }
 
-    /// Row counts (cheap: redb keeps each table's length) and the file size.
+    /// Row counts (cheap: redb keeps each table's length, and the history row count is a
+    /// counter maintained by append and prune) and the file size.
     pub fn counts(&self) -> Result<StoreCounts, StorageError> {
         const ACTION: &str = "count the rows of";
         self.read(|db| {
@@ -76,10 +77,11 @@ impl Store {
                 .len()
                 .at(path, ACTION)?;
             let history_rows = txn
-                .open_table(HISTORY)
+                .open_table(META)
                 .at(path, ACTION)?
-                .len()
-                .at(path, ACTION)?;
+                .get(META_HISTORY_ROWS)
+                .at(path, ACTION)?
+                .map_or(0, |v| v.value());
             let commands = Self::command_count(&txn, path)?;
             let file_bytes = std::fs::metadata(path)
                 .map_err(|e| StorageError::io(path, "read the size of", e))?

@@ -298,3 +298,58 @@ async fn a_queued_command_is_dispatched_and_its_final_state_is_stored() {
     assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_retention_applies_at_once() {
+    use opcgw::model::{Sample, SampleOrigin, Value};
+    use opcgw_actors::messages::ConfigUpdate;
+    use opcgw_actors::supervisor::SupervisorMsg;
+
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator(|c| c.devices_per_application = 1).await;
+    let mut config = tree_config(&sim, dir.path());
+    config.storage.retention_days = 30;
+    let day = Duration::from_secs(86_400);
+    let now = Timestamp::now();
+    {
+        let mut store = Store::open(&config.storage.database_path).unwrap();
+        let old = |age_days: u32| Sample {
+            device_id: "old-device".into(),
+            metric: "level".into(),
+            value: Value::Float(f64::from(age_days)),
+            source_time: now.saturating_sub(day * age_days),
+            received_time: now,
+            origin: SampleOrigin::Uplink,
+        };
+        store.append(&[old(20), old(10), old(1)]).unwrap();
+    }
+    let tree = start_tree(config.clone()).await;
+    let rows = |tree: &Tree| {
+        let handle = tree.handle.clone();
+        async move {
+            let storage = StorageClient::new(handle.lookup::<StorageMsg>("storage").await, Duration::from_secs(2));
+            let query = HistoryQuery {
+                device_id: "old-device".into(),
+                metric: "level".into(),
+                start: Timestamp::from_micros(0),
+                end: Timestamp::now(),
+                limit: 100,
+                reverse: false,
+                resume: None,
+            };
+            storage.history(query).await.map(|p| p.rows.len()).unwrap_or(usize::MAX)
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rows(&tree).await, 3, "30 days keep everything");
+
+    let mut shorter = config.clone();
+    shorter.storage.retention_days = 14;
+    let diff = opcgw::config::ConfigDiff::between(&config, &shorter);
+    let update = ConfigUpdate { config: Arc::new(shorter), diff: Arc::new(diff), generation: 1 };
+    tree.handle.supervisor.cast(SupervisorMsg::Broadcast(update)).unwrap();
+    // Well before the first scheduled pass (5 s after start): the change itself triggers it.
+    wait_until(Duration::from_secs(2), "the 20-day-old row pruned", || async { rows(&tree).await == 2 }).await;
+    assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
+    sim.shutdown().await;
+}

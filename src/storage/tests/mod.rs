@@ -8,6 +8,7 @@
 mod commands;
 mod durability;
 mod files;
+mod fold;
 mod paging;
 mod retention;
 mod values;
@@ -15,7 +16,7 @@ mod values;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{HistoryQuery, HistoryRow, Store};
+use super::{HistoryQuery, HistoryRow, Store, StoreOptions};
 use crate::model::{Sample, SampleOrigin, Timestamp, Value};
 
 /// Which role a re-executed test binary plays (unset in a normal run).
@@ -27,6 +28,23 @@ const CHILD_DB_ENV: &str = "OPCGW_STORAGE_TEST_CHILD_DB";
 fn fresh_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(&dir.path().join("opcgw.redb")).expect("open a new store");
+    (dir, store)
+}
+
+/// Options that fold after a handful of rows, so that tests move rows between `recent` and
+/// `history` all the time.
+fn folding_options() -> StoreOptions {
+    StoreOptions {
+        fold_trigger_rows: 7,
+        fold_chunk_rows: 5,
+        ..StoreOptions::default()
+    }
+}
+
+/// A fresh store with `options`.
+fn fresh_store_with(options: StoreOptions) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open_with(&dir.path().join("opcgw.redb"), options).expect("open");
     (dir, store)
 }
 

@@ -131,8 +131,14 @@ fn paging_forward_and_reverse_returns_every_row_once() {
 
 /// Pages through `[0, 30_000)` while appending between pages: rows behind the cursor must not
 /// appear, rows ahead of it must, and no row may appear twice or be skipped.
-fn page_while_appending(reverse: bool) {
-    let (_dir, mut store) = store_with_rows(3_000);
+fn page_while_appending(reverse: bool, options: StoreOptions) {
+    let (_dir, mut store) = fresh_store_with(options);
+    let rows: Vec<Sample> = (0..3_000)
+        .map(|i| sample("dev", "level", Value::Int(i * 10), i * 10))
+        .collect();
+    for chunk in rows.chunks(500) {
+        store.append(chunk).unwrap();
+    }
     let (start, end) = (0, 30_000);
     let mut expected: BTreeMap<i64, Value> =
         (0..3_000).map(|i| (i * 10, Value::Int(i * 10))).collect();
@@ -180,10 +186,12 @@ fn page_while_appending(reverse: bool) {
 
 #[test]
 fn paging_forward_continues_exactly_after_the_last_row_while_rows_are_appended() {
-    page_while_appending(false);
+    page_while_appending(false, StoreOptions::default());
+    page_while_appending(false, folding_options());
 }
 
 #[test]
 fn paging_in_reverse_continues_exactly_before_the_last_row_while_rows_are_appended() {
-    page_while_appending(true);
+    page_while_appending(true, StoreOptions::default());
+    page_while_appending(true, folding_options());
 }

@@ -1,0 +1,129 @@
+//! Staged rows (`recent`) and folded rows (`history`) read as one history: a seeded model test
+//! with folds after every few rows.
+
+use std::collections::BTreeMap;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+
+const METRICS: [&str; 3] = ["a", "b", "c"];
+/// Fixed, so a failure replays exactly.
+const SEED: u64 = 20_240_501;
+
+/// What the store must hold: per metric, time -> value.
+type Model = BTreeMap<&'static str, BTreeMap<i64, Value>>;
+
+fn check(store: &Store, model: &Model) {
+    let mut total = 0;
+    for (metric, rows) in model {
+        let mut q = query("dev", metric, i64::MIN, i64::MAX, 4);
+        let forward: Vec<(i64, Value)> = all_rows(store, q.clone())
+            .into_iter()
+            .map(|r| (r.time.as_micros(), r.value))
+            .collect();
+        let want: Vec<(i64, Value)> = rows.iter().map(|(t, v)| (*t, v.clone())).collect();
+        assert_eq!(forward, want, "metric {metric}");
+        q.reverse = true;
+        let mut backward: Vec<(i64, Value)> = all_rows(store, q)
+            .into_iter()
+            .map(|r| (r.time.as_micros(), r.value))
+            .collect();
+        backward.reverse();
+        assert_eq!(backward, want, "metric {metric} newest first");
+        total += rows.len() as u64;
+    }
+    assert_eq!(store.counts().unwrap().history_rows, total, "row counter");
+}
+
+#[test]
+fn staged_and_folded_rows_read_as_one_history_through_appends_prunes_and_reopens() {
+    let (dir, mut store) = fresh_store_with(folding_options());
+    let path = dir.path().join("opcgw.redb");
+    let mut rng = StdRng::seed_from_u64(SEED);
+    let mut model: Model = BTreeMap::new();
+    let mut horizon = 0;
+    for step in 0..300 {
+        match rng.gen_range(0..10) {
+            // Mostly appends: times in a narrow window, so duplicates and out-of-order samples
+            // hit both staged and folded rows.
+            0..=7 => {
+                let batch: Vec<Sample> = (0..rng.gen_range(1..12))
+                    .map(|_| {
+                        let metric = METRICS[rng.gen_range(0..METRICS.len())];
+                        let time = horizon + rng.gen_range(0..60);
+                        sample("dev", metric, Value::Int(step), time)
+                    })
+                    .collect();
+                let report = store.append(&batch).unwrap();
+                let mut duplicates = 0;
+                for s in &batch {
+                    let rows = model.entry(METRICS.iter().find(|m| **m == s.metric).unwrap());
+                    if rows
+                        .or_default()
+                        .insert(s.source_time.as_micros(), s.value.clone())
+                        .is_some()
+                    {
+                        duplicates += 1;
+                    }
+                }
+                assert_eq!(report.duplicates, duplicates, "step {step}");
+            }
+            8 => {
+                horizon += rng.gen_range(0..10);
+                let chunk = rng.gen_range(1..6);
+                loop {
+                    let report = store.prune(Timestamp(horizon), chunk).unwrap();
+                    if !report.more {
+                        break;
+                    }
+                }
+                for rows in model.values_mut() {
+                    rows.retain(|t, _| *t >= horizon);
+                }
+            }
+            _ => {
+                drop(store);
+                store = Store::open_with(&path, folding_options()).unwrap();
+            }
+        }
+        check(&store, &model);
+    }
+}
+
+#[test]
+fn a_duplicate_of_a_folded_row_replaces_it_once() {
+    let (_dir, mut store) = fresh_store_with(StoreOptions {
+        fold_trigger_rows: 1,
+        fold_chunk_rows: 100,
+        ..StoreOptions::default()
+    });
+    store
+        .append(&[sample("dev", "level", Value::Int(1), 10)])
+        .unwrap(); // folded at once
+    let mut options = folding_options();
+    options.fold_trigger_rows = 1_000;
+    let path = store.path().to_path_buf();
+    drop(store);
+    let mut store = Store::open_with(&path, options).unwrap();
+    let report = store
+        .append(&[sample("dev", "level", Value::Int(2), 10)])
+        .unwrap(); // staged, over the folded row
+    assert_eq!(report.duplicates, 1);
+    let rows = all_rows(&store, query("dev", "level", 0, 100, 10));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].value, Value::Int(2));
+    assert_eq!(store.counts().unwrap().history_rows, 1);
+    let report = store.prune(Timestamp(11), 1).unwrap();
+    assert_eq!(
+        (report.removed, report.more),
+        (0, true),
+        "the staged copy went; the folded copy is still a row"
+    );
+    assert_eq!(store.counts().unwrap().history_rows, 1);
+    let report = store.prune(Timestamp(11), 1).unwrap();
+    assert_eq!((report.removed, report.more), (1, false));
+    assert_eq!(store.counts().unwrap().history_rows, 0);
+    assert!(all_rows(&store, query("dev", "level", 0, 100, 10)).is_empty());
+}
