@@ -108,7 +108,7 @@ impl Store {
     ) -> Result<CommandRecord, StorageError> {
         self.check_new_command(&new)?;
         self.write(|store| {
-            const ACTION: &str = "enqueue a command in";
+            const ACTION: &str = "enqueue a command";
             let path = &store.path;
             let txn = store.db()?.begin_write().at(path, ACTION)?;
             let record = {
@@ -154,7 +154,7 @@ impl Store {
         update: &CommandUpdate,
     ) -> Result<Option<CommandRecord>, StorageError> {
         self.write(|store| {
-            const ACTION: &str = "update a command in";
+            const ACTION: &str = "update a command";
             let path = &store.path;
             let txn = store.db()?.begin_write().at(path, ACTION)?;
             let (record, changed) = {
@@ -192,7 +192,7 @@ impl Store {
 
     /// Commands, newest first.
     pub fn commands(&self, filter: &CommandFilter) -> Result<Vec<CommandRecord>, StorageError> {
-        const ACTION: &str = "list the commands in";
+        const ACTION: &str = "list the commands";
         if filter.limit == 0 || filter.limit > MAX_COMMAND_PAGE {
             return Err(StorageError::invalid(
                 &self.path,
@@ -230,7 +230,7 @@ impl Store {
     }
 
     pub fn command(&self, id: u64) -> Result<Option<CommandRecord>, StorageError> {
-        const ACTION: &str = "read a command from";
+        const ACTION: &str = "read a command";
         self.read(|db| {
             let path = &self.path;
             let txn = db.begin_read().at(path, ACTION)?;
@@ -255,7 +255,7 @@ impl Store {
             ));
         }
         self.write(|store| {
-            const ACTION: &str = "prune the commands in";
+            const ACTION: &str = "prune the commands";
             let path = &store.path;
             let txn = store.db()?.begin_write().at(path, ACTION)?;
             let mut report = super::PruneReport::default();
@@ -290,7 +290,7 @@ impl Store {
         txn: &redb::ReadTransaction,
         path: &std::path::Path,
     ) -> Result<u64, StorageError> {
-        const ACTION: &str = "count the commands in";
+        const ACTION: &str = "count the commands";
         let commands = txn.open_table(COMMANDS).at(path, ACTION)?;
         commands.len().at(path, ACTION)
     }

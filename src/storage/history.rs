@@ -77,7 +77,7 @@ impl Store {
     /// plus a resume key when more rows remain. An unknown series is
     /// [`StorageError::UnknownSeries`].
     pub fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, StorageError> {
-        const ACTION: &str = "read history from";
+        const ACTION: &str = "read history";
         let path = &self.path;
         if query.limit == 0 || query.limit > MAX_HISTORY_PAGE {
             return Err(StorageError::invalid(

@@ -12,6 +12,13 @@
 //! the next write reopens the database (what was committed is intact) — a disk that filled up
 //! and was cleaned resumes without a restart.
 //!
+//! History has the layout of DESIGN §6 — `history` keyed by (series, time) — plus a staging
+//! table in front of it: appends go to `recent`, keyed by (time, series), where a batch covering
+//! a thousand series lands on a few pages instead of a thousand, and are folded into `history`
+//! in bulk. Reads merge both tables; callers never see the difference. (Measured on 2 cores: a
+//! durable 1,000-sample commit over 1,000 series took 30 ms straight into `history`, 2-3 ms
+//! into `recent`.)
+//!
 //! Files: `open` (opening and creating), `schema` (tables, versions, migrations), `codec`
 //! (value encoding), `samples` (append, latest), `fold` (staged rows into history), `history`
 //! (paged range reads), `retention` (pruning), `commands` (the command queue), `status` (status
@@ -50,7 +57,7 @@ pub use retention::PruneReport;
 pub use samples::{AppendReport, LatestValue};
 pub use schema::SCHEMA_VERSION;
 pub use series::MAX_NAME_BYTES;
-pub use status::{StoreCounts, MAX_STATUS_BYTES, MAX_STATUS_KEY_BYTES};
+pub use status::{SpaceUsage, StoreCounts, MAX_STATUS_BYTES, MAX_STATUS_KEY_BYTES};
 
 /// redb's page cache. redb defaults to 1 GiB; opcgw runs on small boxes next to ChirpStack, and
 /// the hot data (the latest rows, the newest history pages) is a few MB.
@@ -60,9 +67,10 @@ pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// fewer page writes per row; reads scan at most this many staged rows per page. 50,000 is
 /// about a minute of the 1,000-device design load at 10 s.
 pub const DEFAULT_FOLD_TRIGGER_ROWS: usize = 50_000;
-/// Rows moved by one fold transaction (measured ~100 ms for 50,000 on 2 cores): an append that
-/// triggers folds waits for them, so each one stays short.
-pub const DEFAULT_FOLD_CHUNK_ROWS: usize = 50_000;
+/// Most rows moved by one fold transaction, which an append that triggers it waits for. Twice
+/// the trigger, so that the usual fold (trigger + one batch) moves everything staged in one go;
+/// only a backlog from batches bigger than this is folded in several transactions.
+pub const DEFAULT_FOLD_CHUNK_ROWS: usize = 2 * DEFAULT_FOLD_TRIGGER_ROWS;
 
 /// Tuning of a [`Store`]; [`Store::open`] uses the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,6 +233,12 @@ impl Drop for Store {
         }
     }
 }
+
+// The storage actor moves its store into the actor's task.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<Store>();
+};
 
 /// Turns a panic inside redb (its assertions on a damaged file) into an error that names the
 /// file. Relies on `panic = "unwind"`, which the workspace keeps for ractor anyway.

@@ -37,8 +37,8 @@ pub fn open_database(
         },
         Err(e) => return Err(StorageError::io(path, "inspect", e)),
     };
-    let txn = db.begin_read().at(path, "read the series of")?;
-    let index = SeriesIndex::load(&txn).at(path, "read the series of")?;
+    let txn = db.begin_read().at(path, "read the series")?;
+    let index = SeriesIndex::load(&txn).at(path, "read the series")?;
     Ok((db, index))
 }
 
@@ -97,10 +97,10 @@ fn open_existing(path: &Path, builder: &Builder) -> Result<Database, StorageErro
 /// Checks (and if needed migrates) the schema in one write transaction, committed only when the
 /// file is ours and at a version this binary understands.
 fn prepare_schema(path: &Path, db: &Database) -> Result<(), StorageError> {
-    let txn = db.begin_write().at(path, "check the schema of")?;
-    match schema::prepare(&txn, SCHEMA_VERSION, MIGRATIONS).at(path, "check the schema of")? {
+    let txn = db.begin_write().at(path, "check the schema")?;
+    match schema::prepare(&txn, SCHEMA_VERSION, MIGRATIONS).at(path, "check the schema")? {
         Prepared::Ready { found } => {
-            txn.commit().at(path, "record the schema version of")?;
+            txn.commit().at(path, "record the schema version")?;
             if found != SCHEMA_VERSION {
                 tracing::info!(
                     event = "storage_schema_upgraded",
@@ -138,7 +138,7 @@ fn create_new(path: &Path, builder: &Builder) -> Result<Option<Database>, Storag
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| StorageError::io(path, "create the directory of", e))?;
+    fs::create_dir_all(dir).map_err(|e| StorageError::io(path, "create the directory", e))?;
     let mut temp_name = std::ffi::OsString::from(".");
     temp_name.push(file_name);
     temp_name.push(format!(".creating-{}", std::process::id()));

@@ -43,7 +43,7 @@ impl Store {
         horizon: i64,
         max_rows: usize,
     ) -> Result<PruneReport, StorageError> {
-        const ACTION: &str = "prune history in";
+        const ACTION: &str = "prune history";
         let path = &self.path;
         let txn = self.db()?.begin_write().at(path, ACTION)?;
         let mut report = PruneReport::default();

@@ -40,7 +40,9 @@ pub struct LatestValue {
 }
 
 impl Store {
-    /// One durable write transaction for the whole batch.
+    /// One durable write transaction for the whole batch (staged in `recent`; when that table
+    /// reaches the fold trigger, the append then folds it into `history`, which can add ~100 ms
+    /// to the call — the batch is durable before the fold starts).
     ///
     /// History is keyed by (series, source time): a sample whose series and time are already
     /// stored replaces that row (last write wins) and is counted as a duplicate; an
@@ -58,7 +60,7 @@ impl Store {
 
     /// Commits the batch into `recent` and `latest`; returns the report and the staged row count.
     fn append_batch(&mut self, samples: &[Sample]) -> Result<(AppendReport, u64), StorageError> {
-        const ACTION: &str = "commit a batch of samples to";
+        const ACTION: &str = "commit a batch of samples";
         let path = self.path.clone();
         let mut report = AppendReport::default();
         let mut created: Vec<(&str, &str, u32)> = Vec::new();
@@ -117,8 +119,12 @@ impl Store {
                     .insert((time, id), buffer.as_slice())
                     .at(&path, ACTION)?
                     .is_some();
-                // The history lookup is what keeps `duplicates` and the row count exact.
-                if replaced_staged || history.get((id, time)).at(&path, ACTION)?.is_some() {
+                // The history lookup keeps `duplicates` and the row count exact; a sample newer
+                // than everything folded for its series cannot be there.
+                if replaced_staged
+                    || (self.series.may_be_folded(id, time)
+                        && history.get((id, time)).at(&path, ACTION)?.is_some())
+                {
                     report.duplicates += 1;
                 } else {
                     new_rows += 1;
@@ -175,7 +181,7 @@ impl Store {
     /// The newest sample of every series, or of one device's series, ordered by device id and
     /// metric name.
     pub fn latest(&self, device_id: Option<&str>) -> Result<Vec<LatestValue>, StorageError> {
-        const ACTION: &str = "read the latest values from";
+        const ACTION: &str = "read the latest values";
         self.read(|db| {
             let path = &self.path;
             let txn = db.begin_read().at(path, ACTION)?;
@@ -221,7 +227,7 @@ fn create_series(
     device_id: &str,
     metric: &str,
 ) -> Result<u32, StorageError> {
-    const ACTION: &str = "create a series in";
+    const ACTION: &str = "create a series";
     // The index is complete, but a miss costs one lookup: check before allocating.
     if let Some(id) = series.get((device_id, metric)).at(path, ACTION)? {
         return Ok(id.value());

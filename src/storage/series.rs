@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use redb::{ReadTransaction, ReadableTable};
 
-use super::schema::SERIES;
+use super::schema::{HISTORY, SERIES};
 
 /// Longest device id or metric name accepted, in bytes. Names are keys: cutting them would merge
 /// series, so a sample with a longer name is rejected (and counted) instead.
@@ -20,18 +20,41 @@ pub struct SeriesIndex {
     /// Nested so that a lookup by `(&str, &str)` allocates nothing.
     by_device: HashMap<String, HashMap<String, u32>>,
     len: usize,
+    /// Per series, a time at or after the newest row in `history` (absent: no row there). An
+    /// append only needs to look for a duplicate in `history` at or before this time; most
+    /// samples are newer and skip that lookup. Raised after each fold commits; pruning leaves
+    /// it high, which only costs a lookup.
+    newest_folded: HashMap<u32, i64>,
 }
 
 impl SeriesIndex {
     pub fn load(txn: &ReadTransaction) -> Result<Self, redb::Error> {
         let table = txn.open_table(SERIES)?;
         let mut index = Self::default();
+        let history = txn.open_table(HISTORY)?;
         for row in table.iter()? {
             let (key, id) = row?;
             let (device_id, metric) = key.value();
-            index.insert(device_id, metric, id.value());
+            let id = id.value();
+            index.insert(device_id, metric, id);
+            if let Some(last) = history.range((id, i64::MIN)..=(id, i64::MAX))?.next_back() {
+                index.note_folded(id, last?.0.value().1);
+            }
         }
         Ok(index)
+    }
+
+    /// Whether `history` may hold a row of `id` at `time`.
+    pub fn may_be_folded(&self, id: u32, time: i64) -> bool {
+        self.newest_folded
+            .get(&id)
+            .is_some_and(|&newest| time <= newest)
+    }
+
+    /// Records that `history` now holds a row of `id` at `time`.
+    pub fn note_folded(&mut self, id: u32, time: i64) {
+        let newest = self.newest_folded.entry(id).or_insert(time);
+        *newest = (*newest).max(time);
     }
 
     pub fn get(&self, device_id: &str, metric: &str) -> Option<u32> {

@@ -23,6 +23,18 @@ pub struct StoreCounts {
     pub file_bytes: u64,
 }
 
+/// How the file's space is used (see [`Store::space_usage`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SpaceUsage {
+    pub file_bytes: u64,
+    /// Pages in use: the rest of the file is free space redb reuses before growing the file.
+    pub allocated_bytes: u64,
+    /// Bytes of keys and values.
+    pub stored_bytes: u64,
+    /// Unused bytes inside allocated pages.
+    pub fragmented_bytes: u64,
+}
+
 impl Store {
     /// Stores a status document (opaque JSON text), durably.
     pub fn put_status(&mut self, key: &str, json: &str) -> Result<(), StorageError> {
@@ -42,7 +54,7 @@ impl Store {
             ));
         }
         self.write(|store| {
-            const ACTION: &str = "store a status in";
+            const ACTION: &str = "store a status";
             let path = &store.path;
             let txn = store.db()?.begin_write().at(path, ACTION)?;
             txn.open_table(STATUS)
@@ -54,7 +66,7 @@ impl Store {
     }
 
     pub fn status(&self, key: &str) -> Result<Option<String>, StorageError> {
-        const ACTION: &str = "read a status from";
+        const ACTION: &str = "read a status";
         self.read(|db| {
             let path = &self.path;
             let txn = db.begin_read().at(path, ACTION)?;
@@ -64,10 +76,31 @@ impl Store {
         })
     }
 
+    /// How much of the file holds data. Walks every page of every table: for diagnostics and
+    /// benchmarks, not for a dashboard that refreshes every second.
+    pub fn space_usage(&mut self) -> Result<SpaceUsage, StorageError> {
+        self.write(|store| {
+            const ACTION: &str = "measure the space used";
+            let path = &store.path;
+            let txn = store.db()?.begin_write().at(path, ACTION)?;
+            let stats = txn.stats().at(path, ACTION)?;
+            txn.abort().at(path, ACTION)?;
+            let file_bytes = std::fs::metadata(path)
+                .map_err(|e| StorageError::io(path, "read the size", e))?
+                .len();
+            Ok(SpaceUsage {
+                file_bytes,
+                allocated_bytes: stats.allocated_pages() * stats.page_size() as u64,
+                stored_bytes: stats.stored_bytes(),
+                fragmented_bytes: stats.fragmented_bytes(),
+            })
+        })
+    }
+
     /// Row counts (cheap: redb keeps each table's length, and the history row count is a
     /// counter maintained by append and prune) and the file size.
     pub fn counts(&self) -> Result<StoreCounts, StorageError> {
-        const ACTION: &str = "count the rows of";
+        const ACTION: &str = "count the rows";
         self.read(|db| {
             let path = &self.path;
             let txn = db.begin_read().at(path, ACTION)?;
@@ -84,7 +117,7 @@ impl Store {
                 .map_or(0, |v| v.value());
             let commands = Self::command_count(&txn, path)?;
             let file_bytes = std::fs::metadata(path)
-                .map_err(|e| StorageError::io(path, "read the size of", e))?
+                .map_err(|e| StorageError::io(path, "read the size", e))?
                 .len();
             Ok(StoreCounts {
                 series,

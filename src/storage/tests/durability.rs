@@ -28,19 +28,45 @@ const FILE_SIZE_LIMIT: u64 = 6 * 1024 * 1024;
 /// Environment variable carrying the first batch number to a child.
 const FIRST_BATCH_ENV: &str = "OPCGW_STORAGE_TEST_FIRST_BATCH";
 
+/// Bytes of the string values of a wide batch (filling a file limit in a few batches keeps the
+/// debug-build test short).
+const WIDE_VALUE_BYTES: usize = 200;
+
 fn batch(number: i64) -> Vec<Sample> {
+    batch_of(number, Value::Int(number))
+}
+
+fn wide_batch(number: i64) -> Vec<Sample> {
+    batch_of(number, wide_value(number))
+}
+
+fn wide_value(number: i64) -> Value {
+    Value::String(format!("{number:0width$}", width = WIDE_VALUE_BYTES))
+}
+
+fn batch_of(number: i64, value: Value) -> Vec<Sample> {
     (0..SERIES_PER_BATCH)
         .flat_map(|series| {
+            let value = value.clone();
             (0..SAMPLES_PER_SERIES).map(move |j| {
                 sample(
                     &format!("dev{series}"),
                     "counter",
-                    Value::Int(number),
+                    value.clone(),
                     number * SAMPLES_PER_SERIES + j,
                 )
             })
         })
         .collect()
+}
+
+/// Folds every couple of batches, so that kills also land inside folds.
+fn child_options() -> StoreOptions {
+    StoreOptions {
+        fold_trigger_rows: 4_000,
+        fold_chunk_rows: 3_000,
+        ..StoreOptions::default()
+    }
 }
 
 /// How many samples of `number` are stored, per series, and whether they carry the right value.
@@ -59,7 +85,8 @@ fn batch_presence(store: &Store, number: i64) -> Vec<usize> {
                 ),
             );
             assert!(
-                rows.iter().all(|r| r.value == Value::Int(number)),
+                rows.iter()
+                    .all(|r| r.value == Value::Int(number) || r.value == wide_value(number)),
                 "batch {number} holds values of another batch"
             );
             rows.len()
@@ -106,7 +133,7 @@ fn child_appends_batches_until_killed() {
         return;
     };
     let first: i64 = std::env::var(FIRST_BATCH_ENV).unwrap().parse().unwrap();
-    let mut store = Store::open(&path).unwrap();
+    let mut store = Store::open_with(&path, child_options()).unwrap();
     for number in first..first + MAX_BATCHES {
         store.append(&batch(number)).unwrap();
         println!("committed {number}");
@@ -175,7 +202,7 @@ fn child_appends_until_the_file_size_limit() {
     let (_, hard) = getrlimit(Resource::RLIMIT_FSIZE).unwrap();
     setrlimit(Resource::RLIMIT_FSIZE, FILE_SIZE_LIMIT, hard).unwrap();
 
-    let mut store = match Store::open(&path) {
+    let mut store = match Store::open_with(&path, child_options()) {
         Ok(store) => store,
         Err(e) => {
             println!("error {:?}: {e}", e.kind());
@@ -183,12 +210,12 @@ fn child_appends_until_the_file_size_limit() {
         }
     };
     for number in 0..MAX_BATCHES {
-        match store.append(&batch(number)) {
+        match store.append(&wide_batch(number)) {
             Ok(_) => println!("committed {number}"),
             Err(e) => {
                 println!("error {:?}: {e}", e.kind());
                 // The store stays usable as an object: the next write reopens and fails again.
-                match store.append(&batch(number)) {
+                match store.append(&wide_batch(number)) {
                     Ok(_) => println!("retry committed {number}"),
                     Err(e) => println!("retry error {:?}: {e}", e.kind()),
                 }
