@@ -47,4 +47,5 @@ clean-demo:
 
 ## bench: benchmarks in release mode; figures go to docs/performance.md.
 bench: deps
+	$(CARGO) bench --locked -p opcgw --bench storage
 	$(CARGO) bench --locked -p opcgw-actors --bench poller
