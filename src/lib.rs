@@ -7,6 +7,7 @@
 
 pub mod chirpstack;
 pub mod config;
+pub mod control;
 pub mod model;
 pub mod security;
 pub mod storage;

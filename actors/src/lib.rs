@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod child;
 pub mod control;
+pub mod ctl;
 pub mod demo;
 pub mod duty;
 pub mod logging;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use opcgw::config::{self, EnvSnapshot, DEFAULT_CONFIG_PATH};
+use opcgw_actors::ctl::{run_ctl, CtlArgs};
 use opcgw_actors::demo::start_demo_simulator;
 use opcgw_actors::logging::{self, LogSettings, LOG_LEVEL_ENV};
 use opcgw_actors::messages::ReloadTrigger;
@@ -42,6 +43,8 @@ enum Command {
     Simulate(SimulateArgs),
     /// Validate a configuration: print it resolved (secrets redacted) or list every problem.
     CheckConfig(ConfigArg),
+    /// Talk to a running gateway over its control socket.
+    Ctl(CtlArgs),
 }
 
 #[derive(Args)]
@@ -57,16 +60,21 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config(&args.config),
         Command::Run(args) => run(args.config, Mode::Gateway),
         Command::Demo(args) => run(args.config, Mode::Demo),
-        Command::Simulate(args) => match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(runtime) => ExitCode::from(runtime.block_on(run_simulate(args))),
-            Err(err) => {
-                eprintln!("error: cannot start the async runtime: {err}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
+        Command::Simulate(args) => block_on(run_simulate(args)),
+        Command::Ctl(args) => block_on(run_ctl(args)),
+    }
+}
+
+fn block_on(future: impl std::future::Future<Output = u8>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => ExitCode::from(runtime.block_on(future)),
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            ExitCode::from(EXIT_CONFIG)
+        }
     }
 }
 
@@ -137,6 +145,15 @@ async fn serve(config_path: PathBuf, mode: Mode) -> u8 {
             return EXIT_CONFIG;
         }
     };
+    // Another instance answering on our control socket: refuse before touching anything.
+    let control = &loaded.config.control;
+    if control.enabled && std::os::unix::net::UnixStream::connect(&control.socket_path).is_ok() {
+        eprintln!(
+            "error: another opcgw is running: its control socket {} answers; stop it first or give this instance its own [control].socket_path",
+            control.socket_path.display()
+        );
+        return EXIT_CONFIG;
+    }
     let settings = LogSettings::resolve(&loaded.config.logging, &env);
     let (log, _log_guard) = logging::init(&settings);
     if env.raw(LOG_LEVEL_ENV).is_some_and(|v| !v.is_empty()) && !settings.level_pinned {

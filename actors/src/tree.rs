@@ -32,6 +32,7 @@ pub struct TreeOptions {
 /// reload last (it may only broadcast to a complete tree).
 pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
     let reload_options = options.clone();
+    let control_log = options.log.clone();
     vec![
         actor_child(storage::ROLE, |ctx| {
             (storage::StorageActor, ctx.config.clone())
@@ -45,8 +46,13 @@ pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
             (poller::PollerActor, args)
         }),
         actor_child(web::ROLE, |ctx| (web::WebActor, ctx.config.clone())),
-        actor_child(control::ROLE, |ctx| {
-            (control::ControlActor, ctx.config.clone())
+        actor_child(control::ROLE, move |ctx| {
+            let args = control::ControlArgs {
+                config: ctx.config.clone(),
+                supervisor: ctx.supervisor.clone(),
+                log: control_log.clone(),
+            };
+            (control::ControlActor, args)
         }),
         actor_child(reload::ROLE, move |ctx| {
             let args = ReloadArgs {

@@ -4,6 +4,7 @@ pub mod client;
 pub mod commands;
 pub mod events;
 pub mod mapping;
+pub mod payload;
 pub mod series;
 pub mod simulator;
 pub mod upstream;

@@ -268,17 +268,12 @@ fn resolve_secrets(config: &mut AppConfig, env: &EnvSnapshot, problems: &mut Vec
         env,
         problems,
     );
-    // The control token file is optional: when it does not exist the control actor generates
-    // a token into it at start.
-    let token_file = config.control.token_file.clone();
-    resolve_secret(
-        &mut config.control.token,
-        "control.token",
-        Some(&token_file),
-        true,
-        env,
-        problems,
-    );
+    // The control token file is read (or generated) by the control actor when it binds its
+    // socket, not here: a token generated at start must not look like a configuration change
+    // to the next reload.
+    if let Some(token) = env.raw(&env_var_for("control.token")) {
+        config.control.token = Secret::new(token);
+    }
 }
 
 fn resolve_secret(
@@ -315,5 +310,35 @@ fn resolve_secret(
     match crate::security::read_secret_file(file) {
         Ok(value) => *secret = Secret::new(value),
         Err(err) => problems.push(ConfigProblem::new(file_key, err.to_string())),
+    }
+}
+
+/// Only the `[control]` section (with its environment overrides) of the file at `path`, for
+/// `opcgw ctl`: an operator's shell need not hold the daemon's ChirpStack token or OPC UA
+/// password to talk to its control socket.
+pub fn load_control(path: &Path, env: &EnvSnapshot) -> Result<ControlConfig, ConfigError> {
+    check_readable(path)?;
+    let figment = Figment::new()
+        .merge(Toml::file_exact(path))
+        .merge(env.overlay());
+    let mut problems = Vec::new();
+    if let Err(err) = figment.find_value("") {
+        problems.extend(figment_problems(err, None));
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        });
+    }
+    let mut control: ControlConfig = section(&figment, "control", &mut problems);
+    if let Some(token) = env.raw(&env_var_for("control.token")) {
+        control.token = Secret::new(token);
+    }
+    if problems.is_empty() {
+        Ok(control)
+    } else {
+        Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })
     }
 }

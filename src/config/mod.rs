@@ -10,7 +10,9 @@ mod validate;
 
 pub use diff::{classify_knob, ConfigDiff, KnobChange, KnobClass, TopologyDiff};
 pub use env::{env_var_for, EnvSnapshot, SECRET_ENV_VARS};
-pub use load::{load, ConfigError, ConfigProblem, LoadedConfig, MAX_CONFIG_FILE_BYTES};
+pub use load::{
+    load, load_control, ConfigError, ConfigProblem, LoadedConfig, MAX_CONFIG_FILE_BYTES,
+};
 pub use schema::*;
 pub use secret::{Secret, PLACEHOLDER_PREFIX, REDACTED};
 pub use validate::{check_log_filter, validate, ValidationReport};

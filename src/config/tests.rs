@@ -288,29 +288,23 @@ fn a_secret_set_both_inline_and_as_file_is_ambiguous() {
 }
 
 #[test]
-fn a_control_token_file_is_read_when_present() {
+fn the_control_token_file_is_left_to_the_control_socket() {
+    // A token the daemon generated into its token file must not read as a config change.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("control.token");
-    let toml = format!("{BASE}\n[control]\ntoken_file = \"{}\"\n", file.display());
-    assert!(
-        load_with(&toml, &[])
-            .unwrap()
-            .config
-            .control
-            .token
-            .is_empty(),
-        "missing file: token is generated later"
-    );
     std::fs::write(&file, "abc123").unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    assert_eq!(
-        load_with(&toml, &[]).unwrap().config.control.token.expose(),
-        "abc123"
-    );
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
-    assert!(problems(load_with(&toml, &[]))
-        .iter()
-        .any(|p| p.key == "control.token_file"));
+    let toml = format!("{BASE}\n[control]\ntoken_file = \"{}\"\n", file.display());
+    assert!(load_with(&toml, &[])
+        .unwrap()
+        .config
+        .control
+        .token
+        .is_empty());
+    let env = load_with(&toml, &[("OPCGW_CONTROL__TOKEN", "from-env")])
+        .unwrap()
+        .config;
+    assert_eq!(env.control.token.expose(), "from-env");
 }
 
 #[test]

@@ -151,18 +151,40 @@ fn the_demo_config_describes_the_demo_simulator_world() {
 
 #[test]
 fn a_corrupt_database_is_reported_left_untouched_and_the_rest_keeps_running() {
-    let workdir = Workdir::new(&MINIMAL_CONFIG.replace("[opcua]", "[supervisor]\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\n\n[opcua]"));
+    let workdir = Workdir::new(&MINIMAL_CONFIG.replace(
+        "[opcua]",
+        "[supervisor]\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\n\n[opcua]",
+    ));
     let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::create_dir_all(workdir.path().join("data")).unwrap();
     let db = workdir.path().join("data/opcgw.redb");
     std::fs::write(&db, &garbage).unwrap();
     let mut daemon = Daemon::start(&workdir, &[]);
     let failures = daemon.wait_for_events("actor_start_failed", 3, Duration::from_secs(20));
-    assert!(failures.iter().all(|l| l.contains("actor=\"storage\"")), "{failures:#?}");
-    assert!(failures[0].contains("opcgw.redb") && failures[0].contains("mv "), "{}", failures[0]);
-    let started: Vec<String> = daemon.events("actor_started").iter().filter_map(|l| actor_of(l)).collect();
-    assert_eq!(started, ["opcua", "poller", "web", "control", "reload"], "everything but storage runs");
+    assert!(
+        failures.iter().all(|l| l.contains("actor=\"storage\"")),
+        "{failures:#?}"
+    );
+    assert!(
+        failures[0].contains("opcgw.redb") && failures[0].contains("mv "),
+        "{}",
+        failures[0]
+    );
+    let started: Vec<String> = daemon
+        .events("actor_started")
+        .iter()
+        .filter_map(|l| actor_of(l))
+        .collect();
+    assert_eq!(
+        started,
+        ["opcua", "poller", "web", "control", "reload"],
+        "everything but storage runs"
+    );
     daemon.signal(Signal::SIGTERM);
     assert_eq!(daemon.wait_exit(Duration::from_secs(10)).code(), Some(0));
-    assert_eq!(std::fs::read(&db).unwrap(), garbage, "the corrupt file was modified");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        garbage,
+        "the corrupt file was modified"
+    );
 }

@@ -327,7 +327,10 @@ async fn a_reloaded_retention_applies_at_once() {
     let rows = |tree: &Tree| {
         let handle = tree.handle.clone();
         async move {
-            let storage = StorageClient::new(handle.lookup::<StorageMsg>("storage").await, Duration::from_secs(2));
+            let storage = StorageClient::new(
+                handle.lookup::<StorageMsg>("storage").await,
+                Duration::from_secs(2),
+            );
             let query = HistoryQuery {
                 device_id: "old-device".into(),
                 metric: "level".into(),
@@ -337,7 +340,11 @@ async fn a_reloaded_retention_applies_at_once() {
                 reverse: false,
                 resume: None,
             };
-            storage.history(query).await.map(|p| p.rows.len()).unwrap_or(usize::MAX)
+            storage
+                .history(query)
+                .await
+                .map(|p| p.rows.len())
+                .unwrap_or(usize::MAX)
         }
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -346,10 +353,22 @@ async fn a_reloaded_retention_applies_at_once() {
     let mut shorter = config.clone();
     shorter.storage.retention_days = 14;
     let diff = opcgw::config::ConfigDiff::between(&config, &shorter);
-    let update = ConfigUpdate { config: Arc::new(shorter), diff: Arc::new(diff), generation: 1 };
-    tree.handle.supervisor.cast(SupervisorMsg::Broadcast(update)).unwrap();
+    let update = ConfigUpdate {
+        config: Arc::new(shorter),
+        diff: Arc::new(diff),
+        generation: 1,
+    };
+    tree.handle
+        .supervisor
+        .cast(SupervisorMsg::Broadcast(update))
+        .unwrap();
     // Well before the first scheduled pass (5 s after start): the change itself triggers it.
-    wait_until(Duration::from_secs(2), "the 20-day-old row pruned", || async { rows(&tree).await == 2 }).await;
+    wait_until(
+        Duration::from_secs(2),
+        "the 20-day-old row pruned",
+        || async { rows(&tree).await == 2 },
+    )
+    .await;
     assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
     sim.shutdown().await;
 }
