@@ -24,7 +24,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::{json, Value as Json};
 use tokio::io::BufReader;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -41,8 +41,10 @@ use crate::{poller, reload};
 
 pub const ROLE: &str = "control";
 
-/// Authenticated or not, at most this many connections at once; more are closed at accept.
-pub const MAX_CONNECTIONS: usize = 64;
+/// At most this many connections at once. At the limit, a new connection evicts the oldest
+/// one that is still within its authentication window (a flood of idle, unauthenticated
+/// connections cannot lock out a real client; authenticated ones are never evicted).
+pub const MAX_CONNECTIONS: usize = 128;
 
 pub struct ControlActor;
 
@@ -205,8 +207,10 @@ async fn accept_loop(
     verifier: Arc<TokenVerifier>,
     context: watch::Receiver<Context>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut connections = JoinSet::new();
+    let mut connections: JoinSet<()> = JoinSet::new();
+    // Open connections, oldest first: when each started, and how to end it.
+    let mut open: std::collections::VecDeque<(std::time::Instant, tokio::task::AbortHandle)> =
+        Default::default();
     let mut at_limit = false;
     loop {
         tokio::select! {
@@ -215,20 +219,29 @@ async fn accept_loop(
                     tokio::time::sleep(Duration::from_millis(50)).await; // e.g. out of file descriptors
                     continue;
                 };
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    if !at_limit {
-                        at_limit = true;
-                        warn!(event = "control_connection_limit", limit = MAX_CONNECTIONS, "closing new control connections until some end");
+                open.retain(|(_, handle)| !handle.is_finished());
+                if open.len() >= MAX_CONNECTIONS {
+                    let window = opcgw::control::AUTH_TIMEOUT + Duration::from_secs(1);
+                    match open.iter().position(|(started, _)| started.elapsed() < window) {
+                        Some(index) => {
+                            if let Some((_, handle)) = open.remove(index) {
+                                handle.abort();
+                            }
+                        }
+                        None => {
+                            if !at_limit {
+                                at_limit = true;
+                                warn!(event = "control_connection_limit", limit = MAX_CONNECTIONS, "closing new control connections until some end");
+                            }
+                            drop(stream);
+                            continue;
+                        }
                     }
-                    drop(stream);
-                    continue;
-                };
+                }
                 at_limit = false;
                 let (verifier, context) = (verifier.clone(), context.clone());
-                connections.spawn(async move {
-                    serve(stream, &verifier, context).await;
-                    drop(slot);
-                });
+                let handle = connections.spawn(async move { serve(stream, &verifier, context).await });
+                open.push_back((std::time::Instant::now(), handle));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }

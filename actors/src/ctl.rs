@@ -146,6 +146,11 @@ pub async fn run_ctl(args: CtlArgs) -> u8 {
             } else {
                 print!("{}", render(&request, &result));
             }
+            // A reload the daemon refused is a failure for scripts, like SIGHUP's warning.
+            let refused = result.get("outcome").and_then(|o| o.as_str()) == Some("failed");
+            if matches!(request, Request::Reload) && refused {
+                return EXIT_ERROR;
+            }
             EXIT_OK
         }
         Ok(response) => {

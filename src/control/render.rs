@@ -31,6 +31,7 @@ const TIME_KEYS: &[&str] = &[
     "started_at",
     "since",
     "until",
+    "last_poll",
 ];
 
 /// Byte arrays shown as hex rather than as lists of numbers.
@@ -50,12 +51,19 @@ fn layout(request: &Request) -> Layout {
             order: &[
                 "version",
                 "uptime_seconds",
+                "tree",
+                "upstream",
+                "storage",
                 "config_generation",
                 "role",
                 "name",
                 "state",
                 "restarts",
+                "start_failures",
+                "up_for_ms",
+                "next_retry_in_ms",
                 "summary",
+                "last_error",
             ],
             empty: "(none)",
         },
@@ -66,11 +74,14 @@ fn layout(request: &Request) -> Layout {
         Request::Devices => Layout {
             order: &[
                 "device_id",
+                "device_name",
                 "name",
                 "application",
                 "quality",
+                "last_value",
                 "last_seen",
                 "metrics",
+                "commands",
             ],
             empty: "no devices",
         },
@@ -79,6 +90,7 @@ fn layout(request: &Request) -> Layout {
                 "device_id",
                 "metric",
                 "value",
+                "unit",
                 "quality",
                 "source_time",
                 "received_time",
@@ -127,30 +139,22 @@ pub fn render(request: &Request, result: &Value) -> String {
     out
 }
 
-/// An object: its plain fields as aligned `key: value` lines, then each list of objects as a
-/// table under its name. A lone list (`{"devices":[…]}`) is shown as a bare table.
+/// An object: its plain fields as aligned `key: value` lines (nested objects as dotted keys,
+/// `upstream.state`), then each list of objects, at any depth, as a table under its dotted name.
+/// A lone list (`{"devices":[…]}`) is shown as a bare table.
 fn render_object(fields: &Map<String, Value>, layout: &Layout) -> String {
     let mut pairs = Vec::new();
     let mut lists = Vec::new();
-    for key in ordered_keys(fields.keys(), layout.order) {
-        let Some(value) = fields.get(key) else {
-            continue;
-        };
-        match value {
-            Value::Array(items) if is_table(items) => lists.push((key, items)),
-            Value::Null => {}
-            _ => flatten(key.to_string(), value, &mut pairs),
-        }
-    }
-    if pairs.is_empty() && lists.len() == 1 {
-        return render_list(lists[0].1, layout);
+    collect(None, fields, layout, &mut pairs, &mut lists);
+    if let ([], [(_, items)]) = (pairs.as_slice(), lists.as_slice()) {
+        return render_list(items, layout);
     }
     let mut out = key_values(&pairs);
-    for (key, items) in lists {
+    for (name, items) in lists {
         if !out.is_empty() {
             out.push('\n');
         }
-        out.push_str(&format!("{}:\n", sanitize_for_log(key, MAX_CELL_CHARS)));
+        out.push_str(&format!("{}:\n", sanitize_for_log(&name, MAX_CELL_CHARS)));
         out.push_str(&render_list(items, layout));
     }
     if out.is_empty() {
@@ -159,21 +163,29 @@ fn render_object(fields: &Map<String, Value>, layout: &Layout) -> String {
     out
 }
 
-/// Nested objects become dotted keys (`upstream.state`), except value-shaped ones.
-fn flatten(key: String, value: &Value, pairs: &mut Vec<(String, String)>) {
-    match value {
-        Value::Object(inner) if !is_typed_value(inner) => {
-            let mut keys: Vec<&String> = inner.keys().collect();
-            keys.sort();
-            for inner_key in keys {
-                if let Some(inner_value) = inner.get(inner_key) {
-                    flatten(format!("{key}.{inner_key}"), inner_value, pairs);
-                }
+/// Walks `fields`, sorting leaves into `pairs` and lists of objects into `lists`, both named
+/// by their dotted path. Value-shaped objects (`{"type":"Float","value":1.5}`) are leaves.
+fn collect<'a>(
+    prefix: Option<&str>,
+    fields: &'a Map<String, Value>,
+    layout: &Layout,
+    pairs: &mut Vec<(String, String)>,
+    lists: &mut Vec<(String, &'a [Value])>,
+) {
+    for key in ordered_keys(fields.keys(), layout.order) {
+        let Some(value) = fields.get(key) else {
+            continue;
+        };
+        let path = match prefix {
+            Some(prefix) => format!("{prefix}.{key}"),
+            None => key.clone(),
+        };
+        match value {
+            Value::Array(items) if is_table(items) => lists.push((path, items)),
+            Value::Object(inner) if !is_typed_value(inner) => {
+                collect(Some(&path), inner, layout, pairs, lists)
             }
-        }
-        _ => {
-            let leaf = key.rsplit('.').next().unwrap_or(&key).to_string();
-            pairs.push((key, cell(&leaf, value, MAX_VALUE_CHARS)));
+            _ => pairs.push((path, cell(key, value, MAX_VALUE_CHARS))),
         }
     }
 }

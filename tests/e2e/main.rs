@@ -3,6 +3,7 @@
 mod binary_config;
 mod binary_lifecycle;
 mod binary_reload;
+mod control;
 mod logs;
 mod poller;
 mod storage;

@@ -38,28 +38,39 @@ fn check(request: &Request, result: Value, expected: &str) {
 }
 
 #[test]
-fn status_shows_fields_then_the_actor_table() {
+fn status_shows_nested_fields_then_the_actor_table() {
     check(
         &Request::Status,
         json!({
-            "version": "0.1.0",
-            "uptime_seconds": 3600,
-            "upstream": {"state": "connected", "last_seen": NOON},
-            "actors": [
-                {"role": "storage", "state": "running", "restarts": 0, "summary": "1200 series"},
-                {"role": "opcua", "state": "restarting", "restarts": 2, "summary": "port 4840"},
-            ],
+            "tree": {
+                "config_generation": 2,
+                "children": [
+                    {"name": "storage", "state": "running", "restarts": 0, "start_failures": 0,
+                     "last_error": null, "next_retry_in_ms": null, "up_for_ms": 3_600_000},
+                    {"name": "opcua", "state": "backing_off", "restarts": 2, "start_failures": 1,
+                     "last_error": "port 4840 in use", "next_retry_in_ms": 500, "up_for_ms": null},
+                ],
+            },
+            "upstream": {"state": "connected", "since": NOON, "last_poll": NOON + 10_000_000,
+                         "last_error": null, "consecutive_failures": 0},
+            "storage": {"series": 120, "history_rows": 50_000, "commands": 3, "file_bytes": 1_048_576},
         }),
         "\
-version:            0.1.0
-uptime_seconds:     3600
-upstream.last_seen: 2024-05-01T12:00:00Z
-upstream.state:     connected
+tree.config_generation:        2
+upstream.state:                connected
+upstream.last_error:           -
+upstream.consecutive_failures: 0
+upstream.last_poll:            2024-05-01T12:00:10Z
+upstream.since:                2024-05-01T12:00:00Z
+storage.commands:              3
+storage.file_bytes:            1048576
+storage.history_rows:          50000
+storage.series:                120
 
-actors:
-ROLE     STATE       RESTARTS  SUMMARY
-storage  running     0         1200 series
-opcua    restarting  2         port 4840
+tree.children:
+NAME     STATE        RESTARTS  START_FAILURES  UP_FOR_MS  NEXT_RETRY_IN_MS  LAST_ERROR
+storage  running      0         0               3600000    -                 -
+opcua    backing_off  2         1               -          500               port 4840 in use
 ",
     );
 }
@@ -124,7 +135,7 @@ tank-1     label   full   uncertain  2024-05-01T12:00:00Z  2024-05-01T12:00:00Z 
 }
 
 #[test]
-fn history_shows_rows_and_where_to_resume() {
+fn history_shows_rows_and_whether_more_remain() {
     check(
         &history(),
         json!({
@@ -132,9 +143,12 @@ fn history_shows_rows_and_where_to_resume() {
                 {"time": NOON, "value": {"type": "Int", "value": 7}, "origin": "uplink"},
                 {"time": NOON + 60_000_000, "value": {"type": "Int", "value": 8}, "origin": "uplink"},
             ],
-            "resume": null,
+            "more": false,
         }),
         "\
+more: false
+
+rows:
 TIME                  VALUE  ORIGIN
 2024-05-01T12:00:00Z  7      uplink
 2024-05-01T12:01:00Z  8      uplink
@@ -212,7 +226,7 @@ fn long_cells_are_cut_and_odd_shapes_still_render() {
     check(&Request::Status, json!({}), "ok\n");
     check(
         &Request::Status,
-        json!({"nested": {"deep": [{"k": 1}]}}),
-        "nested.deep: [{\"k\":1}]\n",
+        json!({"nested": {"deep": [{"k": 1}], "flat": [1, 2]}, "mixed": [1, {"a": 2}]}),
+        "mixed:       [1,{\"a\":2}]\nnested.flat: 1,2\n\nnested.deep:\nK\n1\n",
     );
 }
