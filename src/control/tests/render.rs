@@ -116,6 +116,24 @@ b2                Valve\\u{1b}[31m  waiting_for_initial_data  -                 
 }
 
 #[test]
+fn devices_as_the_daemon_lists_them() {
+    check(
+        &Request::Devices,
+        json!([
+            {"application": "tanks", "device_id": "a84041000181c5f2", "device_name": "Tank 1",
+             "metrics": 2, "commands": 0, "last_value": "2024-05-01T12:00:00Z", "quality": "good"},
+            {"application": "valves", "device_id": "b2", "device_name": "Valve 3",
+             "metrics": 1, "commands": 2, "last_value": null, "quality": "waiting_for_initial_data"},
+        ]),
+        "\
+DEVICE_ID         DEVICE_NAME  APPLICATION  QUALITY                   LAST_VALUE            METRICS  COMMANDS
+a84041000181c5f2  Tank 1       tanks        good                      2024-05-01T12:00:00Z  2        0
+b2                Valve 3      valves       waiting_for_initial_data  -                     1        2
+",
+    );
+}
+
+#[test]
 fn read_shows_typed_values_plainly() {
     check(
         &read(),
@@ -129,6 +147,20 @@ fn read_shows_typed_values_plainly() {
 DEVICE_ID  METRIC  VALUE  QUALITY    SOURCE_TIME           RECEIVED_TIME             ORIGIN
 tank-1     level   1.5    good       2024-05-01T12:00:00Z  2024-05-01T12:00:00.250Z  uplink
 tank-1     label   full   uncertain  2024-05-01T12:00:00Z  2024-05-01T12:00:00Z      aggregate
+",
+    );
+    check(
+        &read(),
+        json!([
+            {"metric": "level", "value": {"type": "Float", "value": 0.75}, "unit": "m",
+             "source_time": "2024-05-01T12:00:00Z", "origin": "uplink", "quality": "good"},
+            {"metric": "valve", "value": null, "unit": null, "source_time": null, "origin": null,
+             "quality": "waiting_for_initial_data"},
+        ]),
+        "\
+METRIC  VALUE  UNIT  QUALITY                   SOURCE_TIME           ORIGIN
+level   0.75   m     good                      2024-05-01T12:00:00Z  uplink
+valve   -      -     waiting_for_initial_data  -                     -
 ",
     );
     check(&read(), json!([]), "no values\n");
