@@ -15,6 +15,10 @@ pub struct CtlArgs {
     /// Configuration file of the daemon (for the socket path and token file).
     #[arg(long, short, env = "OPCGW_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
+    /// Token, when neither OPCGW_CONTROL__TOKEN nor the token file provides one. Visible in
+    /// the process list: prefer the variable or the file.
+    #[arg(long, hide_env_values = true)]
+    pub control_token: Option<String>,
     /// Print the raw JSON result (for scripts) instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -119,9 +123,15 @@ pub async fn run_ctl(args: CtlArgs) -> u8 {
             return EXIT_ERROR;
         }
     };
-    let token = match read_client_token(&control) {
-        Ok(token) => token,
-        Err(err) => {
+    if args.control_token.is_some() {
+        eprintln!(
+            "WARNING: --control-token is visible in the process list (ps/top).\n         Use the OPCGW_CONTROL__TOKEN env var or [control].token_file instead."
+        );
+    }
+    let token = match (read_client_token(&control), args.control_token) {
+        (Ok(token), _) => token,
+        (Err(_), Some(flag)) => opcgw::config::Secret::new(flag),
+        (Err(err), None) => {
             eprintln!("error: {err}");
             return opcgw::control::EXIT_AUTH_FAILED;
         }

@@ -36,9 +36,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway until SIGTERM / SIGINT (SIGHUP reloads the configuration).
-    Run(ConfigArg),
+    Run(RunArgs),
     /// Run the gateway against a built-in ChirpStack simulator (what `make run` starts).
-    Demo(ConfigArg),
+    Demo(RunArgs),
     /// Serve a ChirpStack API simulator with synthetic devices.
     Simulate(SimulateArgs),
     /// Validate a configuration: print it resolved (secrets redacted) or list every problem.
@@ -54,12 +54,22 @@ struct ConfigArg {
     config: PathBuf,
 }
 
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Control-socket token, used when neither OPCGW_CONTROL__TOKEN nor the token file
+    /// provides one. Visible in the process list: prefer the variable or the file.
+    #[arg(long, hide_env_values = true)]
+    control_token: Option<String>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig(args) => check_config(&args.config),
-        Command::Run(args) => run(args.config, Mode::Gateway),
-        Command::Demo(args) => run(args.config, Mode::Demo),
+        Command::Run(args) => run(args, Mode::Gateway),
+        Command::Demo(args) => run(args, Mode::Demo),
         Command::Simulate(args) => block_on(run_simulate(args)),
         Command::Ctl(args) => block_on(run_ctl(args)),
     }
@@ -105,7 +115,7 @@ fn check_config(path: &Path) -> ExitCode {
     }
 }
 
-fn run(config_path: PathBuf, mode: Mode) -> ExitCode {
+fn run(args: RunArgs, mode: Mode) -> ExitCode {
     // Everything the gateway creates (logs, database, keys, tokens) is owner-only by default.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -118,10 +128,10 @@ fn run(config_path: PathBuf, mode: Mode) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    ExitCode::from(runtime.block_on(serve(config_path, mode)))
+    ExitCode::from(runtime.block_on(serve(args.config.config, args.control_token, mode)))
 }
 
-async fn serve(config_path: PathBuf, mode: Mode) -> u8 {
+async fn serve(config_path: PathBuf, control_token: Option<String>, mode: Mode) -> u8 {
     // Handlers first: SIGHUP's default action kills the process, and a reload request may
     // arrive while the tree is still starting.
     let signals = (
@@ -153,6 +163,12 @@ async fn serve(config_path: PathBuf, mode: Mode) -> u8 {
             control.socket_path.display()
         );
         return EXIT_CONFIG;
+    }
+    if let Some(token) = control_token {
+        if let Err(err) = use_control_token_flag(&loaded.config.control, &env, &token) {
+            eprintln!("error: {err}");
+            return EXIT_CONFIG;
+        }
     }
     let settings = LogSettings::resolve(&loaded.config.logging, &env);
     let (log, _log_guard) = logging::init(&settings);
@@ -256,6 +272,30 @@ async fn shut_down(tree: &mut Tree, signal: &str, timeout: Duration) -> u8 {
         );
         EXIT_SHUTDOWN_TIMEOUT
     }
+}
+
+/// `--control-token`: the lowest-precedence source (env > token file > flag), visible in the
+/// process list, hence the warning. It is stored as the token file, so a later reload reads
+/// the same token the socket uses.
+fn use_control_token_flag(
+    control: &opcgw::config::ControlConfig,
+    env: &EnvSnapshot,
+    token: &str,
+) -> Result<(), String> {
+    eprintln!(
+        "WARNING: --control-token is visible in the process list (ps/top).\n         Use the OPCGW_CONTROL__TOKEN env var or [control].token_file instead."
+    );
+    if env.raw(opcgw::config::SECRET_ENV_VARS[2]).is_some() || control.token_file.exists() {
+        return Ok(()); // a stronger source wins
+    }
+    if token.len() < opcgw::control::MIN_TOKEN_BYTES {
+        return Err(format!(
+            "--control-token must be at least {} bytes",
+            opcgw::control::MIN_TOKEN_BYTES
+        ));
+    }
+    opcgw::control::write_token_file(&control.token_file, token)
+        .map_err(|e| format!("cannot write {}: {e}", control.token_file.display()))
 }
 
 /// Tells systemd (`Type=notify`) about readiness; a no-op without `NOTIFY_SOCKET`.

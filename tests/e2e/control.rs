@@ -471,3 +471,39 @@ async fn a_crashed_control_actor_is_restarted_and_clients_reconnect() {
     assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
     sim.shutdown().await;
 }
+
+#[test]
+fn a_control_token_flag_works_but_warns_about_the_process_list() {
+    let config = MINIMAL_CONFIG.replace(
+        "[opcua]",
+        "[control]\nsocket_path = \"run/flag.sock\"\ntoken_file = \"run/flag.token\"\n\n[opcua]",
+    );
+    let workdir = Workdir::new(&config);
+    let token = "flag-token-0123456789abcdef";
+    let mut daemon = Daemon::start_with_args(&workdir, "run", &["--control-token", token], &[]);
+    daemon.wait_for_events("control_socket_listening", 1, Duration::from_secs(20));
+    assert!(daemon
+        .lines()
+        .iter()
+        .any(|l| l.contains("WARNING: --control-token is visible in the process list")));
+    assert!(
+        !daemon.lines().join("\n").contains(token),
+        "the token itself is never printed"
+    );
+    let (status, _, stderr) = run_to_end(
+        workdir.path(),
+        &[
+            "ctl",
+            "--config",
+            "config.toml",
+            "--control-token",
+            token,
+            "status",
+        ],
+        &[],
+    );
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("WARNING: --control-token"), "{stderr}");
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}

@@ -104,11 +104,22 @@ impl Daemon {
 
     /// Starts `opcgw <command> --config <workdir config>`.
     pub fn start_with(workdir: &Workdir, command: &str, extra_env: &[(&str, String)]) -> Self {
+        Self::start_with_args(workdir, command, &[], extra_env)
+    }
+
+    /// Starts `opcgw <command> --config <workdir config> <args...>`.
+    pub fn start_with_args(
+        workdir: &Workdir,
+        command: &str,
+        args: &[&str],
+        extra_env: &[(&str, String)],
+    ) -> Self {
         let mut env = gateway_env();
         env.extend(extra_env.iter().cloned());
         let mut child = Command::new(BIN)
             .args([command, "--config"])
             .arg(&workdir.config)
+            .args(args)
             .current_dir(workdir.path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
