@@ -85,20 +85,8 @@ pub struct LoadedConfig {
 
 /// Loads and validates the configuration at `path` against the environment `env`.
 pub fn load(path: &Path, env: &EnvSnapshot) -> Result<LoadedConfig, ConfigError> {
-    check_readable(path)?;
-    let figment = Figment::new()
-        .merge(Toml::file_exact(path))
-        .merge(env.overlay());
+    let figment = read_figment(path, env)?;
     let mut problems = Vec::new();
-
-    // Surfaces a TOML syntax error once, instead of once per section.
-    if let Err(err) = figment.find_value("") {
-        problems.extend(figment_problems(err, None));
-        return Err(ConfigError::Invalid {
-            path: path.to_path_buf(),
-            problems,
-        });
-    }
     report_unknown_sections(&figment, &mut problems);
 
     let mut config = AppConfig {
@@ -126,6 +114,17 @@ pub fn load(path: &Path, env: &EnvSnapshot) -> Result<LoadedConfig, ConfigError>
             problems,
         })
     }
+}
+
+/// The file (checked readable and bounded) with the environment layered on top, its TOML
+/// syntax checked once (instead of once per section).
+fn read_figment(path: &Path, env: &EnvSnapshot) -> Result<Figment, ConfigError> {
+    check_readable(path)?;
+    let figment = Figment::new().merge(Toml::file_exact(path)).merge(env.overlay());
+    if let Err(err) = figment.find_value("") {
+        return Err(ConfigError::Invalid { path: path.to_path_buf(), problems: figment_problems(err, None) });
+    }
+    Ok(figment)
 }
 
 fn check_readable(path: &Path) -> Result<(), ConfigError> {
@@ -317,18 +316,8 @@ fn resolve_secret(
 /// `opcgw ctl`: an operator's shell need not hold the daemon's ChirpStack token or OPC UA
 /// password to talk to its control socket.
 pub fn load_control(path: &Path, env: &EnvSnapshot) -> Result<ControlConfig, ConfigError> {
-    check_readable(path)?;
-    let figment = Figment::new()
-        .merge(Toml::file_exact(path))
-        .merge(env.overlay());
+    let figment = read_figment(path, env)?;
     let mut problems = Vec::new();
-    if let Err(err) = figment.find_value("") {
-        problems.extend(figment_problems(err, None));
-        return Err(ConfigError::Invalid {
-            path: path.to_path_buf(),
-            problems,
-        });
-    }
     let mut control: ControlConfig = section(&figment, "control", &mut problems);
     if let Some(token) = env.raw(&env_var_for("control.token")) {
         control.token = Secret::new(token);
