@@ -335,5 +335,7 @@ fn device_json(device: &DeviceSummary) -> serde_json::Value {
         "margin": device.margin,
         "battery_level": device.battery_level,
         "external_power_source": device.external_power_source,
+        "rssi": device.rssi,
+        "snr": device.snr,
     })
 }

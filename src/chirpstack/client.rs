@@ -12,9 +12,9 @@ use std::time::Duration;
 use chirpstack_api::api::{
     application_service_client::ApplicationServiceClient,
     device_service_client::DeviceServiceClient, internal_service_client::InternalServiceClient,
-    DeviceQueueItem, EnqueueDeviceQueueItemRequest, GetDeviceMetricsRequest,
-    GetDeviceQueueItemsRequest, ListApplicationsRequest, ListDevicesRequest, LogItem,
-    StreamDeviceEventsRequest,
+    DeviceQueueItem, EnqueueDeviceQueueItemRequest, GetDeviceLinkMetricsRequest,
+    GetDeviceMetricsRequest, GetDeviceQueueItemsRequest, ListApplicationsRequest,
+    ListDevicesRequest, LogItem, StreamDeviceEventsRequest,
 };
 use chirpstack_api::common::Aggregation;
 use tonic::codegen::InterceptedService;
@@ -133,6 +133,10 @@ pub struct DeviceSummary {
     pub margin: Option<i32>,
     pub battery_level: Option<f32>,
     pub external_power_source: bool,
+    /// Link quality around the last uplink (`GetLinkMetrics`, read every few poll cycles):
+    /// the average gateway RSSI (dBm) and SNR (dB) of that bucket.
+    pub rssi: Option<f32>,
+    pub snr: Option<f32>,
 }
 
 /// One item of a device's downlink queue.
@@ -275,6 +279,8 @@ impl ChirpstackClient {
                 .result
                 .into_iter()
                 .map(|d| DeviceSummary {
+                    rssi: None,
+                    snr: None,
                     last_seen: d.last_seen_at.as_ref().and_then(Timestamp::from_prost),
                     margin: d.device_status.as_ref().map(|s| s.margin),
                     battery_level: d
@@ -330,6 +336,47 @@ impl ChirpstackClient {
                 (key.clone(), MetricBuckets { name: key, buckets })
             })
             .collect())
+    }
+
+    /// Gateway RSSI and SNR of a device in `[start, end)`, per bucket.
+    pub async fn get_link_metrics(
+        &self,
+        dev_eui: &str,
+        start: Timestamp,
+        end: Timestamp,
+        aggregation: Aggregation,
+    ) -> Result<(MetricBuckets, MetricBuckets), UpstreamError> {
+        let request = GetDeviceLinkMetricsRequest {
+            dev_eui: dev_eui.to_string(),
+            start: Some(start.to_prost()),
+            end: Some(end.to_prost()),
+            aggregation: aggregation as i32,
+        };
+        let response = self
+            .unary(self.devices().get_link_metrics(self.request(request)))
+            .await?;
+        let buckets = |metric: Option<chirpstack_api::common::Metric>, name: &str| {
+            let metric = metric.unwrap_or_default();
+            let data = metric
+                .datasets
+                .first()
+                .map(|d| d.data.clone())
+                .unwrap_or_default();
+            let buckets = metric
+                .timestamps
+                .iter()
+                .zip(data)
+                .filter_map(|(ts, value)| Some((Timestamp::from_prost(ts)?, value)))
+                .collect();
+            MetricBuckets {
+                name: name.to_string(),
+                buckets,
+            }
+        };
+        Ok((
+            buckets(response.gw_rssi, "gw_rssi"),
+            buckets(response.gw_snr, "gw_snr"),
+        ))
     }
 
     /// Queues a downlink; returns ChirpStack's queue item id.

@@ -120,9 +120,14 @@ pub fn load(path: &Path, env: &EnvSnapshot) -> Result<LoadedConfig, ConfigError>
 /// syntax checked once (instead of once per section).
 fn read_figment(path: &Path, env: &EnvSnapshot) -> Result<Figment, ConfigError> {
     check_readable(path)?;
-    let figment = Figment::new().merge(Toml::file_exact(path)).merge(env.overlay());
+    let figment = Figment::new()
+        .merge(Toml::file_exact(path))
+        .merge(env.overlay());
     if let Err(err) = figment.find_value("") {
-        return Err(ConfigError::Invalid { path: path.to_path_buf(), problems: figment_problems(err, None) });
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems: figment_problems(err, None),
+        });
     }
     Ok(figment)
 }

@@ -692,3 +692,47 @@ async fn a_config_change_adds_and_removes_streams_without_a_restart() {
     poller.stop();
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_health_carries_last_seen_battery_and_link_quality() {
+    let sim = simulator(|c| c.devices_per_application = 1).await;
+    let dev = sim.world().devices().next().unwrap().dev_eui.clone();
+    sim.emit_uplink_now(&dev);
+    let mut poller = PollerProbe::start(gateway_config(&sim, |_| {})).await;
+    poller
+        .wait_for(
+            Duration::from_secs(10),
+            "device health with link quality",
+            |feed| {
+                feed.iter().any(
+                    |f| matches!(f, Feed::DeviceHealth(d) if d.iter().any(|h| h.rssi.is_some())),
+                )
+            },
+        )
+        .await;
+    let health = poller
+        .seen
+        .iter()
+        .find_map(|f| match f {
+            Feed::DeviceHealth(d) => d.iter().find(|h| h.rssi.is_some()).cloned(),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(health.dev_eui, dev);
+    assert!(health.last_seen.is_some(), "{health:?}");
+    assert!(
+        (-130.0..=-20.0).contains(&health.rssi.unwrap()),
+        "{health:?}"
+    );
+    assert!(
+        health.snr.is_some_and(|s| (-25.0..=15.0).contains(&s)),
+        "{health:?}"
+    );
+    assert_eq!(
+        sim.calls("DeviceService.GetLinkMetrics"),
+        1,
+        "read once, not every cycle"
+    );
+    poller.stop();
+    sim.shutdown().await;
+}

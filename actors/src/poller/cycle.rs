@@ -37,6 +37,9 @@ pub struct CycleInput {
     pub fallback: Vec<FallbackTarget>,
     pub aggregation: Aggregation,
     pub queues_to_check: Vec<String>,
+    /// Read the link quality (RSSI, SNR) of these devices this cycle (every few cycles: it
+    /// costs one call per device).
+    pub link_quality_of: Vec<String>,
 }
 
 /// What a cycle found.
@@ -195,6 +198,51 @@ pub async fn run_cycle(input: CycleInput) -> CycleReport {
             Err(error) => report
                 .partial_errors
                 .push(format!("GetMetrics {}: {error}", target.device_id)),
+        }
+    }
+
+    // Link quality of the last uplink's bucket.
+    let mut links = JoinSet::new();
+    for device in &input.link_quality_of {
+        let Some(seen) = last_seen.get(device).copied() else {
+            continue;
+        };
+        let (client, permits, device) = (input.client.clone(), permits.clone(), device.clone());
+        let aggregation = report.aggregation;
+        links.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let (start, end) = bucket_of(seen, aggregation);
+            (
+                device.clone(),
+                start,
+                client
+                    .get_link_metrics(&device, start, end, aggregation)
+                    .await,
+            )
+        });
+    }
+    while let Some(joined) = links.join_next().await {
+        report.calls += 1;
+        let Ok((device, bucket, result)) = joined else {
+            continue;
+        };
+        match result {
+            Ok((rssi, snr)) => {
+                let at = |series: &MetricBuckets| {
+                    series
+                        .buckets
+                        .iter()
+                        .find(|(t, _)| *t == bucket)
+                        .map(|(_, v)| *v)
+                };
+                if let Some(summary) = report.devices.iter_mut().find(|d| d.dev_eui == device) {
+                    summary.rssi = at(&rssi).filter(|v| v.is_finite());
+                    summary.snr = at(&snr).filter(|v| v.is_finite());
+                }
+            }
+            Err(error) => report
+                .partial_errors
+                .push(format!("GetLinkMetrics {device}: {error}")),
         }
     }
 

@@ -34,6 +34,10 @@ use crate::task::OwnedTask;
 
 pub const ROLE: &str = "poller";
 
+/// Link quality (RSSI, SNR) is read on the first and then every this many poll cycles: it
+/// costs one call per device and changes slowly.
+const LINK_QUALITY_EVERY_CYCLES: u64 = 6;
+
 pub struct PollerActor;
 
 pub struct PollerArgs {
@@ -353,6 +357,11 @@ impl PollerState {
             fallback,
             aggregation: self.aggregation,
             queues_to_check: self.commands.overdue_devices(Timestamp::now(), timeout),
+            link_quality_of: if self.counters.cycles % LINK_QUALITY_EVERY_CYCLES == 0 {
+                self.mappings.keys().cloned().collect()
+            } else {
+                Vec::new()
+            },
         };
         let poller = self.myself.clone();
         self.cycle = Some(OwnedTask::spawn(async move {
@@ -539,6 +548,8 @@ impl PollerState {
                 external_power_source,
             } => {
                 let health = opcgw::chirpstack::client::DeviceSummary {
+                    rssi: None,
+                    snr: None,
                     dev_eui: dev_eui.to_string(),
                     name: String::new(),
                     last_seen: Some(*time),
