@@ -7,16 +7,11 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use hmac::digest::{Key, KeyInit};
-use hmac::{Hmac, Mac};
 use rand::rngs::OsRng;
 use rand::RngCore;
-use sha2::Sha256;
 
 use crate::config::{ControlConfig, Secret};
-use crate::security::{constant_time_eq, read_secret_file, SecretFileError};
-
-type HmacSha256 = Hmac<Sha256>;
+use crate::security::{read_secret_file, SecretFileError, SecretVerifier};
 
 /// Random bytes in a generated token: 256 bits, as `openssl rand -hex 32`.
 pub const TOKEN_BYTES: usize = 32;
@@ -29,36 +24,16 @@ pub const MIN_TOKEN_BYTES: usize = 16;
 const TOKEN_ENV: &str = "OPCGW_CONTROL__TOKEN";
 
 /// Compares candidate tokens with the expected one without revealing, through timing, how much
-/// of a candidate matched or how long the expected token is.
-///
-/// Both sides are reduced to HMAC-SHA-256 digests under a key drawn at random when the verifier
-/// is made, and the fixed-length digests are compared in constant time. The key means the
-/// stored digest is useless outside this process, and comparing digests rather than the tokens
-/// themselves hides the token's length.
-pub struct TokenVerifier {
-    /// Keyed with the random key; cloned per verification.
-    mac: HmacSha256,
-    expected: [u8; 32],
-    /// An empty expected token authenticates nobody (fail closed on a misconfiguration).
-    usable: bool,
-}
+/// of a candidate matched or how long the expected token is (see [`SecretVerifier`]).
+pub struct TokenVerifier(SecretVerifier);
 
 impl TokenVerifier {
     pub fn new(token: &str) -> Self {
-        let mut key = Key::<HmacSha256>::default();
-        OsRng.fill_bytes(key.as_mut_slice());
-        let mac = <HmacSha256 as KeyInit>::new(&key);
-        let expected = digest(&mac, token);
-        Self {
-            mac,
-            expected,
-            usable: !token.is_empty(),
-        }
+        Self(SecretVerifier::new(token))
     }
 
     pub fn verify(&self, candidate: &str) -> bool {
-        let matches = constant_time_eq(&digest(&self.mac, candidate), &self.expected);
-        matches && self.usable
+        self.0.verify(candidate)
     }
 }
 
@@ -66,14 +41,6 @@ impl fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("TokenVerifier { .. }")
     }
-}
-
-fn digest(mac: &HmacSha256, text: &str) -> [u8; 32] {
-    mac.clone()
-        .chain_update(text.as_bytes())
-        .finalize()
-        .into_bytes()
-        .into()
 }
 
 /// A fresh token: [`TOKEN_BYTES`] from the operating system's random source, lowercase hex.

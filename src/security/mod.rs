@@ -1,10 +1,14 @@
 //! Security building blocks shared by every surface: constant-time comparison, secret files
 //! with safe modes, and sanitising untrusted text before it reaches a log.
 
+mod credentials;
 mod file_mode;
+mod pki;
 mod sanitize;
 
+pub use credentials::{CredentialRejection, CredentialVerifier, SecretVerifier};
 pub use file_mode::{read_secret_file, SecretFileError, MAX_SECRET_FILE_BYTES};
+pub use pki::{check_private_key, ensure_pki_layout, PkiError, PKI_DIRECTORIES};
 pub use sanitize::sanitize_for_log;
 
 /// Compares two byte strings in time that depends only on their lengths, never on where they
