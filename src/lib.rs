@@ -9,5 +9,6 @@ pub mod chirpstack;
 pub mod config;
 pub mod control;
 pub mod model;
+pub mod opcua;
 pub mod security;
 pub mod storage;
