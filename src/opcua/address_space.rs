@@ -166,7 +166,7 @@ impl AddressSpace {
     /// Nodes in an order where every parent comes before its children.
     pub fn nodes_parents_first(&self) -> Vec<&NodeSpec> {
         let mut out = Vec::with_capacity(self.nodes.len());
-        let mut depth_of = |spec: &NodeSpec| {
+        let depth_of = |spec: &NodeSpec| {
             let mut depth = 0;
             let mut parent = spec.parent.as_ref();
             while let Some(p) = parent {
