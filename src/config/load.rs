@@ -259,7 +259,6 @@ fn resolve_secrets(config: &mut AppConfig, env: &EnvSnapshot, problems: &mut Vec
         &mut config.chirpstack.api_token,
         "chirpstack.api_token",
         chirpstack_file.as_deref(),
-        false,
         env,
         problems,
     );
@@ -268,7 +267,6 @@ fn resolve_secrets(config: &mut AppConfig, env: &EnvSnapshot, problems: &mut Vec
         &mut config.opcua.user_password,
         "opcua.user_password",
         password_file.as_deref(),
-        false,
         env,
         problems,
     );
@@ -284,7 +282,6 @@ fn resolve_secret(
     secret: &mut Secret,
     key: &str,
     file: Option<&Path>,
-    file_may_be_missing: bool,
     env: &EnvSnapshot,
     problems: &mut Vec<ConfigProblem>,
 ) {
@@ -293,14 +290,7 @@ fn resolve_secret(
         return;
     }
     let Some(file) = file else { return };
-    if file_may_be_missing && !file.exists() {
-        return;
-    }
-    let file_key = if key == "control.token" {
-        "control.token_file".to_string()
-    } else {
-        format!("{key}_file")
-    };
+    let file_key = format!("{key}_file");
     if !secret.is_empty() && !secret.is_placeholder() {
         problems.push(ConfigProblem::new(
             key,
