@@ -305,13 +305,23 @@ impl StorageState {
         }
         let days = u64::from(self.base.config.config.storage.retention_days);
         let horizon = Timestamp::now().saturating_sub(Duration::from_secs(days * 86_400));
-        match blocking(|| self.store.prune(horizon, PRUNE_CHUNK_ROWS)) {
-            Ok(report) => {
+        // History first, then finished commands (unfinished ones are kept whatever their age);
+        // one bounded chunk of either per tick.
+        let result = blocking(|| -> Result<_, opcgw::storage::StorageError> {
+            let history = self.store.prune(horizon, PRUNE_CHUNK_ROWS)?;
+            if history.more {
+                return Ok((history, false));
+            }
+            let commands = self.store.prune_commands(horizon, PRUNE_CHUNK_ROWS)?;
+            Ok((history, commands.more))
+        });
+        match result {
+            Ok((report, commands_more)) => {
                 self.counters.pruned += report.removed as u64;
                 if report.removed > 0 {
                     debug!(event = "history_pruned", removed = report.removed, horizon = %horizon, more = report.more);
                 }
-                self.schedule_prune(if report.more {
+                self.schedule_prune(if report.more || commands_more {
                     Duration::ZERO
                 } else {
                     PRUNE_INTERVAL

@@ -322,6 +322,27 @@ async fn a_reloaded_retention_applies_at_once() {
             origin: SampleOrigin::Uplink,
         };
         store.append(&[old(20), old(10), old(1)]).unwrap();
+        // A command finished 20 days ago goes with the old history.
+        let long_ago = now.saturating_sub(day * 20);
+        let command = NewCommand {
+            device_id: "old-device".into(),
+            command_name: "valve".into(),
+            f_port: 10,
+            confirmed: true,
+            payload: vec![1],
+            requested_by: "test".into(),
+        };
+        let record = store.enqueue_command(command, long_ago).unwrap();
+        let update = opcgw::chirpstack::commands::CommandUpdate {
+            id: record.id,
+            device_id: "old-device".into(),
+            state: CommandState::Acknowledged,
+            queue_item_id: Some("q".into()),
+            transmitted: true,
+            detail: None,
+            at: long_ago,
+        };
+        store.update_command(&update).unwrap();
     }
     let tree = start_tree(config.clone()).await;
     let rows = |tree: &Tree| {
@@ -349,6 +370,18 @@ async fn a_reloaded_retention_applies_at_once() {
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rows(&tree).await, 3, "30 days keep everything");
+    let listed = StorageClient::new(
+        tree.handle.lookup::<StorageMsg>("storage").await,
+        Duration::from_secs(2),
+    )
+    .commands(CommandFilter {
+        device_id: None,
+        states: None,
+        limit: 10,
+    })
+    .await
+    .unwrap();
+    assert_eq!(listed.len(), 1, "30 days keep the finished command too");
 
     let mut shorter = config.clone();
     shorter.storage.retention_days = 14;
@@ -367,6 +400,25 @@ async fn a_reloaded_retention_applies_at_once() {
         Duration::from_secs(2),
         "the 20-day-old row pruned",
         || async { rows(&tree).await == 2 },
+    )
+    .await;
+    let storage = StorageClient::new(
+        tree.handle.lookup::<StorageMsg>("storage").await,
+        Duration::from_secs(2),
+    );
+    wait_until(
+        Duration::from_secs(2),
+        "the finished 20-day-old command pruned",
+        || async {
+            storage
+                .commands(CommandFilter {
+                    device_id: None,
+                    states: None,
+                    limit: 10,
+                })
+                .await
+                .is_ok_and(|c| c.is_empty())
+        },
     )
     .await;
     assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
