@@ -1,5 +1,6 @@
 //! ChirpStack: the gRPC client, event parsing, value mapping, and a simulator of the API.
 
+pub mod buckets;
 pub mod client;
 pub mod commands;
 pub mod events;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chirpstack_api::common::Aggregation;
+use opcgw::chirpstack::buckets::bucket_of;
 use opcgw::chirpstack::client::{
     ChirpstackClient, DeviceSummary, MetricBuckets, QueueItem, UpstreamError,
 };
@@ -158,7 +159,7 @@ pub async fn run_cycle(input: CycleInput) -> CycleReport {
             let _permit = permits.acquire_owned().await;
             let mut calls = 1;
             let mut used = aggregation;
-            let (start, end) = bucket_of(seen, used);
+            let (start, end) = bucket_of(used, seen);
             let mut result = client
                 .get_metrics(&target.device_id, start, end, used)
                 .await;
@@ -168,7 +169,7 @@ pub async fn run_cycle(input: CycleInput) -> CycleReport {
                 // Servers older than the MINUTE aggregation refuse it: fall back to HOUR.
                 used = Aggregation::Hour;
                 calls += 1;
-                let (start, end) = bucket_of(seen, used);
+                let (start, end) = bucket_of(used, seen);
                 result = client
                     .get_metrics(&target.device_id, start, end, used)
                     .await;
@@ -189,7 +190,7 @@ pub async fn run_cycle(input: CycleInput) -> CycleReport {
                 bucket_samples(
                     &target,
                     &buckets,
-                    bucket_of(seen, used).0,
+                    bucket_of(used, seen).0,
                     received,
                     &mut report,
                 );
@@ -211,7 +212,7 @@ pub async fn run_cycle(input: CycleInput) -> CycleReport {
         let aggregation = report.aggregation;
         links.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let (start, end) = bucket_of(seen, aggregation);
+            let (start, end) = bucket_of(aggregation, seen);
             (
                 device.clone(),
                 start,
@@ -282,19 +283,6 @@ fn finish(
     report.duration = started.elapsed();
     report.finished = Timestamp::now();
     report
-}
-
-/// The bucket (start, end) of `aggregation` that contains `time` (UTC buckets).
-pub fn bucket_of(time: Timestamp, aggregation: Aggregation) -> (Timestamp, Timestamp) {
-    let size: i64 = match aggregation {
-        Aggregation::Minute => 60_000_000,
-        _ => 3_600_000_000,
-    };
-    let start = time.as_micros().div_euclid(size) * size;
-    (
-        Timestamp::from_micros(start),
-        Timestamp::from_micros(start + size),
-    )
 }
 
 /// The value of each target metric in the bucket starting at `bucket`, as an aggregated
