@@ -56,6 +56,20 @@ impl Service {
         Ok(aggregation)
     }
 
+    /// What every metrics request starts with: the device, the `[start, end)` range and the
+    /// aggregation, each refused like ChirpStack refuses it.
+    fn metrics_window(
+        &self,
+        dev_eui: &str,
+        start: Option<&prost_types::Timestamp>,
+        end: Option<&prost_types::Timestamp>,
+        aggregation: i32,
+    ) -> Result<(usize, (Timestamp, Timestamp), Aggregation), Status> {
+        let index = self.state.lookup(dev_eui)?;
+        let range = (require_time("start", start)?, require_time("end", end)?);
+        Ok((index, range, self.aggregation(aggregation)?))
+    }
+
     fn uplink_times(&self, index: usize) -> Vec<Timestamp> {
         self.state.with_device(index, |device| {
             device.uplink_times.iter().copied().collect()
@@ -160,12 +174,12 @@ impl DeviceService for Service {
         self.admit_unary("DeviceService.GetMetrics", &request)
             .await?;
         let req = request.into_inner();
-        let index = self.state.lookup(&req.dev_eui)?;
-        let range = (
-            require_time("start", req.start.as_ref())?,
-            require_time("end", req.end.as_ref())?,
-        );
-        let aggregation = self.aggregation(req.aggregation)?;
+        let (index, range, aggregation) = self.metrics_window(
+            &req.dev_eui,
+            req.start.as_ref(),
+            req.end.as_ref(),
+            req.aggregation,
+        )?;
         let world = &self.state.world;
         let recorded: Vec<usize> = (0..world.metrics.len())
             .filter(|&m| world.metrics[m].is_recorded())
@@ -222,12 +236,12 @@ impl DeviceService for Service {
         self.admit_unary("DeviceService.GetLinkMetrics", &request)
             .await?;
         let req = request.into_inner();
-        let index = self.state.lookup(&req.dev_eui)?;
-        let range = (
-            require_time("start", req.start.as_ref())?,
-            require_time("end", req.end.as_ref())?,
-        );
-        let aggregation = self.aggregation(req.aggregation)?;
+        let (index, range, aggregation) = self.metrics_window(
+            &req.dev_eui,
+            req.start.as_ref(),
+            req.end.as_ref(),
+            req.aggregation,
+        )?;
         let folds = [Fold::Sum, Fold::Mean, Fold::Mean];
         let series = aggregate(
             self.uplink_times(index),
