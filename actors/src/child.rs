@@ -16,6 +16,9 @@ use crate::supervisor::SupervisorMsg;
 pub struct ChildContext {
     pub supervisor: ActorRef<SupervisorMsg>,
     pub config: ConfigUpdate,
+    /// The siblings running when this child starts (later changes arrive as
+    /// `Common::PeersChanged`).
+    pub peers: crate::messages::Peers,
 }
 
 pub type StartFuture<'a> = Pin<Box<dyn Future<Output = Result<ActorCell, String>> + Send + 'a>>;

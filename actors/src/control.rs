@@ -18,7 +18,7 @@ use opcgw::control::{
     history_window, resolve_token, serve_connection, ConnectionEnd, ErrorBody, ErrorCode, Request,
     ServeOptions, TokenVerifier, DEFAULT_COMMAND_LIST_LIMIT, DEFAULT_HISTORY_LIMIT,
 };
-use opcgw::model::{StalenessRule, Timestamp};
+use opcgw::model::Timestamp;
 use opcgw::storage::{CommandFilter, HistoryQuery, NewCommand, StorageErrorKind};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::{json, Value as Json};
@@ -384,7 +384,7 @@ async fn handle_request(request: Request, ctx: &Context, peer: Peer) -> Result<J
                         "metrics": device.metrics.len(),
                         "commands": device.commands.len(),
                         "last_value": newest.map(|t| t.to_rfc3339()),
-                        "quality": staleness(&ctx.config, device).quality(newest, now),
+                        "quality": ctx.config.staleness_rule(device).quality(newest, now),
                     })
                 })
                 .collect();
@@ -408,7 +408,7 @@ async fn handle_request(request: Request, ctx: &Context, peer: Peer) -> Result<J
                 .latest(Some(device.clone()))
                 .await
                 .map_err(storage_error)?;
-            let rule = staleness(&ctx.config, config);
+            let rule = ctx.config.staleness_rule(config);
             let now = Timestamp::now();
             let rows: Vec<Json> = config
                 .metrics
@@ -514,9 +514,3 @@ async fn handle_request(request: Request, ctx: &Context, peer: Peer) -> Result<J
     }
 }
 
-fn staleness(config: &AppConfig, device: &opcgw::config::DeviceConfig) -> StalenessRule {
-    StalenessRule {
-        stale_after: Duration::from_secs(config.stale_threshold_for(device)),
-        bad_after: Duration::from_secs(config.opcua.bad_threshold_seconds),
-    }
-}

@@ -172,6 +172,13 @@ pub enum StorageMsg {
 pub enum OpcUaMsg {
     Common(Common),
     Feed(Feed),
+    /// Re-evaluate quality, refresh the `Gateway` folder (sent every second by the actor's
+    /// own timer).
+    Tick,
+    /// The latest stored value of every metric (after a start or restart).
+    Seed(Vec<LatestValue>),
+    /// Per-actor health for `Gateway/Health/<role>`.
+    Health(Vec<(String, String)>),
 }
 
 /// Messages of the ChirpStack poller actor.

@@ -1,54 +1,387 @@
-//! The OpcUa actor.
+//! The OPC UA actor: runs the async-opcua server (`opcgw::opcua::server`), pushes the values
+//! the poller feeds it into the address space, re-evaluates their quality every second so
+//! staleness reaches subscribers without new data, applies topology reloads live and keeps the
+//! `Gateway` folder current.
 //!
-//! Its duty arrives in a later release; until then it starts, stops, takes configuration
-//! changes, counts what the poller feeds it (without keeping it) and answers `Status`
-//! honestly, so the supervision tree is complete.
+//! It owns no data: after a restart it refills its values from storage's latest snapshot, so
+//! clients that reconnect see current values at once.
 
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use opcgw::chirpstack::upstream::UpstreamStatus;
+use opcgw::model::{Sample, Timestamp};
+use opcgw::opcua::nodes::{
+    command_status_text, gateway_vars, ua_time, BackendError, BoxFuture, GatewayBackend,
+};
+use opcgw::opcua::server::{self as ua_server, RunningServer};
+use opcgw::opcua::values::LiveValues;
+use opcgw::storage::{
+    CommandRecord, HistoryPage, HistoryQuery, LatestValue, NewCommand, StorageErrorKind,
+};
+use opcua::types::Variant;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tracing::{debug, info, warn};
 
-use crate::duty::{DutyBase, FeedCounts};
-use crate::messages::{ConfigUpdate, OpcUaMsg};
+use crate::duty::DutyBase;
+use crate::messages::{Common, ConfigUpdate, Feed, OpcUaMsg, Peers, StorageFailure, CALL_TIMEOUT};
+use crate::storage_client::StorageClient;
+use crate::supervisor::SupervisorMsg;
 
 pub const ROLE: &str = "opcua";
+
+/// How often quality is re-evaluated and the `Gateway` folder refreshed.
+pub const TICK: Duration = Duration::from_secs(1);
+/// How often the session-count gauge is logged.
+pub const SESSION_GAUGE_INTERVAL: Duration = Duration::from_secs(60);
+/// How long a start waits for storage's latest values.
+const SEED_TIMEOUT: Duration = Duration::from_secs(2);
+/// `Gateway/Health` is refreshed every this many ticks.
+const HEALTH_EVERY_TICKS: u64 = 5;
+
+pub struct OpcUaArgs {
+    pub config: ConfigUpdate,
+    pub supervisor: ActorRef<SupervisorMsg>,
+    /// Siblings running at start: storage, to refill values before serving.
+    pub peers: Peers,
+}
 
 pub struct OpcUaActor;
 
 pub struct OpcUaState {
     base: DutyBase,
-    received: FeedCounts,
+    supervisor: ActorRef<SupervisorMsg>,
+    server: RunningServer,
+    live: LiveValues,
+    storage: Arc<RwLock<StorageClient>>,
+    seeded: bool,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+    last_gauge: Instant,
+    samples_in: u64,
+    ticks: u64,
+    published_counts: Option<opcgw::opcua::values::QualityCounts>,
+}
+
+/// The storage actor as the OPC UA server's backend (re-pointed when storage restarts).
+struct StorageBackend {
+    client: Arc<RwLock<StorageClient>>,
+}
+
+impl StorageBackend {
+    fn client(&self) -> StorageClient {
+        self.client
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+fn backend_error(failure: StorageFailure) -> BackendError {
+    match failure {
+        StorageFailure::Unavailable(why) => BackendError::Unavailable(why),
+        StorageFailure::Store {
+            kind: StorageErrorKind::UnknownSeries,
+            ..
+        } => BackendError::UnknownSeries,
+        StorageFailure::Store {
+            kind: StorageErrorKind::InvalidQuery,
+            message,
+        } => BackendError::Rejected(message),
+        StorageFailure::Store { message, .. } => BackendError::Unavailable(message),
+    }
+}
+
+impl GatewayBackend for StorageBackend {
+    fn history(&self, query: HistoryQuery) -> BoxFuture<'_, Result<HistoryPage, BackendError>> {
+        let client = self.client();
+        Box::pin(async move { client.history(query).await.map_err(backend_error) })
+    }
+
+    fn enqueue_command(
+        &self,
+        command: NewCommand,
+    ) -> BoxFuture<'_, Result<CommandRecord, BackendError>> {
+        let client = self.client();
+        Box::pin(async move { client.enqueue_command(command).await.map_err(backend_error) })
+    }
+}
+
+fn sample_of(latest: LatestValue) -> Sample {
+    Sample {
+        device_id: latest.device_id,
+        metric: latest.metric,
+        value: latest.value,
+        source_time: latest.source_time,
+        received_time: latest.received_time,
+        origin: latest.origin,
+    }
+}
+
+impl OpcUaState {
+    fn publish_counts(&mut self) {
+        let counts = self.live.counts();
+        if self.published_counts == Some(counts) {
+            return;
+        }
+        self.published_counts = Some(counts);
+        self.server.nodes.set_gateway_values(vec![
+            (gateway_vars::GOOD, Variant::UInt32(counts.good)),
+            (gateway_vars::UNCERTAIN, Variant::UInt32(counts.uncertain)),
+            (gateway_vars::BAD, Variant::UInt32(counts.bad)),
+            (gateway_vars::WAITING, Variant::UInt32(counts.waiting)),
+        ]);
+    }
+
+    fn publish_upstream(&self, status: &UpstreamStatus) {
+        let last_poll = status
+            .last_poll
+            .map_or(Variant::Empty, |t| Variant::DateTime(Box::new(ua_time(t))));
+        self.server.nodes.set_gateway_values(vec![
+            (gateway_vars::LAST_POLL, last_poll),
+            (
+                gateway_vars::UPSTREAM_STATE,
+                Variant::from(format!("{:?}", status.state).to_lowercase()),
+            ),
+            (
+                gateway_vars::UPSTREAM_ERROR,
+                Variant::from(status.last_error.clone().unwrap_or_default()),
+            ),
+        ]);
+    }
+
+    fn apply_samples(&mut self, samples: &[Sample]) {
+        let updates = self.live.apply(samples, Timestamp::now());
+        self.server.nodes.publish(&updates);
+    }
 }
 
 impl Actor for OpcUaActor {
     type Msg = OpcUaMsg;
     type State = OpcUaState;
-    type Arguments = ConfigUpdate;
+    type Arguments = OpcUaArgs;
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
-        config: ConfigUpdate,
+        myself: ActorRef<Self::Msg>,
+        args: OpcUaArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(OpcUaState {
-            base: DutyBase::new(ROLE, config),
-            received: FeedCounts::default(),
-        })
+        let config = args.config.config.clone();
+        let client = StorageClient::from_peers(&args.peers);
+        // Serve current values from the first session on: refill from storage before
+        // listening (after a restart of this actor storage is running; at process start it
+        // is too, as it starts first).
+        let mut live = LiveValues::from_config(&config, Timestamp::now());
+        let mut seeded = false;
+        match tokio::time::timeout(SEED_TIMEOUT, client.latest(None)).await {
+            Ok(Ok(latest)) => {
+                let samples: Vec<Sample> = latest.into_iter().map(sample_of).collect();
+                debug!(event = "opcua_values_seeded", values = samples.len());
+                live.apply(&samples, Timestamp::now());
+                seeded = true;
+            }
+            Ok(Err(e)) => debug!(event = "opcua_seed_retry", error = %e),
+            Err(_) => debug!(event = "opcua_seed_retry", error = "storage did not answer in time"),
+        }
+        let storage = Arc::new(RwLock::new(client));
+        let backend = Arc::new(StorageBackend {
+            client: storage.clone(),
+        });
+        let server = ua_server::start(&config, backend).await?;
+        server.nodes.publish(&live.snapshot());
+        let ticker = {
+            let myself = myself.clone();
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(TICK);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    interval.tick().await;
+                    if myself.cast(OpcUaMsg::Tick).is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        let mut state = OpcUaState {
+            base: DutyBase::new(ROLE, args.config),
+            supervisor: args.supervisor,
+            server,
+            live,
+            storage,
+            seeded,
+            ticker: Some(ticker),
+            last_gauge: Instant::now(),
+            samples_in: 0,
+            ticks: 0,
+            published_counts: None,
+        };
+        state.publish_counts();
+        Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(ticker) = state.ticker.take() {
+            ticker.abort();
+        }
+        state.server.handle().cancel();
+        Ok(())
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
             OpcUaMsg::Common(common) => {
-                let samples = state.received.samples;
-                state.base.handle_common(common, |_| format!("idle: the OPC UA server duty is not built yet; nothing listens on the OPC UA port (received {samples} samples, not kept)"))
+                let before = state.base.config.config.clone();
+                let peers_changed = matches!(common, Common::PeersChanged(_));
+                let summary = format!(
+                    "serving opc.tcp://{} ({} metric values, {} samples received)",
+                    state.server.local_addr,
+                    state.live.len(),
+                    state.samples_in
+                );
+                state.base.handle_common(common, |_| summary)?;
+                if peers_changed {
+                    *state.storage.write().unwrap_or_else(|e| e.into_inner()) =
+                        StorageClient::from_peers(&state.base.peers);
+                    if !state.seeded {
+                        seed_from_storage(&myself, state);
+                    }
+                }
+                let after = state.base.config.config.clone();
+                if !Arc::ptr_eq(&before, &after) {
+                    state.live.reconfigure(&after, Timestamp::now());
+                    let changes = state.server.nodes.apply_topology(&after);
+                    if !changes.is_empty() {
+                        info!(
+                            event = "opcua_address_space_changed",
+                            added = changes.add.len(),
+                            removed = changes.remove.len(),
+                            updated = changes.update.len(),
+                            "address space follows the reloaded configuration"
+                        );
+                        // New variables start waiting; kept ones keep their value.
+                        state.server.nodes.publish(&state.live.snapshot());
+                    }
+                    state.publish_counts();
+                }
             }
-            OpcUaMsg::Feed(feed) => {
-                state.received.count(&feed);
-                Ok(())
+            OpcUaMsg::Feed(feed) => match feed {
+                Feed::Samples(samples) => {
+                    state.samples_in += samples.len() as u64;
+                    state.apply_samples(&samples);
+                }
+                Feed::Upstream(status) => state.publish_upstream(&status),
+                Feed::DeviceHealth(_) => {}
+                Feed::Command(update) => {
+                    state.server.nodes.set_command_status(
+                        &update.device_id,
+                        &update.command_name,
+                        &command_status_text(
+                            update.id,
+                            update.state.as_str(),
+                            update.detail.as_deref(),
+                        ),
+                    );
+                }
+            },
+            OpcUaMsg::Seed(latest) => {
+                state.seeded = true;
+                let samples: Vec<Sample> = latest.into_iter().map(sample_of).collect();
+                debug!(event = "opcua_values_seeded", values = samples.len());
+                state.apply_samples(&samples);
+                state.publish_counts();
+            }
+            OpcUaMsg::Tick => {
+                let updates = state.live.reevaluate(Timestamp::now());
+                state.server.nodes.publish(&updates);
+                state.publish_counts();
+                state.ticks += 1;
+                if state.ticks % HEALTH_EVERY_TICKS == 1 {
+                    refresh_health(&myself, state);
+                }
+                if state.last_gauge.elapsed() >= SESSION_GAUGE_INTERVAL {
+                    state.last_gauge = Instant::now();
+                    log_session_gauge(state);
+                }
+            }
+            OpcUaMsg::Health(health) => state.server.nodes.set_health(&health),
+        }
+        Ok(())
+    }
+}
+
+fn log_session_gauge(state: &OpcUaState) {
+    let limit = state.base.config.config.opcua.max_connections;
+    match state.server.session_count() {
+        Some(current) => {
+            info!(event = "opcua_session_count", current, limit, "OPC UA sessions");
+            if current >= limit {
+                warn!(event = "opcua_session_count_at_limit", current, limit, "OPC UA session limit reached: new sessions get BadTooManySessions");
             }
         }
+        None => debug!(event = "opcua_session_count", limit, "session count unavailable: [opcua].diagnostics_enabled is off"),
     }
+}
+
+/// Asks storage for the latest value of every metric (in the background) and feeds it back as
+/// `Seed`.
+fn seed_from_storage(myself: &ActorRef<OpcUaMsg>, state: &OpcUaState) {
+    let client = state.storage.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let myself = myself.clone();
+    tokio::spawn(async move {
+        // Storage may itself be starting: a few tries, then live samples fill the values.
+        for attempt in 0..10u32 {
+            match client.latest(None).await {
+                Ok(latest) => {
+                    let _ = myself.cast(OpcUaMsg::Seed(latest));
+                    return;
+                }
+                Err(e) => {
+                    debug!(event = "opcua_seed_retry", attempt, error = %e);
+                    tokio::time::sleep(Duration::from_millis(250 << attempt.min(4))).await;
+                }
+            }
+        }
+        warn!(event = "opcua_seed_failed", "could not read the latest values from storage; values fill as devices report");
+    });
+}
+
+/// Asks the supervisor for every child's health (in the background) for `Gateway/Health`.
+fn refresh_health(myself: &ActorRef<OpcUaMsg>, state: &OpcUaState) {
+    let supervisor = state.supervisor.clone();
+    let myself = myself.clone();
+    tokio::spawn(async move {
+        let Ok(Ok(status)) = supervisor
+            .call(SupervisorMsg::Status, Some(CALL_TIMEOUT))
+            .await
+            .map(|r| match r {
+                ractor::rpc::CallResult::Success(s) => Ok(s),
+                _ => Err(()),
+            })
+        else {
+            return;
+        };
+        let health = status
+            .children
+            .iter()
+            .map(|child| {
+                let mut text = format!("{:?}", child.state).to_lowercase();
+                if child.restarts > 0 {
+                    text.push_str(&format!(" ({} restarts)", child.restarts));
+                }
+                if let Some(error) = &child.last_error {
+                    text.push_str(&format!("; last error: {error}"));
+                }
+                (child.name.clone(), text)
+            })
+            .collect();
+        let _ = myself.cast(OpcUaMsg::Health(health));
+    });
 }

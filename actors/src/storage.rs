@@ -236,6 +236,7 @@ impl StorageState {
         let request = CommandRequest {
             id: record.id,
             device_id: record.device_id.clone(),
+            command_name: record.command_name.clone(),
             f_port: record.f_port,
             confirmed: record.confirmed,
             payload: record.payload.clone(),

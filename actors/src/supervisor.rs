@@ -261,6 +261,7 @@ impl SupervisorState {
         let ctx = ChildContext {
             supervisor: myself.clone(),
             config: self.config.clone(),
+            peers: self.running_peers(),
         };
         let timeout = self.policy.start_timeout;
         let slot = &mut self.children[index];
@@ -382,18 +383,23 @@ impl SupervisorState {
     }
 
     /// Tells every running child where its running siblings are.
-    fn publish_peers(&self) {
-        let running = || {
+    fn running_peers(&self) -> Peers {
+        Peers::new(
             self.children
                 .iter()
                 .filter(|c| c.state == ChildState::Running)
-        };
-        let peers = Peers::new(
-            running()
                 .filter_map(|c| Some((c.spec.name().to_string(), c.cell.clone()?)))
                 .collect(),
-        );
-        for child in running() {
+        )
+    }
+
+    fn publish_peers(&self) {
+        let peers = self.running_peers();
+        let running = self
+            .children
+            .iter()
+            .filter(|c| c.state == ChildState::Running);
+        for child in running {
             if let Some(cell) = &child.cell {
                 let _ = child
                     .spec

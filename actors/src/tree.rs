@@ -37,7 +37,14 @@ pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
         actor_child(storage::ROLE, |ctx| {
             (storage::StorageActor, ctx.config.clone())
         }),
-        actor_child(opcua::ROLE, |ctx| (opcua::OpcUaActor, ctx.config.clone())),
+        actor_child(opcua::ROLE, |ctx| {
+            let args = opcua::OpcUaArgs {
+                config: ctx.config.clone(),
+                supervisor: ctx.supervisor.clone(),
+                peers: ctx.peers.clone(),
+            };
+            (opcua::OpcUaActor, args)
+        }),
         actor_child(poller::ROLE, |ctx| {
             let args = poller::PollerArgs {
                 config: ctx.config.clone(),

@@ -47,6 +47,7 @@ pub struct CommandRequest {
     /// The gateway's own id (the command queue sequence number).
     pub id: u64,
     pub device_id: String,
+    pub command_name: String,
     pub f_port: u32,
     pub confirmed: bool,
     pub payload: Vec<u8>,
@@ -57,6 +58,8 @@ pub struct CommandRequest {
 pub struct CommandUpdate {
     pub id: u64,
     pub device_id: String,
+    #[serde(default)]
+    pub command_name: String,
     pub state: CommandState,
     /// ChirpStack's queue item id, once it has one.
     pub queue_item_id: Option<String>,
@@ -113,6 +116,7 @@ impl CommandBook {
         CommandUpdate {
             id: tracked.request.id,
             device_id: tracked.request.device_id.clone(),
+            command_name: tracked.request.command_name.clone(),
             state: tracked.state,
             queue_item_id: tracked.queue_item_id.clone(),
             transmitted: tracked.transmitted,
@@ -377,6 +381,7 @@ mod tests {
         CommandRequest {
             id,
             device_id: "dev".into(),
+            command_name: "Valve".into(),
             f_port: 10,
             confirmed,
             payload: vec![1],

@@ -385,4 +385,12 @@ impl AppConfig {
             .stale_threshold_seconds
             .unwrap_or(self.opcua.stale_threshold_seconds)
     }
+
+    /// When a value of `device` turns Uncertain and then Bad.
+    pub fn staleness_rule(&self, device: &DeviceConfig) -> crate::model::StalenessRule {
+        crate::model::StalenessRule {
+            stale_after: std::time::Duration::from_secs(self.stale_threshold_for(device)),
+            bad_after: std::time::Duration::from_secs(self.opcua.bad_threshold_seconds),
+        }
+    }
 }

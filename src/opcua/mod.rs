@@ -1,5 +1,9 @@
-//! The OPC UA side of the gateway (DESIGN §7). What is here so far is independent of the OPC UA
-//! library: the address space derived from the configuration, with its stable NodeIds, and
-//! the changes a reloaded topology makes to it.
+//! The OPC UA side of the gateway (DESIGN §7): the address space derived from the
+//! configuration, the live values and their quality, and the async-opcua server that serves
+//! them (endpoints, users, limits, HistoryRead, command writes).
 
 pub mod address_space;
+pub mod auth;
+pub mod nodes;
+pub mod server;
+pub mod values;

@@ -26,7 +26,7 @@ pub fn capture() {
     if BUFFER.set(Mutex::new(Vec::new())).is_ok() {
         let subscriber = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "debug,h2=info,hyper=info,tower=info,tonic=info",
+                "debug,h2=info,hyper=info,tower=info,tonic=info,opcua_server=info,opcua_client=info,opcua_core=info,opcua_crypto=info,opcua_types=info",
             ))
             .with_ansi(false)
             .with_writer(|| Sink)

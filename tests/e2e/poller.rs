@@ -537,6 +537,7 @@ async fn a_command_becomes_an_enqueue_and_is_acknowledged_by_the_ack_event() {
     let request = CommandRequest {
         id: 7,
         device_id: dev.clone(),
+        command_name: "Valve".into(),
         f_port: 10,
         confirmed: true,
         payload: vec![1, 2, 3],
@@ -578,6 +579,7 @@ async fn a_command_becomes_an_enqueue_and_is_acknowledged_by_the_ack_event() {
     let bad = CommandRequest {
         id: 8,
         device_id: dev.clone(),
+        command_name: "Valve".into(),
         f_port: 224,
         confirmed: false,
         payload: vec![0],

@@ -336,6 +336,7 @@ async fn a_reloaded_retention_applies_at_once() {
         let update = opcgw::chirpstack::commands::CommandUpdate {
             id: record.id,
             device_id: "old-device".into(),
+            command_name: "Valve".into(),
             state: CommandState::Acknowledged,
             queue_item_id: Some("q".into()),
             transmitted: true,

@@ -48,20 +48,41 @@ pub fn gateway_env() -> Vec<(&'static str, String)> {
 pub struct Workdir {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    ports: [u16; 2],
 }
 
 impl Workdir {
+    /// A temp dir with `config` (its OPC UA ports 4840 and 4841 mapped to free ports) and a
+    /// copy of the test key pair in `./pki`.
     pub fn new(config: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("config.toml");
-        std::fs::write(&path, config).expect("write config");
-        Self { dir, config: path }
+        install_pki(&dir.path().join("pki"));
+        let workdir = Self {
+            dir,
+            config: path,
+            ports: [free_port(), free_port()],
+        };
+        std::fs::write(&workdir.config, workdir.localize(config)).expect("write config");
+        workdir
+    }
+
+    /// The fixtures' OPC UA ports replaced by this workdir's free ports.
+    pub fn localize(&self, config: &str) -> String {
+        config
+            .replace("host_port = 4840", &format!("host_port = {}", self.ports[0]))
+            .replace("host_port = 4841", &format!("host_port = {}", self.ports[1]))
+    }
+
+    /// The OPC UA port that `host_port = 4840` became.
+    pub fn opcua_port(&self) -> u16 {
+        self.ports[0]
     }
 
     pub fn write_config(&self, config: &str) {
         // Atomic replace, as an editor or config tool would.
         let tmp = self.dir.path().join("config.toml.tmp");
-        std::fs::write(&tmp, config).expect("write config");
+        std::fs::write(&tmp, self.localize(config)).expect("write config");
         std::fs::rename(&tmp, &self.config).expect("replace config");
     }
 
@@ -210,4 +231,71 @@ pub fn actor_of(line: &str) -> Option<String> {
     let start = line.find("actor=\"")? + 7;
     let end = line[start..].find('"')? + start;
     Some(line[start..end].to_string())
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The application URI of the gateway in every test configuration (the default).
+pub const SERVER_URI: &str = "urn:chirpstack:opcua:gateway";
+pub const CLIENT_URI: &str = "urn:opcgw:test-client";
+
+/// Key pairs generated once (and kept between runs under the target dir): the gateway's and
+/// the test client's. Generating a 2048-bit key costs up to a second.
+fn generated_pki(name: &str, application_uri: &str) -> PathBuf {
+    use opcua::crypto::{CertificateStore, X509Data};
+    use opcua::types::{ApplicationDescription, ApplicationType, LocalizedText, UAString};
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let store = CertificateStore::new(&dir);
+    if !dir.join("own/cert.der").exists() || !dir.join("private/private.pem").exists() {
+        let description = ApplicationDescription {
+            application_uri: UAString::from(application_uri),
+            product_uri: UAString::from(application_uri),
+            application_name: LocalizedText::new("", name),
+            application_type: ApplicationType::Server,
+            gateway_server_uri: UAString::null(),
+            discovery_profile_uri: UAString::null(),
+            discovery_urls: None,
+        };
+        let data = X509Data::from((description, Some(vec!["127.0.0.1".to_string(), "localhost".to_string()])));
+        store
+            .create_and_store_application_instance_cert(&data, true)
+            .expect("generate a test key pair");
+    }
+    set_mode(&dir.join("private/private.pem"), 0o600);
+    dir
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// The gateway's test key pair (cert in `own/cert.der`, key in `private/private.pem`).
+pub fn server_pki() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| generated_pki("test-pki-server", SERVER_URI))
+}
+
+/// The test client's PKI directory.
+pub fn client_pki() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| generated_pki("test-pki-client", CLIENT_URI))
+}
+
+/// Copies the gateway's test key pair into `dest` (a PKI dir of the default layout).
+pub fn install_pki(dest: &Path) {
+    let source = server_pki();
+    for sub in ["own", "private", "trusted", "rejected"] {
+        std::fs::create_dir_all(dest.join(sub)).expect("pki dir");
+    }
+    set_mode(&dest.join("private"), 0o700);
+    std::fs::copy(source.join("own/cert.der"), dest.join("own/cert.der")).expect("copy cert");
+    std::fs::copy(source.join("private/private.pem"), dest.join("private/private.pem")).expect("copy key");
+    set_mode(&dest.join("private/private.pem"), 0o600);
 }

@@ -19,6 +19,7 @@ fn update(id: u64, device_id: &str, state: CommandState, at: i64) -> CommandUpda
     CommandUpdate {
         id,
         device_id: device_id.into(),
+        command_name: String::new(),
         state,
         queue_item_id: None,
         transmitted: false,

@@ -1,0 +1,284 @@
+//! Builds and runs the async-opcua server from `[opcua]`: PKI checks, endpoints and their
+//! user-token policies, limits, the authenticator and the gateway node manager.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use opcua::crypto::SecurityPolicy;
+use opcua::server::{ServerBuilder, ServerEndpoint, ServerHandle};
+use opcua::types::{MessageSecurityMode, VariableId};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use crate::config::AppConfig;
+use crate::opcua::auth::GatewayAuth;
+use crate::opcua::nodes::{
+    namespace_uri, node_manager_builder, GatewayBackend, GatewayNodeManager, GatewayNodesHandle,
+    NodeSettings,
+};
+use crate::security::{check_private_key, ensure_pki_layout, PkiError};
+
+/// A session that stops talking is closed after this long (clients ask for less, or keep it
+/// alive with publish requests). Also bounds how long a failed activation holds a session slot.
+pub const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a Write to a command node waits for the command to be stored.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpcUaStartError {
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error("no server certificate or private key in {pki_dir}: provision them (see docs/opcua.md, \"PKI\") or set [opcua].create_sample_keypair = true for development")]
+    NoKeypair { pki_dir: PathBuf },
+    #[error("cannot listen for OPC UA on {addr}: {source} (is another process using the port? change [opcua].host_port / OPCGW_OPCUA__HOST_PORT)")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("the OPC UA server configuration is invalid: {0}")]
+    Build(String),
+}
+
+/// The security policy and mode of an endpoint id of the 004 contract.
+pub fn endpoint_security(id: &str) -> Option<(SecurityPolicy, MessageSecurityMode)> {
+    use MessageSecurityMode::{Sign, SignAndEncrypt};
+    Some(match id {
+        "null" => (SecurityPolicy::None, MessageSecurityMode::None),
+        "basic256_sign" => (SecurityPolicy::Basic256, Sign),
+        "basic256_sign_encrypt" => (SecurityPolicy::Basic256, SignAndEncrypt),
+        "basic256sha256_sign" => (SecurityPolicy::Basic256Sha256, Sign),
+        "basic256sha256_sign_encrypt" => (SecurityPolicy::Basic256Sha256, SignAndEncrypt),
+        "aes128_sha256_rsaoaep_sign" => (SecurityPolicy::Aes128Sha256RsaOaep, Sign),
+        "aes128_sha256_rsaoaep_sign_encrypt" => {
+            (SecurityPolicy::Aes128Sha256RsaOaep, SignAndEncrypt)
+        }
+        "aes256_sha256_rsapss_sign" => (SecurityPolicy::Aes256Sha256RsaPss, Sign),
+        "aes256_sha256_rsapss_sign_encrypt" => (SecurityPolicy::Aes256Sha256RsaPss, SignAndEncrypt),
+        _ => return None,
+    })
+}
+
+/// A running OPC UA server.
+pub struct RunningServer {
+    handle: ServerHandle,
+    pub nodes: GatewayNodesHandle,
+    task: JoinHandle<()>,
+    pub local_addr: SocketAddr,
+}
+
+impl RunningServer {
+    /// The number of open sessions (from the server diagnostics; `None` when
+    /// `[opcua].diagnostics_enabled` is off).
+    pub fn session_count(&self) -> Option<u32> {
+        let diagnostics = &self.handle.info().diagnostics;
+        let value = diagnostics.summary.get(
+            VariableId::Server_ServerDiagnostics_ServerDiagnosticsSummary_CurrentSessionCount,
+        )?;
+        match value.value {
+            Some(opcua::types::Variant::UInt32(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Stops the server: listeners close and sessions end.
+    pub fn stop(self) {
+        self.handle.cancel();
+        self.task.abort();
+    }
+
+    pub fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.handle.cancel();
+        self.task.abort();
+    }
+}
+
+fn private_key_file(config: &AppConfig) -> PathBuf {
+    config.opcua.pki_dir.join(&config.opcua.private_key_path)
+}
+
+/// Checks the PKI directory and key, binds the port and starts serving.
+pub async fn start(
+    config: &AppConfig,
+    backend: Arc<dyn GatewayBackend>,
+) -> Result<RunningServer, OpcUaStartError> {
+    let ua = &config.opcua;
+    for dir in ensure_pki_layout(&ua.pki_dir)? {
+        if dir.created || dir.tightened {
+            info!(
+                event = "pki_dir_initialised",
+                path = %dir.path.display(),
+                mode = format!("{:o}", dir.mode),
+                created = dir.created,
+                tightened = dir.tightened
+            );
+        }
+    }
+    let key_path = private_key_file(config);
+    let cert_path = ua.pki_dir.join(&ua.certificate_path);
+    check_private_key(&key_path)?;
+    let had_keypair = key_path.exists() && cert_path.exists();
+    if !had_keypair {
+        if !ua.create_sample_keypair {
+            return Err(OpcUaStartError::NoKeypair {
+                pki_dir: ua.pki_dir.clone(),
+            });
+        }
+        warn!(
+            event = "opcua_sample_keypair",
+            path = %ua.pki_dir.display(),
+            "generating a self-signed key pair because create_sample_keypair = true: for development only; provision a real certificate in production"
+        );
+    }
+
+    let addr = format!("{}:{}", ua.host_ip_address, ua.host_port);
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|source| OpcUaStartError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| OpcUaStartError::Bind {
+        addr: addr.clone(),
+        source,
+    })?;
+
+    let (server, handle) = build_server(config, backend, local_addr.port())?;
+    if !had_keypair {
+        tighten_generated_key(&key_path);
+    }
+    let Some(manager) = handle.node_managers().get_of_type::<GatewayNodeManager>() else {
+        return Err(OpcUaStartError::Build(
+            "the gateway node manager is missing".into(),
+        ));
+    };
+    let nodes = GatewayNodesHandle::new(manager);
+    let task = tokio::spawn(async move {
+        if let Err(why) = server.run_with(listener).await {
+            error!(event = "opcua_server_failed", error = %why, "the OPC UA server stopped");
+        }
+    });
+    if !nodes.wait_ready(Duration::from_secs(10)).await {
+        handle.cancel();
+        task.abort();
+        return Err(OpcUaStartError::Build(
+            "the server did not build its address space within 10 s".into(),
+        ));
+    }
+    info!(
+        event = "opcua_limits_configured",
+        max_sessions = ua.max_connections,
+        max_subscriptions_per_session = ua.max_subscriptions_per_session,
+        max_monitored_items_per_sub = ua.max_monitored_items_per_sub,
+        max_message_size = ua.max_message_size,
+        max_chunk_count = ua.max_chunk_count,
+        max_history_data_results_per_node = ua.max_history_data_results_per_node,
+        "OPC UA limits configured"
+    );
+    info!(
+        event = "opcua_listening",
+        address = %local_addr,
+        endpoints = %ua.endpoints.join(","),
+        namespace = %namespace_uri(&ua.application_uri),
+        anonymous = ua.allow_anonymous,
+        "OPC UA server listening"
+    );
+    Ok(RunningServer {
+        handle,
+        nodes,
+        task,
+        local_addr,
+    })
+}
+
+/// The async-opcua server for `config` (synchronous: the builder is not `Send`).
+fn build_server(
+    config: &AppConfig,
+    backend: Arc<dyn GatewayBackend>,
+    port: u16,
+) -> Result<(opcua::server::Server, ServerHandle), OpcUaStartError> {
+    let ua = &config.opcua;
+    let settings = NodeSettings {
+        namespace_uri: namespace_uri(&ua.application_uri),
+        history_page: ua.max_history_data_results_per_node as usize,
+        write_timeout: WRITE_TIMEOUT,
+    };
+    let auth = Arc::new(GatewayAuth::new(
+        &ua.user_name,
+        ua.user_password.expose(),
+        ua.allow_anonymous,
+    ));
+    let history_page = settings.history_page;
+    let mut builder = ServerBuilder::new()
+        .application_name(ua.application_name.clone())
+        .application_uri(ua.application_uri.clone())
+        .product_uri(ua.product_uri.clone())
+        .pki_dir(ua.pki_dir.clone())
+        .certificate_path(ua.certificate_path.clone())
+        .private_key_path(ua.private_key_path.clone())
+        .create_sample_keypair(ua.create_sample_keypair)
+        .trust_client_certs(ua.trust_client_cert)
+        .check_cert_time(ua.check_cert_time)
+        .host(ua.host_ip_address.clone())
+        .port(port)
+        .hello_timeout(ua.hello_timeout)
+        .diagnostics_enabled(ua.diagnostics_enabled)
+        .max_sessions(ua.max_connections as usize)
+        .max_session_timeout_ms(MAX_SESSION_TIMEOUT.as_millis() as u64)
+        .max_message_size(ua.max_message_size as usize)
+        .max_chunk_count(ua.max_chunk_count as usize)
+        // A HistoryRead page (plus its two bounding values) is one array.
+        .max_array_length((history_page + 2).max(10_000))
+        .discovery_urls(vec!["/".to_string()])
+        .with_authenticator(auth)
+        .with_node_manager(node_manager_builder(settings, config, backend));
+    {
+        let limits = builder.limits_mut();
+        limits.subscriptions.max_subscriptions_per_session =
+            ua.max_subscriptions_per_session as usize;
+        limits.subscriptions.max_monitored_items_per_sub = ua.max_monitored_items_per_sub as usize;
+        // Values change when devices report; a client's sampling interval must not rewrite
+        // their device timestamps.
+        limits.subscriptions.min_sampling_interval_ms = 0.0;
+        limits.operational.max_nodes_per_read = limits.operational.max_nodes_per_read.max(10_000);
+    }
+    for id in &ua.endpoints {
+        let Some((policy, mode)) = endpoint_security(id) else {
+            return Err(OpcUaStartError::Build(format!("unknown endpoint id {id:?}")));
+        };
+        let mut endpoint = ServerEndpoint::new("/", policy, mode, &[]);
+        if policy == SecurityPolicy::None && !ua.allow_cleartext_password {
+            // The password is encrypted with the server certificate even without a secure
+            // channel.
+            endpoint.password_security_policy = Some(SecurityPolicy::Basic256Sha256.to_string());
+        }
+        builder = builder.add_endpoint(id.clone(), endpoint);
+    }
+    if let Some(first) = ua.endpoints.first() {
+        builder = builder.default_endpoint(first.clone());
+    }
+
+    builder.build().map_err(OpcUaStartError::Build)
+}
+
+/// A key generated by the library follows the process umask; make it owner-only at once so
+/// the next start's 0600 check accepts it.
+fn tighten_generated_key(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+                Ok(()) => info!(event = "opcua_key_mode_tightened", path = %path.display(), "generated private key set to 0600"),
+                Err(e) => warn!(event = "opcua_key_mode_tightened", path = %path.display(), error = %e, "cannot set the generated private key to 0600"),
+            }
+        }
+    }
+}

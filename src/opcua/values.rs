@@ -1,0 +1,325 @@
+//! The live value of every metric variable and its quality (DESIGN §5), independent of the OPC
+//! UA library: what to publish when samples arrive and when a value ages past a threshold.
+//!
+//! Timestamps follow OPC UA Part 4 §7.11: a new value carries the device time as its
+//! SourceTimestamp and the gateway's receive time as its ServerTimestamp; a *status* change of
+//! an unchanged value (Good -> Uncertain -> Bad as it ages) is stamped with the time the
+//! gateway noticed it, so a subscriber sees when the value went stale.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::config::{AppConfig, MetricType};
+use crate::model::{Quality, Sample, StalenessRule, Timestamp, Value};
+use crate::opcua::address_space::metric_node_id;
+
+/// What to publish for one metric variable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveUpdate {
+    /// The variable's NodeId identifier (`<device_id>/<metric>`).
+    pub node: String,
+    /// `None` until a first value arrived.
+    pub value: Option<Value>,
+    pub quality: Quality,
+    pub source_time: Timestamp,
+    pub server_time: Timestamp,
+}
+
+/// How many metric values are in each quality.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QualityCounts {
+    pub good: u32,
+    pub uncertain: u32,
+    pub bad: u32,
+    pub waiting: u32,
+}
+
+#[derive(Debug, Clone)]
+struct LiveValue {
+    metric_type: MetricType,
+    value: Option<Value>,
+    /// Device time of `value`.
+    measured: Option<Timestamp>,
+    quality: Quality,
+    rule: StalenessRule,
+    /// The timestamps last published.
+    source_time: Timestamp,
+    server_time: Timestamp,
+}
+
+impl LiveValue {
+    fn update(&self, node: &str) -> LiveUpdate {
+        LiveUpdate {
+            node: node.to_string(),
+            value: self.value.clone(),
+            quality: self.quality,
+            source_time: self.source_time,
+            server_time: self.server_time,
+        }
+    }
+}
+
+/// The live value of every configured metric.
+#[derive(Debug, Default)]
+pub struct LiveValues {
+    by_node: HashMap<String, LiveValue>,
+}
+
+impl LiveValues {
+    /// Every configured metric, waiting for its first value.
+    pub fn from_config(config: &AppConfig, now: Timestamp) -> Self {
+        let mut values = Self::default();
+        values.reconfigure(config, now);
+        values
+    }
+
+    /// Follows a new configuration: metrics that stay keep their value (with the new
+    /// staleness rule), new ones wait for data, removed ones are forgotten.
+    pub fn reconfigure(&mut self, config: &AppConfig, now: Timestamp) {
+        let mut next = HashMap::with_capacity(self.by_node.len());
+        for device in config.applications.iter().flat_map(|a| &a.devices) {
+            let rule = config.staleness_rule(device);
+            for metric in &device.metrics {
+                let node = metric_node_id(&device.device_id, &metric.metric_name);
+                let live = match self.by_node.remove(&node) {
+                    // A value of the wrong type (the metric type changed) is not kept.
+                    Some(mut live) if live.metric_type == metric.metric_type => {
+                        live.rule = rule;
+                        live
+                    }
+                    _ => LiveValue {
+                        metric_type: metric.metric_type,
+                        value: None,
+                        measured: None,
+                        quality: Quality::WaitingForInitialData,
+                        rule,
+                        source_time: now,
+                        server_time: now,
+                    },
+                };
+                next.insert(node, live);
+            }
+        }
+        self.by_node = next;
+    }
+
+    /// Takes new samples; returns the variables whose published value changes (at most one
+    /// update per variable, the newest sample). A sample older than the current value only
+    /// goes to history; unknown metrics are ignored.
+    pub fn apply(&mut self, samples: &[Sample], now: Timestamp) -> Vec<LiveUpdate> {
+        let mut changed = HashSet::new();
+        for sample in samples {
+            let node = metric_node_id(&sample.device_id, &sample.metric);
+            let Some(live) = self.by_node.get_mut(&node) else {
+                continue;
+            };
+            if live.measured.is_some_and(|m| sample.source_time <= m) {
+                continue;
+            }
+            if sample.value.metric_type() != live.metric_type {
+                continue; // the poller converts to the configured type; never publish another
+            }
+            live.value = Some(sample.value.clone());
+            live.measured = Some(sample.source_time);
+            live.quality = live.rule.quality(Some(sample.source_time), now);
+            live.source_time = sample.source_time;
+            live.server_time = sample.received_time;
+            changed.insert(node);
+        }
+        let mut updates: Vec<LiveUpdate> = changed
+            .into_iter()
+            .filter_map(|node| self.by_node.get(&node).map(|live| live.update(&node)))
+            .collect();
+        updates.sort_by(|a, b| a.node.cmp(&b.node));
+        updates
+    }
+
+    /// Re-evaluates every value's quality at `now`; returns those whose quality changed,
+    /// stamped with `now`.
+    pub fn reevaluate(&mut self, now: Timestamp) -> Vec<LiveUpdate> {
+        let mut updates = Vec::new();
+        for (node, live) in &mut self.by_node {
+            let quality = live.rule.quality(live.measured, now);
+            if quality != live.quality {
+                live.quality = quality;
+                live.source_time = now;
+                live.server_time = now;
+                updates.push(live.update(node));
+            }
+        }
+        updates.sort_by(|a, b| a.node.cmp(&b.node));
+        updates
+    }
+
+    /// The current state of every variable (to fill a freshly started address space).
+    pub fn snapshot(&self) -> Vec<LiveUpdate> {
+        let mut all: Vec<LiveUpdate> = self
+            .by_node
+            .iter()
+            .map(|(node, live)| live.update(node))
+            .collect();
+        all.sort_by(|a, b| a.node.cmp(&b.node));
+        all
+    }
+
+    pub fn counts(&self) -> QualityCounts {
+        let mut counts = QualityCounts::default();
+        for live in self.by_node.values() {
+            match live.quality {
+                Quality::Good => counts.good += 1,
+                Quality::Uncertain => counts.uncertain += 1,
+                Quality::Bad => counts.bad += 1,
+                Quality::WaitingForInitialData => counts.waiting += 1,
+            }
+        }
+        counts
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_node.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_node.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ApplicationConfig, DeviceConfig, MetricConfig, MetricType};
+    use crate::model::SampleOrigin;
+
+    fn config() -> AppConfig {
+        let metric = |name: &str, ty| MetricConfig {
+            metric_name: name.into(),
+            chirpstack_metric_name: name.to_lowercase(),
+            metric_type: ty,
+            metric_unit: None,
+        };
+        let mut config = AppConfig {
+            applications: vec![ApplicationConfig {
+                application_name: "Farm".into(),
+                application_id: "app-1".into(),
+                devices: vec![
+                    DeviceConfig {
+                        device_name: "Probe".into(),
+                        device_id: "dev-1".into(),
+                        stale_threshold_seconds: None,
+                        metrics: vec![metric("Moisture", MetricType::Float)],
+                        commands: vec![],
+                    },
+                    DeviceConfig {
+                        device_name: "Slow".into(),
+                        device_id: "dev-2".into(),
+                        stale_threshold_seconds: Some(3600),
+                        metrics: vec![metric("Level", MetricType::Int)],
+                        commands: vec![],
+                    },
+                ],
+            }],
+            ..AppConfig::default()
+        };
+        config.opcua.stale_threshold_seconds = 60;
+        config.opcua.bad_threshold_seconds = 600;
+        config
+    }
+
+    fn sample(device: &str, metric: &str, value: Value, source: i64, received: i64) -> Sample {
+        Sample {
+            device_id: device.into(),
+            metric: metric.into(),
+            value,
+            source_time: Timestamp(source),
+            received_time: Timestamp(received),
+            origin: SampleOrigin::Uplink,
+        }
+    }
+
+    const S: i64 = 1_000_000;
+
+    #[test]
+    fn every_metric_waits_for_its_first_value() {
+        let values = LiveValues::from_config(&config(), Timestamp(0));
+        assert_eq!(values.len(), 2);
+        assert!(values
+            .snapshot()
+            .iter()
+            .all(|u| u.value.is_none() && u.quality == Quality::WaitingForInitialData));
+        assert_eq!(values.counts().waiting, 2);
+    }
+
+    #[test]
+    fn the_newest_sample_wins_with_device_and_gateway_timestamps() {
+        let mut values = LiveValues::from_config(&config(), Timestamp(0));
+        let now = Timestamp(100 * S);
+        let updates = values.apply(
+            &[
+                sample("dev-1", "Moisture", Value::Float(1.0), 90 * S, 95 * S),
+                sample("dev-1", "Moisture", Value::Float(2.0), 99 * S, 99 * S + 5),
+                sample("dev-1", "Moisture", Value::Float(0.5), 80 * S, 99 * S),
+                sample("dev-9", "Nope", Value::Float(3.0), 99 * S, 99 * S),
+            ],
+            now,
+        );
+        assert_eq!(
+            updates,
+            vec![LiveUpdate {
+                node: "dev-1/Moisture".into(),
+                value: Some(Value::Float(2.0)),
+                quality: Quality::Good,
+                source_time: Timestamp(99 * S),
+                server_time: Timestamp(99 * S + 5),
+            }]
+        );
+        // An older replayed value changes nothing.
+        assert!(values
+            .apply(&[sample("dev-1", "Moisture", Value::Float(7.0), 98 * S, 101 * S)], now)
+            .is_empty());
+    }
+
+    #[test]
+    fn values_age_good_uncertain_bad_once_each_stamped_when_noticed() {
+        let mut values = LiveValues::from_config(&config(), Timestamp(0));
+        values.apply(
+            &[sample("dev-1", "Moisture", Value::Float(1.0), 0, 1)],
+            Timestamp(1),
+        );
+        assert!(values.reevaluate(Timestamp(59 * S)).is_empty());
+        let uncertain = values.reevaluate(Timestamp(61 * S));
+        assert_eq!(uncertain.len(), 1);
+        assert_eq!(uncertain[0].quality, Quality::Uncertain);
+        assert_eq!(uncertain[0].value, Some(Value::Float(1.0)));
+        assert_eq!(uncertain[0].source_time, Timestamp(61 * S));
+        assert!(values.reevaluate(Timestamp(62 * S)).is_empty());
+        let bad = values.reevaluate(Timestamp(601 * S));
+        assert_eq!(bad[0].quality, Quality::Bad);
+        assert_eq!(values.counts(), QualityCounts { good: 0, uncertain: 0, bad: 1, waiting: 1 });
+        // A fresh value is Good again at once.
+        let good = values.apply(
+            &[sample("dev-1", "Moisture", Value::Float(2.0), 700 * S, 700 * S)],
+            Timestamp(700 * S),
+        );
+        assert_eq!(good[0].quality, Quality::Good);
+    }
+
+    #[test]
+    fn a_device_override_and_a_reload_change_the_rule_and_keep_values() {
+        let mut config = config();
+        let mut values = LiveValues::from_config(&config, Timestamp(0));
+        values.apply(&[sample("dev-2", "Level", Value::Int(4), 0, 0)], Timestamp(0));
+        // dev-2 keeps Good for an hour (its own threshold), not 60 s.
+        assert!(values.reevaluate(Timestamp(120 * S)).is_empty());
+        config.applications[0].devices[1].stale_threshold_seconds = Some(100);
+        values.reconfigure(&config, Timestamp(120 * S));
+        let updates = values.reevaluate(Timestamp(121 * S));
+        assert_eq!(updates.len(), 1);
+        assert_eq!(updates[0].value, Some(Value::Int(4)));
+        assert_eq!(updates[0].quality, Quality::Uncertain);
+        // A metric whose type changed drops its value; a removed one is forgotten.
+        config.applications[0].devices[1].metrics[0].metric_type = MetricType::Float;
+        config.applications[0].devices.remove(0);
+        values.reconfigure(&config, Timestamp(130 * S));
+        assert_eq!(values.len(), 1);
+        assert_eq!(values.snapshot()[0].value, None);
+    }
+}

@@ -1,0 +1,334 @@
+//! A real OPC UA client (async-opcua) over TCP, for the OPC UA tests.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opcua::client::{ClientBuilder, DataChangeCallback, HistoryReadAction, IdentityToken, Session};
+use opcua::crypto::SecurityPolicy;
+use opcua::types::{
+    AttributeId, BrowseDescription, BrowseDirection, BrowseResultMask, ByteString,
+    DataChangeFilter, DataChangeTrigger, DataValue, DateTime, DeadbandType, ExtensionObject,
+    HistoryData, HistoryReadValueId, MessageSecurityMode, MonitoredItemCreateRequest,
+    MonitoringMode, MonitoringParameters, NodeClassMask, NodeId, NumericRange, QualifiedName,
+    ReadRawModifiedDetails, ReadValueId, ReferenceTypeId, StatusCode, TimestampsToReturn, Variant,
+    WriteValue,
+};
+use tokio::task::JoinHandle;
+
+use crate::support::{client_pki, CLIENT_URI, SERVER_URI};
+
+pub const USER: &str = "opcua-user";
+
+/// The namespace URI of the gateway's nodes.
+pub fn gateway_namespace() -> String {
+    format!("{SERVER_URI}:gateway")
+}
+
+pub struct Ua {
+    pub session: Arc<Session>,
+    event_loop: JoinHandle<StatusCode>,
+    pub ns: u16,
+}
+
+/// Connects with user name and password; `Err` carries why the server refused.
+pub async fn connect(
+    port: u16,
+    policy: SecurityPolicy,
+    mode: MessageSecurityMode,
+    user: &str,
+    password: &str,
+) -> Result<Ua, StatusCode> {
+    let mut client = ClientBuilder::new()
+        .application_name("opcgw-test-client")
+        .application_uri(CLIENT_URI)
+        .product_uri(CLIENT_URI)
+        .pki_dir(client_pki())
+        .create_sample_keypair(false)
+        .trust_server_certs(true)
+        .session_retry_limit(0)
+        .max_message_size(64 * 1024 * 1024)
+        .max_chunk_count(2048)
+        .max_array_length(200_000)
+        .session_timeout(30_000)
+        .client()
+        .map_err(|_| StatusCode::BadConfigurationError)?;
+    let url = format!("opc.tcp://127.0.0.1:{port}/");
+    let (session, event_loop) = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.connect_to_matching_endpoint(
+            (url.as_str(), policy.to_uri(), mode),
+            IdentityToken::new_user_name(user, password),
+        ),
+    )
+    .await
+    .map_err(|_| StatusCode::BadTimeout)?
+    .map_err(|e| e.status())?;
+    let mut event_loop = event_loop.spawn();
+    tokio::select! {
+        _ = session.wait_for_connection() => {}
+        ended = &mut event_loop => return Err(ended.unwrap_or(StatusCode::BadUnexpectedError)),
+        _ = tokio::time::sleep(Duration::from_secs(20)) => {
+            event_loop.abort();
+            return Err(StatusCode::BadTimeout);
+        }
+    }
+    let mut ua = Ua {
+        session,
+        event_loop,
+        ns: 0,
+    };
+    ua.ns = ua.namespace_index(&gateway_namespace()).await;
+    Ok(ua)
+}
+
+/// Connects on the None endpoint with the test credentials, retrying while the server starts.
+pub async fn connect_none(port: u16, password: &str) -> Ua {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match connect(port, SecurityPolicy::None, MessageSecurityMode::None, USER, password).await {
+            Ok(ua) => return ua,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("cannot connect to the OPC UA server on port {port}: {e}"),
+        }
+    }
+}
+
+/// Values delivered to a subscription, in arrival order.
+pub type Notifications = Arc<Mutex<Vec<(u32, DataValue)>>>;
+
+pub fn history_action(
+    start: DateTime,
+    end: DateTime,
+    num_values: u32,
+    bounds: bool,
+) -> HistoryReadAction {
+    HistoryReadAction::ReadRawModifiedDetails(ReadRawModifiedDetails {
+        is_read_modified: false,
+        start_time: start,
+        end_time: end,
+        num_values_per_node: num_values,
+        return_bounds: bounds,
+    })
+}
+
+impl Ua {
+    pub fn id(&self, id: &str) -> NodeId {
+        NodeId::new(self.ns, id.to_string())
+    }
+
+    async fn namespace_index(&self, uri: &str) -> u16 {
+        let array = self
+            .read_node(
+                &NodeId::from(opcua::types::VariableId::Server_NamespaceArray),
+                AttributeId::Value,
+            )
+            .await;
+        match array.value {
+            Some(Variant::Array(array)) => array
+                .values
+                .iter()
+                .position(|v| matches!(v, Variant::String(s) if s.as_ref() == uri))
+                .map(|i| i as u16)
+                .unwrap_or_else(|| panic!("namespace {uri} not in the server's array")),
+            other => panic!("unexpected NamespaceArray {other:?}"),
+        }
+    }
+
+    pub async fn read_node(&self, id: &NodeId, attribute: AttributeId) -> DataValue {
+        self.session
+            .read(
+                &[ReadValueId {
+                    node_id: id.clone(),
+                    attribute_id: attribute as u32,
+                    ..Default::default()
+                }],
+                TimestampsToReturn::Both,
+                0.0,
+            )
+            .await
+            .expect("read")
+            .remove(0)
+    }
+
+    pub async fn read(&self, id: &str) -> DataValue {
+        self.read_node(&self.id(id), AttributeId::Value).await
+    }
+
+    /// Hierarchical children of a node: (browse name, NodeId).
+    pub async fn children(&self, node: &NodeId) -> Vec<(String, NodeId)> {
+        let result = self
+            .session
+            .browse(
+                &[BrowseDescription {
+                    node_id: node.clone(),
+                    browse_direction: BrowseDirection::Forward,
+                    reference_type_id: ReferenceTypeId::HierarchicalReferences.into(),
+                    include_subtypes: true,
+                    node_class_mask: NodeClassMask::all().bits(),
+                    result_mask: BrowseResultMask::All as u32,
+                }],
+                1000,
+                None,
+            )
+            .await
+            .expect("browse");
+        result[0]
+            .references
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r.browse_name.name.as_ref().to_string(), r.node_id.node_id))
+            .collect()
+    }
+
+    /// One HistoryRead call for one node: (status, values, continuation point).
+    pub async fn history(
+        &self,
+        id: &NodeId,
+        action: &HistoryReadAction,
+        continuation: ByteString,
+    ) -> (StatusCode, Vec<DataValue>, ByteString) {
+        let mut results = self
+            .session
+            .history_read(
+                action.clone(),
+                TimestampsToReturn::Both,
+                false,
+                &[HistoryReadValueId {
+                    node_id: id.clone(),
+                    index_range: NumericRange::None,
+                    data_encoding: QualifiedName::null(),
+                    continuation_point: continuation,
+                }],
+            )
+            .await
+            .expect("history_read service");
+        let result = results.remove(0);
+        let values = result
+            .history_data
+            .into_inner_as::<HistoryData>()
+            .and_then(|d| d.data_values)
+            .unwrap_or_default();
+        (result.status_code, values, result.continuation_point)
+    }
+
+    pub async fn write(&self, id: &NodeId, value: Variant) -> StatusCode {
+        self.session
+            .write(&[WriteValue {
+                node_id: id.clone(),
+                attribute_id: AttributeId::Value as u32,
+                index_range: NumericRange::None,
+                value: DataValue::value_only(value),
+            }])
+            .await
+            .expect("write service")
+            .remove(0)
+    }
+
+    /// Subscribes to the values of `ids` (client handles 0..), with a StatusValue
+    /// DataChangeFilter or without any filter.
+    pub async fn subscribe(&self, ids: &[NodeId], status_value_filter: bool) -> Notifications {
+        let log: Notifications = Arc::default();
+        let sink = log.clone();
+        let subscription = self
+            .session
+            .create_subscription(
+                Duration::from_millis(100),
+                100,
+                10,
+                0,
+                0,
+                true,
+                DataChangeCallback::new(move |value, item| {
+                    sink.lock().unwrap().push((item.client_handle(), value));
+                }),
+            )
+            .await
+            .expect("create_subscription");
+        let requests = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| MonitoredItemCreateRequest {
+                item_to_monitor: ReadValueId {
+                    node_id: id.clone(),
+                    attribute_id: AttributeId::Value as u32,
+                    ..Default::default()
+                },
+                monitoring_mode: MonitoringMode::Reporting,
+                requested_parameters: MonitoringParameters {
+                    client_handle: i as u32,
+                    sampling_interval: 0.0,
+                    filter: if status_value_filter {
+                        ExtensionObject::from_message(DataChangeFilter {
+                            trigger: DataChangeTrigger::StatusValue,
+                            deadband_type: DeadbandType::None as u32,
+                            deadband_value: 0.0,
+                        })
+                    } else {
+                        ExtensionObject::null()
+                    },
+                    queue_size: 100,
+                    discard_oldest: true,
+                },
+            })
+            .collect();
+        let results = self
+            .session
+            .create_monitored_items(subscription, TimestampsToReturn::Both, requests)
+            .await
+            .expect("create_monitored_items");
+        for r in &results {
+            assert!(r.result.status_code.is_good(), "monitored item: {}", r.result.status_code);
+        }
+        log
+    }
+
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.session.disconnect()).await;
+        self.event_loop.abort();
+    }
+}
+
+/// Waits until `check` holds for the notifications received so far.
+pub async fn wait_for(
+    log: &Notifications,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&[(u32, DataValue)]) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check(&log.lock().unwrap()) {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let seen: Vec<String> = log
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(h, dv)| format!("{h}: {:?} {}", dv.value, dv.status()))
+                .collect();
+            panic!("timed out waiting for {what}; notifications: {seen:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The server's endpoint descriptions (GetEndpoints without a session).
+pub async fn endpoints(port: u16) -> Vec<opcua::types::EndpointDescription> {
+    let client = ClientBuilder::new()
+        .application_name("opcgw-test-client")
+        .application_uri(CLIENT_URI)
+        .pki_dir(client_pki())
+        .trust_server_certs(true)
+        .client()
+        .expect("client");
+    let url = format!("opc.tcp://127.0.0.1:{port}/");
+    client
+        .get_server_endpoints_from_url(url.as_str())
+        .await
+        .expect("GetEndpoints")
+}
