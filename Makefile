@@ -5,7 +5,10 @@ DEMO_CONFIG ?= config/demo.toml
 DEMO_ENV := run/demo.env
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
-.PHONY: run test bench lint deps check-config clean-demo
+.PHONY: run test bench lint deps venv check-config clean-demo
+
+VENV := .venv
+PYTHON_REQUIREMENTS := tests/python/requirements.txt
 
 ## run: the gateway against its built-in ChirpStack simulator (demo configuration), with
 ## generated credentials (printed below).
@@ -21,9 +24,23 @@ run: deps
 	@echo "  config:   $(DEMO_CONFIG)   logs: ./log   stop: Ctrl-C   reload: kill -HUP <pid>"
 	@set -a; . ./$(DEMO_ENV); set +a; exec $(CARGO) run --quiet -p opcgw-actors --bin opcgw -- demo --config $(DEMO_CONFIG)
 
-## test: the whole test suite (unit, end-to-end against the real binary).
-test: deps
-	$(CARGO) test --workspace --locked
+## test: the whole test suite (unit, end-to-end against the real binary, and the OPC UA
+## server checked with an independent client: Python asyncua, installed into .venv).
+test: deps venv
+	OPCGW_PYTHON=$(CURDIR)/$(VENV)/bin/python $(CARGO) test --workspace --locked
+
+## venv: the Python OPC UA client the tests use (asyncua), in .venv, installed when missing.
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: $(PYTHON_REQUIREMENTS)
+	@command -v python3 >/dev/null 2>&1 || { \
+	  echo "installing python3 (the tests drive the gateway with the Python asyncua client)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv >/dev/null; }
+	@python3 -m venv $(VENV) 2>/dev/null || { rm -rf $(VENV); \
+	  echo "installing python3-venv"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv >/dev/null && python3 -m venv $(VENV); }
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(PYTHON_REQUIREMENTS)
+	@touch $@
 
 ## lint: formatting and clippy, warnings are errors.
 lint:

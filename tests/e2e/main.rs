@@ -6,6 +6,7 @@ mod binary_reload;
 mod control;
 mod logs;
 mod opcua;
+mod opcua_python;
 mod poller;
 mod storage;
 mod supervision;
