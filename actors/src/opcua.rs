@@ -60,6 +60,7 @@ pub struct OpcUaState {
     samples_in: u64,
     ticks: u64,
     published_counts: Option<opcgw::opcua::values::QualityCounts>,
+    last_sessions: Option<u32>,
 }
 
 /// The storage actor as the OPC UA server's backend (re-pointed when storage restarts).
@@ -213,6 +214,7 @@ impl Actor for OpcUaActor {
             samples_in: 0,
             ticks: 0,
             published_counts: None,
+            last_sessions: Some(0),
         };
         state.publish_counts();
         Ok(state)
@@ -306,9 +308,13 @@ impl Actor for OpcUaActor {
                 if state.ticks % HEALTH_EVERY_TICKS == 1 {
                     refresh_health(&myself, state);
                 }
-                if state.last_gauge.elapsed() >= SESSION_GAUGE_INTERVAL {
+                let sessions = state.server.session_count();
+                if sessions != state.last_sessions
+                    || state.last_gauge.elapsed() >= SESSION_GAUGE_INTERVAL
+                {
                     state.last_gauge = Instant::now();
-                    log_session_gauge(state);
+                    state.last_sessions = sessions;
+                    log_session_gauge(state, sessions);
                 }
             }
             OpcUaMsg::Health(health) => state.server.nodes.set_health(&health),
@@ -317,9 +323,11 @@ impl Actor for OpcUaActor {
     }
 }
 
-fn log_session_gauge(state: &OpcUaState) {
+/// The session-count gauge: logged when the count changes and at least every
+/// [`SESSION_GAUGE_INTERVAL`].
+fn log_session_gauge(state: &OpcUaState, sessions: Option<u32>) {
     let limit = state.base.config.config.opcua.max_connections;
-    match state.server.session_count() {
+    match sessions {
         Some(current) => {
             info!(event = "opcua_session_count", current, limit, "OPC UA sessions");
             if current >= limit {

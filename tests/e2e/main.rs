@@ -2,6 +2,7 @@
 
 mod binary_config;
 mod binary_lifecycle;
+mod binary_opcua;
 mod binary_reload;
 mod control;
 mod logs;
