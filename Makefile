@@ -21,6 +21,7 @@ run: deps
 	@echo "opcgw demo — credentials (kept in $(DEMO_ENV), mode 0600):"
 	@echo "  user:     opcua-user"
 	@echo "  password: $$(sed -n 's/^OPCGW_OPCUA__USER_PASSWORD=//p' $(DEMO_ENV))"
+	@echo "  OPC UA:   opc.tcp://127.0.0.1:4840/  (None endpoint; the password is encrypted with the server key)"
 	@echo "  config:   $(DEMO_CONFIG)   logs: ./log   stop: Ctrl-C   reload: kill -HUP <pid>"
 	@set -a; . ./$(DEMO_ENV); set +a; exec $(CARGO) run --quiet -p opcgw-actors --bin opcgw -- demo --config $(DEMO_CONFIG)
 
@@ -66,3 +67,4 @@ clean-demo:
 bench: deps
 	$(CARGO) bench --locked -p opcgw --bench storage
 	$(CARGO) bench --locked -p opcgw-actors --bench poller
+	$(CARGO) bench --locked -p opcgw-actors --bench opcua

@@ -513,4 +513,3 @@ async fn handle_request(request: Request, ctx: &Context, peer: Peer) -> Result<J
         }
     }
 }
-

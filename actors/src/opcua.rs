@@ -181,7 +181,10 @@ impl Actor for OpcUaActor {
                 seeded = true;
             }
             Ok(Err(e)) => debug!(event = "opcua_seed_retry", error = %e),
-            Err(_) => debug!(event = "opcua_seed_retry", error = "storage did not answer in time"),
+            Err(_) => debug!(
+                event = "opcua_seed_retry",
+                error = "storage did not answer in time"
+            ),
         }
         let storage = Arc::new(RwLock::new(client));
         let backend = Arc::new(StorageBackend {
@@ -258,6 +261,10 @@ impl Actor for OpcUaActor {
                 }
                 let after = state.base.config.config.clone();
                 if !Arc::ptr_eq(&before, &after) {
+                    state
+                        .server
+                        .nodes
+                        .set_history_page(after.opcua.max_history_data_results_per_node as usize);
                     state.live.reconfigure(&after, Timestamp::now());
                     let changes = state.server.nodes.apply_topology(&after);
                     if !changes.is_empty() {
@@ -329,19 +336,34 @@ fn log_session_gauge(state: &OpcUaState, sessions: Option<u32>) {
     let limit = state.base.config.config.opcua.max_connections;
     match sessions {
         Some(current) => {
-            info!(event = "opcua_session_count", current, limit, "OPC UA sessions");
+            info!(
+                event = "opcua_session_count",
+                current, limit, "OPC UA sessions"
+            );
             if current >= limit {
-                warn!(event = "opcua_session_count_at_limit", current, limit, "OPC UA session limit reached: new sessions get BadTooManySessions");
+                warn!(
+                    event = "opcua_session_count_at_limit",
+                    current,
+                    limit,
+                    "OPC UA session limit reached: new sessions get BadTooManySessions"
+                );
             }
         }
-        None => debug!(event = "opcua_session_count", limit, "session count unavailable: [opcua].diagnostics_enabled is off"),
+        None => debug!(
+            event = "opcua_session_count",
+            limit, "session count unavailable: [opcua].diagnostics_enabled is off"
+        ),
     }
 }
 
 /// Asks storage for the latest value of every metric (in the background) and feeds it back as
 /// `Seed`.
 fn seed_from_storage(myself: &ActorRef<OpcUaMsg>, state: &OpcUaState) {
-    let client = state.storage.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let client = state
+        .storage
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let myself = myself.clone();
     tokio::spawn(async move {
         // Storage may itself be starting: a few tries, then live samples fill the values.
@@ -357,7 +379,10 @@ fn seed_from_storage(myself: &ActorRef<OpcUaMsg>, state: &OpcUaState) {
                 }
             }
         }
-        warn!(event = "opcua_seed_failed", "could not read the latest values from storage; values fill as devices report");
+        warn!(
+            event = "opcua_seed_failed",
+            "could not read the latest values from storage; values fill as devices report"
+        );
     });
 }
 

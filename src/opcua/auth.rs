@@ -5,13 +5,15 @@
 
 use async_trait::async_trait;
 use opcua::crypto::SecurityPolicy;
-use opcua::server::authenticator::{user_pass_security_policy_id, AuthManager, Password, UserToken};
+use opcua::server::authenticator::{
+    user_pass_security_policy_id, AuthManager, Password, UserToken,
+};
 use opcua::server::ServerEndpoint;
 use opcua::types::{Error, StatusCode, UAString, UserTokenPolicy, UserTokenType};
 use tracing::warn;
 
-use crate::security::CredentialVerifier;
 use crate::security::sanitize_for_log;
+use crate::security::CredentialVerifier;
 
 const POLICY_ID_ANONYMOUS: &str = "anonymous";
 

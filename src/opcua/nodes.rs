@@ -21,16 +21,18 @@ use opcua::server::node_manager::{HistoryNode, RequestContext, ServerContext, Wr
 use opcua::server::{ContinuationPoint, SubscriptionCache};
 use opcua::sync::RwLock;
 use opcua::types::{
-    AttributeId, ByteString, DataTypeId, DataValue, DateTime, EUInformation,
-    ExtensionObject, HistoryData, LocalizedText, NodeId, NumericRange, ObjectId, QualifiedName,
+    AttributeId, ByteString, DataTypeId, DataValue, DateTime, EUInformation, ExtensionObject,
+    HistoryData, LocalizedText, NodeId, NumericRange, ObjectId, QualifiedName,
     ReadRawModifiedDetails, StatusCode, StatusCodeInfoType, StatusCodeValueType,
-    TimestampsToReturn, UAString, Variant, VariableTypeId,
+    TimestampsToReturn, UAString, VariableTypeId, Variant,
 };
 use tracing::{debug, info, warn};
 
 use crate::config::{AppConfig, CommandConfig, MetricType};
 use crate::model::{Quality, SampleOrigin, Timestamp, Value};
-use crate::opcua::address_space::{AddressSpace, AddressSpaceChanges, NodeKind, NodeSpec, GATEWAY_FOLDER};
+use crate::opcua::address_space::{
+    AddressSpace, AddressSpaceChanges, NodeKind, NodeSpec, GATEWAY_FOLDER,
+};
 use crate::opcua::values::LiveUpdate;
 use crate::security::sanitize_for_log;
 use crate::storage::{CommandRecord, HistoryPage, HistoryQuery, HistoryRow, NewCommand, ResumeKey};
@@ -76,6 +78,10 @@ pub struct NodeSettings {
     /// How long a Write waits for the command to be stored.
     pub write_timeout: Duration,
 }
+
+/// The most rows a HistoryRead call returns per node, whatever the configuration says: the
+/// server's array limit is set from it at start.
+pub const MAX_HISTORY_PAGE_ROWS: usize = 100_000;
 
 /// The members of the `Gateway` folder.
 pub mod gateway_vars {
@@ -128,6 +134,8 @@ pub struct GatewayNodes {
     subscriptions: Arc<SubscriptionCache>,
     /// The manager that owns this implementation (set once the server is built).
     manager: std::sync::OnceLock<std::sync::Weak<GatewayNodeManager>>,
+    /// Rows per HistoryRead call and node (hot: follows reloads).
+    history_page: std::sync::atomic::AtomicUsize,
     /// Becomes true once `init` built the address space (values pushed before are lost).
     ready: tokio::sync::watch::Sender<bool>,
 }
@@ -157,6 +165,7 @@ pub fn node_manager_builder(
                 subscriptions: context.subscriptions.clone(),
                 manager: std::sync::OnceLock::new(),
                 ready: tokio::sync::watch::Sender::new(false),
+                history_page: std::sync::atomic::AtomicUsize::new(settings.history_page),
                 settings,
             }
         },
@@ -371,27 +380,62 @@ impl GatewayNodes {
     fn insert_gateway_folder(&self, space: &mut UaSpace) {
         let ns = self.namespace_index;
         let folder = self.node_id(GATEWAY_FOLDER);
-        ObjectBuilder::new(&folder, QualifiedName::new(ns, GATEWAY_FOLDER), GATEWAY_FOLDER)
-            .is_folder()
-            .organized_by(ObjectId::ObjectsFolder)
-            .insert(space);
+        ObjectBuilder::new(
+            &folder,
+            QualifiedName::new(ns, GATEWAY_FOLDER),
+            GATEWAY_FOLDER,
+        )
+        .is_folder()
+        .organized_by(ObjectId::ObjectsFolder)
+        .insert(space);
         let vars: [(&str, DataTypeId, Variant); 7] = [
-            (gateway_vars::LAST_POLL, DataTypeId::DateTime, Variant::Empty),
-            (gateway_vars::UPSTREAM_STATE, DataTypeId::String, Variant::from("starting")),
-            (gateway_vars::UPSTREAM_ERROR, DataTypeId::String, Variant::from("")),
+            (
+                gateway_vars::LAST_POLL,
+                DataTypeId::DateTime,
+                Variant::Empty,
+            ),
+            (
+                gateway_vars::UPSTREAM_STATE,
+                DataTypeId::String,
+                Variant::from("starting"),
+            ),
+            (
+                gateway_vars::UPSTREAM_ERROR,
+                DataTypeId::String,
+                Variant::from(""),
+            ),
             (gateway_vars::GOOD, DataTypeId::UInt32, Variant::UInt32(0)),
-            (gateway_vars::UNCERTAIN, DataTypeId::UInt32, Variant::UInt32(0)),
+            (
+                gateway_vars::UNCERTAIN,
+                DataTypeId::UInt32,
+                Variant::UInt32(0),
+            ),
             (gateway_vars::BAD, DataTypeId::UInt32, Variant::UInt32(0)),
-            (gateway_vars::WAITING, DataTypeId::UInt32, Variant::UInt32(0)),
+            (
+                gateway_vars::WAITING,
+                DataTypeId::UInt32,
+                Variant::UInt32(0),
+            ),
         ];
         for (name, ty, value) in vars {
-            self.insert_gateway_var(space, &folder, &format!("{GATEWAY_FOLDER}/{name}"), name, ty, value);
+            self.insert_gateway_var(
+                space,
+                &folder,
+                &format!("{GATEWAY_FOLDER}/{name}"),
+                name,
+                ty,
+                value,
+            );
         }
         let health = self.node_id(&format!("{GATEWAY_FOLDER}/{}", gateway_vars::HEALTH));
-        ObjectBuilder::new(&health, QualifiedName::new(ns, gateway_vars::HEALTH), gateway_vars::HEALTH)
-            .is_folder()
-            .organized_by(folder)
-            .insert(space);
+        ObjectBuilder::new(
+            &health,
+            QualifiedName::new(ns, gateway_vars::HEALTH),
+            gateway_vars::HEALTH,
+        )
+        .is_folder()
+        .organized_by(folder)
+        .insert(space);
     }
 
     fn insert_gateway_var(
@@ -556,11 +600,15 @@ impl GatewayNodes {
             // Only device (source) times are stored.
             return StatusCode::BadTimestampNotSupported;
         }
+        let cap = self.history_page.load(std::sync::atomic::Ordering::Relaxed);
         let page = match details.num_values_per_node {
-            0 => self.settings.history_page,
-            n => (n as usize).min(self.settings.history_page),
+            0 => cap,
+            n => (n as usize).min(cap),
         };
-        let cursor = match node.continuation_point().and_then(|c| c.get::<HistoryCursor>()) {
+        let cursor = match node
+            .continuation_point()
+            .and_then(|c| c.get::<HistoryCursor>())
+        {
             Some(cursor) if &cursor.node == node.node_id() => cursor.clone(),
             Some(_) => return StatusCode::BadContinuationPointInvalid,
             None => match self.new_cursor(details, node.node_id()) {
@@ -716,7 +764,10 @@ impl GatewayNodes {
         let mut out = Vec::with_capacity(page.min(1024));
         if cursor.far_bound_only {
             if let Some(far) = cursor.end_bound {
-                out.push(self.bound(&cursor, far, !cursor.reverse, timestamps).await?);
+                out.push(
+                    self.bound(&cursor, far, !cursor.reverse, timestamps)
+                        .await?,
+                );
             }
             return Ok((out, None));
         }
@@ -746,7 +797,12 @@ impl GatewayNodes {
             cursor.resume,
         );
         let fetched = self.fetch(query).await?;
-        out.extend(fetched.rows.iter().map(|row| history_value(row, timestamps)));
+        out.extend(
+            fetched
+                .rows
+                .iter()
+                .map(|row| history_value(row, timestamps)),
+        );
         cursor.resume = fetched.resume;
         if cursor.resume.is_some() {
             return Ok((out, Some(cursor)));
@@ -757,7 +813,10 @@ impl GatewayNodes {
                 cursor.far_bound_only = true;
                 return Ok((out, Some(cursor)));
             }
-            out.push(self.bound(&cursor, far, !cursor.reverse, timestamps).await?);
+            out.push(
+                self.bound(&cursor, far, !cursor.reverse, timestamps)
+                    .await?,
+            );
         }
         Ok((out, None))
     }
@@ -822,11 +881,13 @@ impl GatewayNodes {
             return Err(StatusCode::BadNodeIdUnknown);
         };
         let Some((device_id, command)) = model.commands.get(id) else {
-            return Err(if model.space.get(id).is_some() || id.starts_with(GATEWAY_FOLDER) {
-                StatusCode::BadNotWritable
-            } else {
-                StatusCode::BadNodeIdUnknown
-            });
+            return Err(
+                if model.space.get(id).is_some() || id.starts_with(GATEWAY_FOLDER) {
+                    StatusCode::BadNotWritable
+                } else {
+                    StatusCode::BadNodeIdUnknown
+                },
+            );
         };
         if request.attribute_id != AttributeId::Value {
             return Err(StatusCode::BadNotWritable);
@@ -877,7 +938,13 @@ impl GatewayNodes {
             &self.subscriptions,
             vec![
                 (node.clone(), DataValue::new_at(value, now)),
-                (status_id, DataValue::new_at(command_status_text(record.id, record.state.as_str(), None), now)),
+                (
+                    status_id,
+                    DataValue::new_at(
+                        command_status_text(record.id, record.state.as_str(), None),
+                        now,
+                    ),
+                ),
             ],
         );
     }
@@ -913,6 +980,15 @@ impl GatewayNodesHandle {
 
     pub fn namespace_index(&self) -> u16 {
         self.nodes().namespace_index
+    }
+
+    /// Rows per HistoryRead call and node from now on (clamped to what the server's array
+    /// limit, fixed at start, can carry).
+    pub fn set_history_page(&self, rows: usize) {
+        let rows = rows.clamp(1, MAX_HISTORY_PAGE_ROWS);
+        self.nodes()
+            .history_page
+            .store(rows, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Waits until the server built the address space; false on timeout.
@@ -973,7 +1049,14 @@ impl GatewayNodesHandle {
                 let folder = nodes.node_id(&format!("{GATEWAY_FOLDER}/{}", gateway_vars::HEALTH));
                 for role in missing {
                     let id = format!("{GATEWAY_FOLDER}/{}/{role}", gateway_vars::HEALTH);
-                    nodes.insert_gateway_var(&mut space, &folder, &id, role, DataTypeId::String, Variant::from(""));
+                    nodes.insert_gateway_var(
+                        &mut space,
+                        &folder,
+                        &id,
+                        role,
+                        DataTypeId::String,
+                        Variant::from(""),
+                    );
                     model.health_roles.push(role.clone());
                 }
             }
@@ -994,7 +1077,9 @@ impl GatewayNodesHandle {
     /// Sets the `Status` child of a command variable.
     pub fn set_command_status(&self, device_id: &str, command: &str, text: &str) {
         let nodes = self.nodes();
-        let id = nodes.node_id(&crate::opcua::address_space::command_status_node_id(device_id, command));
+        let id = nodes.node_id(&crate::opcua::address_space::command_status_node_id(
+            device_id, command,
+        ));
         store_and_notify(
             self.manager.address_space(),
             &nodes.subscriptions,
@@ -1007,7 +1092,9 @@ impl GatewayNodesHandle {
         let model = self.nodes().model.read().unwrap_or_else(|e| e.into_inner());
         model
             .commands
-            .contains_key(&crate::opcua::address_space::metric_node_id(device_id, command))
+            .contains_key(&crate::opcua::address_space::metric_node_id(
+                device_id, command,
+            ))
     }
 
     /// Applies a reloaded topology live: removed nodes go (their subscribers first see
@@ -1028,7 +1115,11 @@ impl GatewayNodesHandle {
                     .map(|id| {
                         (
                             nodes.node_id(id),
-                            DataValue::new_at_status(Variant::Empty, now, StatusCode::BadNodeIdUnknown),
+                            DataValue::new_at_status(
+                                Variant::Empty,
+                                now,
+                                StatusCode::BadNodeIdUnknown,
+                            ),
                         )
                     })
                     .collect();
@@ -1045,12 +1136,18 @@ impl GatewayNodesHandle {
                         let found = found.as_mut_node();
                         let _ = found.set_attribute(
                             AttributeId::BrowseName,
-                            Variant::from(QualifiedName::new(nodes.namespace_index, spec.browse_name.as_str())),
+                            Variant::from(QualifiedName::new(
+                                nodes.namespace_index,
+                                spec.browse_name.as_str(),
+                            )),
                         );
                         found.set_display_name(LocalizedText::new("", &spec.browse_name));
                     }
                     // Unit, type or range changes: rebuild the variable's properties in place.
-                    if let NodeKind::Metric { metric_type, unit, .. } = &spec.kind {
+                    if let NodeKind::Metric {
+                        metric_type, unit, ..
+                    } = &spec.kind
+                    {
                         if let Some(NodeType::Variable(v)) = space.find_mut(&node) {
                             v.set_data_type(data_type(*metric_type));
                         }

@@ -17,13 +17,18 @@ use crate::config::AppConfig;
 use crate::opcua::auth::GatewayAuth;
 use crate::opcua::nodes::{
     namespace_uri, node_manager_builder, GatewayBackend, GatewayNodeManager, GatewayNodesHandle,
-    NodeSettings,
+    NodeSettings, MAX_HISTORY_PAGE_ROWS,
 };
 use crate::security::{check_private_key, ensure_pki_layout, PkiError};
 
 /// A session that stops talking is closed after this long (clients ask for less, or keep it
 /// alive with publish requests). Also bounds how long a failed activation holds a session slot.
 pub const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the server checks subscriptions for notifications to publish (the library's
+/// 100 ms adds up to two ticks to every notification).
+pub const SUBSCRIPTION_TICK: Duration = Duration::from_millis(20);
+/// The fastest publishing interval a client gets.
+pub const MIN_PUBLISHING_INTERVAL: Duration = Duration::from_millis(50);
 /// How long a Write to a command node waits for the command to be stored.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -146,10 +151,12 @@ pub async fn start(
             addr: addr.clone(),
             source,
         })?;
-    let local_addr = listener.local_addr().map_err(|source| OpcUaStartError::Bind {
-        addr: addr.clone(),
-        source,
-    })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| OpcUaStartError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
 
     let (server, handle) = build_server(config, backend, local_addr.port())?;
     if !had_keypair {
@@ -208,7 +215,8 @@ fn build_server(
     let ua = &config.opcua;
     let settings = NodeSettings {
         namespace_uri: namespace_uri(&ua.application_uri),
-        history_page: ua.max_history_data_results_per_node as usize,
+        history_page: (ua.max_history_data_results_per_node as usize)
+            .clamp(1, MAX_HISTORY_PAGE_ROWS),
         write_timeout: WRITE_TIMEOUT,
     };
     let auth = Arc::new(GatewayAuth::new(
@@ -216,7 +224,6 @@ fn build_server(
         ua.user_password.expose(),
         ua.allow_anonymous,
     ));
-    let history_page = settings.history_page;
     let mut builder = ServerBuilder::new()
         .application_name(ua.application_name.clone())
         .application_uri(ua.application_uri.clone())
@@ -233,10 +240,12 @@ fn build_server(
         .diagnostics_enabled(ua.diagnostics_enabled)
         .max_sessions(ua.max_connections as usize)
         .max_session_timeout_ms(MAX_SESSION_TIMEOUT.as_millis() as u64)
+        .subscription_poll_interval_ms(SUBSCRIPTION_TICK.as_millis() as u64)
         .max_message_size(ua.max_message_size as usize)
         .max_chunk_count(ua.max_chunk_count as usize)
-        // A HistoryRead page (plus its two bounding values) is one array.
-        .max_array_length((history_page + 2).max(10_000))
+        // A HistoryRead page (plus its two bounding values) is one array; the page size is
+        // hot-reloadable up to MAX_HISTORY_PAGE_ROWS.
+        .max_array_length(MAX_HISTORY_PAGE_ROWS + 2)
         .discovery_urls(vec!["/".to_string()])
         .with_authenticator(auth)
         .with_node_manager(node_manager_builder(settings, config, backend));
@@ -248,11 +257,15 @@ fn build_server(
         // Values change when devices report; a client's sampling interval must not rewrite
         // their device timestamps.
         limits.subscriptions.min_sampling_interval_ms = 0.0;
+        limits.subscriptions.min_publishing_interval_ms =
+            MIN_PUBLISHING_INTERVAL.as_millis() as f64;
         limits.operational.max_nodes_per_read = limits.operational.max_nodes_per_read.max(10_000);
     }
     for id in &ua.endpoints {
         let Some((policy, mode)) = endpoint_security(id) else {
-            return Err(OpcUaStartError::Build(format!("unknown endpoint id {id:?}")));
+            return Err(OpcUaStartError::Build(format!(
+                "unknown endpoint id {id:?}"
+            )));
         };
         let mut endpoint = ServerEndpoint::new("/", policy, mode, &[]);
         if policy == SecurityPolicy::None && !ua.allow_cleartext_password {
@@ -276,8 +289,12 @@ fn tighten_generated_key(path: &Path) {
     if let Ok(meta) = std::fs::metadata(path) {
         if meta.permissions().mode() & 0o077 != 0 {
             match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
-                Ok(()) => info!(event = "opcua_key_mode_tightened", path = %path.display(), "generated private key set to 0600"),
-                Err(e) => warn!(event = "opcua_key_mode_tightened", path = %path.display(), error = %e, "cannot set the generated private key to 0600"),
+                Ok(()) => {
+                    info!(event = "opcua_key_mode_tightened", path = %path.display(), "generated private key set to 0600")
+                }
+                Err(e) => {
+                    warn!(event = "opcua_key_mode_tightened", path = %path.display(), error = %e, "cannot set the generated private key to 0600")
+                }
             }
         }
     }

@@ -273,7 +273,16 @@ mod tests {
         );
         // An older replayed value changes nothing.
         assert!(values
-            .apply(&[sample("dev-1", "Moisture", Value::Float(7.0), 98 * S, 101 * S)], now)
+            .apply(
+                &[sample(
+                    "dev-1",
+                    "Moisture",
+                    Value::Float(7.0),
+                    98 * S,
+                    101 * S
+                )],
+                now
+            )
             .is_empty());
     }
 
@@ -293,10 +302,24 @@ mod tests {
         assert!(values.reevaluate(Timestamp(62 * S)).is_empty());
         let bad = values.reevaluate(Timestamp(601 * S));
         assert_eq!(bad[0].quality, Quality::Bad);
-        assert_eq!(values.counts(), QualityCounts { good: 0, uncertain: 0, bad: 1, waiting: 1 });
+        assert_eq!(
+            values.counts(),
+            QualityCounts {
+                good: 0,
+                uncertain: 0,
+                bad: 1,
+                waiting: 1
+            }
+        );
         // A fresh value is Good again at once.
         let good = values.apply(
-            &[sample("dev-1", "Moisture", Value::Float(2.0), 700 * S, 700 * S)],
+            &[sample(
+                "dev-1",
+                "Moisture",
+                Value::Float(2.0),
+                700 * S,
+                700 * S,
+            )],
             Timestamp(700 * S),
         );
         assert_eq!(good[0].quality, Quality::Good);
@@ -306,7 +329,10 @@ mod tests {
     fn a_device_override_and_a_reload_change_the_rule_and_keep_values() {
         let mut config = config();
         let mut values = LiveValues::from_config(&config, Timestamp(0));
-        values.apply(&[sample("dev-2", "Level", Value::Int(4), 0, 0)], Timestamp(0));
+        values.apply(
+            &[sample("dev-2", "Level", Value::Int(4), 0, 0)],
+            Timestamp(0),
+        );
         // dev-2 keeps Good for an hour (its own threshold), not 60 s.
         assert!(values.reevaluate(Timestamp(120 * S)).is_empty());
         config.applications[0].devices[1].stale_threshold_seconds = Some(100);

@@ -43,10 +43,8 @@ fn a_missing_key_pair_refuses_start_up_unless_development_keys_are_allowed() {
     assert!(stderr.contains("create_sample_keypair"), "{stderr}");
 
     // Development: the gateway generates an owner-only key pair, warns, and serves.
-    workdir.write_config(&MINIMAL_CONFIG.replace(
-        "[opcua]",
-        "[opcua]\ncreate_sample_keypair = true",
-    ));
+    workdir
+        .write_config(&MINIMAL_CONFIG.replace("[opcua]", "[opcua]\ncreate_sample_keypair = true"));
     let mut daemon = Daemon::start(&workdir, &[]);
     daemon.wait_for_events("opcua_listening", 1, Duration::from_secs(30));
     assert_eq!(daemon.events("opcua_sample_keypair").len(), 1);
@@ -69,20 +67,29 @@ fn a_missing_key_pair_refuses_start_up_unless_development_keys_are_allowed() {
         let ua = crate::ua::connect_none(workdir.opcua_port(), TEST_PASSWORD).await;
         let level = ua.read("0000000000000001/Level").await;
         // ChirpStack is unreachable in this config: never polled.
-        assert_eq!(level.status(), opcua::types::StatusCode::BadWaitingForInitialData);
+        assert_eq!(
+            level.status(),
+            opcua::types::StatusCode::BadWaitingForInitialData
+        );
         // The gauge is checked every second.
         tokio::time::sleep(Duration::from_millis(2_500)).await;
         ua.close().await;
     });
     let gauges = daemon.wait_for_events("opcua_session_count", 2, Duration::from_secs(10));
-    assert!(gauges[0].contains("current=1") && gauges[0].contains("limit=10"), "{gauges:#?}");
+    assert!(
+        gauges[0].contains("current=1") && gauges[0].contains("limit=10"),
+        "{gauges:#?}"
+    );
     assert!(gauges[1].contains("current=0"), "{gauges:#?}");
     daemon.signal(Signal::SIGTERM);
     assert!(daemon.wait_exit(Duration::from_secs(10)).success());
     // The generated key is accepted at the next start (it is 0600).
     let mut again = Daemon::start(&workdir, &[]);
     again.wait_for_events("opcua_listening", 1, Duration::from_secs(30));
-    assert!(again.events("opcua_sample_keypair").is_empty(), "the key pair was kept");
+    assert!(
+        again.events("opcua_sample_keypair").is_empty(),
+        "the key pair was kept"
+    );
     again.signal(Signal::SIGTERM);
     assert!(again.wait_exit(Duration::from_secs(10)).success());
 }

@@ -11,5 +11,5 @@ mod opcua_python;
 mod poller;
 mod storage;
 mod supervision;
-mod ua;
 mod support;
+mod ua;

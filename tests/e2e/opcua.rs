@@ -10,8 +10,8 @@ use opcgw::model::{Sample, SampleOrigin, Timestamp, Value};
 use opcgw::opcua::nodes::{gateway_time, ua_time};
 use opcgw::storage::Store;
 use opcgw_actors::messages::StorageMsg;
-use opcgw_actors::storage_client::StorageClient;
 use opcgw_actors::messages::{Common, ConfigUpdate, OpcUaMsg};
+use opcgw_actors::storage_client::StorageClient;
 use opcgw_actors::supervisor::{ChildState, SupervisorMsg};
 use opcgw_actors::tree::{Tree, TreeOptions};
 use opcua::crypto::SecurityPolicy;
@@ -44,6 +44,7 @@ impl Gateway {
             c.supervisor.backoff_initial_ms = 50;
             c.supervisor.backoff_max_ms = 200;
             c.control.enabled = false;
+            c.storage.retention_days = 30;
             c.opcua.host_ip_address = "127.0.0.1".into();
             c.opcua.host_port = port;
             c.opcua.pki_dir = dir.join("pki");
@@ -168,7 +169,9 @@ async fn browse_finds_every_node_and_reads_give_device_values_and_timestamps() {
                 );
             }
             for command in &device.commands {
-                assert!(members.iter().any(|(name, _)| name == &command.command_name));
+                assert!(members
+                    .iter()
+                    .any(|(name, _)| name == &command.command_name));
             }
         }
     }
@@ -200,7 +203,10 @@ async fn browse_finds_every_node_and_reads_give_device_values_and_timestamps() {
         if latest.len() == ids.len() && sim.world().devices().all(|d| uplinked(&d.dev_eui)) {
             break latest;
         }
-        assert!(tokio::time::Instant::now() < deadline, "uplinks not stored: {latest:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "uplinks not stored: {latest:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     wait_all_good(&ua, &ids).await;
@@ -210,7 +216,10 @@ async fn browse_finds_every_node_and_reads_give_device_values_and_timestamps() {
         .flat_map(|a| &a.devices)
         .flat_map(|d| {
             d.metrics.iter().map(move |m| {
-                (format!("{}/{}", d.device_id, m.metric_name), m.chirpstack_metric_name.clone())
+                (
+                    format!("{}/{}", d.device_id, m.metric_name),
+                    m.chirpstack_metric_name.clone(),
+                )
             })
         })
         .collect();
@@ -218,17 +227,32 @@ async fn browse_finds_every_node_and_reads_give_device_values_and_timestamps() {
         let id = format!("{}/{}", stored.device_id, stored.metric);
         let dv = ua.read(&id).await;
         let source = dv.source_timestamp.as_ref().and_then(gateway_time);
-        assert_eq!(source, Some(stored.source_time), "{id}: SourceTimestamp is the device time");
+        assert_eq!(
+            source,
+            Some(stored.source_time),
+            "{id}: SourceTimestamp is the device time"
+        );
         let server = dv.server_timestamp.as_ref().and_then(gateway_time).unwrap();
-        assert_eq!(server, stored.received_time, "{id}: ServerTimestamp is the gateway time");
+        assert_eq!(
+            server, stored.received_time,
+            "{id}: ServerTimestamp is the gateway time"
+        );
         if stored.origin != SampleOrigin::Uplink {
-            assert_eq!(dv.value, Some(opcgw::opcua::nodes::variant_of(&stored.value)), "{id}");
+            assert_eq!(
+                dv.value,
+                Some(opcgw::opcua::nodes::variant_of(&stored.value)),
+                "{id}"
+            );
             continue;
         }
         let expected = sim
             .expected_value(&stored.device_id, &names[&id], stored.source_time)
             .unwrap_or_else(|| panic!("simulator has no value for {id}"));
-        assert_eq!(dv.value, Some(opcgw::opcua::nodes::variant_of(&expected)), "{id}");
+        assert_eq!(
+            dv.value,
+            Some(opcgw::opcua::nodes::variant_of(&expected)),
+            "{id}"
+        );
     }
 
     // The Gateway folder.
@@ -247,7 +271,10 @@ async fn browse_finds_every_node_and_reads_give_device_values_and_timestamps() {
     );
     let health = ua.children(&ua.id("Gateway/Health")).await;
     for role in ["storage", "opcua", "poller", "web", "control", "reload"] {
-        assert!(health.iter().any(|(name, _)| name == role), "{role} health missing: {health:?}");
+        assert!(
+            health.iter().any(|(name, _)| name == role),
+            "{role} health missing: {health:?}"
+        );
     }
     let opcua_health = ua.read("Gateway/Health/opcua").await;
     assert_eq!(opcua_health.value, Some(Variant::from("running")));
@@ -278,9 +305,17 @@ async fn subscriptions_see_new_values_then_staleness_then_recovery_with_and_with
     let filtered = ua.subscribe(&[ua.id(&id)], true).await;
     let unfiltered = ua.subscribe(&[ua.id(&id)], false).await;
     for log in [&filtered, &unfiltered] {
-        wait_for(log, Duration::from_secs(10), "three Good value changes", |seen| {
-            seen.iter().filter(|(_, dv)| dv.status() == StatusCode::Good).count() >= 3
-        })
+        wait_for(
+            log,
+            Duration::from_secs(10),
+            "three Good value changes",
+            |seen| {
+                seen.iter()
+                    .filter(|(_, dv)| dv.status() == StatusCode::Good)
+                    .count()
+                    >= 3
+            },
+        )
         .await;
     }
 
@@ -292,7 +327,9 @@ async fn subscriptions_see_new_values_then_staleness_then_recovery_with_and_with
             let uncertain = statuses
                 .iter()
                 .position(|s| *s == StatusCode::UncertainLastUsableValue);
-            let bad = statuses.iter().rposition(|s| *s == StatusCode::BadNoCommunication);
+            let bad = statuses
+                .iter()
+                .rposition(|s| *s == StatusCode::BadNoCommunication);
             matches!((uncertain, bad), (Some(u), Some(b)) if u < b)
         })
         .await;
@@ -316,13 +353,20 @@ async fn subscriptions_see_new_values_then_staleness_then_recovery_with_and_with
     // Recovery: Good again.
     sim.end_outage().await.unwrap();
     for log in [&filtered, &unfiltered] {
-        wait_for(log, Duration::from_secs(20), "Good after recovery", |seen| {
-            let bad = seen
-                .iter()
-                .rposition(|(_, dv)| dv.status() == StatusCode::BadNoCommunication);
-            let good = seen.iter().rposition(|(_, dv)| dv.status() == StatusCode::Good);
-            matches!((bad, good), (Some(b), Some(g)) if g > b)
-        })
+        wait_for(
+            log,
+            Duration::from_secs(20),
+            "Good after recovery",
+            |seen| {
+                let bad = seen
+                    .iter()
+                    .rposition(|(_, dv)| dv.status() == StatusCode::BadNoCommunication);
+                let good = seen
+                    .iter()
+                    .rposition(|(_, dv)| dv.status() == StatusCode::Good);
+                matches!((bad, good), (Some(b), Some(g)) if g > b)
+            },
+        )
         .await;
     }
     ua.close().await;
@@ -352,9 +396,14 @@ async fn every_endpoint_accepts_the_password_and_refuses_a_wrong_one_with_an_aud
         assert!(ok.is_ok(), "{id}: right password refused: {:?}", ok.err());
         ok.unwrap().close().await;
         let refused = connect(gw.port, policy, mode, USER, wrong).await;
-        let status = refused.err().unwrap_or_else(|| panic!("{id}: wrong password accepted"));
+        let status = refused
+            .err()
+            .unwrap_or_else(|| panic!("{id}: wrong password accepted"));
         assert!(
-            matches!(status, StatusCode::BadUserAccessDenied | StatusCode::BadIdentityTokenRejected),
+            matches!(
+                status,
+                StatusCode::BadUserAccessDenied | StatusCode::BadIdentityTokenRejected
+            ),
             "{id}: {status}"
         );
         let intruder = connect(gw.port, policy, mode, "mallory\nadmin", PASSWORD).await;
@@ -366,10 +415,17 @@ async fn every_endpoint_accepts_the_password_and_refuses_a_wrong_one_with_an_aud
         new.len() >= 2 * opcgw::config::OPCUA_ENDPOINT_IDS.len(),
         "one audit event per refusal: {new:#?}"
     );
-    assert!(new.iter().any(|e| e.contains("password_mismatch") && e.contains(USER)));
-    assert!(new.iter().any(|e| e.contains("user_mismatch") && e.contains("mallory\\nadmin")));
+    assert!(new
+        .iter()
+        .any(|e| e.contains("password_mismatch") && e.contains(USER)));
+    assert!(new
+        .iter()
+        .any(|e| e.contains("user_mismatch") && e.contains("mallory\\nadmin")));
     let text = crate::logs::text();
-    assert!(!text.contains(wrong) && !text.contains(PASSWORD), "a password reached the log");
+    assert!(
+        !text.contains(wrong) && !text.contains(PASSWORD),
+        "a password reached the log"
+    );
 
     // The None endpoint advertises an encrypted password policy.
     let endpoints = ua::endpoints(gw.port).await;
@@ -384,7 +440,10 @@ async fn every_endpoint_accepts_the_password_and_refuses_a_wrong_one_with_an_aud
         .iter()
         .find(|t| t.token_type == opcua::types::UserTokenType::UserName)
         .expect("user name token policy");
-    assert_eq!(token.security_policy_uri.as_ref(), SecurityPolicy::Basic256Sha256.to_uri());
+    assert_eq!(
+        token.security_policy_uri.as_ref(),
+        SecurityPolicy::Basic256Sha256.to_uri()
+    );
     assert!(
         !none
             .user_identity_tokens
@@ -415,7 +474,10 @@ async fn the_session_limit_refuses_one_more_session() {
     )
     .await;
     assert_eq!(third.err(), Some(StatusCode::BadTooManySessions));
-    assert!(crate::logs::text().contains("event=\"opcua_limits_configured\"") || crate::logs::text().contains("opcua_limits_configured"));
+    assert!(
+        crate::logs::text().contains("event=\"opcua_limits_configured\"")
+            || crate::logs::text().contains("opcua_limits_configured")
+    );
     first.close().await;
     // A freed slot is usable again.
     let again = gw.client().await;
@@ -515,17 +577,35 @@ async fn history_read_pages_a_large_window_with_continuation_points() {
     let start_only = history_action(ua_time(mid), DateTime::null(), 3, false);
     let (_, values, _) = ua.history(&node, &start_only, ByteString::null()).await;
     let got: Vec<Variant> = values.into_iter().filter_map(|dv| dv.value).collect();
-    assert_eq!(got, vec![Variant::Int64(101), Variant::Int64(102), Variant::Int64(103)]);
+    assert_eq!(
+        got,
+        vec![
+            Variant::Int64(101),
+            Variant::Int64(102),
+            Variant::Int64(103)
+        ]
+    );
 
     // Errors: no time at all, an unknown node, an empty window.
     let (status, _, _) = ua
-        .history(&node, &history_action(DateTime::null(), DateTime::null(), 10, false), ByteString::null())
+        .history(
+            &node,
+            &history_action(DateTime::null(), DateTime::null(), 10, false),
+            ByteString::null(),
+        )
         .await;
     assert_eq!(status, StatusCode::BadHistoryOperationInvalid);
-    let (status, _, _) = ua.history(&ua.id("no-such/metric"), &action, ByteString::null()).await;
+    let (status, _, _) = ua
+        .history(&ua.id("no-such/metric"), &action, ByteString::null())
+        .await;
     assert_eq!(status, StatusCode::BadNodeIdUnknown);
     let future = Timestamp::now().saturating_add(Duration::from_secs(86_400));
-    let empty = history_action(ua_time(future), ua_time(future.saturating_add(Duration::from_secs(60))), 0, false);
+    let empty = history_action(
+        ua_time(future),
+        ua_time(future.saturating_add(Duration::from_secs(60))),
+        0,
+        false,
+    );
     let (status, values, _) = ua.history(&node, &empty, ByteString::null()).await;
     assert_eq!((status, values.len()), (StatusCode::GoodNoData, 0));
     ua.close().await;
@@ -554,11 +634,17 @@ async fn a_write_to_a_command_node_is_queued_durably_and_reaches_the_simulator()
             assert_eq!(d.data, vec![42]);
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no downlink at the simulator");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no downlink at the simulator"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The written value reads back; the Status child follows the command to acknowledged.
-    assert_eq!(ua.read_node(&node, AttributeId::Value).await.value, Some(Variant::Int64(42)));
+    assert_eq!(
+        ua.read_node(&node, AttributeId::Value).await.value,
+        Some(Variant::Int64(42))
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let status = ua.read(&status_node).await;
@@ -567,21 +653,49 @@ async fn a_write_to_a_command_node_is_queued_durably_and_reaches_the_simulator()
                 break;
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "status never acknowledged: {status:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status never acknowledged: {status:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // Refusals: wrong type, out of range, not writable, unknown.
     let before = sim.downlinks().len();
-    assert_eq!(ua.write(&node, Variant::from("42")).await, StatusCode::BadTypeMismatch);
-    assert_eq!(ua.write(&node, Variant::Double(4.0)).await, StatusCode::BadTypeMismatch);
-    assert_eq!(ua.write(&node, Variant::Int64(101)).await, StatusCode::BadOutOfRange);
-    assert_eq!(ua.write(&node, Variant::Int32(-1)).await, StatusCode::BadOutOfRange);
-    let metric = ua.id(&format!("{}/{}", device.device_id, device.metrics[0].metric_name));
-    assert_eq!(ua.write(&metric, Variant::Double(1.0)).await, StatusCode::BadNotWritable);
-    assert_eq!(ua.write(&ua.id("nope/nothing"), Variant::Int64(1)).await, StatusCode::BadNodeIdUnknown);
+    assert_eq!(
+        ua.write(&node, Variant::from("42")).await,
+        StatusCode::BadTypeMismatch
+    );
+    assert_eq!(
+        ua.write(&node, Variant::Double(4.0)).await,
+        StatusCode::BadTypeMismatch
+    );
+    assert_eq!(
+        ua.write(&node, Variant::Int64(101)).await,
+        StatusCode::BadOutOfRange
+    );
+    assert_eq!(
+        ua.write(&node, Variant::Int32(-1)).await,
+        StatusCode::BadOutOfRange
+    );
+    let metric = ua.id(&format!(
+        "{}/{}",
+        device.device_id, device.metrics[0].metric_name
+    ));
+    assert_eq!(
+        ua.write(&metric, Variant::Double(1.0)).await,
+        StatusCode::BadNotWritable
+    );
+    assert_eq!(
+        ua.write(&ua.id("nope/nothing"), Variant::Int64(1)).await,
+        StatusCode::BadNodeIdUnknown
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(sim.downlinks().len(), before, "a refused write sent a downlink");
+    assert_eq!(
+        sim.downlinks().len(),
+        before,
+        "a refused write sent a downlink"
+    );
     assert!(crate::logs::text().contains("opcua_command_written"));
     ua.close().await;
     gw.stop().await;
@@ -637,23 +751,43 @@ async fn a_topology_change_is_visible_to_a_connected_client_without_reconnecting
         if has_new && renamed {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "topology not applied: {devices:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "topology not applied: {devices:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let members = ua.children(&ua.id(&first.device_id)).await;
-    assert!(members.iter().all(|(name, _)| name != &first.metrics[1].metric_name));
-    assert_eq!(ua.read(&removed).await.status(), StatusCode::BadNodeIdUnknown);
-    wait_for(&removed_log, Duration::from_secs(5), "removal notified", |seen| {
-        seen.iter().any(|(_, dv)| dv.status() == StatusCode::BadNodeIdUnknown)
-    })
+    assert!(members
+        .iter()
+        .all(|(name, _)| name != &first.metrics[1].metric_name));
+    assert_eq!(
+        ua.read(&removed).await.status(),
+        StatusCode::BadNodeIdUnknown
+    );
+    wait_for(
+        &removed_log,
+        Duration::from_secs(5),
+        "removal notified",
+        |seen| {
+            seen.iter()
+                .any(|(_, dv)| dv.status() == StatusCode::BadNodeIdUnknown)
+        },
+    )
     .await;
     // Values of the new device arrive; the untouched subscription keeps delivering.
-    let new_metric = format!("{}/{}", added_device.device_id, added_device.metrics[0].metric_name);
+    let new_metric = format!(
+        "{}/{}",
+        added_device.device_id, added_device.metrics[0].metric_name
+    );
     wait_all_good(&ua, &[new_metric]).await;
     let count = kept_log.lock().unwrap().len();
-    wait_for(&kept_log, Duration::from_secs(10), "the kept metric still notifies", |seen| {
-        seen.len() > count
-    })
+    wait_for(
+        &kept_log,
+        Duration::from_secs(10),
+        "the kept metric still notifies",
+        |seen| seen.len() > count,
+    )
     .await;
     ua.close().await;
     gw.stop().await;
@@ -696,7 +830,10 @@ async fn a_crashed_opcua_actor_is_restarted_and_clients_reconnect_to_current_val
             assert_eq!(status.child("storage").unwrap().state, ChildState::Running);
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "opcua not restarted: {status:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "opcua not restarted: {status:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     ua.close().await;
@@ -709,10 +846,12 @@ async fn a_crashed_opcua_actor_is_restarted_and_clients_reconnect_to_current_val
     let first = ua.read(&ids[0]).await.source_timestamp;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while ua.read(&ids[0]).await.source_timestamp == first {
-        assert!(tokio::time::Instant::now() < deadline, "values stopped after the restart");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "values stopped after the restart"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     ua.close().await;
     gw.stop().await;
 }
-

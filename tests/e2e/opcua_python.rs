@@ -64,18 +64,20 @@ async fn the_python_asyncua_client_reads_subscribes_and_pages_history() {
     // live value adds to them: stored before start, 10 s apart, ending a day ago.
     let history_device = "70a0000000000001";
     let mut history_config = config.clone();
-    history_config.applications[0].devices.push(opcgw::config::DeviceConfig {
-        device_name: "Archive".into(),
-        device_id: history_device.into(),
-        stale_threshold_seconds: None,
-        metrics: vec![opcgw::config::MetricConfig {
-            metric_name: counter.clone(),
-            chirpstack_metric_name: counter.clone(),
-            metric_type: MetricType::Int,
-            metric_unit: None,
-        }],
-        commands: vec![],
-    });
+    history_config.applications[0]
+        .devices
+        .push(opcgw::config::DeviceConfig {
+            device_name: "Archive".into(),
+            device_id: history_device.into(),
+            stale_threshold_seconds: None,
+            metrics: vec![opcgw::config::MetricConfig {
+                metric_name: counter.clone(),
+                chirpstack_metric_name: counter.clone(),
+                metric_type: MetricType::Int,
+                metric_unit: None,
+            }],
+            commands: vec![],
+        });
     const ROWS: i64 = 25_000;
     let start = Timestamp::now().saturating_sub(Duration::from_secs(86_400 + 10 * ROWS as u64));
     {

@@ -70,8 +70,14 @@ impl Workdir {
     /// The fixtures' OPC UA ports replaced by this workdir's free ports.
     pub fn localize(&self, config: &str) -> String {
         config
-            .replace("host_port = 4840", &format!("host_port = {}", self.ports[0]))
-            .replace("host_port = 4841", &format!("host_port = {}", self.ports[1]))
+            .replace(
+                "host_port = 4840",
+                &format!("host_port = {}", self.ports[0]),
+            )
+            .replace(
+                "host_port = 4841",
+                &format!("host_port = {}", self.ports[1]),
+            )
     }
 
     /// The OPC UA port that `host_port = 4840` became.
@@ -262,7 +268,10 @@ fn generated_pki(name: &str, application_uri: &str) -> PathBuf {
             discovery_profile_uri: UAString::null(),
             discovery_urls: None,
         };
-        let data = X509Data::from((description, Some(vec!["127.0.0.1".to_string(), "localhost".to_string()])));
+        let data = X509Data::from((
+            description,
+            Some(vec!["127.0.0.1".to_string(), "localhost".to_string()]),
+        ));
         store
             .create_and_store_application_instance_cert(&data, true)
             .expect("generate a test key pair");
@@ -296,6 +305,10 @@ pub fn install_pki(dest: &Path) {
     }
     set_mode(&dest.join("private"), 0o700);
     std::fs::copy(source.join("own/cert.der"), dest.join("own/cert.der")).expect("copy cert");
-    std::fs::copy(source.join("private/private.pem"), dest.join("private/private.pem")).expect("copy key");
+    std::fs::copy(
+        source.join("private/private.pem"),
+        dest.join("private/private.pem"),
+    )
+    .expect("copy key");
     set_mode(&dest.join("private/private.pem"), 0o600);
 }

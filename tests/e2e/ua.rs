@@ -85,7 +85,15 @@ pub async fn connect(
 pub async fn connect_none(port: u16, password: &str) -> Ua {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        match connect(port, SecurityPolicy::None, MessageSecurityMode::None, USER, password).await {
+        match connect(
+            port,
+            SecurityPolicy::None,
+            MessageSecurityMode::None,
+            USER,
+            password,
+        )
+        .await
+        {
             Ok(ua) => return ua,
             Err(e) if tokio::time::Instant::now() < deadline => {
                 let _ = e;
@@ -281,7 +289,11 @@ impl Ua {
             .await
             .expect("create_monitored_items");
         for r in &results {
-            assert!(r.result.status_code.is_good(), "monitored item: {}", r.result.status_code);
+            assert!(
+                r.result.status_code.is_good(),
+                "monitored item: {}",
+                r.result.status_code
+            );
         }
         log
     }
