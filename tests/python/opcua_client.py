@@ -8,6 +8,7 @@ to do something (start or end a simulator outage) and answer "GO" on stdin.
 """
 
 import asyncio
+import dataclasses
 import json
 import sys
 from datetime import datetime, timedelta, timezone
@@ -63,6 +64,24 @@ async def main():
         await wrong.disconnect()
     except Exception as e:  # noqa: BLE001 - any refusal is what we want
         emit("wrong_password", refused=True, error=type(e).__name__ + ": " + str(e)[:200])
+
+    # A client that ignores the encrypted token policy and sends the right password in
+    # clear on the None endpoint is refused: the password must not cross the wire in clear.
+    sneaky = Client(url, timeout=10)
+    sneaky.set_user(USER)
+    sneaky.set_password(password)
+    advertised = sneaky.server_policy
+
+    def cleartext_policy(token_type):
+        return dataclasses.replace(advertised(token_type), SecurityPolicyUri=None)
+
+    sneaky.server_policy = cleartext_policy
+    try:
+        await sneaky.connect()
+        emit("cleartext_password", refused=False)
+        await sneaky.disconnect()
+    except Exception as e:  # noqa: BLE001
+        emit("cleartext_password", refused=True, error=type(e).__name__ + ": " + str(e)[:200])
 
     client = Client(url, timeout=10)
     client.set_user(USER)
