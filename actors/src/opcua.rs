@@ -17,7 +17,8 @@ use opcgw::opcua::nodes::{
 use opcgw::opcua::server::{self as ua_server, RunningServer};
 use opcgw::opcua::values::LiveValues;
 use opcgw::storage::{
-    CommandRecord, HistoryPage, HistoryQuery, LatestValue, NewCommand, StorageErrorKind,
+    CommandFilter, CommandRecord, HistoryPage, HistoryQuery, LatestValue, NewCommand,
+    StorageErrorKind, MAX_COMMAND_PAGE,
 };
 use opcua::types::Variant;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -192,6 +193,8 @@ impl Actor for OpcUaActor {
         });
         let server = ua_server::start(&config, backend).await?;
         server.nodes.publish(&live.snapshot());
+        let client = storage.read().unwrap_or_else(|e| e.into_inner()).clone();
+        seed_command_status(&server, &client).await;
         let ticker = {
             let myself = myself.clone();
             tokio::spawn(async move {
@@ -353,6 +356,35 @@ fn log_session_gauge(state: &OpcUaState, sessions: Option<u32>) {
             event = "opcua_session_count",
             limit, "session count unavailable: [opcua].diagnostics_enabled is off"
         ),
+    }
+}
+
+/// Shows each command's last known state in its `Status` variable (newest record per command).
+async fn seed_command_status(server: &RunningServer, client: &StorageClient) {
+    let filter = CommandFilter {
+        device_id: None,
+        states: None,
+        limit: MAX_COMMAND_PAGE,
+    };
+    let Ok(Ok(records)) = tokio::time::timeout(SEED_TIMEOUT, client.commands(filter)).await else {
+        debug!(event = "opcua_command_status_unavailable");
+        return;
+    };
+    let mut seen = std::collections::HashSet::new();
+    for record in records {
+        if !server
+            .nodes
+            .has_command(&record.device_id, &record.command_name)
+        {
+            continue;
+        }
+        if seen.insert((record.device_id.clone(), record.command_name.clone())) {
+            server.nodes.set_command_status(
+                &record.device_id,
+                &record.command_name,
+                &command_status_text(record.id, record.state.as_str(), record.detail.as_deref()),
+            );
+        }
     }
 }
 

@@ -1196,3 +1196,96 @@ fn random_event_id() -> Vec<u8> {
     rand::rngs::OsRng.fill_bytes(&mut id);
     id
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(ty: MetricType, min: Option<f64>, max: Option<f64>) -> CommandConfig {
+        CommandConfig {
+            command_name: "setpoint".into(),
+            command_id: 1,
+            command_confirmed: false,
+            command_port: 10,
+            command_type: ty,
+            command_min: min,
+            command_max: max,
+        }
+    }
+
+    #[test]
+    fn gateway_and_opc_ua_times_round_trip_and_the_null_time_is_unspecified() {
+        for micros in [0, 1, 1_795_418_640_123_456, 4_102_444_800_000_000] {
+            let t = Timestamp(micros);
+            assert_eq!(gateway_time(&ua_time(t)), Some(t), "{micros}");
+        }
+        assert_eq!(gateway_time(&DateTime::null()), None);
+        // Out-of-range times are clamped, never a panic.
+        assert_eq!(ua_time(Timestamp(i64::MIN)).ticks(), 0);
+        let _ = ua_time(Timestamp(i64::MAX));
+    }
+
+    #[test]
+    fn written_values_are_taken_strictly_by_command_type() {
+        use MetricType::*;
+        assert_eq!(
+            command_value(Int, &Variant::Int32(-3)),
+            Some(Value::Int(-3))
+        );
+        assert_eq!(command_value(Int, &Variant::UInt64(7)), Some(Value::Int(7)));
+        assert_eq!(command_value(Int, &Variant::UInt64(u64::MAX)), None);
+        assert_eq!(command_value(Int, &Variant::Double(1.0)), None);
+        assert_eq!(command_value(Int, &Variant::from("1")), None);
+        assert_eq!(
+            command_value(Float, &Variant::Float(1.5)),
+            Some(Value::Float(1.5))
+        );
+        assert_eq!(command_value(Float, &Variant::Int64(1)), None);
+        assert_eq!(
+            command_value(Bool, &Variant::Boolean(true)),
+            Some(Value::Bool(true))
+        );
+        assert_eq!(command_value(Bool, &Variant::Int64(1)), None);
+        assert_eq!(
+            command_value(String, &Variant::from("on")),
+            Some(Value::String("on".into()))
+        );
+        assert_eq!(command_value(String, &Variant::Empty), None);
+    }
+
+    #[test]
+    fn ranges_bound_numbers_and_refuse_nan() {
+        let c = command(MetricType::Float, Some(0.0), Some(10.0));
+        assert!(in_range(&c, &Value::Float(0.0)) && in_range(&c, &Value::Float(10.0)));
+        assert!(!in_range(&c, &Value::Float(-0.1)) && !in_range(&c, &Value::Float(10.1)));
+        assert!(!in_range(&c, &Value::Float(f64::NAN)));
+        let open = command(MetricType::Int, None, Some(5.0));
+        assert!(in_range(&open, &Value::Int(i64::MIN)) && !in_range(&open, &Value::Int(6)));
+    }
+
+    #[test]
+    fn qualities_map_to_their_status_codes() {
+        assert_eq!(status_of(Quality::Good), StatusCode::Good);
+        assert_eq!(
+            status_of(Quality::Uncertain),
+            StatusCode::UncertainLastUsableValue
+        );
+        assert_eq!(status_of(Quality::Bad), StatusCode::BadNoCommunication);
+        assert_eq!(
+            status_of(Quality::WaitingForInitialData),
+            StatusCode::BadWaitingForInitialData
+        );
+        let waiting = data_value_of(&LiveUpdate {
+            node: "d/m".into(),
+            value: None,
+            quality: Quality::WaitingForInitialData,
+            source_time: Timestamp(5),
+            server_time: Timestamp(6),
+        });
+        assert_eq!(waiting.value, Some(Variant::Empty));
+        assert_eq!(
+            gateway_time(&waiting.server_timestamp.unwrap()),
+            Some(Timestamp(6))
+        );
+    }
+}

@@ -462,8 +462,30 @@ async fn the_session_limit_refuses_one_more_session() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Gateway::config_for(&sim, dir.path());
     config.opcua.max_connections = 2;
+    config.opcua.max_subscriptions_per_session = 1;
+    config.opcua.max_monitored_items_per_sub = 2;
+    let ids = metric_ids(&config);
     let gw = Gateway::start(config, dir).await;
     let first = gw.client().await;
+    // Subscriptions per session and monitored items per subscription are capped too.
+    let nodes: Vec<NodeId> = ids.iter().take(3).map(|id| first.id(id)).collect();
+    let items = first.try_subscribe(&nodes).await;
+    assert!(
+        matches!(
+            items.as_deref(),
+            Err(&StatusCode::BadTooManyMonitoredItems)
+                | Ok([
+                    StatusCode::Good,
+                    StatusCode::Good,
+                    StatusCode::BadTooManyMonitoredItems
+                ])
+        ),
+        "{items:?}"
+    );
+    assert_eq!(
+        first.try_subscribe(&nodes[..1]).await,
+        Err(StatusCode::BadTooManySubscriptions)
+    );
     let second = gw.client().await;
     let third = connect(
         gw.port,
@@ -802,6 +824,23 @@ async fn a_crashed_opcua_actor_is_restarted_and_clients_reconnect_to_current_val
     let ua = gw.client().await;
     let ids = metric_ids(&config);
     wait_all_good(&ua, &ids).await;
+    // A command acknowledged before the crash.
+    let device = &config.applications[0].devices[0];
+    let command = format!("{}/{}", device.device_id, device.commands[0].command_name);
+    assert_eq!(
+        ua.write(&ua.id(&command), Variant::Int64(7)).await,
+        StatusCode::Good
+    );
+    let status_id = format!("{command}/Status");
+    let acknowledged = |dv: &opcua::types::DataValue| matches!(&dv.value, Some(Variant::String(s)) if s.as_ref().contains(" acknowledged"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !acknowledged(&ua.read(&status_id).await) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "command not acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let poller_restarts = |status: &opcgw_actors::supervisor::TreeStatus| {
         (
             status.child("poller").unwrap().restarts,
@@ -843,6 +882,9 @@ async fn a_crashed_opcua_actor_is_restarted_and_clients_reconnect_to_current_val
         let dv = ua.read(id).await;
         assert_eq!(dv.status(), StatusCode::Good, "{id} after restart");
     }
+    // The command's last state is shown again (refilled from storage).
+    let status = ua.read(&status_id).await;
+    assert!(acknowledged(&status), "{status:?}");
     let first = ua.read(&ids[0]).await.source_timestamp;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while ua.read(&ids[0]).await.source_timestamp == first {

@@ -161,10 +161,16 @@ async fn the_python_asyncua_client_reads_subscribes_and_pages_history() {
     let cleartext = step("cleartext_password");
     assert_eq!(cleartext["refused"], true, "{cleartext}");
     assert!(
-        cleartext["error"].as_str().unwrap_or("").contains("IdentityTokenInvalid"),
+        cleartext["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("IdentityTokenInvalid"),
         "{cleartext}"
     );
-    assert!(!crate::logs::text().contains(PASSWORD), "the password reached the log");
+    assert!(
+        !crate::logs::text().contains(PASSWORD),
+        "the password reached the log"
+    );
     assert_eq!(step("namespace")["index"], 2);
     let browse = step("browse");
     assert_eq!(browse["found"], browse["expected"], "{browse}");

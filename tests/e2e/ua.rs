@@ -298,6 +298,47 @@ impl Ua {
         log
     }
 
+    /// Creates a subscription with an item per node: the per-item results, or why the
+    /// subscription itself was refused.
+    pub async fn try_subscribe(&self, ids: &[NodeId]) -> Result<Vec<StatusCode>, StatusCode> {
+        let subscription = self
+            .session
+            .create_subscription(
+                Duration::from_millis(100),
+                100,
+                10,
+                0,
+                0,
+                true,
+                DataChangeCallback::new(|_, _| {}),
+            )
+            .await
+            .map_err(|e| e.status())?;
+        let requests = ids
+            .iter()
+            .map(|id| MonitoredItemCreateRequest {
+                item_to_monitor: ReadValueId {
+                    node_id: id.clone(),
+                    attribute_id: AttributeId::Value as u32,
+                    ..Default::default()
+                },
+                monitoring_mode: MonitoringMode::Reporting,
+                requested_parameters: MonitoringParameters {
+                    sampling_interval: 0.0,
+                    queue_size: 1,
+                    discard_oldest: true,
+                    ..Default::default()
+                },
+            })
+            .collect();
+        let results = self
+            .session
+            .create_monitored_items(subscription, TimestampsToReturn::Both, requests)
+            .await
+            .map_err(|e| e.status())?;
+        Ok(results.iter().map(|r| r.result.status_code).collect())
+    }
+
     pub async fn close(self) {
         let _ = tokio::time::timeout(Duration::from_secs(3), self.session.disconnect()).await;
         self.event_loop.abort();
