@@ -181,20 +181,25 @@ fn data_type(metric_type: MetricType) -> DataTypeId {
     }
 }
 
+/// 100 ns ticks from 1601-01-01 (OPC UA's epoch) to 1970-01-01.
+const UNIX_EPOCH_TICKS: i64 = 116_444_736_000_000_000;
+
 /// OPC UA time (100 ns ticks since 1601) of a gateway timestamp (µs since 1970).
 pub fn ua_time(t: Timestamp) -> DateTime {
-    const EPOCH_TICKS: i64 = 116_444_736_000_000_000;
-    DateTime::from(t.0.saturating_mul(10).saturating_add(EPOCH_TICKS).max(0))
+    DateTime::from(
+        t.0.saturating_mul(10)
+            .saturating_add(UNIX_EPOCH_TICKS)
+            .max(0),
+    )
 }
 
 /// A gateway timestamp from OPC UA time; `None` for the null (unspecified) time.
 pub fn gateway_time(t: &DateTime) -> Option<Timestamp> {
-    const EPOCH_TICKS: i64 = 116_444_736_000_000_000;
     if t.is_null() {
         return None;
     }
     let ticks = t.checked_ticks();
-    Some(Timestamp((ticks.saturating_sub(EPOCH_TICKS)) / 10))
+    Some(Timestamp((ticks.saturating_sub(UNIX_EPOCH_TICKS)) / 10))
 }
 
 pub fn variant_of(value: &Value) -> Variant {
@@ -1099,7 +1104,7 @@ impl GatewayNodesHandle {
 
     /// Applies a reloaded topology live: removed nodes go (their subscribers first see
     /// BadNodeIdUnknown), new ones appear, renamed ones change in place. Clients are told with
-    /// a GeneralModelChangeEvent on the Server object.
+    /// a BaseModelChangeEvent on the Server object.
     pub fn apply_topology(&self, config: &AppConfig) -> AddressSpaceChanges {
         let nodes = self.nodes();
         let next = Model::new(config);
@@ -1174,7 +1179,7 @@ impl GatewayNodesHandle {
         if !changes.is_empty() {
             let event = BaseModelChangeEventType {
                 base: BaseEventType::new_now(
-                    opcua::types::ObjectTypeId::GeneralModelChangeEventType,
+                    opcua::types::ObjectTypeId::BaseModelChangeEventType,
                     ByteString::from(random_event_id()),
                     "address space changed by a configuration reload",
                 )

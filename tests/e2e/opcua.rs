@@ -747,6 +747,7 @@ async fn a_topology_change_is_visible_to_a_connected_client_without_reconnecting
         .iter()
         .all(|(name, _)| name != &added_device.device_name));
 
+    let events = ua.subscribe_server_events().await;
     let mut next = config.clone();
     next.applications[0].devices[0].metrics.remove(1);
     next.applications[0].devices[0].device_name = "Renamed".into();
@@ -797,6 +798,20 @@ async fn a_topology_change_is_visible_to_a_connected_client_without_reconnecting
         },
     )
     .await;
+    // Clients that watch the Server object hear of the change.
+    let model_change: NodeId = opcua::types::ObjectTypeId::BaseModelChangeEventType.into();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !events
+        .lock()
+        .unwrap()
+        .contains(&Variant::from(model_change.clone()))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no model change event: {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Values of the new device arrive; the untouched subscription keeps delivering.
     let new_metric = format!(
         "{}/{}",

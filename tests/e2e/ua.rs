@@ -339,6 +339,67 @@ impl Ua {
         Ok(results.iter().map(|r| r.result.status_code).collect())
     }
 
+    /// Subscribes to the Server object's events; each event's EventType is recorded.
+    pub async fn subscribe_server_events(&self) -> Arc<Mutex<Vec<Variant>>> {
+        use opcua::client::EventCallback;
+        use opcua::types::{
+            ContentFilter, EventFilter, ObjectId, ObjectTypeId, SimpleAttributeOperand,
+        };
+        let events: Arc<Mutex<Vec<Variant>>> = Arc::default();
+        let sink = events.clone();
+        let subscription = self
+            .session
+            .create_subscription(
+                Duration::from_millis(100),
+                100,
+                10,
+                0,
+                0,
+                true,
+                EventCallback::new(move |fields, _| {
+                    if let Some(event_type) = fields.and_then(|f| f.into_iter().next()) {
+                        sink.lock().unwrap().push(event_type);
+                    }
+                }),
+            )
+            .await
+            .expect("event subscription");
+        let filter = EventFilter {
+            select_clauses: Some(vec![SimpleAttributeOperand {
+                type_definition_id: ObjectTypeId::BaseEventType.into(),
+                browse_path: Some(vec![QualifiedName::new(0, "EventType")]),
+                attribute_id: AttributeId::Value as u32,
+                index_range: NumericRange::None,
+            }]),
+            where_clause: ContentFilter { elements: None },
+        };
+        let results = self
+            .session
+            .create_monitored_items(
+                subscription,
+                TimestampsToReturn::Both,
+                vec![MonitoredItemCreateRequest {
+                    item_to_monitor: ReadValueId {
+                        node_id: ObjectId::Server.into(),
+                        attribute_id: AttributeId::EventNotifier as u32,
+                        ..Default::default()
+                    },
+                    monitoring_mode: MonitoringMode::Reporting,
+                    requested_parameters: MonitoringParameters {
+                        sampling_interval: 0.0,
+                        filter: ExtensionObject::from_message(filter),
+                        queue_size: 10,
+                        discard_oldest: true,
+                        ..Default::default()
+                    },
+                }],
+            )
+            .await
+            .expect("event item");
+        assert!(results[0].result.status_code.is_good());
+        events
+    }
+
     pub async fn close(self) {
         let _ = tokio::time::timeout(Duration::from_secs(3), self.session.disconnect()).await;
         self.event_loop.abort();
