@@ -509,7 +509,7 @@ async fn the_session_limit_refuses_one_more_session() {
 }
 
 /// Samples of one Int series, one per 10 s.
-fn int_series(device: &str, metric: &str, start: Timestamp, count: i64) -> Vec<Sample> {
+pub fn int_series(device: &str, metric: &str, start: Timestamp, count: i64) -> Vec<Sample> {
     (0..count)
         .map(|i| Sample {
             device_id: device.into(),

@@ -7,11 +7,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use opcgw::config::MetricType;
-use opcgw::model::{Sample, SampleOrigin, Timestamp, Value};
+use opcgw::model::Timestamp;
 use opcgw::storage::Store;
 use serde_json::Value as Json;
 
-use crate::opcua::{Gateway, PASSWORD};
+use crate::opcua::{int_series, Gateway, PASSWORD};
 use crate::poller::simulator;
 
 fn workspace() -> PathBuf {
@@ -82,17 +82,9 @@ async fn the_python_asyncua_client_reads_subscribes_and_pages_history() {
     let start = Timestamp::now().saturating_sub(Duration::from_secs(86_400 + 10 * ROWS as u64));
     {
         let mut store = Store::open(&config.storage.database_path).unwrap();
-        let samples: Vec<Sample> = (0..ROWS)
-            .map(|i| Sample {
-                device_id: history_device.into(),
-                metric: counter.clone(),
-                value: Value::Int(i),
-                source_time: Timestamp(start.0 + i * 10_000_000),
-                received_time: Timestamp(start.0 + i * 10_000_000),
-                origin: SampleOrigin::Uplink,
-            })
-            .collect();
-        store.append(&samples).unwrap();
+        store
+            .append(&int_series(history_device, &counter, start, ROWS))
+            .unwrap();
     }
     let gw = Gateway::start(history_config, dir).await;
     // The server is up once a client gets in.

@@ -236,86 +236,20 @@ impl Ua {
             .remove(0)
     }
 
-    /// Subscribes to the values of `ids` (client handles 0..), with a StatusValue
-    /// DataChangeFilter or without any filter.
-    pub async fn subscribe(&self, ids: &[NodeId], status_value_filter: bool) -> Notifications {
-        let log: Notifications = Arc::default();
-        let sink = log.clone();
-        let subscription = self
-            .session
-            .create_subscription(
-                Duration::from_millis(100),
-                100,
-                10,
-                0,
-                0,
-                true,
-                DataChangeCallback::new(move |value, item| {
-                    sink.lock().unwrap().push((item.client_handle(), value));
-                }),
-            )
+    /// A subscription publishing every 100 ms.
+    async fn new_subscription(
+        &self,
+        callback: impl opcua::client::OnSubscriptionNotificationCore + 'static,
+    ) -> Result<u32, StatusCode> {
+        self.session
+            .create_subscription(Duration::from_millis(100), 100, 10, 0, 0, true, callback)
             .await
-            .expect("create_subscription");
-        let requests = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| MonitoredItemCreateRequest {
-                item_to_monitor: ReadValueId {
-                    node_id: id.clone(),
-                    attribute_id: AttributeId::Value as u32,
-                    ..Default::default()
-                },
-                monitoring_mode: MonitoringMode::Reporting,
-                requested_parameters: MonitoringParameters {
-                    client_handle: i as u32,
-                    sampling_interval: 0.0,
-                    filter: if status_value_filter {
-                        ExtensionObject::from_message(DataChangeFilter {
-                            trigger: DataChangeTrigger::StatusValue,
-                            deadband_type: DeadbandType::None as u32,
-                            deadband_value: 0.0,
-                        })
-                    } else {
-                        ExtensionObject::null()
-                    },
-                    queue_size: 100,
-                    discard_oldest: true,
-                },
-            })
-            .collect();
-        let results = self
-            .session
-            .create_monitored_items(subscription, TimestampsToReturn::Both, requests)
-            .await
-            .expect("create_monitored_items");
-        for r in &results {
-            assert!(
-                r.result.status_code.is_good(),
-                "monitored item: {}",
-                r.result.status_code
-            );
-        }
-        log
+            .map_err(|e| e.status())
     }
 
-    /// Creates a subscription with an item per node: the per-item results, or why the
-    /// subscription itself was refused.
-    pub async fn try_subscribe(&self, ids: &[NodeId]) -> Result<Vec<StatusCode>, StatusCode> {
-        let subscription = self
-            .session
-            .create_subscription(
-                Duration::from_millis(100),
-                100,
-                10,
-                0,
-                0,
-                true,
-                DataChangeCallback::new(|_, _| {}),
-            )
-            .await
-            .map_err(|e| e.status())?;
-        let requests = ids
-            .iter()
+    /// One value item per node, sampled on every change, with the given filter.
+    fn value_items(ids: &[NodeId], filter: ExtensionObject) -> Vec<MonitoredItemCreateRequest> {
+        ids.iter()
             .map(|id| MonitoredItemCreateRequest {
                 item_to_monitor: ReadValueId {
                     node_id: id.clone(),
@@ -325,15 +259,63 @@ impl Ua {
                 monitoring_mode: MonitoringMode::Reporting,
                 requested_parameters: MonitoringParameters {
                     sampling_interval: 0.0,
-                    queue_size: 1,
+                    filter: filter.clone(),
+                    queue_size: 100,
                     discard_oldest: true,
                     ..Default::default()
                 },
             })
-            .collect();
+            .collect()
+    }
+
+    /// Subscribes to the values of `ids`, with a StatusValue DataChangeFilter or without any
+    /// filter. Notifications carry the client's item handle.
+    pub async fn subscribe(&self, ids: &[NodeId], status_value_filter: bool) -> Notifications {
+        let log: Notifications = Arc::default();
+        let sink = log.clone();
+        let filter = if status_value_filter {
+            ExtensionObject::from_message(DataChangeFilter {
+                trigger: DataChangeTrigger::StatusValue,
+                deadband_type: DeadbandType::None as u32,
+                deadband_value: 0.0,
+            })
+        } else {
+            ExtensionObject::null()
+        };
+        let callback = DataChangeCallback::new(move |value, item| {
+            sink.lock().unwrap().push((item.client_handle(), value));
+        });
+        let results = self
+            .try_items(ids, filter, callback)
+            .await
+            .expect("subscribe");
+        for status in &results {
+            assert!(status.is_good(), "monitored item: {status}");
+        }
+        log
+    }
+
+    /// Creates a subscription with a filter-less item per node: the per-item results, or why
+    /// the subscription itself was refused.
+    pub async fn try_subscribe(&self, ids: &[NodeId]) -> Result<Vec<StatusCode>, StatusCode> {
+        let callback = DataChangeCallback::new(|_, _| {});
+        self.try_items(ids, ExtensionObject::null(), callback).await
+    }
+
+    async fn try_items(
+        &self,
+        ids: &[NodeId],
+        filter: ExtensionObject,
+        callback: DataChangeCallback,
+    ) -> Result<Vec<StatusCode>, StatusCode> {
+        let subscription = self.new_subscription(callback).await?;
         let results = self
             .session
-            .create_monitored_items(subscription, TimestampsToReturn::Both, requests)
+            .create_monitored_items(
+                subscription,
+                TimestampsToReturn::Both,
+                Self::value_items(ids, filter),
+            )
             .await
             .map_err(|e| e.status())?;
         Ok(results.iter().map(|r| r.result.status_code).collect())
@@ -348,20 +330,11 @@ impl Ua {
         let events: Arc<Mutex<Vec<Variant>>> = Arc::default();
         let sink = events.clone();
         let subscription = self
-            .session
-            .create_subscription(
-                Duration::from_millis(100),
-                100,
-                10,
-                0,
-                0,
-                true,
-                EventCallback::new(move |fields, _| {
-                    if let Some(event_type) = fields.and_then(|f| f.into_iter().next()) {
-                        sink.lock().unwrap().push(event_type);
-                    }
-                }),
-            )
+            .new_subscription(EventCallback::new(move |fields, _| {
+                if let Some(event_type) = fields.and_then(|f| f.into_iter().next()) {
+                    sink.lock().unwrap().push(event_type);
+                }
+            }))
             .await
             .expect("event subscription");
         let filter = EventFilter {
