@@ -912,3 +912,104 @@ async fn a_crashed_opcua_actor_is_restarted_and_clients_reconnect_to_current_val
     ua.close().await;
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn anonymous_sessions_and_clear_passwords_only_when_the_operator_allows_them() {
+    use opcua::client::IdentityToken;
+    use opcua::types::UserTokenType;
+    let none = (SecurityPolicy::None, MessageSecurityMode::None);
+    let sim = fast_simulator(|c| c.devices_per_application = 1).await;
+
+    // Defaults: anonymous refused (and audited), the password policy encrypts.
+    let dir = tempfile::tempdir().unwrap();
+    let config = Gateway::config_for(&sim, dir.path());
+    let gw = Gateway::start(config, dir).await;
+    gw.client().await.close().await;
+    // (async-opcua's client does not even try: no anonymous policy is advertised. The Python
+    // client, which tries anyway, is refused by the server: opcua_python.rs.)
+    let refused = ua::connect_as(gw.port, none.0, none.1, IdentityToken::new_anonymous()).await;
+    assert!(refused.is_err(), "an anonymous session was accepted");
+    let endpoints = ua::endpoints(gw.port).await;
+    assert!(endpoints.iter().all(|e| e
+        .user_identity_tokens
+        .iter()
+        .flatten()
+        .all(|t| t.token_type != UserTokenType::Anonymous)));
+    gw.stop().await;
+
+    // Allowed: anonymous gets in; the None endpoint takes the password in clear.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Gateway::config_for(&sim, dir.path());
+    config.opcua.allow_anonymous = true;
+    config.opcua.allow_cleartext_password = true;
+    let gw = Gateway::start(config, dir).await;
+    gw.client().await.close().await;
+    let anonymous = ua::connect_as(gw.port, none.0, none.1, IdentityToken::new_anonymous())
+        .await
+        .expect("anonymous allowed");
+    anonymous.close().await;
+    let endpoints = ua::endpoints(gw.port).await;
+    let tokens = endpoints
+        .iter()
+        .find(|e| e.security_mode == MessageSecurityMode::None)
+        .and_then(|e| e.user_identity_tokens.clone())
+        .unwrap();
+    assert!(tokens
+        .iter()
+        .any(|t| t.token_type == UserTokenType::Anonymous));
+    let user = tokens
+        .iter()
+        .find(|t| t.token_type == UserTokenType::UserName)
+        .unwrap();
+    assert!(
+        user.security_policy_uri.is_null() || user.security_policy_uri.is_empty(),
+        "{user:?}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_answers_good_only_once_the_command_is_stored() {
+    let sim = fast_simulator(|c| c.devices_per_application = 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Gateway::config_for(&sim, dir.path());
+    // Hold the database: storage cannot start, the rest of the gateway runs.
+    let lock = Store::open(&config.storage.database_path).unwrap();
+    let gw = Gateway::start(config.clone(), dir).await;
+    let ua = gw.client().await;
+    let device = &config.applications[0].devices[0];
+    let node = ua.id(&format!(
+        "{}/{}",
+        device.device_id, device.commands[0].command_name
+    ));
+    assert_eq!(
+        ua.write(&node, Variant::Int64(5)).await,
+        StatusCode::BadResourceUnavailable,
+        "a write Good without storage would be lost"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(sim.downlinks().is_empty());
+
+    // Storage back: the same write goes through.
+    drop(lock);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match ua.write(&node, Variant::Int64(5)).await {
+            StatusCode::Good => break,
+            StatusCode::BadResourceUnavailable => {}
+            other => panic!("unexpected {other}"),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "storage never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sim.downlinks().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no downlink");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ua.close().await;
+    gw.stop().await;
+}

@@ -150,6 +150,8 @@ async fn the_python_asyncua_client_reads_subscribes_and_pages_history() {
     };
 
     assert_eq!(step("wrong_password")["refused"], true, "{steps:#?}");
+    let anonymous = step("anonymous");
+    assert_eq!(anonymous["refused"], true, "{anonymous}");
     let cleartext = step("cleartext_password");
     assert_eq!(cleartext["refused"], true, "{cleartext}");
     assert!(

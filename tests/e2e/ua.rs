@@ -38,6 +38,22 @@ pub async fn connect(
     user: &str,
     password: &str,
 ) -> Result<Ua, StatusCode> {
+    connect_as(
+        port,
+        policy,
+        mode,
+        IdentityToken::new_user_name(user, password),
+    )
+    .await
+}
+
+/// Connects with any identity (anonymous, user name...).
+pub async fn connect_as(
+    port: u16,
+    policy: SecurityPolicy,
+    mode: MessageSecurityMode,
+    identity: IdentityToken,
+) -> Result<Ua, StatusCode> {
     let mut client = ClientBuilder::new()
         .application_name("opcgw-test-client")
         .application_uri(CLIENT_URI)
@@ -55,10 +71,7 @@ pub async fn connect(
     let url = format!("opc.tcp://127.0.0.1:{port}/");
     let (session, event_loop) = tokio::time::timeout(
         Duration::from_secs(20),
-        client.connect_to_matching_endpoint(
-            (url.as_str(), policy.to_uri(), mode),
-            IdentityToken::new_user_name(user, password),
-        ),
+        client.connect_to_matching_endpoint((url.as_str(), policy.to_uri(), mode), identity),
     )
     .await
     .map_err(|_| StatusCode::BadTimeout)?

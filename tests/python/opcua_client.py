@@ -65,6 +65,15 @@ async def main():
     except Exception as e:  # noqa: BLE001 - any refusal is what we want
         emit("wrong_password", refused=True, error=type(e).__name__ + ": " + str(e)[:200])
 
+    # An anonymous session (not allowed by default) is refused by the server.
+    anonymous = Client(url, timeout=10)
+    try:
+        await anonymous.connect()
+        emit("anonymous", refused=False)
+        await anonymous.disconnect()
+    except Exception as e:  # noqa: BLE001
+        emit("anonymous", refused=True, error=type(e).__name__ + ": " + str(e)[:200])
+
     # A client that ignores the encrypted token policy and sends the right password in
     # clear on the None endpoint is refused: the password must not cross the wire in clear.
     sneaky = Client(url, timeout=10)
