@@ -93,3 +93,44 @@ fn a_missing_key_pair_refuses_start_up_unless_development_keys_are_allowed() {
     again.signal(Signal::SIGTERM);
     assert!(again.wait_exit(Duration::from_secs(10)).success());
 }
+
+#[test]
+fn a_taken_port_is_retried_with_backoff_while_the_rest_runs_and_served_once_free() {
+    let workdir = Workdir::new(&MINIMAL_CONFIG.replace(
+        "[opcua]",
+        "[supervisor]\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\n\n[opcua]",
+    ));
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", workdir.opcua_port())).unwrap();
+    let mut daemon = Daemon::start(&workdir, &[]);
+    let failures = daemon.wait_for_events("actor_start_failed", 2, Duration::from_secs(20));
+    assert!(
+        failures.iter().all(|l| l.contains("actor=\"opcua\"")),
+        "{failures:#?}"
+    );
+    assert!(
+        failures[0].contains(&workdir.opcua_port().to_string())
+            && failures[0].contains("OPCGW_OPCUA__HOST_PORT"),
+        "{}",
+        failures[0]
+    );
+    let started: Vec<String> = daemon
+        .events("actor_started")
+        .iter()
+        .filter_map(|l| crate::support::actor_of(l))
+        .collect();
+    assert!(started.contains(&"poller".to_string()) && started.contains(&"storage".to_string()));
+    drop(squatter);
+    daemon.wait_for_events("opcua_listening", 1, Duration::from_secs(20));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        crate::ua::connect_none(workdir.opcua_port(), TEST_PASSWORD)
+            .await
+            .close()
+            .await;
+    });
+    daemon.signal(Signal::SIGTERM);
+    assert!(daemon.wait_exit(Duration::from_secs(10)).success());
+}
