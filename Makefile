@@ -68,3 +68,4 @@ bench: deps
 	$(CARGO) bench --locked -p opcgw --bench storage
 	$(CARGO) bench --locked -p opcgw-actors --bench poller
 	$(CARGO) bench --locked -p opcgw-actors --bench opcua
+	$(CARGO) bench --locked -p opcgw-actors --bench memory

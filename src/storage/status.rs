@@ -10,8 +10,9 @@ use super::Store;
 
 /// Longest status key, in bytes.
 pub const MAX_STATUS_KEY_BYTES: usize = 64;
-/// Largest status document, in bytes: these are summaries, not logs.
-pub const MAX_STATUS_BYTES: usize = 64 * 1024;
+/// Largest status document, in bytes: these are summaries, not logs. The device-health
+/// summary takes ~150 bytes per device (1,000 devices: ~150 KB), so 1 MiB covers ~6,500.
+pub const MAX_STATUS_BYTES: usize = 1024 * 1024;
 
 /// What the database holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]

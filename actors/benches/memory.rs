@@ -1,0 +1,336 @@
+//! Resident memory of the real `opcgw` binary (release build) serving 1,000 devices x 10
+//! metrics with one hour of history, while an OPC UA client subscribes to every variable.
+//! The simulator runs in its own process (an uplink per device every 10 s). Prints the
+//! gateway's VmRSS over the run. Run with `make bench`; figures go to docs/performance.md.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opcgw::config::ApplicationConfig;
+use opcgw::model::{Sample, SampleOrigin, Timestamp, Value};
+use opcgw::storage::Store;
+use opcua::client::{ClientBuilder, DataChangeCallback, IdentityToken};
+use opcua::crypto::SecurityPolicy;
+use opcua::types::{
+    AttributeId, MessageSecurityMode, MonitoredItemCreateRequest, MonitoringMode,
+    MonitoringParameters, NodeId, ReadValueId, TimestampsToReturn,
+};
+
+const TOKEN: &str = "bench-token";
+const PASSWORD: &str = "bench-password";
+const RUN: Duration = Duration::from_secs(90);
+
+/// `OPCGW_BENCH_SECONDS` shortens or lengthens the run.
+fn run_time() -> Duration {
+    std::env::var("OPCGW_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(RUN, Duration::from_secs)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The bench directory (deleted at the end unless kept).
+struct KeepOrNot(std::path::PathBuf);
+
+impl KeepOrNot {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for KeepOrNot {
+    fn drop(&mut self) {
+        if std::env::var_os("OPCGW_BENCH_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let bin = env!("CARGO_BIN_EXE_opcgw");
+    let dir = tempfile::tempdir().expect("temp dir");
+    // `OPCGW_BENCH_KEEP=1` keeps the directory (database, config) for a closer look.
+    let dir_path = if std::env::var_os("OPCGW_BENCH_KEEP").is_some() {
+        let kept = dir.keep();
+        println!("keeping {}", kept.display());
+        kept
+    } else {
+        dir.path().to_path_buf()
+    };
+    let dir = KeepOrNot(dir_path);
+    let sim_port = free_port();
+    let world = [
+        "--applications",
+        "10",
+        "--devices",
+        "100",
+        "--metrics",
+        "10",
+    ];
+    let _sim = Killed(
+        Command::new(bin)
+            .args(["simulate", "--listen", &format!("127.0.0.1:{sim_port}")])
+            .args(["--token", TOKEN, "--uplink-interval-ms", "10000"])
+            .args(world)
+            .env("OPCGW_LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("simulator"),
+    );
+    let printed = Command::new(bin)
+        .args(["simulate", "--print-config"])
+        .args(world)
+        .output()
+        .expect("print-config");
+    let blocks = String::from_utf8_lossy(&printed.stdout).into_owned();
+    #[derive(serde::Deserialize)]
+    struct Blocks {
+        application: Vec<ApplicationConfig>,
+    }
+    let applications = toml::from_str::<Blocks>(&blocks)
+        .expect("simulator config")
+        .application;
+
+    // One hour of history at 10 s for every metric, stored before the gateway starts.
+    let database = dir.path().join("opcgw.redb");
+    let started = Instant::now();
+    let mut rows = 0usize;
+    {
+        let mut store = Store::open(&database).expect("store");
+        let now = Timestamp::now();
+        let mut batch = Vec::with_capacity(10_000);
+        let steps = if std::env::var_os("OPCGW_BENCH_NO_HISTORY").is_some() {
+            0
+        } else {
+            360i64
+        };
+        for step in 0..steps {
+            let at = Timestamp(now.0 - (360 - step) * 10_000_000);
+            for device in applications.iter().flat_map(|a| &a.devices) {
+                for metric in &device.metrics {
+                    let value = match metric.metric_type {
+                        opcgw::config::MetricType::Float => Value::Float(step as f64 * 0.5),
+                        opcgw::config::MetricType::Int => Value::Int(step),
+                        opcgw::config::MetricType::Bool => Value::Bool(step % 2 == 0),
+                        opcgw::config::MetricType::String => Value::String("idle".into()),
+                    };
+                    batch.push(Sample {
+                        device_id: device.device_id.clone(),
+                        metric: metric.metric_name.clone(),
+                        value,
+                        source_time: at,
+                        received_time: at,
+                        origin: SampleOrigin::Uplink,
+                    });
+                    if batch.len() == 10_000 {
+                        rows += batch.len();
+                        store.append(&batch).expect("append");
+                        batch.clear();
+                    }
+                }
+            }
+        }
+        rows += batch.len();
+        store.append(&batch).expect("append");
+    }
+    println!(
+        "history: {rows} rows (1 h at 10 s) stored in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let opcua_port = free_port();
+    let config = format!(
+        r#"
+[chirpstack]
+server_address = "http://127.0.0.1:{sim_port}"
+tenant_id = "52f14cd4-c6f1-4fbd-8f87-4025e1d49242"
+polling_frequency = 10
+
+[opcua]
+host_ip_address = "127.0.0.1"
+host_port = {opcua_port}
+pki_dir = "{pki}"
+create_sample_keypair = true
+max_monitored_items_per_sub = 20000
+max_message_size = 16777216
+max_chunk_count = 512
+
+[storage]
+database_path = "{database}"
+
+[control]
+enabled = false
+
+[logging]
+level = "warn"
+
+{blocks}
+"#,
+        pki = dir.path().join("pki").display(),
+        database = database.display(),
+    );
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, config).expect("config");
+    let gateway = Killed(
+        Command::new(bin)
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .current_dir(dir.path())
+            .env("OPCGW_CHIRPSTACK__API_TOKEN", TOKEN)
+            .env("OPCGW_OPCUA__USER_PASSWORD", PASSWORD)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gateway"),
+    );
+    let pid = gateway.0.id();
+
+    if std::env::var_os("OPCGW_BENCH_NO_CLIENT").is_some() {
+        tokio::time::sleep(run_time()).await;
+        println!(
+            "gateway resident memory without a client after {} s: {:.1} MiB",
+            run_time().as_secs(),
+            rss_kib(pid).unwrap_or(0) as f64 / 1024.0
+        );
+        return;
+    }
+    // One SCADA client subscribed to every variable.
+    let mut client = ClientBuilder::new()
+        .application_name("opcgw-bench-client")
+        .application_uri("urn:opcgw:bench-client")
+        .pki_dir(dir.path().join("client-pki"))
+        .create_sample_keypair(true)
+        .trust_server_certs(true)
+        .session_retry_limit(3)
+        .max_message_size(16 * 1024 * 1024)
+        .max_chunk_count(512)
+        .max_array_length(200_000)
+        .client()
+        .expect("client");
+    let url = format!("opc.tcp://127.0.0.1:{opcua_port}/");
+    let mut session = None;
+    for _ in 0..150 {
+        if let Ok(connected) = client
+            .connect_to_matching_endpoint(
+                (
+                    url.as_str(),
+                    SecurityPolicy::None.to_uri(),
+                    MessageSecurityMode::None,
+                ),
+                IdentityToken::new_user_name("opcua-user", PASSWORD),
+            )
+            .await
+        {
+            session = Some(connected);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (session, event_loop) = session.expect("connect");
+    let _event_loop = event_loop.spawn();
+    session.wait_for_connection().await;
+    let notifications = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = notifications.clone();
+    let subscription = session
+        .create_subscription(
+            Duration::from_millis(1000),
+            30,
+            10,
+            0,
+            0,
+            true,
+            DataChangeCallback::new(move |_, _| {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }),
+        )
+        .await
+        .expect("subscription");
+    let items: Vec<MonitoredItemCreateRequest> = applications
+        .iter()
+        .flat_map(|a| &a.devices)
+        .flat_map(|d| {
+            d.metrics
+                .iter()
+                .map(move |m| format!("{}/{}", d.device_id, m.metric_name))
+        })
+        .map(|id| MonitoredItemCreateRequest {
+            item_to_monitor: ReadValueId {
+                node_id: NodeId::new(2, id),
+                attribute_id: AttributeId::Value as u32,
+                ..Default::default()
+            },
+            monitoring_mode: MonitoringMode::Reporting,
+            requested_parameters: MonitoringParameters {
+                sampling_interval: 0.0,
+                queue_size: 1,
+                discard_oldest: true,
+                ..Default::default()
+            },
+        })
+        .collect();
+    let monitored = items.len();
+    // The server takes at most 1,000 items per call (max_monitored_items_per_call).
+    for chunk in items.chunks(1_000) {
+        session
+            .create_monitored_items(subscription, TimestampsToReturn::Both, chunk.to_vec())
+            .await
+            .expect("monitored items");
+    }
+
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    while started.elapsed() < run_time() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Some(kib) = rss_kib(pid) {
+            samples.push(kib);
+        }
+    }
+    let max = samples.iter().copied().max().unwrap_or(0);
+    let last = samples.last().copied().unwrap_or(0);
+    println!(
+        "gateway resident memory over {} s with {monitored} monitored items ({} notifications): max {:.1} MiB, at the end {:.1} MiB, after 10 s {:.1} MiB",
+        run_time().as_secs(),
+        notifications.load(std::sync::atomic::Ordering::Relaxed),
+        max as f64 / 1024.0,
+        last as f64 / 1024.0,
+        samples.get(9).copied().unwrap_or(0) as f64 / 1024.0,
+    );
+    if std::env::var_os("OPCGW_BENCH_SMAPS").is_some() {
+        if let Ok(rollup) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
+            println!("{rollup}");
+        }
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            println!("{status}");
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(3), session.disconnect()).await;
+}
