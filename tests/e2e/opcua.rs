@@ -1013,3 +1013,66 @@ async fn a_write_answers_good_only_once_the_command_is_stored() {
     ua.close().await;
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_notification_carries_a_real_device_time_whatever_sampling_interval_is_asked() {
+    use opcgw::storage::HistoryQuery;
+    let sim = fast_simulator(|c| c.devices_per_application = 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Gateway::config_for(&sim, dir.path());
+    let gw = Gateway::start(config.clone(), dir).await;
+    let ua = gw.client().await;
+    let device = &config.applications[0].devices[0];
+    let metric = device
+        .metrics
+        .iter()
+        .find(|m| m.metric_type == MetricType::Int)
+        .unwrap();
+    let id = format!("{}/{}", device.device_id, metric.metric_name);
+    wait_all_good(&ua, std::slice::from_ref(&id)).await;
+    // -1 = "the publishing interval" (a common client default), and a slow 1 s.
+    let publishing = ua.subscribe_sampled(&[ua.id(&id)], false, -1.0).await;
+    let slow = ua.subscribe_sampled(&[ua.id(&id)], false, 1_000.0).await;
+    for log in [&publishing, &slow] {
+        wait_for(log, Duration::from_secs(10), "five notifications", |seen| {
+            seen.len() >= 5
+        })
+        .await;
+    }
+    let storage = StorageClient::new(
+        gw.tree.handle.lookup::<StorageMsg>("storage").await,
+        Duration::from_secs(2),
+    );
+    let stored: std::collections::HashSet<Timestamp> = storage
+        .history(HistoryQuery {
+            device_id: device.device_id.clone(),
+            metric: metric.metric_name.clone(),
+            start: Timestamp(0),
+            end: Timestamp::now().saturating_add(Duration::from_secs(60)),
+            limit: 10_000,
+            reverse: false,
+            resume: None,
+        })
+        .await
+        .unwrap()
+        .rows
+        .iter()
+        .map(|r| r.time)
+        .collect();
+    for (name, log) in [("-1", &publishing), ("1000 ms", &slow)] {
+        let seen = log.lock().unwrap().clone();
+        let times: Vec<Timestamp> = seen
+            .iter()
+            .filter_map(|(_, dv)| dv.source_timestamp.as_ref().and_then(gateway_time))
+            .collect();
+        assert!(
+            times.windows(2).all(|w| w[0] < w[1]),
+            "{name}: SourceTimestamps must move forward: {times:?}"
+        );
+        for t in &times {
+            assert!(stored.contains(t), "{name}: {t:?} is not a device time");
+        }
+    }
+    ua.close().await;
+    gw.stop().await;
+}

@@ -261,7 +261,11 @@ impl Ua {
     }
 
     /// One value item per node, sampled on every change, with the given filter.
-    fn value_items(ids: &[NodeId], filter: ExtensionObject) -> Vec<MonitoredItemCreateRequest> {
+    fn value_items(
+        ids: &[NodeId],
+        filter: ExtensionObject,
+        sampling_interval: f64,
+    ) -> Vec<MonitoredItemCreateRequest> {
         ids.iter()
             .map(|id| MonitoredItemCreateRequest {
                 item_to_monitor: ReadValueId {
@@ -271,7 +275,7 @@ impl Ua {
                 },
                 monitoring_mode: MonitoringMode::Reporting,
                 requested_parameters: MonitoringParameters {
-                    sampling_interval: 0.0,
+                    sampling_interval,
                     filter: filter.clone(),
                     queue_size: 100,
                     discard_oldest: true,
@@ -284,6 +288,16 @@ impl Ua {
     /// Subscribes to the values of `ids`, with a StatusValue DataChangeFilter or without any
     /// filter. Notifications carry the client's item handle.
     pub async fn subscribe(&self, ids: &[NodeId], status_value_filter: bool) -> Notifications {
+        self.subscribe_sampled(ids, status_value_filter, 0.0).await
+    }
+
+    /// [`Ua::subscribe`] asking for a sampling interval (ms; -1 = the publishing interval).
+    pub async fn subscribe_sampled(
+        &self,
+        ids: &[NodeId],
+        status_value_filter: bool,
+        sampling_interval: f64,
+    ) -> Notifications {
         let log: Notifications = Arc::default();
         let sink = log.clone();
         let filter = if status_value_filter {
@@ -299,7 +313,7 @@ impl Ua {
             sink.lock().unwrap().push((item.client_handle(), value));
         });
         let results = self
-            .try_items(ids, filter, callback)
+            .try_items(ids, filter, callback, sampling_interval)
             .await
             .expect("subscribe");
         for status in &results {
@@ -312,7 +326,8 @@ impl Ua {
     /// the subscription itself was refused.
     pub async fn try_subscribe(&self, ids: &[NodeId]) -> Result<Vec<StatusCode>, StatusCode> {
         let callback = DataChangeCallback::new(|_, _| {});
-        self.try_items(ids, ExtensionObject::null(), callback).await
+        self.try_items(ids, ExtensionObject::null(), callback, 0.0)
+            .await
     }
 
     async fn try_items(
@@ -320,6 +335,7 @@ impl Ua {
         ids: &[NodeId],
         filter: ExtensionObject,
         callback: DataChangeCallback,
+        sampling_interval: f64,
     ) -> Result<Vec<StatusCode>, StatusCode> {
         let subscription = self.new_subscription(callback).await?;
         let results = self
@@ -327,7 +343,7 @@ impl Ua {
             .create_monitored_items(
                 subscription,
                 TimestampsToReturn::Both,
-                Self::value_items(ids, filter),
+                Self::value_items(ids, filter, sampling_interval),
             )
             .await
             .map_err(|e| e.status())?;

@@ -117,6 +117,13 @@ pub struct CreateMonitoredItem {
 /// Takes the requested sampling interval value supplied by client and ensures it is within
 /// the range supported by the server
 fn sanitize_sampling_interval(info: &ServerInfo, requested_sampling_interval: f64) -> f64 {
+    // opcgw patch: a server configured with a minimum sampling interval of 0 pushes every value
+    // as it changes (exception-based); it revises every requested interval to 0. Otherwise a
+    // positive interval, or -1 (the publishing interval), holds values back and rewrites their
+    // SourceTimestamp to "last + interval", so clients would see invented device times.
+    if info.config.limits.subscriptions.min_sampling_interval_ms == 0.0 {
+        return 0.0;
+    }
     if requested_sampling_interval < 0.0 || !requested_sampling_interval.is_finite() {
         // From spec "any negative number is interpreted as -1"
         // -1 means monitored item's sampling interval defaults to the subscription's publishing interval
