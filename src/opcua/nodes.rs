@@ -5,7 +5,7 @@
 //! Values are pushed in by the OPC UA actor ([`GatewayNodeManager::publish`]); a Read never
 //! touches the database.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock as StdRwLock};
@@ -23,7 +23,7 @@ use opcua::sync::RwLock;
 use opcua::types::{
     AttributeId, ByteString, DataTypeId, DataValue, DateTime, EUInformation, ExtensionObject,
     HistoryData, LocalizedText, NodeId, NumericRange, ObjectId, QualifiedName,
-    ReadRawModifiedDetails, StatusCode, StatusCodeInfoType, StatusCodeValueType,
+    ReadRawModifiedDetails, ReferenceTypeId, StatusCode, StatusCodeInfoType, StatusCodeValueType,
     TimestampsToReturn, UAString, VariableTypeId, Variant,
 };
 use tracing::{debug, info, warn};
@@ -1163,14 +1163,63 @@ impl GatewayNodesHandle {
                         }
                     }
                     if let NodeKind::Command { command_type, .. } = &spec.kind {
-                        if let Some(NodeType::Variable(v)) = space.find_mut(&node) {
-                            v.set_data_type(data_type(*command_type));
+                        let new_type: NodeId = data_type(*command_type).into();
+                        let changed = matches!(
+                            space.find(&node),
+                            Some(NodeType::Variable(v)) if v.data_type() != new_type
+                        );
+                        if changed {
+                            // The last written value is of the old type: forget it.
+                            if let Some(NodeType::Variable(v)) = space.find_mut(&node) {
+                                v.set_data_type(new_type);
+                            }
+                            GatewayNodes::set_waiting(&mut space, &node);
                         }
                     }
                 }
                 for spec in &changes.add {
                     nodes.insert_spec(&mut space, spec);
                 }
+                // A node replaced because it moved (a device to another application) lost
+                // the references to its children, which did not change: link them again.
+                let added: HashSet<&str> = changes.add.iter().map(|s| s.id.as_str()).collect();
+                let replaced: HashSet<&str> = changes
+                    .remove
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|id| added.contains(id))
+                    .collect();
+                for child in next.space.nodes_parents_first() {
+                    let Some(parent) = child.parent.as_deref() else {
+                        continue;
+                    };
+                    if replaced.contains(parent) && !added.contains(child.id.as_str()) {
+                        let reference = match child.kind {
+                            NodeKind::CommandStatus { .. } => ReferenceTypeId::HasComponent,
+                            _ => ReferenceTypeId::Organizes,
+                        };
+                        space.insert_reference(
+                            &nodes.node_id(parent),
+                            &nodes.node_id(&child.id),
+                            reference,
+                        );
+                    }
+                }
+                // Monitored items outlive their node: a re-added variable's subscribers get
+                // its current value (waiting for data) instead of staying on BadNodeIdUnknown.
+                let added_ids: Vec<NodeId> =
+                    changes.add.iter().map(|s| nodes.node_id(&s.id)).collect();
+                nodes.subscriptions.maybe_notify(
+                    added_ids.iter().map(|id| (id, AttributeId::Value)),
+                    |node_id, attribute_id, index_range, data_encoding| {
+                        space.find(node_id)?.as_node().get_attribute(
+                            TimestampsToReturn::Both,
+                            attribute_id,
+                            index_range,
+                            data_encoding,
+                        )
+                    },
+                );
             }
             model.space = next.space;
             model.commands = next.commands;

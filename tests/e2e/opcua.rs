@@ -725,7 +725,11 @@ async fn a_write_to_a_command_node_is_queued_durably_and_reaches_the_simulator()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_topology_change_is_visible_to_a_connected_client_without_reconnecting() {
-    let sim = fast_simulator(|c| c.devices_per_application = 2).await;
+    let sim = fast_simulator(|c| {
+        c.applications = 2;
+        c.devices_per_application = 2;
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let config = Gateway::config_for(&sim, dir.path());
     // Start with one device; the reload adds the second, removes a metric of the first and
@@ -826,6 +830,56 @@ async fn a_topology_change_is_visible_to_a_connected_client_without_reconnecting
         |seen| seen.len() > count,
     )
     .await;
+
+    // Moving a device to another application keeps its metrics browsable under it.
+    let mut moved = next.clone();
+    let device = moved.applications[0].devices.remove(1);
+    moved.applications[1].devices.push(device.clone());
+    let update = ConfigUpdate {
+        diff: Arc::new(ConfigDiff::between(&next, &moved)),
+        config: Arc::new(moved.clone()),
+        generation: 2,
+    };
+    gw.tree
+        .handle
+        .supervisor
+        .cast(SupervisorMsg::Broadcast(update))
+        .unwrap();
+    let target = ua.id(&moved.applications[1].application_id);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let devices = ua.children(&target).await;
+        if devices
+            .iter()
+            .any(|(_, node)| node == &ua.id(&device.device_id))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "device not moved: {devices:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ua
+        .children(&ua.id(&moved.applications[0].application_id))
+        .await
+        .iter()
+        .all(|(_, node)| node != &ua.id(&device.device_id)));
+    let members = ua.children(&ua.id(&device.device_id)).await;
+    for metric in &device.metrics {
+        assert!(
+            members.iter().any(|(name, _)| name == &metric.metric_name),
+            "{} not browsable after the move: {members:?}",
+            metric.metric_name
+        );
+    }
+    let command = format!("{}/{}", device.device_id, device.commands[0].command_name);
+    assert!(ua
+        .children(&ua.id(&command))
+        .await
+        .iter()
+        .any(|(name, _)| name == "Status"));
     ua.close().await;
     gw.stop().await;
 }
