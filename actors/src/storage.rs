@@ -147,6 +147,18 @@ impl Actor for StorageActor {
                 let _ = reply.send(state.store.history(&query).map_err(StorageFailure::from));
             }
             StorageMsg::EnqueueCommand { command, reply } => {
+                // The requester gave up waiting (it told its user the command failed): do not
+                // queue it behind their back, or a retry would send it twice.
+                if reply.is_closed() {
+                    warn!(
+                        event = "command_abandoned",
+                        device = command.device_id.as_str(),
+                        command = command.command_name.as_str(),
+                        requested_by = command.requested_by.as_str(),
+                        "the requester stopped waiting before the command could be stored; not queued"
+                    );
+                    return Ok(());
+                }
                 let result = blocking(|| state.store.enqueue_command(command, Timestamp::now()));
                 if let Ok(record) = &result {
                     info!(

@@ -77,6 +77,8 @@ pub struct NodeSettings {
     pub history_page: usize,
     /// How long a Write waits for the command to be stored.
     pub write_timeout: Duration,
+    /// Bytes a HistoryRead response may take (a share of `max_message_size`).
+    pub max_response_bytes: usize,
 }
 
 /// The most rows a HistoryRead call returns per node, whatever the configuration says: the
@@ -508,8 +510,12 @@ impl InMemoryNodeManagerImpl for GatewayNodes {
         nodes: &mut [&mut &mut HistoryNode],
         timestamps_to_return: TimestampsToReturn,
     ) -> Result<(), StatusCode> {
+        // The response must fit the message size: each node gets its share of it.
+        let byte_budget = self.settings.max_response_bytes / nodes.len().max(1);
         for node in nodes.iter_mut() {
-            let status = self.history_node(details, node, timestamps_to_return).await;
+            let status = self
+                .history_node(details, node, timestamps_to_return, byte_budget)
+                .await;
             node.set_status(status);
         }
         Ok(())
@@ -582,14 +588,30 @@ struct HistoryCursor {
     end: Timestamp,
     reverse: bool,
     resume: Option<ResumeKey>,
-    /// EndTime, when given: where the far bounding value is looked for.
+    /// EndTime, when given with StartTime: where the far bounding value is looked for.
     end_bound: Option<Timestamp>,
     /// Every raw row was returned; only the far bounding value is left.
     far_bound_only: bool,
+    /// Only one of StartTime / EndTime given: the values still owed of numValuesPerNode
+    /// (Part 11 §6.5.3.2: that many are returned, then the read is complete).
+    remaining: Option<usize>,
 }
 
-const TIME_MIN: Timestamp = Timestamp(0);
+/// Far enough back for any device time a client can name (OPC UA time starts in 1601).
+const TIME_MIN: Timestamp = Timestamp(i64::MIN / 20);
 const TIME_MAX: Timestamp = Timestamp(i64::MAX / 20);
+
+/// What a DataValue of history costs on the wire, roughly (encoding mask, variant, status,
+/// source timestamp), so a response fits the negotiated message size.
+fn encoded_bytes(value: &DataValue) -> usize {
+    let variant = match &value.value {
+        Some(Variant::String(s)) => 5 + s.as_ref().len(),
+        Some(Variant::Boolean(_)) => 2,
+        Some(_) => 9,
+        None => 0,
+    };
+    1 + variant + 4 + 8 + 2
+}
 
 impl GatewayNodes {
     async fn history_node(
@@ -597,19 +619,19 @@ impl GatewayNodes {
         details: &ReadRawModifiedDetails,
         node: &mut HistoryNode,
         timestamps: TimestampsToReturn,
+        byte_budget: usize,
     ) -> StatusCode {
         if details.is_read_modified {
             return StatusCode::BadHistoryOperationUnsupported;
         }
-        if timestamps == TimestampsToReturn::Server {
+        match timestamps {
             // Only device (source) times are stored.
-            return StatusCode::BadTimestampNotSupported;
+            TimestampsToReturn::Server => return StatusCode::BadTimestampNotSupported,
+            TimestampsToReturn::Neither | TimestampsToReturn::Invalid => {
+                return StatusCode::BadTimestampsToReturnInvalid
+            }
+            _ => {}
         }
-        let cap = self.history_page.load(std::sync::atomic::Ordering::Relaxed);
-        let page = match details.num_values_per_node {
-            0 => cap,
-            n => (n as usize).min(cap),
-        };
         let cursor = match node
             .continuation_point()
             .and_then(|c| c.get::<HistoryCursor>())
@@ -621,10 +643,24 @@ impl GatewayNodes {
                 Err(status) => return status,
             },
         };
+        let cap = self.history_page.load(std::sync::atomic::Ordering::Relaxed);
+        let mut page = match details.num_values_per_node {
+            0 => cap,
+            n => (n as usize).min(cap),
+        };
+        if let Some(remaining) = cursor.remaining {
+            page = page.min(remaining);
+        }
         let first_call = node.continuation_point().is_none();
         let start_bound = first_call && details.return_bounds;
         let (values, next) = match self
-            .history_page(cursor, start_bound, details.return_bounds, page, timestamps)
+            .history_page(
+                cursor,
+                start_bound,
+                details.return_bounds,
+                page.max(1),
+                byte_budget,
+            )
             .await
         {
             Ok(out) => out,
@@ -666,20 +702,26 @@ impl GatewayNodes {
         let start = gateway_time(&details.start_time);
         let end = gateway_time(&details.end_time);
         let one = Duration::from_micros(1);
-        // Part 11 §6.4.3.2: StartTime > EndTime reads backwards; only one bound given needs
-        // numValuesPerNode and reads forwards from StartTime or backwards from EndTime.
-        let (lo, hi, reverse, far) = match (start, end) {
+        let wanted = details.num_values_per_node as usize;
+        // Part 11 §6.4.3.2: StartTime > EndTime reads backwards; only one time given needs
+        // numValuesPerNode and reads that many forwards from StartTime or backwards from
+        // EndTime; StartTime = EndTime asks for the value at that instant.
+        let (lo, hi, reverse, far, remaining) = match (start, end) {
             (None, None) => return Err(StatusCode::BadHistoryOperationInvalid),
-            (Some(_), None) | (None, Some(_)) if details.num_values_per_node == 0 => {
+            (Some(_), None) | (None, Some(_)) if wanted == 0 => {
                 return Err(StatusCode::BadHistoryOperationInvalid)
             }
-            (Some(s), None) => (s, TIME_MAX, false, None),
-            (None, Some(e)) => (TIME_MIN, e.saturating_add(one), true, None),
-            (Some(s), Some(e)) if s <= e => {
-                let hi = if s == e { s.saturating_add(one) } else { e };
-                (s, hi, false, Some(e))
-            }
-            (Some(s), Some(e)) => (e.saturating_add(one), s.saturating_add(one), true, Some(e)),
+            (Some(s), None) => (s, TIME_MAX, false, None, Some(wanted)),
+            (None, Some(e)) => (TIME_MIN, e.saturating_add(one), true, None, Some(wanted)),
+            (Some(s), Some(e)) if s == e => (s, s.saturating_add(one), false, None, None),
+            (Some(s), Some(e)) if s < e => (s, e, false, Some(e), None),
+            (Some(s), Some(e)) => (
+                e.saturating_add(one),
+                s.saturating_add(one),
+                true,
+                Some(e),
+                None,
+            ),
         };
         Ok(HistoryCursor {
             node: node.clone(),
@@ -691,6 +733,7 @@ impl GatewayNodes {
             resume: None,
             end_bound: far,
             far_bound_only: false,
+            remaining,
         })
     }
 
@@ -715,6 +758,9 @@ impl GatewayNodes {
     }
 
     async fn fetch(&self, query: HistoryQuery) -> Result<HistoryPage, StatusCode> {
+        if query.start >= query.end {
+            return Ok(HistoryPage::default());
+        }
         match self.backend.history(query).await {
             Ok(page) => Ok(page),
             Err(BackendError::UnknownSeries) => Ok(HistoryPage::default()),
@@ -729,15 +775,14 @@ impl GatewayNodes {
         }
     }
 
-    /// The value at `at` or the nearest one beyond it in direction `later`, or a
-    /// BadBoundNotFound placeholder.
+    /// The value at `at` or the nearest one beyond it in direction `later` (with its time),
+    /// or a BadBoundNotFound placeholder.
     async fn bound(
         &self,
         cursor: &HistoryCursor,
         at: Timestamp,
         later: bool,
-        timestamps: TimestampsToReturn,
-    ) -> Result<DataValue, StatusCode> {
+    ) -> Result<(DataValue, Option<Timestamp>), StatusCode> {
         let one = Duration::from_micros(1);
         let query = if later {
             self.query(cursor, at, TIME_MAX, 1, false, None)
@@ -746,15 +791,18 @@ impl GatewayNodes {
         };
         let page = self.fetch(query).await?;
         Ok(match page.rows.first() {
-            Some(row) => history_value(row, timestamps),
-            None => DataValue {
-                value: None,
-                status: Some(StatusCode::BadBoundNotFound),
-                source_timestamp: Some(ua_time(at)),
-                source_picoseconds: None,
-                server_timestamp: None,
-                server_picoseconds: None,
-            },
+            Some(row) => (history_value(row), Some(row.time)),
+            None => (
+                DataValue {
+                    value: None,
+                    status: Some(StatusCode::BadBoundNotFound),
+                    source_timestamp: Some(ua_time(at)),
+                    source_picoseconds: None,
+                    server_timestamp: None,
+                    server_picoseconds: None,
+                },
+                None,
+            ),
         })
     }
 
@@ -764,15 +812,12 @@ impl GatewayNodes {
         start_bound: bool,
         bounds: bool,
         page: usize,
-        timestamps: TimestampsToReturn,
+        byte_budget: usize,
     ) -> Result<(Vec<DataValue>, Option<HistoryCursor>), StatusCode> {
         let mut out = Vec::with_capacity(page.min(1024));
         if cursor.far_bound_only {
             if let Some(far) = cursor.end_bound {
-                out.push(
-                    self.bound(&cursor, far, !cursor.reverse, timestamps)
-                        .await?,
-                );
+                out.push(self.bound(&cursor, far, !cursor.reverse).await?.0);
             }
             return Ok((out, None));
         }
@@ -784,31 +829,50 @@ impl GatewayNodes {
             } else {
                 (cursor.start, false)
             };
-            let bound = self.bound(&cursor, at, later, timestamps).await?;
+            let (bound, time) = self.bound(&cursor, at, later).await?;
             // A value exactly at StartTime is the bound and the first raw row: return it once.
-            let exact = bound.status.is_some_and(|s| s.is_good())
-                && bound.source_timestamp.as_ref().and_then(gateway_time) == Some(at);
-            if !exact {
+            if time != Some(at) {
                 out.push(bound);
             }
         }
-        let budget = page.saturating_sub(out.len()).max(1);
-        let query = self.query(
-            &cursor,
-            cursor.start,
-            cursor.end,
-            budget,
-            cursor.reverse,
-            cursor.resume,
-        );
-        let fetched = self.fetch(query).await?;
-        out.extend(
-            fetched
+        let mut budget = page.saturating_sub(out.len()).max(1);
+        let bytes_used: usize = out.iter().map(encoded_bytes).sum();
+        let bytes_left = byte_budget.saturating_sub(bytes_used);
+        let fetched = loop {
+            let query = self.query(
+                &cursor,
+                cursor.start,
+                cursor.end,
+                budget,
+                cursor.reverse,
+                cursor.resume,
+            );
+            let fetched = self.fetch(query).await?;
+            // Too many bytes for the response: ask again for the rows that fit (the resume
+            // key then points right after them).
+            let mut total = 0;
+            let fit = fetched
                 .rows
                 .iter()
-                .map(|row| history_value(row, timestamps)),
-        );
+                .take_while(|row| {
+                    total += encoded_bytes(&history_value(row));
+                    total <= bytes_left
+                })
+                .count()
+                .max(1);
+            if fit >= fetched.rows.len() {
+                break fetched;
+            }
+            budget = fit;
+        };
+        out.extend(fetched.rows.iter().map(history_value));
         cursor.resume = fetched.resume;
+        if let Some(remaining) = cursor.remaining.as_mut() {
+            *remaining = remaining.saturating_sub(fetched.rows.len());
+            if *remaining == 0 {
+                return Ok((out, None));
+            }
+        }
         if cursor.resume.is_some() {
             return Ok((out, Some(cursor)));
         }
@@ -818,27 +882,23 @@ impl GatewayNodes {
                 cursor.far_bound_only = true;
                 return Ok((out, Some(cursor)));
             }
-            out.push(
-                self.bound(&cursor, far, !cursor.reverse, timestamps)
-                    .await?,
-            );
+            out.push(self.bound(&cursor, far, !cursor.reverse).await?.0);
         }
         Ok((out, None))
     }
 }
 
-fn history_value(row: &HistoryRow, timestamps: TimestampsToReturn) -> DataValue {
+fn history_value(row: &HistoryRow) -> DataValue {
     let status = match row.origin {
         SampleOrigin::Aggregate => StatusCode::Good
             .set_info_type(StatusCodeInfoType::DataValue)
             .set_value_type(StatusCodeValueType::Calculated),
         _ => StatusCode::Good,
     };
-    let time = ua_time(row.time);
     DataValue {
         value: Some(variant_of(&row.value)),
         status: Some(status),
-        source_timestamp: (timestamps != TimestampsToReturn::Neither).then_some(time),
+        source_timestamp: Some(ua_time(row.time)),
         source_picoseconds: None,
         server_timestamp: None,
         server_picoseconds: None,

@@ -29,8 +29,10 @@ pub const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 pub const SUBSCRIPTION_TICK: Duration = Duration::from_millis(20);
 /// The fastest publishing interval a client gets.
 pub const MIN_PUBLISHING_INTERVAL: Duration = Duration::from_millis(50);
-/// How long a Write to a command node waits for the command to be stored.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a Write to a command node waits for the command to be stored: longer than the
+/// storage client's own 5 s timeout, so the request is abandoned (and never queued late)
+/// before the client is told it failed.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(6);
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpcUaStartError {
@@ -218,6 +220,8 @@ fn build_server(
         history_page: (ua.max_history_data_results_per_node as usize)
             .clamp(1, MAX_HISTORY_PAGE_ROWS),
         write_timeout: WRITE_TIMEOUT,
+        // Leave room for the response header and per-node results.
+        max_response_bytes: (ua.max_message_size as usize).saturating_mul(8) / 10,
     };
     let auth = Arc::new(GatewayAuth::new(
         &ua.user_name,

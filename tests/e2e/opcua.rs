@@ -595,18 +595,52 @@ async fn history_read_pages_a_large_window_with_continuation_points() {
     let expected: Vec<Variant> = (100..=106).map(Variant::Int64).collect();
     assert_eq!(got, expected);
 
-    // Only StartTime with numValuesPerNode: forward from it.
+    // Only StartTime with numValuesPerNode: that many forward from it, and the read is
+    // complete (no continuation point); only EndTime: backwards.
     let start_only = history_action(ua_time(mid), DateTime::null(), 3, false);
-    let (_, values, _) = ua.history(&node, &start_only, ByteString::null()).await;
+    let (_, values, next) = ua.history(&node, &start_only, ByteString::null()).await;
     let got: Vec<Variant> = values.into_iter().filter_map(|dv| dv.value).collect();
-    assert_eq!(
-        got,
-        vec![
-            Variant::Int64(101),
-            Variant::Int64(102),
-            Variant::Int64(103)
-        ]
+    assert_eq!(got, (101..=103).map(Variant::Int64).collect::<Vec<_>>());
+    assert!(next.is_null_or_empty(), "a start-only read is complete");
+    let end_only = history_action(DateTime::null(), ua_time(mid), 2, false);
+    let (_, values, next) = ua.history(&node, &end_only, ByteString::null()).await;
+    let got: Vec<Variant> = values.into_iter().filter_map(|dv| dv.value).collect();
+    assert_eq!(got, vec![Variant::Int64(100), Variant::Int64(99)]);
+    assert!(next.is_null_or_empty());
+
+    // StartTime = EndTime: the value at that instant, once, even with bounds.
+    let row_100 = Timestamp(start.0 + 100 * 10_000_000);
+    let instant = history_action(ua_time(row_100), ua_time(row_100), 0, true);
+    let (_, values, _) = ua.history(&node, &instant, ByteString::null()).await;
+    let got: Vec<Variant> = values.into_iter().filter_map(|dv| dv.value).collect();
+    assert_eq!(got, vec![Variant::Int64(100)]);
+
+    // A window starting before 1970: no bound before it (BadBoundNotFound), then the rows.
+    let early = history_action(
+        DateTime::ymd(1960, 1, 1),
+        ua_time(Timestamp(start.0 + 3 * 10_000_000)),
+        0,
+        true,
     );
+    let (status, values, _) = ua.history(&node, &early, ByteString::null()).await;
+    assert!(status.is_good(), "{status}");
+    assert_eq!(values[0].status(), StatusCode::BadBoundNotFound);
+    let got: Vec<Variant> = values[1..]
+        .iter()
+        .filter_map(|dv| dv.value.clone())
+        .collect();
+    assert_eq!(got, (0..=3).map(Variant::Int64).collect::<Vec<_>>());
+
+    // Several nodes in one call share the message size: every node gets rows and a
+    // continuation point, instead of a response too large to send.
+    let all = history_action(ua_time(start), ua_time(window_end), 0, false);
+    let results = ua
+        .history_many(&[node.clone(), node.clone(), node.clone()], &all)
+        .await
+        .expect("a response that fits");
+    for (status, rows, more) in &results {
+        assert!(status.is_good() && *rows > 1_000 && *more, "{results:?}");
+    }
 
     // Errors: no time at all, an unknown node, an empty window.
     let (status, _, _) = ua

@@ -236,6 +236,44 @@ impl Ua {
         (result.status_code, values, result.continuation_point)
     }
 
+    /// One HistoryRead call for several nodes: per node (status, rows, has a continuation
+    /// point), or the service fault.
+    pub async fn history_many(
+        &self,
+        ids: &[NodeId],
+        action: &HistoryReadAction,
+    ) -> Result<Vec<(StatusCode, usize, bool)>, StatusCode> {
+        let to_read: Vec<HistoryReadValueId> = ids
+            .iter()
+            .map(|id| HistoryReadValueId {
+                node_id: id.clone(),
+                index_range: NumericRange::None,
+                data_encoding: QualifiedName::null(),
+                continuation_point: ByteString::null(),
+            })
+            .collect();
+        let results = self
+            .session
+            .history_read(action.clone(), TimestampsToReturn::Both, false, &to_read)
+            .await
+            .map_err(|e| e.status())?;
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                let rows = r
+                    .history_data
+                    .into_inner_as::<HistoryData>()
+                    .and_then(|d| d.data_values)
+                    .map_or(0, |v| v.len());
+                (
+                    r.status_code,
+                    rows,
+                    !r.continuation_point.is_null_or_empty(),
+                )
+            })
+            .collect())
+    }
+
     pub async fn write(&self, id: &NodeId, value: Variant) -> StatusCode {
         self.session
             .write(&[WriteValue {
