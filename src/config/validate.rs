@@ -456,9 +456,29 @@ fn validate_applications(config: &AppConfig, report: &mut ValidationReport) {
     let mut app_ids = HashSet::new();
     let mut app_names = HashSet::new();
     let mut device_ids = HashSet::new();
+    // Application and device ids are NodeIds in one namespace, beside the `Gateway` folder
+    // and its members (`Gateway/...`); metric NodeIds are `<device_id>/<metric_name>`.
+    let all_app_ids: HashSet<&str> = config
+        .applications
+        .iter()
+        .map(|a| a.application_id.as_str())
+        .collect();
+    let reserved = |id: &str| {
+        id == crate::opcua::address_space::GATEWAY_FOLDER
+            || id.starts_with(&format!("{}/", crate::opcua::address_space::GATEWAY_FOLDER))
+    };
     for (a, app) in config.applications.iter().enumerate() {
         let at = format!("application[{a}]");
         report.non_empty(&format!("{at}.application_id"), &app.application_id);
+        if app.application_id.contains('/') {
+            report.error(format!("{at}.application_id"), "must not contain '/'");
+        }
+        if reserved(&app.application_id) {
+            report.error(
+                format!("{at}.application_id"),
+                "\"Gateway\" is the NodeId of the gateway's own folder",
+            );
+        }
         report.non_empty(&format!("{at}.application_name"), &app.application_name);
         if !app_ids.insert(app.application_id.as_str()) {
             report.error(
@@ -487,6 +507,21 @@ fn validate_applications(config: &AppConfig, report: &mut ValidationReport) {
             // The metric NodeId is `<device_id>/<metric_name>`: a '/' in the id would make it ambiguous.
             if device.device_id.contains('/') {
                 report.error(format!("{at}.device_id"), "must not contain '/'");
+            }
+            if reserved(&device.device_id) {
+                report.error(
+                    format!("{at}.device_id"),
+                    "\"Gateway\" is the NodeId of the gateway's own folder",
+                );
+            }
+            if all_app_ids.contains(device.device_id.as_str()) {
+                report.error(
+                    format!("{at}.device_id"),
+                    format!(
+                        "\"{}\" is also an application_id: both are NodeIds",
+                        device.device_id
+                    ),
+                );
             }
             // Device ids are NodeIds in one namespace, so they are unique across applications.
             if !device_ids.insert(device.device_id.as_str()) {
@@ -531,6 +566,11 @@ fn validate_device_children(device: &DeviceConfig, at: &str, report: &mut Valida
     for (m, metric) in device.metrics.iter().enumerate() {
         let at = format!("{at}.read_metric[{m}]");
         report.non_empty(&format!("{at}.metric_name"), &metric.metric_name);
+        // `<device_id>/<metric_name>/EngineeringUnits` and `<device>/<command>/Status` are
+        // NodeIds too: a '/' in a name could collide with them.
+        if metric.metric_name.contains('/') {
+            report.error(format!("{at}.metric_name"), "must not contain '/'");
+        }
         report.non_empty(
             &format!("{at}.chirpstack_metric_name"),
             &metric.chirpstack_metric_name,
@@ -555,6 +595,9 @@ fn validate_device_children(device: &DeviceConfig, at: &str, report: &mut Valida
     for (c, command) in device.commands.iter().enumerate() {
         let at = format!("{at}.command[{c}]");
         report.non_empty(&format!("{at}.command_name"), &command.command_name);
+        if command.command_name.contains('/') {
+            report.error(format!("{at}.command_name"), "must not contain '/'");
+        }
         if !child_names.insert(command.command_name.as_str()) {
             report.error(
                 format!("{at}.command_name"),

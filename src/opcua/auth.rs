@@ -17,6 +17,10 @@ use crate::security::CredentialVerifier;
 
 const POLICY_ID_ANONYMOUS: &str = "anonymous";
 
+/// A refused login answers only after this long, so guessing passwords is slow (at most
+/// `max_connections` guesses in flight).
+pub const AUTH_FAILURE_DELAY: std::time::Duration = std::time::Duration::from_millis(300);
+
 pub struct GatewayAuth {
     verifier: CredentialVerifier,
     allow_anonymous: bool,
@@ -51,6 +55,7 @@ impl AuthManager for GatewayAuth {
             endpoint = %endpoint_label(endpoint),
             "OPC UA authentication failed"
         );
+        tokio::time::sleep(AUTH_FAILURE_DELAY).await;
         Err(Error::new(
             StatusCode::BadIdentityTokenRejected,
             "anonymous sessions are disabled",
@@ -73,6 +78,7 @@ impl AuthManager for GatewayAuth {
                     endpoint = %endpoint_label(endpoint),
                     "OPC UA authentication failed"
                 );
+                tokio::time::sleep(AUTH_FAILURE_DELAY).await;
                 // The library logs this text: no user name in it.
                 Err(Error::new(
                     StatusCode::BadUserAccessDenied,

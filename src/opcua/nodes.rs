@@ -478,15 +478,18 @@ impl GatewayNodes {
 #[async_trait]
 impl InMemoryNodeManagerImpl for GatewayNodes {
     async fn init(&self, space: &mut UaSpace, _context: ServerContext) {
-        let model = self.model.read().unwrap_or_else(|e| e.into_inner());
-        for spec in model.space.nodes_parents_first() {
+        // The library holds the address-space lock here: build from the initial
+        // configuration instead of taking the model lock (elsewhere the order is model, then
+        // address space).
+        let initial = AddressSpace::from_config(&self.initial);
+        for spec in initial.nodes_parents_first() {
             self.insert_spec(space, spec);
         }
         self.insert_gateway_folder(space);
         self.ready.send_replace(true);
         debug!(
             event = "opcua_address_space_built",
-            nodes = model.space.len(),
+            nodes = initial.len(),
             applications = self.initial.applications.len()
         );
     }
