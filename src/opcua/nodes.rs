@@ -616,6 +616,16 @@ fn encoded_bytes(value: &DataValue) -> usize {
     1 + variant + 4 + 8 + 2
 }
 
+/// [`encoded_bytes`] of a stored row, without building its DataValue.
+fn row_bytes(row: &HistoryRow) -> usize {
+    let variant = match &row.value {
+        Value::String(s) => 5 + s.len(),
+        Value::Bool(_) => 2,
+        Value::Float(_) | Value::Int(_) => 9,
+    };
+    1 + variant + 4 + 8 + 2
+}
+
 impl GatewayNodes {
     async fn history_node(
         &self,
@@ -858,7 +868,7 @@ impl GatewayNodes {
                 .rows
                 .iter()
                 .take_while(|row| {
-                    total += encoded_bytes(&history_value(row));
+                    total += row_bytes(row);
                     total <= bytes_left
                 })
                 .count()
