@@ -1,0 +1,252 @@
+//! Command writes: a Write to a command variable is checked strictly (type, range), queued
+//! durably through the backend and only then answered Good; the variable and its `Status`
+//! child show what happened.
+
+use std::sync::Arc;
+
+use opcua::server::node_manager::{RequestContext, WriteNode};
+use opcua::types::{AttributeId, DataValue, DateTime, NodeId, NumericRange, StatusCode, Variant};
+use tracing::{debug, info, warn};
+
+use super::handle::store_and_notify;
+use super::{variant_of, BackendError, GatewayNodeManager, GatewayNodes, Model};
+use crate::config::{CommandConfig, MetricType};
+use crate::model::Value;
+use crate::opcua::address_space::GATEWAY_FOLDER;
+use crate::security::sanitize_for_log;
+use crate::storage::{CommandRecord, NewCommand};
+
+/// A written Variant as a command value of `command_type`, strictly (no lossy conversion).
+fn command_value(command_type: MetricType, variant: &Variant) -> Option<Value> {
+    match (command_type, variant) {
+        (MetricType::Float, Variant::Double(v)) => Some(Value::Float(*v)),
+        (MetricType::Float, Variant::Float(v)) => Some(Value::Float(f64::from(*v))),
+        (MetricType::Int, Variant::SByte(v)) => Some(Value::Int(i64::from(*v))),
+        (MetricType::Int, Variant::Byte(v)) => Some(Value::Int(i64::from(*v))),
+        (MetricType::Int, Variant::Int16(v)) => Some(Value::Int(i64::from(*v))),
+        (MetricType::Int, Variant::UInt16(v)) => Some(Value::Int(i64::from(*v))),
+        (MetricType::Int, Variant::Int32(v)) => Some(Value::Int(i64::from(*v))),
+        (MetricType::Int, Variant::UInt32(v)) => Some(Value::Int(i64::from(*v))),
+        (MetricType::Int, Variant::Int64(v)) => Some(Value::Int(*v)),
+        (MetricType::Int, Variant::UInt64(v)) => i64::try_from(*v).ok().map(Value::Int),
+        (MetricType::Bool, Variant::Boolean(v)) => Some(Value::Bool(*v)),
+        (MetricType::String, Variant::String(v)) => Some(Value::String(v.as_ref().to_string())),
+        _ => None,
+    }
+}
+
+fn in_range(command: &CommandConfig, value: &Value) -> bool {
+    let x = match value {
+        Value::Float(v) => *v,
+        Value::Int(v) => *v as f64,
+        _ => return true,
+    };
+    !x.is_nan()
+        && command.command_min.is_none_or(|min| x >= min)
+        && command.command_max.is_none_or(|max| x <= max)
+}
+
+impl GatewayNodes {
+    /// The body of the node manager's `write`.
+    pub(super) async fn write_commands(
+        &self,
+        context: &RequestContext,
+        nodes_to_write: &mut [&mut WriteNode],
+    ) {
+        let user = context.user_token().0.clone();
+        // Validate everything first, without holding any lock across an await.
+        let mut pending: Vec<(usize, NodeId, Variant, NewCommand)> = Vec::new();
+        {
+            let model = self.model.read().unwrap_or_else(|e| e.into_inner());
+            for (index, write) in nodes_to_write.iter_mut().enumerate() {
+                match self.validate_write(&model, write, &user) {
+                    Ok((node, variant, command)) => pending.push((index, node, variant, command)),
+                    Err(status) => write.set_status(status),
+                }
+            }
+        }
+        for (index, node, variant, command) in pending {
+            let label = format!("{}/{}", command.device_id, command.command_name);
+            let result = tokio::time::timeout(
+                self.settings.write_timeout,
+                self.backend.enqueue_command(command),
+            )
+            .await;
+            let status = match result {
+                Ok(Ok(record)) => {
+                    info!(
+                        event = "opcua_command_written",
+                        user = %sanitize_for_log(&user, 64),
+                        command = %label,
+                        id = record.id,
+                        "command queued from an OPC UA write"
+                    );
+                    self.publish_command_written(&node, variant, &record);
+                    StatusCode::Good
+                }
+                Ok(Err(error)) => {
+                    warn!(event = "opcua_command_rejected", command = %label, error = ?error, "an OPC UA write could not be queued");
+                    match error {
+                        BackendError::Unavailable(_) => StatusCode::BadResourceUnavailable,
+                        _ => StatusCode::BadInternalError,
+                    }
+                }
+                Err(_) => {
+                    warn!(event = "opcua_command_rejected", command = %label, error = "storage did not answer in time", "an OPC UA write could not be queued");
+                    StatusCode::BadTimeout
+                }
+            };
+            if let Some(write) = nodes_to_write.get_mut(index) {
+                write.set_status(status);
+            }
+        }
+    }
+}
+
+impl GatewayNodes {
+    fn validate_write(
+        &self,
+        model: &Model,
+        write: &WriteNode,
+        user: &str,
+    ) -> Result<(NodeId, Variant, NewCommand), StatusCode> {
+        let request = write.value();
+        let Some(id) = self.string_id(&request.node_id) else {
+            return Err(StatusCode::BadNodeIdUnknown);
+        };
+        let Some((device_id, command)) = model.commands.get(id) else {
+            return Err(
+                if model.space.get(id).is_some() || id.starts_with(GATEWAY_FOLDER) {
+                    StatusCode::BadNotWritable
+                } else {
+                    StatusCode::BadNodeIdUnknown
+                },
+            );
+        };
+        if request.attribute_id != AttributeId::Value {
+            return Err(StatusCode::BadNotWritable);
+        }
+        if !matches!(request.index_range, NumericRange::None) {
+            return Err(StatusCode::BadWriteNotSupported);
+        }
+        let Some(variant) = request.value.value.as_ref() else {
+            return Err(StatusCode::BadTypeMismatch);
+        };
+        let Some(value) = command_value(command.command_type, variant) else {
+            return Err(StatusCode::BadTypeMismatch);
+        };
+        if !in_range(command, &value) {
+            return Err(StatusCode::BadOutOfRange);
+        }
+        let payload =
+            crate::chirpstack::payload::encode_command(command, &value).map_err(|why| {
+                debug!(event = "opcua_command_invalid", command = %id, error = %why);
+                StatusCode::BadOutOfRange
+            })?;
+        Ok((
+            request.node_id.clone(),
+            variant_of(&value),
+            NewCommand {
+                device_id: device_id.clone(),
+                command_name: command.command_name.clone(),
+                f_port: u32::from(command.command_port),
+                confirmed: command.command_confirmed,
+                payload,
+                requested_by: format!("opcua:{}", sanitize_for_log(user, 64)),
+            },
+        ))
+    }
+
+    /// The written value becomes the variable's value; its `Status` child says "queued".
+    fn publish_command_written(&self, node: &NodeId, value: Variant, record: &CommandRecord) {
+        let Some(manager) = self.manager() else {
+            return;
+        };
+        let now = DateTime::now();
+        let status_id = self.node_id(&crate::opcua::address_space::command_status_node_id(
+            &record.device_id,
+            &record.command_name,
+        ));
+        store_and_notify(
+            manager.address_space(),
+            &self.subscriptions,
+            vec![
+                (node.clone(), DataValue::new_at(value, now)),
+                (
+                    status_id,
+                    DataValue::new_at(
+                        command_status_text(record.id, record.state.as_str(), None),
+                        now,
+                    ),
+                ),
+            ],
+        );
+    }
+
+    fn manager(&self) -> Option<Arc<GatewayNodeManager>> {
+        self.manager.get().and_then(|weak| weak.upgrade())
+    }
+}
+
+/// The text of a command's `Status` variable.
+pub fn command_status_text(id: u64, state: &str, detail: Option<&str>) -> String {
+    match detail {
+        Some(detail) if !detail.is_empty() => format!("#{id} {state}: {detail}"),
+        _ => format!("#{id} {state}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(ty: MetricType, min: Option<f64>, max: Option<f64>) -> CommandConfig {
+        CommandConfig {
+            command_name: "setpoint".into(),
+            command_id: 1,
+            command_confirmed: false,
+            command_port: 10,
+            command_type: ty,
+            command_min: min,
+            command_max: max,
+        }
+    }
+
+    #[test]
+    fn written_values_are_taken_strictly_by_command_type() {
+        use MetricType::*;
+        assert_eq!(
+            command_value(Int, &Variant::Int32(-3)),
+            Some(Value::Int(-3))
+        );
+        assert_eq!(command_value(Int, &Variant::UInt64(7)), Some(Value::Int(7)));
+        assert_eq!(command_value(Int, &Variant::UInt64(u64::MAX)), None);
+        assert_eq!(command_value(Int, &Variant::Double(1.0)), None);
+        assert_eq!(command_value(Int, &Variant::from("1")), None);
+        assert_eq!(
+            command_value(Float, &Variant::Float(1.5)),
+            Some(Value::Float(1.5))
+        );
+        assert_eq!(command_value(Float, &Variant::Int64(1)), None);
+        assert_eq!(
+            command_value(Bool, &Variant::Boolean(true)),
+            Some(Value::Bool(true))
+        );
+        assert_eq!(command_value(Bool, &Variant::Int64(1)), None);
+        assert_eq!(
+            command_value(String, &Variant::from("on")),
+            Some(Value::String("on".into()))
+        );
+        assert_eq!(command_value(String, &Variant::Empty), None);
+    }
+
+    #[test]
+    fn ranges_bound_numbers_and_refuse_nan() {
+        let c = command(MetricType::Float, Some(0.0), Some(10.0));
+        assert!(in_range(&c, &Value::Float(0.0)) && in_range(&c, &Value::Float(10.0)));
+        assert!(!in_range(&c, &Value::Float(-0.1)) && !in_range(&c, &Value::Float(10.1)));
+        assert!(!in_range(&c, &Value::Float(f64::NAN)));
+        let open = command(MetricType::Int, None, Some(5.0));
+        assert!(in_range(&open, &Value::Int(i64::MIN)) && !in_range(&open, &Value::Int(6)));
+    }
+}
