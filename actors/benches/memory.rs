@@ -3,6 +3,10 @@
 //! The simulator runs in its own process (an uplink per device every 10 s). Prints the
 //! gateway's VmRSS over the run. Run with `make bench`; figures go to docs/performance.md.
 
+mod common;
+
+use common::free_port;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,11 +14,10 @@ use std::time::{Duration, Instant};
 use opcgw::config::ApplicationConfig;
 use opcgw::model::{Sample, SampleOrigin, Timestamp, Value};
 use opcgw::storage::Store;
-use opcua::client::{ClientBuilder, DataChangeCallback, IdentityToken};
-use opcua::crypto::SecurityPolicy;
+use opcua::client::DataChangeCallback;
 use opcua::types::{
-    AttributeId, MessageSecurityMode, MonitoredItemCreateRequest, MonitoringMode,
-    MonitoringParameters, NodeId, ReadValueId, TimestampsToReturn,
+    AttributeId, MonitoredItemCreateRequest, MonitoringMode, MonitoringParameters, NodeId,
+    ReadValueId, TimestampsToReturn,
 };
 
 const TOKEN: &str = "bench-token";
@@ -27,13 +30,6 @@ fn run_time() -> Duration {
         .ok()
         .and_then(|s| s.parse().ok())
         .map_or(RUN, Duration::from_secs)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -224,40 +220,14 @@ level = "warn"
         return;
     }
     // One SCADA client subscribed to every variable.
-    let mut client = ClientBuilder::new()
-        .application_name("opcgw-bench-client")
-        .application_uri("urn:opcgw:bench-client")
-        .pki_dir(dir.path().join("client-pki"))
-        .create_sample_keypair(true)
-        .trust_server_certs(true)
-        .session_retry_limit(3)
-        .max_message_size(16 * 1024 * 1024)
-        .max_chunk_count(512)
-        .max_array_length(200_000)
-        .client()
-        .expect("client");
-    let url = format!("opc.tcp://127.0.0.1:{opcua_port}/");
-    let mut session = None;
-    for _ in 0..150 {
-        if let Ok(connected) = client
-            .connect_to_matching_endpoint(
-                (
-                    url.as_str(),
-                    SecurityPolicy::None.to_uri(),
-                    MessageSecurityMode::None,
-                ),
-                IdentityToken::new_user_name("opcua-user", PASSWORD),
-            )
-            .await
-        {
-            session = Some(connected);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let (session, event_loop) = session.expect("connect");
-    let _event_loop = event_loop.spawn();
-    session.wait_for_connection().await;
+    let (session, _event_loop) = common::opcua_session(
+        opcua_port,
+        PASSWORD,
+        &dir.path().join("client-pki"),
+        16 * 1024 * 1024,
+        512,
+    )
+    .await;
     let notifications = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = notifications.clone();
     let subscription = session

@@ -6,6 +6,10 @@
 //!
 //! Run with `make bench`; figures go to docs/performance.md.
 
+mod common;
+
+use common::{free_port, percentile};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,13 +19,12 @@ use opcgw::model::{Sample, SampleOrigin, Timestamp, Value};
 use opcgw::opcua::nodes::{gateway_time, ua_time};
 use opcgw::storage::Store;
 use opcgw_actors::tree::{Tree, TreeOptions};
-use opcua::client::{ClientBuilder, DataChangeCallback, HistoryReadAction, IdentityToken};
-use opcua::crypto::SecurityPolicy;
+use opcua::client::{DataChangeCallback, HistoryReadAction};
 use opcua::types::{
     AttributeId, ByteString, DataChangeFilter, DataChangeTrigger, DeadbandType, ExtensionObject,
-    HistoryData, HistoryReadValueId, MessageSecurityMode, MonitoredItemCreateRequest,
-    MonitoringMode, MonitoringParameters, NodeId, NumericRange, QualifiedName,
-    ReadRawModifiedDetails, ReadValueId, StatusCode, TimestampsToReturn,
+    HistoryData, HistoryReadValueId, MonitoredItemCreateRequest, MonitoringMode,
+    MonitoringParameters, NodeId, NumericRange, QualifiedName, ReadRawModifiedDetails, ReadValueId,
+    StatusCode, TimestampsToReturn,
 };
 
 /// A notification: the monitored node, when it arrived, its SourceTimestamp.
@@ -30,13 +33,6 @@ type Arrival = (NodeId, Timestamp, Option<Timestamp>);
 const TOKEN: &str = "bench-token";
 const PASSWORD: &str = "bench-password";
 const HISTORY_ROWS: i64 = 60_480;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn summary(name: &str, mut ms: Vec<f64>) {
     ms.sort_by(|a, b| a.total_cmp(b));
@@ -48,13 +44,6 @@ fn summary(name: &str, mut ms: Vec<f64>) {
         ms[ms.len() - 1],
         ms.len()
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -141,40 +130,14 @@ async fn main() {
     let tree = Tree::start(Arc::new(config.clone()), TreeOptions::default())
         .await
         .expect("tree");
-    let mut client = ClientBuilder::new()
-        .application_name("opcgw-bench-client")
-        .application_uri("urn:opcgw:bench-client")
-        .pki_dir(dir.path().join("client-pki"))
-        .create_sample_keypair(true)
-        .trust_server_certs(true)
-        .session_retry_limit(3)
-        .max_message_size(64 * 1024 * 1024)
-        .max_chunk_count(4096)
-        .max_array_length(200_000)
-        .client()
-        .expect("client");
-    let url = format!("opc.tcp://127.0.0.1:{port}/");
-    let mut session = None;
-    for _ in 0..100 {
-        if let Ok(connected) = client
-            .connect_to_matching_endpoint(
-                (
-                    url.as_str(),
-                    SecurityPolicy::None.to_uri(),
-                    MessageSecurityMode::None,
-                ),
-                IdentityToken::new_user_name("opcua-user", PASSWORD),
-            )
-            .await
-        {
-            session = Some(connected);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let (session, event_loop) = session.expect("connect");
-    let _event_loop = event_loop.spawn();
-    session.wait_for_connection().await;
+    let (session, _event_loop) = common::opcua_session(
+        port,
+        PASSWORD,
+        &dir.path().join("client-pki"),
+        64 * 1024 * 1024,
+        4096,
+    )
+    .await;
     let ns = 2u16;
 
     // Values for every device: one uplink each.

@@ -2,6 +2,8 @@
 //! 5 ms of latency per call. Prints the poll cycle time, the uplink-to-`Samples` latency and
 //! the poller's CPU per 10,000 samples. Run with `make bench`.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,13 +26,6 @@ fn cpu_seconds() -> f64 {
         .expect("getrusage");
     let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
     t(usage.user_time()) + t(usage.system_time())
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 /// The `[[application]]` blocks the simulator prints for this world.
@@ -198,14 +193,14 @@ async fn main() {
     println!(
         "  poll cycle (list 10 apps x 100 devices, GetMetrics for the devices with a new uplink, concurrency 32): min {:.0} ms, median {:.0} ms, max {:.0} ms over {} cycles",
         cycle_ms.first().copied().unwrap_or(f64::NAN),
-        percentile(&cycle_ms, 0.5),
+        common::percentile(&cycle_ms, 0.5),
         cycle_ms.last().copied().unwrap_or(f64::NAN),
         cycle_ms.len()
     );
     println!(
         "  uplink -> Samples latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} samples",
-        percentile(&latencies_ms, 0.5),
-        percentile(&latencies_ms, 0.99),
+        common::percentile(&latencies_ms, 0.5),
+        common::percentile(&latencies_ms, 0.99),
         latencies_ms.last().copied().unwrap_or(f64::NAN),
         latencies_ms.len()
     );
