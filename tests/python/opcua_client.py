@@ -41,6 +41,16 @@ class Recorder:
         self.values.append(val)
 
 
+async def try_connect(step, client):
+    """Connects and reports whether the server refused (any refusal is an exception)."""
+    try:
+        await client.connect()
+        emit(step, refused=False)
+        await client.disconnect()
+    except Exception as e:  # noqa: BLE001
+        emit(step, refused=True, error=type(e).__name__ + ": " + str(e)[:200])
+
+
 async def wait_until(predicate, timeout):
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
@@ -58,21 +68,10 @@ async def main():
     wrong = Client(url, timeout=10)
     wrong.set_user(USER)
     wrong.set_password("not-the-password")
-    try:
-        await wrong.connect()
-        emit("wrong_password", refused=False)
-        await wrong.disconnect()
-    except Exception as e:  # noqa: BLE001 - any refusal is what we want
-        emit("wrong_password", refused=True, error=type(e).__name__ + ": " + str(e)[:200])
+    await try_connect("wrong_password", wrong)
 
     # An anonymous session (not allowed by default) is refused by the server.
-    anonymous = Client(url, timeout=10)
-    try:
-        await anonymous.connect()
-        emit("anonymous", refused=False)
-        await anonymous.disconnect()
-    except Exception as e:  # noqa: BLE001
-        emit("anonymous", refused=True, error=type(e).__name__ + ": " + str(e)[:200])
+    await try_connect("anonymous", Client(url, timeout=10))
 
     # A client that ignores the encrypted token policy and sends the right password in
     # clear on the None endpoint is refused: the password must not cross the wire in clear.
@@ -85,12 +84,7 @@ async def main():
         return dataclasses.replace(advertised(token_type), SecurityPolicyUri=None)
 
     sneaky.server_policy = cleartext_policy
-    try:
-        await sneaky.connect()
-        emit("cleartext_password", refused=False)
-        await sneaky.disconnect()
-    except Exception as e:  # noqa: BLE001
-        emit("cleartext_password", refused=True, error=type(e).__name__ + ": " + str(e)[:200])
+    await try_connect("cleartext_password", sneaky)
 
     client = Client(url, timeout=10)
     client.set_user(USER)
