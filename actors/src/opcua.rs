@@ -25,7 +25,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, info, warn};
 
 use crate::duty::DutyBase;
-use crate::messages::{Common, ConfigUpdate, Feed, OpcUaMsg, Peers, StorageFailure, CALL_TIMEOUT};
+use crate::messages::{Common, ConfigUpdate, Feed, OpcUaMsg, Peers, StorageFailure};
 use crate::storage_client::StorageClient;
 use crate::supervisor::SupervisorMsg;
 
@@ -278,7 +278,8 @@ impl Actor for OpcUaActor {
                             updated = changes.update.len(),
                             "address space follows the reloaded configuration"
                         );
-                        // New variables start waiting; kept ones keep their value.
+                        // A metric whose type changed dropped its value: republish (unchanged
+                        // values notify no one).
                         state.server.nodes.publish(&state.live.snapshot());
                     }
                     state.publish_counts();
@@ -423,14 +424,7 @@ fn refresh_health(myself: &ActorRef<OpcUaMsg>, state: &OpcUaState) {
     let supervisor = state.supervisor.clone();
     let myself = myself.clone();
     tokio::spawn(async move {
-        let Ok(Ok(status)) = supervisor
-            .call(SupervisorMsg::Status, Some(CALL_TIMEOUT))
-            .await
-            .map(|r| match r {
-                ractor::rpc::CallResult::Success(s) => Ok(s),
-                _ => Err(()),
-            })
-        else {
+        let Some(status) = crate::tree::TreeHandle { supervisor }.status().await else {
             return;
         };
         let health = status
