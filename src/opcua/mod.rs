@@ -4,6 +4,8 @@
 
 pub mod address_space;
 pub mod auth;
+#[cfg(test)]
+mod encrypted_password_tests;
 pub mod nodes;
 pub mod server;
 pub mod values;
