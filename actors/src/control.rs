@@ -309,6 +309,12 @@ fn storage_error(failure: StorageFailure) -> ErrorBody {
             kind: StorageErrorKind::UnknownSeries | StorageErrorKind::InvalidQuery,
             ..
         } => ErrorBody::bad_request(failure.to_string()),
+        // Busy, like OPC UA's BadResourceUnavailable: the same command works once the device's
+        // queue drains.
+        StorageFailure::Store {
+            kind: StorageErrorKind::CommandQueueFull,
+            ..
+        } => ErrorBody::new(ErrorCode::Unavailable, failure.to_string()),
         StorageFailure::Store { .. } => ErrorBody::new(ErrorCode::Internal, failure.to_string()),
     }
 }

@@ -89,6 +89,10 @@ fn backend_error(failure: StorageFailure) -> BackendError {
             kind: StorageErrorKind::InvalidQuery,
             message,
         } => BackendError::Rejected(message),
+        StorageFailure::Store {
+            kind: StorageErrorKind::CommandQueueFull,
+            message,
+        } => BackendError::CommandQueueFull(message),
         StorageFailure::Store { message, .. } => BackendError::Unavailable(message),
     }
 }

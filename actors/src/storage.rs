@@ -159,7 +159,17 @@ impl Actor for StorageActor {
                     );
                     return Ok(());
                 }
-                let result = blocking(|| state.store.enqueue_command(command, Timestamp::now()));
+                let max_unfinished = state
+                    .base
+                    .config
+                    .config
+                    .storage
+                    .max_queued_commands_per_device as usize;
+                let result = blocking(|| {
+                    state
+                        .store
+                        .enqueue_command(command, Timestamp::now(), max_unfinished)
+                });
                 if let Ok(record) = &result {
                     info!(
                         event = "command_queued",

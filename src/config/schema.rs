@@ -155,6 +155,10 @@ pub struct OpcUaConfig {
     pub max_message_size: u32,
     pub max_chunk_count: u32,
     pub max_history_data_results_per_node: u32,
+    /// Seconds a session may stay unactivated after CreateSession before it is closed.
+    pub session_activation_timeout_seconds: u32,
+    /// Command nodes one Write request may name; the extra ones answer BadTooManyOperations.
+    pub max_command_writes_per_request: u32,
 }
 
 impl Default for OpcUaConfig {
@@ -192,6 +196,8 @@ impl Default for OpcUaConfig {
             max_message_size: 327_675,
             max_chunk_count: 5,
             max_history_data_results_per_node: 10_000,
+            session_activation_timeout_seconds: 10,
+            max_command_writes_per_request: 50,
         }
     }
 }
@@ -229,6 +235,8 @@ pub struct StorageConfig {
     pub database_path: PathBuf,
     /// Days of history kept (7-365).
     pub retention_days: u32,
+    /// Unfinished (queued or sent) commands one device may have; more are refused.
+    pub max_queued_commands_per_device: u32,
 }
 
 impl Default for StorageConfig {
@@ -236,6 +244,7 @@ impl Default for StorageConfig {
         Self {
             database_path: PathBuf::from("./data/opcgw.redb"),
             retention_days: 7,
+            max_queued_commands_per_device: 100,
         }
     }
 }

@@ -388,6 +388,37 @@ fn every_range_rule_rejects_its_bad_value() {
         ("web", "port = 1023", "web.port"),
         ("storage", "retention_days = 6", "storage.retention_days"),
         ("storage", "retention_days = 366", "storage.retention_days"),
+        // Limits against unauthenticated sessions and command floods.
+        (
+            "opcua",
+            "session_activation_timeout_seconds = 0",
+            "opcua.session_activation_timeout_seconds",
+        ),
+        (
+            "opcua",
+            "session_activation_timeout_seconds = 61",
+            "opcua.session_activation_timeout_seconds",
+        ),
+        (
+            "opcua",
+            "max_command_writes_per_request = 0",
+            "opcua.max_command_writes_per_request",
+        ),
+        (
+            "opcua",
+            "max_command_writes_per_request = 10001",
+            "opcua.max_command_writes_per_request",
+        ),
+        (
+            "storage",
+            "max_queued_commands_per_device = 0",
+            "storage.max_queued_commands_per_device",
+        ),
+        (
+            "storage",
+            "max_queued_commands_per_device = 10001",
+            "storage.max_queued_commands_per_device",
+        ),
         (
             "supervisor",
             "backoff_initial_ms = 0",

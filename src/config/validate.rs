@@ -301,6 +301,19 @@ fn validate_opcua(ua: &OpcUaConfig, report: &mut ValidationReport) {
         1,
         1_000_000,
     );
+    // Below the 60 s session timeout, or unactivated sessions would not expire any sooner.
+    report.range(
+        "opcua.session_activation_timeout_seconds",
+        ua.session_activation_timeout_seconds,
+        1,
+        60,
+    );
+    report.range(
+        "opcua.max_command_writes_per_request",
+        ua.max_command_writes_per_request,
+        1,
+        10_000,
+    );
     if ua.create_sample_keypair {
         report.warn(
             "opcua.create_sample_keypair",
@@ -368,6 +381,12 @@ fn validate_storage(storage: &StorageConfig, report: &mut ValidationReport) {
         report.error("storage.database_path", "must not be empty");
     }
     report.range("storage.retention_days", storage.retention_days, 7, 365);
+    report.range(
+        "storage.max_queued_commands_per_device",
+        storage.max_queued_commands_per_device,
+        1,
+        10_000,
+    );
 }
 
 /// `sun_path` holds 108 bytes including the terminating NUL.

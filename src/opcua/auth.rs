@@ -1,7 +1,11 @@
 //! Who may open an OPC UA session: the configured user name and password (HMAC-SHA-256
 //! digests under a per-process key, constant-time compare), and anonymous only when enabled.
-//! Every refusal is an `event="opcua_auth_failed"` warning with the sanitised user name and
-//! the endpoint, never the password.
+//! Every refusal is an `event="opcua_auth_failed"` warning with the sanitised user name, the
+//! client's address and the endpoint, never the password; its answer is held back by the
+//! per-address [`LoginThrottle`].
+
+use std::net::SocketAddr;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use opcua::crypto::SecurityPolicy;
@@ -12,18 +16,16 @@ use opcua::server::ServerEndpoint;
 use opcua::types::{Error, StatusCode, UAString, UserTokenPolicy, UserTokenType};
 use tracing::warn;
 
+use crate::opcua::login_throttle::LoginThrottle;
 use crate::security::sanitize_for_log;
 use crate::security::CredentialVerifier;
 
 const POLICY_ID_ANONYMOUS: &str = "anonymous";
 
-/// A refused login answers only after this long, so guessing passwords is slow (at most
-/// `max_connections` guesses in flight).
-pub const AUTH_FAILURE_DELAY: std::time::Duration = std::time::Duration::from_millis(300);
-
 pub struct GatewayAuth {
     verifier: CredentialVerifier,
     allow_anonymous: bool,
+    throttle: LoginThrottle,
 }
 
 impl GatewayAuth {
@@ -31,7 +33,29 @@ impl GatewayAuth {
         Self {
             verifier: CredentialVerifier::new(user, password),
             allow_anonymous,
+            throttle: LoginThrottle::default(),
         }
+    }
+
+    /// Logs a refusal and holds the answer back for as long as the source's failures say.
+    async fn refuse(
+        &self,
+        endpoint: &ServerEndpoint,
+        peer: Option<SocketAddr>,
+        user: &str,
+        reason: &str,
+    ) {
+        let delay = self.throttle.failed(peer.map(|p| p.ip()), Instant::now());
+        warn!(
+            event = "opcua_auth_failed",
+            user = %user,
+            reason,
+            source = %source_label(peer),
+            endpoint = %endpoint_label(endpoint),
+            delay_ms = delay.as_millis() as u64,
+            "OPC UA authentication failed"
+        );
+        tokio::time::sleep(delay).await;
     }
 }
 
@@ -42,20 +66,29 @@ fn endpoint_label(endpoint: &ServerEndpoint) -> String {
     )
 }
 
+fn source_label(peer: Option<SocketAddr>) -> String {
+    peer.map_or_else(
+        || "unknown".to_string(),
+        |p| p.ip().to_canonical().to_string(),
+    )
+}
+
 #[async_trait]
 impl AuthManager for GatewayAuth {
     async fn authenticate_anonymous_token(&self, endpoint: &ServerEndpoint) -> Result<(), Error> {
+        self.authenticate_anonymous_token_from(endpoint, None).await
+    }
+
+    async fn authenticate_anonymous_token_from(
+        &self,
+        endpoint: &ServerEndpoint,
+        peer: Option<SocketAddr>,
+    ) -> Result<(), Error> {
         if self.allow_anonymous {
             return Ok(());
         }
-        warn!(
-            event = "opcua_auth_failed",
-            user = "<anonymous>",
-            reason = "anonymous_disabled",
-            endpoint = %endpoint_label(endpoint),
-            "OPC UA authentication failed"
-        );
-        tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+        self.refuse(endpoint, peer, "<anonymous>", "anonymous_disabled")
+            .await;
         Err(Error::new(
             StatusCode::BadIdentityTokenRejected,
             "anonymous sessions are disabled",
@@ -68,17 +101,30 @@ impl AuthManager for GatewayAuth {
         username: &str,
         password: &Password,
     ) -> Result<UserToken, Error> {
+        self.authenticate_username_identity_token_from(endpoint, username, password, None)
+            .await
+    }
+
+    async fn authenticate_username_identity_token_from(
+        &self,
+        endpoint: &ServerEndpoint,
+        username: &str,
+        password: &Password,
+        peer: Option<SocketAddr>,
+    ) -> Result<UserToken, Error> {
         match self.verifier.verify(username, password.get()) {
-            Ok(()) => Ok(UserToken(username.to_string())),
+            Ok(()) => {
+                self.throttle.succeeded(peer.map(|p| p.ip()));
+                Ok(UserToken(username.to_string()))
+            }
             Err(reason) => {
-                warn!(
-                    event = "opcua_auth_failed",
-                    user = %sanitize_for_log(username, 64),
-                    reason = reason.as_str(),
-                    endpoint = %endpoint_label(endpoint),
-                    "OPC UA authentication failed"
-                );
-                tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+                self.refuse(
+                    endpoint,
+                    peer,
+                    &sanitize_for_log(username, 64),
+                    reason.as_str(),
+                )
+                .await;
                 // The library logs this text: no user name in it.
                 Err(Error::new(
                     StatusCode::BadUserAccessDenied,
@@ -86,6 +132,18 @@ impl AuthManager for GatewayAuth {
                 ))
             }
         }
+    }
+
+    /// A token refused before its credentials were checked (malformed, undecryptable, wrong
+    /// policy): counted and slowed like a wrong password, so floods of them gain nothing.
+    async fn identity_token_rejected(
+        &self,
+        endpoint: &ServerEndpoint,
+        peer: Option<SocketAddr>,
+        error: &Error,
+    ) {
+        let reason = format!("invalid_token:{}", error.status());
+        self.refuse(endpoint, peer, "<unchecked>", &reason).await;
     }
 
     fn user_token_policies(&self, endpoint: &ServerEndpoint) -> Vec<UserTokenPolicy> {

@@ -4,6 +4,9 @@
 
 pub mod address_space;
 pub mod auth;
+#[cfg(test)]
+mod encrypted_password_tests;
+pub mod login_throttle;
 pub mod nodes;
 pub mod server;
 pub mod values;

@@ -222,6 +222,7 @@ fn build_server(
         write_timeout: WRITE_TIMEOUT,
         // Leave room for the response header and per-node results.
         max_response_bytes: (ua.max_message_size as usize).saturating_mul(8) / 10,
+        max_command_writes_per_request: ua.max_command_writes_per_request as usize,
     };
     let auth = Arc::new(GatewayAuth::new(
         &ua.user_name,
@@ -244,6 +245,7 @@ fn build_server(
         .diagnostics_enabled(ua.diagnostics_enabled)
         .max_sessions(ua.max_connections as usize)
         .max_session_timeout_ms(MAX_SESSION_TIMEOUT.as_millis() as u64)
+        .session_activation_timeout_ms(u64::from(ua.session_activation_timeout_seconds) * 1_000)
         .subscription_poll_interval_ms(SUBSCRIPTION_TICK.as_millis() as u64)
         .max_message_size(ua.max_message_size as usize)
         .max_chunk_count(ua.max_chunk_count as usize)

@@ -100,17 +100,32 @@ impl CommandRecord {
 }
 
 impl Store {
-    /// Records a new command in state `queued`, durably, with the next id.
+    /// Records a new command in state `queued`, durably, with the next id, unless its device
+    /// already has `max_unfinished` commands queued or sent (`CommandQueueFull`): one write
+    /// naming a device thousands of times must not queue thousands of downlinks.
     pub fn enqueue_command(
         &mut self,
         new: NewCommand,
         now: Timestamp,
+        max_unfinished: usize,
     ) -> Result<CommandRecord, StorageError> {
         self.check_new_command(&new)?;
         self.write(|store| {
             const ACTION: &str = "enqueue a command";
             let path = &store.path;
             let txn = store.db()?.begin_write().at(path, ACTION)?;
+            // Counted in the write transaction, so two enqueues cannot both take the last place.
+            let unfinished = {
+                let commands = txn.open_table(COMMANDS).at(path, ACTION)?;
+                unfinished_commands_of(path, &commands, &new.device_id)?
+            };
+            if unfinished >= max_unfinished {
+                return Err(StorageError::CommandQueueFull {
+                    path: path.clone(),
+                    device_id: new.device_id,
+                    limit: max_unfinished,
+                });
+            }
             let record = {
                 let mut meta = txn.open_table(META).at(path, ACTION)?;
                 let id = meta
@@ -317,6 +332,35 @@ impl Store {
             None => Ok(()),
         }
     }
+}
+
+/// The fields of a stored command that say whose it is and whether it is finished (decoded
+/// without the rest, borrowing the device id: this runs over the table at each enqueue).
+#[derive(Deserialize)]
+struct CommandOwnerAndState<'a> {
+    #[serde(borrow)]
+    device_id: std::borrow::Cow<'a, str>,
+    state: CommandState,
+}
+
+/// Commands of `device_id` not in a final state.
+fn unfinished_commands_of(
+    path: &std::path::Path,
+    commands: &impl ReadableTable<u64, &'static [u8]>,
+    device_id: &str,
+) -> Result<usize, StorageError> {
+    const ACTION: &str = "count a device's unfinished commands";
+    let mut count = 0;
+    for row in commands.iter().at(path, ACTION)? {
+        let (id, bytes) = row.at(path, ACTION)?;
+        let brief: CommandOwnerAndState = serde_json::from_slice(bytes.value()).map_err(|e| {
+            StorageError::corrupt(path, format!("row {} of table commands: {e}", id.value()))
+        })?;
+        if brief.device_id == device_id && !brief.state.is_final() {
+            count += 1;
+        }
+    }
+    Ok(count)
 }
 
 fn encode(path: &std::path::Path, record: &CommandRecord) -> Result<Vec<u8>, StorageError> {

@@ -23,6 +23,9 @@ pub enum StorageErrorKind {
     UnknownSeries,
     /// The caller's request is invalid (an inverted range, a zero limit, an oversized value).
     InvalidQuery,
+    /// A device already has as many unfinished commands as allowed (OPC UA
+    /// `BadResourceUnavailable`); it accepts more once some complete.
+    CommandQueueFull,
 }
 
 /// An error of the storage library. The `Display` text is meant for an operator's log.
@@ -71,6 +74,16 @@ pub enum StorageError {
 
     #[error("database {path}: invalid request: {reason}; fix the request")]
     InvalidQuery { path: PathBuf, reason: String },
+
+    #[error(
+        "device {device_id:?} already has {limit} unfinished commands (queued or sent): wait for \
+         them to be acknowledged, fail or expire, or raise [storage].max_queued_commands_per_device"
+    )]
+    CommandQueueFull {
+        path: PathBuf,
+        device_id: String,
+        limit: usize,
+    },
 }
 
 impl StorageError {
@@ -82,6 +95,7 @@ impl StorageError {
             Self::NewerSchema { .. } => StorageErrorKind::NewerSchema,
             Self::UnknownSeries { .. } => StorageErrorKind::UnknownSeries,
             Self::InvalidQuery { .. } => StorageErrorKind::InvalidQuery,
+            Self::CommandQueueFull { .. } => StorageErrorKind::CommandQueueFull,
         }
     }
 
@@ -93,7 +107,8 @@ impl StorageError {
             | Self::Io { path, .. }
             | Self::NewerSchema { path, .. }
             | Self::UnknownSeries { path, .. }
-            | Self::InvalidQuery { path, .. } => path,
+            | Self::InvalidQuery { path, .. }
+            | Self::CommandQueueFull { path, .. } => path,
         }
     }
 

@@ -332,7 +332,7 @@ async fn a_reloaded_retention_applies_at_once() {
             payload: vec![1],
             requested_by: "test".into(),
         };
-        let record = store.enqueue_command(command, long_ago).unwrap();
+        let record = store.enqueue_command(command, long_ago, 100).unwrap();
         let update = opcgw::chirpstack::commands::CommandUpdate {
             id: record.id,
             device_id: "old-device".into(),

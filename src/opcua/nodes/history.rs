@@ -228,7 +228,7 @@ impl GatewayNodes {
                 debug!(event = "opcua_history_unavailable", error = %why);
                 Err(StatusCode::BadResourceUnavailable)
             }
-            Err(BackendError::Rejected(why)) => {
+            Err(BackendError::Rejected(why) | BackendError::CommandQueueFull(why)) => {
                 debug!(event = "opcua_history_rejected", error = %why);
                 Err(StatusCode::BadHistoryOperationInvalid)
             }

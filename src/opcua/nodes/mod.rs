@@ -59,6 +59,8 @@ pub enum BackendError {
     UnknownSeries,
     /// The request was refused (for example an invalid query).
     Rejected(String),
+    /// The device already has as many unfinished commands as allowed.
+    CommandQueueFull(String),
 }
 
 /// What the OPC UA server asks of the rest of the gateway (the storage actor, in the binary).
@@ -81,6 +83,8 @@ pub struct NodeSettings {
     pub write_timeout: Duration,
     /// Bytes a HistoryRead response may take (a share of `max_message_size`).
     pub max_response_bytes: usize,
+    /// Command nodes one Write request may queue (`max_command_writes_per_request`).
+    pub max_command_writes_per_request: usize,
 }
 
 /// The most rows a HistoryRead call returns per node, whatever the configuration says: the

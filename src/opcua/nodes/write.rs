@@ -58,7 +58,30 @@ impl GatewayNodes {
         let mut pending: Vec<(usize, NodeId, Variant, NewCommand)> = Vec::new();
         {
             let model = self.model.read().unwrap_or_else(|e| e.into_inner());
+            // Each command write queues a downlink; a request naming more command variables
+            // than allowed queues none of them. Part 4 §5.10.4 makes BadTooManyOperations the
+            // answer to a request with too many operations; as this node manager only sees its
+            // own nodes, each command write of the request gets it (other nodes are unaffected).
+            let command_writes = nodes_to_write
+                .iter()
+                .filter(|write| self.names_command(&model, write))
+                .count();
+            let limit = self.settings.max_command_writes_per_request;
+            let too_many = command_writes > limit;
+            if too_many {
+                warn!(
+                    event = "opcua_command_write_refused",
+                    user = %sanitize_for_log(&user, 64),
+                    command_writes,
+                    limit,
+                    "an OPC UA Write names more command variables than max_command_writes_per_request; none is queued"
+                );
+            }
             for (index, write) in nodes_to_write.iter_mut().enumerate() {
+                if too_many && self.names_command(&model, write) {
+                    write.set_status(StatusCode::BadTooManyOperations);
+                    continue;
+                }
                 match self.validate_write(&model, write, &user) {
                     Ok((node, variant, command)) => pending.push((index, node, variant, command)),
                     Err(status) => write.set_status(status),
@@ -87,7 +110,11 @@ impl GatewayNodes {
                 Ok(Err(error)) => {
                     warn!(event = "opcua_command_rejected", command = %label, error = ?error, "an OPC UA write could not be queued");
                     match error {
-                        BackendError::Unavailable(_) => StatusCode::BadResourceUnavailable,
+                        // A full device queue is busy, not broken: the write works again once
+                        // the device's earlier commands complete.
+                        BackendError::Unavailable(_) | BackendError::CommandQueueFull(_) => {
+                            StatusCode::BadResourceUnavailable
+                        }
                         _ => StatusCode::BadInternalError,
                     }
                 }
@@ -104,6 +131,12 @@ impl GatewayNodes {
 }
 
 impl GatewayNodes {
+    /// Whether `write` targets a command variable (whatever it writes).
+    fn names_command(&self, model: &Model, write: &WriteNode) -> bool {
+        self.string_id(&write.value().node_id)
+            .is_some_and(|id| model.commands.contains_key(id))
+    }
+
     fn validate_write(
         &self,
         model: &Model,

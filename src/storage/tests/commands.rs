@@ -41,10 +41,10 @@ fn command_ids_increase_and_never_repeat_across_reopen_and_pruning() {
     let (dir, mut store) = fresh_store();
     let path = dir.path().join("opcgw.redb");
     let first = store
-        .enqueue_command(new_command("dev"), Timestamp(1))
+        .enqueue_command(new_command("dev"), Timestamp(1), 100)
         .unwrap();
     let second = store
-        .enqueue_command(new_command("dev"), Timestamp(2))
+        .enqueue_command(new_command("dev"), Timestamp(2), 100)
         .unwrap();
     assert_eq!((first.id, second.id), (1, 2));
     assert_eq!(first.state, CommandState::Queued);
@@ -59,7 +59,7 @@ fn command_ids_increase_and_never_repeat_across_reopen_and_pruning() {
 
     let mut store = Store::open(&path).unwrap();
     let third = store
-        .enqueue_command(new_command("dev"), Timestamp(4))
+        .enqueue_command(new_command("dev"), Timestamp(4), 100)
         .unwrap();
     assert_eq!(third.id, 3);
     assert_eq!(store.command(1).unwrap(), Some(first));
@@ -71,7 +71,7 @@ fn updates_persist_and_final_states_never_regress() {
     let (dir, mut store) = fresh_store();
     let path = dir.path().join("opcgw.redb");
     let id = store
-        .enqueue_command(new_command("dev"), Timestamp(1))
+        .enqueue_command(new_command("dev"), Timestamp(1), 100)
         .unwrap()
         .id;
     let mut sent = update(id, "dev", CommandState::Sent, 2);
@@ -130,7 +130,7 @@ fn updates_for_unknown_ids_or_another_device_are_ignored() {
         None
     );
     let id = store
-        .enqueue_command(new_command("dev"), Timestamp(1))
+        .enqueue_command(new_command("dev"), Timestamp(1), 100)
         .unwrap()
         .id;
     assert_eq!(
@@ -150,7 +150,7 @@ fn commands_are_listed_newest_first_and_filtered() {
     let (_dir, mut store) = fresh_store();
     for (i, device) in ["a", "b", "a", "b", "a"].iter().enumerate() {
         store
-            .enqueue_command(new_command(device), Timestamp(i as i64))
+            .enqueue_command(new_command(device), Timestamp(i as i64), 100)
             .unwrap();
     }
     store
@@ -183,13 +183,13 @@ fn invalid_commands_are_refused_before_anything_is_written() {
     let mut no_device = new_command("");
     no_device.device_id.clear();
     for bad in [too_big, no_device] {
-        let error = store.enqueue_command(bad, Timestamp(0)).unwrap_err();
+        let error = store.enqueue_command(bad, Timestamp(0), 100).unwrap_err();
         assert_eq!(error.kind(), StorageErrorKind::InvalidQuery);
     }
     assert_eq!(store.counts().unwrap().commands, 0);
     assert_eq!(
         store
-            .enqueue_command(new_command("dev"), Timestamp(0))
+            .enqueue_command(new_command("dev"), Timestamp(0), 100)
             .unwrap()
             .id,
         1
@@ -201,7 +201,7 @@ fn pruning_commands_keeps_unfinished_ones_and_works_in_chunks() {
     let (_dir, mut store) = fresh_store();
     for i in 0..5 {
         store
-            .enqueue_command(new_command("dev"), Timestamp(i))
+            .enqueue_command(new_command("dev"), Timestamp(i), 100)
             .unwrap();
     }
     for id in [1, 2, 4] {
@@ -220,4 +220,47 @@ fn pruning_commands_keeps_unfinished_ones_and_works_in_chunks() {
         .map(|r| r.id)
         .collect();
     assert_eq!(left, vec![5, 3], "queued commands stay, however old");
+}
+
+#[test]
+fn a_device_with_a_full_queue_is_refused_until_a_command_finishes() {
+    let (_dir, mut store) = fresh_store();
+    for i in 0..3 {
+        store
+            .enqueue_command(new_command("dev"), Timestamp(i), 3)
+            .unwrap();
+    }
+    let error = store
+        .enqueue_command(new_command("dev"), Timestamp(3), 3)
+        .unwrap_err();
+    assert_eq!(error.kind(), StorageErrorKind::CommandQueueFull);
+    let text = error.to_string();
+    assert!(
+        text.contains("\"dev\"") && text.contains("max_queued_commands_per_device"),
+        "{text}"
+    );
+    // Nothing was written by the refusal; another device is not affected.
+    assert_eq!(store.counts().unwrap().commands, 3);
+    store
+        .enqueue_command(new_command("other"), Timestamp(3), 3)
+        .unwrap();
+    // A sent command still counts; a finished one frees its place.
+    store
+        .update_command(&update(1, "dev", CommandState::Sent, 4))
+        .unwrap();
+    let still_full = store.enqueue_command(new_command("dev"), Timestamp(5), 3);
+    assert_eq!(
+        still_full.unwrap_err().kind(),
+        StorageErrorKind::CommandQueueFull
+    );
+    store
+        .update_command(&update(1, "dev", CommandState::Acknowledged, 6))
+        .unwrap();
+    assert_eq!(
+        store
+            .enqueue_command(new_command("dev"), Timestamp(7), 3)
+            .unwrap()
+            .id,
+        5
+    );
 }

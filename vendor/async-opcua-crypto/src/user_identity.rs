@@ -11,7 +11,7 @@ use std::io::{Cursor, Write};
 use std::str::FromStr;
 
 use opcua_types::{
-    encoding::{read_u32, write_u32},
+    encoding::write_u32,
     status_code::StatusCode,
     ByteString, UAString,
     {SignatureData, UserNameIdentityToken, UserTokenPolicy, X509IdentityToken},
@@ -21,7 +21,7 @@ use tracing::{error, warn};
 
 use crate::policy::aes::{AesAsymmetricEncryptionAlgorithm, OaepSha1, OaepSha256, Pkcs1v15};
 
-use super::{PrivateKey, SecurityPolicy, X509};
+use super::{KeySize, PrivateKey, SecurityPolicy, X509};
 
 /// Trait for a type with a secret encrypted with legacy secret encryption.
 pub trait LegacySecret {
@@ -245,63 +245,70 @@ pub(crate) fn legacy_secret_encrypt(
 
 /// Decrypt the client's password using the server's nonce and private key. This function is prefixed
 /// "legacy" because 1.04 describes another way of encrypting passwords.
+///
+/// opcgw patch: every length in the message (the cipher text's, the decrypted length prefix, the
+/// nonce's place) is checked against the buffer it indexes; a malformed secret is refused with
+/// `BadIdentityTokenInvalid` where the published crate panicked (a 4-byte secret, a length prefix
+/// shorter than the nonce) and so leaked the session being activated.
 pub(crate) fn legacy_secret_decrypt<T: AesAsymmetricEncryptionAlgorithm>(
     secret: &ByteString,
     server_nonce: &[u8],
     server_key: &PrivateKey,
 ) -> Result<ByteString, Error> {
-    if secret.is_null_or_empty() {
-        Err(Error::decoding("Missing server secret"))
-    } else {
-        // Decrypt the message
-        let src = secret.value.as_ref().unwrap();
-        let mut dst = vec![0u8; src.len()];
-        let mut actual_size = server_key
-            .private_decrypt::<T>(src, &mut dst)
-            .map_err(Error::decoding)?;
-
-        let mut dst = Cursor::new(dst);
-        let plaintext_size = read_u32(&mut dst)? as usize;
-
-        /* Remove padding
-         *
-         * 7.36.2.2 Legacy Encrypted Token Secret Format: A Client should not add any
-         * padding after the secret. If a Client adds padding then all bytes shall
-         * be zero. A Server shall check for padding added by Clients and ensure
-         * that all padding bytes are zeros.
-         *
-         */
-        let mut dst = dst.into_inner();
-        if actual_size > plaintext_size + 4 {
-            let padding_bytes = &dst[plaintext_size + 4..];
-            /*
-             * If the Encrypted Token Secret contains padding, the padding must be
-             * zeroes according to the 1.04.1 specification errata, chapter 3.
-             */
-            if !padding_bytes.iter().all(|&x| x == 0) {
-                return Err(Error::decoding(
-                    "Non-zero padding bytes in decrypted password",
-                ));
-            } else {
-                dst.truncate(plaintext_size + 4);
-                actual_size = dst.len();
-            }
-        }
-
-        if plaintext_size + 4 != actual_size {
-            Err(Error::decoding("Invalid plaintext size"))
-        } else {
-            let nonce_len = server_nonce.len();
-            let nonce_begin = actual_size - nonce_len;
-            let nonce = &dst[nonce_begin..(nonce_begin + nonce_len)];
-            if nonce != server_nonce {
-                Err(Error::decoding("Invalid nonce"))
-            } else {
-                let password = &dst[4..nonce_begin];
-                Ok(ByteString::from(password))
-            }
-        }
+    let src = match secret.value.as_deref() {
+        Some(src) if !src.is_empty() => src,
+        _ => return Err(invalid_secret("it is empty")),
+    };
+    let block_size = server_key.cipher_text_block_size();
+    if block_size == 0 || !src.len().is_multiple_of(block_size) {
+        return Err(invalid_secret(format!(
+            "{} bytes is not a whole number of {block_size}-byte RSA blocks",
+            src.len()
+        )));
     }
+    let mut dst = vec![0u8; src.len()];
+    let actual_size = server_key
+        .private_decrypt::<T>(src, &mut dst)
+        .map_err(|_| invalid_secret("it does not decrypt with the server key"))?;
+    let decrypted = dst
+        .get(..actual_size)
+        .ok_or_else(|| invalid_secret("the decrypted size exceeds the buffer"))?;
+
+    // Part 4, 7.36.2.2 (Legacy Encrypted Token Secret Format): a little-endian u32 length of
+    // what follows it (secret + server nonce), the secret, the server nonce.
+    let Some((length_prefix, rest)) = decrypted.split_first_chunk::<4>() else {
+        return Err(invalid_secret("it is shorter than its length prefix"));
+    };
+    let plaintext_size = u32::from_le_bytes(*length_prefix) as usize;
+    if plaintext_size > rest.len() {
+        return Err(invalid_secret(
+            "its length prefix exceeds the decrypted data",
+        ));
+    }
+    let (plaintext, padding) = rest.split_at(plaintext_size);
+    /*
+     * 7.36.2.2: A Client should not add any padding after the secret. If a Client adds
+     * padding then all bytes shall be zero (1.04.1 specification errata, chapter 3).
+     */
+    if !padding.iter().all(|&x| x == 0) {
+        return Err(invalid_secret("it has non-zero padding bytes"));
+    }
+    let Some(password_len) = plaintext_size.checked_sub(server_nonce.len()) else {
+        return Err(invalid_secret("it is shorter than the server nonce"));
+    };
+    let (password, nonce) = plaintext.split_at(password_len);
+    if nonce != server_nonce {
+        return Err(invalid_secret("it does not end with the server nonce"));
+    }
+    Ok(ByteString::from(password))
+}
+
+/// The error for a secret that cannot be decoded: the reason, never the secret's bytes.
+fn invalid_secret(why: impl std::fmt::Display) -> Error {
+    Error::new(
+        StatusCode::BadIdentityTokenInvalid,
+        format!("Invalid encrypted identity token secret: {why}"),
+    )
 }
 
 /// Verify that the X509 identity token supplied to a server contains a valid signature.

@@ -19,7 +19,7 @@ use crate::identity_token::{
 use super::{
     address_space::AccessLevel, config::ANONYMOUS_USER_TOKEN_ID, ServerEndpoint, ServerUserToken,
 };
-use std::{collections::BTreeMap, fmt::Debug};
+use std::{collections::BTreeMap, fmt::Debug, net::SocketAddr};
 
 /// Debug-safe wrapper around a password.
 #[derive(Clone, PartialEq, Eq)]
@@ -114,6 +114,43 @@ pub trait AuthManager: Send + Sync + 'static {
             StatusCode::BadIdentityTokenRejected,
             "Username identity token unsupported",
         ))
+    }
+
+    /// opcgw patch: [`Self::authenticate_anonymous_token`] with the address of the client's TCP
+    /// connection (`None` for a reverse connection), so an implementation can throttle or log
+    /// per source. Defaults to the address-less method.
+    async fn authenticate_anonymous_token_from(
+        &self,
+        endpoint: &ServerEndpoint,
+        peer: Option<SocketAddr>,
+    ) -> Result<(), Error> {
+        self.authenticate_anonymous_token(endpoint).await
+    }
+
+    /// opcgw patch: [`Self::authenticate_username_identity_token`] with the address of the
+    /// client's TCP connection (`None` for a reverse connection), so failed logins can be
+    /// slowed per source rather than for everyone. Defaults to the address-less method.
+    async fn authenticate_username_identity_token_from(
+        &self,
+        endpoint: &ServerEndpoint,
+        username: &str,
+        password: &Password,
+        peer: Option<SocketAddr>,
+    ) -> Result<UserToken, Error> {
+        self.authenticate_username_identity_token(endpoint, username, password)
+            .await
+    }
+
+    /// opcgw patch: called when the server refuses an identity token before any credential
+    /// reaches this manager (unknown token type, wrong policy id, a password that does not
+    /// decrypt...), with the client's address and the error it will answer. Lets an
+    /// implementation log and throttle malformed activations like failed logins. Default: nothing.
+    async fn identity_token_rejected(
+        &self,
+        endpoint: &ServerEndpoint,
+        peer: Option<SocketAddr>,
+        error: &Error,
+    ) {
     }
 
     /// Validate the signing thumbprint for `endpoint`.

@@ -532,6 +532,13 @@ impl ServerBuilder {
         self
     }
 
+    /// opcgw patch: maximum time in milliseconds between CreateSession and a successful
+    /// ActivateSession; a session still unactivated then is closed and its slot freed.
+    pub fn session_activation_timeout_ms(mut self, session_activation_timeout_ms: u64) -> Self {
+        self.config.session_activation_timeout_ms = session_activation_timeout_ms;
+        self
+    }
+
     /// Set the cancellation token used by the server. You only need to
     /// set the token if you need to use a token from somewhere else to cancel,
     /// otherwise you can get the token after building the server with

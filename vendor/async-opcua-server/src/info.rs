@@ -5,6 +5,7 @@
 //! Provides server state information, such as status, configuration, running servers and so on.
 
 use std::sync::atomic::{AtomicU16, AtomicU8, Ordering};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -333,6 +334,32 @@ impl ServerInfo {
         user_identity_token: ExtensionObject,
         server_nonce: &ByteString,
     ) -> Result<UserToken, Error> {
+        self.authenticate_endpoint_from(
+            request,
+            endpoint_url,
+            security_policy,
+            security_mode,
+            user_identity_token,
+            server_nonce,
+            None,
+        )
+        .await
+    }
+
+    /// opcgw patch: [`Self::authenticate_endpoint`] for a client connected from `peer` (the
+    /// TCP peer address; `None` for a reverse connection). The address reaches the
+    /// [`AuthManager`] so that failed logins can be throttled and logged per source.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn authenticate_endpoint_from(
+        &self,
+        request: &ActivateSessionRequest,
+        endpoint_url: &str,
+        security_policy: SecurityPolicy,
+        security_mode: MessageSecurityMode,
+        user_identity_token: ExtensionObject,
+        server_nonce: &ByteString,
+        peer: Option<SocketAddr>,
+    ) -> Result<UserToken, Error> {
         // Get security from endpoint url
         if let Some(endpoint) = self.config.find_endpoint(
             endpoint_url,
@@ -344,13 +371,18 @@ impl ServerInfo {
             match IdentityToken::new(user_identity_token) {
                 IdentityToken::None => {
                     error!("User identity token type unsupported");
-                    Err(Error::new(
+                    let error = Error::new(
                         StatusCode::BadIdentityTokenInvalid,
                         "User identity token type unsupported",
-                    ))
+                    );
+                    self.authenticator
+                        .identity_token_rejected(endpoint, peer, &error)
+                        .await;
+                    Err(error)
                 }
                 IdentityToken::Anonymous(token) => {
-                    self.authenticate_anonymous_token(endpoint, &token).await
+                    self.authenticate_anonymous_token(endpoint, &token, peer)
+                        .await
                 }
                 IdentityToken::UserName(token) => {
                     self.authenticate_username_identity_token(
@@ -358,6 +390,7 @@ impl ServerInfo {
                         &token,
                         &self.server_pkey,
                         server_nonce,
+                        peer,
                     )
                     .await
                 }
@@ -380,13 +413,19 @@ impl ServerInfo {
                     )
                     .await
                 }
-                IdentityToken::Invalid(o) => Err(Error::new(
-                    StatusCode::BadIdentityTokenInvalid,
-                    format!(
-                        "User identity token type {} is unsupported",
-                        o.body.map(|b| b.type_name()).unwrap_or("None")
-                    ),
-                )),
+                IdentityToken::Invalid(o) => {
+                    let error = Error::new(
+                        StatusCode::BadIdentityTokenInvalid,
+                        format!(
+                            "User identity token type {} is unsupported",
+                            o.body.map(|b| b.type_name()).unwrap_or("None")
+                        ),
+                    );
+                    self.authenticator
+                        .identity_token_rejected(endpoint, peer, &error)
+                        .await;
+                    Err(error)
+                }
             }
         } else {
             Err(Error::new(StatusCode::BadIdentityTokenRejected, format!(
@@ -405,19 +444,24 @@ impl ServerInfo {
         &self,
         endpoint: &ServerEndpoint,
         token: &AnonymousIdentityToken,
+        peer: Option<SocketAddr>,
     ) -> Result<UserToken, Error> {
         if token.policy_id.as_ref() != POLICY_ID_ANONYMOUS {
-            return Err(Error::new(
+            let error = Error::new(
                 StatusCode::BadIdentityTokenInvalid,
                 format!(
                     "Token doesn't possess the correct policy id. Got {}, expected {}",
                     token.policy_id.as_ref(),
                     POLICY_ID_ANONYMOUS
                 ),
-            ));
+            );
+            self.authenticator
+                .identity_token_rejected(endpoint, peer, &error)
+                .await;
+            return Err(error);
         }
         self.authenticator
-            .authenticate_anonymous_token(endpoint)
+            .authenticate_anonymous_token_from(endpoint, peer)
             .await?;
 
         Ok(UserToken(ANONYMOUS_USER_TOKEN_ID.to_string()))
@@ -431,7 +475,43 @@ impl ServerInfo {
         token: &UserNameIdentityToken,
         server_key: &Option<PrivateKey>,
         server_nonce: &ByteString,
+        peer: Option<SocketAddr>,
     ) -> Result<UserToken, Error> {
+        // opcgw patch: a token refused before its credentials are checked is reported to the
+        // AuthManager (with the client's address), so malformed activations are logged and
+        // throttled like failed logins.
+        let token_password = match self.username_token_password(
+            endpoint,
+            token,
+            server_key,
+            server_nonce,
+        ) {
+            Ok(password) => password,
+            Err(error) => {
+                self.authenticator
+                    .identity_token_rejected(endpoint, peer, &error)
+                    .await;
+                return Err(error);
+            }
+        };
+        self.authenticator
+            .authenticate_username_identity_token_from(
+                endpoint,
+                token.user_name.as_ref(),
+                &Password::new(token_password),
+                peer,
+            )
+            .await
+    }
+
+    /// The password of a user-name token, decrypted, once the token's form is checked.
+    fn username_token_password(
+        &self,
+        endpoint: &ServerEndpoint,
+        token: &UserNameIdentityToken,
+        server_key: &Option<PrivateKey>,
+        server_nonce: &ByteString,
+    ) -> Result<String, Error> {
         if !self.authenticator.supports_user_pass(endpoint) {
             Err(Error::new(
                 StatusCode::BadIdentityTokenRejected,
@@ -462,7 +542,7 @@ impl ServerInfo {
                 token.policy_id.as_ref(),
                 token.encryption_algorithm.as_ref()
             );
-            let token_password = if !token.encryption_algorithm.is_empty() {
+            if !token.encryption_algorithm.is_empty() {
                 if let Some(ref server_key) = server_key {
                     let decrypted =
                         legacy_decrypt_secret(token, server_nonce.as_ref(), server_key)?;
@@ -471,25 +551,17 @@ impl ServerInfo {
                             StatusCode::BadIdentityTokenInvalid,
                             format!("Failed to decode identity token to string: {e}"),
                         )
-                    })?
+                    })
                 } else {
                     error!("Identity token password is encrypted but no server private key was supplied");
-                    return Err(Error::new(
+                    Err(Error::new(
                         StatusCode::BadIdentityTokenInvalid,
                         "Failed to decrypt identity token password",
-                    ));
+                    ))
                 }
             } else {
-                token.plaintext_password()?
-            };
-
-            self.authenticator
-                .authenticate_username_identity_token(
-                    endpoint,
-                    token.user_name.as_ref(),
-                    &Password::new(token_password),
-                )
-                .await
+                token.plaintext_password()
+            }
         }
     }
 

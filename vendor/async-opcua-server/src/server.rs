@@ -387,7 +387,9 @@ impl Server {
                                 self.certificate_store.clone(),
                                 self.node_managers.clone(),
                                 self.subscriptions.clone()
-                            );
+                            )
+                            // opcgw patch: the peer address reaches the AuthManager.
+                            .with_peer_address(addr);
 
                             let (send, recv) = tokio::sync::mpsc::channel(5);
                             let handle = tokio::spawn(async move {

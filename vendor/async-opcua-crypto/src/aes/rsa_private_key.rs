@@ -230,6 +230,14 @@ impl PrivateKey {
         dst: &mut [u8],
     ) -> Result<usize, PKeyError> {
         let cipher_text_block_size = self.cipher_text_block_size();
+        // opcgw patch: the cipher text comes from the network; anything but whole RSA blocks
+        // (and room for them) used to panic on the slices below instead of being refused.
+        if cipher_text_block_size == 0
+            || !src.len().is_multiple_of(cipher_text_block_size)
+            || dst.len() < src.len()
+        {
+            return Err(PKeyError);
+        }
         // Decrypt the data
         let mut src_idx = 0;
         let mut dst_idx = 0;

@@ -233,6 +233,11 @@ pub struct ServerConfig {
     /// we will instantly time out.
     #[serde(default = "defaults::max_session_timeout_ms")]
     pub max_session_timeout_ms: u64,
+    /// opcgw patch: how long, in milliseconds, a session may stay unactivated after
+    /// CreateSession before it is closed. Unactivated sessions hold slots of `max_sessions`
+    /// without any credential; the session timeout alone let them hold every slot.
+    #[serde(default = "defaults::session_activation_timeout_ms")]
+    pub session_activation_timeout_ms: u64,
     /// Enable server diagnostics.
     #[serde(default)]
     pub diagnostics: bool,
@@ -266,6 +271,10 @@ mod defaults {
 
     pub(super) fn max_session_timeout_ms() -> u64 {
         constants::MAX_SESSION_TIMEOUT
+    }
+
+    pub(super) fn session_activation_timeout_ms() -> u64 {
+        10_000
     }
 
     pub(super) fn session_nonce_length() -> usize {
@@ -403,6 +412,7 @@ impl Default for ServerConfig {
             max_timeout_ms: defaults::max_timeout_ms(),
             max_secure_channel_token_lifetime_ms: defaults::max_secure_channel_token_lifetime_ms(),
             max_session_timeout_ms: defaults::max_session_timeout_ms(),
+            session_activation_timeout_ms: defaults::session_activation_timeout_ms(),
             diagnostics: false,
             session_nonce_length: defaults::session_nonce_length(),
             reverse_connect_failure_delay_ms: defaults::reverse_connect_failure_delay_ms(),

@@ -1,4 +1,5 @@
 use std::{
+    net::SocketAddr,
     pin::Pin,
     sync::Arc,
     time::{Duration, Instant},
@@ -81,6 +82,8 @@ pub(crate) struct SessionController {
     pending_messages: FuturesUnordered<Pin<Box<PendingMessageResponse>>>,
     info: Arc<ServerInfo>,
     deadline: Instant,
+    /// opcgw patch: the client's TCP address, passed to the AuthManager at activation.
+    peer_address: Option<SocketAddr>,
 }
 
 enum RequestProcessResult {
@@ -95,6 +98,7 @@ pub(crate) struct SessionStarter<T> {
     certificate_store: Arc<RwLock<CertificateStore>>,
     node_managers: NodeManagers,
     subscriptions: Arc<SubscriptionCache>,
+    peer_address: Option<SocketAddr>,
 }
 
 impl<T: Connector> SessionStarter<T> {
@@ -113,7 +117,15 @@ impl<T: Connector> SessionStarter<T> {
             certificate_store,
             node_managers,
             subscriptions,
+            peer_address: None,
         }
+    }
+
+    /// opcgw patch: the address of the client's TCP connection, so that authentication can
+    /// throttle and log failed logins per source.
+    pub(crate) fn with_peer_address(mut self, peer_address: SocketAddr) -> Self {
+        self.peer_address = Some(peer_address);
+        self
     }
 
     pub(crate) async fn run(
@@ -159,6 +171,7 @@ impl<T: Connector> SessionStarter<T> {
             self.info,
             self.node_managers,
             self.subscriptions,
+            self.peer_address,
         );
         controller.run(command).await
     }
@@ -172,6 +185,7 @@ impl SessionController {
         info: Arc<ServerInfo>,
         node_managers: NodeManagers,
         subscriptions: Arc<SubscriptionCache>,
+        peer_address: Option<SocketAddr>,
     ) -> Self {
         let channel = SecureChannel::new(
             certificate_store.clone(),
@@ -190,6 +204,7 @@ impl SessionController {
                 + Duration::from_secs(info.config.tcp_config.hello_timeout as u64),
             info,
             pending_messages: FuturesUnordered::new(),
+            peer_address,
         }
     }
 
@@ -347,6 +362,7 @@ impl SessionController {
                     &mut self.channel,
                     &request,
                     &mut self.message_handler,
+                    self.peer_address,
                 )
                 .instrument(span.clone())
                 .await;

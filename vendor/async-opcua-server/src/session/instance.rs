@@ -68,6 +68,11 @@ pub struct Session {
     user_token: Option<UserToken>,
     /// Whether the session has been closed.
     is_closed: bool,
+    /// opcgw patch: when the session was created, and how long it may stay unactivated. A
+    /// session nobody activates only holds a slot; it is closed at this deadline rather than
+    /// at the (much longer) session timeout.
+    created_at: Instant,
+    activation_timeout: Duration,
 }
 
 impl Session {
@@ -120,6 +125,8 @@ impl Session {
             application_description,
             message_security_mode,
             is_closed: false,
+            created_at: Instant::now(),
+            activation_timeout: Duration::from_millis(info.config.session_activation_timeout_ms),
         }
     }
 
@@ -140,7 +147,25 @@ impl Session {
 
     /// Get the session timeout deadline.
     pub fn deadline(&self) -> Instant {
-        **self.last_service_request.load() + self.session_timeout
+        let idle_deadline = **self.last_service_request.load() + self.session_timeout;
+        // opcgw patch: a session never activated expires at its activation deadline.
+        if self.user_token.is_none() {
+            idle_deadline.min(self.created_at + self.activation_timeout)
+        } else {
+            idle_deadline
+        }
+    }
+
+    /// When the session was created (opcgw patch: the oldest unactivated session is the one
+    /// that gives way at the session limit).
+    pub fn created_at(&self) -> Instant {
+        self.created_at
+    }
+
+    /// Whether the session was closed (expired, evicted or closed by its client) while a
+    /// request on it was in progress.
+    pub fn is_closed(&self) -> bool {
+        self.is_closed
     }
 
     /// Check whether this session is validated and return the appropriate error if not.

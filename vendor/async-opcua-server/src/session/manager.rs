@@ -1,5 +1,6 @@
 use std::{
     collections::HashMap,
+    net::SocketAddr,
     sync::{
         atomic::{AtomicU32, Ordering},
         Arc,
@@ -11,7 +12,7 @@ use opcua_core::{comms::secure_channel::SecureChannel, trace_read_lock, trace_wr
 use opcua_crypto::{random, CertificateStore, SecurityPolicy};
 use parking_lot::RwLock;
 use tokio::sync::Notify;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::{identity_token::IdentityToken, info::ServerInfo};
 use opcua_types::{
@@ -67,7 +68,12 @@ impl SessionManager {
         certificate_store: &RwLock<CertificateStore>,
         request: &CreateSessionRequest,
     ) -> Result<CreateSessionResponse, StatusCode> {
-        if self.sessions.len() >= self.info.config.limits.max_sessions {
+        // opcgw patch: at the limit, the oldest session that was never activated gives way;
+        // an activated session is never evicted. Unactivated sessions cost an attacker no
+        // credential, so without this a handful of them locked every real client out.
+        if self.sessions.len() >= self.info.config.limits.max_sessions
+            && !self.evict_oldest_unactivated()
+        {
             return Err(StatusCode::BadTooManySessions);
         }
 
@@ -215,6 +221,43 @@ impl SessionManager {
         }
     }
 
+    /// opcgw patch: closes the oldest session that was never activated, if any. Returns
+    /// whether a slot was freed.
+    fn evict_oldest_unactivated(&mut self) -> bool {
+        let oldest = self
+            .sessions
+            .iter()
+            .filter_map(|(id, session)| {
+                let session = session.read();
+                (session.user_token().is_none()).then(|| (session.created_at(), id.clone()))
+            })
+            .min_by_key(|(created_at, _)| *created_at);
+        let Some((created_at, id)) = oldest else {
+            return false;
+        };
+        warn!(
+            event = "opcua_session_evicted",
+            session_id = %id,
+            age_ms = created_at.elapsed().as_millis() as u64,
+            "the session limit is reached: the oldest session that was never activated is closed to make room"
+        );
+        self.release(&id);
+        true
+    }
+
+    /// opcgw patch: removes and closes a session that holds a slot for nothing (evicted,
+    /// or its activation failed).
+    fn release(&mut self, id: &NodeId) {
+        let Some(session) = self.sessions.remove(id) else {
+            return;
+        };
+        self.info
+            .diagnostics
+            .set_current_session_count(self.sessions.len() as u32);
+        let mut session = trace_write_lock!(session);
+        session.close();
+    }
+
     pub(crate) fn expire_session(&mut self, id: &NodeId) {
         let Some(session) = self.sessions.remove(id) else {
             return;
@@ -224,9 +267,18 @@ impl SessionManager {
             .set_current_session_count(self.sessions.len() as u32);
         self.info.diagnostics.inc_session_timeout_count();
 
-        info!("Session {id} has expired, removing it from the session map. Subscriptions will remain until they individually expire");
-
         let mut session = trace_write_lock!(session);
+        if session.user_token().is_none() {
+            // opcgw patch: name the activation deadline, the usual reason for this now.
+            info!(
+                event = "opcua_session_activation_expired",
+                session_id = %id,
+                "a session was never activated within the activation deadline: closed and its slot freed"
+            );
+        } else {
+            info!("Session {id} has expired, removing it from the session map. Subscriptions will remain until they individually expire");
+        }
+
         session.close();
     }
 
@@ -300,11 +352,69 @@ pub(crate) async fn close_session(
     })
 }
 
+/// Activates the session named by the request's authentication token for a client connected
+/// from `peer`.
+///
+/// opcgw patch: when the activation of a session that was never activated fails, the session
+/// is closed and its slot freed at once (the client must create a new one). The published
+/// crate left it to time out, so each failed login held a slot for the whole session timeout.
+/// A session already activated keeps running when a re-activation fails.
 pub(crate) async fn activate_session(
     mgr_lck: &RwLock<SessionManager>,
     channel: &mut SecureChannel,
     request: &ActivateSessionRequest,
     handler: &mut MessageHandler,
+    peer: Option<SocketAddr>,
+) -> Result<ActivateSessionResponse, StatusCode> {
+    let result = activate_session_inner(mgr_lck, channel, request, handler, peer).await;
+    if let Err(status) = &result {
+        release_failed_activation(
+            mgr_lck,
+            channel.secure_channel_id(),
+            &request.request_header.authentication_token,
+            *status,
+            peer,
+        );
+    }
+    result
+}
+
+/// opcgw patch: see [`activate_session`]. Only the channel that created the session may get it
+/// released this way, as only it may activate it.
+fn release_failed_activation(
+    mgr_lck: &RwLock<SessionManager>,
+    secure_channel_id: u32,
+    authentication_token: &NodeId,
+    status: StatusCode,
+    peer: Option<SocketAddr>,
+) {
+    let mut mgr = trace_write_lock!(mgr_lck);
+    let Some(session) = mgr.find_by_token(authentication_token) else {
+        return;
+    };
+    let session_id = {
+        let session = trace_read_lock!(session);
+        if session.user_token().is_some() || session.secure_channel_id() != secure_channel_id {
+            return;
+        }
+        session.session_id().clone()
+    };
+    info!(
+        event = "opcua_session_released",
+        session_id = %session_id,
+        status = %status,
+        peer = %peer.map(|p| p.to_string()).unwrap_or_default(),
+        "a session whose activation failed is closed and its slot freed"
+    );
+    mgr.release(&session_id);
+}
+
+async fn activate_session_inner(
+    mgr_lck: &RwLock<SessionManager>,
+    channel: &mut SecureChannel,
+    request: &ActivateSessionRequest,
+    handler: &mut MessageHandler,
+    peer: Option<SocketAddr>,
 ) -> Result<ActivateSessionResponse, StatusCode> {
     let security_policy = channel.security_policy();
     let security_mode = channel.security_mode();
@@ -346,18 +456,25 @@ pub(crate) async fn activate_session(
     };
 
     let user_token = info
-        .authenticate_endpoint(
+        .authenticate_endpoint_from(
             request,
             &endpoint_url,
             security_policy,
             security_mode,
             request.user_identity_token.clone(),
             &session_nonce,
+            peer,
         )
         .await?;
 
     let (server_nonce, session_id) = {
         let mut session = trace_write_lock!(session_lck);
+
+        // opcgw patch: the session may have been evicted or expired at its activation
+        // deadline while the credentials were checked; it must not come back to life.
+        if session.is_closed() {
+            return Err(StatusCode::BadSessionClosed);
+        }
 
         if !session.is_activated() && session.secure_channel_id() != secure_channel_id {
             error!("activate session, rejected secure channel id {} for inactive session does not match one used to create session, {}", secure_channel_id, session.secure_channel_id());
