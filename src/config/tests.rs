@@ -8,7 +8,7 @@ use super::*;
 const BASE: &str = r#"
 [chirpstack]
 server_address = "http://127.0.0.1:8080"
-api_token = "test-token"
+api_token = "test-token-4c8e1f9a"
 tenant_id = "52f14cd4-c6f1-4fbd-8f87-4025e1d49242"
 
 [opcua]
@@ -110,7 +110,7 @@ fn env_beats_toml() {
             ("OPCGW_CHIRPSTACK__POLLING_FREQUENCY", "42"),
             ("OPCGW_OPCUA__HOST_PORT", "4855"),
             ("OPCGW_WEB__BIND_ADDRESS", "127.0.0.1"),
-            ("OPCGW_CHIRPSTACK__API_TOKEN", "from-env"),
+            ("OPCGW_CHIRPSTACK__API_TOKEN", "from-env-7d2c9b1e"),
         ],
     )
     .unwrap()
@@ -118,7 +118,7 @@ fn env_beats_toml() {
     assert_eq!(config.chirpstack.polling_frequency, 42);
     assert_eq!(config.opcua.host_port, 4855);
     assert_eq!(config.web.bind_address, "127.0.0.1");
-    assert_eq!(config.chirpstack.api_token.expose(), "from-env");
+    assert_eq!(config.chirpstack.api_token.expose(), "from-env-7d2c9b1e");
 }
 
 #[test]
@@ -126,16 +126,16 @@ fn a_numeric_looking_token_from_env_stays_a_string_secret() {
     let config = load_with(
         BASE,
         &[
-            ("OPCGW_CHIRPSTACK__API_TOKEN", "0123456"),
-            ("OPCGW_OPCUA__USER_PASSWORD", "1e3"),
-            ("OPCGW_CONTROL__TOKEN", "true"),
+            ("OPCGW_CHIRPSTACK__API_TOKEN", "0918273645546372"),
+            ("OPCGW_OPCUA__USER_PASSWORD", "1e3000000007"),
+            ("OPCGW_CONTROL__TOKEN", "1_000_000_000_000_007"),
         ],
     )
     .unwrap()
     .config;
-    assert_eq!(config.chirpstack.api_token.expose(), "0123456");
-    assert_eq!(config.opcua.user_password.expose(), "1e3");
-    assert_eq!(config.control.token.expose(), "true");
+    assert_eq!(config.chirpstack.api_token.expose(), "0918273645546372");
+    assert_eq!(config.opcua.user_password.expose(), "1e3000000007");
+    assert_eq!(config.control.token.expose(), "1_000_000_000_000_007");
 }
 
 #[test]
@@ -155,7 +155,7 @@ fn unrelated_opcgw_variables_are_not_config_keys() {
 #[test]
 fn a_placeholder_secret_without_env_names_the_env_var_and_never_echoes_the_value() {
     let toml = BASE.replace(
-        "api_token = \"test-token\"",
+        "api_token = \"test-token-4c8e1f9a\"",
         "api_token = \"REPLACE_ME_WITH_OPCGW_CHIRPSTACK__API_TOKEN_my-near-miss\"",
     );
     let err = load_with(&toml, &[]).unwrap_err();
@@ -164,7 +164,11 @@ fn a_placeholder_secret_without_env_names_the_env_var_and_never_echoes_the_value
     assert!(text.contains("OPCGW_CHIRPSTACK__API_TOKEN"), "{text}");
     assert!(!text.contains("my-near-miss"), "the value leaked: {text}");
     // The env var beats the placeholder.
-    load_with(&toml, &[("OPCGW_CHIRPSTACK__API_TOKEN", "real")]).unwrap();
+    load_with(
+        &toml,
+        &[("OPCGW_CHIRPSTACK__API_TOKEN", "real-token-5b9e2a71")],
+    )
+    .unwrap();
 }
 
 #[test]
@@ -200,7 +204,7 @@ fn a_token_that_cannot_travel_in_a_header_is_rejected_without_echo() {
 #[test]
 fn missing_secrets_are_required() {
     let toml = BASE
-        .replace("api_token = \"test-token\"", "")
+        .replace("api_token = \"test-token-4c8e1f9a\"", "")
         .replace("user_password = \"test-password\"", "");
     let found = problems(load_with(&toml, &[]));
     for key in ["chirpstack.api_token", "opcua.user_password"] {
@@ -222,7 +226,7 @@ fn secrets_are_absent_from_debug_and_the_rendered_config() {
         format!("{config:#?}"),
         config.to_redacted_toml(),
     ] {
-        for secret in ["test-token", "test-password", "ctl-secret-value"] {
+        for secret in ["test-token-4c8e1f9a", "test-password", "ctl-secret-value"] {
             assert!(
                 !rendered.contains(secret),
                 "{secret} leaked into:\n{rendered}"
@@ -236,10 +240,10 @@ fn secrets_are_absent_from_debug_and_the_rendered_config() {
 fn a_secret_file_is_read_when_owner_only_and_refused_when_0644() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
-    std::fs::write(&token, "file-token\n").unwrap();
+    std::fs::write(&token, "file-token-83a1c6d2\n").unwrap();
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
     let toml = BASE.replace(
-        "api_token = \"test-token\"",
+        "api_token = \"test-token-4c8e1f9a\"",
         &format!("api_token_file = \"{}\"", token.display()),
     );
     assert_eq!(
@@ -249,7 +253,7 @@ fn a_secret_file_is_read_when_owner_only_and_refused_when_0644() {
             .chirpstack
             .api_token
             .expose(),
-        "file-token"
+        "file-token-83a1c6d2"
     );
 
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -301,10 +305,13 @@ fn the_control_token_file_is_left_to_the_control_socket() {
         .control
         .token
         .is_empty());
-    let env = load_with(&toml, &[("OPCGW_CONTROL__TOKEN", "from-env")])
-        .unwrap()
-        .config;
-    assert_eq!(env.control.token.expose(), "from-env");
+    let env = load_with(
+        &toml,
+        &[("OPCGW_CONTROL__TOKEN", "from-env-control-7d2c9b1e")],
+    )
+    .unwrap()
+    .config;
+    assert_eq!(env.control.token.expose(), "from-env-control-7d2c9b1e");
 }
 
 #[test]
@@ -593,7 +600,7 @@ fn unknown_keys_are_all_reported_with_their_source() {
         );
     }
     assert!(
-        found.iter().any(|p| p.key.ends_with("read_metric.1.unit")),
+        found.iter().any(|p| p.key.ends_with("read_metric[1].unit")),
         "{found:#?}"
     );
     let env_problem = found
@@ -673,7 +680,7 @@ fn the_rendered_config_loads_back_to_the_same_configuration() {
     let again = load_with(
         &rendered,
         &[
-            ("OPCGW_CHIRPSTACK__API_TOKEN", "test-token"),
+            ("OPCGW_CHIRPSTACK__API_TOKEN", "test-token-4c8e1f9a"),
             ("OPCGW_OPCUA__USER_PASSWORD", "test-password"),
         ],
     )
@@ -788,8 +795,8 @@ fn the_shipped_config_files_hold_placeholders_only_and_load_with_env() {
             "{err}"
         );
         let env = EnvSnapshot::from_pairs([
-            ("OPCGW_CHIRPSTACK__API_TOKEN", "t"),
-            ("OPCGW_OPCUA__USER_PASSWORD", "p"),
+            ("OPCGW_CHIRPSTACK__API_TOKEN", "test-token-4c8e1f9a"),
+            ("OPCGW_OPCUA__USER_PASSWORD", "test-password"),
         ]);
         load(&path, &env).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
