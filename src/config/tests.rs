@@ -1031,3 +1031,20 @@ fn non_finite_floats_are_refused_with_their_key() {
     );
     load_with(&toml, &[]).unwrap();
 }
+
+#[test]
+fn a_credential_in_the_server_address_is_never_echoed() {
+    for address in [
+        "http://admin:Hunter2-pass@chirpstack:99999",
+        "ftp://admin:Hunter2-pass@chirpstack:8080",
+        "admin:Hunter2-pass@chirpstack:8080",
+    ] {
+        let toml = BASE.replace(
+            "server_address = \"http://127.0.0.1:8080\"",
+            &format!("server_address = \"{address}\""),
+        );
+        let text = error_text(&toml, &[]);
+        assert!(text.contains("chirpstack.server_address"), "{text}");
+        assert!(!text.contains("Hunter2"), "{text}");
+    }
+}

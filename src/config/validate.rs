@@ -226,7 +226,10 @@ fn validate_chirpstack(cs: &ChirpstackConfig, report: &mut ValidationReport) {
     );
 }
 
-fn check_http_url(url: &str) -> Result<(), String> {
+fn check_http_url(full_url: &str) -> Result<(), String> {
+    // `https://user:password@host` carries a credential: never echo that part.
+    let shown = without_userinfo(full_url);
+    let url = shown.as_str();
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
@@ -246,6 +249,23 @@ fn check_http_url(url: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `url` with any `user:password@` before the host replaced by `***@`.
+fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let prefix = if scheme.is_empty() {
+                String::new()
+            } else {
+                format!("{scheme}://")
+            };
+            format!("{prefix}***{}", &rest[at..])
+        }
+        None => url.to_string(),
+    }
 }
 
 fn is_uuid(s: &str) -> bool {
