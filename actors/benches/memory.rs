@@ -20,7 +20,8 @@ use opcua::types::{
     ReadValueId, TimestampsToReturn,
 };
 
-const TOKEN: &str = "bench-token";
+// At least 12 characters and no common word: the gateway refuses weak secrets.
+const TOKEN: &str = "bench-token-6a1f3e";
 const PASSWORD: &str = "bench-password";
 const RUN: Duration = Duration::from_secs(90);
 

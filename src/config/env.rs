@@ -58,19 +58,34 @@ impl EnvSnapshot {
         let entries = self
             .vars
             .iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
-            .filter(|(k, _)| !SECRET_ENV_VARS.contains(&k.as_str()))
-            .map(|(k, v)| {
-                (
-                    k[ENV_PREFIX.len()..]
-                        .to_ascii_lowercase()
-                        .replace("__", "."),
-                    v.clone(),
-                )
-            })
+            .filter_map(|(k, v)| Some((overlay_key(k)?, v.clone())))
             .collect();
         EnvOverlay { entries }
     }
+
+    /// The variable of the overlay that sets `key` or a key below it (`opcua` finds
+    /// `OPCGW_OPCUA__HOST_PORT`), as it is spelled in the environment.
+    pub fn overlay_var(&self, key: &str) -> Option<&str> {
+        self.vars.iter().rev().find_map(|(name, _)| {
+            let set = overlay_key(name)?;
+            let below = set
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'));
+            below.then_some(name.as_str())
+        })
+    }
+}
+
+/// The dotted key a variable sets through the overlay (`OPCGW_OPCUA__HOST_PORT` ->
+/// `opcua.host_port`); none for other variables and for secrets, which are read raw.
+fn overlay_key(name: &str) -> Option<String> {
+    let accepted =
+        name.starts_with(ENV_PREFIX) && name.contains("__") && !SECRET_ENV_VARS.contains(&name);
+    accepted.then(|| {
+        name[ENV_PREFIX.len()..]
+            .to_ascii_lowercase()
+            .replace("__", ".")
+    })
 }
 
 /// Nested keys (`chirpstack.polling_frequency`) with values parsed like figment's `Env`.

@@ -1,17 +1,23 @@
 //! Loading: defaults -> TOML file -> `OPCGW_<SECTION>__<FIELD>` environment, then secret
 //! resolution (env > `*_file` > TOML) and validation. Every problem is collected, so one run
-//! reports all of them.
+//! reports all of them, each with its key and where it was set (file line and column, or the
+//! environment variable), and none with the value at fault: a problem may concern a secret.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Format, Toml};
+use figment::value::Value;
 use figment::Figment;
 use serde::de::DeserializeOwned;
 
 use super::env::{env_var_for, EnvSnapshot};
+use super::key_path::{KeyPath, Segment};
+use super::probe::{describe, probe_section, FieldProblemKind};
 use super::schema::*;
 use super::secret::Secret;
+use super::source::SourceFile;
 use super::validate::validate;
 
 /// A config file larger than this is not a configuration; refuse before parsing it.
@@ -85,24 +91,31 @@ pub struct LoadedConfig {
 
 /// Loads and validates the configuration at `path` against the environment `env`.
 pub fn load(path: &Path, env: &EnvSnapshot) -> Result<LoadedConfig, ConfigError> {
-    let figment = read_figment(path, env)?;
+    let sources = Sources::read(path, env)?;
     let mut problems = Vec::new();
-    report_unknown_sections(&figment, &mut problems);
+    sources.report_unknown_sections(&mut problems);
 
     let mut config = AppConfig {
-        logging: section(&figment, "logging", &mut problems),
-        chirpstack: section(&figment, "chirpstack", &mut problems),
-        opcua: section(&figment, "opcua", &mut problems),
-        web: section(&figment, "web", &mut problems),
-        storage: section(&figment, "storage", &mut problems),
-        control: section(&figment, "control", &mut problems),
-        supervisor: section(&figment, "supervisor", &mut problems),
-        applications: section(&figment, "application", &mut problems),
+        logging: sources.section("logging", &mut problems),
+        chirpstack: sources.section("chirpstack", &mut problems),
+        opcua: sources.section("opcua", &mut problems),
+        web: sources.section("web", &mut problems),
+        storage: sources.section("storage", &mut problems),
+        control: sources.section("control", &mut problems),
+        supervisor: sources.section("supervisor", &mut problems),
+        applications: sources.section("application", &mut problems),
     };
     resolve_secrets(&mut config, env, &mut problems);
 
     let report = validate(&config);
-    problems.extend(report.errors);
+    // A key that could not be read is validated as its default: one problem per key is enough.
+    let unreadable: HashSet<String> = problems.iter().map(|p| p.key.clone()).collect();
+    problems.extend(
+        report
+            .errors
+            .into_iter()
+            .filter(|p| !unreadable.contains(&p.key)),
+    );
     if problems.is_empty() {
         Ok(LoadedConfig {
             config,
@@ -116,106 +129,123 @@ pub fn load(path: &Path, env: &EnvSnapshot) -> Result<LoadedConfig, ConfigError>
     }
 }
 
-/// The file (checked readable and bounded) with the environment layered on top, its TOML
-/// syntax checked once (instead of once per section).
-fn read_figment(path: &Path, env: &EnvSnapshot) -> Result<Figment, ConfigError> {
-    check_readable(path)?;
-    let figment = Figment::new()
-        .merge(Toml::file_exact(path))
-        .merge(env.overlay());
-    if let Err(err) = figment.find_value("") {
-        return Err(ConfigError::Invalid {
-            path: path.to_path_buf(),
-            problems: figment_problems(err, None),
-        });
-    }
-    Ok(figment)
+/// The file (read once, its syntax checked) with the environment layered on top, and the
+/// means to say where a key came from.
+struct Sources<'a> {
+    file: SourceFile,
+    env: &'a EnvSnapshot,
+    figment: Figment,
 }
 
-fn check_readable(path: &Path) -> Result<(), ConfigError> {
-    let io = |reason: String| ConfigError::Io {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => io(
-            "no such file (pass --config PATH or create it from config/config.example.toml)".into(),
-        ),
-        _ => io(e.to_string()),
-    })?;
-    if !meta.is_file() {
-        return Err(io("not a regular file".into()));
+impl<'a> Sources<'a> {
+    fn read(path: &Path, env: &'a EnvSnapshot) -> Result<Self, ConfigError> {
+        let file = SourceFile::read(path)?;
+        let figment = Figment::new()
+            .merge(Toml::string(file.text()))
+            .merge(env.overlay());
+        // The syntax was checked on the same text by the same parser; this is a safety net.
+        if let Err(err) = figment.find_value("") {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems: figment_problems(err, None),
+            });
+        }
+        Ok(Self { file, env, figment })
     }
-    if meta.len() > MAX_CONFIG_FILE_BYTES {
-        return Err(io(format!("larger than {MAX_CONFIG_FILE_BYTES} bytes")));
-    }
-    std::fs::File::open(path).map_err(|e| io(e.to_string()))?;
-    Ok(())
-}
 
-fn report_unknown_sections(figment: &Figment, problems: &mut Vec<ConfigProblem>) {
-    let Ok(root) = figment.find_value("") else {
-        return;
-    };
-    let Some(dict) = root.as_dict() else { return };
-    for key in dict.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
-        let from = figment
-            .find_metadata(key)
-            .map(|m| format!(" (from {})", m.name))
-            .unwrap_or_default();
-        problems.push(ConfigProblem::new(
-            key.clone(),
-            format!(
-                "unknown section{from}; known sections: {}",
-                SECTIONS.join(", ")
-            ),
-        ));
+    /// " (from OPCGW_…)" or " (in <file>, line L, column C)": where `key` was set.
+    fn origin(&self, key: &KeyPath) -> String {
+        let from_env = if key.is_plain() {
+            self.env.overlay_var(&key.to_string())
+        } else {
+            None
+        };
+        match (from_env, self.file.locate(key)) {
+            (Some(var), _) => format!(" (from {var})"),
+            (None, Some(location)) => format!(" ({location})"),
+            (None, None) => String::new(),
+        }
     }
-}
 
-/// Extracts one section (its default when absent), reporting type errors with where the value
-/// came from and every key the schema does not know.
-fn section<T: DeserializeOwned + Default>(
-    figment: &Figment,
-    name: &str,
-    problems: &mut Vec<ConfigProblem>,
-) -> T {
-    let Ok(value) = figment.find_value(name) else {
-        return T::default();
-    };
-    let mut unknown = Vec::new();
-    let _: Result<T, _> = serde_ignored::deserialize(&value, |path| unknown.push(path.to_string()));
-    for path in unknown {
-        let key = format!("{name}.{path}");
-        problems.push(ConfigProblem::new(
-            key.clone(),
-            format!(
-                "unknown key{}; check the spelling against config/config.example.toml",
-                origin(figment, &key)
-            ),
-        ));
+    fn report_unknown_sections(&self, problems: &mut Vec<ConfigProblem>) {
+        let Ok(root) = self.figment.find_value("") else {
+            return;
+        };
+        let Some(dict) = root.as_dict() else { return };
+        for key in dict.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
+            let origin = self.origin(&KeyPath::root(key));
+            problems.push(ConfigProblem::new(
+                key.clone(),
+                format!(
+                    "unknown section{origin}; known sections: {}",
+                    SECTIONS.join(", ")
+                ),
+            ));
+        }
     }
-    match figment.extract_inner::<T>(name) {
-        Ok(section) => section,
-        Err(err) => {
-            problems.extend(figment_problems(err, Some(name)));
-            T::default()
+
+    /// Extracts one section (its default when absent or mistyped), reporting every key of
+    /// the wrong type and every key the schema does not know, each with where it was set.
+    fn section<T: DeserializeOwned + Default>(
+        &self,
+        name: &str,
+        problems: &mut Vec<ConfigProblem>,
+    ) -> T {
+        let Ok(value) = self.figment.find_value(name) else {
+            return T::default();
+        };
+        let mut mistyped = Vec::new();
+        for found in probe_section(name, &value) {
+            let key = found.path.to_string();
+            let origin = self.origin(&found.path);
+            problems.push(match found.kind {
+                FieldProblemKind::Unknown => ConfigProblem::new(
+                    key,
+                    format!(
+                        "unknown key{origin}; check the spelling against config/config.example.toml"
+                    ),
+                ),
+                FieldProblemKind::Invalid(message) => {
+                    mistyped.push(found.path);
+                    ConfigProblem::new(key, format!("{message}{origin}"))
+                }
+            });
+        }
+        if !mistyped.is_empty() {
+            // The other fields are still validated (a weak secret beside a mistyped port is
+            // reported in the same run), without a "required" error for a field that is set.
+            return without_fields(&value, &mistyped)
+                .and_then(|rest| T::deserialize(&rest).ok())
+                .unwrap_or_default();
+        }
+        match self.figment.extract_inner::<T>(name) {
+            Ok(section) => section,
+            Err(err) => {
+                problems.extend(figment_problems(err, Some(name)));
+                T::default()
+            }
         }
     }
 }
 
-fn origin(figment: &Figment, key: &str) -> String {
-    // serde_ignored renders array elements as `application.0.device`; figment finds them the same way.
-    match figment.find_metadata(key) {
-        Some(meta) => match &meta.source {
-            Some(figment::Source::File(path)) => format!(" (in {})", path.display()),
-            _ => format!(" (from {})", env_var_for(key)),
-        },
-        None => String::new(),
+/// `section` without its fields at `failed`; none when a failure is not a field of it (an
+/// element of a list, the section itself).
+fn without_fields(section: &Value, failed: &[KeyPath]) -> Option<Value> {
+    let Value::Dict(tag, fields) = section else {
+        return None;
+    };
+    let mut fields = fields.clone();
+    for path in failed {
+        match path.segments().get(1) {
+            Some(Segment::Key(key)) => fields.remove(key),
+            _ => return None,
+        };
     }
+    Some(Value::Dict(*tag, fields))
 }
 
-/// One problem per figment error; `section` is the section the error paths are relative to.
+/// One problem per figment error (the probe found none, so these are unexpected); `section`
+/// is the section the error paths are relative to. Like the probe, never shows a value.
 fn figment_problems(err: figment::Error, section: Option<&str>) -> Vec<ConfigProblem> {
     err.into_iter()
         .map(|e| {
@@ -228,25 +258,18 @@ fn figment_problems(err: figment::Error, section: Option<&str>) -> Vec<ConfigPro
                 path.insert(0, section.to_string());
             }
             let key = path.join(".");
-            let source = match &e.metadata {
-                Some(meta) => match &meta.source {
-                    Some(figment::Source::File(path)) => format!(" (in {})", path.display()),
-                    _ if meta.name.contains("environment") => {
-                        format!(" (from {})", env_var_for(&key))
-                    }
-                    _ => String::new(),
-                },
-                None => String::new(),
+            let message = match &e.kind {
+                // A TOML syntax error: its first line is the position, the rest quotes the
+                // file (which may hold a secret).
+                figment::error::Kind::Message(text) if text.starts_with("TOML parse error") => {
+                    format!(
+                        "{} (the line is not shown: it may hold a secret)",
+                        text.lines().next().unwrap_or_default()
+                    )
+                }
+                kind => describe(kind),
             };
-            // TOML syntax errors come as multi-line snippets; keep one line per problem.
-            let kind = e.kind.to_string();
-            let message = kind
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ");
-            ConfigProblem::new(key, format!("{message}{source}"))
+            ConfigProblem::new(key, message)
         })
         .collect()
 }
@@ -311,9 +334,9 @@ fn resolve_secret(
 /// `opcgw ctl`: an operator's shell need not hold the daemon's ChirpStack token or OPC UA
 /// password to talk to its control socket.
 pub fn load_control(path: &Path, env: &EnvSnapshot) -> Result<ControlConfig, ConfigError> {
-    let figment = read_figment(path, env)?;
+    let sources = Sources::read(path, env)?;
     let mut problems = Vec::new();
-    let mut control: ControlConfig = section(&figment, "control", &mut problems);
+    let mut control: ControlConfig = sources.section("control", &mut problems);
     if let Some(token) = env.raw(&env_var_for("control.token")) {
         control.token = Secret::new(token);
     }

@@ -3,10 +3,14 @@
 
 mod diff;
 mod env;
+mod key_path;
 mod load;
+mod probe;
 mod schema;
 mod secret;
+mod source;
 mod validate;
+mod weak;
 
 pub use diff::{classify_knob, ConfigDiff, KnobChange, KnobClass, TopologyDiff};
 pub use env::{env_var_for, EnvSnapshot, SECRET_ENV_VARS};
@@ -16,6 +20,7 @@ pub use load::{
 pub use schema::*;
 pub use secret::{Secret, PLACEHOLDER_PREFIX, REDACTED};
 pub use validate::{check_log_filter, validate, ValidationReport};
+pub use weak::{weakness, Weakness, MIN_SECRET_CHARS};
 
 /// The config file used when no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/config.toml";

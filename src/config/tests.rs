@@ -8,7 +8,7 @@ use super::*;
 const BASE: &str = r#"
 [chirpstack]
 server_address = "http://127.0.0.1:8080"
-api_token = "test-token"
+api_token = "test-token-4c8e1f9a"
 tenant_id = "52f14cd4-c6f1-4fbd-8f87-4025e1d49242"
 
 [opcua]
@@ -110,7 +110,7 @@ fn env_beats_toml() {
             ("OPCGW_CHIRPSTACK__POLLING_FREQUENCY", "42"),
             ("OPCGW_OPCUA__HOST_PORT", "4855"),
             ("OPCGW_WEB__BIND_ADDRESS", "127.0.0.1"),
-            ("OPCGW_CHIRPSTACK__API_TOKEN", "from-env"),
+            ("OPCGW_CHIRPSTACK__API_TOKEN", "from-env-7d2c9b1e"),
         ],
     )
     .unwrap()
@@ -118,7 +118,7 @@ fn env_beats_toml() {
     assert_eq!(config.chirpstack.polling_frequency, 42);
     assert_eq!(config.opcua.host_port, 4855);
     assert_eq!(config.web.bind_address, "127.0.0.1");
-    assert_eq!(config.chirpstack.api_token.expose(), "from-env");
+    assert_eq!(config.chirpstack.api_token.expose(), "from-env-7d2c9b1e");
 }
 
 #[test]
@@ -126,16 +126,16 @@ fn a_numeric_looking_token_from_env_stays_a_string_secret() {
     let config = load_with(
         BASE,
         &[
-            ("OPCGW_CHIRPSTACK__API_TOKEN", "0123456"),
-            ("OPCGW_OPCUA__USER_PASSWORD", "1e3"),
-            ("OPCGW_CONTROL__TOKEN", "true"),
+            ("OPCGW_CHIRPSTACK__API_TOKEN", "0918273645546372"),
+            ("OPCGW_OPCUA__USER_PASSWORD", "1e3000000007"),
+            ("OPCGW_CONTROL__TOKEN", "1_000_000_000_000_007"),
         ],
     )
     .unwrap()
     .config;
-    assert_eq!(config.chirpstack.api_token.expose(), "0123456");
-    assert_eq!(config.opcua.user_password.expose(), "1e3");
-    assert_eq!(config.control.token.expose(), "true");
+    assert_eq!(config.chirpstack.api_token.expose(), "0918273645546372");
+    assert_eq!(config.opcua.user_password.expose(), "1e3000000007");
+    assert_eq!(config.control.token.expose(), "1_000_000_000_000_007");
 }
 
 #[test]
@@ -155,7 +155,7 @@ fn unrelated_opcgw_variables_are_not_config_keys() {
 #[test]
 fn a_placeholder_secret_without_env_names_the_env_var_and_never_echoes_the_value() {
     let toml = BASE.replace(
-        "api_token = \"test-token\"",
+        "api_token = \"test-token-4c8e1f9a\"",
         "api_token = \"REPLACE_ME_WITH_OPCGW_CHIRPSTACK__API_TOKEN_my-near-miss\"",
     );
     let err = load_with(&toml, &[]).unwrap_err();
@@ -164,7 +164,11 @@ fn a_placeholder_secret_without_env_names_the_env_var_and_never_echoes_the_value
     assert!(text.contains("OPCGW_CHIRPSTACK__API_TOKEN"), "{text}");
     assert!(!text.contains("my-near-miss"), "the value leaked: {text}");
     // The env var beats the placeholder.
-    load_with(&toml, &[("OPCGW_CHIRPSTACK__API_TOKEN", "real")]).unwrap();
+    load_with(
+        &toml,
+        &[("OPCGW_CHIRPSTACK__API_TOKEN", "real-token-5b9e2a71")],
+    )
+    .unwrap();
 }
 
 #[test]
@@ -200,7 +204,7 @@ fn a_token_that_cannot_travel_in_a_header_is_rejected_without_echo() {
 #[test]
 fn missing_secrets_are_required() {
     let toml = BASE
-        .replace("api_token = \"test-token\"", "")
+        .replace("api_token = \"test-token-4c8e1f9a\"", "")
         .replace("user_password = \"test-password\"", "");
     let found = problems(load_with(&toml, &[]));
     for key in ["chirpstack.api_token", "opcua.user_password"] {
@@ -222,7 +226,7 @@ fn secrets_are_absent_from_debug_and_the_rendered_config() {
         format!("{config:#?}"),
         config.to_redacted_toml(),
     ] {
-        for secret in ["test-token", "test-password", "ctl-secret-value"] {
+        for secret in ["test-token-4c8e1f9a", "test-password", "ctl-secret-value"] {
             assert!(
                 !rendered.contains(secret),
                 "{secret} leaked into:\n{rendered}"
@@ -236,10 +240,10 @@ fn secrets_are_absent_from_debug_and_the_rendered_config() {
 fn a_secret_file_is_read_when_owner_only_and_refused_when_0644() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
-    std::fs::write(&token, "file-token\n").unwrap();
+    std::fs::write(&token, "file-token-83a1c6d2\n").unwrap();
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
     let toml = BASE.replace(
-        "api_token = \"test-token\"",
+        "api_token = \"test-token-4c8e1f9a\"",
         &format!("api_token_file = \"{}\"", token.display()),
     );
     assert_eq!(
@@ -249,7 +253,7 @@ fn a_secret_file_is_read_when_owner_only_and_refused_when_0644() {
             .chirpstack
             .api_token
             .expose(),
-        "file-token"
+        "file-token-83a1c6d2"
     );
 
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -301,10 +305,13 @@ fn the_control_token_file_is_left_to_the_control_socket() {
         .control
         .token
         .is_empty());
-    let env = load_with(&toml, &[("OPCGW_CONTROL__TOKEN", "from-env")])
-        .unwrap()
-        .config;
-    assert_eq!(env.control.token.expose(), "from-env");
+    let env = load_with(
+        &toml,
+        &[("OPCGW_CONTROL__TOKEN", "from-env-control-7d2c9b1e")],
+    )
+    .unwrap()
+    .config;
+    assert_eq!(env.control.token.expose(), "from-env-control-7d2c9b1e");
 }
 
 #[test]
@@ -624,7 +631,7 @@ fn unknown_keys_are_all_reported_with_their_source() {
         );
     }
     assert!(
-        found.iter().any(|p| p.key.ends_with("read_metric.1.unit")),
+        found.iter().any(|p| p.key.ends_with("read_metric[1].unit")),
         "{found:#?}"
     );
     let env_problem = found
@@ -704,7 +711,7 @@ fn the_rendered_config_loads_back_to_the_same_configuration() {
     let again = load_with(
         &rendered,
         &[
-            ("OPCGW_CHIRPSTACK__API_TOKEN", "test-token"),
+            ("OPCGW_CHIRPSTACK__API_TOKEN", "test-token-4c8e1f9a"),
             ("OPCGW_OPCUA__USER_PASSWORD", "test-password"),
         ],
     )
@@ -819,9 +826,256 @@ fn the_shipped_config_files_hold_placeholders_only_and_load_with_env() {
             "{err}"
         );
         let env = EnvSnapshot::from_pairs([
-            ("OPCGW_CHIRPSTACK__API_TOKEN", "t"),
-            ("OPCGW_OPCUA__USER_PASSWORD", "p"),
+            ("OPCGW_CHIRPSTACK__API_TOKEN", "test-token-4c8e1f9a"),
+            ("OPCGW_OPCUA__USER_PASSWORD", "test-password"),
         ]);
         load(&path, &env).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+/// The text of every problem of a refused configuration.
+fn error_text(toml: &str, env: &[(&str, &str)]) -> String {
+    load_with(toml, env).unwrap_err().to_string()
+}
+
+/// "line N," for the 1-based line of `toml` that holds `needle`, as problems print it.
+fn line_of(toml: &str, needle: &str) -> String {
+    let index = toml
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} not in the fixture"));
+    format!("line {},", index + 1)
+}
+
+#[test]
+fn no_config_error_quotes_a_secret_value() {
+    const SECRET: &str = "Zx9-leaky-secret-value-41";
+    let token_line = "api_token = \"test-token-4c8e1f9a\"";
+    let password_line = "user_password = \"test-password\"";
+    // (broken config, key named, text on the line named)
+    let cases: Vec<(String, &str, &str)> = vec![
+        // A missing closing quote: the parser's own error quotes the line.
+        (
+            BASE.replace(token_line, &format!("api_token = \"{SECRET}")),
+            "chirpstack.api_token",
+            "api_token",
+        ),
+        (
+            BASE.replace(password_line, &format!("user_password = '{SECRET}")),
+            "opcua.user_password",
+            "user_password",
+        ),
+        // No quotes at all.
+        (
+            BASE.replace(password_line, &format!("user_password = {SECRET}")),
+            "opcua.user_password",
+            "user_password",
+        ),
+        // A number (or an array) where the string belongs: serde prints the value.
+        (
+            BASE.replace(token_line, "api_token = 12345678901234"),
+            "chirpstack.api_token",
+            "api_token",
+        ),
+        (
+            BASE.replace(password_line, &format!("user_password = [\"{SECRET}\"]")),
+            "opcua.user_password",
+            "user_password",
+        ),
+        (
+            format!("{BASE}\n[control]\ntoken = 98765432109876543\n"),
+            "control.token",
+            "token = 98765432109876543",
+        ),
+        // A misspelled secret key is unknown: named, never with its value.
+        (
+            BASE.replace(password_line, &format!("user_pasword = \"{SECRET}\"")),
+            "opcua.user_pasword",
+            "user_pasword",
+        ),
+        // The secret pasted under a non-secret key of another type.
+        (
+            BASE.replace("[opcua]", &format!("[opcua]\nhost_port = \"{SECRET}\"")),
+            "opcua.host_port",
+            "host_port",
+        ),
+    ];
+    for (toml, key, needle) in &cases {
+        let text = error_text(toml, &[]);
+        for leak in [SECRET, "12345678901234", "98765432109876543", "leaky"] {
+            assert!(!text.contains(leak), "leaked {leak}:\n{text}");
+        }
+        let line = line_of(toml, needle);
+        assert!(
+            text.contains(&format!("- {key}: ")) && text.contains(&line),
+            "{key} at {line} not named:\n{text}"
+        );
+    }
+    // From the environment: the variable is named, its value is not.
+    let text = error_text(BASE, &[("OPCGW_OPCUA__HOST_PORT", SECRET)]);
+    assert!(!text.contains(SECRET), "{text}");
+    assert!(
+        text.contains("opcua.host_port") && text.contains("OPCGW_OPCUA__HOST_PORT"),
+        "{text}"
+    );
+}
+
+#[test]
+fn every_type_error_of_the_file_is_reported_in_one_run_with_its_line() {
+    let toml = BASE
+        .replace(
+            "[opcua]",
+            "[opcua]\nhost_port = \"x\"\nallow_anonymous = \"no\"\nmax_connections = [1]",
+        )
+        .replace("[chirpstack]", "[chirpstack]\nretry = false")
+        .replace("command_id = 1\n", "command_id = \"one\"\n");
+    let found = problems(load_with(&toml, &[]));
+    let expected = [
+        ("chirpstack.retry", "retry ="),
+        ("opcua.host_port", "host_port ="),
+        ("opcua.allow_anonymous", "allow_anonymous ="),
+        ("opcua.max_connections", "max_connections ="),
+        (
+            "application[0].device[0].command[0].command_id",
+            "command_id =",
+        ),
+    ];
+    for (key, needle) in expected {
+        let problem = found
+            .iter()
+            .find(|p| p.key == key)
+            .unwrap_or_else(|| panic!("{key} not reported: {found:#?}"));
+        assert!(
+            problem.message.starts_with("invalid type")
+                && problem.message.contains(&line_of(&toml, needle)),
+            "{problem}"
+        );
+    }
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+}
+
+#[test]
+fn weak_secrets_are_refused_from_toml_env_and_file_without_echo() {
+    let weak = [
+        "changeme",
+        "Password123!",
+        "admin",
+        "opcua-user",
+        "aaaaaaaaaaaaaaaa",
+        "123456789012",
+        "short-1a",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret");
+    for value in weak {
+        // TOML.
+        let toml = BASE.replace(
+            "user_password = \"test-password\"",
+            &format!("user_password = \"{value}\""),
+        );
+        let found = problems(load_with(&toml, &[]));
+        let problem = found
+            .iter()
+            .find(|p| p.key == "opcua.user_password")
+            .unwrap_or_else(|| panic!("{value} accepted: {found:#?}"));
+        assert!(
+            problem.message.contains("OPCGW_OPCUA__USER_PASSWORD")
+                && problem.message.contains("at least 12 characters")
+                && !problem.message.contains(value),
+            "{problem}"
+        );
+        // Environment.
+        let found = problems(load_with(BASE, &[("OPCGW_CHIRPSTACK__API_TOKEN", value)]));
+        let problem = found
+            .iter()
+            .find(|p| p.key == "chirpstack.api_token")
+            .unwrap_or_else(|| panic!("{value} accepted from env: {found:#?}"));
+        assert!(
+            problem.message.contains("OPCGW_CHIRPSTACK__API_TOKEN")
+                && !problem.message.contains(value),
+            "{problem}"
+        );
+        // File.
+        std::fs::write(&file, format!("{value}\n")).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let toml = BASE.replace(
+            "api_token = \"test-token-4c8e1f9a\"",
+            &format!("api_token_file = \"{}\"", file.display()),
+        );
+        let found = problems(load_with(&toml, &[]));
+        assert!(
+            found.iter().any(|p| p.key == "chirpstack.api_token"),
+            "{value} accepted from a file: {found:#?}"
+        );
+    }
+    // The password equal to the user name, whatever the user name.
+    let toml = BASE.replace(
+        "user_password = \"test-password\"",
+        "user_name = \"plant-operator\"\nuser_password = \"Plant-Operator\"",
+    );
+    let found = problems(load_with(&toml, &[]));
+    assert!(
+        found
+            .iter()
+            .any(|p| p.key == "opcua.user_password" && p.message.contains("user name")),
+        "{found:#?}"
+    );
+    // The control token: the control socket's own floor of 16 characters, and no weak value.
+    for value in ["6f1e2d3c4b5a69", "changemechangeme", "0000000000000000"] {
+        let found = problems(load_with(BASE, &[("OPCGW_CONTROL__TOKEN", value)]));
+        let problem = found
+            .iter()
+            .find(|p| p.key == "control.token")
+            .unwrap_or_else(|| panic!("control token {value} accepted: {found:#?}"));
+        assert!(
+            problem.message.contains("OPCGW_CONTROL__TOKEN") && !problem.message.contains(value),
+            "{problem}"
+        );
+    }
+    load_with(BASE, &[("OPCGW_CONTROL__TOKEN", "6f1e2d3c4b5a6978")]).unwrap();
+}
+
+#[test]
+fn non_finite_floats_are_refused_with_their_key() {
+    for (line, key) in [
+        ("command_min = nan", "command_min"),
+        ("command_max = inf", "command_max"),
+        ("command_min = -inf", "command_min"),
+        ("command_max = -nan", "command_max"),
+    ] {
+        let toml = BASE.replace(
+            "command_port = 10",
+            &format!("command_port = 10\n    command_type = \"Float\"\n    {line}"),
+        );
+        let found = problems(load_with(&toml, &[]));
+        let key = format!("application[0].device[0].command[0].{key}");
+        assert!(
+            found
+                .iter()
+                .any(|p| p.key == key && p.message.contains("finite")),
+            "{line}: {found:#?}"
+        );
+    }
+    let toml = BASE.replace(
+        "command_port = 10",
+        "command_port = 10\n    command_type = \"Float\"\n    command_min = -1.5e3\n    command_max = 2.5",
+    );
+    load_with(&toml, &[]).unwrap();
+}
+
+#[test]
+fn a_credential_in_the_server_address_is_never_echoed() {
+    for address in [
+        "http://admin:Hunter2-pass@chirpstack:99999",
+        "ftp://admin:Hunter2-pass@chirpstack:8080",
+        "admin:Hunter2-pass@chirpstack:8080",
+    ] {
+        let toml = BASE.replace(
+            "server_address = \"http://127.0.0.1:8080\"",
+            &format!("server_address = \"{address}\""),
+        );
+        let text = error_text(&toml, &[]);
+        assert!(text.contains("chirpstack.server_address"), "{text}");
+        assert!(!text.contains("Hunter2"), "{text}");
     }
 }

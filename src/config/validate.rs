@@ -10,6 +10,7 @@ use super::env::env_var_for;
 use super::load::ConfigProblem;
 use super::schema::*;
 use super::secret::Secret;
+use super::weak::{weakness, MIN_SECRET_CHARS};
 
 /// Findings of [`validate`]: errors refuse the configuration, warnings are logged.
 #[derive(Debug, Default)]
@@ -51,10 +52,50 @@ pub fn validate(config: &AppConfig) -> ValidationReport {
     validate_control(&config.control, &mut report);
     validate_supervisor(&config.supervisor, &mut report);
     validate_applications(config, &mut report);
+    validate_finite_floats(config, &mut report);
     report
 }
 
-fn required_secret(report: &mut ValidationReport, key: &str, secret: &Secret) {
+/// `nan` and `inf` are valid TOML floats but never a valid setting (`command_min = nan` would
+/// refuse every write, since no comparison with nan holds). Every float knob, today's and any
+/// added later, is found through the serialised tree.
+fn validate_finite_floats(config: &AppConfig, report: &mut ValidationReport) {
+    fn walk(value: &toml::Value, at: &str, report: &mut ValidationReport) {
+        match value {
+            toml::Value::Float(f) if !f.is_finite() => {
+                report.error(at, "must be a finite number (nan and inf are not accepted)")
+            }
+            toml::Value::Table(table) => {
+                for (key, value) in table {
+                    let at = if at.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{at}.{key}")
+                    };
+                    walk(value, &at, report);
+                }
+            }
+            toml::Value::Array(items) => {
+                for (i, value) in items.iter().enumerate() {
+                    walk(value, &format!("{at}[{i}]"), report);
+                }
+            }
+            _ => {}
+        }
+    }
+    match toml::Value::try_from(config) {
+        Ok(tree) => walk(&tree, "", report),
+        Err(err) => report.error("", format!("cannot check the float settings: {err}")),
+    }
+}
+
+/// A secret the gateway cannot run without: present, not the shipped placeholder, not weak.
+fn required_secret(
+    report: &mut ValidationReport,
+    key: &str,
+    secret: &Secret,
+    user_name: Option<&str>,
+) {
     let env = env_var_for(key);
     if secret.is_placeholder() {
         // Never echo the value: a near-miss real secret may have been pasted in.
@@ -69,6 +110,19 @@ fn required_secret(report: &mut ValidationReport, key: &str, secret: &Secret) {
         report.error(
             key,
             format!("is required. Set {env} (or {key}_file) to inject it. See docs/security.md."),
+        );
+    } else if let Some(weakness) = weakness(secret.expose(), MIN_SECRET_CHARS, user_name) {
+        let noun = if key.ends_with("password") {
+            "password"
+        } else {
+            "token"
+        };
+        report.error(
+            key,
+            format!(
+                "{weakness}; set {env} (or {key}_file) to a {noun} of at least {MIN_SECRET_CHARS} \
+                 characters that is not a common or guessable value. See docs/security.md."
+            ),
         );
     }
 }
@@ -122,7 +176,7 @@ fn validate_chirpstack(cs: &ChirpstackConfig, report: &mut ValidationReport) {
     if let Err(message) = check_http_url(&cs.server_address) {
         report.error("chirpstack.server_address", message);
     }
-    required_secret(report, "chirpstack.api_token", &cs.api_token);
+    required_secret(report, "chirpstack.api_token", &cs.api_token, None);
     // The token travels in an HTTP header: only visible ASCII fits (never echo it).
     if !cs.api_token.expose().chars().all(|c| c.is_ascii_graphic()) {
         report.error(
@@ -172,7 +226,10 @@ fn validate_chirpstack(cs: &ChirpstackConfig, report: &mut ValidationReport) {
     );
 }
 
-fn check_http_url(url: &str) -> Result<(), String> {
+fn check_http_url(full_url: &str) -> Result<(), String> {
+    // `https://user:password@host` carries a credential: never echo that part.
+    let shown = without_userinfo(full_url);
+    let url = shown.as_str();
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
@@ -192,6 +249,23 @@ fn check_http_url(url: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `url` with any `user:password@` before the host replaced by `***@`.
+fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let prefix = if scheme.is_empty() {
+                String::new()
+            } else {
+                format!("{scheme}://")
+            };
+            format!("{prefix}***{}", &rest[at..])
+        }
+        None => url.to_string(),
+    }
 }
 
 fn is_uuid(s: &str) -> bool {
@@ -222,7 +296,12 @@ fn validate_opcua(ua: &OpcUaConfig, report: &mut ValidationReport) {
             "must be at most 64 characters without control characters",
         );
     }
-    required_secret(report, "opcua.user_password", &ua.user_password);
+    required_secret(
+        report,
+        "opcua.user_password",
+        &ua.user_password,
+        Some(&ua.user_name),
+    );
     if ua.pki_dir.as_os_str().is_empty() {
         report.error("opcua.pki_dir", "must not be empty");
     }
@@ -411,6 +490,19 @@ fn validate_control(control: &ControlConfig, report: &mut ValidationReport) {
             "placeholder value detected (starts with \"REPLACE_ME_WITH_\"). Set OPCGW_CONTROL__TOKEN or remove \
              the key to have a token generated into control.token_file. See docs/security.md.",
         );
+    } else if !control.token.is_empty() {
+        // The control socket itself refuses tokens under MIN_TOKEN_BYTES: say so here already.
+        let min_chars = MIN_SECRET_CHARS.max(crate::control::MIN_TOKEN_BYTES);
+        if let Some(weakness) = weakness(control.token.expose(), min_chars, None) {
+            report.error(
+                "control.token",
+                format!(
+                    "{weakness}; set OPCGW_CONTROL__TOKEN to a token of at least {min_chars} \
+                     characters (`openssl rand -hex 32`), or remove it to have one generated into \
+                     control.token_file. See docs/security.md."
+                ),
+            );
+        }
     }
     if let Some(group) = &control.socket_group {
         if group.trim().is_empty() {

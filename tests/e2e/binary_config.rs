@@ -144,3 +144,159 @@ fn run_refuses_an_invalid_config_before_starting_anything() {
         "nothing is created for a refused config"
     );
 }
+
+/// "line N," for the 1-based line of `text` holding `needle`, as problems print it.
+pub fn line_of(text: &str, needle: &str) -> String {
+    let index = text
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} not in the fixture"));
+    format!("line {},", index + 1)
+}
+
+/// A secret that must never appear in any output.
+pub const LEAKY: &str = "Leaky-Secret-Qv7x2m9";
+
+/// Configurations whose secret line is broken, each with the key and the line text an error
+/// must name: a missing closing quote (a syntax error, whose parser message quotes the line)
+/// and a number where the string belongs (a type error, whose serde message prints the value).
+pub fn broken_secret_configs(base: &str) -> Vec<(String, &'static str, &'static str)> {
+    vec![
+        (
+            base.replace("[opcua]", &format!("[opcua]\nuser_password = \"{LEAKY}")),
+            "opcua.user_password",
+            "user_password =",
+        ),
+        (
+            base.replace(
+                "[chirpstack]",
+                "[chirpstack]\napi_token = 81726354453627189",
+            ),
+            "chirpstack.api_token",
+            "api_token =",
+        ),
+    ]
+}
+
+/// Every file under `dir` (recursively), as text.
+pub fn all_files_text(dir: &std::path::Path) -> String {
+    let mut text = String::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return text;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            text.push_str(&all_files_text(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            text.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    text
+}
+
+#[test]
+fn a_broken_secret_line_is_named_never_quoted_by_check_config_and_run() {
+    for (config, key, needle) in broken_secret_configs(MINIMAL_CONFIG) {
+        let workdir = Workdir::new(&config);
+        let line = line_of(&config, needle);
+        for command in ["check-config", "run"] {
+            let (status, stdout, stderr) = run_to_end(
+                workdir.path(),
+                &[command, "--config", "config.toml"],
+                &gateway_env(),
+            );
+            assert_eq!(status.code(), Some(1), "{command}: {stderr}");
+            assert_clean_failure(&stderr);
+            let files = all_files_text(&workdir.path().join("log"));
+            for (what, text) in [("stdout", &stdout), ("stderr", &stderr), ("files", &files)] {
+                for leak in [LEAKY, "81726354453627189"] {
+                    assert!(
+                        !text.contains(leak),
+                        "{command} {what} leaked {leak}:\n{text}"
+                    );
+                }
+            }
+            assert!(
+                stderr.contains(&format!("- {key}: ")) && stderr.contains(&line),
+                "{command}: {key} at {line} not named:\n{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn check_config_reports_every_type_error_in_one_run() {
+    let config = MINIMAL_CONFIG
+        .replace(
+            "polling_frequency = 10",
+            "polling_frequency = \"often\"\nretry = true\ndelay = [1, 2]",
+        )
+        .replace(
+            "host_port = 4840",
+            "host_port = 4840\nmax_connections = \"ten\"",
+        );
+    let (code, _stdout, stderr) = check(&config, &gateway_env());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_clean_failure(&stderr);
+    let problems: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- "))
+        .collect();
+    assert_eq!(problems.len(), 4, "four problems expected:\n{stderr}");
+    for (key, needle) in [
+        ("chirpstack.polling_frequency", "polling_frequency ="),
+        ("chirpstack.retry", "retry ="),
+        ("chirpstack.delay", "delay ="),
+        ("opcua.max_connections", "max_connections ="),
+    ] {
+        let line = line_of(&config, needle);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains(&format!("- {key}: invalid type")) && p.contains(&line)),
+            "{key} at {line} missing:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn check_config_refuses_a_weak_secret_and_names_the_variable() {
+    for (var, value, key) in [
+        (
+            "OPCGW_OPCUA__USER_PASSWORD",
+            "changeme",
+            "opcua.user_password",
+        ),
+        (
+            "OPCGW_OPCUA__USER_PASSWORD",
+            "opcua-user",
+            "opcua.user_password",
+        ),
+        (
+            "OPCGW_CHIRPSTACK__API_TOKEN",
+            "Sh0rt-tok3n",
+            "chirpstack.api_token",
+        ),
+        (
+            "OPCGW_CONTROL__TOKEN",
+            "aaaaaaaaaaaaaaaaaaaa",
+            "control.token",
+        ),
+    ] {
+        let mut env = gateway_env();
+        env.retain(|(k, _)| *k != var);
+        env.push((var, value.to_string()));
+        let (code, stdout, stderr) = check(MINIMAL_CONFIG, &env);
+        assert_eq!(code, Some(1), "{value} accepted: {stdout}");
+        assert_clean_failure(&stderr);
+        assert!(
+            stderr.contains(&format!("- {key}: ")) && stderr.contains(var),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains(value) && !stdout.contains(value),
+            "{stderr}"
+        );
+    }
+}

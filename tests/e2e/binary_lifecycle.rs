@@ -131,8 +131,8 @@ fn the_demo_runs_against_its_simulator_and_logs_live_samples() {
 fn the_demo_config_describes_the_demo_simulator_world() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/demo.toml");
     let env = opcgw::config::EnvSnapshot::from_pairs([
-        ("OPCGW_CHIRPSTACK__API_TOKEN", "t"),
-        ("OPCGW_OPCUA__USER_PASSWORD", "p"),
+        ("OPCGW_CHIRPSTACK__API_TOKEN", "demo-test-token-5e1f"),
+        ("OPCGW_OPCUA__USER_PASSWORD", "demo-test-password-8c2d"),
     ]);
     let config = opcgw::config::load(std::path::Path::new(path), &env)
         .unwrap()

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::support::{Daemon, Workdir, MINIMAL_CONFIG};
+use crate::binary_config::{all_files_text, broken_secret_configs, line_of, LEAKY};
+use crate::support::{run_to_end, Daemon, Workdir, MINIMAL_CONFIG};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -151,4 +152,87 @@ fn a_reloaded_log_level_applies_at_once() {
         daemon.events("gateway_stopped").is_empty(),
         "info events still logged after level=warn"
     );
+}
+
+#[test]
+fn a_broken_secret_line_is_named_never_quoted_by_sighup_and_ctl_reload() {
+    let control = "[control]\nsocket_path = \"run/ctl.sock\"\ntoken_file = \"run/ctl.token\"\n";
+    let config = MINIMAL_CONFIG.replace("[opcua]", &format!("{control}\n[opcua]"));
+    let workdir = Workdir::new(&config);
+    // `ctl` reads the socket and token from its own file: the daemon's may be the broken one.
+    std::fs::write(workdir.path().join("ctl.toml"), control).unwrap();
+    let mut daemon = Daemon::start(&workdir, &[]);
+    daemon.wait_for_events("control_socket_listening", 1, Duration::from_secs(20));
+    let ctl = |config: &str| {
+        run_to_end(
+            workdir.path(),
+            &["ctl", "--config", config, "--json", "reload"],
+            &[],
+        )
+    };
+    let leaks = [LEAKY, "81726354453627189"];
+    let mut attempts = 0;
+    for (broken, key, needle) in broken_secret_configs(&config) {
+        workdir.write_config(&broken);
+        let line = line_of(&broken, needle);
+
+        attempts += 1;
+        let logged = reload(&daemon, attempts);
+        assert!(
+            logged.contains("event=\"config_reload_failed\"")
+                && logged.contains("reason=\"validation\"")
+                && logged.contains(key)
+                && logged.contains(&line),
+            "SIGHUP: {key} at {line} not named: {logged}"
+        );
+
+        let (status, stdout, stderr) = ctl("ctl.toml");
+        attempts += 1;
+        assert_eq!(status.code(), Some(1), "{stdout}{stderr}");
+        let outcome: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let error = outcome["error"].as_str().unwrap_or_default();
+        assert!(
+            outcome["reason"] == "validation" && error.contains(key) && error.contains(&line),
+            "ctl reload: {key} at {line} not named: {outcome}"
+        );
+        for leak in leaks {
+            assert!(
+                !stdout.contains(leak) && !stderr.contains(leak),
+                "ctl leaked: {stdout}{stderr}"
+            );
+        }
+        // `ctl` pointed at the broken file itself refuses it, without quoting it either.
+        let (status, stdout, stderr) = ctl("config.toml");
+        assert_ne!(status.code(), Some(0));
+        if serde_json::from_str::<serde_json::Value>(&stdout).is_ok() {
+            // Its [control] section was readable: the daemon got the reload and refused it.
+            attempts += 1;
+        }
+        for leak in leaks {
+            assert!(
+                !stdout.contains(leak) && !stderr.contains(leak),
+                "ctl leaked: {stderr}"
+            );
+        }
+    }
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit(WAIT).code(), Some(0));
+    assert_eq!(
+        daemon.events("config_reload_failed").len(),
+        attempts,
+        "every reload refused"
+    );
+    let stderr = daemon.lines().join("\n");
+    let files = all_files_text(&workdir.path().join("log"));
+    assert!(
+        files.contains("config_reload_failed"),
+        "the log file holds the reloads"
+    );
+    for leak in leaks {
+        assert!(!stderr.contains(leak), "stderr leaked {leak}:\n{stderr}");
+        assert!(
+            !files.contains(leak),
+            "the log file leaked {leak}:\n{files}"
+        );
+    }
 }

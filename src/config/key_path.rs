@@ -1,0 +1,87 @@
+//! A configuration key with list indices, as messages print it
+//! (`application[0].device[1].device_id`), built while walking a value tree.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct KeyPath(Vec<Segment>);
+
+impl KeyPath {
+    pub(super) fn root(key: &str) -> Self {
+        Self(vec![Segment::Key(key.to_string())])
+    }
+
+    pub(super) fn key(&self, key: &str) -> Self {
+        let mut path = self.clone();
+        path.0.push(Segment::Key(key.to_string()));
+        path
+    }
+
+    pub(super) fn index(&self, index: usize) -> Self {
+        let mut path = self.clone();
+        path.0.push(Segment::Index(index));
+        path
+    }
+
+    /// `self` extended by a path as serde reporters give it (`endpoints.1`, `unit`): a segment
+    /// of digits is a list index.
+    pub(super) fn join_dotted<S: AsRef<str>>(&self, segments: impl IntoIterator<Item = S>) -> Self {
+        let mut path = self.clone();
+        for segment in segments {
+            let segment = segment.as_ref();
+            path.0.push(match segment.parse::<usize>() {
+                Ok(index) => Segment::Index(index),
+                Err(_) => Segment::Key(segment.to_string()),
+            });
+        }
+        path
+    }
+
+    pub(super) fn segments(&self) -> &[Segment] {
+        &self.0
+    }
+
+    /// Without list indices: a key an environment variable can set (`opcua.host_port`).
+    pub(super) fn is_plain(&self) -> bool {
+        self.0.iter().all(|s| matches!(s, Segment::Key(_)))
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, segment) in self.0.iter().enumerate() {
+            match segment {
+                Segment::Key(key) if i == 0 => f.write_str(key)?,
+                Segment::Key(key) => write!(f, ".{key}")?,
+                Segment::Index(index) => write!(f, "[{index}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_print_with_dots_and_brackets() {
+        let path = KeyPath::root("application")
+            .index(0)
+            .key("device")
+            .index(1)
+            .join_dotted(["read_metric", "2", "unit"]);
+        assert_eq!(
+            path.to_string(),
+            "application[0].device[1].read_metric[2].unit"
+        );
+        assert!(!path.is_plain());
+        assert!(KeyPath::root("opcua").key("host_port").is_plain());
+    }
+}
