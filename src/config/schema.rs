@@ -32,6 +32,10 @@ pub struct LoggingConfig {
     pub dir: PathBuf,
     /// A tracing filter: a level (`info`) or directives (`info,opcgw=debug`).
     pub level: String,
+    /// Log files kept in `dir` (the active one included); the oldest is removed first.
+    pub max_files: u32,
+    /// The active file is rotated once it reaches this many MiB.
+    pub max_file_size_mb: u32,
 }
 
 impl Default for LoggingConfig {
@@ -39,6 +43,8 @@ impl Default for LoggingConfig {
         Self {
             dir: PathBuf::from("./log"),
             level: "info".into(),
+            max_files: 10,
+            max_file_size_mb: 10,
         }
     }
 }
@@ -155,6 +161,15 @@ pub struct OpcUaConfig {
     pub max_message_size: u32,
     pub max_chunk_count: u32,
     pub max_history_data_results_per_node: u32,
+    /// Open TCP connections in total, sessions or not; one more is closed at once.
+    pub max_tcp_connections: u32,
+    /// Open TCP connections from one source address (an IPv6 /64 counts as one).
+    pub max_tcp_connections_per_address: u32,
+    /// Files kept in `pki_dir/rejected/`; the oldest is removed first.
+    pub max_rejected_certificates: u32,
+    /// New files written to `pki_dir/rejected/` per minute; beyond, an untrusted client
+    /// certificate is still rejected but not written.
+    pub rejected_certificates_per_minute: u32,
 }
 
 impl Default for OpcUaConfig {
@@ -192,6 +207,10 @@ impl Default for OpcUaConfig {
             max_message_size: 327_675,
             max_chunk_count: 5,
             max_history_data_results_per_node: 10_000,
+            max_tcp_connections: 100,
+            max_tcp_connections_per_address: 20,
+            max_rejected_certificates: 100,
+            rejected_certificates_per_minute: 10,
         }
     }
 }
