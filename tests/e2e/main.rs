@@ -1,5 +1,7 @@
 //! End-to-end tests: the real actor tree in-process, and the real `opcgw` binary.
 
+mod attack_certificates;
+mod attack_connections;
 mod binary_config;
 mod binary_lifecycle;
 mod binary_opcua;

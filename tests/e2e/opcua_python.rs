@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 use crate::opcua::{int_series, Gateway, PASSWORD};
 use crate::poller::simulator;
 
-fn workspace() -> PathBuf {
+pub(crate) fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root")
@@ -22,7 +22,7 @@ fn workspace() -> PathBuf {
 }
 
 /// The Python with `asyncua`: `$OPCGW_PYTHON`, or the venv `make test` creates.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     if let Some(python) = std::env::var_os("OPCGW_PYTHON") {
         return PathBuf::from(python);
     }
