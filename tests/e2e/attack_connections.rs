@@ -279,3 +279,58 @@ fn beyond_the_cap_a_connection_is_closed_at_once_and_silent_or_dripping_ones_at_
     daemon.signal(Signal::SIGTERM);
     assert!(daemon.wait_exit(Duration::from_secs(10)).success());
 }
+
+/// User + system CPU time of `pid` in clock ticks (USER_HZ, 100 per second on Linux).
+fn cpu_ticks(daemon: &Daemon) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", daemon.pid())).unwrap();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn when_descriptors_run_out_anyway_accept_backs_off_and_logs_one_line_per_burst() {
+    // Caps above what the open-file limit allows: accept() itself fails with EMFILE.
+    let workdir = Workdir::new(&MINIMAL_CONFIG.replace(
+        "[opcua]\n",
+        "[opcua]\nmax_tcp_connections = 5000\nmax_tcp_connections_per_address = 5000\n",
+    ));
+    let mut daemon = Daemon::start_with_open_file_limit(&workdir, 256, 256);
+    daemon.wait_for_events("opcua_listening", 1, Duration::from_secs(30));
+    assert_eq!(daemon.events("open_file_limit_low").len(), 1);
+    let port = workdir.opcua_port();
+    runtime().block_on(async {
+        // Connections beyond the descriptors wait in the backlog until it is full too.
+        let mut flood = Vec::new();
+        for _ in 0..400 {
+            match connect_from(Ipv4Addr::new(127, 0, 0, 2), port).await {
+                Ok(stream) => flood.push(stream),
+                Err(_) => break,
+            }
+        }
+        assert!(flood.len() > 256, "{} connected", flood.len());
+        daemon.wait_for_events("opcua_accept_failed", 1, Duration::from_secs(5));
+        // Descriptors stay exhausted until the Hello timeout (5 s) frees them.
+        let before = cpu_ticks(&daemon);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let spent = cpu_ticks(&daemon) - before;
+        assert!(
+            spent < 60,
+            "the server spent {spent} ticks of CPU in 3 s while out of descriptors"
+        );
+        daemon.wait_for_events("opcua_accept_failed_repeats", 1, Duration::from_secs(12));
+        drop(flood);
+    });
+    let failed = daemon.events("opcua_accept_failed");
+    assert!(
+        failed[0].contains("Too many open files") && failed[0].contains("retry_in_ms="),
+        "{}",
+        failed[0]
+    );
+    assert!(failed.len() <= 3, "one line per burst: {failed:#?}");
+    let lines = daemon.lines();
+    assert!(lines.len() < 300, "{} log lines", lines.len());
+    daemon.signal(Signal::SIGTERM);
+    assert!(daemon.wait_exit(Duration::from_secs(10)).success());
+}
