@@ -1,4 +1,5 @@
-//! Logging: console (stderr) plus a daily-rolling file, one runtime-changeable filter.
+//! Logging: console (stderr) plus a size-capped rotating file, one runtime-changeable filter,
+//! and library lines rate-limited per call site.
 //!
 //! The bootstrap short forms `OPCGW_LOG_LEVEL` / `OPCGW_LOG_DIR` beat the configuration (and
 //! its `OPCGW_LOGGING__*` overrides); they exist so logging can be steered even when the
@@ -13,9 +14,16 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
 
+mod repeats;
+mod rotation;
+
+pub use repeats::{RepeatLimit, REPEAT_BURST, REPEAT_WINDOW};
+pub use rotation::RotatingFile;
+
 pub const LOG_LEVEL_ENV: &str = "OPCGW_LOG_LEVEL";
 pub const LOG_DIR_ENV: &str = "OPCGW_LOG_DIR";
-pub const LOG_FILE_PREFIX: &str = "opcgw.log";
+/// The active log file in the log directory; rotated files are `opcgw.log.1` (newest) ...
+pub const LOG_FILE_NAME: &str = "opcgw.log";
 
 /// The effective logging settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +32,10 @@ pub struct LogSettings {
     pub dir: PathBuf,
     /// The level came from `OPCGW_LOG_LEVEL`, so configuration reloads do not change it.
     pub level_pinned: bool,
+    /// Log files kept, the active one included.
+    pub max_files: u32,
+    /// Size at which the active file is rotated.
+    pub max_file_bytes: u64,
 }
 
 impl LogSettings {
@@ -41,6 +53,8 @@ impl LogSettings {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| config.dir.clone()),
             level_pinned: pinned.is_some(),
+            max_files: config.max_files,
+            max_file_bytes: u64::from(config.max_file_size_mb) * 1024 * 1024,
         }
     }
 }
@@ -80,10 +94,11 @@ pub struct LogGuard {
 pub fn init(settings: &LogSettings) -> (LogControl, LogGuard) {
     let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
+    let repeat_limit = RepeatLimit::new(REPEAT_BURST, REPEAT_WINDOW);
     let console = fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    let (file_layer, guard, file_error) = match file_writer(&settings.dir) {
+    let (file_layer, guard, file_error) = match file_writer(settings) {
         Ok((writer, guard)) => (
             Some(fmt::layer().with_ansi(false).with_writer(writer)),
             Some(guard),
@@ -93,9 +108,11 @@ pub fn init(settings: &LogSettings) -> (LogControl, LogGuard) {
     };
     let _ = tracing_subscriber::registry()
         .with(filter)
+        .with(repeat_limit.clone())
         .with(console)
         .with(file_layer)
         .try_init();
+    repeat_limit.spawn_reporter();
     if let Some(err) = file_error {
         tracing::warn!(
             event = "log_dir_unavailable",
@@ -114,16 +131,18 @@ pub fn init(settings: &LogSettings) -> (LogControl, LogGuard) {
 }
 
 fn file_writer(
-    dir: &Path,
+    settings: &LogSettings,
 ) -> Result<(tracing_appender::non_blocking::NonBlocking, WorkerGuard), String> {
+    let dir: &Path = &settings.dir;
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let appender = tracing_appender::rolling::Builder::new()
-        .rotation(tracing_appender::rolling::Rotation::DAILY)
-        .filename_prefix(LOG_FILE_PREFIX)
-        .max_log_files(30)
-        .build(dir)
-        .map_err(|e| e.to_string())?;
-    Ok(tracing_appender::non_blocking(appender))
+    let file = RotatingFile::open(
+        dir,
+        LOG_FILE_NAME,
+        settings.max_files,
+        settings.max_file_bytes,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(tracing_appender::non_blocking(file))
 }
 
 #[cfg(test)]
@@ -135,6 +154,7 @@ mod tests {
         let config = LoggingConfig {
             dir: "./log".into(),
             level: "warn".into(),
+            ..LoggingConfig::default()
         };
         let plain = LogSettings::resolve(&config, &EnvSnapshot::default());
         assert_eq!(

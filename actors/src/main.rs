@@ -134,6 +134,7 @@ fn opcua_preflight(config: &opcgw::config::AppConfig) -> Result<(), String> {
 fn run(args: RunArgs, mode: Mode) -> ExitCode {
     // Everything the gateway creates (logs, database, keys, tokens) is owner-only by default.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let fd_limit = raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -144,10 +145,20 @@ fn run(args: RunArgs, mode: Mode) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    ExitCode::from(runtime.block_on(serve(args.config.config, args.control_token, mode)))
+    ExitCode::from(runtime.block_on(serve(
+        args.config.config,
+        args.control_token,
+        mode,
+        fd_limit,
+    )))
 }
 
-async fn serve(config_path: PathBuf, control_token: Option<String>, mode: Mode) -> u8 {
+async fn serve(
+    config_path: PathBuf,
+    control_token: Option<String>,
+    mode: Mode,
+    fd_limit: Result<OpenFileLimit, nix::Error>,
+) -> u8 {
     // Handlers first: SIGHUP's default action kills the process, and a reload request may
     // arrive while the tree is still starting.
     let signals = (
@@ -207,6 +218,7 @@ async fn serve(config_path: PathBuf, control_token: Option<String>, mode: Mode) 
         pid = std::process::id(),
         log_level = %settings.level
     );
+    log_open_file_limit(&fd_limit, loaded.config.opcua.max_tcp_connections);
     for warning in &loaded.warnings {
         warn!(
             event = "config_warning",
@@ -293,6 +305,65 @@ async fn shut_down(tree: &mut Tree, signal: &str, timeout: Duration) -> u8 {
             timeout_ms = timeout.as_millis() as u64
         );
         EXIT_SHUTDOWN_TIMEOUT
+    }
+}
+
+/// The open-file limit before and after start-up.
+struct OpenFileLimit {
+    soft_before: u64,
+    soft: u64,
+    hard: u64,
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit: every OPC UA, web and ChirpStack
+/// connection costs a descriptor, and systemd's default soft limit (1024) is far below its
+/// hard limit.
+fn raise_open_file_limit() -> Result<OpenFileLimit, nix::Error> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    // An unlimited hard limit is refused as a soft value; Linux allows at most
+    // fs.nr_open (1,048,576 by default).
+    const NR_OPEN_DEFAULT: u64 = 1_048_576;
+    let (soft_before, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    let target = hard.min(NR_OPEN_DEFAULT);
+    if soft_before < target {
+        setrlimit(Resource::RLIMIT_NOFILE, target, hard)?;
+    }
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    Ok(OpenFileLimit {
+        soft_before,
+        soft,
+        hard,
+    })
+}
+
+/// Descriptors kept free for everything but OPC UA connections (redb, logs, the web console,
+/// ChirpStack streams, the control socket).
+const DESCRIPTORS_FOR_THE_REST: u64 = 256;
+
+fn log_open_file_limit(limit: &Result<OpenFileLimit, nix::Error>, max_tcp_connections: u32) {
+    match limit {
+        Ok(limit) => {
+            info!(
+                event = "open_file_limit",
+                soft_before = limit.soft_before,
+                soft = limit.soft,
+                hard = limit.hard,
+                "open-file limit (RLIMIT_NOFILE)"
+            );
+            if u64::from(max_tcp_connections) + DESCRIPTORS_FOR_THE_REST > limit.soft {
+                warn!(
+                    event = "open_file_limit_low",
+                    soft = limit.soft,
+                    max_tcp_connections,
+                    "[opcua].max_tcp_connections plus {DESCRIPTORS_FOR_THE_REST} descriptors for the rest exceeds the open-file limit: raise LimitNOFILE (systemd) / ulimit -n, or lower max_tcp_connections"
+                );
+            }
+        }
+        Err(err) => warn!(
+            event = "open_file_limit",
+            error = %err,
+            "cannot read or raise the open-file limit (RLIMIT_NOFILE)"
+        ),
     }
 }
 

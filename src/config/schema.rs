@@ -32,6 +32,10 @@ pub struct LoggingConfig {
     pub dir: PathBuf,
     /// A tracing filter: a level (`info`) or directives (`info,opcgw=debug`).
     pub level: String,
+    /// Log files kept in `dir` (the active one included); the oldest is removed first.
+    pub max_files: u32,
+    /// The active file is rotated once it reaches this many MiB.
+    pub max_file_size_mb: u32,
 }
 
 impl Default for LoggingConfig {
@@ -39,6 +43,8 @@ impl Default for LoggingConfig {
         Self {
             dir: PathBuf::from("./log"),
             level: "info".into(),
+            max_files: 10,
+            max_file_size_mb: 10,
         }
     }
 }
@@ -159,6 +165,15 @@ pub struct OpcUaConfig {
     pub session_activation_timeout_seconds: u32,
     /// Command nodes one Write request may name; the extra ones answer BadTooManyOperations.
     pub max_command_writes_per_request: u32,
+    /// Open TCP connections in total, sessions or not; one more is closed at once.
+    pub max_tcp_connections: u32,
+    /// Open TCP connections from one source address (an IPv6 /64 counts as one).
+    pub max_tcp_connections_per_address: u32,
+    /// Files kept in `pki_dir/rejected/`; the oldest is removed first.
+    pub max_rejected_certificates: u32,
+    /// New files written to `pki_dir/rejected/` per minute; beyond, an untrusted client
+    /// certificate is still rejected but not written.
+    pub rejected_certificates_per_minute: u32,
 }
 
 impl Default for OpcUaConfig {
@@ -198,6 +213,10 @@ impl Default for OpcUaConfig {
             max_history_data_results_per_node: 10_000,
             session_activation_timeout_seconds: 10,
             max_command_writes_per_request: 50,
+            max_tcp_connections: 100,
+            max_tcp_connections_per_address: 20,
+            max_rejected_certificates: 100,
+            rejected_certificates_per_minute: 10,
         }
     }
 }

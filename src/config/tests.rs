@@ -335,6 +335,42 @@ fn every_range_rule_rejects_its_bad_value() {
             "chirpstack.list_page_size",
         ),
         ("opcua", "max_connections = 0", "opcua.max_connections"),
+        (
+            "opcua",
+            "max_tcp_connections = 0",
+            "opcua.max_tcp_connections",
+        ),
+        (
+            "opcua",
+            "max_tcp_connections = 9",
+            "opcua.max_tcp_connections",
+        ),
+        (
+            "opcua",
+            "max_tcp_connections_per_address = 0",
+            "opcua.max_tcp_connections_per_address",
+        ),
+        (
+            "opcua",
+            "max_tcp_connections_per_address = 101",
+            "opcua.max_tcp_connections_per_address",
+        ),
+        (
+            "opcua",
+            "max_rejected_certificates = 0",
+            "opcua.max_rejected_certificates",
+        ),
+        (
+            "opcua",
+            "rejected_certificates_per_minute = 0",
+            "opcua.rejected_certificates_per_minute",
+        ),
+        ("logging", "max_files = 0", "logging.max_files"),
+        (
+            "logging",
+            "max_file_size_mb = 0",
+            "logging.max_file_size_mb",
+        ),
         ("opcua", "max_connections = 4097", "opcua.max_connections"),
         (
             "opcua",

@@ -134,6 +134,13 @@ fn validate_logging(logging: &LoggingConfig, report: &mut ValidationReport) {
     if let Err(message) = check_log_filter(&logging.level) {
         report.error("logging.level", message);
     }
+    report.range("logging.max_files", logging.max_files, 1, 1_000);
+    report.range(
+        "logging.max_file_size_mb",
+        logging.max_file_size_mb,
+        1,
+        10_240,
+    );
 }
 
 const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
@@ -393,6 +400,7 @@ fn validate_opcua(ua: &OpcUaConfig, report: &mut ValidationReport) {
         1,
         10_000,
     );
+    validate_opcua_attack_bounds(ua, report);
     if ua.create_sample_keypair {
         report.warn(
             "opcua.create_sample_keypair",
@@ -405,6 +413,44 @@ fn validate_opcua(ua: &OpcUaConfig, report: &mut ValidationReport) {
             "is true: clients may connect without credentials",
         );
     }
+}
+
+/// The bounds on what a peer without credentials can make the server hold.
+fn validate_opcua_attack_bounds(ua: &OpcUaConfig, report: &mut ValidationReport) {
+    // Every connection costs a file descriptor: stay far below common RLIMIT_NOFILE values.
+    report.range(
+        "opcua.max_tcp_connections",
+        ua.max_tcp_connections,
+        1,
+        60_000,
+    );
+    if ua.max_tcp_connections < ua.max_connections {
+        report.error(
+            "opcua.max_tcp_connections",
+            format!(
+                "must be at least opcua.max_connections ({}): every session needs a connection",
+                ua.max_connections
+            ),
+        );
+    }
+    report.range(
+        "opcua.max_tcp_connections_per_address",
+        ua.max_tcp_connections_per_address,
+        1,
+        ua.max_tcp_connections.max(1),
+    );
+    report.range(
+        "opcua.max_rejected_certificates",
+        ua.max_rejected_certificates,
+        1,
+        100_000,
+    );
+    report.range(
+        "opcua.rejected_certificates_per_minute",
+        ua.rejected_certificates_per_minute,
+        1,
+        10_000,
+    );
 }
 
 fn validate_web(web: &WebConfig, report: &mut ValidationReport) {

@@ -160,7 +160,8 @@ pub async fn start(
             source,
         })?;
 
-    let (server, handle) = build_server(config, backend, local_addr.port())?;
+    let (mut server, handle) = build_server(config, backend, local_addr.port())?;
+    apply_attack_bounds(&mut server, ua);
     if !had_keypair {
         tighten_generated_key(&key_path);
     }
@@ -190,6 +191,10 @@ pub async fn start(
         max_message_size = ua.max_message_size,
         max_chunk_count = ua.max_chunk_count,
         max_history_data_results_per_node = ua.max_history_data_results_per_node,
+        max_tcp_connections = ua.max_tcp_connections,
+        max_tcp_connections_per_address = ua.max_tcp_connections_per_address,
+        max_rejected_certificates = ua.max_rejected_certificates,
+        rejected_certificates_per_minute = ua.rejected_certificates_per_minute,
         "OPC UA limits configured"
     );
     info!(
@@ -206,6 +211,19 @@ pub async fn start(
         task,
         local_addr,
     })
+}
+
+/// What a peer without credentials can make the server hold: TCP connections (each costs a
+/// file descriptor until its Hello timeout) and files in `pki/rejected/`.
+fn apply_attack_bounds(server: &mut opcua::server::Server, ua: &crate::config::OpcUaConfig) {
+    server.set_connection_limits(opcua::server::ConnectionLimits {
+        max_connections: ua.max_tcp_connections as usize,
+        max_connections_per_source: ua.max_tcp_connections_per_address as usize,
+    });
+    server.set_rejected_certificate_limits(opcua::crypto::RejectedCertificateLimits {
+        max_files: ua.max_rejected_certificates as usize,
+        max_writes_per_minute: ua.rejected_certificates_per_minute as usize,
+    });
 }
 
 /// The async-opcua server for `config` (synchronous: the builder is not `Send`).

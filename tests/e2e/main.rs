@@ -2,6 +2,8 @@
 
 mod attack_commands;
 mod attack_sessions;
+mod attack_certificates;
+mod attack_connections;
 mod binary_config;
 mod binary_lifecycle;
 mod binary_opcua;

@@ -141,9 +141,27 @@ impl Daemon {
         args: &[&str],
         extra_env: &[(&str, String)],
     ) -> Self {
+        Self::spawn(workdir, command, args, extra_env, None)
+    }
+
+    /// Starts `opcgw run` with the open-file limit (RLIMIT_NOFILE) `soft`/`hard`, as
+    /// systemd's `LimitNOFILE=` or `ulimit -n` would set it.
+    pub fn start_with_open_file_limit(workdir: &Workdir, soft: u64, hard: u64) -> Self {
+        Self::spawn(workdir, "run", &[], &[], Some((soft, hard)))
+    }
+
+    fn spawn(
+        workdir: &Workdir,
+        command: &str,
+        args: &[&str],
+        extra_env: &[(&str, String)],
+        open_file_limit: Option<(u64, u64)>,
+    ) -> Self {
+        use std::os::unix::process::CommandExt;
         let mut env = gateway_env();
         env.extend(extra_env.iter().cloned());
-        let mut child = Command::new(BIN)
+        let mut command_line = Command::new(BIN);
+        command_line
             .args([command, "--config"])
             .arg(&workdir.config)
             .args(args)
@@ -152,9 +170,21 @@ impl Daemon {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn opcgw");
+            .stderr(Stdio::piped());
+        if let Some((soft, hard)) = open_file_limit {
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                command_line.pre_exec(move || {
+                    nix::sys::resource::setrlimit(
+                        nix::sys::resource::Resource::RLIMIT_NOFILE,
+                        soft,
+                        hard,
+                    )
+                    .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let mut child = command_line.spawn().expect("spawn opcgw");
         let stderr = child.stderr.take().expect("stderr");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();

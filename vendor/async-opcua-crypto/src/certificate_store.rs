@@ -15,6 +15,8 @@ use tracing::{debug, error, info, trace, warn};
 use opcua_types::status_code::StatusCode;
 
 use crate::PrivateKey;
+// opcgw patch: bounds on the rejected directory.
+use crate::rejected_certificates::{RejectedCertificateLimits, RejectedLedger, WriteDecision};
 
 use super::{
     security_policy::SecurityPolicy,
@@ -50,6 +52,11 @@ pub struct CertificateStore {
     /// into the trusted folder if this flag is set. Certs in the trusted folder must still pass
     /// validity checks.
     trust_unknown_certs: bool,
+    /// opcgw patch: bounds on the files written to the rejected folder.
+    rejected_limits: RejectedCertificateLimits,
+    /// opcgw patch: the rejected folder's write history (validation holds only a read lock
+    /// on the store, hence the mutex).
+    rejected_ledger: std::sync::Mutex<RejectedLedger>,
 }
 
 impl CertificateStore {
@@ -64,6 +71,8 @@ impl CertificateStore {
             check_time: true,
             skip_verify_certs: false,
             trust_unknown_certs: false,
+            rejected_limits: RejectedCertificateLimits::UNLIMITED,
+            rejected_ledger: std::sync::Mutex::default(),
         }
     }
 
@@ -127,6 +136,11 @@ impl CertificateStore {
     /// untrusted certificates.
     pub fn set_trust_unknown_certs(&mut self, trust_unknown_certs: bool) {
         self.trust_unknown_certs = trust_unknown_certs;
+    }
+
+    /// opcgw patch: bounds the files written to the rejected folder.
+    pub fn set_rejected_certificate_limits(&mut self, limits: RejectedCertificateLimits) {
+        self.rejected_limits = limits;
     }
 
     /// Check expiration time of incoming certificates.
@@ -423,7 +437,13 @@ impl CertificateStore {
     /// the cert's common name being empty or not
     pub fn cert_file_name(cert: &X509) -> String {
         let prefix = if let Ok(common_name) = cert.common_name() {
-            common_name.trim().to_string().replace('/', "")
+            // opcgw patch: control characters (newlines) of a peer-chosen name would forge
+            // log lines and make odd file names.
+            common_name
+                .trim()
+                .chars()
+                .filter(|c| *c != '/' && !c.is_control())
+                .collect::<String>()
         } else {
             String::new()
         };
@@ -512,7 +532,23 @@ impl CertificateStore {
         let cert_file_name = CertificateStore::cert_file_name(cert);
         let mut cert_path = self.rejected_certs_dir();
         cert_path.push(&cert_file_name);
+        // opcgw patch: rate-limited writes, oldest files removed beyond the cap.
+        let mut ledger = self
+            .rejected_ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if ledger.decide(self.rejected_limits, std::time::Instant::now()) == WriteDecision::Skip {
+            return Err(format!(
+                "{} not written: rejected-certificate write rate exceeded",
+                cert_path.display()
+            ));
+        }
         let _ = CertificateStore::store_cert(cert, &cert_path, true)?;
+        ledger.written(
+            &self.rejected_certs_dir(),
+            cert_path.clone(),
+            self.rejected_limits,
+        );
         Ok(cert_path)
     }
 

@@ -16,6 +16,8 @@ use tracing::{error, trace};
 pub use crate::aes::{AesKey, KeySize, PKey, PrivateKey, PublicKey};
 pub use crate::x509::{X509Data, X509Error, X509};
 pub use certificate_store::CertificateStore;
+// opcgw patch: bounds on pki/rejected/.
+pub use rejected_certificates::RejectedCertificateLimits;
 pub use policy::{AesDerivedKeys, PaddingInfo};
 pub use security_policy::SecurityPolicy;
 pub use thumbprint::Thumbprint;
@@ -28,6 +30,7 @@ pub use user_identity::{
 mod tests;
 
 mod certificate_store;
+mod rejected_certificates; // opcgw patch
 mod hash;
 pub mod random;
 mod security_policy;

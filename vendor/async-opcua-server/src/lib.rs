@@ -35,6 +35,8 @@ pub use info::ServerInfo;
 pub use opcua_types::event_field::EventField;
 pub use reverse_connect::ReverseConnectTargetConfig;
 pub use server::Server;
+// opcgw patch: TCP connection caps, set with `Server::set_connection_limits`.
+pub use transport::ConnectionLimits;
 pub use server_handle::ServerHandle;
 pub use server_status::ServerStatusWrapper;
 pub use session::continuation_points::ContinuationPoint;

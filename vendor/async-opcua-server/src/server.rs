@@ -30,8 +30,11 @@ use crate::{
     reverse_connect::{self, ReverseConnectionManager},
     session::controller::{ControllerCommand, SessionStarter},
     transport::{
+        accept_backoff::AcceptBackoff,
+        accept_log::AcceptLog,
+        admission::ConnectionAdmission,
         tcp::{TcpConnector, TransportConfig},
-        ReverseTcpConnector,
+        ConnectionLimits, ReverseTcpConnector,
     },
     ServerStatusWrapper,
 };
@@ -90,6 +93,8 @@ pub struct Server {
     /// Manager for reverse connections. This does nothing unless users register
     /// reverse connect targets.
     reverse_connect_manager: ReverseConnectionManager,
+    /// opcgw patch: caps on open TCP connections (none unless set).
+    admission: ConnectionAdmission,
 }
 
 impl Server {
@@ -249,9 +254,25 @@ impl Server {
                 session_notify,
                 status: status_wrapper.clone(),
                 reverse_connect_manager,
+                admission: ConnectionAdmission::default(),
             },
             handle,
         ))
+    }
+
+    /// opcgw patch: caps the open TCP connections, in total and per source address. A
+    /// connection beyond a cap is accepted and closed at once. Call before `run`.
+    pub fn set_connection_limits(&mut self, limits: ConnectionLimits) {
+        self.admission = ConnectionAdmission::new(limits);
+    }
+
+    /// opcgw patch: bounds the files written to `pki/rejected/` (count and writes per
+    /// minute). Call before `run`.
+    pub fn set_rejected_certificate_limits(
+        &mut self,
+        limits: opcua_crypto::RejectedCertificateLimits,
+    ) {
+        trace_write_lock!(self.certificate_store).set_rejected_certificate_limits(limits);
     }
 
     /// Get a reference to the SubscriptionCache containing all subscriptions on the server.
@@ -347,6 +368,13 @@ impl Server {
             Self::run_session_expiry(&self.session_manager, &self.session_notify);
         pin!(session_expiry_fut);
 
+        // opcgw patch: pause after accept errors, rate-limited accept-loop lines.
+        let mut accept_backoff = AcceptBackoff::default();
+        let mut accept_log = AcceptLog::default();
+        let mut accept_resume: Option<tokio::time::Instant> = None;
+        let mut summary_tick = tokio::time::interval(Duration::from_secs(1));
+        summary_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+
         loop {
             let conn_fut = if self.connections.is_empty() {
                 if self.token.is_cancelled() {
@@ -370,9 +398,32 @@ impl Server {
                 _ = &mut subscription_fut => {}
                 _ = &mut discovery_fut => {}
                 _ = &mut session_expiry_fut => {}
-                rs = listener.accept() => {
+                _ = summary_tick.tick() => accept_log.summarise(),
+                _ = tokio::time::sleep_until(accept_resume.unwrap_or_else(tokio::time::Instant::now)),
+                    if accept_resume.is_some() => {
+                    accept_resume = None;
+                }
+                rs = listener.accept(), if accept_resume.is_none() => {
                     match rs {
                         Ok((socket, addr)) => {
+                            accept_backoff.succeeded();
+                            // opcgw patch: admission before any per-connection work.
+                            let slot = match self.admission.admit(addr.ip()) {
+                                Ok(slot) => slot,
+                                Err(refusal) => {
+                                    // RST instead of FIN: no TIME_WAIT entry per refused
+                                    // connection.
+                                    let _ = socket.set_zero_linger();
+                                    drop(socket);
+                                    accept_log.refused(
+                                        refusal,
+                                        addr,
+                                        self.admission.open_connections(),
+                                        self.admission.limits(),
+                                    );
+                                    continue;
+                                }
+                            };
                             info!("Accept new connection from {addr} ({connection_counter})");
                             let conn = SessionStarter::new(
                                 TcpConnector::new(socket, TransportConfig {
@@ -393,6 +444,8 @@ impl Server {
 
                             let (send, recv) = tokio::sync::mpsc::channel(5);
                             let handle = tokio::spawn(async move {
+                                // opcgw patch: the slot is freed when the connection ends.
+                                let _slot = slot;
                                 if let Err(payload) =
                                     std::panic::AssertUnwindSafe(conn.run(recv, |_| {}))
                                         .catch_unwind()
@@ -409,7 +462,10 @@ impl Server {
                             connection_counter += 1;
                         }
                         Err(e) => {
-                            error!("Failed to accept client connection: {:?}", e);
+                            // opcgw patch: back off on resource errors, log rate-limited.
+                            let pause = accept_backoff.failed(&e);
+                            accept_log.accept_failed(&e, pause);
+                            accept_resume = pause.map(|p| tokio::time::Instant::now() + p);
                         }
                     }
                 }
