@@ -21,7 +21,30 @@ pub struct ChildContext {
     pub peers: crate::messages::Peers,
 }
 
-pub type StartFuture<'a> = Pin<Box<dyn Future<Output = Result<ActorCell, String>> + Send + 'a>>;
+/// A start failure that retrying cannot cure while the process runs (another process holds a
+/// resource that must be this process's alone). A child's `pre_start` returns it to make the
+/// supervisor stop the tree with that reason instead of retrying forever.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unrecoverable(pub String);
+
+/// Why a child did not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartFailure {
+    /// Retried with backoff (port in use, a damaged file, a lock held by this process).
+    Retry(String),
+    /// Stops the tree (see [`Unrecoverable`]).
+    Unrecoverable(String),
+}
+
+impl From<String> for StartFailure {
+    fn from(message: String) -> Self {
+        Self::Retry(message)
+    }
+}
+
+pub type StartFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<ActorCell, StartFailure>> + Send + 'a>>;
 
 /// A child of the supervisor: a name, a way to start it linked, and a way to send it the
 /// messages every child understands.
@@ -69,8 +92,11 @@ where
             // collide with the registration of the instance it replaces.
             match A::spawn_linked(None, actor, args, ctx.supervisor.get_cell()).await {
                 Ok((actor_ref, _join)) => Ok(actor_ref.get_cell()),
-                Err(SpawnErr::StartupFailed(err)) => Err(err.to_string()),
-                Err(other) => Err(other.to_string()),
+                Err(SpawnErr::StartupFailed(err)) if err.is::<Unrecoverable>() => {
+                    Err(StartFailure::Unrecoverable(err.to_string()))
+                }
+                Err(SpawnErr::StartupFailed(err)) => Err(StartFailure::Retry(err.to_string())),
+                Err(other) => Err(StartFailure::Retry(other.to_string())),
             }
         })
     }

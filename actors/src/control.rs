@@ -15,8 +15,9 @@ use opcgw::chirpstack::mapping::convert_json;
 use opcgw::chirpstack::payload::encode_command;
 use opcgw::config::AppConfig;
 use opcgw::control::{
-    history_window, resolve_token, serve_connection, ConnectionEnd, ErrorBody, ErrorCode, Request,
-    ServeOptions, TokenVerifier, DEFAULT_COMMAND_LIST_LIMIT, DEFAULT_HISTORY_LIMIT,
+    history_window, resolve_token, serve_admitted, AdmissionRefused, ConnectionEnd,
+    ConnectionLimits, ConnectionTable, ErrorBody, ErrorCode, Request, ServeOptions, Ticket,
+    TokenVerifier, DEFAULT_COMMAND_LIST_LIMIT, DEFAULT_HISTORY_LIMIT,
 };
 use opcgw::model::Timestamp;
 use opcgw::storage::{CommandFilter, HistoryQuery, NewCommand, StorageErrorKind};
@@ -40,11 +41,6 @@ use crate::task::OwnedTask;
 use crate::{poller, reload};
 
 pub const ROLE: &str = "control";
-
-/// At most this many connections at once. At the limit, a new connection evicts the oldest
-/// one that is still within its authentication window (a flood of idle, unauthenticated
-/// connections cannot lock out a real client; authenticated ones are never evicted).
-pub const MAX_CONNECTIONS: usize = 128;
 
 pub struct ControlActor;
 
@@ -202,16 +198,20 @@ pub fn bind_socket(path: &Path, group: Option<&str>) -> Result<UnixListener, Str
     Ok(listener)
 }
 
+/// Accepts connections for as long as the actor lives. Admission (see `opcgw::control`'s
+/// `admission`): at most `MAX_PENDING_CONNECTIONS` connections wait for their token, the oldest
+/// giving way to each newcomer, and at most `MAX_AUTHENTICATED_CONNECTIONS` are authenticated;
+/// an authenticated connection is never closed to make room.
 async fn accept_loop(
     listener: UnixListener,
     verifier: Arc<TokenVerifier>,
     context: watch::Receiver<Context>,
 ) {
     let mut connections: JoinSet<()> = JoinSet::new();
-    // Open connections, oldest first: when each started, and how to end it.
-    let mut open: std::collections::VecDeque<(std::time::Instant, tokio::task::AbortHandle)> =
-        Default::default();
-    let mut at_limit = false;
+    let mut table: ConnectionTable<tokio::task::AbortHandle> =
+        ConnectionTable::new(ConnectionLimits::default());
+    // Logged once per flood, not once per evicted connection.
+    let mut evicting = false;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -219,29 +219,27 @@ async fn accept_loop(
                     tokio::time::sleep(Duration::from_millis(50)).await; // e.g. out of file descriptors
                     continue;
                 };
-                open.retain(|(_, handle)| !handle.is_finished());
-                if open.len() >= MAX_CONNECTIONS {
-                    let window = opcgw::control::AUTH_TIMEOUT + Duration::from_secs(1);
-                    match open.iter().position(|(started, _)| started.elapsed() < window) {
-                        Some(index) => {
-                            if let Some((_, handle)) = open.remove(index) {
-                                handle.abort();
-                            }
-                        }
-                        None => {
-                            if !at_limit {
-                                at_limit = true;
-                                warn!(event = "control_connection_limit", limit = MAX_CONNECTIONS, "closing new control connections until some end");
-                            }
-                            drop(stream);
-                            continue;
-                        }
+                let admitted = table.admit(|handle| handle.is_finished());
+                match (admitted.evicted.is_empty(), evicting) {
+                    (false, false) => {
+                        evicting = true;
+                        warn!(
+                            event = "control_pending_limit",
+                            limit = table.limits().max_pending,
+                            authenticated = table.authenticated(),
+                            "too many connections waiting to authenticate: the oldest is closed for each new one (authenticated connections are kept)"
+                        );
                     }
+                    (true, true) => evicting = false,
+                    _ => {}
                 }
-                at_limit = false;
-                let (verifier, context) = (verifier.clone(), context.clone());
-                let handle = connections.spawn(async move { serve(stream, &verifier, context).await });
-                open.push_back((std::time::Instant::now(), handle));
+                for handle in admitted.evicted {
+                    handle.abort();
+                }
+                let ticket = admitted.ticket;
+                let (verifier, context, task_ticket) = (verifier.clone(), context.clone(), ticket.clone());
+                let handle = connections.spawn(async move { serve(stream, &verifier, task_ticket, context).await });
+                table.track(ticket, handle);
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
@@ -255,7 +253,12 @@ struct Peer {
     pid: Option<i32>,
 }
 
-async fn serve(stream: UnixStream, verifier: &TokenVerifier, context: watch::Receiver<Context>) {
+async fn serve(
+    stream: UnixStream,
+    verifier: &TokenVerifier,
+    ticket: Arc<Ticket>,
+    context: watch::Receiver<Context>,
+) {
     let peer = match stream.peer_cred() {
         Ok(cred) => Peer {
             uid: cred.uid(),
@@ -267,11 +270,16 @@ async fn serve(stream: UnixStream, verifier: &TokenVerifier, context: watch::Rec
         },
     };
     let (read, write) = stream.into_split();
-    let end = serve_connection(
+    let end = serve_admitted(
         BufReader::new(read),
         write,
         verifier,
         &ServeOptions::default(),
+        || {
+            ticket.authenticate().map_err(|refused: AdmissionRefused| {
+                ErrorBody::new(ErrorCode::Unavailable, refused.to_string())
+            })
+        },
         |request| {
             let context = context.borrow().clone();
             async move {
@@ -292,6 +300,12 @@ async fn serve(stream: UnixStream, verifier: &TokenVerifier, context: watch::Rec
     match end {
         ConnectionEnd::AuthRejected(reason) => warn!(
             event = "control_auth_failed",
+            uid = peer.uid,
+            pid = peer.pid.unwrap_or(-1),
+            reason = reason.as_str()
+        ),
+        ConnectionEnd::Refused(reason) => warn!(
+            event = "control_connection_refused",
             uid = peer.uid,
             pid = peer.pid.unwrap_or(-1),
             reason = reason.as_str()

@@ -191,6 +191,12 @@ async fn serve(
         );
         return EXIT_CONFIG;
     }
+    // Another opcgw holding the database (with its own control socket, so the check above
+    // passed): refuse now rather than run with storage down.
+    if let Err(err) = opcgw::storage::check_not_in_use(&loaded.config.storage.database_path) {
+        eprintln!("error: {err}");
+        return EXIT_CONFIG;
+    }
     // The OPC UA key must be owner-only and present (unless development keys are allowed):
     // refuse to start rather than run without the OPC UA server.
     if let Err(err) = opcua_preflight(&loaded.config) {
@@ -274,6 +280,12 @@ async fn serve(
                         error!(event = "gateway_exiting", reason = "restart_intensity_exceeded", actor = %child, restarts);
                         let _ = tokio::time::timeout(shutdown_timeout, &mut tree.join).await;
                         return EXIT_RESTART_INTENSITY;
+                    }
+                    (_, Some(TreeExit::StartUnrecoverable { child, error })) => {
+                        error!(event = "gateway_exiting", reason = "start_unrecoverable", actor = %child, error = error.as_str());
+                        eprintln!("error: {error}");
+                        let _ = tokio::time::timeout(shutdown_timeout, &mut tree.join).await;
+                        return EXIT_CONFIG;
                     }
                     (_, Some(TreeExit::Clean)) => return EXIT_OK,
                     (Err(_), None) => {

@@ -6,15 +6,18 @@
 //! never holds writers up for long.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use opcgw::chirpstack::client::DeviceSummary;
 use opcgw::chirpstack::commands::{CommandRequest, CommandState};
 use opcgw::model::Timestamp;
-use opcgw::storage::{CommandFilter, CommandRecord, Store};
+use opcgw::storage::{CommandFilter, CommandRecord, StorageError, Store};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
+use crate::child::Unrecoverable;
 use crate::duty::DutyBase;
 use crate::messages::{Common, ConfigUpdate, Feed, PollerMsg, StorageFailure, StorageMsg};
 use crate::poller;
@@ -63,7 +66,22 @@ impl Actor for StorageActor {
         config: ConfigUpdate,
     ) -> Result<StorageState, ActorProcessingErr> {
         let path = config.config.storage.database_path.clone();
-        let store = blocking(|| Store::open(&path))?;
+        let store = match blocking(|| Store::open(&path)) {
+            Ok(store) => {
+                open_failures::cleared(&path);
+                store
+            }
+            Err(error) => {
+                open_failures::report(&path, &error);
+                if error.is_locked_by_another_process() {
+                    // Retrying cannot help while the other opcgw runs, and running on without
+                    // storage forever helps nobody: stop, with the reason, and let the service
+                    // manager (or the operator) sort it out.
+                    return Err(Unrecoverable(error.to_string()).into());
+                }
+                return Err(error.into());
+            }
+        };
         let counts = store.counts()?;
         info!(
             event = "storage_opened",
@@ -122,7 +140,10 @@ impl Actor for StorageActor {
                         );
                     }
                 }
+                let gone = file_gone(&result);
+                // The poller keeps a batch that was not stored, and replays it after the restart.
                 let _ = reply.send(result.map_err(StorageFailure::from));
+                gone?;
             }
             StorageMsg::UpdateCommand { update, reply } => {
                 let result = blocking(|| state.store.update_command(&update));
@@ -133,7 +154,9 @@ impl Actor for StorageActor {
                         error = error.to_string().as_str()
                     );
                 }
+                let gone = file_gone(&result);
                 let _ = reply.send(result.map_err(StorageFailure::from));
+                gone?;
             }
             StorageMsg::Latest { device_id, reply } => {
                 let _ = reply.send(
@@ -179,7 +202,9 @@ impl Actor for StorageActor {
                     );
                     state.dispatch(record);
                 }
+                let gone = file_gone(&result);
                 let _ = reply.send(result.map_err(StorageFailure::from));
+                gone?;
             }
             StorageMsg::Commands { filter, reply } => {
                 let _ = reply.send(state.store.commands(&filter).map_err(StorageFailure::from));
@@ -187,10 +212,62 @@ impl Actor for StorageActor {
             StorageMsg::Counts { reply } => {
                 let _ = reply.send(state.store.counts().map_err(StorageFailure::from));
             }
-            StorageMsg::PruneTick { generation } => state.prune(generation),
-            StorageMsg::Feed(feed) => state.feed(feed),
+            StorageMsg::PruneTick { generation } => state.prune(generation)?,
+            StorageMsg::Feed(feed) => state.feed(feed)?,
         }
         Ok(())
+    }
+}
+
+/// Fails the actor when the database file was deleted or replaced under the store (after
+/// saying so loudly): the restarted actor opens the path again, recreating the file, instead of
+/// writing on into a file nobody will ever read.
+fn file_gone<T>(result: &Result<T, StorageError>) -> Result<(), ActorProcessingErr> {
+    match result {
+        Err(error) if error.requires_reopen_by_owner() => {
+            error!(
+                event = "storage_file_gone",
+                path = %error.path().display(),
+                error = error.to_string().as_str()
+            );
+            Err(error.to_string().into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Start failures of the database, reported once per change rather than once per retry: the
+/// supervisor retries a storage that cannot open its file with backoff, and a corrupt file
+/// fails the same way every time. The record outlives the actor instances (each failed start
+/// is a new one), hence a process-wide table, keyed by path so trees in one test process do
+/// not mix.
+mod open_failures {
+    use super::*;
+
+    static LAST: Mutex<Option<HashMap<PathBuf, String>>> = Mutex::new(None);
+
+    pub fn report(path: &Path, failure: &StorageError) {
+        let text = failure.to_string();
+        let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+        let last = last.get_or_insert_with(HashMap::new);
+        if last.get(path) == Some(&text) {
+            return;
+        }
+        error!(
+            event = "storage_open_failed",
+            path = %path.display(),
+            kind = ?failure.kind(),
+            error = text.as_str(),
+            "the storage actor is retried with backoff; the rest of the gateway keeps running"
+        );
+        last.insert(path.to_path_buf(), text);
+    }
+
+    pub fn cleared(path: &Path) {
+        let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.as_mut().and_then(|l| l.remove(path)).is_some() {
+            info!(event = "storage_open_recovered", path = %path.display());
+        }
     }
 }
 
@@ -222,7 +299,7 @@ impl StorageState {
         }
     }
 
-    fn feed(&mut self, feed: Feed) {
+    fn feed(&mut self, feed: Feed) -> Result<(), ActorProcessingErr> {
         let written = match feed {
             Feed::Upstream(status) => {
                 serde_json::to_string(&*status).map(|json| self.store.put_status("upstream", &json))
@@ -235,18 +312,24 @@ impl StorageState {
                 serde_json::to_string(&rows).map(|json| self.store.put_status("devices", &json))
             }
             // Samples and command updates arrive as Append / UpdateCommand, with a reply.
-            Feed::Samples(_) | Feed::Command(_) => return,
+            Feed::Samples(_) | Feed::Command(_) => return Ok(()),
         };
         match written {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => warn!(
-                event = "storage_status_write_failed",
-                error = error.to_string().as_str()
-            ),
-            Err(error) => warn!(
-                event = "storage_status_write_failed",
-                error = error.to_string().as_str()
-            ),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                warn!(
+                    event = "storage_status_write_failed",
+                    error = error.to_string().as_str()
+                );
+                file_gone(&Err::<(), _>(error))
+            }
+            Err(error) => {
+                warn!(
+                    event = "storage_status_write_failed",
+                    error = error.to_string().as_str()
+                );
+                Ok(())
+            }
         }
     }
 
@@ -322,9 +405,9 @@ impl StorageState {
 
     /// One bounded chunk; the next chunk is queued behind the messages already waiting, so
     /// appends interleave with a long prune.
-    fn prune(&mut self, generation: u64) {
+    fn prune(&mut self, generation: u64) -> Result<(), ActorProcessingErr> {
         if generation != self.prune_generation {
-            return;
+            return Ok(());
         }
         let days = u64::from(self.base.config.config.storage.retention_days);
         let horizon = Timestamp::now().saturating_sub(Duration::from_secs(days * 86_400));
@@ -356,8 +439,10 @@ impl StorageState {
                     error = error.to_string().as_str()
                 );
                 self.schedule_prune(PRUNE_INTERVAL);
+                file_gone(&Err::<(), _>(error))?;
             }
         }
+        Ok(())
     }
 }
 

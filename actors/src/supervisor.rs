@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::backoff::{RestartWindow, SupervisorPolicy};
-use crate::child::{ChildContext, ChildSpec};
+use crate::child::{ChildContext, ChildSpec, StartFailure};
 use crate::messages::{Common, ConfigUpdate, Peers};
 
 /// Longest error text kept per child (it reaches status pages and logs).
@@ -29,6 +29,9 @@ pub enum TreeExit {
     Clean,
     /// A child restarted more often than the intensity policy allows.
     IntensityExceeded { child: String, restarts: usize },
+    /// A child could not start for a reason retrying cannot cure (see
+    /// [`Unrecoverable`](crate::child::Unrecoverable)); `error` says why.
+    StartUnrecoverable { child: String, error: String },
 }
 
 /// A planned panic for crash-isolation tests (debug builds): `child` panics `after` each start.
@@ -163,6 +166,10 @@ impl Actor for Supervisor {
         // Start order matters (storage before its clients); a child that cannot start is
         // retried in the background and does not hold back its siblings.
         for index in 0..state.children.len() {
+            // An unrecoverable start failure stops the tree: start nothing after it.
+            if state.stopping {
+                break;
+            }
             state.start_child(&myself, index).await;
         }
         Ok(state)
@@ -271,7 +278,10 @@ impl SupervisorState {
         let name = slot.spec.name().to_string();
         let result = match tokio::time::timeout(timeout, slot.spec.start(ctx)).await {
             Ok(result) => result,
-            Err(_) => Err(format!("did not start within {} ms", timeout.as_millis())),
+            Err(_) => Err(StartFailure::Retry(format!(
+                "did not start within {} ms",
+                timeout.as_millis()
+            ))),
         };
         match result {
             Ok(cell) => {
@@ -287,7 +297,26 @@ impl SupervisorState {
                 self.schedule_faults(&name, index, cell);
                 self.publish_peers();
             }
-            Err(err) => {
+            Err(StartFailure::Unrecoverable(err)) => {
+                let err = sanitize_for_log(&err, MAX_ERROR_CHARS);
+                slot.start_failures += 1;
+                slot.last_error = Some(err.clone());
+                slot.state = ChildState::Stopped;
+                slot.cell = None;
+                error!(
+                    event = "actor_start_unrecoverable",
+                    actor = name.as_str(),
+                    error = err.as_str(),
+                    "stopping the gateway: retrying cannot help; the process exits non-zero"
+                );
+                self.stop_all("a child cannot start").await;
+                let _ = self.exit.send(Some(TreeExit::StartUnrecoverable {
+                    child: name,
+                    error: err,
+                }));
+                myself.stop(Some("a child cannot start".into()));
+            }
+            Err(StartFailure::Retry(err)) => {
                 let err = sanitize_for_log(&err, MAX_ERROR_CHARS);
                 slot.start_failures += 1;
                 let delay = self.schedule_retry(myself, index);

@@ -123,6 +123,11 @@ impl ControlClient {
             Ok(client)
         } else if is_auth_failure(&response) {
             Err(ClientError::AuthFailed)
+        } else if let Some(refusal) = &response.error {
+            // The token was right but the daemon would not take the connection (too many open).
+            Err(ClientError::Protocol(format!(
+                "the daemon refused the connection: {refusal}"
+            )))
         } else {
             Err(ClientError::Protocol(
                 "unexpected answer to the auth frame".into(),

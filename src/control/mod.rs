@@ -13,6 +13,8 @@
 //! - `protocol`: requests, responses, error codes and the typed parsing of a frame.
 //! - `time_arg`: `since`/`until` arguments (RFC 3339 or "15m ago").
 //! - `token`: where the token comes from, writing it to disk, comparing it in constant time.
+//! - `admission`: which connections are kept when many arrive (pending ones give way,
+//!   authenticated ones never do).
 //! - `server`: the per-connection handshake and request loop the control actor runs.
 //! - `client`: the connection `opcgw ctl` opens.
 //! - `render`: human tables for `opcgw ctl` output.
@@ -20,6 +22,7 @@
 //! The control actor (in `opcgw-actors`) owns the listener: it binds the socket, reads the peer
 //! uid, caps connections, and answers each [`Request`] from the other actors.
 
+mod admission;
 mod client;
 mod framing;
 mod protocol;
@@ -33,6 +36,10 @@ mod tests;
 
 use std::time::Duration;
 
+pub use admission::{
+    AdmissionRefused, Admitted, AuthenticatedSlot, ConnectionLimits, ConnectionTable, Ticket,
+    MAX_AUTHENTICATED_CONNECTIONS, MAX_PENDING_CONNECTIONS,
+};
 pub use client::{
     ClientError, ControlClient, EXIT_AUTH_FAILED, EXIT_ERROR, EXIT_OK, EXIT_UNREACHABLE,
 };
@@ -43,8 +50,8 @@ pub use protocol::{
 };
 pub use render::render;
 pub use server::{
-    authenticate_peer, serve_connection, AuthRejection, ConnectionEnd, ServeOptions,
-    REQUEST_TIMEOUT, WRITE_TIMEOUT,
+    authenticate_peer, serve_admitted, serve_connection, AuthRejection, ConnectionEnd,
+    ServeOptions, REQUEST_TIMEOUT, WRITE_TIMEOUT,
 };
 pub use time_arg::{history_window, parse_time_arg, MAX_RELATIVE_SECONDS};
 pub use token::{

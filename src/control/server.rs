@@ -82,6 +82,9 @@ impl AuthRejection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectionEnd {
     AuthRejected(AuthRejection),
+    /// The token was right, but the daemon would not take the connection (all authenticated
+    /// slots taken); the peer was told why.
+    Refused(String),
     /// The peer closed the connection.
     Closed,
     /// Silent for longer than the idle timeout.
@@ -108,6 +111,28 @@ where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    match handshake(reader, writer, verifier, options, || Ok(())).await {
+        Ok(()) => Ok(()),
+        Err(ConnectionEnd::AuthRejected(rejection)) => Err(rejection),
+        // `admit` above never refuses, and the handshake ends in nothing else.
+        Err(other) => Err(AuthRejection::Io(format!("{other:?}"))),
+    }
+}
+
+/// The handshake, with `admit` asked (only once the token is verified, before the peer is told
+/// it is authenticated) whether the connection may go on. A refusal is sent to the peer as an
+/// error frame echoing the auth frame's id: the peer holds the token, so it may know why.
+async fn handshake<R, W, A>(
+    reader: &mut R,
+    writer: &mut W,
+    verifier: &TokenVerifier,
+    options: &ServeOptions,
+    admit: impl FnOnce() -> Result<A, ErrorBody>,
+) -> Result<A, ConnectionEnd>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let outcome = match timeout(options.auth_timeout, read_frame(reader, options.max_frame)).await {
         Err(_) => Err(AuthRejection::Timeout),
         Ok(Ok(None)) => Err(AuthRejection::Closed),
@@ -119,14 +144,30 @@ where
             Some(_) => Err(AuthRejection::WrongToken),
         },
     };
-    match outcome {
-        Ok(id) => send(writer, &Response::authenticated(id), options.write_timeout)
-            .await
-            .map_err(AuthRejection::Io),
+    let id = match outcome {
+        Ok(id) => id,
         Err(rejection) => {
             // Best effort: the peer may already be gone, and the connection closes either way.
             let _ = send(writer, &Response::auth_failed(), options.write_timeout).await;
-            Err(rejection)
+            return Err(ConnectionEnd::AuthRejected(rejection));
+        }
+    };
+    match admit() {
+        Ok(admission) => {
+            send(writer, &Response::authenticated(id), options.write_timeout)
+                .await
+                .map_err(|e| ConnectionEnd::AuthRejected(AuthRejection::Io(e)))?;
+            Ok(admission)
+        }
+        Err(refusal) => {
+            let message = refusal.message.clone();
+            let _ = send(
+                writer,
+                &Response::from_error(id, refusal),
+                options.write_timeout,
+            )
+            .await;
+            Err(ConnectionEnd::Refused(message))
         }
     }
 }
@@ -137,10 +178,31 @@ where
 /// handler; blank lines are ignored. A handler slower than `options.request_timeout` is
 /// abandoned (its future dropped) and the client answered `timeout`.
 pub async fn serve_connection<R, W, H, Fut>(
+    reader: R,
+    writer: W,
+    verifier: &TokenVerifier,
+    options: &ServeOptions,
+    handler: H,
+) -> ConnectionEnd
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+    H: FnMut(super::Request) -> Fut,
+    Fut: Future<Output = Result<Value, ErrorBody>>,
+{
+    serve_admitted(reader, writer, verifier, options, || Ok(()), handler).await
+}
+
+/// [`serve_connection`] with an admission check: once the token is verified, `admit` decides
+/// whether the connection may go on (the control actor takes one of its authenticated slots
+/// there). What `admit` returns is held until the connection ends, so a slot given back on drop
+/// is freed exactly then. A refusal is sent to the peer and ends the connection.
+pub async fn serve_admitted<R, W, H, Fut, A>(
     mut reader: R,
     mut writer: W,
     verifier: &TokenVerifier,
     options: &ServeOptions,
+    admit: impl FnOnce() -> Result<A, ErrorBody>,
     mut handler: H,
 ) -> ConnectionEnd
 where
@@ -149,9 +211,10 @@ where
     H: FnMut(super::Request) -> Fut,
     Fut: Future<Output = Result<Value, ErrorBody>>,
 {
-    if let Err(rejection) = authenticate_peer(&mut reader, &mut writer, verifier, options).await {
-        return ConnectionEnd::AuthRejected(rejection);
-    }
+    let _admission = match handshake(&mut reader, &mut writer, verifier, options, admit).await {
+        Ok(admission) => admission,
+        Err(end) => return end,
+    };
     loop {
         let line = match timeout(
             options.idle_timeout,

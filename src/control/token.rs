@@ -108,11 +108,13 @@ fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// `create_new` refuses an existing file or symlink at `path`, so nothing can be redirected.
+/// `create_new` (O_EXCL) refuses an existing file or symlink at `path`, so nothing can be
+/// redirected; O_NOFOLLOW says the same to any reader of the code and to the kernel.
 fn write_new_private_file(path: &Path, token: &str) -> io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
+        .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC).bits())
         .mode(0o600)
         .open(path)?;
     file.set_permissions(Permissions::from_mode(0o600))?;

@@ -28,6 +28,15 @@ pub enum StorageErrorKind {
     CommandQueueFull,
 }
 
+/// Who holds a locked database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// Another handle in this process (an actor instance being replaced): it goes away soon.
+    ThisProcess,
+    /// Another process: waiting will not help until its operator stops it.
+    OtherProcess,
+}
+
 /// An error of the storage library. The `Display` text is meant for an operator's log.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -35,13 +44,26 @@ pub enum StorageError {
         "database {path} is in use by another opcgw (pid {pid}): stop that instance, or point \
          [storage].database_path at another file"
     )]
-    Locked { path: PathBuf, pid: String },
+    Locked {
+        path: PathBuf,
+        pid: String,
+        holder: Holder,
+    },
 
     #[error(
-        "database {path} is unusable ({detail}): move it aside (mv {path} {path}.broken) to start \
-         with an empty database, or restore a backup"
+        "database {path} is corrupt or not an opcgw database ({detail}): move it aside \
+         (mv {path} {path}.broken) to start with an empty database, or restore a backup"
     )]
     Corrupt { path: PathBuf, detail: String },
+
+    /// The file at the path is no longer the one this store opened: whatever is written through
+    /// the old handle would land in a deleted (or displaced) file and be lost.
+    #[error(
+        "database {path} {what} while opcgw was running: nothing more is written to the old \
+         file; storage restarts and opens (or creates) {path} again. Restore a backup there if \
+         the file was removed by mistake, and find what removed it"
+    )]
+    FileGone { path: PathBuf, what: &'static str },
 
     #[error("database {path}: cannot {action}: {source}; {}", io_advice(.path, .source))]
     Io {
@@ -91,7 +113,7 @@ impl StorageError {
         match self {
             Self::Locked { .. } => StorageErrorKind::Locked,
             Self::Corrupt { .. } => StorageErrorKind::Corrupt,
-            Self::Io { .. } => StorageErrorKind::Io,
+            Self::Io { .. } | Self::FileGone { .. } => StorageErrorKind::Io,
             Self::NewerSchema { .. } => StorageErrorKind::NewerSchema,
             Self::UnknownSeries { .. } => StorageErrorKind::UnknownSeries,
             Self::InvalidQuery { .. } => StorageErrorKind::InvalidQuery,
@@ -104,11 +126,38 @@ impl StorageError {
         match self {
             Self::Locked { path, .. }
             | Self::Corrupt { path, .. }
+            | Self::FileGone { path, .. }
             | Self::Io { path, .. }
             | Self::NewerSchema { path, .. }
             | Self::UnknownSeries { path, .. }
             | Self::InvalidQuery { path, .. }
             | Self::CommandQueueFull { path, .. } => path,
+        }
+    }
+
+    /// Whether another process holds the database, so retrying cannot help until an operator
+    /// acts (as opposed to another handle of this process, released shortly).
+    pub fn is_locked_by_another_process(&self) -> bool {
+        matches!(
+            self,
+            Self::Locked {
+                holder: Holder::OtherProcess,
+                ..
+            }
+        )
+    }
+
+    /// Whether the store cannot go on and must be dropped and opened afresh: the file it has
+    /// open is no longer the one at its path.
+    pub fn requires_reopen_by_owner(&self) -> bool {
+        matches!(self, Self::FileGone { .. })
+    }
+
+    pub(super) fn locked(path: &Path, pid: String) -> Self {
+        Self::Locked {
+            path: path.to_path_buf(),
+            pid,
+            holder: super::ownership::holder_of(path),
         }
     }
 
@@ -138,10 +187,9 @@ impl StorageError {
     /// open (it needs the pid file), so here it only reports a lock without a pid.
     pub(super) fn from_redb(path: &Path, action: &'static str, error: redb::Error) -> Self {
         match error {
-            redb::Error::DatabaseAlreadyOpen | redb::Error::LockProtocolMismatch => Self::Locked {
-                path: path.to_path_buf(),
-                pid: "unknown".to_string(),
-            },
+            redb::Error::DatabaseAlreadyOpen | redb::Error::LockProtocolMismatch => {
+                Self::locked(path, "unknown".to_string())
+            }
             redb::Error::Corrupted(detail) => Self::corrupt(path, detail),
             // redb reports a file without its magic number as InvalidData ("Not a redb database").
             redb::Error::Io(source) if source.kind() == io::ErrorKind::InvalidData => {
@@ -240,6 +288,11 @@ mod tests {
             StorageError::Locked {
                 path: path.into(),
                 pid: "42".into(),
+                holder: Holder::OtherProcess,
+            },
+            StorageError::FileGone {
+                path: path.into(),
+                what: "was deleted",
             },
             StorageError::corrupt(path, "File truncated"),
             StorageError::io(
@@ -266,6 +319,7 @@ mod tests {
             assert!(
                 [
                     "stop",
+                    "Restore a backup",
                     "move it aside",
                     "free disk",
                     "upgrade",

@@ -8,9 +8,11 @@
 //! Failures are [`StorageError`]s that name the file and the remedy; nothing here panics. redb
 //! checks some invariants with assertions (debug builds) that a file damaged outside redb can
 //! trip, so every operation runs behind a guard that turns such a panic into
-//! [`StorageError::Corrupt`]. After an I/O failure redb refuses further work on the handle, so
-//! the next write reopens the database (what was committed is intact) — a disk that filled up
-//! and was cleaned resumes without a restart.
+//! [`StorageError::Corrupt`] without printing it. After an I/O failure redb refuses further
+//! work on the handle, so the next write reopens the database (what was committed is intact) —
+//! a disk that filled up and was cleaned resumes without a restart. A database file deleted or
+//! replaced while open is noticed before the next write ([`StorageError::FileGone`]): the
+//! owner must drop the store and open the path again.
 //!
 //! History has the layout of DESIGN §6 — `history` keyed by (series, time) — plus a staging
 //! table in front of it: appends go to `recent`, keyed by (time, series), where a batch covering
@@ -19,7 +21,9 @@
 //! durable 1,000-sample commit over 1,000 series took 30 ms straight into `history`, 2-3 ms
 //! into `recent`.)
 //!
-//! Files: `open` (opening and creating), `schema` (tables, versions, migrations), `codec`
+//! Files: `open` (opening and creating), `ownership` (who holds the file; the start-up
+//! preflight), `file_identity` (a file deleted under the store), `guard` (redb panics as
+//! errors), `schema` (tables, versions, migrations), `codec`
 //! (value encoding), `samples` (append, latest), `fold` (staged rows into history), `history`
 //! (paged range reads), `retention` (pruning), `commands` (the command queue), `status` (status
 //! documents, counts).
@@ -27,9 +31,12 @@
 mod codec;
 mod commands;
 mod error;
+mod file_identity;
 mod fold;
+mod guard;
 mod history;
 mod open;
+mod ownership;
 mod pidfile;
 mod retention;
 mod samples;
@@ -39,20 +46,21 @@ mod status;
 #[cfg(test)]
 mod tests;
 
-use std::any::Any;
 use std::io;
-use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use redb::Database;
+
+use guard::shield;
 
 pub use codec::MAX_STRING_BYTES;
 pub use commands::{
     CommandFilter, CommandRecord, NewCommand, MAX_COMMAND_PAGE, MAX_COMMAND_PAYLOAD_BYTES,
     MAX_DETAIL_BYTES,
 };
-pub use error::{StorageError, StorageErrorKind};
+pub use error::{Holder, StorageError, StorageErrorKind};
 pub use history::{HistoryPage, HistoryQuery, HistoryRow, ResumeKey, MAX_HISTORY_PAGE};
+pub use ownership::check_not_in_use;
 pub use retention::PruneReport;
 pub use samples::{AppendReport, LatestValue};
 pub use schema::SCHEMA_VERSION;
@@ -103,8 +111,12 @@ pub struct Store {
     series: series::SeriesIndex,
     /// Set by an error after which redb refuses the handle: the next write reopens first.
     needs_reopen: bool,
-    /// The pid sidecar this store wrote (removed on drop).
-    pid_file: Option<PathBuf>,
+    /// The pid sidecar this store wrote (removed on drop, if still ours).
+    pid_file: Option<pidfile::Written>,
+    /// The file the handle has open, to notice it being deleted or replaced.
+    identity: Option<file_identity::FileIdentity>,
+    /// Marks the path as open in this process (for "who holds the lock?").
+    _registration: ownership::Registration,
 }
 
 impl std::fmt::Debug for Store {
@@ -125,6 +137,8 @@ impl Store {
 
     pub fn open_with(path: &Path, options: StoreOptions) -> Result<Store, StorageError> {
         let (db, series) = shield(path, || open::open_database(path, &options))?;
+        let registration = ownership::register(path);
+        let identity = file_identity::FileIdentity::of(path).ok();
         // The pid only improves the "in use" message of a second instance: failing to write it
         // (a read-only directory holding a writable file) is not a reason to refuse to run.
         let pid_file = match pidfile::write(path) {
@@ -152,6 +166,8 @@ impl Store {
             series,
             needs_reopen: false,
             pid_file,
+            identity,
+            _registration: registration,
         })
     }
 
@@ -170,6 +186,7 @@ impl Store {
         self.db = Some(db);
         self.series = series;
         self.needs_reopen = false;
+        self.identity = file_identity::FileIdentity::of(&self.path).ok();
         tracing::info!(
             event = "storage_reopened",
             path = %self.path.display(),
@@ -212,6 +229,10 @@ impl Store {
         &mut self,
         body: impl FnOnce(&mut Self) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
+        // Before a reopen too: reopening would quietly create a new, empty file at the path.
+        if let Some(identity) = &self.identity {
+            identity.check(&self.path)?;
+        }
         if self.needs_reopen || self.db.is_none() {
             self.reopen()?;
         }
@@ -229,7 +250,7 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         if let Some(pid_file) = self.pid_file.take() {
-            let _ = std::fs::remove_file(pid_file);
+            pid_file.remove_if_ours();
         }
     }
 }
@@ -239,37 +260,3 @@ const _: () = {
     const fn assert_send<T: Send>() {}
     assert_send::<Store>();
 };
-
-/// Turns a panic inside redb (its assertions on a damaged file) into an error that names the
-/// file. Relies on `panic = "unwind"`, which the workspace keeps for ractor anyway.
-fn shield<T>(
-    path: &Path,
-    body: impl FnOnce() -> Result<T, StorageError>,
-) -> Result<T, StorageError> {
-    match panic::catch_unwind(AssertUnwindSafe(body)) {
-        Ok(result) => result,
-        Err(payload) => {
-            let message = panic_message(payload.as_ref());
-            tracing::error!(
-                event = "storage_internal_panic",
-                path = %path.display(),
-                panic = %message,
-                "redb stopped on an inconsistency"
-            );
-            Err(StorageError::corrupt(
-                path,
-                format!("redb stopped on an inconsistency: {message}"),
-            ))
-        }
-    }
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".to_string()
-    }
-}

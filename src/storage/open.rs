@@ -84,10 +84,7 @@ fn check_existing(path: &Path, meta: &fs::Metadata) -> Result<(), StorageError> 
 
 fn open_existing(path: &Path, builder: &Builder) -> Result<Database, StorageError> {
     let db = builder.open(path).map_err(|e| match e {
-        DatabaseError::DatabaseAlreadyOpen => StorageError::Locked {
-            path: path.to_path_buf(),
-            pid: pidfile::read(path),
-        },
+        DatabaseError::DatabaseAlreadyOpen => StorageError::locked(path, pidfile::read(path)),
         other => StorageError::from_redb(path, "open", other.into()),
     })?;
     prepare_schema(path, &db)?;
@@ -157,10 +154,7 @@ fn build_and_link(
     builder: &Builder,
 ) -> Result<Option<Database>, StorageError> {
     let db = builder.create(temp).map_err(|e| match e {
-        DatabaseError::DatabaseAlreadyOpen => StorageError::Locked {
-            path: path.to_path_buf(),
-            pid: "unknown".to_string(),
-        },
+        DatabaseError::DatabaseAlreadyOpen => StorageError::locked(path, "unknown".to_string()),
         other => StorageError::from_redb(path, "create", other.into()),
     })?;
     let txn = db.begin_write().at(path, "create")?;

@@ -407,6 +407,68 @@ async fn floods_garbage_oversized_frames_and_slow_readers_do_not_stop_the_servic
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_idle_connections_never_displaces_an_authenticated_client() {
+    raise_fd_limit();
+    let config = MINIMAL_CONFIG.replace(
+        "[opcua]",
+        "[control]\nsocket_path = \"run/flood.sock\"\ntoken_file = \"run/flood.token\"\n\n[opcua]",
+    );
+    let workdir = Workdir::new(&config);
+    let mut daemon = Daemon::start(&workdir, &[]);
+    daemon.wait_for_events("control_socket_listening", 1, Duration::from_secs(20));
+    let path = workdir.path().join("run/flood.sock");
+    let token = std::fs::read_to_string(workdir.path().join("run/flood.token")).unwrap();
+    let token = token.trim();
+    let mut kept = ControlClient::connect(&path, token, Duration::from_secs(10))
+        .await
+        .expect("connect");
+    assert!(ask(&mut kept, Request::Status).await["tree"].is_object());
+
+    // 200 silent connections while the client above is still young (well within its first
+    // auth window): none of them may push it out.
+    let mut idle: Vec<UnixStream> = (0..200)
+        .filter_map(|_| UnixStream::connect(&path).ok())
+        .collect();
+    assert!(idle.len() >= 190, "only {} connections opened", idle.len());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        ask(&mut kept, Request::Status).await["tree"].is_object(),
+        "the authenticated client still works"
+    );
+    // A newcomer with the token still gets in while the flood holds its slots.
+    let mut newcomer = ControlClient::connect(&path, token, Duration::from_secs(10))
+        .await
+        .expect("a newcomer connects during the flood");
+    assert!(ask(&mut newcomer, Request::Devices).await.is_array());
+    // The flood was cut down to the pending cap: the oldest idle connections are closed.
+    let closed = idle
+        .iter_mut()
+        .filter_map(|stream| {
+            stream
+                .set_read_timeout(Some(Duration::from_millis(20)))
+                .unwrap();
+            matches!(stream.read(&mut [0u8; 64]), Ok(0)).then_some(())
+        })
+        .count();
+    assert!(
+        closed >= idle.len() - opcgw::control::MAX_PENDING_CONNECTIONS - 1,
+        "{closed} of {} idle connections closed",
+        idle.len()
+    );
+    assert_eq!(
+        daemon.events("control_pending_limit").len(),
+        1,
+        "one warning per flood"
+    );
+    // Past the auth window the survivors are gone too, and the client is still served.
+    tokio::time::sleep(opcgw::control::AUTH_TIMEOUT + Duration::from_millis(500)).await;
+    assert!(ask(&mut kept, Request::Status).await["tree"].is_object());
+    drop(idle);
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_control_actor_is_restarted_and_clients_reconnect() {
     use opcgw_actors::messages::{Common, ControlMsg};
     use opcgw_actors::supervisor::ChildState;

@@ -1,6 +1,7 @@
 //! Tests of the control-socket library: framing bounds, request parsing, tokens, the server's
 //! connection loop over real socket pairs, and the client against a real listener.
 
+mod admission;
 mod client;
 mod framing;
 mod protocol;

@@ -6,8 +6,8 @@ use tokio::net::UnixStream;
 use tokio::task::JoinHandle;
 
 use crate::control::{
-    serve_connection, AuthRejection, ConnectionEnd, ErrorBody, ErrorCode, Request, Response,
-    ServeOptions, TokenVerifier, MAX_FRAME_BYTES,
+    serve_admitted, serve_connection, AuthRejection, ConnectionEnd, ErrorBody, ErrorCode, Request,
+    Response, ServeOptions, TokenVerifier, MAX_FRAME_BYTES,
 };
 
 pub(super) const TOKEN: &str = "s3cret-s3cret-s3cret-s3cret";
@@ -287,4 +287,92 @@ async fn an_idle_connection_is_closed() {
     let (mut peer, task) = authenticated(options).await;
     assert_eq!(read_until_closed(&mut peer).await, "");
     assert_eq!(task.await.unwrap(), ConnectionEnd::IdleTimeout);
+}
+
+/// A connection whose admission is decided by `admit` (counting how often it is asked).
+fn start_admitted(
+    admit_ok: bool,
+) -> (
+    BufReader<UnixStream>,
+    JoinHandle<ConnectionEnd>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let asked = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let (client, server) = UnixStream::pair().unwrap();
+    let task = tokio::spawn(async move {
+        let (read_half, write_half) = server.into_split();
+        let verifier = TokenVerifier::new(TOKEN);
+        serve_admitted(
+            BufReader::new(read_half),
+            write_half,
+            &verifier,
+            &fast_options(),
+            || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                if admit_ok {
+                    Ok(())
+                } else {
+                    Err(ErrorBody::new(
+                        ErrorCode::Unavailable,
+                        "too many control connections",
+                    ))
+                }
+            },
+            scripted_handler,
+        )
+        .await
+    });
+    (BufReader::new(client), task, asked)
+}
+
+#[tokio::test]
+async fn admission_is_asked_only_after_the_token_and_a_refusal_is_told_to_the_peer() {
+    use std::sync::atomic::Ordering;
+    // A wrong token never reaches admission: it takes no slot.
+    let (mut peer, task, asked) = start_admitted(false);
+    peer.get_mut()
+        .write_all(b"{\"type\":\"auth\",\"token\":\"wrong\"}\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        read_until_closed(&mut peer).await,
+        Response::auth_failed().to_line()
+    );
+    assert!(matches!(
+        task.await.unwrap(),
+        ConnectionEnd::AuthRejected(_)
+    ));
+    assert_eq!(asked.load(Ordering::SeqCst), 0);
+
+    // The right token, but no room: one error frame echoing the auth id, then closed.
+    let (mut peer, task, asked) = start_admitted(false);
+    peer.get_mut()
+        .write_all(format!("{{\"id\":7,\"type\":\"auth\",\"token\":\"{TOKEN}\"}}\n").as_bytes())
+        .await
+        .unwrap();
+    let got = read_until_closed(&mut peer).await;
+    let frame: Value = serde_json::from_str(got.trim_end()).unwrap();
+    assert_eq!(
+        frame,
+        json!({"id": 7, "ok": false, "error": {"code": "unavailable", "message": "too many control connections"}})
+    );
+    assert_eq!(
+        task.await.unwrap(),
+        ConnectionEnd::Refused("too many control connections".into())
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+
+    // Admitted: served as usual.
+    let (mut peer, _task, asked) = start_admitted(true);
+    let reply = exchange(
+        &mut peer,
+        &format!("{{\"id\":1,\"type\":\"auth\",\"token\":\"{TOKEN}\"}}\n"),
+    )
+    .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let status = exchange(&mut peer, "{\"id\":2,\"type\":\"status\"}\n").await;
+    assert_eq!(status["result"]["version"], "test");
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
 }

@@ -196,6 +196,37 @@ fn a_group_or_world_readable_token_file_is_refused_and_left_alone() {
 }
 
 #[test]
+fn a_symlinked_token_file_is_refused_and_neither_followed_nor_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    // A link planted where the daemon and `opcgw ctl` look for the token, to a file that would
+    // pass every other check.
+    let elsewhere = dir.path().join("elsewhere.token");
+    write_with_mode(&elsewhere, TOKEN, 0o600);
+    std::fs::create_dir_all(config.token_file.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &config.token_file).unwrap();
+    let err = resolve_token(&config).unwrap_err();
+    assert!(
+        matches!(err, TokenError::File(SecretFileError::Symlink { .. })),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("symbolic link") && !text.contains(TOKEN),
+        "{text}"
+    );
+    assert!(matches!(
+        read_client_token(&config),
+        Err(TokenError::File(SecretFileError::Symlink { .. }))
+    ));
+    assert!(std::fs::symlink_metadata(&config.token_file)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), TOKEN);
+}
+
+#[test]
 fn short_and_placeholder_tokens_are_refused_without_echoing_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());

@@ -421,3 +421,62 @@ fn a_database_file_without_write_permission_gives_a_clear_error_and_stays_intact
     let store = Store::open(&path).unwrap();
     assert_eq!(store.counts().unwrap().history_rows, 20_000);
 }
+
+#[test]
+fn a_database_deleted_while_open_is_noticed_before_the_next_write_and_is_recreated_by_a_new_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("opcgw.redb");
+    let mut store = Store::open(&path).unwrap();
+    store
+        .append(&[sample("dev", "level", Value::Int(1), 10)])
+        .unwrap();
+    fs::remove_file(&path).unwrap();
+
+    let error = store
+        .append(&[sample("dev", "level", Value::Int(2), 20)])
+        .unwrap_err();
+    assert!(matches!(error, StorageError::FileGone { .. }), "{error}");
+    assert!(error.requires_reopen_by_owner());
+    let text = error.to_string();
+    assert!(
+        text.contains(&path.display().to_string()) && text.contains("was deleted"),
+        "{text}"
+    );
+    // Every write refuses (none is committed into the unlinked file), and none recreates it.
+    assert!(store.put_status("upstream", "{}").is_err());
+    assert!(store.prune(Timestamp(0), 10).is_err());
+    assert!(
+        !path.exists(),
+        "a write recreated the file behind the owner's back"
+    );
+
+    // The owner opens the path again: a new, empty database that takes the writes. The old
+    // store going away afterwards leaves the new store's pid file alone.
+    let mut fresh = Store::open(&path).unwrap();
+    drop(store);
+    assert!(dir.path().join("opcgw.redb.pid").exists());
+    fresh
+        .append(&[sample("dev", "level", Value::Int(3), 30)])
+        .unwrap();
+    let rows = all_rows(&fresh, query("dev", "level", 0, 100, 10));
+    assert_eq!(rows.len(), 1);
+    drop(fresh);
+    assert!(!dir.path().join("opcgw.redb.pid").exists());
+}
+
+#[test]
+fn a_database_replaced_while_open_is_noticed_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("opcgw.redb");
+    let mut store = Store::open(&path).unwrap();
+    let copy = dir.path().join("copy.redb");
+    fs::copy(&path, &copy).unwrap();
+    fs::rename(&copy, &path).unwrap();
+    let error = store
+        .append(&[sample("dev", "level", Value::Int(1), 10)])
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("was replaced by another file"),
+        "{error}"
+    );
+}

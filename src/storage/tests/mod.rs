@@ -9,6 +9,7 @@ mod commands;
 mod durability;
 mod files;
 mod fold;
+mod ownership;
 mod paging;
 mod retention;
 mod values;
