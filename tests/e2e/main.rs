@@ -1,9 +1,9 @@
 //! End-to-end tests: the real actor tree in-process, and the real `opcgw` binary.
 
-mod attack_commands;
-mod attack_sessions;
 mod attack_certificates;
+mod attack_commands;
 mod attack_connections;
+mod attack_sessions;
 mod binary_config;
 mod binary_lifecycle;
 mod binary_opcua;
