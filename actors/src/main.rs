@@ -393,12 +393,7 @@ fn use_control_token_flag(
     if env.raw(opcgw::config::SECRET_ENV_VARS[2]).is_some() || control.token_file.exists() {
         return Ok(()); // a stronger source wins
     }
-    if token.len() < opcgw::control::MIN_TOKEN_BYTES {
-        return Err(format!(
-            "--control-token must be at least {} bytes",
-            opcgw::control::MIN_TOKEN_BYTES
-        ));
-    }
+    opcgw::control::check_strength(token, "--control-token").map_err(|e| e.to_string())?;
     opcgw::control::write_token_file(&control.token_file, token)
         .map_err(|e| format!("cannot write {}: {e}", control.token_file.display()))
 }

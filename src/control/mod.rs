@@ -55,8 +55,8 @@ pub use server::{
 };
 pub use time_arg::{history_window, parse_time_arg, MAX_RELATIVE_SECONDS};
 pub use token::{
-    generate_token, read_client_token, resolve_token, write_token_file, TokenError, TokenSource,
-    TokenVerifier, MIN_TOKEN_BYTES, TOKEN_BYTES,
+    check_strength, generate_token, read_client_token, resolve_token, write_token_file, TokenError,
+    TokenSource, TokenVerifier, MIN_TOKEN_BYTES, TOKEN_BYTES,
 };
 
 /// Longest request frame, newline included. Requests are a command and a few short arguments;

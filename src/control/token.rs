@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use rand::rngs::OsRng;
 use rand::RngCore;
 
-use crate::config::{ControlConfig, Secret};
+use crate::config::{weakness, ControlConfig, Secret, Weakness};
 use crate::security::{read_secret_file, SecretFileError, SecretVerifier};
 
 /// Random bytes in a generated token: 256 bits, as `openssl rand -hex 32`.
@@ -159,10 +159,13 @@ pub enum TokenError {
     )]
     Placeholder,
     #[error(
-        "the control token from {origin} is {len} bytes; use at least {MIN_TOKEN_BYTES} \
-         (generate one with `openssl rand -hex 32`)"
+        "the control token from {origin} {weakness}; use a random token of at least \
+         {MIN_TOKEN_BYTES} characters (generate one with `openssl rand -hex 32`)"
     )]
-    TooShort { origin: &'static str, len: usize },
+    Weak {
+        origin: &'static str,
+        weakness: Weakness,
+    },
     #[error("control token file: {0}")]
     File(#[from] SecretFileError),
     #[error(
@@ -212,14 +215,14 @@ fn configured_token(config: &ControlConfig) -> Result<Option<Secret>, TokenError
         return Err(TokenError::Placeholder);
     }
     let token = config.token.expose().trim();
-    check_length(token, TOKEN_ENV)?;
+    check_strength(token, TOKEN_ENV)?;
     Ok(Some(Secret::new(token)))
 }
 
 fn read_token_file(path: &Path) -> Result<Secret, TokenError> {
     match read_secret_file(path) {
         Ok(token) => {
-            check_length(&token, "control.token_file")?;
+            check_strength(&token, "control.token_file")?;
             Ok(Secret::new(token))
         }
         Err(SecretFileError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
@@ -231,12 +234,11 @@ fn read_token_file(path: &Path) -> Result<Secret, TokenError> {
     }
 }
 
-fn check_length(token: &str, origin: &'static str) -> Result<(), TokenError> {
-    if token.len() < MIN_TOKEN_BYTES {
-        return Err(TokenError::TooShort {
-            origin,
-            len: token.len(),
-        });
+/// The same strength rule as every other secret (length, well-known values, repeats,
+/// sequences; see `config::weakness`), with the control socket's longer minimum.
+pub fn check_strength(token: &str, origin: &'static str) -> Result<(), TokenError> {
+    match weakness(token, MIN_TOKEN_BYTES, None) {
+        Some(weakness) => Err(TokenError::Weak { origin, weakness }),
+        None => Ok(()),
     }
-    Ok(())
 }

@@ -1,14 +1,14 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::config::{ControlConfig, Secret};
+use crate::config::{ControlConfig, Secret, Weakness};
 use crate::control::{
     generate_token, read_client_token, resolve_token, write_token_file, TokenError, TokenSource,
     TokenVerifier, MIN_TOKEN_BYTES, TOKEN_BYTES,
 };
 use crate::security::SecretFileError;
 
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+const TOKEN: &str = "7c1e94d2a05b3f68e9d07a4c2b51f836";
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
@@ -36,7 +36,7 @@ fn the_verifier_accepts_only_the_exact_token() {
     assert!(!verifier.verify(&format!("{TOKEN}0")));
     assert!(!verifier.verify(&format!("{TOKEN}\n")));
     assert!(!verifier.verify(&TOKEN.to_uppercase()));
-    assert!(!verifier.verify("0123456789abcdef0123456789abcdeF"));
+    assert!(!verifier.verify("7c1e94d2a05b3f68e9d07a4c2b51f83F"));
     assert!(!verifier.verify(&"x".repeat(64 * 1024)));
     // Two verifiers of one token agree although their keys differ.
     assert!(TokenVerifier::new(TOKEN).verify(TOKEN));
@@ -227,18 +227,36 @@ fn a_symlinked_token_file_is_refused_and_neither_followed_nor_replaced() {
 }
 
 #[test]
-fn short_and_placeholder_tokens_are_refused_without_echoing_them() {
+fn short_weak_and_placeholder_tokens_are_refused_without_echoing_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
-    config.token = Secret::new("hunter2");
+    config.token = Secret::new("k3Rv9qZ");
     let err = resolve_token(&config).unwrap_err();
     assert!(
-        matches!(err, TokenError::TooShort { len: 7, .. }),
+        matches!(
+            err,
+            TokenError::Weak {
+                weakness: Weakness::TooShort { min_chars: 16 },
+                ..
+            }
+        ),
         "{err:?}"
     );
     let text = err.to_string();
     assert!(text.contains("OPCGW_CONTROL__TOKEN") && text.contains(&MIN_TOKEN_BYTES.to_string()));
-    assert!(!text.contains("hunter2"));
+    assert!(!text.contains("k3Rv9qZ"));
+
+    // Long enough, but guessable: the same rule as every other secret.
+    for weak in [
+        "changeme-changeme",
+        "0123456789abcdef0123456789abcdef",
+        "aaaaaaaaaaaaaaaaaaaa",
+    ] {
+        config.token = Secret::new(weak);
+        let err = resolve_token(&config).unwrap_err();
+        assert!(matches!(err, TokenError::Weak { .. }), "{weak}: {err:?}");
+        assert!(!err.to_string().contains(weak));
+    }
 
     config.token = Secret::new("REPLACE_ME_WITH_OPCGW_CONTROL__TOKEN_ENV_VAR");
     assert!(matches!(
@@ -251,7 +269,7 @@ fn short_and_placeholder_tokens_are_refused_without_echoing_them() {
     let err = resolve_token(&config).unwrap_err();
     assert!(matches!(
         err,
-        TokenError::TooShort {
+        TokenError::Weak {
             origin: "control.token_file",
             ..
         }
