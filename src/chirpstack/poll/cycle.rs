@@ -46,7 +46,7 @@ pub struct CycleInput {
 }
 
 /// What a cycle found.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CycleReport {
     pub finished: Timestamp,
     pub duration: Duration,
