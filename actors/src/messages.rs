@@ -189,7 +189,7 @@ pub enum PollerMsg {
         generation: u64,
     },
     /// A poll cycle finished.
-    CycleDone(Box<crate::poller::cycle::CycleReport>),
+    CycleDone(Box<opcgw::chirpstack::poll::CycleReport>),
     /// A parsed event from a device's event stream.
     DeviceEvent {
         dev_eui: String,

@@ -9,6 +9,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chirpstack_api::api::{
     application_service_client::ApplicationServiceClient,
     device_service_client::DeviceServiceClient, internal_service_client::InternalServiceClient,
@@ -23,6 +24,7 @@ use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
+use crate::chirpstack::poll::ChirpstackApi;
 use crate::config::Secret;
 use crate::model::Timestamp;
 use crate::security::sanitize_for_log;
@@ -230,75 +232,71 @@ impl ChirpstackClient {
         request
     }
 
-    /// Every application of `tenant_id`, `page_size` per call.
-    pub async fn list_applications(
+    /// One page of the applications of `tenant_id`, with the total the server claims.
+    pub async fn list_applications_page(
         &self,
         tenant_id: &str,
-        page_size: u32,
-    ) -> Result<Vec<ApplicationSummary>, UpstreamError> {
-        paginate(page_size, |limit, offset| async move {
-            let request = ListApplicationsRequest {
-                limit,
-                offset,
-                tenant_id: tenant_id.to_string(),
-                ..Default::default()
-            };
-            let page = self
-                .unary(self.applications().list(self.request(request)))
-                .await?;
-            let items = page
-                .result
-                .into_iter()
-                .map(|a| ApplicationSummary {
-                    id: a.id,
-                    name: a.name,
-                })
-                .collect();
-            Ok((page.total_count, items))
-        })
-        .await
+        limit: u32,
+        offset: u32,
+    ) -> Result<(u32, Vec<ApplicationSummary>), UpstreamError> {
+        let request = ListApplicationsRequest {
+            limit,
+            offset,
+            tenant_id: tenant_id.to_string(),
+            ..Default::default()
+        };
+        let page = self
+            .unary(self.applications().list(self.request(request)))
+            .await?;
+        let items = page
+            .result
+            .into_iter()
+            .map(|a| ApplicationSummary {
+                id: a.id,
+                name: a.name,
+            })
+            .collect();
+        Ok((page.total_count, items))
     }
 
-    /// Every device of `application_id`, `page_size` per call.
-    pub async fn list_devices(
+    /// One page of the devices of `application_id`, with the total the server claims.
+    pub async fn list_devices_page(
         &self,
         application_id: &str,
-        page_size: u32,
-    ) -> Result<Vec<DeviceSummary>, UpstreamError> {
-        paginate(page_size, |limit, offset| async move {
-            let request = ListDevicesRequest {
-                limit,
-                offset,
-                application_id: application_id.to_string(),
-                ..Default::default()
-            };
-            let page = self
-                .unary(self.devices().list(self.request(request)))
-                .await?;
-            let items = page
-                .result
-                .into_iter()
-                .map(|d| DeviceSummary {
-                    rssi: None,
-                    snr: None,
-                    last_seen: d.last_seen_at.as_ref().and_then(Timestamp::from_prost),
-                    margin: d.device_status.as_ref().map(|s| s.margin),
-                    battery_level: d
-                        .device_status
-                        .as_ref()
-                        .map(|s| s.battery_level)
-                        .filter(|b| b.is_finite() && *b >= 0.0),
-                    external_power_source: d
-                        .device_status
-                        .as_ref()
-                        .is_some_and(|s| s.external_power_source),
-                    dev_eui: d.dev_eui,
-                    name: d.name,
-                })
-                .collect();
-            Ok((page.total_count, items))
-        })
-        .await
+        limit: u32,
+        offset: u32,
+    ) -> Result<(u32, Vec<DeviceSummary>), UpstreamError> {
+        let request = ListDevicesRequest {
+            limit,
+            offset,
+            application_id: application_id.to_string(),
+            ..Default::default()
+        };
+        let page = self
+            .unary(self.devices().list(self.request(request)))
+            .await?;
+        let items = page
+            .result
+            .into_iter()
+            .map(|d| DeviceSummary {
+                rssi: None,
+                snr: None,
+                last_seen: d.last_seen_at.as_ref().and_then(Timestamp::from_prost),
+                margin: d.device_status.as_ref().map(|s| s.margin),
+                battery_level: d
+                    .device_status
+                    .as_ref()
+                    .map(|s| s.battery_level)
+                    .filter(|b| b.is_finite() && *b >= 0.0),
+                external_power_source: d
+                    .device_status
+                    .as_ref()
+                    .is_some_and(|s| s.external_power_source),
+                dev_eui: d.dev_eui,
+                name: d.name,
+            })
+            .collect();
+        Ok((page.total_count, items))
     }
 
     /// Aggregated measurements of a device in `[start, end)`.
@@ -440,59 +438,55 @@ impl ChirpstackClient {
     }
 }
 
-/// Collects every page of a listing. The first page says how many there are; the loop ends on
-/// a short or empty page too, and never collects more than [`MAX_LISTED_ITEMS`].
-async fn paginate<T, F, Fut>(page_size: u32, mut fetch: F) -> Result<Vec<T>, UpstreamError>
-where
-    F: FnMut(u32, u32) -> Fut,
-    Fut: Future<Output = Result<(u32, Vec<T>), UpstreamError>>,
-{
-    let page_size = page_size.max(1);
-    let mut out = Vec::new();
-    loop {
-        let (total, page) = fetch(page_size, out.len() as u32).await?;
-        let got = page.len();
-        out.extend(page);
-        if got == 0
-            || got < page_size as usize
-            || out.len() >= total as usize
-            || out.len() >= MAX_LISTED_ITEMS
-        {
-            out.truncate(MAX_LISTED_ITEMS);
-            return Ok(out);
-        }
+/// The poll cycle's calls, answered by this client.
+#[async_trait]
+impl ChirpstackApi for ChirpstackClient {
+    async fn list_applications_page(
+        &self,
+        tenant_id: &str,
+        limit: u32,
+        offset: u32,
+    ) -> Result<(u32, Vec<ApplicationSummary>), UpstreamError> {
+        ChirpstackClient::list_applications_page(self, tenant_id, limit, offset).await
+    }
+
+    async fn list_devices_page(
+        &self,
+        application_id: &str,
+        limit: u32,
+        offset: u32,
+    ) -> Result<(u32, Vec<DeviceSummary>), UpstreamError> {
+        ChirpstackClient::list_devices_page(self, application_id, limit, offset).await
+    }
+
+    async fn get_metrics(
+        &self,
+        dev_eui: &str,
+        start: Timestamp,
+        end: Timestamp,
+        aggregation: Aggregation,
+    ) -> Result<BTreeMap<String, MetricBuckets>, UpstreamError> {
+        ChirpstackClient::get_metrics(self, dev_eui, start, end, aggregation).await
+    }
+
+    async fn get_link_metrics(
+        &self,
+        dev_eui: &str,
+        start: Timestamp,
+        end: Timestamp,
+        aggregation: Aggregation,
+    ) -> Result<(MetricBuckets, MetricBuckets), UpstreamError> {
+        ChirpstackClient::get_link_metrics(self, dev_eui, start, end, aggregation).await
+    }
+
+    async fn get_queue(&self, dev_eui: &str) -> Result<Vec<QueueItem>, UpstreamError> {
+        ChirpstackClient::get_queue(self, dev_eui).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn pagination_collects_every_page_and_stops_on_short_pages() {
-        let all: Vec<u32> = (0..250).collect();
-        let calls = std::sync::atomic::AtomicU32::new(0);
-        let got = paginate(100, |limit, offset| {
-            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let page: Vec<u32> = all
-                .iter()
-                .skip(offset as usize)
-                .take(limit as usize)
-                .copied()
-                .collect();
-            async move { Ok((250, page)) }
-        })
-        .await
-        .unwrap();
-        assert_eq!(got, all);
-        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 3);
-
-        // A server that lies about its total cannot make the loop run forever.
-        let got = paginate(10, |_, _| async { Ok((u32::MAX, vec![1u8; 10])) })
-            .await
-            .unwrap();
-        assert_eq!(got.len(), MAX_LISTED_ITEMS);
-    }
 
     #[test]
     fn status_codes_map_to_actionable_errors_without_the_token() {

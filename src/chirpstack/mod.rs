@@ -6,6 +6,7 @@ pub mod commands;
 pub mod events;
 pub mod mapping;
 pub mod payload;
+pub mod poll;
 pub mod series;
 pub mod simulator;
 pub mod upstream;

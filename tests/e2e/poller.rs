@@ -738,3 +738,38 @@ async fn device_health_carries_last_seen_battery_and_link_quality() {
     poller.stop();
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_refuses_minute_aggregation_is_read_by_the_hour() {
+    let sim = simulator(|c| {
+        c.devices_per_application = 1;
+        c.supports_minute_aggregation = false;
+    })
+    .await;
+    let mut poller = PollerProbe::start(gateway_config(&sim, |_| {})).await;
+    wait_streams(&sim, 1).await;
+    let dev = sim.world().devices().next().unwrap().dev_eui.clone();
+    sim.emit_uplink_now(&dev);
+    poller
+        .wait_for(Duration::from_secs(10), "the battery aggregate", |feed| {
+            samples(feed)
+                .iter()
+                .any(|s| s.metric == "battery_mv" && s.origin == SampleOrigin::Aggregate)
+        })
+        .await;
+    let battery = samples(&poller.seen)
+        .into_iter()
+        .find(|s| s.metric == "battery_mv")
+        .unwrap();
+    assert_eq!(
+        battery.source_time.as_micros() % 3_600_000_000,
+        0,
+        "stamped with the start of an HOUR bucket: {battery:?}"
+    );
+    // The refusal is not an error of the upstream: it is answered by asking for HOUR.
+    poller
+        .wait_upstream(UpstreamState::Connected, Duration::from_secs(5))
+        .await;
+    poller.stop();
+    sim.shutdown().await;
+}

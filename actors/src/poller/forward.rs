@@ -65,10 +65,16 @@ impl Default for StorageForwarder {
 
 impl StorageForwarder {
     pub fn new() -> Self {
+        Self::with_limit(MAX_BUFFERED_SAMPLES)
+    }
+
+    /// A forwarder that keeps at most `max_buffered` samples while storage is away.
+    pub fn with_limit(max_buffered: usize) -> Self {
         let (items, rx) = mpsc::unbounded_channel();
         let (storage, storage_rx) = watch::channel(None);
         let stats = Arc::new(ForwardStats::default());
-        let task = OwnedTask::spawn(run(rx, storage_rx, stats.clone()));
+        let backlog = Backlog::new(max_buffered, stats.clone());
+        let task = OwnedTask::spawn(run(rx, storage_rx, backlog));
         Self {
             items,
             storage,
@@ -101,124 +107,155 @@ impl StorageForwarder {
     }
 }
 
-async fn run(
-    mut items: mpsc::UnboundedReceiver<StorageItem>,
-    mut storage: watch::Receiver<Option<ActorRef<StorageMsg>>>,
+/// Items waiting for storage, in order, with the samples among them bounded.
+struct Backlog {
+    queue: VecDeque<StorageItem>,
+    samples: usize,
+    limit: usize,
+    /// Samples were dropped since the last successful write (warned about once).
+    overflowing: bool,
     stats: Arc<ForwardStats>,
-) {
-    let mut queue: VecDeque<StorageItem> = VecDeque::new();
-    let mut queued_samples = 0usize;
-    let mut overflowing = false;
-    let mut failing = false;
-    let mut retry = RETRY_INITIAL;
-    loop {
-        while let Ok(item) = items.try_recv() {
-            queued_samples += item.samples();
-            queue.push_back(item);
+}
+
+/// What one storage call carries: a command, or consecutive sample items merged into one
+/// append (the pieces are kept to put them back in order if the append fails).
+enum Batch {
+    Command(Arc<CommandUpdate>),
+    Samples(Vec<Arc<[Sample]>>),
+}
+
+impl Backlog {
+    fn new(limit: usize, stats: Arc<ForwardStats>) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            samples: 0,
+            limit,
+            overflowing: false,
+            stats,
         }
-        // Bounded: drop the oldest samples (commands are never dropped).
-        while queued_samples > MAX_BUFFERED_SAMPLES {
-            let Some(index) = queue
+    }
+
+    fn push(&mut self, item: StorageItem) {
+        self.samples += item.samples();
+        self.queue.push_back(item);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Drops the oldest samples beyond the limit (commands are never dropped), counted.
+    fn trim(&mut self) {
+        while self.samples > self.limit {
+            let Some(index) = self
+                .queue
                 .iter()
                 .position(|i| matches!(i, StorageItem::Samples(_)))
             else {
                 break;
             };
-            if let Some(dropped) = queue.remove(index) {
-                let n = dropped.samples();
-                queued_samples -= n;
-                stats.buffered.fetch_sub(n as u64, Ordering::Relaxed);
-                stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
-                if !overflowing {
-                    overflowing = true;
-                    warn!(
-                        event = "storage_buffer_overflow",
-                        limit = MAX_BUFFERED_SAMPLES,
-                        "storage is unavailable and the buffer is full: the oldest samples are dropped (counted)"
-                    );
+            let Some(dropped) = self.queue.remove(index) else {
+                break;
+            };
+            let n = dropped.samples();
+            self.samples -= n;
+            self.stats.buffered.fetch_sub(n as u64, Ordering::Relaxed);
+            self.stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            if !self.overflowing {
+                self.overflowing = true;
+                warn!(
+                    event = "storage_buffer_overflow",
+                    limit = self.limit,
+                    "storage is unavailable and the buffer is full: the oldest samples are dropped (counted)"
+                );
+            }
+        }
+    }
+
+    /// The front item, with the sample items queued behind it up to one append's worth.
+    fn next_batch(&mut self) -> Option<Batch> {
+        match self.queue.pop_front()? {
+            StorageItem::Command(update) => Some(Batch::Command(update)),
+            StorageItem::Samples(first) => {
+                let mut total = first.len();
+                let mut pieces = vec![first];
+                while let Some(StorageItem::Samples(next)) = self.queue.front() {
+                    if total + next.len() > MAX_APPEND_SAMPLES {
+                        break;
+                    }
+                    total += next.len();
+                    if let Some(StorageItem::Samples(next)) = self.queue.pop_front() {
+                        pieces.push(next);
+                    }
+                }
+                Some(Batch::Samples(pieces))
+            }
+        }
+    }
+
+    /// A batch that could not be written goes back to the front, in order.
+    fn put_back(&mut self, batch: Batch) {
+        match batch {
+            Batch::Command(update) => self.queue.push_front(StorageItem::Command(update)),
+            Batch::Samples(pieces) => {
+                for piece in pieces.into_iter().rev() {
+                    self.queue.push_front(StorageItem::Samples(piece));
                 }
             }
         }
+    }
+
+    /// `n` samples are stored.
+    fn written(&mut self, n: usize) {
+        self.samples -= n;
+        self.stats.buffered.fetch_sub(n as u64, Ordering::Relaxed);
+        self.stats.written.fetch_add(n as u64, Ordering::Relaxed);
+        self.overflowing = false;
+    }
+}
+
+async fn run(
+    mut items: mpsc::UnboundedReceiver<StorageItem>,
+    mut storage: watch::Receiver<Option<ActorRef<StorageMsg>>>,
+    mut backlog: Backlog,
+) {
+    let mut failing = false;
+    let mut retry = RETRY_INITIAL;
+    loop {
+        while let Ok(item) = items.try_recv() {
+            backlog.push(item);
+        }
+        backlog.trim();
         let target = storage.borrow().clone();
-        let Some(target) = target.filter(|_| !queue.is_empty()) else {
+        let Some(target) = target.filter(|_| !backlog.is_empty()) else {
+            // Nothing to write, or nowhere to write it: wait for either to change.
             tokio::select! {
                 item = items.recv() => match item {
-                    Some(item) => {
-                        queued_samples += item.samples();
-                        queue.push_back(item);
-                    }
+                    Some(item) => backlog.push(item),
                     None => return,
                 },
                 changed = storage.changed() => if changed.is_err() { return },
             }
             continue;
         };
-        let Some(front) = queue.pop_front() else {
+        let Some(batch) = backlog.next_batch() else {
             continue;
         };
-        let (message_result, item_back): (Result<(), String>, Option<StorageItem>) = match front {
-            StorageItem::Command(update) => {
-                let result = target
-                    .call(
-                        |reply| StorageMsg::UpdateCommand {
-                            update: update.clone(),
-                            reply,
-                        },
-                        Some(WRITE_TIMEOUT),
-                    )
-                    .await;
-                (flatten(result), Some(StorageItem::Command(update)))
-            }
-            StorageItem::Samples(first) => {
-                // Coalesce the samples queued behind it, up to one append's worth.
-                let mut batch: Vec<Sample> = first.to_vec();
-                let mut merged = vec![first];
-                while let Some(StorageItem::Samples(next)) = queue.front() {
-                    if batch.len() + next.len() > MAX_APPEND_SAMPLES {
-                        break;
-                    }
-                    batch.extend(next.iter().cloned());
-                    if let Some(StorageItem::Samples(next)) = queue.pop_front() {
-                        merged.push(next);
-                    }
+        match write(&target, &batch).await {
+            Ok(samples) => {
+                if matches!(batch, Batch::Samples(_)) {
+                    backlog.written(samples);
                 }
-                let n = batch.len();
-                let samples: Arc<[Sample]> = batch.into();
-                let result = target
-                    .call(
-                        |reply| StorageMsg::Append { samples, reply },
-                        Some(WRITE_TIMEOUT),
-                    )
-                    .await;
-                let result = flatten(result);
-                if result.is_ok() {
-                    queued_samples -= n;
-                    stats.buffered.fetch_sub(n as u64, Ordering::Relaxed);
-                    stats.written.fetch_add(n as u64, Ordering::Relaxed);
-                    overflowing = false;
-                    (Ok(()), None)
-                } else {
-                    // Put the pieces back in order (a partial commit is impossible: one
-                    // transaction; a repeated commit is harmless: same series + time = one row).
-                    for piece in merged.into_iter().rev() {
-                        queue.push_front(StorageItem::Samples(piece));
-                    }
-                    (result, None)
-                }
-            }
-        };
-        match message_result {
-            Ok(()) => {
                 if failing {
                     failing = false;
-                    info!(event = "storage_writes_resumed", queued = queued_samples);
+                    info!(event = "storage_writes_resumed", queued = backlog.samples);
                 }
                 retry = RETRY_INITIAL;
             }
             Err(error) => {
-                if let Some(item) = item_back {
-                    queue.push_front(item);
-                }
+                // A partial commit is impossible (one transaction) and a repeated one is
+                // harmless (same series + time = one row): the whole batch is retried.
+                backlog.put_back(batch);
                 if !failing {
                     failing = true;
                     warn!(
@@ -238,6 +275,38 @@ async fn run(
     }
 }
 
+/// One storage call; the samples it stored.
+async fn write(target: &ActorRef<StorageMsg>, batch: &Batch) -> Result<usize, String> {
+    match batch {
+        Batch::Command(update) => {
+            let result = target
+                .call(
+                    |reply| StorageMsg::UpdateCommand {
+                        update: update.clone(),
+                        reply,
+                    },
+                    Some(WRITE_TIMEOUT),
+                )
+                .await;
+            flatten(result).map(|()| 0)
+        }
+        Batch::Samples(pieces) => {
+            let samples: Arc<[Sample]> = pieces
+                .iter()
+                .flat_map(|piece| piece.iter().cloned())
+                .collect();
+            let n = samples.len();
+            let result = target
+                .call(
+                    |reply| StorageMsg::Append { samples, reply },
+                    Some(WRITE_TIMEOUT),
+                )
+                .await;
+            flatten(result).map(|()| n)
+        }
+    }
+}
+
 fn flatten<T, E: std::fmt::Display>(
     result: Result<CallResult<Result<T, E>>, ractor::MessagingErr<StorageMsg>>,
 ) -> Result<(), String> {
@@ -250,5 +319,178 @@ fn flatten<T, E: std::fmt::Display>(
         )),
         Ok(CallResult::SenderError) => Err("storage stopped while writing".into()),
         Err(_) => Err("storage is not running".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use opcgw::chirpstack::commands::CommandState;
+    use opcgw::model::{SampleOrigin, Timestamp, Value};
+    use opcgw::storage::AppendReport;
+    use ractor::{Actor, ActorProcessingErr};
+
+    use super::*;
+    use crate::messages::StorageFailure;
+
+    /// What the fake storage was asked, in order.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Write {
+        Refused(Vec<i64>),
+        Appended(Vec<i64>),
+        Command(u64),
+    }
+
+    /// Storage that refuses its first `refuse` appends and records every write.
+    struct FakeStorage;
+
+    struct FakeState {
+        log: Arc<Mutex<Vec<Write>>>,
+        refuse: usize,
+    }
+
+    impl Actor for FakeStorage {
+        type Msg = StorageMsg;
+        type State = FakeState;
+        type Arguments = FakeState;
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<StorageMsg>,
+            state: FakeState,
+        ) -> Result<FakeState, ActorProcessingErr> {
+            Ok(state)
+        }
+
+        async fn handle(
+            &self,
+            _myself: ActorRef<StorageMsg>,
+            message: StorageMsg,
+            state: &mut FakeState,
+        ) -> Result<(), ActorProcessingErr> {
+            let mut log = state.log.lock().unwrap_or_else(|e| e.into_inner());
+            match message {
+                StorageMsg::Append { samples, reply } => {
+                    let values = samples.iter().map(|s| s.source_time.0).collect();
+                    if state.refuse > 0 {
+                        state.refuse -= 1;
+                        log.push(Write::Refused(values));
+                        let _ = reply.send(Err(StorageFailure::Unavailable("disk full".into())));
+                    } else {
+                        log.push(Write::Appended(values));
+                        let _ = reply.send(Ok(AppendReport::default()));
+                    }
+                }
+                StorageMsg::UpdateCommand { update, reply } => {
+                    log.push(Write::Command(update.id));
+                    let _ = reply.send(Ok(None));
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+    }
+
+    /// Item `item`'s three samples, told apart by their source times `item*10 + 0..3`.
+    fn samples(item: i64) -> StorageItem {
+        let samples: Vec<Sample> = (0..3)
+            .map(|j| Sample {
+                device_id: "dev".into(),
+                metric: "m".into(),
+                value: Value::Float(1.0),
+                source_time: Timestamp(item * 10 + j),
+                received_time: Timestamp(0),
+                origin: SampleOrigin::Uplink,
+            })
+            .collect();
+        StorageItem::Samples(samples.into())
+    }
+
+    fn command(id: u64) -> StorageItem {
+        StorageItem::Command(Arc::new(CommandUpdate {
+            id,
+            device_id: "dev".into(),
+            command_name: "c".into(),
+            state: CommandState::Sent,
+            queue_item_id: None,
+            transmitted: false,
+            detail: None,
+            at: Timestamp(0),
+        }))
+    }
+
+    fn times(items: &[i64]) -> Vec<i64> {
+        items
+            .iter()
+            .flat_map(|i| (0..3).map(move |j| i * 10 + j))
+            .collect()
+    }
+
+    /// Waits (on the paused clock) until `done` holds.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        for _ in 0..10_000 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never happened: {what}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_buffer_drops_the_oldest_samples_counted_and_replays_the_rest_in_order() {
+        let forwarder = StorageForwarder::with_limit(10);
+        let stats = forwarder.stats.clone();
+        // Storage is down: 18 samples and a command arrive for a buffer of 10 samples.
+        for item in [
+            samples(1),
+            samples(2),
+            samples(3),
+            command(7),
+            samples(4),
+            samples(5),
+        ] {
+            forwarder.send(item);
+        }
+        until("the oldest samples are dropped", || {
+            stats.dropped.load(Ordering::Relaxed) == 6
+        })
+        .await;
+        assert_eq!(stats.buffered.load(Ordering::Relaxed), 9);
+        assert_eq!(stats.written.load(Ordering::Relaxed), 0);
+
+        // Storage comes back, refuses the first append, then takes everything.
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (storage, _join) = Actor::spawn(
+            None,
+            FakeStorage,
+            FakeState {
+                log: log.clone(),
+                refuse: 1,
+            },
+        )
+        .await
+        .expect("fake storage starts");
+        forwarder.set_storage(Some(storage.clone()));
+        until("the rest is written", || {
+            stats.written.load(Ordering::Relaxed) == 9
+        })
+        .await;
+
+        let log = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        assert_eq!(
+            log,
+            vec![
+                Write::Refused(times(&[3])),
+                Write::Appended(times(&[3])),
+                Write::Command(7),
+                Write::Appended(times(&[4, 5])),
+            ],
+            "the oldest two items dropped, the command kept, the rest in order"
+        );
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 6);
+        assert_eq!(stats.buffered.load(Ordering::Relaxed), 0);
+        storage.stop(None);
     }
 }

@@ -1,31 +1,30 @@
 //! The poller actor: everything that comes from ChirpStack.
 //!
-//! Raw values arrive on per-device event streams (see `streams`); a periodic cycle (see
-//! `cycle`) covers what streams cannot. Results go out as a [`Feed`] — samples, upstream
-//! status, device health, command updates — to the storage, OPC UA and web actors.
+//! Raw values arrive on per-device event streams (see `streams`); a periodic cycle (the
+//! library's `opcgw::chirpstack::poll`) covers what streams cannot. Results go out as a
+//! [`Feed`] — samples, upstream status, device health, command updates — to the storage,
+//! OPC UA and web actors. This actor only wires: timers, messages, the stream pool.
 
-pub mod cycle;
+pub mod dispatch;
 pub mod forward;
 pub mod output;
 pub mod streams;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chirpstack_api::common::Aggregation;
 use opcgw::chirpstack::client::{ChirpstackClient, ClientSettings, UpstreamError};
-use opcgw::chirpstack::commands::{CommandBook, CommandUpdate};
+use opcgw::chirpstack::commands::CommandUpdate;
 use opcgw::chirpstack::events::DeviceEvent;
-use opcgw::chirpstack::mapping::{DeviceMapping, Rejection};
-use opcgw::chirpstack::series::SeriesTracker;
+use opcgw::chirpstack::mapping::Rejection;
+use opcgw::chirpstack::poll::{run_cycle, CycleOutcome, CycleReport, PollCycle, SystemClock};
 use opcgw::chirpstack::upstream::{Transition, UpstreamState, UpstreamTracker};
-use opcgw::config::{AppConfig, MetricType};
+use opcgw::config::AppConfig;
 use opcgw::model::{Sample, Timestamp};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, info, warn};
 
-use self::cycle::{run_cycle, CycleInput, CycleReport, FallbackTarget};
+use self::dispatch::CommandDispatch;
 use self::output::PollerOutput;
 use self::streams::StreamPool;
 use crate::duty::DutyBase;
@@ -33,10 +32,6 @@ use crate::messages::{ConfigUpdate, Feed, PollerMsg};
 use crate::task::OwnedTask;
 
 pub const ROLE: &str = "poller";
-
-/// Link quality (RSSI, SNR) is read on the first and then every this many poll cycles: it
-/// costs one call per device and changes slowly.
-const LINK_QUALITY_EVERY_CYCLES: u64 = 6;
 
 pub struct PollerActor;
 
@@ -61,26 +56,24 @@ pub struct PollerCounters {
     pub storage_dropped: u64,
 }
 
+/// The periodic cycle: its memory, the run in progress and the timer that starts the next.
+struct CycleTimer {
+    memory: PollCycle,
+    api: Arc<ChirpstackClient>,
+    running: Option<OwnedTask>,
+    /// Bumped on each re-arm: a tick of an older generation is stale and ignored.
+    tick_generation: u64,
+}
+
 pub struct PollerState {
     base: DutyBase,
     myself: ActorRef<PollerMsg>,
     output: Box<dyn PollerOutput>,
-    client: ChirpstackClient,
+    cycle: CycleTimer,
     streams: StreamPool,
-    mappings: HashMap<String, DeviceMapping>,
-    series: SeriesTracker,
     upstream: UpstreamTracker,
-    commands: CommandBook,
-    aggregation: Aggregation,
-    /// The running cycle, if any.
-    cycle: Option<OwnedTask>,
-    tick_generation: u64,
-    applications_verified: bool,
-    /// Per device, the `last_seen` whose `GetMetrics` bucket was read.
-    metrics_fetched_for: HashMap<String, Timestamp>,
+    commands: CommandDispatch,
     counters: PollerCounters,
-    /// Dispatches in flight.
-    enqueues: Vec<OwnedTask>,
 }
 
 impl Actor for PollerActor {
@@ -112,25 +105,22 @@ impl Actor for PollerActor {
             base: DutyBase::new(ROLE, args.config),
             myself: myself.clone(),
             output: args.output,
-            client,
+            cycle: CycleTimer {
+                memory: PollCycle::new(&config),
+                api: Arc::new(client.clone()),
+                running: None,
+                tick_generation: 0,
+            },
             streams,
-            mappings: HashMap::new(),
-            series: SeriesTracker::default(),
             upstream,
-            commands: CommandBook::default(),
-            aggregation: Aggregation::Minute,
-            cycle: None,
-            tick_generation: 0,
-            applications_verified: false,
-            metrics_fetched_for: HashMap::new(),
+            commands: CommandDispatch::new(client),
             counters: PollerCounters::default(),
-            enqueues: Vec::new(),
         };
-        state.apply_topology(&config);
+        state.sync_streams(&config);
         info!(
             event = "poller_started",
             server = cs.server_address.as_str(),
-            devices = state.mappings.len(),
+            devices = state.cycle.memory.device_count(),
             event_stream = cs.event_stream
         );
         let _ = myself.cast(PollerMsg::PollTick { generation: 0 });
@@ -173,7 +163,7 @@ impl Actor for PollerActor {
                 error,
             } => state.stream_state(&dev_eui, open, error),
             PollerMsg::Dispatch(request) => {
-                if let Some(update) = state.commands.accept(request, Timestamp::now()) {
+                if let Some(update) = state.commands.book.accept(request, Timestamp::now()) {
                     state.emit_command(update);
                 }
                 state.dispatch_due();
@@ -186,23 +176,17 @@ impl Actor for PollerActor {
             } => {
                 state
                     .commands
+                    .book
                     .resume(request, queue_item_id, transmitted, sent_at);
             }
             PollerMsg::CommandEnqueued { id, result } => {
-                state.enqueues.retain(|t| !t.is_finished());
-                if let Some(update) = state.commands.enqueued(id, result, Timestamp::now()) {
+                state.commands.reap();
+                if let Some(update) = state.commands.book.enqueued(id, result, Timestamp::now()) {
                     state.emit_command(update);
                 }
             }
             PollerMsg::Counters(reply) => {
-                let (buffered, written, dropped) = state.output.storage_stats();
-                let counters = PollerCounters {
-                    storage_buffered: buffered,
-                    storage_written: written,
-                    storage_dropped: dropped,
-                    ..state.counters
-                };
-                let _ = reply.send(counters);
+                let _ = reply.send(state.counters());
             }
             PollerMsg::Upstream(reply) => {
                 let _ = reply.send(
@@ -221,31 +205,36 @@ impl PollerState {
         self.base.config.config.clone()
     }
 
-    /// Rebuilds the per-device mappings and the wanted streams from the topology.
-    fn apply_topology(&mut self, config: &AppConfig) {
-        self.mappings = config
-            .devices()
-            .map(|(_, d)| (d.device_id.clone(), DeviceMapping::from_config(d)))
-            .collect();
-        let mappings = &self.mappings;
-        self.series.retain_devices(|d| mappings.contains_key(d));
-        let mut wanted: Vec<String> = if config.chirpstack.event_stream {
-            self.mappings.keys().cloned().collect()
+    fn counters(&self) -> PollerCounters {
+        let (buffered, written, dropped) = self.output.storage_stats();
+        PollerCounters {
+            cycles: self.cycle.memory.cycles(),
+            last_cycle_ms: self.cycle.memory.last_cycle().as_millis() as u64,
+            storage_buffered: buffered,
+            storage_written: written,
+            storage_dropped: dropped,
+            ..self.counters
+        }
+    }
+
+    /// Opens a stream for every configured device (when streams are on) and closes the rest.
+    fn sync_streams(&mut self, config: &AppConfig) {
+        let wanted = if config.chirpstack.event_stream {
+            self.cycle.memory.devices()
         } else {
             Vec::new()
         };
-        wanted.sort();
         self.streams.sync(&wanted, &self.myself);
     }
 
     fn apply_config(&mut self, config: Arc<AppConfig>) {
         let old = self.config();
         if old.applications != config.applications {
-            self.apply_topology(&config);
-            self.applications_verified = false;
+            self.cycle.memory.set_topology(&config);
+            self.sync_streams(&config);
             info!(
                 event = "poller_topology_applied",
-                devices = self.mappings.len(),
+                devices = self.cycle.memory.device_count(),
                 streams = self.streams.wanted_count()
             );
         }
@@ -258,10 +247,9 @@ impl PollerState {
     }
 
     fn summary(&self) -> String {
-        let c = &self.counters;
-        let (buffered, _, dropped) = self.output.storage_stats();
+        let c = self.counters();
         format!(
-            "upstream {}; {}/{} event streams open on {} connections; {} cycles (last {} ms); {} samples ({} aggregated), {} rejected values, {} rejected events; {} commands in progress; {buffered} samples waiting for storage, {dropped} dropped",
+            "upstream {}; {}/{} event streams open on {} connections; {} cycles (last {} ms); {} samples ({} aggregated), {} rejected values, {} rejected events; {} commands in progress; {} samples waiting for storage, {} dropped",
             self.upstream.state().as_str(),
             self.streams.open_count(),
             self.streams.wanted_count(),
@@ -272,7 +260,9 @@ impl PollerState {
             c.aggregate_samples,
             c.rejected_values,
             c.rejected_events,
-            self.commands.in_progress()
+            self.commands.book.in_progress(),
+            c.storage_buffered,
+            c.storage_dropped
         )
     }
 
@@ -328,153 +318,50 @@ impl PollerState {
     }
 
     fn schedule_next(&mut self, after: Duration) {
-        self.tick_generation += 1;
-        let generation = self.tick_generation;
+        self.cycle.tick_generation += 1;
+        let generation = self.cycle.tick_generation;
         self.myself
             .send_after(after, move || PollerMsg::PollTick { generation });
     }
 
     fn start_cycle(&mut self, generation: u64) {
-        if generation != self.tick_generation
-            || self.cycle.as_ref().is_some_and(|c| !c.is_finished())
+        if generation != self.cycle.tick_generation
+            || self
+                .cycle
+                .running
+                .as_ref()
+                .is_some_and(|c| !c.is_finished())
         {
             return;
         }
         let config = self.config();
-        let fallback = self.fallback_targets(&config);
         let timeout = Duration::from_secs(config.chirpstack.command_timeout_seconds);
-        let input = CycleInput {
-            client: self.client.clone(),
-            tenant_id: config.chirpstack.tenant_id.clone(),
-            application_ids: config
-                .applications
-                .iter()
-                .map(|a| a.application_id.clone())
-                .collect(),
-            verify_applications: !self.applications_verified,
-            page_size: config.chirpstack.list_page_size,
-            concurrency: config.chirpstack.poll_concurrency as usize,
-            fallback,
-            aggregation: self.aggregation,
-            queues_to_check: self.commands.overdue_devices(Timestamp::now(), timeout),
-            link_quality_of: if self.counters.cycles % LINK_QUALITY_EVERY_CYCLES == 0 {
-                self.mappings.keys().cloned().collect()
-            } else {
-                Vec::new()
-            },
-        };
-        let poller = self.myself.clone();
-        self.cycle = Some(OwnedTask::spawn(async move {
-            let report = run_cycle(input).await;
+        let overdue = self
+            .commands
+            .book
+            .overdue_devices(Timestamp::now(), timeout);
+        let input = self
+            .cycle
+            .memory
+            .plan(&config, self.upstream.state(), overdue);
+        let (api, poller) = (self.cycle.api.clone(), self.myself.clone());
+        self.cycle.running = Some(OwnedTask::spawn(async move {
+            let report = run_cycle(api, input, &SystemClock).await;
             let _ = poller.cast(PollerMsg::CycleDone(Box::new(report)));
         }));
     }
 
-    /// Metrics to take from `GetMetrics`: those uplinks never delivered, or all of them right
-    /// after an outage (to reconcile the gap; newer raw values still win).
-    fn fallback_targets(&self, config: &AppConfig) -> Vec<FallbackTarget> {
-        let reconcile = matches!(
-            self.upstream.state(),
-            UpstreamState::Down | UpstreamState::Starting
-        ) && self.counters.cycles > 0;
-        let mut targets: Vec<FallbackTarget> = self
-            .mappings
-            .values()
-            .filter_map(|mapping| {
-                let metrics: Vec<_> = mapping
-                    .metrics
-                    .iter()
-                    .filter(|m| m.metric_type != MetricType::String)
-                    .filter(|m| {
-                        reconcile
-                            || !config.chirpstack.event_stream
-                            || !self
-                                .series
-                                .seen_in_uplink(&mapping.device_id, &m.metric_name)
-                    })
-                    .cloned()
-                    .collect();
-                (!metrics.is_empty()).then(|| FallbackTarget {
-                    device_id: mapping.device_id.clone(),
-                    metrics,
-                    // Reconciling reads every bucket again; otherwise only what is new.
-                    fetched_for: if reconcile {
-                        None
-                    } else {
-                        self.metrics_fetched_for.get(&mapping.device_id).copied()
-                    },
-                })
-            })
-            .collect();
-        targets.sort_by(|a, b| a.device_id.cmp(&b.device_id));
-        targets
-    }
-
     fn cycle_done(&mut self, report: CycleReport) {
-        self.cycle = None;
-        self.counters.cycles += 1;
-        self.counters.last_cycle_ms = report.duration.as_millis() as u64;
+        self.cycle.running = None;
         let config = self.config();
-        let now = report.finished;
-        let transition = match &report.failure {
-            Some(error) => self.upstream.poll_failed(error, now),
-            None => {
-                let mut problems = report.partial_errors.clone();
-                if self.streams.failing_count() > 0 {
-                    problems.push(format!(
-                        "{} event streams failing",
-                        self.streams.failing_count()
-                    ));
-                }
-                let partial = (!problems.is_empty()).then(|| summarise(&problems));
-                self.upstream.poll_succeeded(partial, now)
-            }
-        };
+        let (now, calls) = (report.finished, report.calls);
+        let transition = self.upstream_after(&report);
+        let outcome = self.cycle.memory.absorb(report, &config);
         if let Some(transition) = transition {
             self.on_transition(transition);
         }
-        if report.failure.is_none() {
-            if report.aggregation != self.aggregation {
-                info!(event = "metrics_aggregation_fallback", aggregation = ?report.aggregation, "the server refuses MINUTE aggregation; using HOUR");
-                self.aggregation = report.aggregation;
-            }
-            if !self.applications_verified {
-                self.applications_verified = true;
-                for id in &report.unknown_applications {
-                    warn!(
-                        event = "application_not_found",
-                        application_id = id.as_str(),
-                        "configured application is not in the ChirpStack tenant"
-                    );
-                }
-            }
-            for device in config.devices().map(|(_, d)| &d.device_id) {
-                if !report.devices.iter().any(|d| &d.dev_eui == device) {
-                    debug!(event = "device_not_listed", device = device.as_str());
-                }
-            }
-            let health: Vec<_> = report
-                .devices
-                .iter()
-                .filter(|d| self.mappings.contains_key(&d.dev_eui))
-                .cloned()
-                .collect();
-            if !health.is_empty() {
-                self.send(Feed::DeviceHealth(health.into()));
-            }
-            self.metrics_fetched_for.extend(report.fetched);
-            let admitted = self.series.admit_aggregates(report.aggregates);
-            self.counters.aggregate_samples += admitted.len() as u64;
-            self.emit_samples(admitted);
-            self.reject(report.rejections);
-            let timeout = Duration::from_secs(config.chirpstack.command_timeout_seconds);
-            for (device, queue) in &report.queues {
-                for update in self.commands.expire_overdue(device, queue, now, timeout) {
-                    self.emit_command(update);
-                }
-            }
-            self.commands.retry_transient();
-            self.dispatch_due();
+        if let Some(outcome) = outcome {
+            self.publish(outcome, now, &config);
         }
         let status = self
             .upstream
@@ -482,14 +369,66 @@ impl PollerState {
         self.send(Feed::Upstream(Arc::new(status)));
         debug!(
             event = "poll_cycle_completed",
-            duration_ms = self.counters.last_cycle_ms,
-            calls = report.calls,
+            duration_ms = self.cycle.memory.last_cycle().as_millis() as u64,
+            calls,
             state = self.upstream.state().as_str()
         );
         let wait = self
             .upstream
             .next_poll_in(Duration::from_secs(config.chirpstack.polling_frequency));
         self.schedule_next(wait);
+    }
+
+    /// The upstream tracker's verdict on a cycle (failing streams make a success partial).
+    fn upstream_after(&mut self, report: &CycleReport) -> Option<Transition> {
+        let now = report.finished;
+        if let Some(error) = &report.failure {
+            return self.upstream.poll_failed(error, now);
+        }
+        let mut problems = report.partial_errors.clone();
+        if self.streams.failing_count() > 0 {
+            problems.push(format!(
+                "{} event streams failing",
+                self.streams.failing_count()
+            ));
+        }
+        let partial = (!problems.is_empty()).then(|| summarise(&problems));
+        self.upstream.poll_succeeded(partial, now)
+    }
+
+    /// Sends what a successful cycle found, and moves the commands along.
+    fn publish(&mut self, outcome: CycleOutcome, now: Timestamp, config: &AppConfig) {
+        if let Some(aggregation) = outcome.aggregation_changed {
+            info!(event = "metrics_aggregation_fallback", aggregation = ?aggregation, "the server refuses MINUTE aggregation; using HOUR");
+        }
+        for id in &outcome.unknown_applications {
+            warn!(
+                event = "application_not_found",
+                application_id = id.as_str(),
+                "configured application is not in the ChirpStack tenant"
+            );
+        }
+        for device in &outcome.unlisted_devices {
+            debug!(event = "device_not_listed", device = device.as_str());
+        }
+        if !outcome.health.is_empty() {
+            self.send(Feed::DeviceHealth(outcome.health.into()));
+        }
+        self.counters.aggregate_samples += outcome.samples.len() as u64;
+        self.emit_samples(outcome.samples);
+        self.reject(outcome.rejections);
+        let timeout = Duration::from_secs(config.chirpstack.command_timeout_seconds);
+        for (device, queue) in &outcome.queues {
+            for update in self
+                .commands
+                .book
+                .expire_overdue(device, queue, now, timeout)
+            {
+                self.emit_command(update);
+            }
+        }
+        self.commands.book.retry_transient();
+        self.dispatch_due();
     }
 
     fn on_transition(&mut self, transition: Transition) {
@@ -523,21 +462,23 @@ impl PollerState {
     fn device_event(&mut self, dev_eui: &str, event: DeviceEvent, received: Timestamp) {
         match &event {
             DeviceEvent::Uplink(uplink) => {
-                let Some(mapping) = self.mappings.get(dev_eui) else {
-                    return;
-                };
                 let Some(object) = &uplink.object else {
-                    debug!(event = "uplink_without_object", device = dev_eui);
+                    if self.cycle.memory.knows(dev_eui) {
+                        debug!(event = "uplink_without_object", device = dev_eui);
+                    }
                     return;
                 };
-                let (samples, rejections) =
-                    mapping.samples_from_object(object, uplink.time, received);
-                self.series.record_raw(&samples);
-                self.emit_samples(samples);
-                self.reject(rejections);
+                if let Some((samples, rejections)) =
+                    self.cycle
+                        .memory
+                        .uplink(dev_eui, object, uplink.time, received)
+                {
+                    self.emit_samples(samples);
+                    self.reject(rejections);
+                }
             }
             DeviceEvent::Ack { .. } | DeviceEvent::TxAck { .. } | DeviceEvent::Log { .. } => {
-                if let Some(update) = self.commands.on_event(&event) {
+                if let Some(update) = self.commands.book.on_event(&event) {
                     self.emit_command(update);
                 }
             }
@@ -589,29 +530,8 @@ impl PollerState {
     }
 
     fn dispatch_due(&mut self) {
-        if !matches!(
-            self.upstream.state(),
-            UpstreamState::Connected | UpstreamState::Degraded | UpstreamState::Starting
-        ) {
-            return;
-        }
-        for request in self.commands.take_due() {
-            let (client, poller) = (self.client.clone(), self.myself.clone());
-            self.enqueues.push(OwnedTask::spawn(async move {
-                let result = client
-                    .enqueue(
-                        &request.device_id,
-                        request.f_port,
-                        request.confirmed,
-                        request.payload,
-                    )
-                    .await;
-                let _ = poller.cast(PollerMsg::CommandEnqueued {
-                    id: request.id,
-                    result,
-                });
-            }));
-        }
+        self.commands
+            .dispatch_due(self.upstream.state(), &self.myself);
     }
 }
 

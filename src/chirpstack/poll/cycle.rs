@@ -3,20 +3,21 @@
 //! outage), and the downlink queues of commands that are overdue. Calls run concurrently,
 //! bounded by `poll_concurrency`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chirpstack_api::common::Aggregation;
-use opcgw::chirpstack::buckets::bucket_of;
-use opcgw::chirpstack::client::{
-    ChirpstackClient, DeviceSummary, MetricBuckets, QueueItem, UpstreamError,
-};
-use opcgw::chirpstack::mapping::{convert_aggregate, MetricMapping, Rejection};
-use opcgw::config::MetricType;
-use opcgw::model::{Sample, SampleOrigin, Timestamp};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::{ChirpstackApi, Clock};
+use crate::chirpstack::buckets::bucket_of;
+use crate::chirpstack::client::{DeviceSummary, MetricBuckets, QueueItem, UpstreamError};
+use crate::chirpstack::mapping::{convert_aggregate, MetricMapping, Rejection};
+use crate::config::MetricType;
+use crate::model::{Sample, SampleOrigin, Timestamp};
 
 /// The metrics of one device to fetch from `GetMetrics`.
 #[derive(Debug, Clone)]
@@ -27,8 +28,9 @@ pub struct FallbackTarget {
     pub fetched_for: Option<Timestamp>,
 }
 
+/// What one cycle asks for (planned by [`super::PollCycle::plan`]).
+#[derive(Debug, Clone)]
 pub struct CycleInput {
-    pub client: ChirpstackClient,
     pub tenant_id: String,
     pub application_ids: Vec<String>,
     /// Check that the configured applications exist in the tenant.
@@ -44,7 +46,7 @@ pub struct CycleInput {
 }
 
 /// What a cycle found.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CycleReport {
     pub finished: Timestamp,
     pub duration: Duration,
@@ -64,11 +66,34 @@ pub struct CycleReport {
     pub calls: u32,
 }
 
-pub async fn run_cycle(input: CycleInput) -> CycleReport {
+/// What every phase of a cycle shares: the API, the bound on concurrent calls, the clock.
+struct Calls<C> {
+    api: Arc<C>,
+    permits: Arc<Semaphore>,
+}
+
+impl<C> Clone for Calls<C> {
+    fn clone(&self) -> Self {
+        Self {
+            api: self.api.clone(),
+            permits: self.permits.clone(),
+        }
+    }
+}
+
+/// Runs one cycle against `api`, at most `input.concurrency` calls at a time.
+pub async fn run_cycle<C: ChirpstackApi>(
+    api: Arc<C>,
+    input: CycleInput,
+    clock: &dyn Clock,
+) -> CycleReport {
     let started = Instant::now();
-    let permits = Arc::new(Semaphore::new(input.concurrency.max(1)));
+    let calls = Calls {
+        api,
+        permits: Arc::new(Semaphore::new(input.concurrency.max(1))),
+    };
     let mut report = CycleReport {
-        finished: Timestamp::now(),
+        finished: clock.now(),
         duration: Duration::ZERO,
         failure: None,
         partial_errors: Vec::new(),
@@ -81,36 +106,62 @@ pub async fn run_cycle(input: CycleInput) -> CycleReport {
         aggregation: input.aggregation,
         calls: 0,
     };
-
-    if input.verify_applications {
-        report.calls += 1;
-        match input
-            .client
-            .list_applications(&input.tenant_id, input.page_size)
-            .await
-        {
-            Ok(apps) => {
-                report.unknown_applications = input
-                    .application_ids
-                    .iter()
-                    .filter(|id| !apps.iter().any(|a| &a.id == *id))
-                    .cloned()
-                    .collect();
-            }
-            Err(error) => return finish(report, started, Some(error)),
+    let outcome = async {
+        if input.verify_applications {
+            verify_applications(&calls, &input, &mut report).await?;
         }
+        list_devices(&calls, &input, &mut report).await?;
+        let last_seen: HashMap<String, Timestamp> = report
+            .devices
+            .iter()
+            .filter_map(|d| Some((d.dev_eui.clone(), d.last_seen?)))
+            .collect();
+        fetch_metrics(&calls, &input, &last_seen, clock.now(), &mut report).await;
+        fetch_link_quality(&calls, &input, &last_seen, &mut report).await;
+        check_queues(&calls, &input, &mut report).await;
+        Ok(())
     }
+    .await;
+    report.failure = outcome.err();
+    report.duration = started.elapsed();
+    report.finished = clock.now();
+    report
+}
 
-    // Device listings, one application per task.
+/// Which configured applications the tenant does not have.
+async fn verify_applications<C: ChirpstackApi>(
+    calls: &Calls<C>,
+    input: &CycleInput,
+    report: &mut CycleReport,
+) -> Result<(), UpstreamError> {
+    report.calls += 1;
+    let apps = calls
+        .api
+        .list_applications(&input.tenant_id, input.page_size)
+        .await?;
+    report.unknown_applications = input
+        .application_ids
+        .iter()
+        .filter(|id| !apps.iter().any(|a| &a.id == *id))
+        .cloned()
+        .collect();
+    Ok(())
+}
+
+/// Device listings, one application per task. Fails the cycle only when no listing answered
+/// (down, or the token is refused).
+async fn list_devices<C: ChirpstackApi>(
+    calls: &Calls<C>,
+    input: &CycleInput,
+    report: &mut CycleReport,
+) -> Result<(), UpstreamError> {
     let mut listings = JoinSet::new();
     for application_id in input.application_ids.clone() {
-        let (client, permits, page_size) = (input.client.clone(), permits.clone(), input.page_size);
+        let (calls, page_size) = (calls.clone(), input.page_size);
         listings.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            (
-                application_id.clone(),
-                client.list_devices(&application_id, page_size).await,
-            )
+            let _permit = calls.permits.acquire_owned().await;
+            let result = calls.api.list_devices(&application_id, page_size).await;
+            (application_id, result)
         });
     }
     let mut listing_errors = Vec::new();
@@ -125,75 +176,55 @@ pub async fn run_cycle(input: CycleInput) -> CycleReport {
         }
     }
     if !listing_errors.is_empty() && listing_errors.len() == input.application_ids.len() {
-        // Nothing answered: the cycle failed as a whole (down, or the token is refused).
         let (_, error) = listing_errors.swap_remove(0);
-        return finish(report, started, Some(error));
+        return Err(error);
     }
     for (application_id, error) in listing_errors {
         report
             .partial_errors
             .push(format!("listing application {application_id}: {error}"));
     }
+    Ok(())
+}
 
-    // GetMetrics for metrics without uplink values. ChirpStack answers with every bucket of
-    // the range, empty ones as 0, so "no data" cannot be told from a real 0: ask for the one
-    // bucket that holds the device's last uplink (ChirpStack's own `last_seen_at`), which is
-    // the newest bucket that has data.
-    let last_seen: HashMap<String, Timestamp> = report
-        .devices
-        .iter()
-        .filter_map(|d| Some((d.dev_eui.clone(), d.last_seen?)))
-        .collect();
-    let received = Timestamp::now();
+/// `GetMetrics` for metrics without uplink values. ChirpStack answers with every bucket of
+/// the range, empty ones as 0, so "no data" cannot be told from a real 0: ask for the one
+/// bucket that holds the device's last uplink (ChirpStack's own `last_seen_at`), which is the
+/// newest bucket that has data.
+async fn fetch_metrics<C: ChirpstackApi>(
+    calls: &Calls<C>,
+    input: &CycleInput,
+    last_seen: &HashMap<String, Timestamp>,
+    received: Timestamp,
+    report: &mut CycleReport,
+) {
     let mut metrics = JoinSet::new();
-    for target in input.fallback {
+    for target in input.fallback.iter().cloned() {
         let Some(seen) = last_seen.get(&target.device_id).copied() else {
             continue; // never seen (or not listed): no bucket can hold data
         };
         if target.fetched_for == Some(seen) {
             continue; // no uplink since the bucket was read
         }
-        let (client, permits, aggregation) =
-            (input.client.clone(), permits.clone(), input.aggregation);
+        let (calls, aggregation) = (calls.clone(), input.aggregation);
         metrics.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            let mut calls = 1;
-            let mut used = aggregation;
-            let (start, end) = bucket_of(used, seen);
-            let mut result = client
-                .get_metrics(&target.device_id, start, end, used)
-                .await;
-            if used == Aggregation::Minute
-                && matches!(result, Err(UpstreamError::InvalidArgument(_)))
-            {
-                // Servers older than the MINUTE aggregation refuse it: fall back to HOUR.
-                used = Aggregation::Hour;
-                calls += 1;
-                let (start, end) = bucket_of(used, seen);
-                result = client
-                    .get_metrics(&target.device_id, start, end, used)
-                    .await;
-            }
-            (target, used, calls, seen, result)
+            let _permit = calls.permits.acquire_owned().await;
+            let (used, count, result) =
+                get_bucket(&*calls.api, &target.device_id, seen, aggregation).await;
+            (target, used, count, seen, result)
         });
     }
     while let Some(joined) = metrics.join_next().await {
-        let Ok((target, used, calls, seen, result)) = joined else {
+        let Ok((target, used, count, seen, result)) = joined else {
             continue;
         };
-        report.calls += calls;
+        report.calls += count;
         if used != input.aggregation {
             report.aggregation = used;
         }
         match result {
             Ok(buckets) => {
-                bucket_samples(
-                    &target,
-                    &buckets,
-                    bucket_of(used, seen).0,
-                    received,
-                    &mut report,
-                );
+                bucket_samples(&target, &buckets, bucket_of(used, seen).0, received, report);
                 report.fetched.push((target.device_id.clone(), seen));
             }
             Err(error) => report
@@ -201,25 +232,56 @@ pub async fn run_cycle(input: CycleInput) -> CycleReport {
                 .push(format!("GetMetrics {}: {error}", target.device_id)),
         }
     }
+}
 
-    // Link quality of the last uplink's bucket.
+/// The bucket of `seen` at `aggregation`; servers older than the MINUTE aggregation refuse
+/// it, and then HOUR is asked instead. Returns the aggregation used and the calls made.
+async fn get_bucket<C: ChirpstackApi + ?Sized>(
+    api: &C,
+    device_id: &str,
+    seen: Timestamp,
+    aggregation: Aggregation,
+) -> (
+    Aggregation,
+    u32,
+    Result<BTreeMap<String, MetricBuckets>, UpstreamError>,
+) {
+    let (start, end) = bucket_of(aggregation, seen);
+    let result = api.get_metrics(device_id, start, end, aggregation).await;
+    if aggregation == Aggregation::Minute
+        && matches!(result, Err(UpstreamError::InvalidArgument(_)))
+    {
+        let (start, end) = bucket_of(Aggregation::Hour, seen);
+        let result = api
+            .get_metrics(device_id, start, end, Aggregation::Hour)
+            .await;
+        return (Aggregation::Hour, 2, result);
+    }
+    (aggregation, 1, result)
+}
+
+/// Link quality of the last uplink's bucket.
+async fn fetch_link_quality<C: ChirpstackApi>(
+    calls: &Calls<C>,
+    input: &CycleInput,
+    last_seen: &HashMap<String, Timestamp>,
+    report: &mut CycleReport,
+) {
     let mut links = JoinSet::new();
     for device in &input.link_quality_of {
         let Some(seen) = last_seen.get(device).copied() else {
             continue;
         };
-        let (client, permits, device) = (input.client.clone(), permits.clone(), device.clone());
+        let (calls, device) = (calls.clone(), device.clone());
         let aggregation = report.aggregation;
         links.spawn(async move {
-            let _permit = permits.acquire_owned().await;
+            let _permit = calls.permits.acquire_owned().await;
             let (start, end) = bucket_of(aggregation, seen);
-            (
-                device.clone(),
-                start,
-                client
-                    .get_link_metrics(&device, start, end, aggregation)
-                    .await,
-            )
+            let result = calls
+                .api
+                .get_link_metrics(&device, start, end, aggregation)
+                .await;
+            (device, start, result)
         });
     }
     while let Some(joined) = links.join_next().await {
@@ -246,14 +308,20 @@ pub async fn run_cycle(input: CycleInput) -> CycleReport {
                 .push(format!("GetLinkMetrics {device}: {error}")),
         }
     }
+}
 
-    // Queues of overdue commands.
+/// Queues of overdue commands.
+async fn check_queues<C: ChirpstackApi>(
+    calls: &Calls<C>,
+    input: &CycleInput,
+    report: &mut CycleReport,
+) {
     let mut queues = JoinSet::new();
-    for device_id in input.queues_to_check {
-        let (client, permits) = (input.client.clone(), permits.clone());
+    for device_id in input.queues_to_check.iter().cloned() {
+        let calls = calls.clone();
         queues.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            let result = client.get_queue(&device_id).await;
+            let _permit = calls.permits.acquire_owned().await;
+            let result = calls.api.get_queue(&device_id).await;
             (device_id, result)
         });
     }
@@ -271,25 +339,13 @@ pub async fn run_cycle(input: CycleInput) -> CycleReport {
                 .push(format!("queue task failed: {join}")),
         }
     }
-    finish(report, started, None)
-}
-
-fn finish(
-    mut report: CycleReport,
-    started: Instant,
-    failure: Option<UpstreamError>,
-) -> CycleReport {
-    report.failure = failure;
-    report.duration = started.elapsed();
-    report.finished = Timestamp::now();
-    report
 }
 
 /// The value of each target metric in the bucket starting at `bucket`, as an aggregated
 /// sample stamped with the bucket start (never the gateway clock).
 fn bucket_samples(
     target: &FallbackTarget,
-    buckets: &std::collections::BTreeMap<String, MetricBuckets>,
+    buckets: &BTreeMap<String, MetricBuckets>,
     bucket: Timestamp,
     received: Timestamp,
     report: &mut CycleReport,

@@ -1,0 +1,3 @@
+mod cycle;
+mod double;
+mod pagination;
