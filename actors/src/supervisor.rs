@@ -337,7 +337,7 @@ impl SupervisorState {
     fn schedule_retry(&mut self, myself: &ActorRef<SupervisorMsg>, index: usize) -> Duration {
         let backoff = self.policy.backoff;
         let slot = &mut self.children[index];
-        let delay = backoff.delay(slot.attempt, rand::random::<f64>());
+        let delay = backoff.random_delay(slot.attempt);
         slot.attempt = slot.attempt.saturating_add(1);
         slot.state = ChildState::Backoff;
         slot.cell = None;
@@ -377,7 +377,7 @@ impl SupervisorState {
         slot.restarts += 1;
         if slot
             .started_at
-            .is_some_and(|t| now.duration_since(t) >= policy.backoff.reset_after)
+            .is_some_and(|t| now.duration_since(t) >= policy.reset_after)
         {
             slot.attempt = 0;
         }
