@@ -38,7 +38,6 @@ use crate::messages::{
 use crate::storage_client::StorageClient;
 use crate::supervisor::SupervisorMsg;
 use crate::task::OwnedTask;
-use crate::{poller, reload};
 
 pub const ROLE: &str = "control";
 
@@ -347,8 +346,9 @@ async fn handle_request(request: Request, ctx: &Context, peer: Peer) -> Result<J
                 .await
                 .ok()
                 .and_then(|r| r.success_or(()).ok());
-            let upstream = match ctx.peers.get::<PollerMsg>(poller::ROLE) {
+            let upstream = match ctx.peers.poller() {
                 Some(poller) => poller
+                    .actor()
                     .call(PollerMsg::Upstream, Some(CALL_TIMEOUT))
                     .await
                     .ok()
@@ -363,13 +363,14 @@ async fn handle_request(request: Request, ctx: &Context, peer: Peer) -> Result<J
             }))
         }
         Request::Reload => {
-            let Some(reload) = ctx.peers.get::<ReloadMsg>(reload::ROLE) else {
+            let Some(reload) = ctx.peers.reload() else {
                 return Err(ErrorBody::new(
                     ErrorCode::Unavailable,
                     "the reload actor is not running",
                 ));
             };
             let outcome = reload
+                .actor()
                 .call(
                     |reply| ReloadMsg::Reload {
                         trigger: ReloadTrigger::Ctl,

@@ -413,12 +413,11 @@ impl SupervisorState {
 
     /// Tells every running child where its running siblings are.
     fn running_peers(&self) -> Peers {
-        Peers::new(
+        Peers::from_running(
             self.children
                 .iter()
                 .filter(|c| c.state == ChildState::Running)
-                .filter_map(|c| Some((c.spec.name().to_string(), c.cell.clone()?)))
-                .collect(),
+                .filter_map(|c| Some((c.spec.name(), c.cell.clone()?))),
         )
     }
 
