@@ -15,9 +15,9 @@ use opcgw::chirpstack::mapping::convert_json;
 use opcgw::chirpstack::payload::encode_command;
 use opcgw::config::AppConfig;
 use opcgw::control::{
-    history_window, resolve_token, serve_admitted, AdmissionRefused, ConnectionEnd,
-    ConnectionLimits, ConnectionTable, ErrorBody, ErrorCode, Request, ServeOptions, Ticket,
-    TokenVerifier, DEFAULT_COMMAND_LIST_LIMIT, DEFAULT_HISTORY_LIMIT,
+    check_socket_not_in_use, history_window, resolve_token, serve_admitted, AdmissionRefused,
+    ConnectionEnd, ConnectionLimits, ConnectionTable, ErrorBody, ErrorCode, Request, ServeOptions,
+    Ticket, TokenVerifier, DEFAULT_COMMAND_LIST_LIMIT, DEFAULT_HISTORY_LIMIT,
 };
 use opcgw::model::Timestamp;
 use opcgw::storage::{CommandFilter, HistoryQuery, NewCommand, StorageErrorKind};
@@ -160,12 +160,7 @@ pub fn bind_socket(path: &Path, group: Option<&str>) -> Result<UnixListener, Str
         if !meta.file_type().is_socket() {
             return Err(format!("control socket path {} exists and is not a socket; remove it or set [control].socket_path", path.display()));
         }
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(format!(
-                "control socket {} is in use by another running opcgw; stop it first or give this instance its own [control].socket_path",
-                path.display()
-            ));
-        }
+        check_socket_not_in_use(path).map_err(|e| e.to_string())?;
         std::fs::remove_file(path)
             .map_err(|e| format!("cannot remove stale control socket {}: {e}", path.display()))?;
         info!(event = "control_socket_stale_removed", path = %path.display());

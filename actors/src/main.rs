@@ -115,22 +115,6 @@ fn check_config(path: &Path) -> ExitCode {
     }
 }
 
-/// Start-up checks of the OPC UA key pair (the OPC UA actor checks again at every start).
-fn opcua_preflight(config: &opcgw::config::AppConfig) -> Result<(), String> {
-    let ua = &config.opcua;
-    let key = ua.pki_dir.join(&ua.private_key_path);
-    let cert = ua.pki_dir.join(&ua.certificate_path);
-    opcgw::security::check_private_key(&key).map_err(|e| e.to_string())?;
-    if !ua.create_sample_keypair && (!key.exists() || !cert.exists()) {
-        return Err(format!(
-            "no OPC UA server key pair: {} and {} must exist (see docs/opcua.md, \"PKI\"), or set [opcua].create_sample_keypair = true for development",
-            cert.display(),
-            key.display()
-        ));
-    }
-    Ok(())
-}
-
 fn run(args: RunArgs, mode: Mode) -> ExitCode {
     // Everything the gateway creates (logs, database, keys, tokens) is owner-only by default.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
@@ -184,12 +168,11 @@ async fn serve(
     };
     // Another instance answering on our control socket: refuse before touching anything.
     let control = &loaded.config.control;
-    if control.enabled && std::os::unix::net::UnixStream::connect(&control.socket_path).is_ok() {
-        eprintln!(
-            "error: another opcgw is running: its control socket {} answers; stop it first or give this instance its own [control].socket_path",
-            control.socket_path.display()
-        );
-        return EXIT_CONFIG;
+    if control.enabled {
+        if let Err(err) = opcgw::control::check_socket_not_in_use(&control.socket_path) {
+            eprintln!("error: {err}");
+            return EXIT_CONFIG;
+        }
     }
     // Another opcgw holding the database (with its own control socket, so the check above
     // passed): refuse now rather than run with storage down.
@@ -199,7 +182,7 @@ async fn serve(
     }
     // The OPC UA key must be owner-only and present (unless development keys are allowed):
     // refuse to start rather than run without the OPC UA server.
-    if let Err(err) = opcua_preflight(&loaded.config) {
+    if let Err(err) = opcgw::opcua::keypair::check_keypair(&loaded.config) {
         eprintln!("error: {err}");
         return EXIT_CONFIG;
     }
