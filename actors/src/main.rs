@@ -249,7 +249,7 @@ async fn serve(
                 let handle = tree.handle.clone();
                 // A reload must not hold up signal handling.
                 tokio::spawn(async move {
-                    if handle.reload(ReloadTrigger::Sighup).await.is_none() {
+                    if handle.reload(ReloadTrigger::Sighup).await.is_err() {
                         warn!(event = "config_reload_unavailable", "the reload actor is not running; SIGHUP ignored");
                     }
                 });

@@ -74,6 +74,15 @@ pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
     ]
 }
 
+/// Why a reload request got no outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadUnavailable {
+    #[error("the reload actor is not running")]
+    NotRunning,
+    #[error("the reload actor did not answer")]
+    NoAnswer,
+}
+
 /// A running tree.
 pub struct Tree {
     pub handle: TreeHandle,
@@ -164,19 +173,12 @@ impl TreeHandle {
         Some(cell.into())
     }
 
-    /// Asks the reload actor to reload; `None` when it is not running.
-    pub async fn reload(&self, trigger: ReloadTrigger) -> Option<ReloadOutcome> {
-        let cell = self
-            .supervisor
-            .call(
-                |reply| SupervisorMsg::Lookup(reload::ROLE.into(), reply),
-                Some(CALL_TIMEOUT),
-            )
+    /// Asks the reload actor to reload and waits for the outcome.
+    pub async fn reload(&self, trigger: ReloadTrigger) -> Result<ReloadOutcome, ReloadUnavailable> {
+        let reload: ActorRef<ReloadMsg> = self
+            .lookup(reload::ROLE)
             .await
-            .ok()?
-            .success_or(())
-            .ok()??;
-        let reload: ActorRef<ReloadMsg> = cell.into();
+            .ok_or(ReloadUnavailable::NotRunning)?;
         // Loading and validating a large file takes a moment; allow more than a status call.
         reload
             .call(
@@ -187,8 +189,8 @@ impl TreeHandle {
                 Some(CALL_TIMEOUT * 6),
             )
             .await
-            .ok()?
-            .success_or(())
             .ok()
+            .and_then(|r| r.success_or(()).ok())
+            .ok_or(ReloadUnavailable::NoAnswer)
     }
 }
