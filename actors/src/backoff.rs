@@ -52,8 +52,8 @@ pub struct SupervisorPolicy {
     pub reset_after: Duration,
     pub intensity: IntensityPolicy,
     pub start_timeout: Duration,
-    /// Per child, when stopping the tree.
-    pub stop_timeout: Duration,
+    /// The whole tree's stop budget, shared equally by its children.
+    pub shutdown_timeout: Duration,
 }
 
 impl SupervisorPolicy {
@@ -71,9 +71,14 @@ impl SupervisorPolicy {
                 window: Duration::from_secs(config.restart_window_seconds),
             },
             start_timeout: Duration::from_secs(config.start_timeout_seconds),
-            // Six children share the shutdown budget.
-            stop_timeout: shutdown / 6,
+            shutdown_timeout: shutdown,
         }
+    }
+
+    /// How long each of `children` children may take to stop: an equal share of the budget.
+    pub fn stop_timeout_per_child(&self, children: usize) -> Duration {
+        let children = u32::try_from(children).unwrap_or(u32::MAX).max(1);
+        self.shutdown_timeout / children
     }
 }
 
@@ -118,6 +123,19 @@ mod tests {
             Duration::from_millis(1_600)
         );
         assert!(policy.delay(20, &mut FixedJitter(0.5)) <= policy.max);
+    }
+
+    #[test]
+    fn the_children_share_the_shutdown_budget_equally() {
+        let policy = SupervisorPolicy::default();
+        assert_eq!(policy.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(policy.stop_timeout_per_child(6), Duration::from_secs(5));
+        assert_eq!(
+            policy.stop_timeout_per_child(4),
+            Duration::from_millis(7_500)
+        );
+        assert_eq!(policy.stop_timeout_per_child(1), Duration::from_secs(30));
+        assert_eq!(policy.stop_timeout_per_child(0), Duration::from_secs(30));
     }
 
     #[test]

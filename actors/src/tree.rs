@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use opcgw::config::{AppConfig, EnvSnapshot};
 use ractor::{Actor, ActorRef};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::backoff::SupervisorPolicy;
@@ -112,7 +112,8 @@ impl Tree {
         .await
     }
 
-    /// Starts a tree of arbitrary children (tests use their own).
+    /// Starts a tree of arbitrary children (tests use their own); returns once each child has
+    /// had its first start attempt.
     pub async fn start_with(
         children: Vec<Arc<dyn ChildSpec>>,
         policy: SupervisorPolicy,
@@ -120,16 +121,21 @@ impl Tree {
         faults: Vec<FaultPlan>,
     ) -> Result<Self, String> {
         let (exit_tx, exit) = watch::channel(None);
+        let (started_tx, started) = oneshot::channel();
         let args = SupervisorArgs {
             children,
             policy,
             config,
             exit: exit_tx,
             faults,
+            started: Some(started_tx),
         };
         let (supervisor, join) = Actor::spawn(None, Supervisor, args)
             .await
             .map_err(|e| e.to_string())?;
+        // Returns once every child has had its first start attempt (as when starts blocked the
+        // supervisor); an error only means the supervisor stopped first, which `exit` reports.
+        let _ = started.await;
         Ok(Self {
             handle: TreeHandle { supervisor },
             join,

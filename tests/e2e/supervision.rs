@@ -168,7 +168,8 @@ fn policy(initial_ms: u64, max_ms: u64, max_restarts: u32) -> SupervisorPolicy {
             window: Duration::from_secs(300),
         },
         start_timeout: Duration::from_secs(5),
-        stop_timeout: Duration::from_secs(2),
+        // 2 s per child for up to three children.
+        shutdown_timeout: Duration::from_secs(6),
     }
 }
 
