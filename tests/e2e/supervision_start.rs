@@ -25,8 +25,11 @@ struct Starter {
     slow_for: Duration,
 }
 
+/// One start: the child's name, when it began, when it ended.
+type StartEntry = (&'static str, Instant, Instant);
+
 #[derive(Clone, Default)]
-struct StartLog(Arc<Mutex<Vec<(&'static str, Instant, Instant)>>>);
+struct StartLog(Arc<Mutex<Vec<StartEntry>>>);
 
 impl StartLog {
     fn starts_of(&self, name: &str) -> usize {
