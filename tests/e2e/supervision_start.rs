@@ -16,13 +16,14 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 /// How long a slow start takes: far longer than a status query may.
 const SLOW_START: Duration = Duration::from_secs(3);
 
-/// Records when each start began and ended; starts number `slow_from` and later take
-/// `slow_for`; fails when told to.
+/// Records when each start began and ended; starts after number `slow_from` take
+/// `slow_for`; the first `fail_first` instances fail as soon as they run; fails when told to.
 struct Starter {
     name: &'static str,
     log: StartLog,
     slow_from: usize,
     slow_for: Duration,
+    fail_first: usize,
 }
 
 /// One start: the child's name, when it began, when it ended.
@@ -60,7 +61,7 @@ impl Actor for Starter {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<StarterMsg>,
+        myself: ActorRef<StarterMsg>,
         _: (),
     ) -> Result<(), ActorProcessingErr> {
         let began = Instant::now();
@@ -72,6 +73,10 @@ impl Actor for Starter {
         };
         if number > self.slow_from {
             tokio::time::sleep(self.slow_for).await;
+        }
+        if number <= self.fail_first {
+            // Handled right after the start: the failure races the start's report.
+            myself.cast(StarterMsg::Fail)?;
         }
         let mut log = self.log.0.lock().unwrap();
         if let Some(entry) = log
@@ -106,6 +111,16 @@ fn starter(
     slow_from: usize,
     slow_for: Duration,
 ) -> Arc<dyn ChildSpec> {
+    failing_starter(name, log, slow_from, slow_for, 0)
+}
+
+fn failing_starter(
+    name: &'static str,
+    log: &StartLog,
+    slow_from: usize,
+    slow_for: Duration,
+    fail_first: usize,
+) -> Arc<dyn ChildSpec> {
     let log = log.clone();
     actor_child(name, move |_| {
         (
@@ -114,6 +129,7 @@ fn starter(
                 log: log.clone(),
                 slow_from,
                 slow_for,
+                fail_first,
             },
             (),
         )
@@ -216,5 +232,30 @@ async fn first_starts_run_in_order_each_after_the_previous_one_ended() {
             .all(|c| c.state == ChildState::Running),
         "{status:#?}"
     );
+    assert!(tree.handle.shutdown(Duration::from_secs(10)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_fails_the_moment_it_starts_is_restarted_every_time() {
+    let log = StartLog::default();
+    let tree = start(vec![
+        failing_starter("brittle", &log, 10, Duration::ZERO, 5),
+        starter("steady", &log, 10, Duration::ZERO),
+    ])
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = tree.handle.status().await.expect("status");
+        let brittle = status.child("brittle").expect("brittle").clone();
+        if brittle.state == ChildState::Running && brittle.restarts == 5 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "every failure is seen and restarted: {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(log.starts_of("brittle"), 6);
     assert!(tree.handle.shutdown(Duration::from_secs(10)).await);
 }
