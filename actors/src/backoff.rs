@@ -127,8 +127,10 @@ mod tests {
 
     #[test]
     fn the_children_share_the_shutdown_budget_equally() {
-        let policy = SupervisorPolicy::default();
-        assert_eq!(policy.shutdown_timeout, Duration::from_secs(30));
+        let policy = SupervisorPolicy {
+            shutdown_timeout: Duration::from_secs(30),
+            ..SupervisorPolicy::default()
+        };
         assert_eq!(policy.stop_timeout_per_child(6), Duration::from_secs(5));
         assert_eq!(
             policy.stop_timeout_per_child(4),
