@@ -5,6 +5,7 @@
 //! pieces. It knows nothing about actors; the `opcgw-actors` package owns the long-lived
 //! resources and decides how these pieces run.
 
+pub mod backoff;
 pub mod chirpstack;
 pub mod config;
 pub mod control;

@@ -1,37 +1,11 @@
-//! Restart timing: exponential backoff with jitter, and restart intensity.
+//! Restart timing: the shared exponential backoff ([`opcgw::backoff::Backoff`]) with jitter,
+//! and restart intensity.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use opcgw::backoff::Backoff;
 use opcgw::config::SupervisorConfig;
-
-/// How long to wait before restarting a failed child.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BackoffPolicy {
-    pub initial: Duration,
-    pub max: Duration,
-    /// A child that ran this long without failing starts over from `initial`.
-    pub reset_after: Duration,
-    /// Fraction (0..1) the delay may be shortened by at random, so children that failed
-    /// together (a shared upstream went away) do not retry in lockstep. Jitter only ever
-    /// shortens the delay, so `max` stays a true upper bound.
-    pub jitter: f64,
-}
-
-impl BackoffPolicy {
-    /// The nominal (jitter-free) delay before restart number `attempt` (0-based).
-    pub fn nominal_delay(&self, attempt: u32) -> Duration {
-        let factor = 1u64.checked_shl(attempt.min(32)).unwrap_or(u64::MAX);
-        let millis = (self.initial.as_millis() as u64).saturating_mul(factor);
-        Duration::from_millis(millis).min(self.max)
-    }
-
-    /// The delay before restart number `attempt`, with jitter drawn from `unit` (0..1).
-    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
-        let nominal = self.nominal_delay(attempt);
-        nominal.mul_f64(1.0 - self.jitter * unit.clamp(0.0, 1.0))
-    }
-}
 
 /// The restart limit: more than `max_restarts` within `window` escalates.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,31 +46,39 @@ impl RestartWindow {
 /// Everything the supervisor needs to decide about restarts and stops.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SupervisorPolicy {
-    pub backoff: BackoffPolicy,
+    /// How long to wait before restarting a failed child.
+    pub backoff: Backoff,
+    /// A child that ran this long without failing starts over from `backoff.initial`.
+    pub reset_after: Duration,
     pub intensity: IntensityPolicy,
     pub start_timeout: Duration,
-    /// Per child, when stopping the tree.
-    pub stop_timeout: Duration,
+    /// The whole tree's stop budget, shared equally by its children.
+    pub shutdown_timeout: Duration,
 }
 
 impl SupervisorPolicy {
     pub fn from_config(config: &SupervisorConfig) -> Self {
         let shutdown = Duration::from_secs(config.shutdown_timeout_seconds);
         Self {
-            backoff: BackoffPolicy {
-                initial: Duration::from_millis(config.backoff_initial_ms),
-                max: Duration::from_millis(config.backoff_max_ms),
-                reset_after: Duration::from_secs(config.healthy_reset_seconds),
-                jitter: 0.2,
-            },
+            backoff: Backoff::new(
+                Duration::from_millis(config.backoff_initial_ms),
+                Duration::from_millis(config.backoff_max_ms),
+            )
+            .with_jitter(0.2),
+            reset_after: Duration::from_secs(config.healthy_reset_seconds),
             intensity: IntensityPolicy {
                 max_restarts: config.max_restarts,
                 window: Duration::from_secs(config.restart_window_seconds),
             },
             start_timeout: Duration::from_secs(config.start_timeout_seconds),
-            // Six children share the shutdown budget.
-            stop_timeout: shutdown / 6,
+            shutdown_timeout: shutdown,
         }
+    }
+
+    /// How long each of `children` children may take to stop: an equal share of the budget.
+    pub fn stop_timeout_per_child(&self, children: usize) -> Duration {
+        let children = u32::try_from(children).unwrap_or(u32::MAX).max(1);
+        self.shutdown_timeout / children
     }
 }
 
@@ -108,28 +90,54 @@ impl Default for SupervisorPolicy {
 
 #[cfg(test)]
 mod tests {
+    use opcgw::backoff::FixedJitter;
+
     use super::*;
 
     #[test]
     fn the_default_schedule_doubles_from_250ms_and_caps_at_30s() {
-        let policy = SupervisorPolicy::default().backoff;
+        let policy = SupervisorPolicy::default();
         let schedule: Vec<u64> = (0..10)
-            .map(|n| policy.nominal_delay(n).as_millis() as u64)
+            .map(|n| policy.backoff.nominal_delay(n).as_millis() as u64)
             .collect();
         assert_eq!(
             schedule,
             [250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]
         );
-        assert_eq!(policy.nominal_delay(u32::MAX), Duration::from_secs(30));
+        assert_eq!(
+            policy.backoff.nominal_delay(u32::MAX),
+            Duration::from_secs(30)
+        );
         assert_eq!(policy.reset_after, Duration::from_secs(60));
     }
 
     #[test]
     fn jitter_only_shortens_and_by_at_most_a_fifth() {
         let policy = SupervisorPolicy::default().backoff;
-        assert_eq!(policy.delay(3, 0.0), Duration::from_secs(2));
-        assert_eq!(policy.delay(3, 1.0), Duration::from_millis(1_600));
-        assert!(policy.delay(20, 0.5) <= policy.max);
+        assert_eq!(
+            policy.delay(3, &mut FixedJitter(0.0)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            policy.delay(3, &mut FixedJitter(1.0)),
+            Duration::from_millis(1_600)
+        );
+        assert!(policy.delay(20, &mut FixedJitter(0.5)) <= policy.max);
+    }
+
+    #[test]
+    fn the_children_share_the_shutdown_budget_equally() {
+        let policy = SupervisorPolicy {
+            shutdown_timeout: Duration::from_secs(30),
+            ..SupervisorPolicy::default()
+        };
+        assert_eq!(policy.stop_timeout_per_child(6), Duration::from_secs(5));
+        assert_eq!(
+            policy.stop_timeout_per_child(4),
+            Duration::from_millis(7_500)
+        );
+        assert_eq!(policy.stop_timeout_per_child(1), Duration::from_secs(30));
+        assert_eq!(policy.stop_timeout_per_child(0), Duration::from_secs(30));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod duty;
 pub mod logging;
 pub mod messages;
 pub mod opcua;
+pub mod peers;
 pub mod poller;
 pub mod reload;
 pub mod simulate;

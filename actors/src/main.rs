@@ -115,22 +115,6 @@ fn check_config(path: &Path) -> ExitCode {
     }
 }
 
-/// Start-up checks of the OPC UA key pair (the OPC UA actor checks again at every start).
-fn opcua_preflight(config: &opcgw::config::AppConfig) -> Result<(), String> {
-    let ua = &config.opcua;
-    let key = ua.pki_dir.join(&ua.private_key_path);
-    let cert = ua.pki_dir.join(&ua.certificate_path);
-    opcgw::security::check_private_key(&key).map_err(|e| e.to_string())?;
-    if !ua.create_sample_keypair && (!key.exists() || !cert.exists()) {
-        return Err(format!(
-            "no OPC UA server key pair: {} and {} must exist (see docs/opcua.md, \"PKI\"), or set [opcua].create_sample_keypair = true for development",
-            cert.display(),
-            key.display()
-        ));
-    }
-    Ok(())
-}
-
 fn run(args: RunArgs, mode: Mode) -> ExitCode {
     // Everything the gateway creates (logs, database, keys, tokens) is owner-only by default.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
@@ -161,77 +145,19 @@ async fn serve(
 ) -> u8 {
     // Handlers first: SIGHUP's default action kills the process, and a reload request may
     // arrive while the tree is still starting.
-    let signals = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    );
-    let (mut hup, mut term, mut int) = match signals {
-        (Ok(hup), Ok(term), Ok(int)) => (hup, term, int),
-        _ => {
-            eprintln!("error: cannot install signal handlers");
-            return EXIT_CONFIG;
-        }
+    let Some(signals) = Signals::install() else {
+        eprintln!("error: cannot install signal handlers");
+        return EXIT_CONFIG;
     };
-
     let env = EnvSnapshot::from_process();
-    let loaded = match config::load(&config_path, &env) {
+    let loaded = match load_and_preflight(&config_path, &env, control_token) {
         Ok(loaded) => loaded,
         Err(err) => {
             eprintln!("error: {err}");
             return EXIT_CONFIG;
         }
     };
-    // Another instance answering on our control socket: refuse before touching anything.
-    let control = &loaded.config.control;
-    if control.enabled && std::os::unix::net::UnixStream::connect(&control.socket_path).is_ok() {
-        eprintln!(
-            "error: another opcgw is running: its control socket {} answers; stop it first or give this instance its own [control].socket_path",
-            control.socket_path.display()
-        );
-        return EXIT_CONFIG;
-    }
-    // Another opcgw holding the database (with its own control socket, so the check above
-    // passed): refuse now rather than run with storage down.
-    if let Err(err) = opcgw::storage::check_not_in_use(&loaded.config.storage.database_path) {
-        eprintln!("error: {err}");
-        return EXIT_CONFIG;
-    }
-    // The OPC UA key must be owner-only and present (unless development keys are allowed):
-    // refuse to start rather than run without the OPC UA server.
-    if let Err(err) = opcua_preflight(&loaded.config) {
-        eprintln!("error: {err}");
-        return EXIT_CONFIG;
-    }
-    if let Some(token) = control_token {
-        if let Err(err) = use_control_token_flag(&loaded.config.control, &env, &token) {
-            eprintln!("error: {err}");
-            return EXIT_CONFIG;
-        }
-    }
-    let settings = LogSettings::resolve(&loaded.config.logging, &env);
-    let (log, _log_guard) = logging::init(&settings);
-    if env.raw(LOG_LEVEL_ENV).is_some_and(|v| !v.is_empty()) && !settings.level_pinned {
-        warn!(
-            event = "log_level_env_invalid",
-            "{LOG_LEVEL_ENV} is not a valid filter and was ignored"
-        );
-    }
-    info!(
-        event = "gateway_starting",
-        version = env!("CARGO_PKG_VERSION"),
-        config = %config_path.display(),
-        pid = std::process::id(),
-        log_level = %settings.level
-    );
-    log_open_file_limit(&fd_limit, loaded.config.opcua.max_tcp_connections);
-    for warning in &loaded.warnings {
-        warn!(
-            event = "config_warning",
-            key = warning.key.as_str(),
-            message = warning.message.as_str()
-        );
-    }
+    let (log, _log_guard) = start_logging(&loaded, &env, &config_path, &fd_limit);
 
     let _simulator = match mode {
         Mode::Gateway => None,
@@ -250,7 +176,7 @@ async fn serve(
         log: Some(log),
         faults: fault_plans(&env),
     };
-    let mut tree = match Tree::start(Arc::new(loaded.config), options).await {
+    let tree = match Tree::start(Arc::new(loaded.config), options).await {
         Ok(tree) => tree,
         Err(err) => {
             error!(event = "gateway_start_failed", error = %err);
@@ -259,14 +185,100 @@ async fn serve(
     };
     info!(event = "gateway_started");
     notify_service_manager("READY=1");
+    run_until_exit(tree, signals, shutdown_timeout).await
+}
 
+/// The signals `run` answers: SIGHUP reloads, SIGTERM and SIGINT stop.
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Option<Self> {
+        Some(Self {
+            hup: signal(SignalKind::hangup()).ok()?,
+            term: signal(SignalKind::terminate()).ok()?,
+            int: signal(SignalKind::interrupt()).ok()?,
+        })
+    }
+}
+
+/// Loads the configuration and refuses what would make the gateway run crippled: another
+/// instance on the control socket or the database, an unusable OPC UA key pair, a weak
+/// `--control-token`.
+fn load_and_preflight(
+    config_path: &Path,
+    env: &EnvSnapshot,
+    control_token: Option<String>,
+) -> Result<config::LoadedConfig, String> {
+    let loaded = config::load(config_path, env).map_err(|e| e.to_string())?;
+    // Another instance answering on our control socket: refuse before touching anything.
+    let control = &loaded.config.control;
+    if control.enabled {
+        opcgw::control::check_socket_not_in_use(&control.socket_path).map_err(|e| e.to_string())?;
+    }
+    // Another opcgw holding the database (with its own control socket, so the check above
+    // passed): refuse now rather than run with storage down.
+    opcgw::storage::check_not_in_use(&loaded.config.storage.database_path)
+        .map_err(|e| e.to_string())?;
+    // The OPC UA key must be owner-only and present (unless development keys are allowed):
+    // refuse to start rather than run without the OPC UA server.
+    opcgw::opcua::keypair::check_keypair(&loaded.config).map_err(|e| e.to_string())?;
+    if let Some(token) = control_token {
+        use_control_token_flag(&loaded.config.control, env, &token)?;
+    }
+    Ok(loaded)
+}
+
+/// Starts logging and writes the start-up lines (version, limits, configuration warnings).
+fn start_logging(
+    loaded: &config::LoadedConfig,
+    env: &EnvSnapshot,
+    config_path: &Path,
+    fd_limit: &Result<OpenFileLimit, nix::Error>,
+) -> (logging::LogControl, logging::LogGuard) {
+    let settings = LogSettings::resolve(&loaded.config.logging, env);
+    let (log, guard) = logging::init(&settings);
+    if env.raw(LOG_LEVEL_ENV).is_some_and(|v| !v.is_empty()) && !settings.level_pinned {
+        warn!(
+            event = "log_level_env_invalid",
+            "{LOG_LEVEL_ENV} is not a valid filter and was ignored"
+        );
+    }
+    info!(
+        event = "gateway_starting",
+        version = env!("CARGO_PKG_VERSION"),
+        config = %config_path.display(),
+        pid = std::process::id(),
+        log_level = %settings.level
+    );
+    log_open_file_limit(fd_limit, loaded.config.opcua.max_tcp_connections);
+    for warning in &loaded.warnings {
+        warn!(
+            event = "config_warning",
+            key = warning.key.as_str(),
+            message = warning.message.as_str()
+        );
+    }
+    (log, guard)
+}
+
+/// Serves signals until the tree ends or is told to stop; returns the exit code.
+async fn run_until_exit(mut tree: Tree, signals: Signals, shutdown_timeout: Duration) -> u8 {
+    let Signals {
+        mut hup,
+        mut term,
+        mut int,
+    } = signals;
     loop {
         tokio::select! {
             _ = hup.recv() => {
                 let handle = tree.handle.clone();
                 // A reload must not hold up signal handling.
                 tokio::spawn(async move {
-                    if handle.reload(ReloadTrigger::Sighup).await.is_none() {
+                    if handle.reload(ReloadTrigger::Sighup).await.is_err() {
                         warn!(event = "config_reload_unavailable", "the reload actor is not running; SIGHUP ignored");
                     }
                 });

@@ -1,6 +1,5 @@
 //! The typed messages between actors. Cast for events, call (with a timeout) for queries.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +13,10 @@ use opcgw::storage::{
     AppendReport, CommandFilter, CommandRecord, HistoryPage, HistoryQuery, LatestValue, NewCommand,
     StorageError, StorageErrorKind, StoreCounts,
 };
-use ractor::{ActorCell, ActorRef, RpcReplyPort};
+use ractor::RpcReplyPort;
 use serde::Serialize;
+
+pub use crate::peers::Peers;
 
 /// How long a caller waits for an actor to answer a query before treating it as unavailable.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,33 +47,6 @@ pub struct ActorReport {
     /// One line on what the actor is doing, for status pages.
     pub summary: String,
     pub config_generation: u64,
-}
-
-/// The running instances of the supervisor's children, by role. Sent to every child whenever
-/// one (re)starts or stops, so actors address each other without shared state.
-#[derive(Debug, Clone, Default)]
-pub struct Peers {
-    cells: Arc<HashMap<String, ActorCell>>,
-}
-
-impl Peers {
-    pub fn new(cells: HashMap<String, ActorCell>) -> Self {
-        Self {
-            cells: Arc::new(cells),
-        }
-    }
-
-    pub fn get<M>(&self, role: &str) -> Option<ActorRef<M>> {
-        self.cells.get(role).map(|cell| cell.clone().into())
-    }
-
-    pub fn len(&self) -> usize {
-        self.cells.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.cells.is_empty()
-    }
 }
 
 /// What the poller feeds to storage, the OPC UA server and the web console.

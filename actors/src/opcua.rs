@@ -9,6 +9,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use opcgw::backoff::Backoff;
 use opcgw::chirpstack::upstream::UpstreamStatus;
 use opcgw::model::{Sample, Timestamp};
 use opcgw::opcua::nodes::{
@@ -37,6 +38,8 @@ pub const TICK: Duration = Duration::from_secs(1);
 pub const SESSION_GAUGE_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a start waits for storage's latest values.
 const SEED_TIMEOUT: Duration = Duration::from_secs(2);
+/// Retries of the background seed: 250 ms doubling to 4 s.
+const SEED_RETRY: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(4));
 /// `Gateway/Health` is refreshed every this many ticks.
 const HEALTH_EVERY_TICKS: u64 = 5;
 
@@ -412,7 +415,7 @@ fn seed_from_storage(myself: &ActorRef<OpcUaMsg>, state: &OpcUaState) {
                 }
                 Err(e) => {
                     debug!(event = "opcua_seed_retry", attempt, error = %e);
-                    tokio::time::sleep(Duration::from_millis(250 << attempt.min(4))).await;
+                    tokio::time::sleep(SEED_RETRY.nominal_delay(attempt)).await;
                 }
             }
         }

@@ -20,7 +20,6 @@ use tracing::{debug, error, info, warn};
 use crate::child::Unrecoverable;
 use crate::duty::DutyBase;
 use crate::messages::{Common, ConfigUpdate, Feed, PollerMsg, StorageFailure, StorageMsg};
-use crate::poller;
 
 pub const ROLE: &str = "storage";
 
@@ -334,7 +333,7 @@ impl StorageState {
     }
 
     fn dispatch(&self, record: &CommandRecord) {
-        let Some(poller) = self.base.peers.get::<PollerMsg>(poller::ROLE) else {
+        let Some(poller) = self.base.peers.poller() else {
             debug!(event = "command_waits_for_poller", command_id = record.id);
             return;
         };
@@ -356,16 +355,12 @@ impl StorageState {
             },
             _ => return,
         };
-        let _ = poller.cast(message);
+        poller.cast(message);
     }
 
     /// A poller that (re)started knows nothing of the commands in flight: hand them over.
     fn hand_pending_commands_to_a_new_poller(&mut self) {
-        let current = self
-            .base
-            .peers
-            .get::<PollerMsg>(poller::ROLE)
-            .map(|p| p.get_id());
+        let current = self.base.peers.poller().map(|p| p.actor().get_id());
         if current.is_none() || current == self.poller {
             return;
         }

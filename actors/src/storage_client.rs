@@ -10,7 +10,6 @@ use ractor::rpc::CallResult;
 use ractor::ActorRef;
 
 use crate::messages::{Peers, StorageFailure, StorageMsg, StorageReply};
-use crate::storage;
 
 /// Longest wait for a storage answer.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,7 +24,7 @@ impl StorageClient {
     /// A client for the storage instance currently running in the tree.
     pub fn from_peers(peers: &Peers) -> Self {
         Self {
-            storage: peers.get::<StorageMsg>(storage::ROLE),
+            storage: peers.storage().map(|peer| peer.actor().clone()),
             timeout: QUERY_TIMEOUT,
         }
     }

@@ -4,6 +4,7 @@
 //! ractor provides linking and supervision events but no restart policy (its default
 //! `handle_supervisor_evt` stops the parent), so the policy lives here.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,8 @@ use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::backoff::{RestartWindow, SupervisorPolicy};
@@ -48,6 +50,8 @@ pub struct SupervisorArgs {
     pub config: ConfigUpdate,
     pub exit: watch::Sender<Option<TreeExit>>,
     pub faults: Vec<FaultPlan>,
+    /// Told when every child has had its first start attempt (or the tree stopped first).
+    pub started: Option<oneshot::Sender<()>>,
 }
 
 pub enum SupervisorMsg {
@@ -62,6 +66,13 @@ pub enum SupervisorMsg {
     RetryStart {
         index: usize,
         generation: u64,
+    },
+    /// A start attempt ended (it runs in its own task, so the supervisor keeps answering
+    /// while a child starts); ignored, and a started instance stopped, if `generation` is stale.
+    StartDone {
+        index: usize,
+        generation: u64,
+        result: Result<ActorCell, StartFailure>,
     },
 }
 
@@ -115,6 +126,8 @@ struct ChildSlot {
     /// Bumped on every start attempt, so a stale retry timer does nothing.
     generation: u64,
     window: RestartWindow,
+    /// The start attempt in flight; yields the started instance, if any.
+    pending_start: Option<JoinHandle<Option<ActorCell>>>,
 }
 
 pub struct SupervisorState {
@@ -124,6 +137,13 @@ pub struct SupervisorState {
     exit: watch::Sender<Option<TreeExit>>,
     faults: Vec<FaultPlan>,
     stopping: bool,
+    /// The next child of the first start sequence (children start one after the other, in
+    /// order); `None` once every child has had its first attempt.
+    first_start_next: Option<usize>,
+    started: Option<oneshot::Sender<()>>,
+    /// Exits of instances whose start the supervisor has not heard of yet: a supervision event
+    /// may overtake the start task's `StartDone`. Kept only while a start is in flight.
+    early_exits: HashMap<ActorId, String>,
 }
 
 pub struct Supervisor;
@@ -153,6 +173,7 @@ impl Actor for Supervisor {
                 attempt: 0,
                 generation: 0,
                 window: RestartWindow::default(),
+                pending_start: None,
             })
             .collect();
         let mut state = SupervisorState {
@@ -162,16 +183,14 @@ impl Actor for Supervisor {
             exit: args.exit,
             faults: args.faults,
             stopping: false,
+            first_start_next: Some(0),
+            started: args.started,
+            early_exits: HashMap::new(),
         };
-        // Start order matters (storage before its clients); a child that cannot start is
-        // retried in the background and does not hold back its siblings.
-        for index in 0..state.children.len() {
-            // An unrecoverable start failure stops the tree: start nothing after it.
-            if state.stopping {
-                break;
-            }
-            state.start_child(&myself, index).await;
-        }
+        // Start order matters (storage before its clients): each child's first start begins
+        // when the previous one's ended; a child that cannot start is retried in the
+        // background and does not hold back its siblings.
+        state.continue_first_start(&myself);
         Ok(state)
     }
 
@@ -223,7 +242,22 @@ impl Actor for Supervisor {
             SupervisorMsg::RetryStart { index, generation } => {
                 let current = state.children.get(index).map(|c| (c.generation, c.state));
                 if !state.stopping && current == Some((generation, ChildState::Backoff)) {
-                    state.start_child(&myself, index).await;
+                    state.start_child(&myself, index);
+                }
+            }
+            SupervisorMsg::StartDone {
+                index,
+                generation,
+                result,
+            } => {
+                state.start_done(&myself, index, generation, result).await;
+                state.continue_first_start(&myself);
+                if !state
+                    .children
+                    .iter()
+                    .any(|c| c.state == ChildState::Starting)
+                {
+                    state.early_exits.clear();
                 }
             }
         }
@@ -264,7 +298,28 @@ impl Actor for Supervisor {
 }
 
 impl SupervisorState {
-    async fn start_child(&mut self, myself: &ActorRef<SupervisorMsg>, index: usize) {
+    /// Starts the children of the first start sequence, in order, each once the previous
+    /// one's first attempt has ended; tells `started` when the sequence is over.
+    fn continue_first_start(&mut self, myself: &ActorRef<SupervisorMsg>) {
+        while let Some(index) = self.first_start_next {
+            if index > 0 && self.children[index - 1].pending_start.is_some() {
+                return; // the previous child is still starting
+            }
+            // An unrecoverable start failure stops the tree: start nothing after it.
+            if self.stopping || index >= self.children.len() {
+                self.first_start_next = None;
+                if let Some(started) = self.started.take() {
+                    let _ = started.send(());
+                }
+                return;
+            }
+            self.first_start_next = Some(index + 1);
+            self.start_child(myself, index);
+        }
+    }
+
+    /// Begins a start attempt in its own task; its end arrives as `StartDone`.
+    fn start_child(&mut self, myself: &ActorRef<SupervisorMsg>, index: usize) {
         let ctx = ChildContext {
             supervisor: myself.clone(),
             config: self.config.clone(),
@@ -275,14 +330,53 @@ impl SupervisorState {
         slot.generation += 1;
         slot.state = ChildState::Starting;
         slot.next_retry = None;
+        let generation = slot.generation;
+        let spec = slot.spec.clone();
+        let supervisor = myself.clone();
+        slot.pending_start = Some(tokio::spawn(async move {
+            let result = match tokio::time::timeout(timeout, spec.start(ctx)).await {
+                Ok(result) => result,
+                Err(_) => Err(StartFailure::Retry(format!(
+                    "did not start within {} ms",
+                    timeout.as_millis()
+                ))),
+            };
+            let cell = result.as_ref().ok().cloned();
+            let done = SupervisorMsg::StartDone {
+                index,
+                generation,
+                result,
+            };
+            if let Err(ractor::MessagingErr::SendErr(SupervisorMsg::StartDone {
+                result: Ok(orphan),
+                ..
+            })) = supervisor.cast(done)
+            {
+                // The supervisor stopped meanwhile: no child outlives it.
+                orphan.stop(Some("supervisor stopped".into()));
+            }
+            cell
+        }));
+    }
+
+    /// Takes the end of a start attempt: the child runs, waits for a retry, or stops the tree.
+    async fn start_done(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        index: usize,
+        generation: u64,
+        result: Result<ActorCell, StartFailure>,
+    ) {
+        let current = self.children.get(index).map(|c| (c.generation, c.state));
+        if self.stopping || current != Some((generation, ChildState::Starting)) {
+            if let Ok(orphan) = result {
+                orphan.stop(Some("superseded".into()));
+            }
+            return;
+        }
+        let slot = &mut self.children[index];
+        slot.pending_start = None;
         let name = slot.spec.name().to_string();
-        let result = match tokio::time::timeout(timeout, slot.spec.start(ctx)).await {
-            Ok(result) => result,
-            Err(_) => Err(StartFailure::Retry(format!(
-                "did not start within {} ms",
-                timeout.as_millis()
-            ))),
-        };
         match result {
             Ok(cell) => {
                 info!(
@@ -294,8 +388,12 @@ impl SupervisorState {
                 slot.cell = Some(cell.clone());
                 slot.state = ChildState::Running;
                 slot.started_at = Some(Instant::now());
+                let id = cell.get_id();
                 self.schedule_faults(&name, index, cell);
                 self.publish_peers();
+                if let Some(error) = self.early_exits.remove(&id) {
+                    self.child_exited(myself, id, error).await;
+                }
             }
             Err(StartFailure::Unrecoverable(err)) => {
                 let err = sanitize_for_log(&err, MAX_ERROR_CHARS);
@@ -337,7 +435,7 @@ impl SupervisorState {
     fn schedule_retry(&mut self, myself: &ActorRef<SupervisorMsg>, index: usize) -> Duration {
         let backoff = self.policy.backoff;
         let slot = &mut self.children[index];
-        let delay = backoff.delay(slot.attempt, rand::random::<f64>());
+        let delay = backoff.random_delay(slot.attempt);
         slot.attempt = slot.attempt.saturating_add(1);
         slot.state = ChildState::Backoff;
         slot.cell = None;
@@ -357,7 +455,16 @@ impl SupervisorState {
             .iter()
             .position(|c| c.cell.as_ref().map(ActorCell::get_id) == Some(id))
         else {
-            return; // an instance already replaced, or not ours
+            // An instance already replaced, not ours, or one whose `StartDone` is still on its
+            // way (kept for it).
+            if self
+                .children
+                .iter()
+                .any(|c| c.state == ChildState::Starting)
+            {
+                self.early_exits.insert(id, error);
+            }
+            return;
         };
         if self.stopping {
             self.children[index].state = ChildState::Stopped;
@@ -377,7 +484,7 @@ impl SupervisorState {
         slot.restarts += 1;
         if slot
             .started_at
-            .is_some_and(|t| now.duration_since(t) >= policy.backoff.reset_after)
+            .is_some_and(|t| now.duration_since(t) >= policy.reset_after)
         {
             slot.attempt = 0;
         }
@@ -413,12 +520,11 @@ impl SupervisorState {
 
     /// Tells every running child where its running siblings are.
     fn running_peers(&self) -> Peers {
-        Peers::new(
+        Peers::from_running(
             self.children
                 .iter()
                 .filter(|c| c.state == ChildState::Running)
-                .filter_map(|c| Some((c.spec.name().to_string(), c.cell.clone()?)))
-                .collect(),
+                .filter_map(|c| Some((c.spec.name(), c.cell.clone()?))),
         )
     }
 
@@ -439,15 +545,30 @@ impl SupervisorState {
 
     /// Stops every running child, last started first.
     async fn stop_all(&mut self, reason: &str) {
-        if self.stopping && self.children.iter().all(|c| c.cell.is_none()) {
+        if self.stopping
+            && self
+                .children
+                .iter()
+                .all(|c| c.cell.is_none() && c.pending_start.is_none())
+        {
             return;
         }
         self.stopping = true;
-        let timeout = self.policy.stop_timeout;
+        let timeout = self.policy.stop_timeout_per_child(self.children.len());
         for slot in self.children.iter_mut().rev() {
             slot.state = ChildState::Stopped;
             slot.next_retry = None;
-            let Some(cell) = slot.cell.take() else {
+            // A start in flight: let it end (bounded), so the instance it starts is stopped
+            // here rather than left running.
+            let starting = match slot.pending_start.take() {
+                Some(task) => tokio::time::timeout(timeout, task)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .flatten(),
+                None => None,
+            };
+            let Some(cell) = slot.cell.take().or(starting) else {
                 continue;
             };
             let name = slot.spec.name();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use opcgw::config::{AppConfig, EnvSnapshot};
 use ractor::{Actor, ActorRef};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::backoff::SupervisorPolicy;
@@ -74,6 +74,15 @@ pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
     ]
 }
 
+/// Why a reload request got no outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadUnavailable {
+    #[error("the reload actor is not running")]
+    NotRunning,
+    #[error("the reload actor did not answer")]
+    NoAnswer,
+}
+
 /// A running tree.
 pub struct Tree {
     pub handle: TreeHandle,
@@ -103,7 +112,8 @@ impl Tree {
         .await
     }
 
-    /// Starts a tree of arbitrary children (tests use their own).
+    /// Starts a tree of arbitrary children (tests use their own); returns once each child has
+    /// had its first start attempt.
     pub async fn start_with(
         children: Vec<Arc<dyn ChildSpec>>,
         policy: SupervisorPolicy,
@@ -111,16 +121,21 @@ impl Tree {
         faults: Vec<FaultPlan>,
     ) -> Result<Self, String> {
         let (exit_tx, exit) = watch::channel(None);
+        let (started_tx, started) = oneshot::channel();
         let args = SupervisorArgs {
             children,
             policy,
             config,
             exit: exit_tx,
             faults,
+            started: Some(started_tx),
         };
         let (supervisor, join) = Actor::spawn(None, Supervisor, args)
             .await
             .map_err(|e| e.to_string())?;
+        // Returns once every child has had its first start attempt (as when starts blocked the
+        // supervisor); an error only means the supervisor stopped first, which `exit` reports.
+        let _ = started.await;
         Ok(Self {
             handle: TreeHandle { supervisor },
             join,
@@ -164,19 +179,12 @@ impl TreeHandle {
         Some(cell.into())
     }
 
-    /// Asks the reload actor to reload; `None` when it is not running.
-    pub async fn reload(&self, trigger: ReloadTrigger) -> Option<ReloadOutcome> {
-        let cell = self
-            .supervisor
-            .call(
-                |reply| SupervisorMsg::Lookup(reload::ROLE.into(), reply),
-                Some(CALL_TIMEOUT),
-            )
+    /// Asks the reload actor to reload and waits for the outcome.
+    pub async fn reload(&self, trigger: ReloadTrigger) -> Result<ReloadOutcome, ReloadUnavailable> {
+        let reload: ActorRef<ReloadMsg> = self
+            .lookup(reload::ROLE)
             .await
-            .ok()?
-            .success_or(())
-            .ok()??;
-        let reload: ActorRef<ReloadMsg> = cell.into();
+            .ok_or(ReloadUnavailable::NotRunning)?;
         // Loading and validating a large file takes a moment; allow more than a status call.
         reload
             .call(
@@ -187,8 +195,8 @@ impl TreeHandle {
                 Some(CALL_TIMEOUT * 6),
             )
             .await
-            .ok()?
-            .success_or(())
             .ok()
+            .and_then(|r| r.success_or(()).ok())
+            .ok_or(ReloadUnavailable::NoAnswer)
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::client::UpstreamError;
+use crate::backoff::Backoff;
 use crate::model::Timestamp;
 
 /// Longest wait between two recovery attempts.
@@ -149,14 +150,9 @@ impl UpstreamTracker {
             }
             UpstreamState::Unauthenticated => AUTH_RETRY.max(self.delay),
             UpstreamState::Down => {
-                if self.failures <= self.retry {
-                    self.delay
-                } else {
-                    let doublings = (self.failures - self.retry).min(16);
-                    self.delay
-                        .saturating_mul(1 << doublings)
-                        .min(SLOW_RETRY_CAP.max(self.delay))
-                }
+                // `retry` attempts at `delay` (attempt 0 of the schedule), then doubling.
+                let slow = Backoff::new(self.delay, SLOW_RETRY_CAP.max(self.delay));
+                slow.nominal_delay(self.failures.saturating_sub(self.retry))
             }
         }
     }

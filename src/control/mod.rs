@@ -16,6 +16,7 @@
 //! - `admission`: which connections are kept when many arrive (pending ones give way,
 //!   authenticated ones never do).
 //! - `server`: the per-connection handshake and request loop the control actor runs.
+//! - `socket_preflight`: whether another gateway already answers on the socket path.
 //! - `client`: the connection `opcgw ctl` opens.
 //! - `render`: human tables for `opcgw ctl` output.
 //!
@@ -28,6 +29,7 @@ mod framing;
 mod protocol;
 mod render;
 mod server;
+mod socket_preflight;
 mod time_arg;
 mod token;
 
@@ -53,6 +55,7 @@ pub use server::{
     authenticate_peer, serve_admitted, serve_connection, AuthRejection, ConnectionEnd,
     ServeOptions, REQUEST_TIMEOUT, WRITE_TIMEOUT,
 };
+pub use socket_preflight::{check_socket_not_in_use, ControlSocketInUse};
 pub use time_arg::{history_window, parse_time_arg, MAX_RELATIVE_SECONDS};
 pub use token::{
     check_strength, generate_token, read_client_token, resolve_token, write_token_file, TokenError,

@@ -6,6 +6,7 @@ pub mod address_space;
 pub mod auth;
 #[cfg(test)]
 mod encrypted_password_tests;
+pub mod keypair;
 pub mod login_throttle;
 pub mod nodes;
 pub mod server;

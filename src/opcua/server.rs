@@ -15,11 +15,12 @@ use tracing::{error, info, warn};
 
 use crate::config::AppConfig;
 use crate::opcua::auth::GatewayAuth;
+use crate::opcua::keypair::check_keypair;
 use crate::opcua::nodes::{
     namespace_uri, node_manager_builder, GatewayBackend, GatewayNodeManager, GatewayNodesHandle,
     NodeSettings, MAX_HISTORY_PAGE_ROWS,
 };
-use crate::security::{check_private_key, ensure_pki_layout, PkiError};
+use crate::security::{ensure_pki_layout, PkiError};
 
 /// A session that stops talking is closed after this long (clients ask for less, or keep it
 /// alive with publish requests). Also bounds how long a failed activation holds a session slot.
@@ -38,8 +39,11 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(6);
 pub enum OpcUaStartError {
     #[error(transparent)]
     Pki(#[from] PkiError),
-    #[error("no server certificate or private key in {pki_dir}: provision them (see docs/opcua.md, \"PKI\") or set [opcua].create_sample_keypair = true for development")]
-    NoKeypair { pki_dir: PathBuf },
+    #[error("no OPC UA server key pair: {} and {} must exist (see docs/opcua.md, \"PKI\"), or set [opcua].create_sample_keypair = true for development", certificate.display(), private_key.display())]
+    NoKeypair {
+        certificate: PathBuf,
+        private_key: PathBuf,
+    },
     #[error("cannot listen for OPC UA on {addr}: {source} (is another process using the port? change [opcua].host_port / OPCGW_OPCUA__HOST_PORT)")]
     Bind {
         addr: String,
@@ -129,16 +133,8 @@ pub async fn start(
             );
         }
     }
-    let key_path = private_key_file(config);
-    let cert_path = ua.pki_dir.join(&ua.certificate_path);
-    check_private_key(&key_path)?;
-    let had_keypair = key_path.exists() && cert_path.exists();
+    let had_keypair = check_keypair(config)?;
     if !had_keypair {
-        if !ua.create_sample_keypair {
-            return Err(OpcUaStartError::NoKeypair {
-                pki_dir: ua.pki_dir.clone(),
-            });
-        }
         warn!(
             event = "opcua_sample_keypair",
             path = %ua.pki_dir.display(),
@@ -163,7 +159,7 @@ pub async fn start(
     let (mut server, handle) = build_server(config, backend, local_addr.port())?;
     apply_attack_bounds(&mut server, ua);
     if !had_keypair {
-        tighten_generated_key(&key_path);
+        tighten_generated_key(&private_key_file(config));
     }
     let Some(manager) = handle.node_managers().get_of_type::<GatewayNodeManager>() else {
         return Err(OpcUaStartError::Build(

@@ -15,5 +15,6 @@ mod opcua_python;
 mod poller;
 mod storage;
 mod supervision;
+mod supervision_start;
 mod support;
 mod ua;

@@ -4,8 +4,9 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use opcgw::backoff::Backoff;
 use opcgw::config::AppConfig;
-use opcgw_actors::backoff::{BackoffPolicy, IntensityPolicy, SupervisorPolicy};
+use opcgw_actors::backoff::{IntensityPolicy, SupervisorPolicy};
 use opcgw_actors::child::{actor_child, ChildSpec};
 use opcgw_actors::messages::{Common, ConfigUpdate};
 use opcgw_actors::supervisor::{ChildState, FaultPlan, SupervisorMsg, TreeExit};
@@ -156,18 +157,19 @@ fn probe(name: &'static str, journal: &Journal, bind_port: Option<u16>) -> Arc<d
 
 fn policy(initial_ms: u64, max_ms: u64, max_restarts: u32) -> SupervisorPolicy {
     SupervisorPolicy {
-        backoff: BackoffPolicy {
-            initial: Duration::from_millis(initial_ms),
-            max: Duration::from_millis(max_ms),
-            reset_after: Duration::from_secs(60),
-            jitter: 0.2,
-        },
+        backoff: Backoff::new(
+            Duration::from_millis(initial_ms),
+            Duration::from_millis(max_ms),
+        )
+        .with_jitter(0.2),
+        reset_after: Duration::from_secs(60),
         intensity: IntensityPolicy {
             max_restarts,
             window: Duration::from_secs(300),
         },
         start_timeout: Duration::from_secs(5),
-        stop_timeout: Duration::from_secs(2),
+        // 2 s per child for up to three children.
+        shutdown_timeout: Duration::from_secs(6),
     }
 }
 
@@ -454,7 +456,7 @@ async fn shutdown_stops_children_in_reverse_start_order() {
 async fn a_child_that_ran_healthy_long_enough_restarts_from_the_first_delay_again() {
     let journal = Journal::default();
     let mut policy = policy(100, 1_000, 100);
-    policy.backoff.reset_after = Duration::from_millis(600);
+    policy.reset_after = Duration::from_millis(600);
     let tree = start(vec![probe("crashy", &journal, None)], policy, vec![]).await;
     let handle = tree.handle.clone();
 

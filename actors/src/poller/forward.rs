@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use opcgw::backoff::Backoff;
 use opcgw::chirpstack::commands::CommandUpdate;
 use opcgw::model::Sample;
 use ractor::rpc::CallResult;
@@ -23,8 +24,8 @@ pub const MAX_BUFFERED_SAMPLES: usize = 200_000;
 pub const MAX_APPEND_SAMPLES: usize = 10_000;
 /// A storage call that takes longer is treated as failed (and retried).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-const RETRY_INITIAL: Duration = Duration::from_millis(250);
-const RETRY_MAX: Duration = Duration::from_secs(30);
+/// Retries of a failed write: 250 ms doubling to 30 s, reset by a success.
+const RETRY: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
 
 /// An item for storage, in the order the poller produced it.
 #[derive(Debug, Clone)]
@@ -220,7 +221,7 @@ async fn run(
     mut backlog: Backlog,
 ) {
     let mut failing = false;
-    let mut retry = RETRY_INITIAL;
+    let mut retry_attempt = 0u32;
     loop {
         while let Ok(item) = items.try_recv() {
             backlog.push(item);
@@ -250,7 +251,7 @@ async fn run(
                     failing = false;
                     info!(event = "storage_writes_resumed", queued = backlog.samples);
                 }
-                retry = RETRY_INITIAL;
+                retry_attempt = 0;
             }
             Err(error) => {
                 // A partial commit is impossible (one transaction) and a repeated one is
@@ -266,10 +267,10 @@ async fn run(
                 }
                 // Wait before retrying, but go at once when a new storage instance appears.
                 tokio::select! {
-                    _ = tokio::time::sleep(retry) => {}
+                    _ = tokio::time::sleep(RETRY.nominal_delay(retry_attempt)) => {}
                     changed = storage.changed() => if changed.is_err() { return },
                 }
-                retry = (retry * 2).min(RETRY_MAX);
+                retry_attempt = retry_attempt.saturating_add(1);
             }
         }
     }

@@ -6,7 +6,6 @@ use tokio::sync::mpsc;
 
 use super::forward::{StorageForwarder, StorageItem};
 use crate::messages::{Feed, OpcUaMsg, Peers, StorageMsg, WebMsg};
-use crate::{opcua, storage, web};
 
 /// A consumer of the poller's feed.
 pub trait PollerOutput: Send + 'static {
@@ -49,22 +48,22 @@ impl PollerOutput for PeerOutput {
             Feed::Samples(samples) => self.storage.send(StorageItem::Samples(samples.clone())),
             Feed::Command(update) => self.storage.send(StorageItem::Command(update.clone())),
             Feed::Upstream(_) | Feed::DeviceHealth(_) => {
-                if let Some(storage) = peers.get::<StorageMsg>(storage::ROLE) {
-                    let _ = storage.cast(StorageMsg::Feed(feed.clone()));
+                if let Some(storage) = peers.storage() {
+                    storage.cast(StorageMsg::Feed(feed.clone()));
                 }
             }
         }
-        if let Some(opcua) = peers.get::<OpcUaMsg>(opcua::ROLE) {
-            let _ = opcua.cast(OpcUaMsg::Feed(feed.clone()));
+        if let Some(opcua) = peers.opcua() {
+            opcua.cast(OpcUaMsg::Feed(feed.clone()));
         }
-        if let Some(web) = peers.get::<WebMsg>(web::ROLE) {
-            let _ = web.cast(WebMsg::Feed(feed));
+        if let Some(web) = peers.web() {
+            web.cast(WebMsg::Feed(feed));
         }
     }
 
     fn peers_changed(&mut self, peers: &Peers) {
         self.storage
-            .set_storage(peers.get::<StorageMsg>(storage::ROLE));
+            .set_storage(peers.storage().map(|peer| peer.actor().clone()));
     }
 
     fn storage_stats(&self) -> (u64, u64, u64) {

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use opcgw::backoff::Backoff;
 use opcgw::chirpstack::client::{ChirpstackClient, UpstreamError};
 use opcgw::chirpstack::events::parse_log_item;
 use opcgw::model::Timestamp;
@@ -18,8 +19,9 @@ use tracing::warn;
 use crate::messages::PollerMsg;
 use crate::task::OwnedTask;
 
-const RETRY_INITIAL: Duration = Duration::from_millis(500);
-const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Reconnects of a failed stream: 500 ms doubling to 60 s, up to a fifth shorter at random.
+const RETRY: Backoff =
+    Backoff::new(Duration::from_millis(500), Duration::from_secs(60)).with_jitter(0.2);
 
 /// Whether streams may connect, and a counter bumped to make waiting streams retry now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,7 +239,7 @@ async fn run_stream(
         if poller.cast(failed).is_err() {
             return;
         }
-        let wait = retry_delay(attempt);
+        let wait = RETRY.random_delay(attempt);
         attempt = attempt.saturating_add(1);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -256,11 +258,4 @@ async fn wait_for_epoch_change(gate: &mut watch::Receiver<Gate>, epoch: u64) -> 
             return false;
         }
     }
-}
-
-fn retry_delay(attempt: u32) -> Duration {
-    let nominal = RETRY_INITIAL
-        .saturating_mul(1 << attempt.min(10))
-        .min(RETRY_MAX);
-    nominal.mul_f64(1.0 - 0.2 * rand::random::<f64>())
 }
