@@ -105,11 +105,9 @@ fn each_test_sees_only_the_lines_of_its_own_runtime() {
         ("second", second.join().unwrap()),
     ] {
         assert_eq!(lines.len(), 20, "{lines:?}");
+        let other = if name == "first" { "second" } else { "first" };
         assert!(
-            lines
-                .iter()
-                .all(|l| l.contains(&format!("test=\"{name}\""))
-                    || l.contains(&format!("test={name}"))),
+            lines.iter().all(|l| l.contains(name) && !l.contains(other)),
             "{lines:?}"
         );
     }
