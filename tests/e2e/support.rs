@@ -122,6 +122,8 @@ pub fn run_to_end(
 pub struct Daemon {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Reads stderr until the pipe closes, which happens when the process exits.
+    reader: std::thread::JoinHandle<()>,
 }
 
 impl Daemon {
@@ -188,12 +190,16 @@ impl Daemon {
         let stderr = child.stderr.take().expect("stderr");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
         });
-        Self { child, lines }
+        Self {
+            child,
+            lines,
+            reader,
+        }
     }
 
     pub fn pid(&self) -> nix::unistd::Pid {
@@ -239,8 +245,14 @@ impl Daemon {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                // Let the reader thread drain the pipe.
-                std::thread::sleep(Duration::from_millis(50));
+                // Every line is in once the reader has seen the end of the pipe.
+                while !self.reader.is_finished() {
+                    assert!(
+                        Instant::now() < deadline,
+                        "stderr still open after opcgw exited"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 return status;
             }
             if Instant::now() >= deadline {
