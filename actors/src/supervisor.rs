@@ -5,7 +5,7 @@
 //! `handle_supervisor_evt` stops the parent), so the policy lives here.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opcgw::security::sanitize_for_log;
 use ractor::{
@@ -13,6 +13,8 @@ use ractor::{
 };
 use serde::Serialize;
 use tokio::sync::watch;
+// tokio's clock, not std's: restart delays and healthy runs follow a paused test clock.
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::backoff::{RestartWindow, SupervisorPolicy};
@@ -381,7 +383,7 @@ impl SupervisorState {
         {
             slot.attempt = 0;
         }
-        if slot.window.record(now, &policy.intensity) {
+        if slot.window.record(now.into_std(), &policy.intensity) {
             let restarts = slot.window.len();
             error!(
                 event = "restart_intensity_exceeded",
