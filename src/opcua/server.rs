@@ -49,7 +49,7 @@ pub enum OpcUaStartError {
     Build(String),
 }
 
-/// The security policy and mode of an endpoint id of the 004 contract.
+/// The security policy and mode of an endpoint id (docs/opcua.md, "Endpoints").
 pub fn endpoint_security(id: &str) -> Option<(SecurityPolicy, MessageSecurityMode)> {
     use MessageSecurityMode::{Sign, SignAndEncrypt};
     Some(match id {
