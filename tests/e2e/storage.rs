@@ -12,7 +12,7 @@ use opcgw_actors::messages::{Common, PollerMsg, StorageFailure, StorageMsg};
 use opcgw_actors::poller::PollerCounters;
 use opcgw_actors::storage_client::StorageClient;
 use opcgw_actors::supervisor::ChildState;
-use opcgw_actors::tree::{Tree, TreeOptions};
+use opcgw_actors::tree::Tree;
 
 use crate::poller::{gateway_config, simulator};
 
@@ -28,9 +28,10 @@ fn tree_config(
     })
 }
 
-async fn start_tree(config: AppConfig) -> Tree {
+async fn start_tree(mut config: AppConfig) -> Tree {
     crate::logs::capture();
-    Tree::start(Arc::new(config), TreeOptions::default())
+    let options = crate::support::tree_options(&mut config);
+    Tree::start(Arc::new(config), options)
         .await
         .expect("tree starts")
 }
