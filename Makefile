@@ -5,7 +5,7 @@ DEMO_CONFIG ?= config/demo.toml
 DEMO_ENV := run/demo.env
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
-.PHONY: run test bench lint deps venv check-config clean-demo
+.PHONY: run test bench lint deps venv check-config clean-demo vendor-patches
 
 VENV := .venv
 PYTHON_REQUIREMENTS := tests/python/requirements.txt
@@ -47,6 +47,12 @@ $(VENV)/.installed: $(PYTHON_REQUIREMENTS)
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+## vendor-patches: rewrite vendor/<crate>/opcgw.patch (what each vendored crate changes in the
+## published one) after editing a vendored source; `cargo test -p opcgw --test vendor_patches`
+## fails until it is current.
+vendor-patches:
+	sh vendor/diff-against-upstream.sh
 
 ## check-config: validate config/config.toml (or CONFIG=path).
 check-config:

@@ -1,8 +1,8 @@
 //! opcgw: a ChirpStack to OPC UA gateway.
 //!
-//! This crate is the library of what the gateway can do, as plain Rust: configuration,
-//! the data model, and (in later modules) the ChirpStack client, storage, OPC UA and web
-//! pieces. It knows nothing about actors; the `opcgw-actors` package owns the long-lived
+//! This crate is the library of what the gateway can do, as plain Rust: configuration, the
+//! data model, the ChirpStack client and simulator, storage, the OPC UA server, the control
+//! protocol and the security rules shared by all of them. It knows nothing about actors; the `opcgw-actors` package owns the long-lived
 //! resources and decides how these pieces run.
 
 pub mod backoff;

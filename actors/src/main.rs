@@ -175,6 +175,7 @@ async fn serve(
         env: env.clone(),
         log: Some(log),
         faults: fault_plans(&env),
+        opcua_listener: None,
     };
     let tree = match Tree::start(Arc::new(loaded.config), options).await {
         Ok(tree) => tree,

@@ -48,6 +48,8 @@ pub struct OpcUaArgs {
     pub supervisor: ActorRef<SupervisorMsg>,
     /// Siblings running at start: storage, to refill values before serving.
     pub peers: Peers,
+    /// Serve on (a duplicate of) this listener instead of binding the configured address.
+    pub listener: Option<Arc<std::net::TcpListener>>,
 }
 
 pub struct OpcUaActor;
@@ -198,7 +200,12 @@ impl Actor for OpcUaActor {
         let backend = Arc::new(StorageBackend {
             client: storage.clone(),
         });
-        let server = ua_server::start(&config, backend).await?;
+        let listener = args
+            .listener
+            .as_deref()
+            .map(|l| l.try_clone())
+            .transpose()?;
+        let server = ua_server::start_on(&config, backend, listener).await?;
         server.nodes.publish(&live.snapshot());
         let client = storage.read().unwrap_or_else(|e| e.into_inner()).clone();
         seed_command_status(&server, &client).await;

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opcgw::security::sanitize_for_log;
 use ractor::{
@@ -15,6 +15,8 @@ use ractor::{
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+// tokio's clock, not std's: restart delays and healthy runs follow a paused test clock.
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::backoff::{RestartWindow, SupervisorPolicy};
@@ -488,7 +490,7 @@ impl SupervisorState {
         {
             slot.attempt = 0;
         }
-        if slot.window.record(now, &policy.intensity) {
+        if slot.window.record(now.into_std(), &policy.intensity) {
             let restarts = slot.window.len();
             error!(
                 event = "restart_intensity_exceeded",

@@ -26,6 +26,9 @@ pub struct TreeOptions {
     pub env: EnvSnapshot,
     pub log: Option<LogControl>,
     pub faults: Vec<FaultPlan>,
+    /// An OPC UA listener bound by the caller (tests), served instead of binding
+    /// `opcua.host_port`; it stays bound across restarts of the OPC UA actor.
+    pub opcua_listener: Option<Arc<std::net::TcpListener>>,
 }
 
 /// The six duty actors, in start order: storage first (everyone writes to or reads from it),
@@ -33,15 +36,17 @@ pub struct TreeOptions {
 pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
     let reload_options = options.clone();
     let control_log = options.log.clone();
+    let opcua_listener = options.opcua_listener.clone();
     vec![
         actor_child(storage::ROLE, |ctx| {
             (storage::StorageActor, ctx.config.clone())
         }),
-        actor_child(opcua::ROLE, |ctx| {
+        actor_child(opcua::ROLE, move |ctx| {
             let args = opcua::OpcUaArgs {
                 config: ctx.config.clone(),
                 supervisor: ctx.supervisor.clone(),
                 peers: ctx.peers.clone(),
+                listener: opcua_listener.clone(),
             };
             (opcua::OpcUaActor, args)
         }),

@@ -1,6 +1,6 @@
 //! What changed between two configurations, and what a reload may do about it.
 //!
-//! Every knob is one of three classes (the 004 taxonomy): *hot* knobs are applied by the
+//! Every knob is one of three classes (docs/configuration.md, "Reload (SIGHUP)"): *hot* knobs are applied by the
 //! running actors, *restart-required* knobs are bound at start (sockets, identities, files) so
 //! a reload that changes one is rejected, and *topology* (applications, devices, metrics,
 //! commands) is applied live to the address space and the console.

@@ -106,7 +106,7 @@ impl Default for ChirpstackConfig {
     }
 }
 
-/// Endpoint ids the OPC UA server can advertise (the first three are the 004 contract ids).
+/// Endpoint ids the OPC UA server can advertise (the first three are the ids of docs/opcua.md, "Endpoints", that every deployment knows).
 pub const OPCUA_ENDPOINT_IDS: &[&str] = &[
     "null",
     "basic256_sign",

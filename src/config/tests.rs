@@ -842,6 +842,39 @@ fn every_knob_is_documented_in_the_example_config() {
     );
 }
 
+/// The "hot" row of the reload table in docs/configuration.md names exactly the knobs that
+/// `classify_knob` treats as hot (a knob made hot must be documented as such, and back).
+#[test]
+fn the_hot_row_of_the_reload_docs_lists_exactly_the_hot_knobs() {
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .unwrap();
+    let row = docs
+        .lines()
+        .find(|l| l.starts_with("| hot |"))
+        .expect("the hot row of the reload table");
+    let documented: std::collections::BTreeSet<&str> = row.split('`').skip(1).step_by(2).collect();
+    let config = load_with(BASE, &[]).unwrap().config;
+    let toml::Value::Table(root) = toml::Value::try_from(&config).unwrap() else {
+        panic!()
+    };
+    let mut hot = std::collections::BTreeSet::new();
+    for (section, table) in root.iter().filter(|(k, _)| *k != "application") {
+        let keys: Vec<String> = match table {
+            toml::Value::Table(t) => t.keys().map(|k| format!("{section}.{k}")).collect(),
+            _ => vec![section.clone()],
+        };
+        hot.extend(
+            keys.into_iter()
+                .filter(|k| classify_knob(k) == KnobClass::Hot),
+        );
+    }
+    let hot: std::collections::BTreeSet<&str> = hot.iter().map(String::as_str).collect();
+    assert_eq!(documented, hot, "docs/configuration.md, hot row");
+}
+
 #[test]
 fn the_shipped_config_files_hold_placeholders_only_and_load_with_env() {
     let root = env!("CARGO_MANIFEST_DIR");

@@ -1,4 +1,4 @@
-//! The control socket (DESIGN §9): the protocol `opcgw ctl` and automation speak to the daemon
+//! The control socket (docs/control.md): the protocol `opcgw ctl` and automation speak to the daemon
 //! over a unix stream socket, and the client side of it.
 //!
 //! The wire format is newline-delimited JSON: one object per line, at most [`MAX_FRAME_BYTES`]

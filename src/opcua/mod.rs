@@ -1,4 +1,4 @@
-//! The OPC UA side of the gateway (DESIGN §7): the address space derived from the
+//! The OPC UA side of the gateway (docs/opcua.md): the address space derived from the
 //! configuration, the live values and their quality, and the async-opcua server that serves
 //! them (endpoints, users, limits, HistoryRead, command writes).
 

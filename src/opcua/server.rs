@@ -53,7 +53,7 @@ pub enum OpcUaStartError {
     Build(String),
 }
 
-/// The security policy and mode of an endpoint id of the 004 contract.
+/// The security policy and mode of an endpoint id (docs/opcua.md, "Endpoints").
 pub fn endpoint_security(id: &str) -> Option<(SecurityPolicy, MessageSecurityMode)> {
     use MessageSecurityMode::{Sign, SignAndEncrypt};
     Some(match id {
@@ -121,6 +121,17 @@ pub async fn start(
     config: &AppConfig,
     backend: Arc<dyn GatewayBackend>,
 ) -> Result<RunningServer, OpcUaStartError> {
+    start_on(config, backend, None).await
+}
+
+/// [`start`], serving on `listener` when one is given instead of binding the configured
+/// address (tests bind `127.0.0.1:0` themselves, so that no other test can take the port
+/// between choosing it and listening on it).
+pub async fn start_on(
+    config: &AppConfig,
+    backend: Arc<dyn GatewayBackend>,
+    listener: Option<std::net::TcpListener>,
+) -> Result<RunningServer, OpcUaStartError> {
     let ua = &config.opcua;
     for dir in ensure_pki_layout(&ua.pki_dir)? {
         if dir.created || dir.tightened {
@@ -143,12 +154,17 @@ pub async fn start(
     }
 
     let addr = format!("{}:{}", ua.host_ip_address, ua.host_port);
-    let listener = TcpListener::bind(&addr)
-        .await
-        .map_err(|source| OpcUaStartError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
+    let bind_error = |source| OpcUaStartError::Bind {
+        addr: addr.clone(),
+        source,
+    };
+    let listener = match listener {
+        Some(listener) => listener
+            .set_nonblocking(true)
+            .and_then(|()| TcpListener::from_std(listener))
+            .map_err(bind_error)?,
+        None => TcpListener::bind(&addr).await.map_err(bind_error)?,
+    };
     let local_addr = listener
         .local_addr()
         .map_err(|source| OpcUaStartError::Bind {

@@ -1,4 +1,4 @@
-//! The live value of every metric variable and its quality (DESIGN §5), independent of the OPC
+//! The live value of every metric variable and its quality (docs/opcua.md, "Values, quality and timestamps"), independent of the OPC
 //! UA library: what to publish when samples arrive and when a value ages past a threshold.
 //!
 //! Timestamps follow OPC UA Part 4 §7.11: a new value carries the device time as its

@@ -1,5 +1,5 @@
 //! Storage on redb: the latest value and the history of every metric, a durable command queue
-//! and small gateway status documents (DESIGN §6).
+//! and small gateway status documents (docs/storage.md).
 //!
 //! One [`Store`] owns one redb file; the storage actor owns the store. Every write is one
 //! durable transaction (a batch of samples, one command, one status), so whatever a method
@@ -14,7 +14,7 @@
 //! replaced while open is noticed before the next write ([`StorageError::FileGone`]): the
 //! owner must drop the store and open the path again.
 //!
-//! History has the layout of DESIGN §6 — `history` keyed by (series, time) — plus a staging
+//! History is kept in `history`, keyed by (series, time) (docs/storage.md), plus a staging
 //! table in front of it: appends go to `recent`, keyed by (time, series), where a batch covering
 //! a thousand series lands on a few pages instead of a thousand, and are folded into `history`
 //! in bulk. Reads merge both tables; callers never see the difference. (Measured on 2 cores: a

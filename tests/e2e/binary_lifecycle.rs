@@ -86,11 +86,7 @@ fn the_demo_runs_against_its_simulator_and_logs_live_samples() {
     // the simulator to a free port so it cannot collide with a running demo.
     let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/demo.toml"))
         .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let workdir = Workdir::new(&demo);
     let mut daemon = Daemon::start_with(
         &workdir,

@@ -71,8 +71,9 @@ fn a_missing_key_pair_refuses_start_up_unless_development_keys_are_allowed() {
             level.status(),
             opcua::types::StatusCode::BadWaitingForInitialData
         );
-        // The gauge is checked every second.
-        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        // The gauge is checked every second and logged when it changes: stay connected until
+        // it has counted this session (the client's tasks run on the runtime's workers).
+        daemon.wait_for_events("opcua_session_count", 1, Duration::from_secs(10));
         ua.close().await;
     });
     let gauges = daemon.wait_for_events("opcua_session_count", 2, Duration::from_secs(10));

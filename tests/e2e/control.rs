@@ -19,11 +19,7 @@ const AUTH_FAILED: &str =
 fn demo_daemon() -> (Workdir, Daemon) {
     let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/demo.toml"))
         .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let workdir = Workdir::new(&demo);
     let daemon = Daemon::start_with(
         &workdir,
@@ -472,17 +468,18 @@ async fn a_flood_of_idle_connections_never_displaces_an_authenticated_client() {
 async fn a_crashed_control_actor_is_restarted_and_clients_reconnect() {
     use opcgw_actors::messages::{Common, ControlMsg};
     use opcgw_actors::supervisor::ChildState;
-    use opcgw_actors::tree::{Tree, TreeOptions};
+    use opcgw_actors::tree::Tree;
 
     let dir = tempfile::tempdir().unwrap();
     let sim = crate::poller::simulator(|c| c.devices_per_application = 1).await;
-    let config = crate::poller::gateway_config(&sim, |c| {
+    let mut config = crate::poller::gateway_config(&sim, |c| {
         c.storage.database_path = dir.path().join("db.redb");
         c.control.socket_path = dir.path().join("ctl.sock");
         c.control.token_file = dir.path().join("ctl.token");
         c.supervisor.backoff_initial_ms = 50;
     });
-    let tree = Tree::start(std::sync::Arc::new(config.clone()), TreeOptions::default())
+    let options = crate::support::tree_options(&mut config);
+    let tree = Tree::start(std::sync::Arc::new(config.clone()), options)
         .await
         .unwrap();
     let wait_socket = |path: &Path| {

@@ -12,7 +12,7 @@ use opcgw_actors::messages::{Common, PollerMsg, StorageFailure, StorageMsg};
 use opcgw_actors::poller::PollerCounters;
 use opcgw_actors::storage_client::StorageClient;
 use opcgw_actors::supervisor::ChildState;
-use opcgw_actors::tree::{Tree, TreeOptions};
+use opcgw_actors::tree::Tree;
 
 use crate::poller::{gateway_config, simulator};
 
@@ -28,9 +28,10 @@ fn tree_config(
     })
 }
 
-async fn start_tree(config: AppConfig) -> Tree {
+async fn start_tree(mut config: AppConfig) -> Tree {
     crate::logs::capture();
-    Tree::start(Arc::new(config), TreeOptions::default())
+    let options = crate::support::tree_options(&mut config);
+    Tree::start(Arc::new(config), options)
         .await
         .expect("tree starts")
 }
@@ -154,8 +155,15 @@ async fn a_storage_panic_loses_nothing_and_queries_fail_fast_meanwhile() {
     let counters = poller_counters(&tree).await;
     assert_eq!(counters.storage_dropped, 0, "{counters:?}");
 
-    // No gap in the device's history across the crash: uplinks every 100 ms.
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    // No gap in the device's history across the crash: uplinks every 100 ms. Wait until the
+    // history reaches half a second past the crash.
+    wait_until(Duration::from_secs(10), "rows after the crash", || async {
+        temperature_times(&after, &device, started)
+            .await
+            .iter()
+            .any(|t| t.as_micros() > crashed.as_micros() + 500_000)
+    })
+    .await;
     let times = temperature_times(&after, &device, started).await;
     assert!(
         times.iter().any(|t| *t < crashed)
@@ -369,6 +377,12 @@ async fn a_reloaded_retention_applies_at_once() {
                 .unwrap_or(usize::MAX)
         }
     };
+    // Once storage answers (it may still be starting on a loaded machine), give a wrong prune
+    // the time to happen before checking that nothing was pruned.
+    wait_until(Duration::from_secs(10), "storage answers", || async {
+        rows(&tree).await != usize::MAX
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rows(&tree).await, 3, "30 days keep everything");
     let listed = StorageClient::new(

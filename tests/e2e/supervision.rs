@@ -1,8 +1,13 @@
 //! The supervisor's restart policy, exercised in-process with probe actors.
+//!
+//! Tests that measure delays run on tokio's paused clock (`start_paused`): time moves only when
+//! every task waits, so a restart delay is observed exactly, whatever the machine's load.
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use opcgw::backoff::Backoff;
 use opcgw::config::AppConfig;
@@ -13,8 +18,8 @@ use opcgw_actors::supervisor::{ChildState, FaultPlan, SupervisorMsg, TreeExit};
 use opcgw_actors::tree::{Tree, TreeHandle};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-/// A probe: records its starts and stops, answers pings, panics on request, and can be made
-/// to fail at start by holding a port it must bind.
+/// A probe: records its starts and stops, answers pings, fails in every way an actor can on
+/// request, and can be made to fail at start by holding a port it must bind.
 struct Probe {
     name: &'static str,
     journal: Journal,
@@ -43,7 +48,14 @@ impl Journal {
 enum ProbeMsg {
     Common(Common),
     Ping(RpcReplyPort<u64>),
+    /// Panics in `handle`.
     Crash,
+    /// Returns an `Err` from `handle`.
+    Fail,
+    /// Stops itself, as an actor that decides its work is over would.
+    StopSelf,
+    /// From now on, panics in `post_stop`.
+    PanicOnStop,
 }
 
 impl From<Common> for ProbeMsg {
@@ -54,6 +66,7 @@ impl From<Common> for ProbeMsg {
 
 struct ProbeState {
     pings: u64,
+    panic_on_stop: bool,
     _listener: Option<TcpListener>,
 }
 
@@ -78,6 +91,7 @@ impl Actor for Probe {
             .push((self.name, Instant::now()));
         Ok(ProbeState {
             pings: 0,
+            panic_on_stop: false,
             _listener: listener,
         })
     }
@@ -85,15 +99,18 @@ impl Actor for Probe {
     async fn post_stop(
         &self,
         _myself: ActorRef<ProbeMsg>,
-        _state: &mut ProbeState,
+        state: &mut ProbeState,
     ) -> Result<(), ActorProcessingErr> {
         self.journal.stops.lock().unwrap().push(self.name);
+        if state.panic_on_stop {
+            panic!("probe {} panicked in post_stop on purpose", self.name)
+        }
         Ok(())
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<ProbeMsg>,
+        myself: ActorRef<ProbeMsg>,
         message: ProbeMsg,
         state: &mut ProbeState,
     ) -> Result<(), ActorProcessingErr> {
@@ -110,6 +127,16 @@ impl Actor for Probe {
                     .push((self.name, Instant::now()));
                 panic!("probe {} crashed on purpose", self.name)
             }
+            ProbeMsg::Fail => {
+                self.journal
+                    .crashes
+                    .lock()
+                    .unwrap()
+                    .push((self.name, Instant::now()));
+                return Err(format!("probe {} failed on purpose", self.name).into());
+            }
+            ProbeMsg::StopSelf => myself.stop(Some(format!("probe {} is done", self.name))),
+            ProbeMsg::PanicOnStop => state.panic_on_stop = true,
             ProbeMsg::Common(Common::InjectPanic(reason)) => {
                 panic!("probe {}: {reason}", self.name)
             }
@@ -252,7 +279,7 @@ async fn wait_until<F: Fn(&opcgw_actors::supervisor::TreeStatus) -> bool>(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_panicking_child_is_restarted_with_backoff_while_its_sibling_keeps_working() {
     let journal = Journal::default();
     let tree = start(
@@ -294,8 +321,9 @@ async fn a_panicking_child_is_restarted_with_backoff_while_its_sibling_keeps_wor
     assert_eq!(starts.len(), 5, "initial start + 4 restarts");
     for (i, expected) in nominal.iter().enumerate() {
         let observed = starts[i + 1].duration_since(crashes[i]).as_millis() as u64;
-        // Jitter shortens by up to 20%; scheduling may add a little.
-        let (low, high) = (expected * 8 / 10, expected + 60);
+        // Jitter shortens by up to 20%; on the paused clock nothing else adds to the delay
+        // (the timer wheel rounds up to the next millisecond).
+        let (low, high) = (expected * 8 / 10, expected + 1);
         assert!(
             (low..=high).contains(&observed),
             "restart {i}: waited {observed} ms, policy says {low}-{expected} ms"
@@ -452,7 +480,7 @@ async fn shutdown_stops_children_in_reverse_start_order() {
     assert_eq!(*tree.exit.borrow(), Some(TreeExit::Clean));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_child_that_ran_healthy_long_enough_restarts_from_the_first_delay_again() {
     let journal = Journal::default();
     let mut policy = policy(100, 1_000, 100);
@@ -504,8 +532,153 @@ async fn a_child_that_ran_healthy_long_enough_restarts_from_the_first_delay_agai
         .collect();
     assert!(delays[2] >= 320, "the third delay grew: {delays:?}");
     assert!(
-        (80..=160).contains(&delays[3]),
+        (80..=101).contains(&delays[3]),
         "the delay after a healthy run is the first one again: {delays:?}"
     );
     assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
+}
+
+/// The ways a running child can end without being asked to.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// `handle` returns an `Err`.
+    ErrFromHandle,
+    /// The child stops itself.
+    StopsItself,
+    /// The child stops itself and then panics in `post_stop`.
+    PanicInPostStop,
+    /// Something kills the child (no `post_stop`).
+    Killed,
+}
+
+async fn inflict(actor: &ActorRef<ProbeMsg>, fault: Fault) {
+    match fault {
+        Fault::ErrFromHandle => actor.cast(ProbeMsg::Fail).expect("send fail"),
+        Fault::StopsItself => actor.cast(ProbeMsg::StopSelf).expect("send stop"),
+        Fault::PanicInPostStop => {
+            actor.cast(ProbeMsg::PanicOnStop).expect("arm the panic");
+            actor.cast(ProbeMsg::StopSelf).expect("send stop");
+        }
+        Fault::Killed => actor.kill(),
+    }
+}
+
+/// With at most 2 restarts in the window, `fault` twice is restarted twice (the status says
+/// why) while the sibling keeps running untouched; the third time stops the tree, reporting
+/// the child, and the sibling is stopped cleanly.
+async fn a_fault_is_restarted_then_escalates(fault: Fault, reported_as: &str) {
+    let journal = Journal::default();
+    let mut tree = start(
+        vec![
+            probe("steady", &journal, None),
+            probe("faulty", &journal, None),
+        ],
+        policy(10, 40, 2),
+        vec![],
+    )
+    .await;
+    let handle = tree.handle.clone();
+    for round in 0..2u32 {
+        let actor = lookup(&handle, "faulty").await.expect("faulty is running");
+        inflict(&actor, fault).await;
+        wait_until(&handle, Duration::from_secs(5), "faulty restarted", |s| {
+            s.child("faulty")
+                .is_some_and(|c| c.state == ChildState::Running && c.restarts == round + 1)
+        })
+        .await;
+        let status = handle.status().await.unwrap();
+        let faulty = status.child("faulty").unwrap();
+        let error = faulty.last_error.as_deref().unwrap_or_default();
+        assert!(error.contains(reported_as), "{fault:?}: {error}");
+        let steady = status.child("steady").unwrap();
+        assert_eq!((steady.restarts, steady.state), (0, ChildState::Running));
+    }
+    assert_eq!(journal.starts_of("faulty").len(), 3, "{fault:?}");
+    assert!(tree.exit.borrow().is_none(), "{fault:?}: escalated early");
+
+    let actor = lookup(&handle, "faulty").await.expect("faulty is running");
+    inflict(&actor, fault).await;
+    tokio::time::timeout(Duration::from_secs(10), tree.exit.changed())
+        .await
+        .expect("the tree ends")
+        .unwrap();
+    assert_eq!(
+        *tree.exit.borrow(),
+        Some(TreeExit::IntensityExceeded {
+            child: "faulty".into(),
+            restarts: 3
+        }),
+        "{fault:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(5), &mut tree.join)
+        .await
+        .expect("the supervisor stops")
+        .unwrap();
+    assert_eq!(
+        journal.starts_of("faulty").len(),
+        3,
+        "{fault:?}: no 4th start"
+    );
+    assert_eq!(journal.starts_of("steady").len(), 1, "{fault:?}");
+    assert!(
+        journal.stops.lock().unwrap().contains(&"steady"),
+        "{fault:?}: the sibling was stopped cleanly"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_err_from_handle_is_restarted_then_escalates() {
+    a_fault_is_restarted_then_escalates(
+        Fault::ErrFromHandle,
+        "failed: probe faulty failed on purpose",
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_that_stops_itself_is_restarted_then_escalates() {
+    a_fault_is_restarted_then_escalates(
+        Fault::StopsItself,
+        "stopped unexpectedly: probe faulty is done",
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_post_stop_is_restarted_then_escalates() {
+    a_fault_is_restarted_then_escalates(Fault::PanicInPostStop, "panicked in post_stop on purpose")
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_killed_child_is_restarted_then_escalates() {
+    a_fault_is_restarted_then_escalates(Fault::Killed, "stopped unexpectedly: killed").await;
+}
+
+/// A child whose `post_stop` panics while the tree shuts down does not stop the shutdown: the
+/// children started before it are still stopped, in reverse order, and the exit is clean.
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_post_stop_during_shutdown_does_not_stop_the_shutdown() {
+    let journal = Journal::default();
+    let names = ["a", "b", "c"];
+    let tree = start(
+        names.iter().map(|n| probe(n, &journal, None)).collect(),
+        policy(10, 40, 2),
+        vec![],
+    )
+    .await;
+    let b = lookup(&tree.handle, "b").await.expect("b is running");
+    b.cast(ProbeMsg::PanicOnStop).expect("arm the panic");
+    // Answered after the message before it: the panic is armed.
+    b.call(ProbeMsg::Ping, Some(Duration::from_secs(2)))
+        .await
+        .expect("b armed its panic");
+    assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
+    assert_eq!(*journal.stops.lock().unwrap(), ["c", "b", "a"]);
+    assert_eq!(*tree.exit.borrow(), Some(TreeExit::Clean));
+    assert_eq!(
+        journal.starts_of("b").len(),
+        1,
+        "not restarted while stopping"
+    );
 }

@@ -122,6 +122,8 @@ pub fn run_to_end(
 pub struct Daemon {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Reads stderr until the pipe closes, which happens when the process exits.
+    reader: std::thread::JoinHandle<()>,
 }
 
 impl Daemon {
@@ -188,12 +190,16 @@ impl Daemon {
         let stderr = child.stderr.take().expect("stderr");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
         });
-        Self { child, lines }
+        Self {
+            child,
+            lines,
+            reader,
+        }
     }
 
     pub fn pid(&self) -> nix::unistd::Pid {
@@ -239,8 +245,14 @@ impl Daemon {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                // Let the reader thread drain the pipe.
-                std::thread::sleep(Duration::from_millis(50));
+                // Every line is in once the reader has seen the end of the pipe.
+                while !self.reader.is_finished() {
+                    assert!(
+                        Instant::now() < deadline,
+                        "stderr still open after opcgw exited"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 return status;
             }
             if Instant::now() >= deadline {
@@ -269,12 +281,40 @@ pub fn actor_of(line: &str) -> Option<String> {
     Some(line[start..end].to_string())
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+/// Options for an in-process tree whose OPC UA actor serves a listener bound here, on a port of
+/// its own (written into `config`), instead of binding `opcua.host_port`: parallel trees never
+/// compete for a port.
+pub fn tree_options(config: &mut opcgw::config::AppConfig) -> opcgw_actors::tree::TreeOptions {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an OPC UA listener");
+    config.opcua.host_port = listener.local_addr().expect("listener address").port();
+    opcgw_actors::tree::TreeOptions {
+        opcua_listener: Some(Arc::new(listener)),
+        ..Default::default()
+    }
+}
+
+/// Ports handed to real `opcgw` processes, which must be named in their configuration (there
+/// is no listener to pass to another process): below Linux's ephemeral range (32768-60999), so
+/// that no `bind(127.0.0.1:0)` of an in-process server and no outgoing connection of a test
+/// can take one, and never the same port twice in this test binary.
+const CONFIG_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port of 127.0.0.1 for a configuration: free when checked, and handed out only once per
+/// test run (tests running in parallel never get the same port). The range starts at a random
+/// offset so that test runs of other checkouts on the same machine rarely meet.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: std::sync::OnceLock<AtomicU32> = std::sync::OnceLock::new();
+    let span = u32::from(CONFIG_PORTS.end - CONFIG_PORTS.start);
+    let next = NEXT.get_or_init(|| AtomicU32::new(rand::random::<u32>() % span));
+    for _ in 0..span {
+        let offset = next.fetch_add(1, Ordering::Relaxed) % span;
+        let port = CONFIG_PORTS.start + offset as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {CONFIG_PORTS:?}");
 }
 
 /// The application URI of the gateway in every test configuration (the default).
@@ -341,4 +381,19 @@ pub fn install_pki(dest: &Path) {
     )
     .expect("copy key");
     set_mode(&dest.join("private/private.pem"), 0o600);
+}
+
+/// Parallel callers never get the same port, and every port is outside the ephemeral range.
+#[test]
+fn config_ports_are_handed_out_once_and_outside_the_ephemeral_range() {
+    let threads: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(|| (0..50).map(|_| free_port()).collect::<Vec<u16>>()))
+        .collect();
+    let ports: Vec<u16> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+    assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
+    assert!(ports.iter().all(|p| CONFIG_PORTS.contains(p)), "{ports:?}");
 }

@@ -128,6 +128,7 @@ fn verify_batches(path: &Path, first: i64, last_reported: Option<i64>) -> i64 {
 
 /// Child side: appends batches until killed.
 #[test]
+#[ignore = "child-process entry point: run by its parent test, not a test itself"]
 fn child_appends_batches_until_killed() {
     let Some(path) = child_db("append_until_killed") else {
         return;
@@ -190,6 +191,7 @@ fn every_batch_reported_committed_survives_a_kill_and_none_is_partial() {
 
 /// Child side: appends under a small file size limit until the writes fail.
 #[test]
+#[ignore = "child-process entry point: run by its parent test, not a test itself"]
 fn child_appends_until_the_file_size_limit() {
     let Some(path) = child_db("fill_to_limit") else {
         return;

@@ -348,6 +348,7 @@ const NOBODY: u32 = 65_534;
 
 /// Child side: opens the database and prints the outcome.
 #[test]
+#[ignore = "child-process entry point: run by its parent test, not a test itself"]
 fn child_opens_the_database_and_reports() {
     let Some(path) = child_db("open") else { return };
     match Store::open(&path) {

@@ -1,9 +1,11 @@
 //! Scenario tests on real redb files in temporary directories.
 //!
 //! Some scenarios need a second process (a kill -9 mid-commit, a file size limit, another
-//! uid): those re-execute this test binary, running one child test selected by name with an
-//! environment variable saying which role to play. In a normal run the child tests see no role
-//! and return at once.
+//! uid): those re-execute this test binary, running one child entry point selected by name with
+//! an environment variable saying which role to play. The entry points are `#[ignore]`d test
+//! functions, so that a normal run neither counts them as tests nor runs them; the parent
+//! selects one with `--ignored --exact`. Run without a role (`--include-ignored`), they return
+//! at once.
 
 mod commands;
 mod durability;
@@ -105,7 +107,7 @@ fn child_command(module: &str, test: &str, role: &str, db: &Path) -> Command {
     let mut command = Command::new(exe);
     command
         .arg(format!("{module}::{test}"))
-        .args(["--exact", "--nocapture", "--test-threads=1"])
+        .args(["--ignored", "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ROLE_ENV, role)
         .env(CHILD_DB_ENV, db);
     command

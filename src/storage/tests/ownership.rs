@@ -11,6 +11,7 @@ use crate::storage::{check_not_in_use, Holder, StorageError, StorageErrorKind};
 
 /// Child side: holds the database open until killed.
 #[test]
+#[ignore = "child-process entry point: run by its parent test, not a test itself"]
 fn child_holds_the_database_until_killed() {
     let Some(path) = child_db("hold") else { return };
     let _store = Store::open(&path).expect("the child opens the database");

@@ -1,7 +1,9 @@
 //! The OPC UA server against the running actor tree and the simulator, with a real client
 //! over TCP (async-opcua here; the Python `asyncua` package in `opcua_python.rs`).
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opcgw::chirpstack::simulator::{SimulatorConfig, SimulatorHandle};
@@ -21,12 +23,16 @@ use opcua::types::{
 };
 
 use crate::poller::{gateway_config, simulator};
-use crate::support::{free_port, install_pki};
+use crate::support::install_pki;
 use crate::ua::{self, connect, connect_none, history_action, wait_for, Ua, USER};
 
 pub const PASSWORD: &str = "opcua-test-password-5d1e";
 
-/// A gateway tree with its OPC UA server on a free port, a test key pair, a database in
+/// Listeners bound by [`Gateway::config_for`], by port, until [`Gateway::start`] serves them:
+/// a test holds its port from the moment it is chosen, so no other test can take it.
+static LISTENERS: Mutex<BTreeMap<u16, Arc<TcpListener>>> = Mutex::new(BTreeMap::new());
+
+/// A gateway tree with its OPC UA server on a port of its own, a test key pair, a database in
 /// `dir`, and the simulator's world as configuration.
 pub struct Gateway {
     pub tree: Tree,
@@ -37,7 +43,9 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn config_for(sim: &SimulatorHandle, dir: &std::path::Path) -> AppConfig {
-        let port = free_port();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an OPC UA listener");
+        let port = listener.local_addr().expect("listener address").port();
+        LISTENERS.lock().unwrap().insert(port, Arc::new(listener));
         install_pki(&dir.join("pki"));
         gateway_config(sim, |c| {
             c.storage.database_path = dir.join("opcgw.redb");
@@ -55,7 +63,16 @@ impl Gateway {
     pub async fn start(config: AppConfig, dir: tempfile::TempDir) -> Self {
         crate::logs::capture();
         let port = config.opcua.host_port;
-        let tree = Tree::start(Arc::new(config), TreeOptions::default())
+        let listener = LISTENERS.lock().unwrap().remove(&port);
+        assert!(
+            listener.is_some(),
+            "start a config made by Gateway::config_for"
+        );
+        let options = TreeOptions {
+            opcua_listener: listener,
+            ..TreeOptions::default()
+        };
+        let tree = Tree::start(Arc::new(config), options)
             .await
             .expect("tree starts");
         Self {
