@@ -9,6 +9,7 @@ pub mod chirpstack;
 pub mod config;
 pub mod control;
 pub mod model;
+pub mod naming;
 pub mod opcua;
 pub mod security;
 pub mod storage;

@@ -3,7 +3,6 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-
 /// Microseconds since the Unix epoch (UTC). Microseconds are what storage keeps and what an
 /// OPC UA DateTime (100 ns ticks) represents exactly.
 #[derive(

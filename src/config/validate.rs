@@ -620,10 +620,7 @@ fn validate_applications(config: &AppConfig, report: &mut ValidationReport) {
         .iter()
         .map(|a| a.application_id.as_str())
         .collect();
-    let reserved = |id: &str| {
-        id == crate::opcua::address_space::GATEWAY_FOLDER
-            || id.starts_with(&format!("{}/", crate::opcua::address_space::GATEWAY_FOLDER))
-    };
+    let reserved = crate::naming::is_reserved;
     for (a, app) in config.applications.iter().enumerate() {
         let at = format!("application[{a}]");
         report.non_empty(&format!("{at}.application_id"), &app.application_id);

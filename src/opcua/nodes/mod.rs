@@ -28,7 +28,8 @@ use tracing::debug;
 
 use crate::config::{AppConfig, CommandConfig, MetricType};
 use crate::model::{Quality, Timestamp, Value};
-use crate::opcua::address_space::{AddressSpace, NodeKind, NodeSpec, GATEWAY_FOLDER};
+use crate::naming::{self, GATEWAY_FOLDER};
+use crate::opcua::address_space::{AddressSpace, NodeKind, NodeSpec};
 use crate::opcua::values::LiveUpdate;
 use crate::storage::{CommandRecord, HistoryPage, HistoryQuery, NewCommand};
 
@@ -101,7 +102,7 @@ pub mod gateway_vars {
     pub const BAD: &str = "BadValues";
     pub const WAITING: &str = "WaitingValues";
     /// A folder with one String variable per actor (`Gateway/Health/<role>`).
-    pub const HEALTH: &str = "Health";
+    pub const HEALTH: &str = crate::naming::HEALTH_FOLDER;
 }
 
 struct Model {
@@ -116,10 +117,7 @@ impl Model {
         for device in config.applications.iter().flat_map(|a| &a.devices) {
             for command in &device.commands {
                 commands.insert(
-                    crate::opcua::address_space::metric_node_id(
-                        &device.device_id,
-                        &command.command_name,
-                    ),
+                    naming::command_node_id(&device.device_id, &command.command_name),
                     (device.device_id.clone(), command.clone()),
                 );
             }
@@ -324,7 +322,7 @@ impl GatewayNodes {
     }
 
     fn insert_units(&self, space: &mut UaSpace, id: &NodeId, spec_id: &str, unit: &str) {
-        let units_id = self.node_id(&format!("{spec_id}/EngineeringUnits"));
+        let units_id = self.node_id(&naming::engineering_units_node_id(spec_id));
         let info = EUInformation {
             namespace_uri: UAString::null(),
             unit_id: -1,
@@ -333,8 +331,8 @@ impl GatewayNodes {
         };
         VariableBuilder::new(
             &units_id,
-            QualifiedName::new(0, "EngineeringUnits"),
-            "EngineeringUnits",
+            QualifiedName::new(0, naming::ENGINEERING_UNITS),
+            naming::ENGINEERING_UNITS,
         )
         .data_type(DataTypeId::EUInformation)
         .value_rank(-1)
@@ -404,13 +402,13 @@ impl GatewayNodes {
             self.insert_gateway_var(
                 space,
                 &folder,
-                &format!("{GATEWAY_FOLDER}/{name}"),
+                &naming::gateway_node_id(name),
                 name,
                 ty,
                 value,
             );
         }
-        let health = self.node_id(&format!("{GATEWAY_FOLDER}/{}", gateway_vars::HEALTH));
+        let health = self.node_id(&naming::gateway_node_id(gateway_vars::HEALTH));
         ObjectBuilder::new(
             &health,
             QualifiedName::new(ns, gateway_vars::HEALTH),

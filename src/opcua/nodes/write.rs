@@ -12,7 +12,7 @@ use super::handle::store_and_notify;
 use super::{variant_of, BackendError, GatewayNodeManager, GatewayNodes, Model};
 use crate::config::{CommandConfig, MetricType};
 use crate::model::Value;
-use crate::opcua::address_space::GATEWAY_FOLDER;
+use crate::naming;
 use crate::security::sanitize_for_log;
 use crate::storage::{CommandRecord, NewCommand};
 
@@ -89,7 +89,7 @@ impl GatewayNodes {
             }
         }
         for (index, node, variant, command) in pending {
-            let label = format!("{}/{}", command.device_id, command.command_name);
+            let label = naming::command_node_id(&command.device_id, &command.command_name);
             let result = tokio::time::timeout(
                 self.settings.write_timeout,
                 self.backend.enqueue_command(command),
@@ -149,7 +149,7 @@ impl GatewayNodes {
         };
         let Some((device_id, command)) = model.commands.get(id) else {
             return Err(
-                if model.space.get(id).is_some() || id.starts_with(GATEWAY_FOLDER) {
+                if model.space.get(id).is_some() || naming::is_reserved(id) {
                     StatusCode::BadNotWritable
                 } else {
                     StatusCode::BadNodeIdUnknown
@@ -196,7 +196,7 @@ impl GatewayNodes {
             return;
         };
         let now = DateTime::now();
-        let status_id = self.node_id(&crate::opcua::address_space::command_status_node_id(
+        let status_id = self.node_id(&naming::command_status_node_id(
             &record.device_id,
             &record.command_name,
         ));
