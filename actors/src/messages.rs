@@ -11,7 +11,7 @@ use opcgw::chirpstack::upstream::UpstreamStatus;
 use opcgw::config::{AppConfig, ConfigDiff};
 use opcgw::model::{Sample, Timestamp};
 use opcgw::storage::{
-    AppendReport, CommandFilter, CommandRecord, HistoryPage, HistoryQuery, LatestValue, NewCommand,
+    AppendReport, CommandFilter, CommandRecord, HistoryPage, HistoryQuery, NewCommand,
     StorageError, StorageErrorKind, StoreCounts,
 };
 use ractor::{ActorCell, ActorRef, RpcReplyPort};
@@ -142,7 +142,7 @@ pub enum StorageMsg {
     },
     Latest {
         device_id: Option<String>,
-        reply: StorageReply<Vec<LatestValue>>,
+        reply: StorageReply<Vec<Sample>>,
     },
     History {
         query: HistoryQuery,
@@ -176,7 +176,7 @@ pub enum OpcUaMsg {
     /// own timer).
     Tick,
     /// The latest stored value of every metric (after a start or restart).
-    Seed(Vec<LatestValue>),
+    Seed(Vec<Sample>),
     /// Per-actor health for `Gateway/Health/<role>`.
     Health(Vec<(String, String)>),
 }

@@ -17,8 +17,8 @@ use opcgw::opcua::nodes::{
 use opcgw::opcua::server::{self as ua_server, RunningServer};
 use opcgw::opcua::values::LiveValues;
 use opcgw::storage::{
-    CommandFilter, CommandRecord, HistoryPage, HistoryQuery, LatestValue, NewCommand,
-    StorageErrorKind, MAX_COMMAND_PAGE,
+    CommandFilter, CommandRecord, HistoryPage, HistoryQuery, NewCommand, StorageErrorKind,
+    MAX_COMMAND_PAGE,
 };
 use opcua::types::Variant;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -112,17 +112,6 @@ impl GatewayBackend for StorageBackend {
     }
 }
 
-fn sample_of(latest: LatestValue) -> Sample {
-    Sample {
-        device_id: latest.device_id,
-        metric: latest.metric,
-        value: latest.value,
-        source_time: latest.source_time,
-        received_time: latest.received_time,
-        origin: latest.origin,
-    }
-}
-
 impl OpcUaState {
     fn publish_counts(&mut self) {
         let counts = self.live.counts();
@@ -179,8 +168,7 @@ impl Actor for OpcUaActor {
         let mut live = LiveValues::from_config(&config, Timestamp::now());
         let mut seeded = false;
         match tokio::time::timeout(SEED_TIMEOUT, client.latest(None)).await {
-            Ok(Ok(latest)) => {
-                let samples: Vec<Sample> = latest.into_iter().map(sample_of).collect();
+            Ok(Ok(samples)) => {
                 debug!(event = "opcua_values_seeded", values = samples.len());
                 live.apply(&samples, Timestamp::now());
                 seeded = true;
@@ -308,9 +296,8 @@ impl Actor for OpcUaActor {
                     );
                 }
             },
-            OpcUaMsg::Seed(latest) => {
+            OpcUaMsg::Seed(samples) => {
                 state.seeded = true;
-                let samples: Vec<Sample> = latest.into_iter().map(sample_of).collect();
                 debug!(event = "opcua_values_seeded", values = samples.len());
                 state.apply_samples(&samples);
                 state.publish_counts();

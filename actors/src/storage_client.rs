@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use opcgw::model::Sample;
 use opcgw::storage::{
-    CommandFilter, CommandRecord, HistoryPage, HistoryQuery, LatestValue, NewCommand, StoreCounts,
+    CommandFilter, CommandRecord, HistoryPage, HistoryQuery, NewCommand, StoreCounts,
 };
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
@@ -62,10 +63,7 @@ impl StorageClient {
         self.ask(|reply| StorageMsg::History { query, reply }).await
     }
 
-    pub async fn latest(
-        &self,
-        device_id: Option<String>,
-    ) -> Result<Vec<LatestValue>, StorageFailure> {
+    pub async fn latest(&self, device_id: Option<String>) -> Result<Vec<Sample>, StorageFailure> {
         self.ask(|reply| StorageMsg::Latest { device_id, reply })
             .await
     }

@@ -62,7 +62,7 @@ pub use error::{Holder, StorageError, StorageErrorKind};
 pub use history::{HistoryPage, HistoryQuery, HistoryRow, ResumeKey, MAX_HISTORY_PAGE};
 pub use ownership::check_not_in_use;
 pub use retention::PruneReport;
-pub use samples::{AppendReport, LatestValue};
+pub use samples::AppendReport;
 pub use schema::SCHEMA_VERSION;
 pub use series::MAX_NAME_BYTES;
 pub use status::{SpaceUsage, StoreCounts, MAX_STATUS_BYTES, MAX_STATUS_KEY_BYTES};
