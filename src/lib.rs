@@ -6,6 +6,7 @@
 //! resources and decides how these pieces run.
 
 pub mod chirpstack;
+pub mod commands;
 pub mod config;
 pub mod control;
 pub mod model;

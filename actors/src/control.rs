@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opcgw::chirpstack::mapping::convert_json;
-use opcgw::chirpstack::payload::encode_command;
+use opcgw::commands::prepare;
 use opcgw::config::AppConfig;
 use opcgw::control::{
     history_window, resolve_token, serve_admitted, AdmissionRefused, ConnectionEnd,
@@ -20,7 +20,7 @@ use opcgw::control::{
     TokenVerifier, DEFAULT_COMMAND_LIST_LIMIT, DEFAULT_HISTORY_LIMIT,
 };
 use opcgw::model::Timestamp;
-use opcgw::storage::{CommandFilter, HistoryQuery, NewCommand, StorageErrorKind};
+use opcgw::storage::{CommandFilter, HistoryQuery, StorageErrorKind};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::{json, Value as Json};
 use tokio::io::BufReader;
@@ -477,33 +477,16 @@ async fn handle_request(request: Request, ctx: &Context, peer: Peer) -> Result<J
             command,
             value,
         } => {
-            let Some((_, config)) = ctx.config.devices().find(|(_, d)| d.device_id == device)
-            else {
-                return Err(ErrorBody::bad_request(format!(
-                    "field `device`: unknown device {device:?}"
-                )));
-            };
-            let Some(command_config) = config.commands.iter().find(|c| c.command_name == command)
-            else {
-                return Err(ErrorBody::bad_request(format!(
-                    "field `command`: device {device:?} has no command {command:?}"
-                )));
-            };
-            let value = convert_json(&value, command_config.command_type)
-                .map_err(|e| ErrorBody::bad_request(format!("field `value`: {e}")))?;
-            let payload = encode_command(command_config, &value)
-                .map_err(|e| ErrorBody::bad_request(format!("field `value`: {e}")))?;
-            let record = storage
-                .enqueue_command(NewCommand {
-                    device_id: device,
-                    command_name: command,
-                    f_port: u32::from(command_config.command_port),
-                    confirmed: command_config.command_confirmed,
-                    payload,
-                    requested_by: format!("ctl:uid={}", peer.uid),
-                })
-                .await
-                .map_err(storage_error)?;
+            let json_value = |command_type| convert_json(&value, command_type);
+            let new = prepare(
+                &ctx.config,
+                &device,
+                &command,
+                &json_value,
+                format!("ctl:uid={}", peer.uid),
+            )
+            .map_err(|e| ErrorBody::bad_request(format!("field `{}`: {e}", e.field())))?;
+            let record = storage.enqueue_command(new).await.map_err(storage_error)?;
             to_json(&record)
         }
         Request::CommandList { device, limit } => {

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opcgw::chirpstack::client::{DeviceSummary, UpstreamError};
-use opcgw::chirpstack::commands::{CommandRequest, CommandUpdate};
 use opcgw::chirpstack::events::{DeviceEvent, EventError};
 use opcgw::chirpstack::upstream::UpstreamStatus;
+use opcgw::commands::{CommandRequest, CommandUpdate, NewCommand};
 use opcgw::config::{AppConfig, ConfigDiff};
 use opcgw::model::{Sample, Timestamp};
 use opcgw::storage::{
-    AppendReport, CommandFilter, CommandRecord, HistoryPage, HistoryQuery, NewCommand,
-    StorageError, StorageErrorKind, StoreCounts,
+    AppendReport, CommandFilter, CommandRecord, HistoryPage, HistoryQuery, StorageError,
+    StorageErrorKind, StoreCounts,
 };
 use ractor::{ActorCell, ActorRef, RpcReplyPort};
 use serde::Serialize;

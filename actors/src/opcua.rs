@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use opcgw::chirpstack::upstream::UpstreamStatus;
+use opcgw::commands::NewCommand;
 use opcgw::model::{Sample, Timestamp};
 use opcgw::opcua::nodes::{
     command_status_text, gateway_vars, ua_time, BackendError, BoxFuture, GatewayBackend,
@@ -17,8 +18,7 @@ use opcgw::opcua::nodes::{
 use opcgw::opcua::server::{self as ua_server, RunningServer};
 use opcgw::opcua::values::LiveValues;
 use opcgw::storage::{
-    CommandFilter, CommandRecord, HistoryPage, HistoryQuery, NewCommand, StorageErrorKind,
-    MAX_COMMAND_PAGE,
+    CommandFilter, CommandRecord, HistoryPage, HistoryQuery, StorageErrorKind, MAX_COMMAND_PAGE,
 };
 use opcua::types::Variant;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -366,14 +366,17 @@ async fn seed_command_status(server: &RunningServer, client: &StorageClient) {
     for record in records {
         if !server
             .nodes
-            .has_command(&record.device_id, &record.command_name)
+            .has_command(&record.downlink.device_id, &record.downlink.command_name)
         {
             continue;
         }
-        if seen.insert((record.device_id.clone(), record.command_name.clone())) {
+        if seen.insert((
+            record.downlink.device_id.clone(),
+            record.downlink.command_name.clone(),
+        )) {
             server.nodes.set_command_status(
-                &record.device_id,
-                &record.command_name,
+                &record.downlink.device_id,
+                &record.downlink.command_name,
                 &command_status_text(record.id, record.state.as_str(), record.detail.as_deref()),
             );
         }

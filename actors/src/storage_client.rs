@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
+use opcgw::commands::NewCommand;
 use opcgw::model::Sample;
-use opcgw::storage::{
-    CommandFilter, CommandRecord, HistoryPage, HistoryQuery, NewCommand, StoreCounts,
-};
+use opcgw::storage::{CommandFilter, CommandRecord, HistoryPage, HistoryQuery, StoreCounts};
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
 

@@ -55,8 +55,7 @@ use guard::shield;
 
 pub use codec::MAX_STRING_BYTES;
 pub use commands::{
-    CommandFilter, CommandRecord, NewCommand, MAX_COMMAND_PAGE, MAX_COMMAND_PAYLOAD_BYTES,
-    MAX_DETAIL_BYTES,
+    CommandFilter, CommandRecord, MAX_COMMAND_PAGE, MAX_COMMAND_PAYLOAD_BYTES, MAX_DETAIL_BYTES,
 };
 pub use error::{Holder, StorageError, StorageErrorKind};
 pub use history::{HistoryPage, HistoryQuery, HistoryRow, ResumeKey, MAX_HISTORY_PAGE};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use opcgw::chirpstack::commands::CommandUpdate;
+use opcgw::commands::CommandUpdate;
 use opcgw::model::Sample;
 use ractor::rpc::CallResult;
 use ractor::ActorRef;

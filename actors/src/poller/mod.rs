@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use chirpstack_api::common::Aggregation;
 use opcgw::chirpstack::client::{ChirpstackClient, ClientSettings, UpstreamError};
-use opcgw::chirpstack::commands::{CommandBook, CommandUpdate};
+use opcgw::chirpstack::commands::CommandBook;
 use opcgw::chirpstack::events::DeviceEvent;
 use opcgw::chirpstack::mapping::{DeviceMapping, Rejection};
 use opcgw::chirpstack::series::SeriesTracker;
 use opcgw::chirpstack::upstream::{Transition, UpstreamState, UpstreamTracker};
+use opcgw::commands::CommandUpdate;
 use opcgw::config::{AppConfig, MetricType};
 use opcgw::model::{Sample, Timestamp};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -600,10 +601,10 @@ impl PollerState {
             self.enqueues.push(OwnedTask::spawn(async move {
                 let result = client
                     .enqueue(
-                        &request.device_id,
-                        request.f_port,
-                        request.confirmed,
-                        request.payload,
+                        &request.downlink.device_id,
+                        request.downlink.f_port,
+                        request.downlink.confirmed,
+                        request.downlink.payload,
                     )
                     .await;
                 let _ = poller.cast(PollerMsg::CommandEnqueued {

@@ -26,12 +26,13 @@ use opcua::types::{
 };
 use tracing::debug;
 
+use crate::commands::NewCommand;
 use crate::config::{AppConfig, CommandConfig, MetricType};
 use crate::model::{Quality, Timestamp, Value};
 use crate::naming::{self, GATEWAY_FOLDER};
 use crate::opcua::address_space::{AddressSpace, NodeKind, NodeSpec};
 use crate::opcua::values::LiveUpdate;
-use crate::storage::{CommandRecord, HistoryPage, HistoryQuery, NewCommand};
+use crate::storage::{CommandRecord, HistoryPage, HistoryQuery};
 
 mod handle;
 mod history;
@@ -106,6 +107,8 @@ pub mod gateway_vars {
 }
 
 struct Model {
+    /// The topology the model was built from: command writes are prepared against it.
+    config: AppConfig,
     space: AddressSpace,
     commands: HashMap<String, (String, CommandConfig)>,
     health_roles: Vec<String>,
@@ -123,6 +126,7 @@ impl Model {
             }
         }
         Self {
+            config: config.clone(),
             space: AddressSpace::from_config(config),
             commands,
             health_roles: Vec::new(),
