@@ -34,10 +34,12 @@ use crate::opcua::address_space::{AddressSpace, NodeKind, NodeSpec};
 use crate::opcua::values::LiveUpdate;
 use crate::storage::{CommandRecord, HistoryPage, HistoryQuery};
 
+mod backend_error;
 mod handle;
 mod history;
 mod write;
 
+pub use backend_error::BackendError;
 pub use handle::GatewayNodesHandle;
 pub use write::command_status_text;
 
@@ -51,19 +53,6 @@ pub fn namespace_uri(application_uri: &str) -> String {
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Why the rest of the gateway could not answer the OPC UA server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BackendError {
-    /// Storage is restarting or did not answer in time.
-    Unavailable(String),
-    /// The metric has no stored value yet.
-    UnknownSeries,
-    /// The request was refused (for example an invalid query).
-    Rejected(String),
-    /// The device already has as many unfinished commands as allowed.
-    CommandQueueFull(String),
-}
 
 /// What the OPC UA server asks of the rest of the gateway (the storage actor, in the binary).
 pub trait GatewayBackend: Send + Sync + 'static {

@@ -9,7 +9,7 @@ use opcua::types::{AttributeId, DataValue, DateTime, NodeId, NumericRange, Statu
 use tracing::{debug, info, warn};
 
 use super::handle::store_and_notify;
-use super::{variant_of, BackendError, GatewayNodeManager, GatewayNodes, Model};
+use super::{variant_of, GatewayNodeManager, GatewayNodes, Model};
 use crate::commands::{self, CommandRejection, NewCommand};
 use crate::model::{MetricType, Value};
 use crate::naming;
@@ -113,14 +113,7 @@ impl GatewayNodes {
                 }
                 Ok(Err(error)) => {
                     warn!(event = "opcua_command_rejected", command = %label, error = ?error, "an OPC UA write could not be queued");
-                    match error {
-                        // A full device queue is busy, not broken: the write works again once
-                        // the device's earlier commands complete.
-                        BackendError::Unavailable(_) | BackendError::CommandQueueFull(_) => {
-                            StatusCode::BadResourceUnavailable
-                        }
-                        _ => StatusCode::BadInternalError,
-                    }
+                    error.status_code()
                 }
                 Err(_) => {
                     warn!(event = "opcua_command_rejected", command = %label, error = "storage did not answer in time", "an OPC UA write could not be queued");
