@@ -538,7 +538,7 @@ fn validate_control(control: &ControlConfig, report: &mut ValidationReport) {
         );
     } else if !control.token.is_empty() {
         // The control socket itself refuses tokens under MIN_TOKEN_BYTES: say so here already.
-        let min_chars = MIN_SECRET_CHARS.max(crate::control::MIN_TOKEN_BYTES);
+        let min_chars = MIN_SECRET_CHARS.max(super::MIN_TOKEN_BYTES);
         if let Some(weakness) = weakness(control.token.expose(), min_chars, None) {
             report.error(
                 "control.token",
