@@ -7,9 +7,11 @@
 
 pub mod backoff;
 pub mod chirpstack;
+pub mod commands;
 pub mod config;
 pub mod control;
 pub mod model;
+pub mod naming;
 pub mod opcua;
 pub mod security;
 pub mod storage;

@@ -3,8 +3,6 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::MetricType;
-
 /// Microseconds since the Unix epoch (UTC). Microseconds are what storage keeps and what an
 /// OPC UA DateTime (100 ns ticks) represents exactly.
 #[derive(
@@ -97,6 +95,19 @@ impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_rfc3339())
     }
+}
+
+/// The OPC UA data type of a metric or command, and what a decoded value must convert to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum MetricType {
+    #[serde(alias = "float")]
+    Float,
+    #[serde(alias = "int")]
+    Int,
+    #[serde(alias = "bool")]
+    Bool,
+    #[serde(alias = "string")]
+    String,
 }
 
 /// A metric value, typed by the configured `metric_type`.

@@ -251,7 +251,7 @@ level = "warn"
         .flat_map(|d| {
             d.metrics
                 .iter()
-                .map(move |m| format!("{}/{}", d.device_id, m.metric_name))
+                .map(move |m| opcgw::naming::metric_node_id(&d.device_id, &m.metric_name))
         })
         .map(|id| MonitoredItemCreateRequest {
             item_to_monitor: ReadValueId {

@@ -91,7 +91,7 @@ async fn main() {
         .flat_map(|d| {
             d.metrics
                 .iter()
-                .map(move |m| format!("{}/{}", d.device_id, m.metric_name))
+                .map(move |m| opcgw::naming::metric_node_id(&d.device_id, &m.metric_name))
         })
         .collect();
     println!(
@@ -188,7 +188,7 @@ async fn main() {
         d.metrics
             .iter()
             .find(|m| m.metric_type == MetricType::Float && m.metric_name != "battery_mv")
-            .map(|m| format!("{}/{}", d.device_id, m.metric_name))
+            .map(|m| opcgw::naming::metric_node_id(&d.device_id, &m.metric_name))
     };
     let watched: Vec<(String, String)> = config
         .applications

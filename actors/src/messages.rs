@@ -4,14 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opcgw::chirpstack::client::{DeviceSummary, UpstreamError};
-use opcgw::chirpstack::commands::{CommandRequest, CommandUpdate};
 use opcgw::chirpstack::events::{DeviceEvent, EventError};
 use opcgw::chirpstack::upstream::UpstreamStatus;
+use opcgw::commands::{CommandRequest, CommandUpdate, NewCommand};
 use opcgw::config::{AppConfig, ConfigDiff};
 use opcgw::model::{Sample, Timestamp};
 use opcgw::storage::{
-    AppendReport, CommandFilter, CommandRecord, HistoryPage, HistoryQuery, LatestValue, NewCommand,
-    StorageError, StorageErrorKind, StoreCounts,
+    AppendReport, CommandFilter, CommandRecord, HistoryPage, HistoryQuery, StorageError,
+    StorageErrorKind, StoreCounts,
 };
 use ractor::RpcReplyPort;
 use serde::Serialize;
@@ -116,7 +116,7 @@ pub enum StorageMsg {
     },
     Latest {
         device_id: Option<String>,
-        reply: StorageReply<Vec<LatestValue>>,
+        reply: StorageReply<Vec<Sample>>,
     },
     History {
         query: HistoryQuery,
@@ -150,7 +150,7 @@ pub enum OpcUaMsg {
     /// own timer).
     Tick,
     /// The latest stored value of every metric (after a start or restart).
-    Seed(Vec<LatestValue>),
+    Seed(Vec<Sample>),
     /// Per-actor health for `Gateway/Health/<role>`.
     Health(Vec<(String, String)>),
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use opcgw::backoff::Backoff;
 use opcgw::chirpstack::upstream::UpstreamStatus;
+use opcgw::commands::NewCommand;
 use opcgw::model::{Sample, Timestamp};
 use opcgw::opcua::nodes::{
     command_status_text, gateway_vars, ua_time, BackendError, BoxFuture, GatewayBackend,
@@ -18,8 +19,7 @@ use opcgw::opcua::nodes::{
 use opcgw::opcua::server::{self as ua_server, RunningServer};
 use opcgw::opcua::values::LiveValues;
 use opcgw::storage::{
-    CommandFilter, CommandRecord, HistoryPage, HistoryQuery, LatestValue, NewCommand,
-    StorageErrorKind, MAX_COMMAND_PAGE,
+    CommandFilter, CommandRecord, HistoryPage, HistoryQuery, StorageErrorKind, MAX_COMMAND_PAGE,
 };
 use opcua::types::Variant;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -117,17 +117,6 @@ impl GatewayBackend for StorageBackend {
     }
 }
 
-fn sample_of(latest: LatestValue) -> Sample {
-    Sample {
-        device_id: latest.device_id,
-        metric: latest.metric,
-        value: latest.value,
-        source_time: latest.source_time,
-        received_time: latest.received_time,
-        origin: latest.origin,
-    }
-}
-
 impl OpcUaState {
     fn publish_counts(&mut self) {
         let counts = self.live.counts();
@@ -184,8 +173,7 @@ impl Actor for OpcUaActor {
         let mut live = LiveValues::from_config(&config, Timestamp::now());
         let mut seeded = false;
         match tokio::time::timeout(SEED_TIMEOUT, client.latest(None)).await {
-            Ok(Ok(latest)) => {
-                let samples: Vec<Sample> = latest.into_iter().map(sample_of).collect();
+            Ok(Ok(samples)) => {
                 debug!(event = "opcua_values_seeded", values = samples.len());
                 live.apply(&samples, Timestamp::now());
                 seeded = true;
@@ -318,9 +306,8 @@ impl Actor for OpcUaActor {
                     );
                 }
             },
-            OpcUaMsg::Seed(latest) => {
+            OpcUaMsg::Seed(samples) => {
                 state.seeded = true;
-                let samples: Vec<Sample> = latest.into_iter().map(sample_of).collect();
                 debug!(event = "opcua_values_seeded", values = samples.len());
                 state.apply_samples(&samples);
                 state.publish_counts();
@@ -389,14 +376,17 @@ async fn seed_command_status(server: &RunningServer, client: &StorageClient) {
     for record in records {
         if !server
             .nodes
-            .has_command(&record.device_id, &record.command_name)
+            .has_command(&record.downlink.device_id, &record.downlink.command_name)
         {
             continue;
         }
-        if seen.insert((record.device_id.clone(), record.command_name.clone())) {
+        if seen.insert((
+            record.downlink.device_id.clone(),
+            record.downlink.command_name.clone(),
+        )) {
             server.nodes.set_command_status(
-                &record.device_id,
-                &record.command_name,
+                &record.downlink.device_id,
+                &record.downlink.command_name,
                 &command_status_text(record.id, record.state.as_str(), record.detail.as_deref()),
             );
         }

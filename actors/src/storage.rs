@@ -11,7 +11,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use opcgw::chirpstack::client::DeviceSummary;
-use opcgw::chirpstack::commands::{CommandRequest, CommandState};
+use opcgw::commands::{CommandRequest, CommandState};
 use opcgw::model::Timestamp;
 use opcgw::storage::{CommandFilter, CommandRecord, StorageError, Store};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
@@ -174,8 +174,8 @@ impl Actor for StorageActor {
                 if reply.is_closed() {
                     warn!(
                         event = "command_abandoned",
-                        device = command.device_id.as_str(),
-                        command = command.command_name.as_str(),
+                        device = command.downlink.device_id.as_str(),
+                        command = command.downlink.command_name.as_str(),
                         requested_by = command.requested_by.as_str(),
                         "the requester stopped waiting before the command could be stored; not queued"
                     );
@@ -196,7 +196,7 @@ impl Actor for StorageActor {
                     info!(
                         event = "command_queued",
                         command_id = record.id,
-                        device = record.device_id.as_str(),
+                        device = record.downlink.device_id.as_str(),
                         requested_by = record.requested_by.as_str()
                     );
                     state.dispatch(record);
@@ -339,11 +339,7 @@ impl StorageState {
         };
         let request = CommandRequest {
             id: record.id,
-            device_id: record.device_id.clone(),
-            command_name: record.command_name.clone(),
-            f_port: record.f_port,
-            confirmed: record.confirmed,
-            payload: record.payload.clone(),
+            downlink: record.downlink.clone(),
         };
         let message = match (record.state, &record.queue_item_id) {
             (CommandState::Queued, _) => PollerMsg::Dispatch(request),

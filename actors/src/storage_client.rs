@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use opcgw::storage::{
-    CommandFilter, CommandRecord, HistoryPage, HistoryQuery, LatestValue, NewCommand, StoreCounts,
-};
+use opcgw::commands::NewCommand;
+use opcgw::model::Sample;
+use opcgw::storage::{CommandFilter, CommandRecord, HistoryPage, HistoryQuery, StoreCounts};
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
 
@@ -61,10 +61,7 @@ impl StorageClient {
         self.ask(|reply| StorageMsg::History { query, reply }).await
     }
 
-    pub async fn latest(
-        &self,
-        device_id: Option<String>,
-    ) -> Result<Vec<LatestValue>, StorageFailure> {
+    pub async fn latest(&self, device_id: Option<String>) -> Result<Vec<Sample>, StorageFailure> {
         self.ask(|reply| StorageMsg::Latest { device_id, reply })
             .await
     }

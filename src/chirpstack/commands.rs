@@ -1,73 +1,14 @@
-//! Downlink commands: their lifecycle from the gateway's queue to the device.
-//!
-//! `queued` (accepted by the gateway) -> `sent` (accepted into ChirpStack's device queue) ->
-//! `acknowledged` (a confirmed downlink was acknowledged by the device) | `failed` (refused,
-//! negatively acknowledged, or reported as an error) | `expired` (neither acknowledged nor
-//! transmitted within `command_timeout_seconds`, and no longer queued). An unconfirmed
-//! downlink cannot be acknowledged: `sent` with `transmitted` is its successful end.
+//! Dispatching downlink commands to ChirpStack: the poller's book of the commands it enqueued,
+//! and how device events and ChirpStack's queue move them through their lifecycle (see
+//! `crate::commands` for the lifecycle and the types).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use super::client::{QueueItem, UpstreamError};
 use super::events::DeviceEvent;
+use crate::commands::{CommandRequest, CommandState, CommandUpdate};
 use crate::model::Timestamp;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CommandState {
-    Queued,
-    Sent,
-    Acknowledged,
-    Failed,
-    Expired,
-}
-
-impl CommandState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Sent => "sent",
-            Self::Acknowledged => "acknowledged",
-            Self::Failed => "failed",
-            Self::Expired => "expired",
-        }
-    }
-
-    pub fn is_final(self) -> bool {
-        matches!(self, Self::Acknowledged | Self::Failed | Self::Expired)
-    }
-}
-
-/// A command to send to a device.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CommandRequest {
-    /// The gateway's own id (the command queue sequence number).
-    pub id: u64,
-    pub device_id: String,
-    pub command_name: String,
-    pub f_port: u32,
-    pub confirmed: bool,
-    pub payload: Vec<u8>,
-}
-
-/// A change in a command's state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CommandUpdate {
-    pub id: u64,
-    pub device_id: String,
-    #[serde(default)]
-    pub command_name: String,
-    pub state: CommandState,
-    /// ChirpStack's queue item id, once it has one.
-    pub queue_item_id: Option<String>,
-    /// A gateway transmitted the downlink.
-    pub transmitted: bool,
-    pub detail: Option<String>,
-    pub at: Timestamp,
-}
 
 /// Transient `Enqueue` failures (ChirpStack unreachable) tolerated before a command fails.
 pub const MAX_ENQUEUE_ATTEMPTS: u32 = 5;
@@ -91,7 +32,7 @@ struct Tracked {
 impl Tracked {
     /// Sent and still waiting for its acknowledgement (confirmed) or transmission (unconfirmed).
     fn awaits_final_event(&self) -> bool {
-        self.state == CommandState::Sent && (self.request.confirmed || !self.transmitted)
+        self.state == CommandState::Sent && (self.request.downlink.confirmed || !self.transmitted)
     }
 
     fn overdue(&self, now: Timestamp, timeout: Duration) -> bool {
@@ -115,8 +56,8 @@ impl CommandBook {
     fn update(tracked: &Tracked, detail: Option<String>, at: Timestamp) -> CommandUpdate {
         CommandUpdate {
             id: tracked.request.id,
-            device_id: tracked.request.device_id.clone(),
-            command_name: tracked.request.command_name.clone(),
+            device_id: tracked.request.downlink.device_id.clone(),
+            command_name: tracked.request.downlink.command_name.clone(),
             state: tracked.state,
             queue_item_id: tracked.queue_item_id.clone(),
             transmitted: tracked.transmitted,
@@ -309,7 +250,7 @@ impl CommandBook {
             .by_id
             .values()
             .filter(|t| t.overdue(now, timeout))
-            .map(|t| t.request.device_id.clone())
+            .map(|t| t.request.downlink.device_id.clone())
             .collect();
         devices.sort();
         devices.dedup();
@@ -327,7 +268,8 @@ impl CommandBook {
         let mut updates = Vec::new();
         let mut finished = Vec::new();
         for tracked in self.by_id.values_mut() {
-            let overdue = tracked.request.device_id == device_id && tracked.overdue(now, timeout);
+            let overdue =
+                tracked.request.downlink.device_id == device_id && tracked.overdue(now, timeout);
             let still_queued = tracked
                 .queue_item_id
                 .as_ref()
@@ -380,11 +322,13 @@ mod tests {
     fn request(id: u64, confirmed: bool) -> CommandRequest {
         CommandRequest {
             id,
-            device_id: "dev".into(),
-            command_name: "Valve".into(),
-            f_port: 10,
-            confirmed,
-            payload: vec![1],
+            downlink: crate::commands::Downlink {
+                device_id: "dev".into(),
+                command_name: "Valve".into(),
+                f_port: 10,
+                confirmed,
+                payload: vec![1],
+            },
         }
     }
 

@@ -5,7 +5,6 @@ pub mod client;
 pub mod commands;
 pub mod events;
 pub mod mapping;
-pub mod payload;
 pub mod poll;
 pub mod series;
 pub mod simulator;

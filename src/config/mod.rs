@@ -20,7 +20,7 @@ pub use load::{
 pub use schema::*;
 pub use secret::{Secret, PLACEHOLDER_PREFIX, REDACTED};
 pub use validate::{check_log_filter, validate, ValidationReport};
-pub use weak::{weakness, Weakness, MIN_SECRET_CHARS};
+pub use weak::{weakness, Weakness, MIN_SECRET_CHARS, MIN_TOKEN_BYTES};
 
 /// The config file used when no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/config.toml";

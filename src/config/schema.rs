@@ -386,18 +386,9 @@ impl CommandConfig {
     }
 }
 
-/// The OPC UA data type of a metric, and what a decoded value must convert to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum MetricType {
-    #[serde(alias = "float")]
-    Float,
-    #[serde(alias = "int")]
-    Int,
-    #[serde(alias = "bool")]
-    Bool,
-    #[serde(alias = "string")]
-    String,
-}
+/// The type of a metric or command lives in the model (values carry it too); configuration
+/// names it, so it is re-exported here.
+pub use crate::model::MetricType;
 
 impl AppConfig {
     /// Every device with the application it belongs to.

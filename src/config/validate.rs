@@ -538,7 +538,7 @@ fn validate_control(control: &ControlConfig, report: &mut ValidationReport) {
         );
     } else if !control.token.is_empty() {
         // The control socket itself refuses tokens under MIN_TOKEN_BYTES: say so here already.
-        let min_chars = MIN_SECRET_CHARS.max(crate::control::MIN_TOKEN_BYTES);
+        let min_chars = MIN_SECRET_CHARS.max(super::MIN_TOKEN_BYTES);
         if let Some(weakness) = weakness(control.token.expose(), min_chars, None) {
             report.error(
                 "control.token",
@@ -620,10 +620,7 @@ fn validate_applications(config: &AppConfig, report: &mut ValidationReport) {
         .iter()
         .map(|a| a.application_id.as_str())
         .collect();
-    let reserved = |id: &str| {
-        id == crate::opcua::address_space::GATEWAY_FOLDER
-            || id.starts_with(&format!("{}/", crate::opcua::address_space::GATEWAY_FOLDER))
-    };
+    let reserved = crate::naming::is_reserved;
     for (a, app) in config.applications.iter().enumerate() {
         let at = format!("application[{a}]");
         report.non_empty(&format!("{at}.application_id"), &app.application_id);

@@ -7,6 +7,10 @@ use std::fmt;
 /// Shortest OPC UA password and ChirpStack API token accepted.
 pub const MIN_SECRET_CHARS: usize = 12;
 
+/// Shortest control token accepted from the environment or a file. A short shared secret on a
+/// socket any local process may try is guessable; 16 bytes is the floor of a 128-bit hex token.
+pub const MIN_TOKEN_BYTES: usize = 16;
+
 /// Passwords and placeholders found first in every wordlist, plus the names of this product.
 /// Compared after [`core`]: case, separators, common letter substitutions and leading or
 /// trailing digits and punctuation do not make one of them strong (`P@ssw0rd2024!` is

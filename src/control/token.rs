@@ -16,9 +16,9 @@ use crate::security::{read_secret_file, SecretFileError, SecretVerifier};
 /// Random bytes in a generated token: 256 bits, as `openssl rand -hex 32`.
 pub const TOKEN_BYTES: usize = 32;
 
-/// Shortest token accepted from the environment or a file. A short shared secret on a socket
-/// any local process may try is guessable; 16 bytes is the floor of a 128-bit hex token.
-pub const MIN_TOKEN_BYTES: usize = 16;
+/// Configuration validation checks the same floor, so it is defined beside the other secret
+/// rules (no config <-> control import cycle).
+pub use crate::config::MIN_TOKEN_BYTES;
 
 /// The environment variable that carries the token, for messages.
 const TOKEN_ENV: &str = "OPCGW_CONTROL__TOKEN";

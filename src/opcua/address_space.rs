@@ -17,10 +17,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::{AppConfig, MetricType};
-
-/// The NodeId identifier (namespace 2) of the `Gateway` folder; its members are
-/// `Gateway/<name>`.
-pub const GATEWAY_FOLDER: &str = "Gateway";
+use crate::naming::{command_node_id, command_status_node_id, metric_node_id, COMMAND_STATUS};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeKind {
@@ -81,14 +78,6 @@ impl AddressSpaceChanges {
     }
 }
 
-pub fn metric_node_id(device_id: &str, metric: &str) -> String {
-    format!("{device_id}/{metric}")
-}
-
-pub fn command_status_node_id(device_id: &str, command: &str) -> String {
-    format!("{device_id}/{command}/Status")
-}
-
 impl AddressSpace {
     pub fn from_config(config: &AppConfig) -> Self {
         let mut space = Self::default();
@@ -123,7 +112,7 @@ impl AddressSpace {
                     });
                 }
                 for command in &device.commands {
-                    let id = metric_node_id(&device.device_id, &command.command_name);
+                    let id = command_node_id(&device.device_id, &command.command_name);
                     add(NodeSpec {
                         id: id.clone(),
                         parent: Some(device.device_id.clone()),
@@ -139,7 +128,7 @@ impl AddressSpace {
                     add(NodeSpec {
                         id: command_status_node_id(&device.device_id, &command.command_name),
                         parent: Some(id),
-                        browse_name: "Status".into(),
+                        browse_name: COMMAND_STATUS.into(),
                         kind: NodeKind::CommandStatus {
                             device_id: device.device_id.clone(),
                             command: command.command_name.clone(),

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::config::{AppConfig, MetricType};
 use crate::model::{Quality, Sample, StalenessRule, Timestamp, Value};
-use crate::opcua::address_space::metric_node_id;
+use crate::naming::metric_node_id;
 
 /// What to publish for one metric variable.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,5 +1,5 @@
 //! The durable command queue: every downlink command the gateway accepted, and its lifecycle
-//! (`queued` -> `sent` -> `acknowledged` | `failed` | `expired`, see `chirpstack::commands`).
+//! (`queued` -> `sent` -> `acknowledged` | `failed` | `expired`, see `crate::commands`).
 //!
 //! A command is on disk before `enqueue_command` returns, so an accepted command survives a
 //! restart and the storage actor can hand the unfinished ones back to the poller. Ids come from a
@@ -14,7 +14,7 @@ use super::error::{RedbResultExt, StorageError};
 use super::schema::{COMMANDS, FIRST_COMMAND_ID, META, META_NEXT_COMMAND_ID};
 use super::series::{valid_name, MAX_NAME_BYTES};
 use super::Store;
-use crate::chirpstack::commands::{CommandState, CommandUpdate};
+use crate::commands::{CommandState, CommandUpdate, Downlink, NewCommand};
 use crate::model::Timestamp;
 
 /// Largest payload accepted. LoRaWAN caps a downlink at 242 bytes in the best data rate; the
@@ -25,27 +25,13 @@ pub const MAX_DETAIL_BYTES: usize = 1024;
 /// Most records one [`Store::commands`] call returns.
 pub const MAX_COMMAND_PAGE: usize = 10_000;
 
-/// A command accepted from an operator (OPC UA write, web console, control socket).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NewCommand {
-    pub device_id: String,
-    pub command_name: String,
-    pub f_port: u32,
-    pub confirmed: bool,
-    pub payload: Vec<u8>,
-    /// Who asked ("opcua:operator", "web:admin", "ctl:uid=1000"), for the audit trail.
-    pub requested_by: String,
-}
-
 /// A command and where it is in its lifecycle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandRecord {
     pub id: u64,
-    pub device_id: String,
-    pub command_name: String,
-    pub f_port: u32,
-    pub confirmed: bool,
-    pub payload: Vec<u8>,
+    /// Stored flat: the rows keep the same JSON as before the fields were grouped.
+    #[serde(flatten)]
+    pub downlink: Downlink,
     pub state: CommandState,
     /// ChirpStack's queue item id, once it has one.
     pub queue_item_id: Option<String>,
@@ -117,12 +103,12 @@ impl Store {
             // Counted in the write transaction, so two enqueues cannot both take the last place.
             let unfinished = {
                 let commands = txn.open_table(COMMANDS).at(path, ACTION)?;
-                unfinished_commands_of(path, &commands, &new.device_id)?
+                unfinished_commands_of(path, &commands, &new.downlink.device_id)?
             };
             if unfinished >= max_unfinished {
                 return Err(StorageError::CommandQueueFull {
                     path: path.clone(),
-                    device_id: new.device_id,
+                    device_id: new.downlink.device_id,
                     limit: max_unfinished,
                 });
             }
@@ -138,11 +124,7 @@ impl Store {
                 meta.insert(META_NEXT_COMMAND_ID, next).at(path, ACTION)?;
                 let record = CommandRecord {
                     id,
-                    device_id: new.device_id,
-                    command_name: new.command_name,
-                    f_port: new.f_port,
-                    confirmed: new.confirmed,
-                    payload: new.payload,
+                    downlink: new.downlink,
                     state: CommandState::Queued,
                     queue_item_id: None,
                     transmitted: false,
@@ -178,14 +160,14 @@ impl Store {
                     Some(row) => decode(path, update.id, row.value())?,
                     None => return Ok(None),
                 };
-                if stored.device_id != update.device_id {
+                if stored.downlink.device_id != update.device_id {
                     tracing::warn!(
                         event = "storage_command_update_ignored",
                         id = update.id,
                         "an update names device {:?} but command {} belongs to {:?}",
                         update.device_id,
                         update.id,
-                        stored.device_id
+                        stored.downlink.device_id
                     );
                     return Ok(None);
                 }
@@ -228,7 +210,7 @@ impl Store {
                 let device_ok = filter
                     .device_id
                     .as_ref()
-                    .is_none_or(|d| *d == record.device_id);
+                    .is_none_or(|d| *d == record.downlink.device_id);
                 let state_ok = filter
                     .states
                     .as_ref()
@@ -311,18 +293,19 @@ impl Store {
     }
 
     fn check_new_command(&self, new: &NewCommand) -> Result<(), StorageError> {
-        let problem = if !valid_name(&new.device_id) {
+        let new_downlink = &new.downlink;
+        let problem = if !valid_name(&new_downlink.device_id) {
             Some(format!("device id must be 1..={MAX_NAME_BYTES} bytes"))
-        } else if !valid_name(&new.command_name) {
+        } else if !valid_name(&new_downlink.command_name) {
             Some(format!("command name must be 1..={MAX_NAME_BYTES} bytes"))
         } else if new.requested_by.len() > MAX_NAME_BYTES {
             Some(format!(
                 "requested_by must be at most {MAX_NAME_BYTES} bytes"
             ))
-        } else if new.payload.len() > MAX_COMMAND_PAYLOAD_BYTES {
+        } else if new_downlink.payload.len() > MAX_COMMAND_PAYLOAD_BYTES {
             Some(format!(
                 "payload of {} bytes exceeds {MAX_COMMAND_PAYLOAD_BYTES}",
-                new.payload.len()
+                new_downlink.payload.len()
             ))
         } else {
             None

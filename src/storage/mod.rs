@@ -55,14 +55,13 @@ use guard::shield;
 
 pub use codec::MAX_STRING_BYTES;
 pub use commands::{
-    CommandFilter, CommandRecord, NewCommand, MAX_COMMAND_PAGE, MAX_COMMAND_PAYLOAD_BYTES,
-    MAX_DETAIL_BYTES,
+    CommandFilter, CommandRecord, MAX_COMMAND_PAGE, MAX_COMMAND_PAYLOAD_BYTES, MAX_DETAIL_BYTES,
 };
 pub use error::{Holder, StorageError, StorageErrorKind};
 pub use history::{HistoryPage, HistoryQuery, HistoryRow, ResumeKey, MAX_HISTORY_PAGE};
 pub use ownership::check_not_in_use;
 pub use retention::PruneReport;
-pub use samples::{AppendReport, LatestValue};
+pub use samples::AppendReport;
 pub use schema::SCHEMA_VERSION;
 pub use series::MAX_NAME_BYTES;
 pub use status::{SpaceUsage, StoreCounts, MAX_STATUS_BYTES, MAX_STATUS_KEY_BYTES};

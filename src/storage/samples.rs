@@ -9,7 +9,7 @@ use super::error::{RedbResultExt, StorageError};
 use super::schema::{self, FIRST_SERIES_ID, HISTORY, LATEST, RECENT, SERIES, SERIES_NAMES};
 use super::series::{valid_name, MAX_NAME_BYTES};
 use super::Store;
-use crate::model::{Sample, SampleOrigin, Timestamp, Value};
+use crate::model::Sample;
 
 /// What one [`Store::append`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -26,17 +26,6 @@ pub struct AppendReport {
     pub rejected: usize,
     /// String values cut to [`codec::MAX_STRING_BYTES`].
     pub truncated: usize,
-}
-
-/// The newest stored sample of one series.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct LatestValue {
-    pub device_id: String,
-    pub metric: String,
-    pub value: Value,
-    pub source_time: Timestamp,
-    pub received_time: Timestamp,
-    pub origin: SampleOrigin,
 }
 
 impl Store {
@@ -180,7 +169,7 @@ impl Store {
 
     /// The newest sample of every series, or of one device's series, ordered by device id and
     /// metric name.
-    pub fn latest(&self, device_id: Option<&str>) -> Result<Vec<LatestValue>, StorageError> {
+    pub fn latest(&self, device_id: Option<&str>) -> Result<Vec<Sample>, StorageError> {
         const ACTION: &str = "read the latest values";
         self.read(|db| {
             let path = &self.path;
@@ -204,7 +193,7 @@ impl Store {
                 };
                 let row = codec::decode_latest(stored.value())
                     .map_err(|e| corrupt_row(path, "latest", id, e))?;
-                values.push(LatestValue {
+                values.push(Sample {
                     device_id: row_device.to_string(),
                     metric: metric.to_string(),
                     value: row.value,

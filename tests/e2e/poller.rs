@@ -4,9 +4,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opcgw::chirpstack::commands::{CommandRequest, CommandState, CommandUpdate};
 use opcgw::chirpstack::simulator::{Simulator, SimulatorConfig, SimulatorHandle};
 use opcgw::chirpstack::upstream::{UpstreamState, UpstreamStatus};
+use opcgw::commands::{CommandRequest, CommandState, CommandUpdate};
 use opcgw::config::{AppConfig, Secret};
 use opcgw::model::{Sample, SampleOrigin, Timestamp};
 use opcgw_actors::messages::{ConfigUpdate, Feed, PollerMsg};
@@ -536,11 +536,13 @@ async fn a_command_becomes_an_enqueue_and_is_acknowledged_by_the_ack_event() {
     let dev = sim.world().devices().next().unwrap().dev_eui.clone();
     let request = CommandRequest {
         id: 7,
-        device_id: dev.clone(),
-        command_name: "Valve".into(),
-        f_port: 10,
-        confirmed: true,
-        payload: vec![1, 2, 3],
+        downlink: opcgw::commands::Downlink {
+            device_id: dev.clone(),
+            command_name: "Valve".into(),
+            f_port: 10,
+            confirmed: true,
+            payload: vec![1, 2, 3],
+        },
     };
     poller.actor.cast(PollerMsg::Dispatch(request)).unwrap();
     poller
@@ -578,11 +580,13 @@ async fn a_command_becomes_an_enqueue_and_is_acknowledged_by_the_ack_event() {
     // A port ChirpStack refuses fails the command instead of retrying it.
     let bad = CommandRequest {
         id: 8,
-        device_id: dev.clone(),
-        command_name: "Valve".into(),
-        f_port: 224,
-        confirmed: false,
-        payload: vec![0],
+        downlink: opcgw::commands::Downlink {
+            device_id: dev.clone(),
+            command_name: "Valve".into(),
+            f_port: 224,
+            confirmed: false,
+            payload: vec![0],
+        },
     };
     poller.actor.cast(PollerMsg::Dispatch(bad)).unwrap();
     poller

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opcgw::chirpstack::commands::CommandState;
+use opcgw::commands::{CommandState, NewCommand};
 use opcgw::config::AppConfig;
 use opcgw::model::Timestamp;
-use opcgw::storage::{CommandFilter, HistoryQuery, NewCommand, Store};
+use opcgw::storage::{CommandFilter, HistoryQuery, Store};
 use opcgw_actors::messages::{Common, PollerMsg, StorageFailure, StorageMsg};
 use opcgw_actors::poller::PollerCounters;
 use opcgw_actors::storage_client::StorageClient;
@@ -265,11 +265,13 @@ async fn a_queued_command_is_dispatched_and_its_final_state_is_stored() {
     let storage = client(&tree).await;
     let record = storage
         .enqueue_command(NewCommand {
-            device_id: device.clone(),
-            command_name: "setpoint".into(),
-            f_port: 10,
-            confirmed: true,
-            payload: vec![42],
+            downlink: opcgw::commands::Downlink {
+                device_id: device.clone(),
+                command_name: "setpoint".into(),
+                f_port: 10,
+                confirmed: true,
+                payload: vec![42],
+            },
             requested_by: "test".into(),
         })
         .await
@@ -333,15 +335,17 @@ async fn a_reloaded_retention_applies_at_once() {
         // A command finished 20 days ago goes with the old history.
         let long_ago = now.saturating_sub(day * 20);
         let command = NewCommand {
-            device_id: "old-device".into(),
-            command_name: "valve".into(),
-            f_port: 10,
-            confirmed: true,
-            payload: vec![1],
+            downlink: opcgw::commands::Downlink {
+                device_id: "old-device".into(),
+                command_name: "valve".into(),
+                f_port: 10,
+                confirmed: true,
+                payload: vec![1],
+            },
             requested_by: "test".into(),
         };
         let record = store.enqueue_command(command, long_ago, 100).unwrap();
-        let update = opcgw::chirpstack::commands::CommandUpdate {
+        let update = opcgw::commands::CommandUpdate {
             id: record.id,
             device_id: "old-device".into(),
             command_name: "Valve".into(),

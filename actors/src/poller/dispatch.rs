@@ -38,10 +38,10 @@ impl CommandDispatch {
             self.enqueues.push(OwnedTask::spawn(async move {
                 let result = client
                     .enqueue(
-                        &request.device_id,
-                        request.f_port,
-                        request.confirmed,
-                        request.payload,
+                        &request.downlink.device_id,
+                        request.downlink.f_port,
+                        request.downlink.confirmed,
+                        request.downlink.payload,
                     )
                     .await;
                 let _ = poller.cast(PollerMsg::CommandEnqueued {

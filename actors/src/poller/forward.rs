@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opcgw::backoff::Backoff;
-use opcgw::chirpstack::commands::CommandUpdate;
+use opcgw::commands::CommandUpdate;
 use opcgw::model::Sample;
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
@@ -327,7 +327,7 @@ fn flatten<T, E: std::fmt::Display>(
 mod tests {
     use std::sync::Mutex;
 
-    use opcgw::chirpstack::commands::CommandState;
+    use opcgw::commands::CommandState;
     use opcgw::model::{SampleOrigin, Timestamp, Value};
     use opcgw::storage::AppendReport;
     use ractor::{Actor, ActorProcessingErr};

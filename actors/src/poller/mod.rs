@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opcgw::chirpstack::client::{ChirpstackClient, ClientSettings, UpstreamError};
-use opcgw::chirpstack::commands::CommandUpdate;
 use opcgw::chirpstack::events::DeviceEvent;
 use opcgw::chirpstack::mapping::Rejection;
 use opcgw::chirpstack::poll::{run_cycle, CycleOutcome, CycleReport, PollCycle, SystemClock};
 use opcgw::chirpstack::upstream::{Transition, UpstreamState, UpstreamTracker};
+use opcgw::commands::CommandUpdate;
 use opcgw::config::AppConfig;
 use opcgw::model::{Sample, Timestamp};
 use ractor::{Actor, ActorProcessingErr, ActorRef};

@@ -16,7 +16,7 @@ use opcua::types::{
 };
 
 use super::{data_value_of, gateway_vars, GatewayNodeManager, GatewayNodes, MAX_HISTORY_PAGE_ROWS};
-use crate::opcua::address_space::GATEWAY_FOLDER;
+use crate::naming;
 use crate::opcua::values::LiveUpdate;
 
 /// Stores values and notifies subscribers, skipping NodeIds that are not (or no longer) in the
@@ -117,7 +117,7 @@ impl GatewayNodesHandle {
                     StatusCode::Good
                 };
                 (
-                    nodes.node_id(&format!("{GATEWAY_FOLDER}/{name}")),
+                    nodes.node_id(&naming::gateway_node_id(name)),
                     DataValue::new_at_status(value, now, status),
                 )
             })
@@ -137,9 +137,9 @@ impl GatewayNodesHandle {
                 .collect();
             if !missing.is_empty() {
                 let mut space = self.manager.address_space().write();
-                let folder = nodes.node_id(&format!("{GATEWAY_FOLDER}/{}", gateway_vars::HEALTH));
+                let folder = nodes.node_id(&naming::gateway_node_id(gateway_vars::HEALTH));
                 for role in missing {
-                    let id = format!("{GATEWAY_FOLDER}/{}/{role}", gateway_vars::HEALTH);
+                    let id = naming::health_node_id(role);
                     nodes.insert_gateway_var(
                         &mut space,
                         &folder,
@@ -157,7 +157,7 @@ impl GatewayNodesHandle {
             .iter()
             .map(|(role, text)| {
                 (
-                    nodes.node_id(&format!("{GATEWAY_FOLDER}/{}/{role}", gateway_vars::HEALTH)),
+                    nodes.node_id(&naming::health_node_id(role)),
                     DataValue::new_at(UAString::from(text.as_str()), now),
                 )
             })
@@ -168,9 +168,7 @@ impl GatewayNodesHandle {
     /// Sets the `Status` child of a command variable.
     pub fn set_command_status(&self, device_id: &str, command: &str, text: &str) {
         let nodes = self.nodes();
-        let id = nodes.node_id(&crate::opcua::address_space::command_status_node_id(
-            device_id, command,
-        ));
+        let id = nodes.node_id(&naming::command_status_node_id(device_id, command));
         store_and_notify(
             self.manager.address_space(),
             &nodes.subscriptions,
@@ -183,8 +181,6 @@ impl GatewayNodesHandle {
         let model = self.nodes().model.read().unwrap_or_else(|e| e.into_inner());
         model
             .commands
-            .contains_key(&crate::opcua::address_space::metric_node_id(
-                device_id, command,
-            ))
+            .contains_key(&naming::command_node_id(device_id, command))
     }
 }

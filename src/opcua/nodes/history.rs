@@ -223,14 +223,15 @@ impl GatewayNodes {
         }
         match self.backend.history(query).await {
             Ok(page) => Ok(page),
+            // A metric never stored has no rows: a Good, empty answer, not a failure.
             Err(BackendError::UnknownSeries) => Ok(HistoryPage::default()),
-            Err(BackendError::Unavailable(why)) => {
-                debug!(event = "opcua_history_unavailable", error = %why);
-                Err(StatusCode::BadResourceUnavailable)
-            }
-            Err(BackendError::Rejected(why) | BackendError::CommandQueueFull(why)) => {
-                debug!(event = "opcua_history_rejected", error = %why);
-                Err(StatusCode::BadHistoryOperationInvalid)
+            Err(error) => {
+                let event = match error {
+                    BackendError::Unavailable(_) => "opcua_history_unavailable",
+                    _ => "opcua_history_rejected",
+                };
+                debug!(event, error = ?error);
+                Err(error.status_code())
             }
         }
     }

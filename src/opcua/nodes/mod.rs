@@ -26,16 +26,20 @@ use opcua::types::{
 };
 use tracing::debug;
 
+use crate::commands::NewCommand;
 use crate::config::{AppConfig, CommandConfig, MetricType};
 use crate::model::{Quality, Timestamp, Value};
-use crate::opcua::address_space::{AddressSpace, NodeKind, NodeSpec, GATEWAY_FOLDER};
+use crate::naming::{self, GATEWAY_FOLDER};
+use crate::opcua::address_space::{AddressSpace, NodeKind, NodeSpec};
 use crate::opcua::values::LiveUpdate;
-use crate::storage::{CommandRecord, HistoryPage, HistoryQuery, NewCommand};
+use crate::storage::{CommandRecord, HistoryPage, HistoryQuery};
 
+mod backend_error;
 mod handle;
 mod history;
 mod write;
 
+pub use backend_error::BackendError;
 pub use handle::GatewayNodesHandle;
 pub use write::command_status_text;
 
@@ -49,19 +53,6 @@ pub fn namespace_uri(application_uri: &str) -> String {
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Why the rest of the gateway could not answer the OPC UA server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BackendError {
-    /// Storage is restarting or did not answer in time.
-    Unavailable(String),
-    /// The metric has no stored value yet.
-    UnknownSeries,
-    /// The request was refused (for example an invalid query).
-    Rejected(String),
-    /// The device already has as many unfinished commands as allowed.
-    CommandQueueFull(String),
-}
 
 /// What the OPC UA server asks of the rest of the gateway (the storage actor, in the binary).
 pub trait GatewayBackend: Send + Sync + 'static {
@@ -101,10 +92,12 @@ pub mod gateway_vars {
     pub const BAD: &str = "BadValues";
     pub const WAITING: &str = "WaitingValues";
     /// A folder with one String variable per actor (`Gateway/Health/<role>`).
-    pub const HEALTH: &str = "Health";
+    pub const HEALTH: &str = crate::naming::HEALTH_FOLDER;
 }
 
 struct Model {
+    /// The topology the model was built from: command writes are prepared against it.
+    config: AppConfig,
     space: AddressSpace,
     commands: HashMap<String, (String, CommandConfig)>,
     health_roles: Vec<String>,
@@ -116,15 +109,13 @@ impl Model {
         for device in config.applications.iter().flat_map(|a| &a.devices) {
             for command in &device.commands {
                 commands.insert(
-                    crate::opcua::address_space::metric_node_id(
-                        &device.device_id,
-                        &command.command_name,
-                    ),
+                    naming::command_node_id(&device.device_id, &command.command_name),
                     (device.device_id.clone(), command.clone()),
                 );
             }
         }
         Self {
+            config: config.clone(),
             space: AddressSpace::from_config(config),
             commands,
             health_roles: Vec::new(),
@@ -324,7 +315,7 @@ impl GatewayNodes {
     }
 
     fn insert_units(&self, space: &mut UaSpace, id: &NodeId, spec_id: &str, unit: &str) {
-        let units_id = self.node_id(&format!("{spec_id}/EngineeringUnits"));
+        let units_id = self.node_id(&naming::engineering_units_node_id(spec_id));
         let info = EUInformation {
             namespace_uri: UAString::null(),
             unit_id: -1,
@@ -333,8 +324,8 @@ impl GatewayNodes {
         };
         VariableBuilder::new(
             &units_id,
-            QualifiedName::new(0, "EngineeringUnits"),
-            "EngineeringUnits",
+            QualifiedName::new(0, naming::ENGINEERING_UNITS),
+            naming::ENGINEERING_UNITS,
         )
         .data_type(DataTypeId::EUInformation)
         .value_rank(-1)
@@ -404,13 +395,13 @@ impl GatewayNodes {
             self.insert_gateway_var(
                 space,
                 &folder,
-                &format!("{GATEWAY_FOLDER}/{name}"),
+                &naming::gateway_node_id(name),
                 name,
                 ty,
                 value,
             );
         }
-        let health = self.node_id(&format!("{GATEWAY_FOLDER}/{}", gateway_vars::HEALTH));
+        let health = self.node_id(&naming::gateway_node_id(gateway_vars::HEALTH));
         ObjectBuilder::new(
             &health,
             QualifiedName::new(ns, gateway_vars::HEALTH),

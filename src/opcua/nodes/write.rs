@@ -9,12 +9,12 @@ use opcua::types::{AttributeId, DataValue, DateTime, NodeId, NumericRange, Statu
 use tracing::{debug, info, warn};
 
 use super::handle::store_and_notify;
-use super::{variant_of, BackendError, GatewayNodeManager, GatewayNodes, Model};
-use crate::config::{CommandConfig, MetricType};
-use crate::model::Value;
-use crate::opcua::address_space::GATEWAY_FOLDER;
+use super::{variant_of, GatewayNodeManager, GatewayNodes, Model};
+use crate::commands::{self, CommandRejection, NewCommand};
+use crate::model::{MetricType, Value};
+use crate::naming;
 use crate::security::sanitize_for_log;
-use crate::storage::{CommandRecord, NewCommand};
+use crate::storage::CommandRecord;
 
 /// A written Variant as a command value of `command_type`, strictly (no lossy conversion).
 fn command_value(command_type: MetricType, variant: &Variant) -> Option<Value> {
@@ -35,15 +35,18 @@ fn command_value(command_type: MetricType, variant: &Variant) -> Option<Value> {
     }
 }
 
-fn in_range(command: &CommandConfig, value: &Value) -> bool {
-    let x = match value {
-        Value::Float(v) => *v,
-        Value::Int(v) => *v as f64,
-        _ => return true,
-    };
-    !x.is_nan()
-        && command.command_min.is_none_or(|min| x >= min)
-        && command.command_max.is_none_or(|max| x <= max)
+/// The answer to a write whose command was refused.
+fn status_of_rejection(rejection: &CommandRejection) -> StatusCode {
+    match rejection {
+        CommandRejection::UnknownDevice { .. } | CommandRejection::UnknownCommand { .. } => {
+            StatusCode::BadNodeIdUnknown
+        }
+        CommandRejection::TypeMismatch { .. } => StatusCode::BadTypeMismatch,
+        CommandRejection::NotFinite
+        | CommandRejection::OutOfRange { .. }
+        | CommandRejection::PayloadTooLarge { .. }
+        | CommandRejection::EmptyString => StatusCode::BadOutOfRange,
+    }
 }
 
 impl GatewayNodes {
@@ -89,7 +92,8 @@ impl GatewayNodes {
             }
         }
         for (index, node, variant, command) in pending {
-            let label = format!("{}/{}", command.device_id, command.command_name);
+            let downlink = &command.downlink;
+            let label = naming::command_node_id(&downlink.device_id, &downlink.command_name);
             let result = tokio::time::timeout(
                 self.settings.write_timeout,
                 self.backend.enqueue_command(command),
@@ -109,14 +113,7 @@ impl GatewayNodes {
                 }
                 Ok(Err(error)) => {
                     warn!(event = "opcua_command_rejected", command = %label, error = ?error, "an OPC UA write could not be queued");
-                    match error {
-                        // A full device queue is busy, not broken: the write works again once
-                        // the device's earlier commands complete.
-                        BackendError::Unavailable(_) | BackendError::CommandQueueFull(_) => {
-                            StatusCode::BadResourceUnavailable
-                        }
-                        _ => StatusCode::BadInternalError,
-                    }
+                    error.status_code()
                 }
                 Err(_) => {
                     warn!(event = "opcua_command_rejected", command = %label, error = "storage did not answer in time", "an OPC UA write could not be queued");
@@ -149,7 +146,7 @@ impl GatewayNodes {
         };
         let Some((device_id, command)) = model.commands.get(id) else {
             return Err(
-                if model.space.get(id).is_some() || id.starts_with(GATEWAY_FOLDER) {
+                if model.space.get(id).is_some() || naming::is_reserved(id) {
                     StatusCode::BadNotWritable
                 } else {
                     StatusCode::BadNodeIdUnknown
@@ -168,26 +165,18 @@ impl GatewayNodes {
         let Some(value) = command_value(command.command_type, variant) else {
             return Err(StatusCode::BadTypeMismatch);
         };
-        if !in_range(command, &value) {
-            return Err(StatusCode::BadOutOfRange);
-        }
-        let payload =
-            crate::chirpstack::payload::encode_command(command, &value).map_err(|why| {
-                debug!(event = "opcua_command_invalid", command = %id, error = %why);
-                StatusCode::BadOutOfRange
-            })?;
-        Ok((
-            request.node_id.clone(),
-            variant_of(&value),
-            NewCommand {
-                device_id: device_id.clone(),
-                command_name: command.command_name.clone(),
-                f_port: u32::from(command.command_port),
-                confirmed: command.command_confirmed,
-                payload,
-                requested_by: format!("opcua:{}", sanitize_for_log(user, 64)),
-            },
-        ))
+        let new = commands::prepare(
+            &model.config,
+            device_id,
+            &command.command_name,
+            &value,
+            format!("opcua:{}", sanitize_for_log(user, 64)),
+        )
+        .map_err(|rejection| {
+            debug!(event = "opcua_command_invalid", command = %id, error = %rejection);
+            status_of_rejection(&rejection)
+        })?;
+        Ok((request.node_id.clone(), variant_of(&value), new))
     }
 
     /// The written value becomes the variable's value; its `Status` child says "queued".
@@ -196,9 +185,9 @@ impl GatewayNodes {
             return;
         };
         let now = DateTime::now();
-        let status_id = self.node_id(&crate::opcua::address_space::command_status_node_id(
-            &record.device_id,
-            &record.command_name,
+        let status_id = self.node_id(&naming::command_status_node_id(
+            &record.downlink.device_id,
+            &record.downlink.command_name,
         ));
         store_and_notify(
             manager.address_space(),
@@ -233,18 +222,6 @@ pub fn command_status_text(id: u64, state: &str, detail: Option<&str>) -> String
 mod tests {
     use super::*;
 
-    fn command(ty: MetricType, min: Option<f64>, max: Option<f64>) -> CommandConfig {
-        CommandConfig {
-            command_name: "setpoint".into(),
-            command_id: 1,
-            command_confirmed: false,
-            command_port: 10,
-            command_type: ty,
-            command_min: min,
-            command_max: max,
-        }
-    }
-
     #[test]
     fn written_values_are_taken_strictly_by_command_type() {
         use MetricType::*;
@@ -274,12 +251,47 @@ mod tests {
     }
 
     #[test]
-    fn ranges_bound_numbers_and_refuse_nan() {
-        let c = command(MetricType::Float, Some(0.0), Some(10.0));
-        assert!(in_range(&c, &Value::Float(0.0)) && in_range(&c, &Value::Float(10.0)));
-        assert!(!in_range(&c, &Value::Float(-0.1)) && !in_range(&c, &Value::Float(10.1)));
-        assert!(!in_range(&c, &Value::Float(f64::NAN)));
-        let open = command(MetricType::Int, None, Some(5.0));
-        assert!(in_range(&open, &Value::Int(i64::MIN)) && !in_range(&open, &Value::Int(6)));
+    fn refused_commands_answer_with_the_status_of_their_reason() {
+        let rows = [
+            (
+                CommandRejection::UnknownDevice {
+                    device_id: "d".into(),
+                },
+                StatusCode::BadNodeIdUnknown,
+            ),
+            (
+                CommandRejection::UnknownCommand {
+                    device_id: "d".into(),
+                    command_name: "c".into(),
+                },
+                StatusCode::BadNodeIdUnknown,
+            ),
+            (
+                CommandRejection::TypeMismatch {
+                    command_name: "c".into(),
+                    expected: MetricType::Int,
+                    detail: "got Float".into(),
+                },
+                StatusCode::BadTypeMismatch,
+            ),
+            (CommandRejection::NotFinite, StatusCode::BadOutOfRange),
+            (
+                CommandRejection::OutOfRange {
+                    command_name: "c".into(),
+                    value: 11.0,
+                    min: None,
+                    max: Some(10.0),
+                },
+                StatusCode::BadOutOfRange,
+            ),
+            (
+                CommandRejection::PayloadTooLarge { bytes: 300 },
+                StatusCode::BadOutOfRange,
+            ),
+            (CommandRejection::EmptyString, StatusCode::BadOutOfRange),
+        ];
+        for (rejection, status) in rows {
+            assert_eq!(status_of_rejection(&rejection), status, "{rejection:?}");
+        }
     }
 }

@@ -1,16 +1,18 @@
 //! The command queue: ids, lifecycle, persistence, listing, pruning.
 
 use super::*;
-use crate::chirpstack::commands::{CommandState, CommandUpdate};
-use crate::storage::{CommandFilter, NewCommand, StorageErrorKind, MAX_COMMAND_PAYLOAD_BYTES};
+use crate::commands::{CommandState, CommandUpdate, Downlink, NewCommand};
+use crate::storage::{CommandFilter, StorageErrorKind, MAX_COMMAND_PAYLOAD_BYTES};
 
 fn new_command(device_id: &str) -> NewCommand {
     NewCommand {
-        device_id: device_id.into(),
-        command_name: "open_valve".into(),
-        f_port: 10,
-        confirmed: true,
-        payload: vec![1, 2, 3],
+        downlink: Downlink {
+            device_id: device_id.into(),
+            command_name: "open_valve".into(),
+            f_port: 10,
+            confirmed: true,
+            payload: vec![1, 2, 3],
+        },
         requested_by: "opcua:operator".into(),
     }
 }
@@ -179,9 +181,9 @@ fn commands_are_listed_newest_first_and_filtered() {
 fn invalid_commands_are_refused_before_anything_is_written() {
     let (_dir, mut store) = fresh_store();
     let mut too_big = new_command("dev");
-    too_big.payload = vec![0; MAX_COMMAND_PAYLOAD_BYTES + 1];
+    too_big.downlink.payload = vec![0; MAX_COMMAND_PAYLOAD_BYTES + 1];
     let mut no_device = new_command("");
-    no_device.device_id.clear();
+    no_device.downlink.device_id.clear();
     for bad in [too_big, no_device] {
         let error = store.enqueue_command(bad, Timestamp(0), 100).unwrap_err();
         assert_eq!(error.kind(), StorageErrorKind::InvalidQuery);
@@ -262,5 +264,21 @@ fn a_device_with_a_full_queue_is_refused_until_a_command_finishes() {
             .unwrap()
             .id,
         5
+    );
+}
+
+#[test]
+fn a_command_row_keeps_its_flat_json_shape() {
+    // Rows written before the downlink fields were grouped must read back, and new rows must
+    // look the same (the control socket shows records as this JSON too).
+    let row = r#"{"id":7,"device_id":"d","command_name":"c","f_port":10,"confirmed":true,
+        "payload":[1,2],"state":"sent","queue_item_id":"q","transmitted":false,"detail":null,
+        "requested_by":"ctl:uid=1","created":1,"updated":2}"#;
+    let record: crate::storage::CommandRecord = serde_json::from_str(row).unwrap();
+    assert_eq!(record.downlink.payload, vec![1, 2]);
+    assert_eq!(record.state, CommandState::Sent);
+    assert_eq!(
+        serde_json::to_value(&record).unwrap(),
+        serde_json::from_str::<serde_json::Value>(row).unwrap()
     );
 }

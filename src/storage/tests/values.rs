@@ -187,7 +187,7 @@ fn latest_lists_all_series_or_one_device_in_name_order() {
             sample("a", "x", Value::Int(4), 1),
         ])
         .unwrap();
-    let names = |v: Vec<crate::storage::LatestValue>| {
+    let names = |v: Vec<crate::model::Sample>| {
         v.into_iter()
             .map(|l| format!("{}/{}", l.device_id, l.metric))
             .collect::<Vec<_>>()

@@ -1,9 +1,9 @@
-//! `ctl command send`: validates and encodes a configured command and queues it durably.
+//! `ctl command send`: validates and encodes a configured command (the same `prepare` as OPC UA
+//! writes) and queues it durably.
 
 use opcgw::chirpstack::mapping::convert_json;
-use opcgw::chirpstack::payload::encode_command;
+use opcgw::commands::prepare;
 use opcgw::control::ErrorBody;
-use opcgw::storage::NewCommand;
 use serde_json::Value as Json;
 
 use super::{storage_error, to_json};
@@ -17,26 +17,18 @@ pub(super) async fn run(
     command: String,
     value: Json,
 ) -> Result<Json, ErrorBody> {
-    let config = ctx.device(&device)?;
-    let Some(command_config) = config.commands.iter().find(|c| c.command_name == command) else {
-        return Err(ErrorBody::bad_request(format!(
-            "field `command`: device {device:?} has no command {command:?}"
-        )));
-    };
-    let value = convert_json(&value, command_config.command_type)
-        .map_err(|e| ErrorBody::bad_request(format!("field `value`: {e}")))?;
-    let payload = encode_command(command_config, &value)
-        .map_err(|e| ErrorBody::bad_request(format!("field `value`: {e}")))?;
+    let json_value = |command_type| convert_json(&value, command_type);
+    let new = prepare(
+        &ctx.config,
+        &device,
+        &command,
+        &json_value,
+        format!("ctl:uid={}", caller.uid),
+    )
+    .map_err(|e| ErrorBody::bad_request(format!("field `{}`: {e}", e.field())))?;
     let record = ctx
         .storage()
-        .enqueue_command(NewCommand {
-            device_id: device,
-            command_name: command,
-            f_port: u32::from(command_config.command_port),
-            confirmed: command_config.command_confirmed,
-            payload,
-            requested_by: format!("ctl:uid={}", caller.uid),
-        })
+        .enqueue_command(new)
         .await
         .map_err(storage_error)?;
     to_json(&record)

@@ -12,6 +12,7 @@ use opcua::types::{
 
 use super::{notify_current, store_and_notify, GatewayNodesHandle};
 use crate::config::AppConfig;
+use crate::naming;
 use crate::opcua::address_space::{AddressSpace, AddressSpaceChanges, NodeKind, NodeSpec};
 use crate::opcua::nodes::{data_type, GatewayNodes, Model};
 
@@ -57,7 +58,7 @@ impl GatewayNodesHandle {
         let mut space = self.manager.address_space().write();
         for id in &changes.remove {
             let node = nodes.node_id(id);
-            let _ = space.delete(&nodes.node_id(&format!("{id}/EngineeringUnits")), true);
+            let _ = space.delete(&nodes.node_id(&naming::engineering_units_node_id(id)), true);
             let _ = space.delete(&node, true);
         }
         for spec in &changes.update {
@@ -96,7 +97,7 @@ fn update_in_place(nodes: &GatewayNodes, space: &mut UaSpace, spec: &NodeSpec) {
         if let Some(NodeType::Variable(v)) = space.find_mut(&node) {
             v.set_data_type(data_type(*metric_type));
         }
-        let units = nodes.node_id(&format!("{}/EngineeringUnits", spec.id));
+        let units = nodes.node_id(&naming::engineering_units_node_id(&spec.id));
         let _ = space.delete(&units, true);
         if let Some(unit) = unit {
             nodes.insert_units(space, &node, &spec.id, unit);
