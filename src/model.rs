@@ -166,7 +166,7 @@ pub struct Sample {
     pub origin: SampleOrigin,
 }
 
-/// OPC UA quality of a value, from its age (DESIGN §5).
+/// OPC UA quality of a value, from its age (docs/opcua.md, "Values, quality and timestamps").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Quality {

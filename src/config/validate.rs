@@ -1,7 +1,8 @@
 //! `validate()`: every rule on a loaded configuration, collected in one pass.
 //!
-//! Ranges follow the 004 contract; where we go beyond it (per-device thresholds, command
-//! ports, endpoint ids) the rule says why.
+//! Ranges are those of docs/configuration.md; where a rule goes beyond the configuration
+//! contract the gateway replaces (per-device thresholds, command ports, endpoint ids), it says
+//! why.
 
 use std::collections::HashSet;
 use std::net::IpAddr;

@@ -1,6 +1,6 @@
 //! The gateway's address space as data: one folder per application, one per device, one
 //! variable per metric and per command, plus the `Gateway` folder — each with the stable
-//! NodeId of the 004 contract (namespace 2, string identifiers):
+//! NodeId documented in docs/opcua.md (namespace 2, string identifiers):
 //!
 //! | node | NodeId | browse name |
 //! |---|---|---|

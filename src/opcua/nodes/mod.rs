@@ -1,4 +1,4 @@
-//! The gateway's node manager: the address space of DESIGN §7 in the async-opcua in-memory
+//! The gateway's node manager: the address space of docs/opcua.md in the async-opcua in-memory
 //! store, with HistoryRead from storage (real continuation points) and command writes that
 //! return Good only once the command is durably queued.
 //!
@@ -210,7 +210,7 @@ pub fn variant_of(value: &Value) -> Variant {
     }
 }
 
-/// The status code of a quality (DESIGN §5; docs/opcua.md).
+/// The status code of a quality (docs/opcua.md, "Values, quality and timestamps").
 pub fn status_of(quality: Quality) -> StatusCode {
     match quality {
         Quality::Good => StatusCode::Good,
