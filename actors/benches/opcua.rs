@@ -18,7 +18,7 @@ use opcgw::config::{AppConfig, MetricType, Secret};
 use opcgw::model::{Sample, SampleOrigin, Timestamp, Value};
 use opcgw::opcua::nodes::{gateway_time, ua_time};
 use opcgw::storage::Store;
-use opcgw_actors::tree::{Tree, TreeOptions};
+use opcgw_actors::tree::gateway::{Tree, TreeOptions};
 use opcua::client::{DataChangeCallback, HistoryReadAction};
 use opcua::types::{
     AttributeId, ByteString, DataChangeFilter, DataChangeTrigger, DeadbandType, ExtensionObject,

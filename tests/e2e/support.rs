@@ -284,10 +284,12 @@ pub fn actor_of(line: &str) -> Option<String> {
 /// Options for an in-process tree whose OPC UA actor serves a listener bound here, on a port of
 /// its own (written into `config`), instead of binding `opcua.host_port`: parallel trees never
 /// compete for a port.
-pub fn tree_options(config: &mut opcgw::config::AppConfig) -> opcgw_actors::tree::TreeOptions {
+pub fn tree_options(
+    config: &mut opcgw::config::AppConfig,
+) -> opcgw_actors::tree::gateway::TreeOptions {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an OPC UA listener");
     config.opcua.host_port = listener.local_addr().expect("listener address").port();
-    opcgw_actors::tree::TreeOptions {
+    opcgw_actors::tree::gateway::TreeOptions {
         opcua_listener: Some(Arc::new(listener)),
         ..Default::default()
     }

@@ -54,7 +54,7 @@ pub enum CtlCommand {
     /// Downlink commands.
     #[command(subcommand)]
     Command(CommandCtl),
-    /// Change the log filter now (e.g. "debug" or "info,opcgw_actors::poller=debug").
+    /// Change the log filter now (e.g. "debug" or "info,opcgw_actors::duties::poller=debug").
     LogLevel { filter: String },
 }
 

@@ -12,7 +12,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
-use crate::logging::LOG_LEVEL_ENV;
+use crate::cli::logging::LOG_LEVEL_ENV;
 
 /// Where the token comes from when `--token` is not given.
 pub const TOKEN_ENV: &str = "OPCGW_SIMULATOR_TOKEN";

@@ -25,10 +25,10 @@ use opcua::types::Variant;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, info, warn};
 
-use crate::duty::DutyBase;
-use crate::messages::{Common, ConfigUpdate, Feed, OpcUaMsg, Peers, StorageFailure};
-use crate::storage_client::StorageClient;
-use crate::supervisor::SupervisorMsg;
+use crate::tree::duty::DutyBase;
+use crate::tree::messages::{Common, ConfigUpdate, Feed, OpcUaMsg, Peers, StorageFailure};
+use crate::tree::storage_client::StorageClient;
+use crate::tree::supervisor::SupervisorMsg;
 
 pub const ROLE: &str = "opcua";
 
@@ -428,7 +428,10 @@ fn refresh_health(myself: &ActorRef<OpcUaMsg>, state: &OpcUaState) {
     let supervisor = state.supervisor.clone();
     let myself = myself.clone();
     tokio::spawn(async move {
-        let Some(status) = crate::tree::TreeHandle { supervisor }.status().await else {
+        let Some(status) = crate::tree::gateway::TreeHandle { supervisor }
+            .status()
+            .await
+        else {
             return;
         };
         let health = status

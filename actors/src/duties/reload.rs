@@ -14,10 +14,10 @@ use opcgw::security::sanitize_for_log;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{info, warn};
 
-use crate::duty::DutyBase;
-use crate::logging::LogControl;
-use crate::messages::{ConfigUpdate, ReloadFailure, ReloadMsg, ReloadOutcome, ReloadTrigger};
-use crate::supervisor::SupervisorMsg;
+use crate::cli::logging::LogControl;
+use crate::tree::duty::DutyBase;
+use crate::tree::messages::{ConfigUpdate, ReloadFailure, ReloadMsg, ReloadOutcome, ReloadTrigger};
+use crate::tree::supervisor::SupervisorMsg;
 
 pub const ROLE: &str = "reload";
 

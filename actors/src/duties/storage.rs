@@ -17,9 +17,9 @@ use opcgw::storage::{CommandFilter, CommandRecord, StorageError, Store};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
 use tracing::{debug, error, info, warn};
 
-use crate::child::Unrecoverable;
-use crate::duty::DutyBase;
-use crate::messages::{Common, ConfigUpdate, Feed, PollerMsg, StorageFailure, StorageMsg};
+use crate::tree::child::Unrecoverable;
+use crate::tree::duty::DutyBase;
+use crate::tree::messages::{Common, ConfigUpdate, Feed, PollerMsg, StorageFailure, StorageMsg};
 
 pub const ROLE: &str = "storage";
 

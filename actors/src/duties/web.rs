@@ -6,8 +6,8 @@
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::duty::{DutyBase, FeedCounts};
-use crate::messages::{ConfigUpdate, WebMsg};
+use crate::tree::duty::{DutyBase, FeedCounts};
+use crate::tree::messages::{ConfigUpdate, WebMsg};
 
 pub const ROLE: &str = "web";
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
 
-use crate::messages::{Common, ConfigUpdate};
-use crate::supervisor::SupervisorMsg;
+use crate::tree::messages::{Common, ConfigUpdate};
+use crate::tree::supervisor::SupervisorMsg;
 
 /// What a child gets when it is (re)started: its supervisor and the live configuration
 /// (the newest one, so a child restarted after a reload sees the reloaded values).
@@ -18,7 +18,7 @@ pub struct ChildContext {
     pub config: ConfigUpdate,
     /// The siblings running when this child starts (later changes arrive as
     /// `Common::PeersChanged`).
-    pub peers: crate::messages::Peers,
+    pub peers: crate::tree::messages::Peers,
 }
 
 /// A start failure that retrying cannot cure while the process runs (another process holds a

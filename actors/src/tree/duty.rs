@@ -4,7 +4,7 @@
 use ractor::ActorProcessingErr;
 use tracing::debug;
 
-use crate::messages::{ActorReport, Common, ConfigUpdate, Feed, Peers};
+use crate::tree::messages::{ActorReport, Common, ConfigUpdate, Feed, Peers};
 
 /// The state every duty actor keeps: its role, the configuration it runs with, and where its
 /// peers are.

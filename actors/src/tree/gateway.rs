@@ -9,15 +9,15 @@ use ractor::{Actor, ActorRef};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::backoff::SupervisorPolicy;
-use crate::child::{actor_child, ChildSpec};
-use crate::logging::LogControl;
-use crate::messages::{ConfigUpdate, ReloadMsg, ReloadOutcome, ReloadTrigger, CALL_TIMEOUT};
-use crate::reload::{ReloadActor, ReloadArgs};
-use crate::supervisor::{
+use crate::cli::logging::LogControl;
+use crate::duties::reload::{ReloadActor, ReloadArgs};
+use crate::duties::{control, opcua, poller, reload, storage, web};
+use crate::tree::backoff::SupervisorPolicy;
+use crate::tree::child::{actor_child, ChildSpec};
+use crate::tree::messages::{ConfigUpdate, ReloadMsg, ReloadOutcome, ReloadTrigger, CALL_TIMEOUT};
+use crate::tree::supervisor::{
     FaultPlan, Supervisor, SupervisorArgs, SupervisorMsg, TreeExit, TreeStatus,
 };
-use crate::{control, opcua, poller, reload, storage, web};
 
 /// Everything the tree needs besides the configuration.
 #[derive(Clone, Default)]

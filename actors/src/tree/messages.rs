@@ -16,7 +16,7 @@ use opcgw::storage::{
 use ractor::RpcReplyPort;
 use serde::Serialize;
 
-pub use crate::peers::Peers;
+pub use crate::tree::peers::Peers;
 
 /// How long a caller waits for an actor to answer a query before treating it as unavailable.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -198,7 +198,7 @@ pub enum PollerMsg {
     /// The current upstream status.
     Upstream(RpcReplyPort<UpstreamStatus>),
     /// The poller's counters.
-    Counters(RpcReplyPort<crate::poller::PollerCounters>),
+    Counters(RpcReplyPort<crate::duties::poller::PollerCounters>),
 }
 
 impl std::fmt::Debug for PollerMsg {

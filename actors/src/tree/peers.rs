@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use ractor::{ActorCell, ActorRef, Message};
 use tracing::warn;
 
-use crate::messages::{ControlMsg, OpcUaMsg, PollerMsg, ReloadMsg, StorageMsg, WebMsg};
-use crate::{control, opcua, poller, reload, storage, web};
+use crate::duties::{control, opcua, poller, reload, storage, web};
+use crate::tree::messages::{ControlMsg, OpcUaMsg, PollerMsg, ReloadMsg, StorageMsg, WebMsg};
 
 /// At most one `peer_cast_undelivered` line per peer per window.
 pub const UNDELIVERED_WINDOW: Duration = Duration::from_secs(10);

@@ -9,7 +9,7 @@ use opcgw::storage::{CommandFilter, CommandRecord, HistoryPage, HistoryQuery, St
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
 
-use crate::messages::{Peers, StorageFailure, StorageMsg, StorageReply};
+use crate::tree::messages::{Peers, StorageFailure, StorageMsg, StorageReply};
 
 /// Longest wait for a storage answer.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -19,9 +19,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::backoff::{RestartWindow, SupervisorPolicy};
-use crate::child::{ChildContext, ChildSpec, StartFailure};
-use crate::messages::{Common, ConfigUpdate, Peers};
+use crate::tree::backoff::{RestartWindow, SupervisorPolicy};
+use crate::tree::child::{ChildContext, ChildSpec, StartFailure};
+use crate::tree::messages::{Common, ConfigUpdate, Peers};
 
 /// Longest error text kept per child (it reaches status pages and logs).
 const MAX_ERROR_CHARS: usize = 300;
@@ -34,7 +34,7 @@ pub enum TreeExit {
     /// A child restarted more often than the intensity policy allows.
     IntensityExceeded { child: String, restarts: usize },
     /// A child could not start for a reason retrying cannot cure (see
-    /// [`Unrecoverable`](crate::child::Unrecoverable)); `error` says why.
+    /// [`Unrecoverable`](crate::tree::child::Unrecoverable)); `error` says why.
     StartUnrecoverable { child: String, error: String },
 }
 

@@ -28,7 +28,7 @@ async fn a_crashed_opcua_actor_is_restarted_and_clients_reconnect_to_current_val
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let poller_restarts = |status: &opcgw_actors::supervisor::TreeStatus| {
+    let poller_restarts = |status: &opcgw_actors::tree::supervisor::TreeStatus| {
         (
             status.child("poller").unwrap().restarts,
             status.child("storage").unwrap().restarts,

@@ -23,12 +23,12 @@ use tracing::info;
 
 pub use socket::bind_socket;
 
-use crate::duty::DutyBase;
-use crate::logging::LogControl;
-use crate::messages::{Common, ConfigUpdate, ControlMsg, Peers};
-use crate::supervisor::SupervisorMsg;
-use crate::task::OwnedTask;
-use crate::tree::TreeHandle;
+use crate::cli::logging::LogControl;
+use crate::tree::duty::DutyBase;
+use crate::tree::gateway::TreeHandle;
+use crate::tree::messages::{Common, ConfigUpdate, ControlMsg, Peers};
+use crate::tree::supervisor::SupervisorMsg;
+use crate::tree::task::OwnedTask;
 use socket::accept_loop;
 
 pub const ROLE: &str = "control";

@@ -5,8 +5,8 @@ use opcgw::chirpstack::commands::CommandBook;
 use opcgw::chirpstack::upstream::UpstreamState;
 use ractor::ActorRef;
 
-use crate::messages::PollerMsg;
-use crate::task::OwnedTask;
+use crate::tree::messages::PollerMsg;
+use crate::tree::task::OwnedTask;
 
 pub struct CommandDispatch {
     pub book: CommandBook,

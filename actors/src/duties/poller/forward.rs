@@ -15,8 +15,8 @@ use ractor::ActorRef;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::messages::StorageMsg;
-use crate::task::OwnedTask;
+use crate::tree::messages::StorageMsg;
+use crate::tree::task::OwnedTask;
 
 /// Samples kept while storage is unavailable (about 20 s of 1,000 devices x 10 metrics/s).
 pub const MAX_BUFFERED_SAMPLES: usize = 200_000;
@@ -333,7 +333,7 @@ mod tests {
     use ractor::{Actor, ActorProcessingErr};
 
     use super::*;
-    use crate::messages::StorageFailure;
+    use crate::tree::messages::StorageFailure;
 
     /// What the fake storage was asked, in order.
     #[derive(Debug, Clone, PartialEq)]

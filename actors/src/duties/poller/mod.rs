@@ -27,9 +27,9 @@ use tracing::{debug, info, warn};
 use self::dispatch::CommandDispatch;
 use self::output::PollerOutput;
 use self::streams::StreamPool;
-use crate::duty::DutyBase;
-use crate::messages::{ConfigUpdate, Feed, PollerMsg};
-use crate::task::OwnedTask;
+use crate::tree::duty::DutyBase;
+use crate::tree::messages::{ConfigUpdate, Feed, PollerMsg};
+use crate::tree::task::OwnedTask;
 
 pub const ROLE: &str = "poller";
 
@@ -135,7 +135,7 @@ impl Actor for PollerActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             PollerMsg::Common(common) => {
-                if let crate::messages::Common::ConfigChanged(update) = &common {
+                if let crate::tree::messages::Common::ConfigChanged(update) = &common {
                     state.apply_config(update.config.clone());
                 }
                 let summary = state.summary();

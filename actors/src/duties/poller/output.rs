@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 
 use super::forward::{StorageForwarder, StorageItem};
-use crate::messages::{Feed, OpcUaMsg, Peers, StorageMsg, WebMsg};
+use crate::tree::messages::{Feed, OpcUaMsg, Peers, StorageMsg, WebMsg};
 
 /// A consumer of the poller's feed.
 pub trait PollerOutput: Send + 'static {

@@ -16,8 +16,8 @@ use ractor::ActorRef;
 use tokio::sync::watch;
 use tracing::warn;
 
-use crate::messages::PollerMsg;
-use crate::task::OwnedTask;
+use crate::tree::messages::PollerMsg;
+use crate::tree::task::OwnedTask;
 
 /// Reconnects of a failed stream: 500 ms doubling to 60 s, up to a fifth shorter at random.
 const RETRY: Backoff =

@@ -5,7 +5,7 @@ use opcgw::storage::CommandFilter;
 use serde_json::Value as Json;
 
 use super::{storage_error, to_json};
-use crate::control::Context;
+use crate::duties::control::Context;
 
 pub(super) async fn run(
     ctx: &Context,

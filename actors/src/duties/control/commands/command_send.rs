@@ -7,8 +7,8 @@ use opcgw::control::ErrorBody;
 use serde_json::Value as Json;
 
 use super::{storage_error, to_json};
-use crate::control::socket::Caller;
-use crate::control::Context;
+use crate::duties::control::socket::Caller;
+use crate::duties::control::Context;
 
 pub(super) async fn run(
     ctx: &Context,

@@ -4,7 +4,7 @@ use opcgw::control::ErrorBody;
 use opcgw::model::Timestamp;
 use serde_json::{json, Value as Json};
 
-use crate::control::Context;
+use crate::duties::control::Context;
 
 pub(super) async fn run(ctx: &Context) -> Result<Json, ErrorBody> {
     let latest = ctx.storage().latest(None).await.unwrap_or_default();

@@ -6,7 +6,7 @@ use opcgw::storage::HistoryQuery;
 use serde_json::{json, Value as Json};
 
 use super::{storage_error, to_json};
-use crate::control::Context;
+use crate::duties::control::Context;
 
 pub(super) async fn run(
     ctx: &Context,

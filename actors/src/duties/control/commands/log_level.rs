@@ -4,8 +4,8 @@ use opcgw::control::{ErrorBody, ErrorCode};
 use serde_json::{json, Value as Json};
 use tracing::info;
 
-use crate::control::socket::Caller;
-use crate::control::Context;
+use crate::duties::control::socket::Caller;
+use crate::duties::control::Context;
 
 pub(super) fn run(ctx: &Context, caller: Caller, filter: String) -> Result<Json, ErrorBody> {
     let Some(log) = &ctx.log else {

@@ -17,8 +17,8 @@ use serde_json::Value as Json;
 
 use super::socket::Caller;
 use super::Context;
-use crate::messages::StorageFailure;
-use crate::storage_client::StorageClient;
+use crate::tree::messages::StorageFailure;
+use crate::tree::storage_client::StorageClient;
 
 /// Answers one authenticated request from `caller`.
 pub(super) async fn handle_request(

@@ -4,8 +4,8 @@ use opcgw::control::{ErrorBody, ErrorCode};
 use serde_json::Value as Json;
 
 use super::to_json;
-use crate::control::Context;
-use crate::messages::ReloadTrigger;
+use crate::duties::control::Context;
+use crate::tree::messages::ReloadTrigger;
 
 pub(super) async fn run(ctx: &Context) -> Result<Json, ErrorBody> {
     let outcome = ctx

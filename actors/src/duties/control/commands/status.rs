@@ -4,8 +4,8 @@ use opcgw::control::ErrorBody;
 use serde_json::{json, Value as Json};
 
 use super::to_json;
-use crate::control::Context;
-use crate::messages::{PollerMsg, CALL_TIMEOUT};
+use crate::duties::control::Context;
+use crate::tree::messages::{PollerMsg, CALL_TIMEOUT};
 
 pub(super) async fn run(ctx: &Context) -> Result<Json, ErrorBody> {
     let tree = ctx.tree.status().await;
