@@ -326,8 +326,8 @@ pub const CLIENT_URI: &str = "urn:opcgw:test-client";
 /// Key pairs generated once (and kept between runs under the target dir): the gateway's and
 /// the test client's. Generating a 2048-bit key costs up to a second.
 fn generated_pki(name: &str, application_uri: &str) -> PathBuf {
-    use opcua::crypto::{CertificateStore, X509Data};
-    use opcua::types::{ApplicationDescription, ApplicationType, LocalizedText, UAString};
+    use ua::crypto::{CertificateStore, X509Data};
+    use ua::types::{ApplicationDescription, ApplicationType, LocalizedText, UAString};
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     let store = CertificateStore::new(&dir);
     if !dir.join("own/cert.der").exists() || !dir.join("private/private.pem").exists() {

@@ -21,9 +21,9 @@ use opcgw::opcua::values::LiveValues;
 use opcgw::storage::{
     CommandFilter, CommandRecord, HistoryPage, HistoryQuery, StorageErrorKind, MAX_COMMAND_PAGE,
 };
-use opcua::types::Variant;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, info, warn};
+use ua::types::Variant;
 
 use crate::tree::duty::DutyBase;
 use crate::tree::messages::{Common, ConfigUpdate, Feed, OpcUaMsg, Peers, StorageFailure};

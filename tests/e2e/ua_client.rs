@@ -3,9 +3,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use opcua::client::{ClientBuilder, DataChangeCallback, HistoryReadAction, IdentityToken, Session};
-use opcua::crypto::SecurityPolicy;
-use opcua::types::{
+use tokio::task::JoinHandle;
+use ua::client::{ClientBuilder, DataChangeCallback, HistoryReadAction, IdentityToken, Session};
+use ua::crypto::SecurityPolicy;
+use ua::types::{
     AttributeId, BrowseDescription, BrowseDirection, BrowseResultMask, ByteString,
     DataChangeFilter, DataChangeTrigger, DataValue, DateTime, DeadbandType, ExtensionObject,
     HistoryData, HistoryReadValueId, MessageSecurityMode, MonitoredItemCreateRequest,
@@ -13,7 +14,6 @@ use opcua::types::{
     ReadRawModifiedDetails, ReadValueId, ReferenceTypeId, StatusCode, TimestampsToReturn, Variant,
     WriteValue,
 };
-use tokio::task::JoinHandle;
 
 use crate::support::{client_pki, CLIENT_URI, SERVER_URI};
 
@@ -143,7 +143,7 @@ impl Ua {
     async fn namespace_index(&self, uri: &str) -> u16 {
         let array = self
             .read_node(
-                &NodeId::from(opcua::types::VariableId::Server_NamespaceArray),
+                &NodeId::from(ua::types::VariableId::Server_NamespaceArray),
                 AttributeId::Value,
             )
             .await;
@@ -290,7 +290,7 @@ impl Ua {
     /// A subscription publishing every 100 ms.
     async fn new_subscription(
         &self,
-        callback: impl opcua::client::OnSubscriptionNotificationCore + 'static,
+        callback: impl ua::client::OnSubscriptionNotificationCore + 'static,
     ) -> Result<u32, StatusCode> {
         self.session
             .create_subscription(Duration::from_millis(100), 100, 10, 0, 0, true, callback)
@@ -390,8 +390,8 @@ impl Ua {
 
     /// Subscribes to the Server object's events; each event's EventType is recorded.
     pub async fn subscribe_server_events(&self) -> Arc<Mutex<Vec<Variant>>> {
-        use opcua::client::EventCallback;
-        use opcua::types::{
+        use ua::client::EventCallback;
+        use ua::types::{
             ContentFilter, EventFilter, ObjectId, ObjectTypeId, SimpleAttributeOperand,
         };
         let events: Arc<Mutex<Vec<Variant>>> = Arc::default();
@@ -472,7 +472,7 @@ pub async fn wait_for(
 }
 
 /// The server's endpoint descriptions (GetEndpoints without a session).
-pub async fn endpoints(port: u16) -> Vec<opcua::types::EndpointDescription> {
+pub async fn endpoints(port: u16) -> Vec<ua::types::EndpointDescription> {
     let client = ClientBuilder::new()
         .application_name("opcgw-test-client")
         .application_uri(CLIENT_URI)
