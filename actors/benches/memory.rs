@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use opcgw::config::ApplicationConfig;
 use opcgw::model::{Sample, SampleOrigin, Timestamp, Value};
 use opcgw::storage::Store;
-use opcua::client::DataChangeCallback;
-use opcua::types::{
+use ua::client::DataChangeCallback;
+use ua::types::{
     AttributeId, MonitoredItemCreateRequest, MonitoringMode, MonitoringParameters, NodeId,
     ReadValueId, TimestampsToReturn,
 };

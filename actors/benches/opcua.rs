@@ -18,9 +18,9 @@ use opcgw::config::{AppConfig, MetricType, Secret};
 use opcgw::model::{Sample, SampleOrigin, Timestamp, Value};
 use opcgw::opcua::nodes::{gateway_time, ua_time};
 use opcgw::storage::Store;
-use opcgw_actors::tree::{Tree, TreeOptions};
-use opcua::client::{DataChangeCallback, HistoryReadAction};
-use opcua::types::{
+use opcgw_actors::tree::gateway::{Tree, TreeOptions};
+use ua::client::{DataChangeCallback, HistoryReadAction};
+use ua::types::{
     AttributeId, ByteString, DataChangeFilter, DataChangeTrigger, DeadbandType, ExtensionObject,
     HistoryData, HistoryReadValueId, MonitoredItemCreateRequest, MonitoringMode,
     MonitoringParameters, NodeId, NumericRange, QualifiedName, ReadRawModifiedDetails, ReadValueId,

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use opcgw::config::{AppConfig, ApplicationConfig, DeviceConfig, Secret};
 use opcgw::model::Timestamp;
-use opcgw_actors::messages::{ConfigUpdate, Feed, PollerMsg};
-use opcgw_actors::poller::output::ChannelOutput;
-use opcgw_actors::poller::{PollerActor, PollerArgs, PollerCounters};
+use opcgw_actors::duties::poller::output::ChannelOutput;
+use opcgw_actors::duties::poller::{PollerActor, PollerArgs, PollerCounters};
+use opcgw_actors::tree::messages::{ConfigUpdate, Feed, PollerMsg};
 use ractor::Actor;
 
 const APPLICATIONS: usize = 10;

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use opcgw::config::{self, EnvSnapshot, DEFAULT_CONFIG_PATH};
-use opcgw_actors::ctl::{run_ctl, CtlArgs};
-use opcgw_actors::demo::start_demo_simulator;
-use opcgw_actors::logging::{self, LogSettings, LOG_LEVEL_ENV};
-use opcgw_actors::messages::ReloadTrigger;
-use opcgw_actors::simulate::{run_simulate, SimulateArgs};
-use opcgw_actors::supervisor::{FaultPlan, TreeExit};
-use opcgw_actors::tree::{Tree, TreeOptions};
+use opcgw_actors::cli::ctl::{run_ctl, CtlArgs};
+use opcgw_actors::cli::demo::start_demo_simulator;
+use opcgw_actors::cli::logging::{self, LogSettings, LOG_LEVEL_ENV};
+use opcgw_actors::cli::simulate::{run_simulate, SimulateArgs};
+use opcgw_actors::tree::gateway::{Tree, TreeOptions};
+use opcgw_actors::tree::messages::ReloadTrigger;
+use opcgw_actors::tree::supervisor::{FaultPlan, TreeExit};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 

@@ -8,13 +8,11 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use opcua::crypto::SecurityPolicy;
-use opcua::server::authenticator::{
-    user_pass_security_policy_id, AuthManager, Password, UserToken,
-};
-use opcua::server::ServerEndpoint;
-use opcua::types::{Error, StatusCode, UAString, UserTokenPolicy, UserTokenType};
 use tracing::warn;
+use ua::crypto::SecurityPolicy;
+use ua::server::authenticator::{user_pass_security_policy_id, AuthManager, Password, UserToken};
+use ua::server::ServerEndpoint;
+use ua::types::{Error, StatusCode, UAString, UserTokenPolicy, UserTokenType};
 
 use crate::opcua::login_throttle::LoginThrottle;
 use crate::security::sanitize_for_log;

@@ -4,8 +4,8 @@
 
 use std::sync::OnceLock;
 
-use opcua::crypto::{legacy_decrypt_secret, PrivateKey, PublicKey, SecurityPolicy};
-use opcua::types::{ByteString, StatusCode, UAString, UserNameIdentityToken};
+use ua::crypto::{legacy_decrypt_secret, PrivateKey, PublicKey, SecurityPolicy};
+use ua::types::{ByteString, StatusCode, UAString, UserNameIdentityToken};
 
 const NONCE: [u8; 32] = [7; 32];
 

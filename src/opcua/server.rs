@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use opcua::crypto::SecurityPolicy;
-use opcua::server::{ServerBuilder, ServerEndpoint, ServerHandle};
-use opcua::types::{MessageSecurityMode, VariableId};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
+use ua::crypto::SecurityPolicy;
+use ua::server::{ServerBuilder, ServerEndpoint, ServerHandle};
+use ua::types::{MessageSecurityMode, VariableId};
 
 use crate::config::AppConfig;
 use crate::opcua::auth::GatewayAuth;
@@ -89,7 +89,7 @@ impl RunningServer {
             VariableId::Server_ServerDiagnostics_ServerDiagnosticsSummary_CurrentSessionCount,
         )?;
         match value.value {
-            Some(opcua::types::Variant::UInt32(n)) => Some(n),
+            Some(ua::types::Variant::UInt32(n)) => Some(n),
             _ => None,
         }
     }
@@ -227,12 +227,12 @@ pub async fn start_on(
 
 /// What a peer without credentials can make the server hold: TCP connections (each costs a
 /// file descriptor until its Hello timeout) and files in `pki/rejected/`.
-fn apply_attack_bounds(server: &mut opcua::server::Server, ua: &crate::config::OpcUaConfig) {
-    server.set_connection_limits(opcua::server::ConnectionLimits {
+fn apply_attack_bounds(server: &mut ua::server::Server, ua: &crate::config::OpcUaConfig) {
+    server.set_connection_limits(ua::server::ConnectionLimits {
         max_connections: ua.max_tcp_connections as usize,
         max_connections_per_source: ua.max_tcp_connections_per_address as usize,
     });
-    server.set_rejected_certificate_limits(opcua::crypto::RejectedCertificateLimits {
+    server.set_rejected_certificate_limits(ua::crypto::RejectedCertificateLimits {
         max_files: ua.max_rejected_certificates as usize,
         max_writes_per_minute: ua.rejected_certificates_per_minute as usize,
     });
@@ -243,7 +243,7 @@ fn build_server(
     config: &AppConfig,
     backend: Arc<dyn GatewayBackend>,
     port: u16,
-) -> Result<(opcua::server::Server, ServerHandle), OpcUaStartError> {
+) -> Result<(ua::server::Server, ServerHandle), OpcUaStartError> {
     let ua = &config.opcua;
     let settings = NodeSettings {
         namespace_uri: namespace_uri(&ua.application_uri),

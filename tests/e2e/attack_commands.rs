@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use opcgw::control::{ControlClient, Request};
-use opcua::types::{AttributeId, DataValue, NumericRange, StatusCode, Variant, WriteValue};
+use ua::types::{AttributeId, DataValue, NumericRange, StatusCode, Variant, WriteValue};
 
 use crate::support::{Daemon, Workdir, MINIMAL_CONFIG, TEST_PASSWORD};
 
@@ -18,7 +18,7 @@ const COMMAND: &str = r#"
     command_type = "Int"
 "#;
 
-fn write_of(node: &opcua::types::NodeId, value: i64) -> WriteValue {
+fn write_of(node: &ua::types::NodeId, value: i64) -> WriteValue {
     WriteValue {
         node_id: node.clone(),
         attribute_id: AttributeId::Value as u32,
@@ -42,7 +42,7 @@ fn command_writes_are_capped_per_request_and_per_device_queue() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let ua = crate::ua::connect_none(workdir.opcua_port(), TEST_PASSWORD).await;
+        let ua = crate::ua_client::connect_none(workdir.opcua_port(), TEST_PASSWORD).await;
         let valve = ua.id("0000000000000001/Valve");
         let level = ua.id("0000000000000001/Level");
 

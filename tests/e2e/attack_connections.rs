@@ -6,10 +6,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use opcua::crypto::SecurityPolicy;
-use opcua::types::{MessageSecurityMode, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use ua::crypto::SecurityPolicy;
+use ua::types::{MessageSecurityMode, StatusCode};
 
 use crate::support::{Daemon, Workdir, MINIMAL_CONFIG, TEST_PASSWORD};
 
@@ -115,11 +115,11 @@ fn a_flood_of_idle_connections_under_a_1024_descriptor_limit_leaves_room_for_a_r
         let start = Instant::now();
         let ua = tokio::time::timeout(
             Duration::from_secs(5),
-            crate::ua::connect(
+            crate::ua_client::connect(
                 port,
                 SecurityPolicy::None,
                 MessageSecurityMode::None,
-                crate::ua::USER,
+                crate::ua_client::USER,
                 TEST_PASSWORD,
             ),
         )

@@ -133,7 +133,7 @@ fn the_demo_config_describes_the_demo_simulator_world() {
     let config = opcgw::config::load(std::path::Path::new(path), &env)
         .unwrap()
         .config;
-    let printed = opcgw_actors::demo::demo_simulator(&config).print_config();
+    let printed = opcgw_actors::cli::demo::demo_simulator(&config).print_config();
     #[derive(serde::Deserialize)]
     struct Blocks {
         application: Vec<opcgw::config::ApplicationConfig>,

@@ -64,12 +64,12 @@ fn a_missing_key_pair_refuses_start_up_unless_development_keys_are_allowed() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let ua = crate::ua::connect_none(workdir.opcua_port(), TEST_PASSWORD).await;
+        let ua = crate::ua_client::connect_none(workdir.opcua_port(), TEST_PASSWORD).await;
         let level = ua.read("0000000000000001/Level").await;
         // ChirpStack is unreachable in this config: never polled.
         assert_eq!(
             level.status(),
-            opcua::types::StatusCode::BadWaitingForInitialData
+            ua::types::StatusCode::BadWaitingForInitialData
         );
         // The gauge is checked every second and logged when it changes: stay connected until
         // it has counted this session (the client's tasks run on the runtime's workers).
@@ -127,7 +127,7 @@ fn a_taken_port_is_retried_with_backoff_while_the_rest_runs_and_served_once_free
         .build()
         .unwrap();
     runtime.block_on(async {
-        crate::ua::connect_none(workdir.opcua_port(), TEST_PASSWORD)
+        crate::ua_client::connect_none(workdir.opcua_port(), TEST_PASSWORD)
             .await
             .close()
             .await;

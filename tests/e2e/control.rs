@@ -466,9 +466,9 @@ async fn a_flood_of_idle_connections_never_displaces_an_authenticated_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_control_actor_is_restarted_and_clients_reconnect() {
-    use opcgw_actors::messages::{Common, ControlMsg};
-    use opcgw_actors::supervisor::ChildState;
-    use opcgw_actors::tree::Tree;
+    use opcgw_actors::tree::gateway::Tree;
+    use opcgw_actors::tree::messages::{Common, ControlMsg};
+    use opcgw_actors::tree::supervisor::ChildState;
 
     let dir = tempfile::tempdir().unwrap();
     let sim = crate::poller::simulator(|c| c.devices_per_application = 1).await;

@@ -17,4 +17,4 @@ mod storage;
 mod supervision;
 mod supervision_start;
 mod support;
-mod ua;
+mod ua_client;

@@ -9,9 +9,9 @@ use opcgw::chirpstack::upstream::{UpstreamState, UpstreamStatus};
 use opcgw::commands::{CommandRequest, CommandState, CommandUpdate};
 use opcgw::config::{AppConfig, Secret};
 use opcgw::model::{Sample, SampleOrigin, Timestamp};
-use opcgw_actors::messages::{ConfigUpdate, Feed, PollerMsg};
-use opcgw_actors::poller::output::ChannelOutput;
-use opcgw_actors::poller::{PollerActor, PollerArgs, PollerCounters};
+use opcgw_actors::duties::poller::output::ChannelOutput;
+use opcgw_actors::duties::poller::{PollerActor, PollerArgs, PollerCounters};
+use opcgw_actors::tree::messages::{ConfigUpdate, Feed, PollerMsg};
 use ractor::{Actor, ActorRef};
 use tokio::sync::mpsc;
 
@@ -661,7 +661,7 @@ async fn a_config_change_adds_and_removes_streams_without_a_restart() {
     wait_streams(&sim, 2).await;
     let update = |config: AppConfig, generation| {
         let diff = opcgw::config::ConfigDiff::between(&full, &config);
-        opcgw_actors::messages::Common::ConfigChanged(ConfigUpdate {
+        opcgw_actors::tree::messages::Common::ConfigChanged(ConfigUpdate {
             config: Arc::new(config),
             diff: Arc::new(diff),
             generation,

@@ -8,11 +8,11 @@ use opcgw::commands::{CommandState, NewCommand};
 use opcgw::config::AppConfig;
 use opcgw::model::Timestamp;
 use opcgw::storage::{CommandFilter, HistoryQuery, Store};
-use opcgw_actors::messages::{Common, PollerMsg, StorageFailure, StorageMsg};
-use opcgw_actors::poller::PollerCounters;
-use opcgw_actors::storage_client::StorageClient;
-use opcgw_actors::supervisor::ChildState;
-use opcgw_actors::tree::Tree;
+use opcgw_actors::duties::poller::PollerCounters;
+use opcgw_actors::tree::gateway::Tree;
+use opcgw_actors::tree::messages::{Common, PollerMsg, StorageFailure, StorageMsg};
+use opcgw_actors::tree::storage_client::StorageClient;
+use opcgw_actors::tree::supervisor::ChildState;
 
 use crate::poller::{gateway_config, simulator};
 
@@ -312,8 +312,8 @@ async fn a_queued_command_is_dispatched_and_its_final_state_is_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reloaded_retention_applies_at_once() {
     use opcgw::model::{Sample, SampleOrigin, Value};
-    use opcgw_actors::messages::ConfigUpdate;
-    use opcgw_actors::supervisor::SupervisorMsg;
+    use opcgw_actors::tree::messages::ConfigUpdate;
+    use opcgw_actors::tree::supervisor::SupervisorMsg;
 
     let dir = tempfile::tempdir().unwrap();
     let sim = simulator(|c| c.devices_per_application = 1).await;

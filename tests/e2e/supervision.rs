@@ -11,11 +11,11 @@ use tokio::time::Instant;
 
 use opcgw::backoff::Backoff;
 use opcgw::config::AppConfig;
-use opcgw_actors::backoff::{IntensityPolicy, SupervisorPolicy};
-use opcgw_actors::child::{actor_child, ChildSpec};
-use opcgw_actors::messages::{Common, ConfigUpdate};
-use opcgw_actors::supervisor::{ChildState, FaultPlan, SupervisorMsg, TreeExit};
-use opcgw_actors::tree::{Tree, TreeHandle};
+use opcgw_actors::tree::backoff::{IntensityPolicy, SupervisorPolicy};
+use opcgw_actors::tree::child::{actor_child, ChildSpec};
+use opcgw_actors::tree::gateway::{Tree, TreeHandle};
+use opcgw_actors::tree::messages::{Common, ConfigUpdate};
+use opcgw_actors::tree::supervisor::{ChildState, FaultPlan, SupervisorMsg, TreeExit};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 /// A probe: records its starts and stops, answers pings, fails in every way an actor can on
@@ -259,7 +259,7 @@ fn keep_pinging(
     (task, stop_tx)
 }
 
-async fn wait_until<F: Fn(&opcgw_actors::supervisor::TreeStatus) -> bool>(
+async fn wait_until<F: Fn(&opcgw_actors::tree::supervisor::TreeStatus) -> bool>(
     handle: &TreeHandle,
     timeout: Duration,
     what: &str,

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use opcgw::backoff::Backoff;
 use opcgw::config::AppConfig;
-use opcgw_actors::backoff::{IntensityPolicy, SupervisorPolicy};
-use opcgw_actors::child::{actor_child, ChildSpec};
-use opcgw_actors::messages::{Common, ConfigUpdate};
-use opcgw_actors::supervisor::{ChildState, SupervisorMsg};
-use opcgw_actors::tree::{Tree, TreeHandle};
+use opcgw_actors::tree::backoff::{IntensityPolicy, SupervisorPolicy};
+use opcgw_actors::tree::child::{actor_child, ChildSpec};
+use opcgw_actors::tree::gateway::{Tree, TreeHandle};
+use opcgw_actors::tree::messages::{Common, ConfigUpdate};
+use opcgw_actors::tree::supervisor::{ChildState, SupervisorMsg};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 /// How long a slow start takes: far longer than a status query may.

@@ -284,10 +284,12 @@ pub fn actor_of(line: &str) -> Option<String> {
 /// Options for an in-process tree whose OPC UA actor serves a listener bound here, on a port of
 /// its own (written into `config`), instead of binding `opcua.host_port`: parallel trees never
 /// compete for a port.
-pub fn tree_options(config: &mut opcgw::config::AppConfig) -> opcgw_actors::tree::TreeOptions {
+pub fn tree_options(
+    config: &mut opcgw::config::AppConfig,
+) -> opcgw_actors::tree::gateway::TreeOptions {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an OPC UA listener");
     config.opcua.host_port = listener.local_addr().expect("listener address").port();
-    opcgw_actors::tree::TreeOptions {
+    opcgw_actors::tree::gateway::TreeOptions {
         opcua_listener: Some(Arc::new(listener)),
         ..Default::default()
     }
@@ -324,8 +326,8 @@ pub const CLIENT_URI: &str = "urn:opcgw:test-client";
 /// Key pairs generated once (and kept between runs under the target dir): the gateway's and
 /// the test client's. Generating a 2048-bit key costs up to a second.
 fn generated_pki(name: &str, application_uri: &str) -> PathBuf {
-    use opcua::crypto::{CertificateStore, X509Data};
-    use opcua::types::{ApplicationDescription, ApplicationType, LocalizedText, UAString};
+    use ua::crypto::{CertificateStore, X509Data};
+    use ua::types::{ApplicationDescription, ApplicationType, LocalizedText, UAString};
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     let store = CertificateStore::new(&dir);
     if !dir.join("own/cert.der").exists() || !dir.join("private/private.pem").exists() {

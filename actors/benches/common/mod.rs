@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use opcua::client::{ClientBuilder, IdentityToken, Session};
-use opcua::crypto::SecurityPolicy;
-use opcua::types::MessageSecurityMode;
+use ua::client::{ClientBuilder, IdentityToken, Session};
+use ua::crypto::SecurityPolicy;
+use ua::types::MessageSecurityMode;
 
 /// The `p` percentile (0..=1) of sorted figures.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -35,10 +35,7 @@ pub async fn opcua_session(
     pki: &Path,
     max_message_size: usize,
     max_chunk_count: usize,
-) -> (
-    Arc<Session>,
-    tokio::task::JoinHandle<opcua::types::StatusCode>,
-) {
+) -> (Arc<Session>, tokio::task::JoinHandle<ua::types::StatusCode>) {
     let mut client = ClientBuilder::new()
         .application_name("opcgw-bench-client")
         .application_uri("urn:opcgw:bench-client")

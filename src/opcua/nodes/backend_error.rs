@@ -1,7 +1,7 @@
 //! What can go wrong when the OPC UA server asks the rest of the gateway, and the one table that
 //! turns it into the status code a client sees — for HistoryRead and command writes alike.
 
-use opcua::types::StatusCode;
+use ua::types::StatusCode;
 
 /// Why the rest of the gateway could not answer the OPC UA server.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,11 +6,11 @@ mod topology;
 use std::sync::Arc;
 use std::time::Duration;
 
-use opcua::nodes::NodeType;
-use opcua::server::address_space::AddressSpace as UaSpace;
-use opcua::server::SubscriptionCache;
-use opcua::sync::RwLock;
-use opcua::types::{
+use ua::nodes::NodeType;
+use ua::server::address_space::AddressSpace as UaSpace;
+use ua::server::SubscriptionCache;
+use ua::sync::RwLock;
+use ua::types::{
     AttributeId, DataTypeId, DataValue, DateTime, NodeId, StatusCode, TimestampsToReturn, UAString,
     Variant,
 };

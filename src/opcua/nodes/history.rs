@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use opcua::server::node_manager::HistoryNode;
-use opcua::server::ContinuationPoint;
-use opcua::types::{
+use tracing::debug;
+use ua::server::node_manager::HistoryNode;
+use ua::server::ContinuationPoint;
+use ua::types::{
     DataValue, HistoryData, NodeId, ReadRawModifiedDetails, StatusCode, StatusCodeInfoType,
     StatusCodeValueType, TimestampsToReturn,
 };
-use tracing::debug;
 
 use super::{gateway_time, ua_time, variant_of, BackendError, GatewayNodes};
 use crate::model::{SampleOrigin, Timestamp, Value};

@@ -12,19 +12,19 @@ use std::sync::{Arc, RwLock as StdRwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use opcua::nodes::{AccessLevel, NodeType, ObjectBuilder, VariableBuilder};
-use opcua::server::address_space::AddressSpace as UaSpace;
-use opcua::server::diagnostics::NamespaceMetadata;
-use opcua::server::node_manager::memory::{InMemoryNodeManager, InMemoryNodeManagerImpl};
-use opcua::server::node_manager::{HistoryNode, RequestContext, ServerContext, WriteNode};
-use opcua::server::SubscriptionCache;
-use opcua::sync::RwLock;
-use opcua::types::{
+use tracing::debug;
+use ua::nodes::{AccessLevel, NodeType, ObjectBuilder, VariableBuilder};
+use ua::server::address_space::AddressSpace as UaSpace;
+use ua::server::diagnostics::NamespaceMetadata;
+use ua::server::node_manager::memory::{InMemoryNodeManager, InMemoryNodeManagerImpl};
+use ua::server::node_manager::{HistoryNode, RequestContext, ServerContext, WriteNode};
+use ua::server::SubscriptionCache;
+use ua::sync::RwLock;
+use ua::types::{
     DataTypeId, DataValue, DateTime, EUInformation, ExtensionObject, LocalizedText, NodeId,
     ObjectId, QualifiedName, ReadRawModifiedDetails, StatusCode, TimestampsToReturn, UAString,
     VariableTypeId, Variant,
 };
-use tracing::debug;
 
 use crate::commands::NewCommand;
 use crate::config::{AppConfig, CommandConfig, MetricType};
@@ -144,11 +144,11 @@ pub fn node_manager_builder(
     settings: NodeSettings,
     config: &AppConfig,
     backend: Arc<dyn GatewayBackend>,
-) -> opcua::server::node_manager::memory::InMemoryNodeManagerBuilder<
+) -> ua::server::node_manager::memory::InMemoryNodeManagerBuilder<
     impl FnOnce(ServerContext, &mut UaSpace) -> GatewayNodes,
 > {
     let config = config.clone();
-    opcua::server::node_manager::memory::InMemoryNodeManagerBuilder::new(
+    ua::server::node_manager::memory::InMemoryNodeManagerBuilder::new(
         move |context: ServerContext, space: &mut UaSpace| {
             let namespace_index = context
                 .type_tree
@@ -246,7 +246,7 @@ impl GatewayNodes {
             return None;
         }
         match &node.identifier {
-            opcua::types::Identifier::String(s) => Some(s.as_ref()),
+            ua::types::Identifier::String(s) => Some(s.as_ref()),
             _ => None,
         }
     }

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use opcua::server::node_manager::{RequestContext, WriteNode};
-use opcua::types::{AttributeId, DataValue, DateTime, NodeId, NumericRange, StatusCode, Variant};
 use tracing::{debug, info, warn};
+use ua::server::node_manager::{RequestContext, WriteNode};
+use ua::types::{AttributeId, DataValue, DateTime, NodeId, NumericRange, StatusCode, Variant};
 
 use super::handle::store_and_notify;
 use super::{variant_of, GatewayNodeManager, GatewayNodes, Model};

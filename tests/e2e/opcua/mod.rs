@@ -11,20 +11,20 @@ use opcgw::config::{AppConfig, ConfigDiff, MetricType, Secret};
 use opcgw::model::{Sample, SampleOrigin, Timestamp, Value};
 use opcgw::opcua::nodes::{gateway_time, ua_time};
 use opcgw::storage::Store;
-use opcgw_actors::messages::StorageMsg;
-use opcgw_actors::messages::{Common, ConfigUpdate, OpcUaMsg};
-use opcgw_actors::storage_client::StorageClient;
-use opcgw_actors::supervisor::{ChildState, SupervisorMsg};
-use opcgw_actors::tree::{Tree, TreeOptions};
-use opcua::crypto::SecurityPolicy;
-use opcua::types::{
+use opcgw_actors::tree::gateway::{Tree, TreeOptions};
+use opcgw_actors::tree::messages::StorageMsg;
+use opcgw_actors::tree::messages::{Common, ConfigUpdate, OpcUaMsg};
+use opcgw_actors::tree::storage_client::StorageClient;
+use opcgw_actors::tree::supervisor::{ChildState, SupervisorMsg};
+use ua::crypto::SecurityPolicy;
+use ua::types::{
     AttributeId, ByteString, DataTypeId, DateTime, MessageSecurityMode, NodeId, ObjectId,
     StatusCode, Variant,
 };
 
 use crate::poller::{gateway_config, simulator};
 use crate::support::install_pki;
-use crate::ua::{self, connect, connect_none, history_action, wait_for, Ua, USER};
+use crate::ua_client::{self, connect, connect_none, history_action, wait_for, Ua, USER};
 
 pub const PASSWORD: &str = "opcua-test-password-5d1e";
 

@@ -19,7 +19,7 @@ async fn a_crashed_opcua_actor_is_restarted_and_clients_reconnect_to_current_val
         StatusCode::Good
     );
     let status_id = format!("{command}/Status");
-    let acknowledged = |dv: &opcua::types::DataValue| matches!(&dv.value, Some(Variant::String(s)) if s.as_ref().contains(" acknowledged"));
+    let acknowledged = |dv: &ua::types::DataValue| matches!(&dv.value, Some(Variant::String(s)) if s.as_ref().contains(" acknowledged"));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !acknowledged(&ua.read(&status_id).await) {
         assert!(
@@ -28,7 +28,7 @@ async fn a_crashed_opcua_actor_is_restarted_and_clients_reconnect_to_current_val
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let poller_restarts = |status: &opcgw_actors::supervisor::TreeStatus| {
+    let poller_restarts = |status: &opcgw_actors::tree::supervisor::TreeStatus| {
         (
             status.child("poller").unwrap().restarts,
             status.child("storage").unwrap().restarts,

@@ -57,7 +57,7 @@ async fn every_endpoint_accepts_the_password_and_refuses_a_wrong_one_with_an_aud
     );
 
     // The None endpoint advertises an encrypted password policy.
-    let endpoints = ua::endpoints(gw.port).await;
+    let endpoints = ua_client::endpoints(gw.port).await;
     let none = endpoints
         .iter()
         .find(|e| e.security_mode == MessageSecurityMode::None)
@@ -67,7 +67,7 @@ async fn every_endpoint_accepts_the_password_and_refuses_a_wrong_one_with_an_aud
         .as_ref()
         .unwrap()
         .iter()
-        .find(|t| t.token_type == opcua::types::UserTokenType::UserName)
+        .find(|t| t.token_type == ua::types::UserTokenType::UserName)
         .expect("user name token policy");
     assert_eq!(
         token.security_policy_uri.as_ref(),
@@ -79,7 +79,7 @@ async fn every_endpoint_accepts_the_password_and_refuses_a_wrong_one_with_an_aud
             .as_ref()
             .unwrap()
             .iter()
-            .any(|t| t.token_type == opcua::types::UserTokenType::Anonymous),
+            .any(|t| t.token_type == ua::types::UserTokenType::Anonymous),
         "anonymous is off by default"
     );
     gw.stop().await;
@@ -87,8 +87,8 @@ async fn every_endpoint_accepts_the_password_and_refuses_a_wrong_one_with_an_aud
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn anonymous_sessions_and_clear_passwords_only_when_the_operator_allows_them() {
-    use opcua::client::IdentityToken;
-    use opcua::types::UserTokenType;
+    use ua::client::IdentityToken;
+    use ua::types::UserTokenType;
     let none = (SecurityPolicy::None, MessageSecurityMode::None);
     let sim = fast_simulator(|c| c.devices_per_application = 1).await;
 
@@ -99,9 +99,10 @@ async fn anonymous_sessions_and_clear_passwords_only_when_the_operator_allows_th
     gw.client().await.close().await;
     // (async-opcua's client does not even try: no anonymous policy is advertised. The Python
     // client, which tries anyway, is refused by the server: opcua_python.rs.)
-    let refused = ua::connect_as(gw.port, none.0, none.1, IdentityToken::new_anonymous()).await;
+    let refused =
+        ua_client::connect_as(gw.port, none.0, none.1, IdentityToken::new_anonymous()).await;
     assert!(refused.is_err(), "an anonymous session was accepted");
-    let endpoints = ua::endpoints(gw.port).await;
+    let endpoints = ua_client::endpoints(gw.port).await;
     assert!(endpoints.iter().all(|e| e
         .user_identity_tokens
         .iter()
@@ -116,11 +117,11 @@ async fn anonymous_sessions_and_clear_passwords_only_when_the_operator_allows_th
     config.opcua.allow_cleartext_password = true;
     let gw = Gateway::start(config, dir).await;
     gw.client().await.close().await;
-    let anonymous = ua::connect_as(gw.port, none.0, none.1, IdentityToken::new_anonymous())
+    let anonymous = ua_client::connect_as(gw.port, none.0, none.1, IdentityToken::new_anonymous())
         .await
         .expect("anonymous allowed");
     anonymous.close().await;
-    let endpoints = ua::endpoints(gw.port).await;
+    let endpoints = ua_client::endpoints(gw.port).await;
     let tokens = endpoints
         .iter()
         .find(|e| e.security_mode == MessageSecurityMode::None)

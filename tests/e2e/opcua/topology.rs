@@ -73,7 +73,7 @@ async fn a_topology_change_is_visible_to_a_connected_client_without_reconnecting
     )
     .await;
     // Clients that watch the Server object hear of the change.
-    let model_change: NodeId = opcua::types::ObjectTypeId::BaseModelChangeEventType.into();
+    let model_change: NodeId = ua::types::ObjectTypeId::BaseModelChangeEventType.into();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !events
         .lock()

@@ -2,10 +2,10 @@
 
 use std::collections::HashSet;
 
-use opcua::core_namespace::events::BaseModelChangeEventType;
-use opcua::nodes::{BaseEventType, Event, NodeType};
-use opcua::server::address_space::AddressSpace as UaSpace;
-use opcua::types::{
+use ua::core_namespace::events::BaseModelChangeEventType;
+use ua::nodes::{BaseEventType, Event, NodeType};
+use ua::server::address_space::AddressSpace as UaSpace;
+use ua::types::{
     AttributeId, ByteString, DataValue, DateTime, LocalizedText, NodeId, ObjectId, QualifiedName,
     ReferenceTypeId, StatusCode, UAString, Variant,
 };
@@ -152,7 +152,7 @@ fn relink_children_of_moved_nodes(
 fn announce_model_change(nodes: &GatewayNodes) {
     let event = BaseModelChangeEventType {
         base: BaseEventType::new_now(
-            opcua::types::ObjectTypeId::BaseModelChangeEventType,
+            ua::types::ObjectTypeId::BaseModelChangeEventType,
             ByteString::from(random_event_id()),
             "address space changed by a configuration reload",
         )

@@ -1,0 +1,8 @@
+//! The binary's subcommands and process setup that are not actors: `opcgw ctl` (client of the
+//! control socket), `opcgw demo`, `opcgw simulate` and the logging set up before the tree
+//! starts. Code belongs here when it runs in the `opcgw` process outside the supervision tree.
+
+pub mod ctl;
+pub mod demo;
+pub mod logging;
+pub mod simulate;

@@ -1,0 +1,261 @@
+//! Per-device event streams, spread over a small pool of HTTP/2 connections.
+//!
+//! Each stream is a task: open `StreamDeviceEvents`, parse every item before it leaves the
+//! task, and hand typed events to the poller actor. A failed stream retries with its own
+//! backoff; while the poller says ChirpStack is down the streams wait instead of each
+//! hammering a dead server, and when it comes back they are told to reconnect at once.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use opcgw::backoff::Backoff;
+use opcgw::chirpstack::client::{ChirpstackClient, UpstreamError};
+use opcgw::chirpstack::events::parse_log_item;
+use opcgw::model::Timestamp;
+use ractor::ActorRef;
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::tree::messages::PollerMsg;
+use crate::tree::task::OwnedTask;
+
+/// Reconnects of a failed stream: 500 ms doubling to 60 s, up to a fifth shorter at random.
+const RETRY: Backoff =
+    Backoff::new(Duration::from_millis(500), Duration::from_secs(60)).with_jitter(0.2);
+
+/// Whether streams may connect, and a counter bumped to make waiting streams retry now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Gate {
+    open: bool,
+    epoch: u64,
+}
+
+struct StreamSlot {
+    connection: usize,
+    _task: OwnedTask,
+}
+
+/// The streams the poller wants, and the connections that carry them.
+pub struct StreamPool {
+    base: ChirpstackClient,
+    connections: Vec<ChirpstackClient>,
+    per_connection: usize,
+    max_connections: usize,
+    slots: HashMap<String, StreamSlot>,
+    open: HashSet<String>,
+    failing: HashSet<String>,
+    gate: watch::Sender<Gate>,
+    /// Devices that could not get a stream (pool full), already warned about.
+    unserved: HashSet<String>,
+}
+
+impl StreamPool {
+    pub fn new(base: ChirpstackClient, per_connection: usize, max_connections: usize) -> Self {
+        let (gate, _) = watch::channel(Gate {
+            open: true,
+            epoch: 0,
+        });
+        Self {
+            base,
+            connections: Vec::new(),
+            per_connection: per_connection.max(1),
+            max_connections: max_connections.max(1),
+            slots: HashMap::new(),
+            open: HashSet::new(),
+            failing: HashSet::new(),
+            gate,
+            unserved: HashSet::new(),
+        }
+    }
+
+    /// Starts the streams of `wanted` devices that have none and stops the others.
+    pub fn sync(&mut self, wanted: &[String], poller: &ActorRef<PollerMsg>) {
+        let wanted_set: HashSet<&String> = wanted.iter().collect();
+        self.slots.retain(|dev, _| wanted_set.contains(dev));
+        self.open.retain(|dev| wanted_set.contains(dev));
+        self.failing.retain(|dev| wanted_set.contains(dev));
+        self.unserved.retain(|dev| wanted_set.contains(dev));
+        for dev_eui in wanted {
+            if self.slots.contains_key(dev_eui) {
+                continue;
+            }
+            let Some(connection) = self.free_connection() else {
+                if self.unserved.insert(dev_eui.clone()) {
+                    warn!(
+                        event = "event_stream_capacity_reached",
+                        device = dev_eui.as_str(),
+                        capacity = self.per_connection * self.max_connections,
+                        "no event stream for this device; its values come from GetMetrics aggregates only \
+                         (raise chirpstack.max_stream_connections)"
+                    );
+                }
+                continue;
+            };
+            let client = self.connections[connection].clone();
+            let task = OwnedTask::spawn(run_stream(
+                client,
+                dev_eui.clone(),
+                poller.clone(),
+                self.gate.subscribe(),
+            ));
+            self.slots.insert(
+                dev_eui.clone(),
+                StreamSlot {
+                    connection,
+                    _task: task,
+                },
+            );
+        }
+    }
+
+    fn free_connection(&mut self) -> Option<usize> {
+        let mut load = vec![0usize; self.connections.len()];
+        for slot in self.slots.values() {
+            load[slot.connection] += 1;
+        }
+        if let Some(index) = load.iter().position(|n| *n < self.per_connection) {
+            return Some(index);
+        }
+        if self.connections.len() >= self.max_connections {
+            return None;
+        }
+        let client = if self.connections.is_empty() {
+            Ok(self.base.clone())
+        } else {
+            self.base.new_connection()
+        };
+        self.connections.push(client.ok()?);
+        Some(self.connections.len() - 1)
+    }
+
+    /// Lets streams connect (ChirpStack is up) or makes them wait (it is down).
+    pub fn set_open(&self, open: bool) {
+        self.gate.send_if_modified(|gate| {
+            let changed = gate.open != open;
+            gate.open = open;
+            changed
+        });
+    }
+
+    /// Makes every waiting stream retry now.
+    pub fn reconnect_now(&self) {
+        self.gate.send_modify(|gate| gate.epoch += 1);
+    }
+
+    pub fn mark(&mut self, dev_eui: &str, open: bool, failed: bool) {
+        if !self.slots.contains_key(dev_eui) {
+            return;
+        }
+        if open {
+            self.open.insert(dev_eui.to_string());
+            self.failing.remove(dev_eui);
+        } else {
+            self.open.remove(dev_eui);
+            if failed {
+                self.failing.insert(dev_eui.to_string());
+            }
+        }
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn wanted_count(&self) -> usize {
+        self.slots.len() + self.unserved.len()
+    }
+
+    pub fn failing_count(&self) -> usize {
+        self.failing.len()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+}
+
+async fn run_stream(
+    client: ChirpstackClient,
+    dev_eui: String,
+    poller: ActorRef<PollerMsg>,
+    mut gate: watch::Receiver<Gate>,
+) {
+    let mut attempt: u32 = 0;
+    loop {
+        // Wait while ChirpStack is known to be down; the poller opens the gate on recovery.
+        while !gate.borrow().open {
+            if gate.changed().await.is_err() {
+                return;
+            }
+        }
+        let epoch = gate.borrow().epoch;
+        let error = match client.stream_device_events(&dev_eui).await {
+            Ok(mut stream) => {
+                attempt = 0;
+                if poller
+                    .cast(PollerMsg::StreamState {
+                        dev_eui: dev_eui.clone(),
+                        open: true,
+                        error: None,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+                loop {
+                    tokio::select! {
+                        item = stream.message() => match item {
+                            Ok(Some(item)) => {
+                                let received = Timestamp::now();
+                                let message = match parse_log_item(&dev_eui, &item) {
+                                    Ok(event) => PollerMsg::DeviceEvent { dev_eui: dev_eui.clone(), event, received },
+                                    Err(error) => PollerMsg::BadEvent { dev_eui: dev_eui.clone(), error },
+                                };
+                                if poller.cast(message).is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(None) => break UpstreamError::Unavailable("the server ended the event stream".into()),
+                            Err(status) => break UpstreamError::from_status(&status),
+                        },
+                        changed = gate.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            if !gate.borrow().open {
+                                break UpstreamError::Unavailable("ChirpStack is down".into());
+                            }
+                        }
+                    }
+                }
+            }
+            Err(error) => error,
+        };
+        let failed = PollerMsg::StreamState {
+            dev_eui: dev_eui.clone(),
+            open: false,
+            error: Some(error),
+        };
+        if poller.cast(failed).is_err() {
+            return;
+        }
+        let wait = RETRY.random_delay(attempt);
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            woke = wait_for_epoch_change(&mut gate, epoch) => if !woke { return },
+        }
+    }
+}
+
+/// Resolves true when the gate's epoch moves past `epoch`, false when the gate is gone.
+async fn wait_for_epoch_change(gate: &mut watch::Receiver<Gate>, epoch: u64) -> bool {
+    loop {
+        if gate.borrow().epoch != epoch {
+            return true;
+        }
+        if gate.changed().await.is_err() {
+            return false;
+        }
+    }
+}

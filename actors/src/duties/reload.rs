@@ -1,0 +1,220 @@
+//! The reload actor: owner of the live configuration. SIGHUP, `ctl reload` and web edits all
+//! arrive in its mailbox, so reloads are serialised by construction.
+//!
+//! A reload re-reads the file through the same figment chain as start-up, validates it,
+//! classifies every change (hot / restart-required / topology), and only then swaps and
+//! broadcasts. Anything wrong keeps the old configuration.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use opcgw::config::{self, ConfigDiff, ConfigError, EnvSnapshot};
+use opcgw::security::sanitize_for_log;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tracing::{info, warn};
+
+use crate::cli::logging::LogControl;
+use crate::tree::duty::DutyBase;
+use crate::tree::messages::{ConfigUpdate, ReloadFailure, ReloadMsg, ReloadOutcome, ReloadTrigger};
+use crate::tree::supervisor::SupervisorMsg;
+
+pub const ROLE: &str = "reload";
+
+/// Longest error text in a `config_reload_failed` event or reply.
+const MAX_ERROR_CHARS: usize = 1_000;
+
+pub struct ReloadActor;
+
+pub struct ReloadArgs {
+    pub config_path: PathBuf,
+    /// The environment the process started with: reloads see the same overrides.
+    pub env: EnvSnapshot,
+    pub log: Option<LogControl>,
+    pub supervisor: ActorRef<SupervisorMsg>,
+    pub config: ConfigUpdate,
+}
+
+pub struct ReloadState {
+    base: DutyBase,
+    config_path: PathBuf,
+    env: EnvSnapshot,
+    log: Option<LogControl>,
+    supervisor: ActorRef<SupervisorMsg>,
+    /// A reloaded `logging.level`, applied after the outcome is logged (so the outcome is
+    /// logged under the level that was live when the reload was asked for).
+    pending_log_level: Option<String>,
+}
+
+impl Actor for ReloadActor {
+    type Msg = ReloadMsg;
+    type State = ReloadState;
+    type Arguments = ReloadArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: ReloadArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(ReloadState {
+            base: DutyBase::new(ROLE, args.config),
+            config_path: args.config_path,
+            env: args.env,
+            log: args.log,
+            supervisor: args.supervisor,
+            pending_log_level: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ReloadMsg::Common(common) => {
+                let path = state.config_path.display().to_string();
+                state.base.handle_common(common, |base| {
+                    format!(
+                        "live configuration generation {} from {path}",
+                        base.config.generation
+                    )
+                })
+            }
+            ReloadMsg::Reload { trigger, reply } => {
+                let outcome = state.reload(trigger);
+                if let Some(reply) = reply {
+                    let _ = reply.send(outcome);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl ReloadState {
+    fn reload(&mut self, trigger: ReloadTrigger) -> ReloadOutcome {
+        let started = Instant::now();
+        let trigger_name = trigger.as_str();
+        info!(event = "config_reload_attempted", trigger = trigger_name, path = %self.config_path.display());
+        let outcome = self.try_reload(started);
+        match &outcome {
+            ReloadOutcome::Succeeded {
+                changed_section_count,
+                includes_topology_change,
+                duration_ms,
+                generation,
+                ..
+            } => {
+                info!(
+                    event = "config_reload_succeeded",
+                    trigger = trigger_name,
+                    changed_section_count,
+                    includes_topology_change,
+                    duration_ms,
+                    generation
+                );
+            }
+            ReloadOutcome::Failed {
+                reason,
+                changed_knob,
+                error,
+            } => {
+                warn!(
+                    event = "config_reload_failed",
+                    trigger = trigger_name,
+                    reason = reason.as_str(),
+                    changed_knob = changed_knob.as_deref().unwrap_or(""),
+                    error = error.as_str()
+                );
+            }
+        }
+        if let Some(level) = self.pending_log_level.take() {
+            self.apply_log_level(&level);
+        }
+        outcome
+    }
+
+    fn try_reload(&mut self, started: Instant) -> ReloadOutcome {
+        let failed = |reason, changed_knob, error: String| ReloadOutcome::Failed {
+            reason,
+            changed_knob,
+            error: sanitize_for_log(&error, MAX_ERROR_CHARS),
+        };
+        let candidate = match config::load(&self.config_path, &self.env) {
+            Ok(loaded) => loaded.config,
+            Err(err @ ConfigError::Io { .. }) => {
+                return failed(ReloadFailure::Io, None, err.to_string())
+            }
+            Err(ConfigError::Invalid { problems, .. }) => {
+                let text = problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return failed(ReloadFailure::Validation, None, text);
+            }
+        };
+        let diff = ConfigDiff::between(&self.base.config.config, &candidate);
+        if let Some(knob) = diff.first_restart_required() {
+            let error = format!(
+                "{} cannot change while the gateway runs; restart opcgw to apply it",
+                knob.key
+            );
+            return failed(
+                ReloadFailure::RestartRequired,
+                Some(knob.key.clone()),
+                error,
+            );
+        }
+        let changed_section_count = diff.changed_sections().len();
+        let includes_topology_change = diff.includes_topology_change();
+        let changed_knobs: Vec<String> = diff.changes.iter().map(|c| c.key.clone()).collect();
+        if !diff.is_empty() {
+            if diff.changed("logging.level") {
+                self.pending_log_level = Some(candidate.logging.level.clone());
+            }
+            if includes_topology_change {
+                let t = &diff.topology;
+                info!(
+                    event = "topology_change_detected",
+                    added_devices = t.added_devices.len(),
+                    removed_devices = t.removed_devices.len(),
+                    modified_devices = t.modified_devices.len(),
+                    added_applications = t.added_applications.len(),
+                    removed_applications = t.removed_applications.len()
+                );
+            }
+            let update = ConfigUpdate {
+                config: Arc::new(candidate),
+                diff: Arc::new(diff),
+                generation: self.base.config.generation + 1,
+            };
+            self.base.config = update.clone();
+            // The supervisor hands it to every child and keeps it for children started later.
+            if let Err(err) = self.supervisor.cast(SupervisorMsg::Broadcast(update)) {
+                warn!(event = "config_broadcast_failed", error = %err);
+            }
+        }
+        ReloadOutcome::Succeeded {
+            changed_section_count,
+            includes_topology_change,
+            duration_ms: started.elapsed().as_millis() as u64,
+            changed_knobs,
+            generation: self.base.config.generation,
+        }
+    }
+
+    fn apply_log_level(&self, level: &str) {
+        let Some(log) = &self.log else { return };
+        match log.apply_config_level(level) {
+            Ok(true) => info!(event = "log_level_changed", level),
+            Ok(false) => info!(
+                event = "log_level_pinned",
+                "OPCGW_LOG_LEVEL is set; it keeps precedence over logging.level"
+            ),
+            Err(err) => warn!(event = "log_level_change_failed", error = err.as_str()),
+        }
+    }
+}

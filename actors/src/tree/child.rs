@@ -1,0 +1,108 @@
+//! How the supervisor starts a child and talks to it without knowing its type.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
+
+use crate::tree::messages::{Common, ConfigUpdate};
+use crate::tree::supervisor::SupervisorMsg;
+
+/// What a child gets when it is (re)started: its supervisor and the live configuration
+/// (the newest one, so a child restarted after a reload sees the reloaded values).
+#[derive(Clone)]
+pub struct ChildContext {
+    pub supervisor: ActorRef<SupervisorMsg>,
+    pub config: ConfigUpdate,
+    /// The siblings running when this child starts (later changes arrive as
+    /// `Common::PeersChanged`).
+    pub peers: crate::tree::messages::Peers,
+}
+
+/// A start failure that retrying cannot cure while the process runs (another process holds a
+/// resource that must be this process's alone). A child's `pre_start` returns it to make the
+/// supervisor stop the tree with that reason instead of retrying forever.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unrecoverable(pub String);
+
+/// Why a child did not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartFailure {
+    /// Retried with backoff (port in use, a damaged file, a lock held by this process).
+    Retry(String),
+    /// Stops the tree (see [`Unrecoverable`]).
+    Unrecoverable(String),
+}
+
+impl From<String> for StartFailure {
+    fn from(message: String) -> Self {
+        Self::Retry(message)
+    }
+}
+
+pub type StartFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<ActorCell, StartFailure>> + Send + 'a>>;
+
+/// A child of the supervisor: a name, a way to start it linked, and a way to send it the
+/// messages every child understands.
+pub trait ChildSpec: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    fn start(&self, ctx: ChildContext) -> StartFuture<'_>;
+    fn send_common(&self, cell: &ActorCell, message: Common) -> Result<(), String>;
+}
+
+/// A [`ChildSpec`] for any actor whose messages include [`Common`].
+pub struct ActorChild<A, F> {
+    name: String,
+    make: F,
+    _actor: PhantomData<fn() -> A>,
+}
+
+/// A child named `name`, built by `make` from the start context at every (re)start.
+pub fn actor_child<A, F>(name: impl Into<String>, make: F) -> Arc<dyn ChildSpec>
+where
+    A: Actor,
+    A::Msg: From<Common>,
+    F: Fn(&ChildContext) -> (A, A::Arguments) + Send + Sync + 'static,
+{
+    Arc::new(ActorChild {
+        name: name.into(),
+        make,
+        _actor: PhantomData,
+    })
+}
+
+impl<A, F> ChildSpec for ActorChild<A, F>
+where
+    A: Actor,
+    A::Msg: From<Common>,
+    F: Fn(&ChildContext) -> (A, A::Arguments) + Send + Sync + 'static,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn start(&self, ctx: ChildContext) -> StartFuture<'_> {
+        let (actor, args) = (self.make)(&ctx);
+        Box::pin(async move {
+            // Unnamed: ractor names are process-global, and a restarted child must never
+            // collide with the registration of the instance it replaces.
+            match A::spawn_linked(None, actor, args, ctx.supervisor.get_cell()).await {
+                Ok((actor_ref, _join)) => Ok(actor_ref.get_cell()),
+                Err(SpawnErr::StartupFailed(err)) if err.is::<Unrecoverable>() => {
+                    Err(StartFailure::Unrecoverable(err.to_string()))
+                }
+                Err(SpawnErr::StartupFailed(err)) => Err(StartFailure::Retry(err.to_string())),
+                Err(other) => Err(StartFailure::Retry(other.to_string())),
+            }
+        })
+    }
+
+    fn send_common(&self, cell: &ActorCell, message: Common) -> Result<(), String> {
+        cell.send_message::<A::Msg>(A::Msg::from(message))
+            .map_err(|e| e.to_string())
+    }
+}
