@@ -132,8 +132,8 @@ pub async fn start_on(
     backend: Arc<dyn GatewayBackend>,
     listener: Option<std::net::TcpListener>,
 ) -> Result<RunningServer, OpcUaStartError> {
-    let ua = &config.opcua;
-    for dir in ensure_pki_layout(&ua.pki_dir)? {
+    let opcua_config = &config.opcua;
+    for dir in ensure_pki_layout(&opcua_config.pki_dir)? {
         if dir.created || dir.tightened {
             info!(
                 event = "pki_dir_initialised",
@@ -148,12 +148,15 @@ pub async fn start_on(
     if !had_keypair {
         warn!(
             event = "opcua_sample_keypair",
-            path = %ua.pki_dir.display(),
+            path = %opcua_config.pki_dir.display(),
             "generating a self-signed key pair because create_sample_keypair = true: for development only; provision a real certificate in production"
         );
     }
 
-    let addr = format!("{}:{}", ua.host_ip_address, ua.host_port);
+    let addr = format!(
+        "{}:{}",
+        opcua_config.host_ip_address, opcua_config.host_port
+    );
     let bind_error = |source| OpcUaStartError::Bind {
         addr: addr.clone(),
         source,
@@ -173,7 +176,7 @@ pub async fn start_on(
         })?;
 
     let (mut server, handle) = build_server(config, backend, local_addr.port())?;
-    apply_attack_bounds(&mut server, ua);
+    apply_attack_bounds(&mut server, opcua_config);
     if !had_keypair {
         tighten_generated_key(&private_key_file(config));
     }
@@ -197,24 +200,24 @@ pub async fn start_on(
     }
     info!(
         event = "opcua_limits_configured",
-        max_sessions = ua.max_connections,
-        max_subscriptions_per_session = ua.max_subscriptions_per_session,
-        max_monitored_items_per_sub = ua.max_monitored_items_per_sub,
-        max_message_size = ua.max_message_size,
-        max_chunk_count = ua.max_chunk_count,
-        max_history_data_results_per_node = ua.max_history_data_results_per_node,
-        max_tcp_connections = ua.max_tcp_connections,
-        max_tcp_connections_per_address = ua.max_tcp_connections_per_address,
-        max_rejected_certificates = ua.max_rejected_certificates,
-        rejected_certificates_per_minute = ua.rejected_certificates_per_minute,
+        max_sessions = opcua_config.max_connections,
+        max_subscriptions_per_session = opcua_config.max_subscriptions_per_session,
+        max_monitored_items_per_sub = opcua_config.max_monitored_items_per_sub,
+        max_message_size = opcua_config.max_message_size,
+        max_chunk_count = opcua_config.max_chunk_count,
+        max_history_data_results_per_node = opcua_config.max_history_data_results_per_node,
+        max_tcp_connections = opcua_config.max_tcp_connections,
+        max_tcp_connections_per_address = opcua_config.max_tcp_connections_per_address,
+        max_rejected_certificates = opcua_config.max_rejected_certificates,
+        rejected_certificates_per_minute = opcua_config.rejected_certificates_per_minute,
         "OPC UA limits configured"
     );
     info!(
         event = "opcua_listening",
         address = %local_addr,
-        endpoints = %ua.endpoints.join(","),
-        namespace = %namespace_uri(&ua.application_uri),
-        anonymous = ua.allow_anonymous,
+        endpoints = %opcua_config.endpoints.join(","),
+        namespace = %namespace_uri(&opcua_config.application_uri),
+        anonymous = opcua_config.allow_anonymous,
         "OPC UA server listening"
     );
     Ok(RunningServer {
@@ -227,14 +230,14 @@ pub async fn start_on(
 
 /// What a peer without credentials can make the server hold: TCP connections (each costs a
 /// file descriptor until its Hello timeout) and files in `pki/rejected/`.
-fn apply_attack_bounds(server: &mut ua::server::Server, ua: &crate::config::OpcUaConfig) {
+fn apply_attack_bounds(server: &mut ua::server::Server, opcua_config: &crate::config::OpcUaConfig) {
     server.set_connection_limits(ua::server::ConnectionLimits {
-        max_connections: ua.max_tcp_connections as usize,
-        max_connections_per_source: ua.max_tcp_connections_per_address as usize,
+        max_connections: opcua_config.max_tcp_connections as usize,
+        max_connections_per_source: opcua_config.max_tcp_connections_per_address as usize,
     });
     server.set_rejected_certificate_limits(ua::crypto::RejectedCertificateLimits {
-        max_files: ua.max_rejected_certificates as usize,
-        max_writes_per_minute: ua.rejected_certificates_per_minute as usize,
+        max_files: opcua_config.max_rejected_certificates as usize,
+        max_writes_per_minute: opcua_config.rejected_certificates_per_minute as usize,
     });
 }
 
@@ -244,41 +247,43 @@ fn build_server(
     backend: Arc<dyn GatewayBackend>,
     port: u16,
 ) -> Result<(ua::server::Server, ServerHandle), OpcUaStartError> {
-    let ua = &config.opcua;
+    let opcua_config = &config.opcua;
     let settings = NodeSettings {
-        namespace_uri: namespace_uri(&ua.application_uri),
-        history_page: (ua.max_history_data_results_per_node as usize)
+        namespace_uri: namespace_uri(&opcua_config.application_uri),
+        history_page: (opcua_config.max_history_data_results_per_node as usize)
             .clamp(1, MAX_HISTORY_PAGE_ROWS),
         write_timeout: WRITE_TIMEOUT,
         // Leave room for the response header and per-node results.
-        max_response_bytes: (ua.max_message_size as usize).saturating_mul(8) / 10,
-        max_command_writes_per_request: ua.max_command_writes_per_request as usize,
+        max_response_bytes: (opcua_config.max_message_size as usize).saturating_mul(8) / 10,
+        max_command_writes_per_request: opcua_config.max_command_writes_per_request as usize,
     };
     let auth = Arc::new(GatewayAuth::new(
-        &ua.user_name,
-        ua.user_password.expose(),
-        ua.allow_anonymous,
+        &opcua_config.user_name,
+        opcua_config.user_password.expose(),
+        opcua_config.allow_anonymous,
     ));
     let mut builder = ServerBuilder::new()
-        .application_name(ua.application_name.clone())
-        .application_uri(ua.application_uri.clone())
-        .product_uri(ua.product_uri.clone())
-        .pki_dir(ua.pki_dir.clone())
-        .certificate_path(ua.certificate_path.clone())
-        .private_key_path(ua.private_key_path.clone())
-        .create_sample_keypair(ua.create_sample_keypair)
-        .trust_client_certs(ua.trust_client_cert)
-        .check_cert_time(ua.check_cert_time)
-        .host(ua.host_ip_address.clone())
+        .application_name(opcua_config.application_name.clone())
+        .application_uri(opcua_config.application_uri.clone())
+        .product_uri(opcua_config.product_uri.clone())
+        .pki_dir(opcua_config.pki_dir.clone())
+        .certificate_path(opcua_config.certificate_path.clone())
+        .private_key_path(opcua_config.private_key_path.clone())
+        .create_sample_keypair(opcua_config.create_sample_keypair)
+        .trust_client_certs(opcua_config.trust_client_cert)
+        .check_cert_time(opcua_config.check_cert_time)
+        .host(opcua_config.host_ip_address.clone())
         .port(port)
-        .hello_timeout(ua.hello_timeout)
-        .diagnostics_enabled(ua.diagnostics_enabled)
-        .max_sessions(ua.max_connections as usize)
+        .hello_timeout(opcua_config.hello_timeout)
+        .diagnostics_enabled(opcua_config.diagnostics_enabled)
+        .max_sessions(opcua_config.max_connections as usize)
         .max_session_timeout_ms(MAX_SESSION_TIMEOUT.as_millis() as u64)
-        .session_activation_timeout_ms(u64::from(ua.session_activation_timeout_seconds) * 1_000)
+        .session_activation_timeout_ms(
+            u64::from(opcua_config.session_activation_timeout_seconds) * 1_000,
+        )
         .subscription_poll_interval_ms(SUBSCRIPTION_TICK.as_millis() as u64)
-        .max_message_size(ua.max_message_size as usize)
-        .max_chunk_count(ua.max_chunk_count as usize)
+        .max_message_size(opcua_config.max_message_size as usize)
+        .max_chunk_count(opcua_config.max_chunk_count as usize)
         // A HistoryRead page (plus its two bounding values) is one array; the page size is
         // hot-reloadable up to MAX_HISTORY_PAGE_ROWS.
         .max_array_length(MAX_HISTORY_PAGE_ROWS + 2)
@@ -288,8 +293,9 @@ fn build_server(
     {
         let limits = builder.limits_mut();
         limits.subscriptions.max_subscriptions_per_session =
-            ua.max_subscriptions_per_session as usize;
-        limits.subscriptions.max_monitored_items_per_sub = ua.max_monitored_items_per_sub as usize;
+            opcua_config.max_subscriptions_per_session as usize;
+        limits.subscriptions.max_monitored_items_per_sub =
+            opcua_config.max_monitored_items_per_sub as usize;
         // Values change when devices report; a client's sampling interval must not rewrite
         // their device timestamps.
         limits.subscriptions.min_sampling_interval_ms = 0.0;
@@ -297,21 +303,21 @@ fn build_server(
             MIN_PUBLISHING_INTERVAL.as_millis() as f64;
         limits.operational.max_nodes_per_read = limits.operational.max_nodes_per_read.max(10_000);
     }
-    for id in &ua.endpoints {
+    for id in &opcua_config.endpoints {
         let Some((policy, mode)) = endpoint_security(id) else {
             return Err(OpcUaStartError::Build(format!(
                 "unknown endpoint id {id:?}"
             )));
         };
         let mut endpoint = ServerEndpoint::new("/", policy, mode, &[]);
-        if policy == SecurityPolicy::None && !ua.allow_cleartext_password {
+        if policy == SecurityPolicy::None && !opcua_config.allow_cleartext_password {
             // The password is encrypted with the server certificate even without a secure
             // channel.
             endpoint.password_security_policy = Some(SecurityPolicy::Basic256Sha256.to_string());
         }
         builder = builder.add_endpoint(id.clone(), endpoint);
     }
-    if let Some(first) = ua.endpoints.first() {
+    if let Some(first) = opcua_config.endpoints.first() {
         builder = builder.default_endpoint(first.clone());
     }
 
