@@ -166,8 +166,10 @@ fn a_corrupt_database_is_reported_left_untouched_and_the_rest_keeps_running() {
         "{}",
         failures[0]
     );
+    // Child starts run beside the supervisor's mailbox, so storage's quick retries may be
+    // logged before the next children finish starting: wait for them, then check the set.
     let started: Vec<String> = daemon
-        .events("actor_started")
+        .wait_for_events("actor_started", 5, Duration::from_secs(20))
         .iter()
         .filter_map(|l| actor_of(l))
         .collect();
