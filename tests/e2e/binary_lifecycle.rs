@@ -222,6 +222,8 @@ fn a_damaged_database_that_makes_redb_panic_is_reported_once_without_a_backtrace
 
     let mut daemon = Daemon::start(&workdir, &[("RUST_BACKTRACE", "1".into())]);
     let attempts = daemon.wait_for_events("actor_start_failed", 6, Duration::from_secs(30));
+    // The other children start beside the supervisor's mailbox: all of them before the stop.
+    daemon.wait_for_events("actor_started", 5, Duration::from_secs(20));
     daemon.signal(Signal::SIGTERM);
     assert_eq!(daemon.wait_exit(Duration::from_secs(10)).code(), Some(0));
     let log = daemon.lines();

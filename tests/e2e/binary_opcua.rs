@@ -114,8 +114,9 @@ fn a_taken_port_is_retried_with_backoff_while_the_rest_runs_and_served_once_free
         "{}",
         failures[0]
     );
+    // The other children start beside the supervisor's mailbox: wait for the two checked.
     let started: Vec<String> = daemon
-        .events("actor_started")
+        .wait_for_events("actor_started", 2, Duration::from_secs(20))
         .iter()
         .filter_map(|l| crate::support::actor_of(l))
         .collect();
