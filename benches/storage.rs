@@ -290,7 +290,7 @@ fn downsample_week(path: &Path) {
         runs.sort();
         println!(
             "{label} window ({rows} rows) downsampled to <= {CHART_POINTS} points -> {points} \
-             points: median {:.1} ms, p99 {:.1} ms   {target}",
+             points: median {:.2} ms, p99 {:.2} ms   {target}",
             ms(percentile(&runs, 50)),
             ms(percentile(&runs, 99)),
         );
