@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use opcgw::model::{Sample, SampleOrigin, Timestamp, Value};
-use opcgw::storage::{HistoryQuery, Store, StoreOptions};
+use opcgw::storage::{DownsampleQuery, Downsampled, HistoryQuery, Store, StoreOptions};
 
 const DEVICES: usize = 100;
 const METRICS_PER_DEVICE: usize = 10;
@@ -27,6 +27,10 @@ const WEEK_ROWS: i64 = 7 * 24 * 360;
 /// Page sizes of the 7-day read (10,000: one big page; 1,000: an OPC UA-sized page).
 const PAGE_ROWS: [usize; 2] = [10_000, 1_000];
 const READ_RUNS: usize = 50;
+/// Points of a chart: what the console asks a 7-day window to be cut down to.
+const CHART_POINTS: usize = 1_000;
+/// 1 hour at 10 s.
+const HOUR_ROWS: i64 = 360;
 /// Rows deleted per prune call (one write transaction each).
 const PRUNE_CHUNK: usize = 10_000;
 
@@ -62,6 +66,7 @@ fn main() {
         .path()
         .join(format!("ingest-10000-{}.redb", INGEST_RUNS - 1));
     read_week(&path);
+    downsample_week(&path);
     read_against_full_staging(dir.path());
     latest_listing(&path);
     prune(&path);
@@ -247,6 +252,48 @@ fn read_week(path: &Path) {
                 ms(percentile(&first_page, 99)),
             );
         }
+    }
+}
+
+/// The console's charts: the 7-day series of `read_week` cut down to 1,000 buckets in storage,
+/// and its last hour (360 rows), which fits and comes back raw.
+fn downsample_week(path: &Path) {
+    let store = Store::open(path).expect("open");
+    let end = EPOCH_MICROS + WEEK_ROWS * PERIOD_MICROS;
+    let windows = [
+        ("7 days", EPOCH_MICROS, WEEK_ROWS, "target <= 50 ms"),
+        ("1 hour", end - HOUR_ROWS * PERIOD_MICROS, HOUR_ROWS, ""),
+    ];
+    for (label, from, rows, target) in windows {
+        let query = DownsampleQuery {
+            device_id: "weekly".into(),
+            metric: "metric_3".into(),
+            from: Timestamp(from),
+            to: Timestamp(end),
+            max_points: CHART_POINTS,
+        };
+        let mut points = 0;
+        let mut runs: Vec<Duration> = (0..READ_RUNS)
+            .map(|_| {
+                let t = Instant::now();
+                let answer = store.history_downsampled(&query).expect("downsample");
+                let elapsed = t.elapsed();
+                let counted = match &answer {
+                    Downsampled::Raw(raw) => raw.len() as u64,
+                    Downsampled::Buckets(buckets) => buckets.iter().map(|b| b.count).sum(),
+                };
+                assert_eq!(counted, rows as u64);
+                points = answer.len();
+                elapsed
+            })
+            .collect();
+        runs.sort();
+        println!(
+            "{label} window ({rows} rows) downsampled to <= {CHART_POINTS} points -> {points} \
+             points: median {:.2} ms, p99 {:.2} ms   {target}",
+            ms(percentile(&runs, 50)),
+            ms(percentile(&runs, 99)),
+        );
     }
 }
 

@@ -123,48 +123,9 @@ impl Store {
         if low >= high {
             return Ok(HistoryPage::default());
         }
-        self.read(|db| {
-            let txn = db.begin_read().at(path, ACTION)?;
-            let history = txn.open_table(HISTORY).at(path, ACTION)?;
-            let recent = txn.open_table(RECENT).at(path, ACTION)?;
-            let decode = |time: i64, bytes: &[u8]| {
-                codec::decode_value(bytes)
-                    .map(|(value, origin)| HistoryRow {
-                        time: Timestamp(time),
-                        value,
-                        origin,
-                    })
-                    .map_err(|e| {
-                        corrupt_row(path, "history", format_args!("({series}, {time})"), e)
-                    })
-            };
-            let folded = history
-                .range((series, low)..(series, high))
-                .at(path, ACTION)?
-                .map(|row| {
-                    let (key, value) = row.at(path, ACTION)?;
-                    decode(key.value().1, value.value())
-                });
-            // Staged rows of every series share the time range: keep this series' ones. Series
-            // ids start at 1, so (high, 0) excludes every row at `high`.
-            let staged = recent
-                .range((low, 0)..(high, 0))
-                .at(path, ACTION)?
-                .filter_map(|row| match row.at(path, ACTION) {
-                    Ok((key, value)) => {
-                        let (time, id) = key.value();
-                        (id == series).then(|| decode(time, value.value()))
-                    }
-                    Err(e) => Some(Err(e)),
-                });
-            let mut rows_iter: Box<dyn Iterator<Item = Result<HistoryRow, StorageError>>> =
-                if query.reverse {
-                    Box::new(MergeByTime::new(folded.rev(), staged.rev(), true))
-                } else {
-                    Box::new(MergeByTime::new(folded, staged, false))
-                };
+        self.scan_series(ACTION, series, low, high, query.reverse, |rows_iter| {
             let mut rows = Vec::with_capacity(query.limit.min(4096));
-            for row in rows_iter.by_ref() {
+            for row in &mut *rows_iter {
                 rows.push(row?);
                 if rows.len() == query.limit {
                     break;
@@ -180,6 +141,63 @@ impl Store {
                 _ => None,
             };
             Ok(HistoryPage { rows, resume })
+        })
+    }
+
+    /// Runs `body` over the rows of `series` with `low <= time < high`, both tables merged,
+    /// oldest first (newest first with `reverse`), in one read transaction. Every range read
+    /// of history goes through here, so the staging merge lives in one place.
+    pub(super) fn scan_series<T>(
+        &self,
+        action: &'static str,
+        series: u32,
+        low: i64,
+        high: i64,
+        reverse: bool,
+        body: impl FnOnce(
+            &mut dyn Iterator<Item = Result<HistoryRow, StorageError>>,
+        ) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let path = &self.path;
+        self.read(|db| {
+            let txn = db.begin_read().at(path, action)?;
+            let history = txn.open_table(HISTORY).at(path, action)?;
+            let recent = txn.open_table(RECENT).at(path, action)?;
+            let decode = |time: i64, bytes: &[u8]| {
+                codec::decode_value(bytes)
+                    .map(|(value, origin)| HistoryRow {
+                        time: Timestamp(time),
+                        value,
+                        origin,
+                    })
+                    .map_err(|e| {
+                        corrupt_row(path, "history", format_args!("({series}, {time})"), e)
+                    })
+            };
+            let folded = history
+                .range((series, low)..(series, high))
+                .at(path, action)?
+                .map(|row| {
+                    let (key, value) = row.at(path, action)?;
+                    decode(key.value().1, value.value())
+                });
+            // Staged rows of every series share the time range: keep this series' ones. Series
+            // ids start at 1, so (high, 0) excludes every row at `high`.
+            let staged = recent
+                .range((low, 0)..(high, 0))
+                .at(path, action)?
+                .filter_map(|row| match row.at(path, action) {
+                    Ok((key, value)) => {
+                        let (time, id) = key.value();
+                        (id == series).then(|| decode(time, value.value()))
+                    }
+                    Err(e) => Some(Err(e)),
+                });
+            if reverse {
+                body(&mut MergeByTime::new(folded.rev(), staged.rev(), true))
+            } else {
+                body(&mut MergeByTime::new(folded, staged, false))
+            }
         })
     }
 }

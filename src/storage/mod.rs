@@ -25,11 +25,13 @@
 //! preflight), `file_identity` (a file deleted under the store), `guard` (redb panics as
 //! errors), `schema` (tables, versions, migrations), `codec`
 //! (value encoding), `samples` (append, latest), `fold` (staged rows into history), `history`
-//! (paged range reads), `retention` (pruning), `commands` (the command queue), `status` (status
+//! (paged range reads), `downsample` (a window in a bounded number of points: raw rows or
+//! min/max/avg buckets), `retention` (pruning), `commands` (the command queue), `status` (status
 //! documents, counts).
 
 mod codec;
 mod commands;
+mod downsample;
 mod error;
 mod file_identity;
 mod fold;
@@ -56,6 +58,9 @@ use guard::shield;
 pub use codec::MAX_STRING_BYTES;
 pub use commands::{
     CommandFilter, CommandRecord, MAX_COMMAND_PAGE, MAX_COMMAND_PAYLOAD_BYTES, MAX_DETAIL_BYTES,
+};
+pub use downsample::{
+    Bucket, DownsampleQuery, Downsampled, MAX_DOWNSAMPLE_POINTS, MIN_DOWNSAMPLE_POINTS,
 };
 pub use error::{Holder, StorageError, StorageErrorKind};
 pub use history::{HistoryPage, HistoryQuery, HistoryRow, ResumeKey, MAX_HISTORY_PAGE};

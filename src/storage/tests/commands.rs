@@ -178,6 +178,57 @@ fn commands_are_listed_newest_first_and_filtered() {
 }
 
 #[test]
+fn the_limit_counts_matching_commands_and_several_states_combine() {
+    // What the console's GET /api/commands?device=&state=&limit= needs of storage.
+    let (_dir, mut store) = fresh_store();
+    for (i, device) in ["a", "b", "b", "b", "a", "b", "a"].iter().enumerate() {
+        store
+            .enqueue_command(new_command(device), Timestamp(i as i64), 100)
+            .unwrap();
+    }
+    store
+        .update_command(&update(1, "a", CommandState::Failed, 10))
+        .unwrap();
+    store
+        .update_command(&update(5, "a", CommandState::Sent, 10))
+        .unwrap();
+    let ids = |filter: &CommandFilter| {
+        store
+            .commands(filter)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+    };
+    // The newest matches, skipping the newer commands of other devices.
+    let mut filter = all(2);
+    filter.device_id = Some("a".into());
+    assert_eq!(ids(&filter), vec![7, 5]);
+    filter.limit = 1;
+    filter.states = Some(vec![CommandState::Failed, CommandState::Sent]);
+    assert_eq!(ids(&filter), vec![5]);
+    filter.limit = 10;
+    assert_eq!(ids(&filter), vec![5, 1]);
+    // A device without commands, a state nobody is in.
+    filter.device_id = Some("c".into());
+    assert!(ids(&filter).is_empty());
+    let mut filter = all(10);
+    filter.states = Some(vec![CommandState::Expired]);
+    assert!(ids(&filter).is_empty());
+    assert_eq!(
+        store
+            .commands(&all(crate::storage::MAX_COMMAND_PAGE + 1))
+            .unwrap_err()
+            .kind(),
+        StorageErrorKind::InvalidQuery
+    );
+    assert_eq!(
+        ids(&all(crate::storage::MAX_COMMAND_PAGE)),
+        vec![7, 6, 5, 4, 3, 2, 1]
+    );
+}
+
+#[test]
 fn invalid_commands_are_refused_before_anything_is_written() {
     let (_dir, mut store) = fresh_store();
     let mut too_big = new_command("dev");

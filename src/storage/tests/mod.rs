@@ -8,6 +8,7 @@
 //! at once.
 
 mod commands;
+mod downsample;
 mod durability;
 mod files;
 mod fold;

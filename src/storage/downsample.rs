@@ -1,0 +1,272 @@
+//! A window of one series' history cut down to a bounded number of points, computed in storage
+//! in one pass over the range: the console's charts (a 7-day window at 10 s is 60,480 rows;
+//! a chart wants about a thousand points) and, later, OPC UA processed reads (Part 13
+//! aggregates over equal processing intervals).
+//!
+//! When the window holds at most `max_points` rows they come back raw. Otherwise `[from, to)`
+//! is cut into at most `max_points` equal time buckets, each starting at `from + k * width`
+//! (the way Part 13 lays processing intervals from the start time), and every non-empty bucket
+//! gives min, max, average, count and its first and last value. Int and Float are averaged as
+//! f64 (an Int beyond 2^53 loses its last digits in the figures, never in storage). Bool and
+//! String have no average: such a window comes back as its last `max_points` raw rows (the
+//! newest part, which is what a chart of a state or a text shows first); so does a window that
+//! mixes them with numbers (a metric whose type was changed).
+//!
+//! Memory is O(`max_points`) whatever the number of rows: the scan keeps the last `max_points`
+//! rows (for the raw answers) and at most `max_points` buckets, and decides at the end which
+//! answer the window needs.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use super::history::HistoryRow;
+use super::{StorageError, Store};
+use crate::model::{Timestamp, Value};
+
+/// Fewest points a downsampled read may ask for: below this a chart shows nothing useful.
+pub const MIN_DOWNSAMPLE_POINTS: usize = 10;
+/// Most points a downsampled read may ask for: bounds the memory and the answer's size.
+pub const MAX_DOWNSAMPLE_POINTS: usize = 10_000;
+
+/// A window of one series, to be answered in at most `max_points` points.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DownsampleQuery {
+    pub device_id: String,
+    pub metric: String,
+    /// Inclusive.
+    pub from: Timestamp,
+    /// Exclusive; `from == to` is an empty window, `from > to` an error.
+    pub to: Timestamp,
+    /// [`MIN_DOWNSAMPLE_POINTS`]..=[`MAX_DOWNSAMPLE_POINTS`].
+    pub max_points: usize,
+}
+
+/// The figures of the rows in one time bucket `[start, end)`. Non-finite floats (NaN, ±inf: a
+/// decoder gone wrong) are left out of them: one would make every figure of its bucket NaN.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bucket {
+    pub start: Timestamp,
+    /// Exclusive; the window's end for the last bucket.
+    pub end: Timestamp,
+    pub min: f64,
+    pub max: f64,
+    pub avg: f64,
+    /// Rows the figures are made of.
+    pub count: u64,
+    pub first_time: Timestamp,
+    pub first: f64,
+    pub last_time: Timestamp,
+    pub last: f64,
+}
+
+/// What a downsampled read returns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Downsampled {
+    /// Oldest first: every row of the window when they fit in `max_points`, else (Bool or
+    /// String values) the last `max_points` rows of the window.
+    Raw(Vec<HistoryRow>),
+    /// Oldest first, empty buckets omitted, at most `max_points`.
+    Buckets(Vec<Bucket>),
+}
+
+impl Downsampled {
+    /// Points in the answer (rows or buckets).
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Raw(rows) => rows.len(),
+            Self::Buckets(buckets) => buckets.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Store {
+    /// One window of one series in at most `query.max_points` points (see the module doc), in
+    /// one pass over the stored range. A series never stored gives an empty answer: for the
+    /// console and OPC UA a configured metric without data is an empty window, not an error.
+    pub fn history_downsampled(
+        &self,
+        query: &DownsampleQuery,
+    ) -> Result<Downsampled, StorageError> {
+        const ACTION: &str = "read downsampled history";
+        let max_points = query.max_points;
+        if !(MIN_DOWNSAMPLE_POINTS..=MAX_DOWNSAMPLE_POINTS).contains(&max_points) {
+            return Err(StorageError::invalid(
+                &self.path,
+                format!(
+                    "max_points {max_points} is outside \
+                     {MIN_DOWNSAMPLE_POINTS}..={MAX_DOWNSAMPLE_POINTS}"
+                ),
+            ));
+        }
+        if query.from > query.to {
+            return Err(StorageError::invalid(
+                &self.path,
+                format!(
+                    "history window starts ({}) after it ends ({})",
+                    query.from, query.to
+                ),
+            ));
+        }
+        let Some(series) = self.series.get(&query.device_id, &query.metric) else {
+            return Ok(Downsampled::Raw(Vec::new()));
+        };
+        if query.from == query.to {
+            return Ok(Downsampled::Raw(Vec::new()));
+        }
+        let grid = BucketGrid::covering(query.from, query.to, max_points);
+        let (low, high) = (query.from.as_micros(), query.to.as_micros());
+        self.scan_series(ACTION, series, low, high, false, |rows| {
+            let mut newest = VecDeque::with_capacity(max_points.min(4096));
+            let mut buckets = Some(BucketAggregator::new(grid));
+            let mut total = 0usize;
+            for row in rows {
+                let row = row?;
+                total += 1;
+                if let Some(aggregator) = &mut buckets {
+                    match as_number(&row.value) {
+                        Some(number) => aggregator.add(row.time, number),
+                        // No average for this window: free the buckets now.
+                        None => buckets = None,
+                    }
+                }
+                if newest.len() == max_points {
+                    newest.pop_front();
+                }
+                newest.push_back(row);
+            }
+            Ok(match buckets {
+                Some(aggregator) if total > max_points => Downsampled::Buckets(aggregator.finish()),
+                _ => Downsampled::Raw(newest.into()),
+            })
+        })
+    }
+}
+
+/// The number a value contributes to bucket figures; `None` for values that have none.
+fn as_number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Float(v) => Some(*v),
+        Value::Int(v) => Some(*v as f64),
+        Value::Bool(_) | Value::String(_) => None,
+    }
+}
+
+/// Equal buckets of width `width` laid from `from` to `to` (the last one cut at `to`). In i128:
+/// a window may span the whole i64 range of micros.
+#[derive(Debug, Clone, Copy)]
+struct BucketGrid {
+    from: i128,
+    to: i128,
+    width: i128,
+}
+
+impl BucketGrid {
+    /// The narrowest whole-microsecond width that covers `[from, to)` in at most `buckets`
+    /// buckets (`from < to`, `buckets > 0`).
+    fn covering(from: Timestamp, to: Timestamp, buckets: usize) -> Self {
+        let (from, to) = (i128::from(from.as_micros()), i128::from(to.as_micros()));
+        let buckets = i128::try_from(buckets).unwrap_or(i128::MAX).max(1);
+        let span = (to - from).max(1);
+        // ceil(span / buckets) >= span / buckets, so ceil(span / width) <= buckets.
+        let width = (span + buckets - 1) / buckets;
+        Self { from, to, width }
+    }
+
+    fn index_of(&self, time: Timestamp) -> i128 {
+        (i128::from(time.as_micros()) - self.from).div_euclid(self.width)
+    }
+
+    /// `[start, end)` of bucket `index`; both lie within `[from, to]`, so within i64.
+    fn bounds(&self, index: i128) -> (Timestamp, Timestamp) {
+        let start = self.from + index * self.width;
+        let end = (start + self.width).min(self.to);
+        let to_i64 = |v: i128| Timestamp(i64::try_from(v).unwrap_or(i64::MAX));
+        (to_i64(start), to_i64(end))
+    }
+}
+
+/// Folds rows given oldest first into the buckets of a grid, keeping only non-empty buckets.
+struct BucketAggregator {
+    grid: BucketGrid,
+    done: Vec<Bucket>,
+    open: Option<(i128, OpenBucket)>,
+}
+
+/// The running figures of the bucket rows are being added to.
+struct OpenBucket {
+    min: f64,
+    max: f64,
+    sum: f64,
+    count: u64,
+    first: (Timestamp, f64),
+    last: (Timestamp, f64),
+}
+
+impl BucketAggregator {
+    fn new(grid: BucketGrid) -> Self {
+        Self {
+            grid,
+            done: Vec::new(),
+            open: None,
+        }
+    }
+
+    /// Adds a row; rows come oldest first, so a row of a later bucket closes the open one.
+    fn add(&mut self, time: Timestamp, number: f64) {
+        if !number.is_finite() {
+            return;
+        }
+        let index = self.grid.index_of(time);
+        match &mut self.open {
+            Some((open_index, bucket)) if *open_index == index => {
+                bucket.min = bucket.min.min(number);
+                bucket.max = bucket.max.max(number);
+                bucket.sum += number;
+                bucket.count += 1;
+                bucket.last = (time, number);
+            }
+            _ => {
+                self.close();
+                self.open = Some((
+                    index,
+                    OpenBucket {
+                        min: number,
+                        max: number,
+                        sum: number,
+                        count: 1,
+                        first: (time, number),
+                        last: (time, number),
+                    },
+                ));
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some((index, open)) = self.open.take() {
+            let (start, end) = self.grid.bounds(index);
+            self.done.push(Bucket {
+                start,
+                end,
+                min: open.min,
+                max: open.max,
+                avg: open.sum / open.count as f64,
+                count: open.count,
+                first_time: open.first.0,
+                first: open.first.1,
+                last_time: open.last.0,
+                last: open.last.1,
+            });
+        }
+    }
+
+    fn finish(mut self) -> Vec<Bucket> {
+        self.close();
+        self.done
+    }
+}
