@@ -4,7 +4,7 @@
 import { byId, el, flash, showMessage } from './dom.js';
 import { api } from './api.js';
 import { every, startPage } from './shell.js';
-import { formatAge, formatTime, formatValue, qualityBadge, setQualityBadge, worstQuality } from './format.js';
+import { QUALITIES, formatAge, formatTime, formatValue, qualityBadge, setQualityBadge, worstQuality } from './format.js';
 
 /** device_id -> {device, row, badge, lastSeenCell, search, metrics: Map(name -> {metric, chip, valueNode})} */
 let rows = new Map();
@@ -89,6 +89,11 @@ function setDeviceQuality(entry) {
   }
 }
 
+/** Changes only the quality class, keeping a running highlight animation. */
+function setChipQuality(chip, quality) {
+  for (const q of QUALITIES) chip.classList.toggle(`q-${q}`, q === quality);
+}
+
 function applyValue(update) {
   const entry = rows.get(key(update.device_id));
   const metricEntry = entry?.metrics.get(update.metric);
@@ -99,7 +104,7 @@ function applyValue(update) {
   metric.received = update.received ?? metric.received;
   if (update.quality) metric.quality = update.quality;
   metricEntry.valueNode.textContent = formatValue(metric.value, metric.metric_type);
-  metricEntry.chip.className = `metric q-${metric.quality}`;
+  setChipQuality(metricEntry.chip, metric.quality);
   metricEntry.chip.title = `${metric.metric_name}: ${metric.quality}, device time ${formatTime(metric.timestamp)}`;
   flash(metricEntry.chip);
   if (metric.received) {
@@ -115,7 +120,7 @@ function applyQuality(update) {
   const metricEntry = entry?.metrics.get(update.metric);
   if (!metricEntry || !update.quality) return;
   metricEntry.metric.quality = update.quality;
-  metricEntry.chip.className = `metric q-${update.quality}`;
+  setChipQuality(metricEntry.chip, update.quality);
   setDeviceQuality(entry);
 }
 

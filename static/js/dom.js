@@ -31,12 +31,15 @@ export function byId(id) {
   return node;
 }
 
-/** Replays the highlight animation on a node whose value just changed. */
+/**
+ * Replays the highlight animation on a node whose value just changed. Two classes with
+ * identical animations alternate: changing the animation name restarts it without forcing a
+ * layout (reading offsetWidth would, once per live event, on a page of a thousand rows).
+ */
 export function flash(node) {
-  node.classList.remove('flash');
-  // Reading offsetWidth forces a reflow so the animation restarts on an element that had it.
-  void node.offsetWidth;
-  node.classList.add('flash');
+  const next = node.classList.contains('flash') ? 'flash-again' : 'flash';
+  node.classList.remove('flash', 'flash-again');
+  node.classList.add(next);
 }
 
 /** Shows a message in a .message element (kind: ok | error | info), or hides it for null. */
