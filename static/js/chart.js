@@ -32,6 +32,8 @@ export class MetricChart {
     this.to = 0;
     this.downsampled = false;
     this.data = [[], []];
+    // [min, max] the operator zoomed to by dragging, or null to follow the sliding window.
+    this.zoom = null;
     this.resize = new ResizeObserver(() => this.plot?.setSize({ width: this.width(), height: HEIGHT }));
     this.resize.observe(target);
   }
@@ -62,13 +64,13 @@ export class MetricChart {
     return points.length;
   }
 
-  /** Appends a live value; the window keeps its length and slides to the newest time. */
+  /** Appends a live value (true when drawn); the window keeps its length and slides to the newest time. */
   push(timeText, value) {
     const t = seconds(timeText);
     const v = typeof value === 'number' && Number.isFinite(value) ? value : null;
-    if (t === null || !this.plot) return;
+    if (t === null || !this.plot) return false;
     const xs = this.data[0];
-    if (xs.length && t < xs[xs.length - 1]) return; // Charts are in time order; late points wait for a refetch.
+    if (xs.length && t < xs[xs.length - 1]) return false; // Charts are in time order; late points wait for a refetch.
     xs.push(t);
     for (let i = 1; i < this.data.length; i += 1) this.data[i].push(v);
     this.to = Math.max(this.to, t);
@@ -77,6 +79,7 @@ export class MetricChart {
     while (drop < xs.length && xs[drop] < this.from) drop += 1;
     if (drop) this.data = this.data.map((series) => series.slice(drop));
     this.plot.setData(this.data);
+    return true;
   }
 
   draw() {
@@ -99,13 +102,28 @@ export class MetricChart {
       height: HEIGHT,
       series,
       bands,
-      scales: { x: { time: true, range: () => [this.from, this.to] } },
+      // The x range is the chosen window, not the data's extent, so a sparse series still shows
+      // the whole hour or day, and it slides as live values arrive.
+      scales: { x: { time: true, range: () => this.zoom ?? [this.from, this.to] } },
       axes: [{}, { size: 60 }],
       cursor: { drag: { x: true, y: false } },
       legend: { live: true },
+      hooks: {
+        // A drag selects a span to zoom into; uPlot sets the scale right after this hook.
+        setSelect: [
+          (u) => {
+            if (u.select.width > 0) this.zoom = [u.posToVal(u.select.left, 'x'), u.posToVal(u.select.left + u.select.width, 'x')];
+          },
+        ],
+      },
     };
-    // eslint-disable-next-line no-undef
+    this.zoom = null;
     this.plot = new window.uPlot(opts, this.data, this.target);
+    // A double click goes back to following the window (uPlot's own handler runs first).
+    this.plot.over.addEventListener('dblclick', () => {
+      this.zoom = null;
+      this.plot?.setScale('x', { min: this.from, max: this.to });
+    });
   }
 
   destroy() {

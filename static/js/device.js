@@ -74,6 +74,7 @@ async function loadChart(entry, windowSpec) {
   const to = Math.floor(Date.now() / 1000);
   const from = to - windowSpec.seconds;
   entry.card.dataset.state = 'loading';
+  entry.card.dataset.livePoints = '0';
   entry.card.dataset.window = String(windowSpec.seconds);
   entry.note.textContent = 'Loading…';
   const url = `/api/devices/${seg(deviceId)}/metrics/${seg(entry.metric.metric_name)}/history?from=${from}&to=${to}&max_points=${entry.chart.maxPoints()}`;
@@ -113,7 +114,10 @@ function onValue(update) {
   flash(entry.valueCell);
   device.last_seen = m.received ?? device.last_seen;
   updateDeviceQuality();
-  charts.get(update.metric)?.chart?.push(m.timestamp ?? m.received, m.value);
+  const chart = charts.get(update.metric);
+  if (chart?.chart?.push(m.timestamp ?? m.received, m.value)) {
+    chart.card.dataset.livePoints = String(Number(chart.card.dataset.livePoints ?? 0) + 1);
+  }
 }
 
 function onQuality(update) {

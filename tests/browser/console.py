@@ -4,7 +4,7 @@
 Runs unchanged against the gateway (`--base-url http://127.0.0.1:<port>/`) or the mock
 (`--start-mock`). Scenario: a page without a session goes to sign-in; a wrong password is refused;
 sign in; a value change arrives live on the devices page; the dashboard shows a verdict; a 24 h
-chart opens on a device page; a command is sent (a double click makes one command) and its state
+chart opens on a device page and extends live; a command is sent (a double click makes one command) and its state
 changes live; the events page lists the sign-in; the devices table fits a phone; sign out and the
 API refuses the browser. No CSP violation or script error may appear in the browser console.
 Screenshots go to the directory given with --screenshots.
@@ -171,7 +171,7 @@ class Console:
         self.shot("04-dashboard")
 
     def chart_24h(self):
-        self.step("a 24 h chart opens on a device page")
+        self.step("a 24 h chart opens on a device page and extends live")
         answer = self.api("/api/devices")
         devices = [d for a in answer["applications"] for d in a["devices"]]
         device = next((d for d in devices if any(m["metric_type"] in ("Float", "Int") and m["value"] is not None for m in d["metrics"])), None)
@@ -189,6 +189,11 @@ class Console:
         self.step(f"    {len(cards)} chart(s): {', '.join(points)}")
         if self.driver.find_element(By.CSS_SELECTOR, "#presets button[data-preset='24h']").get_attribute("aria-pressed") != "true":
             raise Failure("the 24 h preset is not shown as chosen")
+        self.wait(
+            "the 24 h chart to extend with a live value",
+            lambda: self.driver.find_elements(By.CSS_SELECTOR, ".chart-card[data-window='86400'][data-state='ready']:not([data-live-points='0'])"),
+            timeout=self.args.live_timeout,
+        )
         self.shot("05-device-24h")
 
     def command(self):
