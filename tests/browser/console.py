@@ -207,6 +207,17 @@ class Console:
         self.open(f"commands.html?device={device['device_id']}")
         self.wait("the command form", lambda: self.driver.find_elements(By.CSS_SELECTOR, "#command-name option"))
         Select(self.driver.find_element(By.ID, "command-name")).select_by_value(command["command_name"])
+        known = set(self.js("return [...document.querySelectorAll('#queue tr[data-command-id]')].map(r => r.dataset.commandId)"))
+        invalid = self.invalid_value(command)
+        if invalid is not None:
+            field = self.driver.find_element(By.ID, "command-value")
+            field.clear()
+            field.send_keys(invalid)
+            self.driver.find_element(By.ID, "send").click()
+            error = self.wait("the form to refuse a wrong value", lambda: next((e for e in self.driver.find_elements(By.ID, "value-error") if e.is_displayed() and e.text), None))
+            self.step(f"    {invalid!r} refused by the form: {error.text}")
+            if self.driver.find_element(By.ID, "command-value").get_attribute("aria-invalid") != "true":
+                raise Failure("the refused value's field is not marked invalid")
         value = self.valid_value(command)
         field = self.driver.find_element(By.ID, "command-value")
         if field.tag_name == "select":
@@ -214,7 +225,6 @@ class Console:
         else:
             field.clear()
             field.send_keys(value)
-        known = set(self.js("return [...document.querySelectorAll('#queue tr[data-command-id]')].map(r => r.dataset.commandId)"))
         ActionChains(self.driver).double_click(self.driver.find_element(By.ID, "send")).perform()
         command_id = self.wait("the command accepted", lambda: self.js("return document.getElementById('send-message')?.dataset.commandId"))
         self.step(f"    command #{command_id}: {command['command_name']} = {value}")
@@ -230,6 +240,14 @@ class Console:
         if len(new) != 1:
             raise Failure(f"a double click made {len(new)} commands: {sorted(new)}")
         self.shot("06-commands")
+
+    @staticmethod
+    def invalid_value(command):
+        """A value the form must refuse before sending: out of range, or not of the type."""
+        kind, high = command["command_type"], command.get("command_max")
+        if kind in ("Float", "Int"):
+            return str(int(high) + 1) if high is not None else "12abc"
+        return None  # Bool is a choice; any text is a String
 
     @staticmethod
     def valid_value(command):
