@@ -32,7 +32,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 STATIC = Path(__file__).resolve().parents[2] / "static"
-CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+CSP = "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 PAGES = {"index.html", "devices.html", "device.html", "commands.html", "events.html"}
 SAMPLE_PERIOD = 10  # seconds between synthetic history rows, as a device reporting every 10 s
 IDLE_SECS = 1800
