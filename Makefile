@@ -5,7 +5,7 @@ DEMO_CONFIG ?= config/demo.toml
 DEMO_ENV := run/demo.env
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
-.PHONY: run test bench lint deps venv check-config clean-demo vendor-patches
+.PHONY: run test bench lint deps venv check-config clean-demo vendor-patches browser-deps test-browser
 
 VENV := .venv
 PYTHON_REQUIREMENTS := tests/python/requirements.txt
@@ -42,6 +42,19 @@ $(VENV)/.installed: $(PYTHON_REQUIREMENTS)
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv >/dev/null && python3 -m venv $(VENV); }
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(PYTHON_REQUIREMENTS)
 	@touch $@
+
+## browser-deps: headless Chromium and its driver from Debian (the browser tests drive them with
+## Python selenium from .venv), installed only when missing.
+browser-deps:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  echo "installing chromium and chromium-driver (the web console's browser tests)"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
+
+## test-browser: the operator scenario of the web console in headless Chromium, against the
+## mock of the web API (tests/browser/mock_server.py); screenshots in target/browser-screenshots.
+test-browser: venv browser-deps
+	$(VENV)/bin/python tests/browser/console.py --start-mock --screenshots $(CURDIR)/target/browser-screenshots
 
 ## lint: formatting and clippy, warnings are errors.
 lint:
