@@ -16,9 +16,9 @@ use opcua::server::ServerEndpoint;
 use opcua::types::{Error, StatusCode, UAString, UserTokenPolicy, UserTokenType};
 use tracing::warn;
 
-use crate::opcua::login_throttle::LoginThrottle;
 use crate::security::sanitize_for_log;
 use crate::security::CredentialVerifier;
+use crate::security::LoginThrottle;
 
 const POLICY_ID_ANONYMOUS: &str = "anonymous";
 
