@@ -125,9 +125,9 @@ pub async fn require_auth(
     Redirect::to(LOGIN_PAGE).into_response()
 }
 
-/// 401. Scripts get the Basic challenge; a browser's own requests (a stale session cookie, or
-/// `Sec-Fetch-Mode` of a `fetch`) do not, so it shows its sign-in page instead of its native
-/// password prompt.
+/// Answers 401. Scripts get the Basic challenge; a browser's own requests (a stale session
+/// cookie, or `Sec-Fetch-Mode` of a `fetch`) do not, so it shows its sign-in page instead of
+/// its native password prompt.
 fn unauthorized(state: &WebState, headers: &HeaderMap, had_session_cookie: bool) -> Response {
     let from_page_script = headers
         .get("sec-fetch-mode")
