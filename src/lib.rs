@@ -15,3 +15,4 @@ pub mod naming;
 pub mod opcua;
 pub mod security;
 pub mod storage;
+pub mod web;

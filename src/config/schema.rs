@@ -233,6 +233,18 @@ pub struct WebConfig {
     /// Serve the console from this directory instead of the assets embedded in the binary.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub static_dir: Option<PathBuf>,
+    /// A console session ends after this many minutes without a request (1-1440).
+    pub session_idle_minutes: u64,
+    /// A console session ends this many hours after sign-in, however busy (1-168).
+    pub session_max_hours: u64,
+    /// Mark the session cookie `Secure` (set when TLS terminates in front of the gateway).
+    pub secure_cookies: bool,
+    /// Largest request body accepted, in bytes (1024-1048576).
+    pub max_body_bytes: usize,
+    /// Open connections at most; further ones are closed at once (1-10000).
+    pub max_connections: u32,
+    /// A client must send its request headers within this many seconds (1-300).
+    pub header_read_timeout_seconds: u64,
 }
 
 impl Default for WebConfig {
@@ -244,6 +256,12 @@ impl Default for WebConfig {
             auth_realm: "opcgw".into(),
             allowed_origins: Vec::new(),
             static_dir: None,
+            session_idle_minutes: 30,
+            session_max_hours: 12,
+            secure_cookies: false,
+            max_body_bytes: 64 * 1024,
+            max_connections: 256,
+            header_read_timeout_seconds: 10,
         }
     }
 }

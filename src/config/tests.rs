@@ -429,6 +429,32 @@ fn every_range_rule_rejects_its_bad_value() {
         ),
         ("web", "port = 0", "web.port"),
         ("web", "port = 1023", "web.port"),
+        (
+            "web",
+            "session_idle_minutes = 0",
+            "web.session_idle_minutes",
+        ),
+        (
+            "web",
+            "session_idle_minutes = 1441",
+            "web.session_idle_minutes",
+        ),
+        ("web", "session_max_hours = 0", "web.session_max_hours"),
+        ("web", "session_max_hours = 169", "web.session_max_hours"),
+        ("web", "max_body_bytes = 1023", "web.max_body_bytes"),
+        ("web", "max_body_bytes = 1048577", "web.max_body_bytes"),
+        ("web", "max_connections = 0", "web.max_connections"),
+        ("web", "max_connections = 10001", "web.max_connections"),
+        (
+            "web",
+            "header_read_timeout_seconds = 0",
+            "web.header_read_timeout_seconds",
+        ),
+        (
+            "web",
+            "header_read_timeout_seconds = 301",
+            "web.header_read_timeout_seconds",
+        ),
         ("storage", "retention_days = 6", "storage.retention_days"),
         ("storage", "retention_days = 366", "storage.retention_days"),
         // Limits against unauthenticated sessions and command floods.

@@ -485,6 +485,21 @@ fn validate_web(web: &WebConfig, report: &mut ValidationReport) {
             report.error("web.allowed_origins", message);
         }
     }
+    report.range(
+        "web.session_idle_minutes",
+        web.session_idle_minutes,
+        1,
+        1440,
+    );
+    report.range("web.session_max_hours", web.session_max_hours, 1, 168);
+    report.range("web.max_body_bytes", web.max_body_bytes, 1024, 1024 * 1024);
+    report.range("web.max_connections", web.max_connections, 1, 10_000);
+    report.range(
+        "web.header_read_timeout_seconds",
+        web.header_read_timeout_seconds,
+        1,
+        300,
+    );
 }
 
 /// An origin is `scheme://host[:port]`: no path, query or fragment.

@@ -14,9 +14,9 @@ use ua::server::authenticator::{user_pass_security_policy_id, AuthManager, Passw
 use ua::server::ServerEndpoint;
 use ua::types::{Error, StatusCode, UAString, UserTokenPolicy, UserTokenType};
 
-use crate::opcua::login_throttle::LoginThrottle;
 use crate::security::sanitize_for_log;
 use crate::security::CredentialVerifier;
+use crate::security::LoginThrottle;
 
 const POLICY_ID_ANONYMOUS: &str = "anonymous";
 

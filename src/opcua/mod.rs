@@ -7,7 +7,6 @@ pub mod auth;
 #[cfg(test)]
 mod encrypted_password_tests;
 pub mod keypair;
-pub mod login_throttle;
 pub mod nodes;
 pub mod server;
 pub mod values;

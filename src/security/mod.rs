@@ -1,13 +1,16 @@
 //! Security building blocks shared by every surface: constant-time comparison, secret files
-//! with safe modes, and sanitising untrusted text before it reaches a log.
+//! with safe modes, slowing failed logins per source address (OPC UA and the web console), and
+//! sanitising untrusted text before it reaches a log.
 
 mod credentials;
 mod file_mode;
+pub mod login_throttle;
 mod pki;
 mod sanitize;
 
 pub use credentials::{CredentialRejection, CredentialVerifier, SecretVerifier};
 pub use file_mode::{read_secret_file, SecretFileError, MAX_SECRET_FILE_BYTES};
+pub use login_throttle::LoginThrottle;
 pub use pki::{check_private_key, ensure_pki_layout, PkiError, PKI_DIRECTORIES};
 pub use sanitize::sanitize_for_log;
 

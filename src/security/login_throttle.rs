@@ -1,4 +1,4 @@
-//! How long a refused OPC UA login waits before its answer, per source address: 300 ms for a
+//! How long a refused login (OPC UA or web console) waits before its answer, per source address: 300 ms for a
 //! first failure, doubling with each further failure from the same address up to 5 s, forgotten
 //! after a quiet minute or a successful login from that address. A password guesser is slowed
 //! while a client at another address logs in at full speed; a global delay would slow everyone

@@ -1,0 +1,120 @@
+//! The audit trail of the console: sign-ins, sign-outs, expiries and refusals. Each event is a
+//! structured log line (`event="web_login"`, ...) and also kept in a bounded ring served by
+//! `GET /api/audit`, newest first. User names are sanitised; no secret is ever recorded.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::model::Timestamp;
+use crate::security::sanitize_for_log;
+use crate::web::views::WebTime;
+
+/// Events kept at most; the oldest is dropped first.
+pub const AUDIT_RING_CAPACITY: usize = 1000;
+/// Longest user name recorded (longer ones are cut and marked).
+const MAX_USER_CHARS: usize = 64;
+
+pub const WEB_AUTH_FAILED: &str = "web_auth_failed";
+pub const WEB_LOGIN: &str = "web_login";
+pub const WEB_LOGOUT: &str = "web_logout";
+pub const WEB_SESSION_EXPIRED: &str = "web_session_expired";
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEvent {
+    pub time: WebTime,
+    pub event: &'static str,
+    pub source_ip: Option<String>,
+    pub user: String,
+    pub detail: String,
+}
+
+#[derive(Debug)]
+pub struct AuditRing {
+    events: Mutex<VecDeque<AuditEvent>>,
+    capacity: usize,
+}
+
+impl Default for AuditRing {
+    fn default() -> Self {
+        Self::with_capacity(AUDIT_RING_CAPACITY)
+    }
+}
+
+impl AuditRing {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            events: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// A refused authentication: `reason` is one of 004's (`missing`, `malformed_scheme`,
+    /// `malformed_base64`, `missing_colon`, `user_mismatch`, `password_mismatch`) or `csrf`.
+    pub fn auth_failed(&self, source: Option<IpAddr>, user: &str, path: &str, reason: &str) {
+        let user = sanitize_for_log(user, MAX_USER_CHARS);
+        let path = sanitize_for_log(path, 256);
+        let source_ip = source_text(source);
+        warn!(
+            event = WEB_AUTH_FAILED,
+            source_ip = %source_ip.as_deref().unwrap_or("unknown"),
+            user = %user,
+            path = %path,
+            reason,
+            "Web UI authentication failed"
+        );
+        self.push(
+            WEB_AUTH_FAILED,
+            source_ip,
+            user,
+            format!("path={path} reason={reason}"),
+        );
+    }
+
+    /// `web_login`, `web_logout` or `web_session_expired` (detail: why it expired).
+    pub fn session_event(
+        &self,
+        event: &'static str,
+        source: Option<IpAddr>,
+        user: &str,
+        detail: &str,
+    ) {
+        let user = sanitize_for_log(user, MAX_USER_CHARS);
+        let source_ip = source_text(source);
+        info!(
+            event,
+            source_ip = %source_ip.as_deref().unwrap_or("unknown"),
+            user = %user,
+            detail,
+            "web console session"
+        );
+        self.push(event, source_ip, user, detail.to_string());
+    }
+
+    fn push(&self, event: &'static str, source_ip: Option<String>, user: String, detail: String) {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if events.len() >= self.capacity {
+            events.pop_front();
+        }
+        events.push_back(AuditEvent {
+            time: Timestamp::now().into(),
+            event,
+            source_ip,
+            user,
+            detail,
+        });
+    }
+
+    /// The kept events, newest first.
+    pub fn recent(&self) -> Vec<AuditEvent> {
+        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        events.iter().rev().cloned().collect()
+    }
+}
+
+fn source_text(source: Option<IpAddr>) -> Option<String> {
+    source.map(|ip| ip.to_canonical().to_string())
+}

@@ -1,0 +1,399 @@
+//! A fake gateway behind [`WebBackend`] and helpers to send requests through the router.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{header, Request, StatusCode};
+use axum::response::Response;
+use axum::Router;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http_body_util::BodyExt;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::commands::{CommandState, NewCommand};
+use crate::config::{
+    AppConfig, ApplicationConfig, CommandConfig, DeviceConfig, MetricConfig, Secret,
+};
+use crate::model::{MetricType, Sample, SampleOrigin, Timestamp, Value};
+use crate::storage::{CommandFilter, CommandRecord};
+use crate::web::assets::Assets;
+use crate::web::backend::{BoxFuture, HistoryRequest, WebBackend, WebBackendError};
+use crate::web::views::{
+    ActorState, ActorView, EditingView, HistoryPoints, IngestView, LiveEvent, OpcuaView, PollView,
+    QualityCounts, RawPoint, StatusView, StorageView, StreamsView, UpstreamState, UpstreamView,
+    Verdict,
+};
+use crate::web::{router, WebShared, WebState};
+
+pub const USER: &str = "operator";
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const ORIGIN: &str = "http://127.0.0.1:8080";
+
+pub fn config() -> AppConfig {
+    let mut config = AppConfig {
+        applications: vec![ApplicationConfig {
+            application_name: "Plant".into(),
+            application_id: "app-1".into(),
+            devices: vec![DeviceConfig {
+                device_name: "Valve".into(),
+                device_id: "valve-1".into(),
+                stale_threshold_seconds: None,
+                metrics: vec![
+                    MetricConfig {
+                        metric_name: "temperature".into(),
+                        chirpstack_metric_name: "temp".into(),
+                        metric_type: MetricType::Float,
+                        metric_unit: Some("°C".into()),
+                    },
+                    MetricConfig {
+                        metric_name: "open".into(),
+                        chirpstack_metric_name: "open".into(),
+                        metric_type: MetricType::Bool,
+                        metric_unit: None,
+                    },
+                ],
+                commands: vec![CommandConfig {
+                    command_name: "level".into(),
+                    command_id: 1,
+                    command_confirmed: true,
+                    command_port: 10,
+                    command_type: MetricType::Int,
+                    command_min: Some(0.0),
+                    command_max: Some(100.0),
+                }],
+            }],
+        }],
+        ..AppConfig::default()
+    };
+    config.opcua.user_name = USER.into();
+    config.opcua.user_password = Secret::new(PASSWORD);
+    config.web.bind_address = "127.0.0.1".into();
+    config.web.port = 8080;
+    config
+}
+
+/// What the fake answers; tests change it between requests.
+pub struct Fake {
+    pub config: Arc<AppConfig>,
+    pub latest: Mutex<Vec<Sample>>,
+    pub failure: Mutex<Option<WebBackendError>>,
+    pub enqueued: Mutex<Vec<NewCommand>>,
+    pub enqueue_calls: AtomicUsize,
+    pub enqueue_delay: Mutex<Duration>,
+    pub history_requests: Mutex<Vec<HistoryRequest>>,
+    pub command_filters: Mutex<Vec<CommandFilter>>,
+    pub live: broadcast::Sender<LiveEvent>,
+}
+
+impl Fake {
+    pub fn new(config: AppConfig) -> Arc<Self> {
+        Arc::new(Self {
+            config: Arc::new(config),
+            latest: Mutex::new(Vec::new()),
+            failure: Mutex::new(None),
+            enqueued: Mutex::new(Vec::new()),
+            enqueue_calls: AtomicUsize::new(0),
+            enqueue_delay: Mutex::new(Duration::ZERO),
+            history_requests: Mutex::new(Vec::new()),
+            command_filters: Mutex::new(Vec::new()),
+            live: broadcast::channel(16).0,
+        })
+    }
+
+    pub fn fail_with(&self, error: WebBackendError) {
+        *self.failure.lock().unwrap() = Some(error);
+    }
+
+    fn failure(&self) -> Result<(), WebBackendError> {
+        self.failure.lock().unwrap().clone().map_or(Ok(()), Err)
+    }
+}
+
+pub fn record(id: u64, command: &NewCommand) -> CommandRecord {
+    CommandRecord {
+        id,
+        downlink: command.downlink.clone(),
+        state: CommandState::Queued,
+        queue_item_id: None,
+        transmitted: false,
+        detail: None,
+        requested_by: command.requested_by.clone(),
+        created: Timestamp(1_000_000),
+        updated: Timestamp(2_000_000),
+    }
+}
+
+pub fn status_view() -> StatusView {
+    let actors = vec![ActorView {
+        role: "storage".into(),
+        state: ActorState::Running,
+        restarts: 0,
+        last_error: None,
+        next_retry: None,
+    }];
+    let upstream = UpstreamView {
+        state: UpstreamState::Connected,
+        reason: None,
+        last_poll: None,
+    };
+    StatusView {
+        version: "0.1.0".into(),
+        started_at: Timestamp(0).into(),
+        uptime_seconds: 5,
+        config_generation: 1,
+        verdict: Verdict::of(&actors, &upstream),
+        actors,
+        upstream,
+        poll: PollView {
+            cycles: 1,
+            failed_cycles: 0,
+        },
+        streams: StreamsView {
+            open: 1,
+            failing: 0,
+        },
+        ingest: IngestView {
+            samples_per_second: 0.5,
+            samples_total: 3,
+        },
+        quality: QualityCounts::default(),
+        storage: StorageView { bytes: 4096 },
+        opcua: OpcuaView { sessions: 0 },
+        editing: EditingView {
+            enabled: false,
+            reason: Some("not built yet".into()),
+        },
+    }
+}
+
+impl WebBackend for Fake {
+    fn config(&self) -> Arc<AppConfig> {
+        Arc::clone(&self.config)
+    }
+
+    fn status(&self) -> BoxFuture<'_, Result<StatusView, WebBackendError>> {
+        Box::pin(async move {
+            self.failure()?;
+            Ok(status_view())
+        })
+    }
+
+    fn latest(&self) -> BoxFuture<'_, Result<Vec<Sample>, WebBackendError>> {
+        Box::pin(async move {
+            self.failure()?;
+            Ok(self.latest.lock().unwrap().clone())
+        })
+    }
+
+    fn history(
+        &self,
+        request: HistoryRequest,
+    ) -> BoxFuture<'_, Result<HistoryPoints, WebBackendError>> {
+        Box::pin(async move {
+            self.failure()?;
+            self.history_requests.lock().unwrap().push(request.clone());
+            Ok(HistoryPoints::Raw(vec![RawPoint {
+                time: request.from,
+                value: Value::Float(1.5),
+            }]))
+        })
+    }
+
+    fn commands(
+        &self,
+        filter: CommandFilter,
+    ) -> BoxFuture<'_, Result<Vec<CommandRecord>, WebBackendError>> {
+        Box::pin(async move {
+            self.failure()?;
+            self.command_filters.lock().unwrap().push(filter);
+            let enqueued = self.enqueued.lock().unwrap();
+            Ok(enqueued
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(i, c)| record(i as u64 + 1, c))
+                .collect())
+        })
+    }
+
+    fn enqueue_command(
+        &self,
+        command: NewCommand,
+    ) -> BoxFuture<'_, Result<CommandRecord, WebBackendError>> {
+        Box::pin(async move {
+            self.enqueue_calls.fetch_add(1, Ordering::SeqCst);
+            let delay = *self.enqueue_delay.lock().unwrap();
+            tokio::time::sleep(delay).await;
+            self.failure()?;
+            let mut enqueued = self.enqueued.lock().unwrap();
+            enqueued.push(command.clone());
+            Ok(record(enqueued.len() as u64, &command))
+        })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+        self.live.subscribe()
+    }
+}
+
+pub fn sample(metric: &str, value: Value, source_time: Timestamp) -> Sample {
+    Sample {
+        device_id: "valve-1".into(),
+        metric: metric.into(),
+        value,
+        source_time,
+        received_time: source_time,
+        origin: SampleOrigin::Uplink,
+    }
+}
+
+/// A console over a fake gateway.
+pub struct App {
+    pub fake: Arc<Fake>,
+    pub shared: WebShared,
+    pub router: Router,
+    pub shutdown: CancellationToken,
+    pub config: AppConfig,
+}
+
+impl App {
+    pub fn new() -> Self {
+        Self::with_config(config())
+    }
+
+    pub fn with_config(config: AppConfig) -> Self {
+        let fake = Fake::new(config.clone());
+        let shared = WebShared::new(&config);
+        let shutdown = CancellationToken::new();
+        let router = build(&config, &fake, &shared, &shutdown);
+        Self {
+            fake,
+            shared,
+            router,
+            shutdown,
+            config,
+        }
+    }
+
+    /// A new router over the same shared state (what a web actor restart does).
+    pub fn rebuild(&mut self) {
+        self.router = build(&self.config, &self.fake, &self.shared, &self.shutdown);
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Response {
+        self.router.clone().oneshot(request).await.unwrap()
+    }
+
+    /// Signs in; returns (cookie value `opcgw_session=...`, csrf token).
+    pub async fn sign_in(&self) -> (String, String) {
+        let response = self
+            .send(post_json("/api/session", &login_body(USER, PASSWORD)))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let cookie = set_cookie(&response).expect("a session cookie");
+        let token = cookie.split(';').next().unwrap().to_string();
+        let body = json_body(response).await;
+        (token, body["csrf_token"].as_str().unwrap().to_string())
+    }
+}
+
+fn build(
+    config: &AppConfig,
+    fake: &Arc<Fake>,
+    shared: &WebShared,
+    shutdown: &CancellationToken,
+) -> Router {
+    let backend: Arc<dyn WebBackend> = Arc::clone(fake) as Arc<dyn WebBackend>;
+    router(WebState::new(
+        config,
+        backend,
+        shared.clone(),
+        Assets::embedded(),
+        shutdown.clone(),
+    ))
+}
+
+pub fn peer() -> ConnectInfo<SocketAddr> {
+    ConnectInfo("127.0.0.1:50000".parse().unwrap())
+}
+
+pub fn get(path: &str) -> Request<Body> {
+    let mut request = Request::get(path).body(Body::empty()).unwrap();
+    request.extensions_mut().insert(peer());
+    request
+}
+
+pub fn with_header(mut request: Request<Body>, name: &'static str, value: &str) -> Request<Body> {
+    request.headers_mut().append(name, value.parse().unwrap());
+    request
+}
+
+pub fn basic(request: Request<Body>, user: &str, password: &str) -> Request<Body> {
+    let encoded = STANDARD.encode(format!("{user}:{password}"));
+    with_header(request, "authorization", &format!("Basic {encoded}"))
+}
+
+pub fn as_operator(request: Request<Body>) -> Request<Body> {
+    basic(request, USER, PASSWORD)
+}
+
+pub fn cookie(request: Request<Body>, cookie: &str) -> Request<Body> {
+    with_header(request, "cookie", cookie)
+}
+
+/// A mutating request that passes the CSRF checks (add the token for cookie sessions).
+pub fn request_json(method: &str, path: &str, body: &str) -> Request<Body> {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::ORIGIN, ORIGIN)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    request.extensions_mut().insert(peer());
+    request
+}
+
+pub fn post_json(path: &str, body: &str) -> Request<Body> {
+    request_json("POST", path, body)
+}
+
+pub fn login_body(user: &str, password: &str) -> String {
+    serde_json::json!({"user": user, "password": password}).to_string()
+}
+
+pub fn set_cookie(response: &Response) -> Option<String> {
+    response
+        .headers()
+        .get(header::SET_COOKIE)
+        .map(|v| v.to_str().unwrap().to_string())
+}
+
+pub async fn body_text(response: Response) -> String {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+pub async fn json_body(response: Response) -> serde_json::Value {
+    let text = body_text(response).await;
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Asserts the status and the JSON error text of a response.
+pub async fn assert_error(
+    response: Response,
+    status: StatusCode,
+    error: &str,
+) -> serde_json::Value {
+    assert_eq!(response.status(), status);
+    let body = json_body(response).await;
+    assert_eq!(body["error"], error, "{body}");
+    body
+}

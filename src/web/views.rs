@@ -1,0 +1,565 @@
+//! The JSON shapes of docs/web.md (the API contract), and the one place that builds the devices
+//! view from the configuration, the latest samples and the staleness rule.
+
+use std::collections::HashMap;
+
+use serde::{Serialize, Serializer};
+
+use crate::commands::CommandState;
+use crate::config::AppConfig;
+use crate::model::{MetricType, Quality, Sample, Timestamp, Value};
+use crate::storage::CommandRecord;
+
+/// A time as the API writes it: RFC 3339 in UTC with milliseconds ("2026-11-29T21:40:01.123Z").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WebTime(pub Timestamp);
+
+impl WebTime {
+    pub fn text(self) -> String {
+        let millis = self.0.as_micros().div_euclid(1000);
+        let whole = Timestamp::from_micros(millis.div_euclid(1000) * 1_000_000);
+        let seconds = whole.to_rfc3339();
+        let stem = seconds.strip_suffix('Z').unwrap_or(&seconds);
+        format!("{stem}.{:03}Z", millis.rem_euclid(1000))
+    }
+}
+
+impl From<Timestamp> for WebTime {
+    fn from(t: Timestamp) -> Self {
+        Self(t)
+    }
+}
+
+impl Serialize for WebTime {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text())
+    }
+}
+
+/// A value as plain JSON: a number, a boolean or a string (a non-finite float is `null`).
+pub fn value_json(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Float(v) => {
+            serde_json::Number::from_f64(*v).map_or(serde_json::Value::Null, Into::into)
+        }
+        Value::Int(v) => (*v).into(),
+        Value::Bool(v) => (*v).into(),
+        Value::String(v) => v.clone().into(),
+    }
+}
+
+fn serialize_value<S: Serializer>(value: &Value, s: S) -> Result<S::Ok, S::Error> {
+    value_json(value).serialize(s)
+}
+
+/// The quality of a value (or of a device: its worst metric's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QualityView {
+    // Declared from best to worst: `max` is the worst.
+    Good,
+    Waiting,
+    Uncertain,
+    Bad,
+}
+
+impl From<Quality> for QualityView {
+    fn from(q: Quality) -> Self {
+        match q {
+            Quality::Good => Self::Good,
+            Quality::Uncertain => Self::Uncertain,
+            Quality::Bad => Self::Bad,
+            Quality::WaitingForInitialData => Self::Waiting,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- status
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Ok,
+    Degraded,
+    Down,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorState {
+    Starting,
+    Running,
+    Backoff,
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamState {
+    Starting,
+    Connected,
+    Degraded,
+    Down,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActorView {
+    pub role: String,
+    pub state: ActorState,
+    pub restarts: u32,
+    pub last_error: Option<String>,
+    pub next_retry: Option<WebTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpstreamView {
+    pub state: UpstreamState,
+    pub reason: Option<String>,
+    pub last_poll: Option<WebTime>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PollView {
+    pub cycles: u64,
+    pub failed_cycles: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StreamsView {
+    pub open: u64,
+    pub failing: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct IngestView {
+    pub samples_per_second: f64,
+    pub samples_total: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QualityCounts {
+    pub good: u64,
+    pub uncertain: u64,
+    pub bad: u64,
+    pub waiting: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StorageView {
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct OpcuaView {
+    pub sessions: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EditingView {
+    pub enabled: bool,
+    pub reason: Option<String>,
+}
+
+/// `GET /api/status`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusView {
+    pub version: String,
+    pub started_at: WebTime,
+    pub uptime_seconds: u64,
+    pub config_generation: u64,
+    pub verdict: Verdict,
+    pub actors: Vec<ActorView>,
+    pub upstream: UpstreamView,
+    pub poll: PollView,
+    pub streams: StreamsView,
+    pub ingest: IngestView,
+    pub quality: QualityCounts,
+    pub storage: StorageView,
+    pub opcua: OpcuaView,
+    pub editing: EditingView,
+}
+
+impl Verdict {
+    /// The verdict at a glance: `down` when ChirpStack is unreachable or a duty is stopped,
+    /// `degraded` when a duty is restarting or upstream is partly failing, `ok` otherwise.
+    pub fn of(actors: &[ActorView], upstream: &UpstreamView) -> Self {
+        let stopped = actors.iter().any(|a| a.state == ActorState::Stopped);
+        if stopped || upstream.state == UpstreamState::Down {
+            return Self::Down;
+        }
+        let unsettled = actors.iter().any(|a| a.state != ActorState::Running);
+        if unsettled || upstream.state != UpstreamState::Connected {
+            return Self::Degraded;
+        }
+        Self::Ok
+    }
+}
+
+// ---------------------------------------------------------------- devices
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricView {
+    pub metric_name: String,
+    pub metric_type: MetricType,
+    pub unit: Option<String>,
+    pub value: serde_json::Value,
+    pub timestamp: Option<WebTime>,
+    pub received: Option<WebTime>,
+    pub quality: QualityView,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommandSpecView {
+    pub command_name: String,
+    pub command_type: MetricType,
+    pub command_port: u8,
+    pub command_confirmed: bool,
+    pub command_min: Option<f64>,
+    pub command_max: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceView {
+    /// Only in `GET /api/devices/{device_id}` (the list nests devices in their application).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub application_id: Option<String>,
+    pub device_id: String,
+    pub device_name: String,
+    pub last_seen: Option<WebTime>,
+    pub quality: QualityView,
+    pub metrics: Vec<MetricView>,
+    pub commands: Vec<CommandSpecView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApplicationView {
+    pub application_id: String,
+    pub application_name: String,
+    pub devices: Vec<DeviceView>,
+}
+
+/// `GET /api/devices`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DevicesView {
+    pub as_of: WebTime,
+    pub stale_threshold_secs: u64,
+    pub bad_threshold_secs: u64,
+    pub applications: Vec<ApplicationView>,
+}
+
+impl DevicesView {
+    /// Every configured device and metric, in configuration order, with its latest sample (or
+    /// `null` values and `waiting` quality when none arrived yet) and its quality at `now`.
+    pub fn build(config: &AppConfig, latest: &[Sample], now: Timestamp) -> Self {
+        let by_series: HashMap<(&str, &str), &Sample> = latest
+            .iter()
+            .map(|s| ((s.device_id.as_str(), s.metric.as_str()), s))
+            .collect();
+        let applications = config
+            .applications
+            .iter()
+            .map(|app| ApplicationView {
+                application_id: app.application_id.clone(),
+                application_name: app.application_name.clone(),
+                devices: app
+                    .devices
+                    .iter()
+                    .map(|device| {
+                        let rule = config.staleness_rule(device);
+                        let metrics: Vec<MetricView> = device
+                            .metrics
+                            .iter()
+                            .map(|m| {
+                                let sample = by_series
+                                    .get(&(device.device_id.as_str(), m.metric_name.as_str()));
+                                MetricView {
+                                    metric_name: m.metric_name.clone(),
+                                    metric_type: m.metric_type,
+                                    unit: m.metric_unit.clone(),
+                                    value: sample
+                                        .map_or(serde_json::Value::Null, |s| value_json(&s.value)),
+                                    timestamp: sample.map(|s| s.source_time.into()),
+                                    received: sample.map(|s| s.received_time.into()),
+                                    quality: rule
+                                        .quality(sample.map(|s| s.source_time), now)
+                                        .into(),
+                                }
+                            })
+                            .collect();
+                        DeviceView {
+                            application_id: None,
+                            device_id: device.device_id.clone(),
+                            device_name: device.device_name.clone(),
+                            last_seen: metrics.iter().filter_map(|m| m.timestamp).max(),
+                            quality: metrics
+                                .iter()
+                                .map(|m| m.quality)
+                                .max()
+                                .unwrap_or(QualityView::Good),
+                            metrics,
+                            commands: device
+                                .commands
+                                .iter()
+                                .map(|c| CommandSpecView {
+                                    command_name: c.command_name.clone(),
+                                    command_type: c.command_type,
+                                    command_port: c.command_port,
+                                    command_confirmed: c.command_confirmed,
+                                    command_min: c.command_min,
+                                    command_max: c.command_max,
+                                })
+                                .collect(),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        Self {
+            as_of: now.into(),
+            stale_threshold_secs: config.opcua.stale_threshold_seconds,
+            bad_threshold_secs: config.opcua.bad_threshold_seconds,
+            applications,
+        }
+    }
+
+    /// One device with its application id, or `None` when it is not configured.
+    pub fn into_device(self, device_id: &str) -> Option<DeviceView> {
+        self.applications.into_iter().find_map(|app| {
+            let application_id = app.application_id;
+            app.devices
+                .into_iter()
+                .find(|d| d.device_id == device_id)
+                .map(|mut d| {
+                    d.application_id = Some(application_id);
+                    d
+                })
+        })
+    }
+
+    /// How many metrics are in each quality (the dashboard's counts).
+    pub fn quality_counts(&self) -> QualityCounts {
+        let mut counts = QualityCounts::default();
+        let metrics = self
+            .applications
+            .iter()
+            .flat_map(|a| &a.devices)
+            .flat_map(|d| &d.metrics);
+        for metric in metrics {
+            match metric.quality {
+                QualityView::Good => counts.good += 1,
+                QualityView::Uncertain => counts.uncertain += 1,
+                QualityView::Bad => counts.bad += 1,
+                QualityView::Waiting => counts.waiting += 1,
+            }
+        }
+        counts
+    }
+}
+
+// ---------------------------------------------------------------- history
+
+/// One stored row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawPoint {
+    pub time: Timestamp,
+    pub value: Value,
+}
+
+/// The rows of one time bucket, summarised in storage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketPoint {
+    pub start: Timestamp,
+    pub min: f64,
+    pub max: f64,
+    pub avg: f64,
+    pub n: u64,
+}
+
+/// What the backend answers a history request with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HistoryPoints {
+    Raw(Vec<RawPoint>),
+    Buckets(Vec<BucketPoint>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum PointView {
+    Raw {
+        t: WebTime,
+        v: serde_json::Value,
+    },
+    Bucket {
+        t: WebTime,
+        min: f64,
+        max: f64,
+        avg: f64,
+        n: u64,
+    },
+}
+
+/// `GET /api/devices/{device_id}/metrics/{metric}/history`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryView {
+    pub device_id: String,
+    pub metric: String,
+    pub from: WebTime,
+    pub to: WebTime,
+    pub downsampled: bool,
+    pub points: Vec<PointView>,
+}
+
+impl HistoryView {
+    pub fn new(
+        device_id: String,
+        metric: String,
+        from: Timestamp,
+        to: Timestamp,
+        points: HistoryPoints,
+    ) -> Self {
+        let (downsampled, points) = match points {
+            HistoryPoints::Raw(rows) => (
+                false,
+                rows.iter()
+                    .map(|r| PointView::Raw {
+                        t: r.time.into(),
+                        v: value_json(&r.value),
+                    })
+                    .collect(),
+            ),
+            HistoryPoints::Buckets(buckets) => (
+                true,
+                buckets
+                    .iter()
+                    .map(|b| PointView::Bucket {
+                        t: b.start.into(),
+                        min: b.min,
+                        max: b.max,
+                        avg: b.avg,
+                        n: b.n,
+                    })
+                    .collect(),
+            ),
+        };
+        Self {
+            device_id,
+            metric,
+            from: from.into(),
+            to: to.into(),
+            downsampled,
+            points,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- commands
+
+/// A command as `GET /api/commands` and the `command` event show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommandView {
+    pub id: u64,
+    pub device_id: String,
+    pub command_name: String,
+    pub state: CommandState,
+    pub detail: Option<String>,
+    pub requested_by: String,
+    pub created: WebTime,
+    pub updated: WebTime,
+}
+
+impl From<&CommandRecord> for CommandView {
+    fn from(r: &CommandRecord) -> Self {
+        Self {
+            id: r.id,
+            device_id: r.downlink.device_id.clone(),
+            command_name: r.downlink.command_name.clone(),
+            state: r.state,
+            detail: r.detail.clone(),
+            requested_by: r.requested_by.clone(),
+            created: r.created.into(),
+            updated: r.updated.into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- live events
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ValueEvent {
+    pub device_id: String,
+    pub metric: String,
+    #[serde(serialize_with = "serialize_value")]
+    pub value: Value,
+    pub timestamp: WebTime,
+    pub received: WebTime,
+    pub quality: QualityView,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QualityEvent {
+    pub device_id: String,
+    pub metric: String,
+    pub quality: QualityView,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpstreamEvent {
+    pub state: UpstreamState,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthEvent {
+    pub role: String,
+    pub state: ActorState,
+    pub restarts: u32,
+}
+
+/// One change pushed to `GET /api/events`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveEvent {
+    Value(ValueEvent),
+    Quality(QualityEvent),
+    Upstream(UpstreamEvent),
+    Command(CommandView),
+    Health(HealthEvent),
+}
+
+impl LiveEvent {
+    /// A new sample, with its quality at arrival.
+    pub fn value_of(sample: &Sample, quality: Quality) -> Self {
+        Self::Value(ValueEvent {
+            device_id: sample.device_id.clone(),
+            metric: sample.metric.clone(),
+            value: sample.value.clone(),
+            timestamp: sample.source_time.into(),
+            received: sample.received_time.into(),
+            quality: quality.into(),
+        })
+    }
+
+    /// The SSE event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Value(_) => "value",
+            Self::Quality(_) => "quality",
+            Self::Upstream(_) => "upstream",
+            Self::Command(_) => "command",
+            Self::Health(_) => "health",
+        }
+    }
+
+    /// The SSE `data` line.
+    pub fn data(&self) -> String {
+        let json = match self {
+            Self::Value(e) => serde_json::to_string(e),
+            Self::Quality(e) => serde_json::to_string(e),
+            Self::Upstream(e) => serde_json::to_string(e),
+            Self::Command(e) => serde_json::to_string(e),
+            Self::Health(e) => serde_json::to_string(e),
+        };
+        // These types hold only strings, numbers and finite-or-null floats: serialising them
+        // cannot fail, and an empty object is still a valid line if it ever did.
+        json.unwrap_or_else(|_| "{}".to_string())
+    }
+}
