@@ -24,16 +24,19 @@ use crate::web::WebState;
 /// The sign-in page, where page requests without a session are sent.
 pub const LOGIN_PAGE: &str = "/login.html";
 
-/// Pages and assets anyone may load: the sign-in page and what it needs. Everything else,
-/// pages included, needs a session.
-pub const PUBLIC_ASSETS: &[&str] = &[
-    "/login.html",
-    "/login.js",
-    "/login.css",
-    "/console.css",
-    "/favicon.svg",
-    "/favicon.ico",
-];
+/// Pages and assets anyone may load: the sign-in page, the icon, and the scripts, styles and
+/// vendored files under these folders (code and layout, never data: every value a page shows
+/// comes from `/api`, which needs a session). Every other page needs a session.
+pub const PUBLIC_ASSET_DIRS: &[&str] = &["/css/", "/js/", "/vendor/"];
+
+/// The single public files (see [`PUBLIC_ASSET_DIRS`]).
+pub const PUBLIC_FILES: &[&str] = &[LOGIN_PAGE, "/favicon.svg", "/favicon.ico"];
+
+/// Whether a GET of `path` needs no session.
+pub fn is_public_asset(path: &str) -> bool {
+    PUBLIC_FILES.contains(&path)
+        || (PUBLIC_ASSET_DIRS.iter().any(|dir| path.starts_with(dir)) && !path.contains(".."))
+}
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -65,7 +68,7 @@ pub fn is_api(path: &str) -> bool {
 /// Sign-in itself needs no credentials (it checks its own).
 fn is_public(method: &Method, path: &str) -> bool {
     (path == "/api/session" && method == Method::POST)
-        || ((method == Method::GET || method == Method::HEAD) && PUBLIC_ASSETS.contains(&path))
+        || ((method == Method::GET || method == Method::HEAD) && is_public_asset(path))
 }
 
 /// Values of the session cookie in the request (browsers may send several).
@@ -122,7 +125,25 @@ pub async fn require_auth(
         state.audit().auth_failed(source, "", &path, "missing");
         return unauthorized(&state, request.headers(), !cookies.is_empty());
     }
-    Redirect::to(LOGIN_PAGE).into_response()
+    Redirect::to(&login_redirect(&path, request.uri().query())).into_response()
+}
+
+/// The sign-in page, told which page to return to (`?next=`, percent-encoded; the page checks
+/// it is one of ours before going there).
+fn login_redirect(path: &str, query: Option<&str>) -> String {
+    let target = match query {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_string(),
+    };
+    let mut encoded = String::with_capacity(target.len());
+    for byte in target.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~/".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    format!("{LOGIN_PAGE}?next={encoded}")
 }
 
 /// Answers 401. Scripts get the Basic challenge; a browser's own requests (a stale session

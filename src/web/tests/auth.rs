@@ -162,14 +162,31 @@ async fn failed_attempts_are_slowed_per_source_address_and_a_success_resets_it()
 #[tokio::test]
 async fn a_page_without_a_session_goes_to_the_sign_in_page_which_is_public() {
     let app = App::new();
-    for path in ["/", "/index.html", "/devices.html", "/js/app.js"] {
+    for (path, location) in [
+        ("/", "/login.html?next=/"),
+        ("/index.html", "/login.html?next=/index.html"),
+        ("/devices.html", "/login.html?next=/devices.html"),
+        (
+            "/device.html?id=0000000000000001&x=a%20b",
+            "/login.html?next=/device.html%3Fid%3D0000000000000001%26x%3Da%2520b",
+        ),
+        ("/other/page.html", "/login.html?next=/other/page.html"),
+    ] {
         let response = app.send(get(path)).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
-        assert_eq!(response.headers()[header::LOCATION], "/login.html");
+        assert_eq!(response.headers()[header::LOCATION], location);
     }
-    // The sign-in page and its assets are never redirected nor challenged (404 here: the
-    // embedded tree of this build may not hold them yet).
-    for path in crate::web::auth::PUBLIC_ASSETS {
+    // The sign-in page and its assets are never redirected nor challenged (404 here when the
+    // embedded tree of this build does not hold one).
+    for path in [
+        "/login.html",
+        "/favicon.svg",
+        "/favicon.ico",
+        "/js/login.js",
+        "/js/api.js",
+        "/css/console.css",
+        "/vendor/uplot/uPlot.iife.min.js",
+    ] {
         let status = app.send(get(path)).await.status();
         assert!(
             status == StatusCode::OK || status == StatusCode::NOT_FOUND,
