@@ -22,7 +22,7 @@ use ua::types::{
 
 // At least 12 characters and no common word: the gateway refuses weak secrets.
 const TOKEN: &str = "bench-token-6a1f3e";
-const PASSWORD: &str = "bench-password";
+const PASSWORD: &str = "bench-pw-5c8e1d7a";
 const RUN: Duration = Duration::from_secs(90);
 
 /// `OPCGW_BENCH_SECONDS` shortens or lengthens the run.

@@ -30,8 +30,8 @@ use ua::types::{
 /// A notification: the monitored node, when it arrived, its SourceTimestamp.
 type Arrival = (NodeId, Timestamp, Option<Timestamp>);
 
-const TOKEN: &str = "bench-token";
-const PASSWORD: &str = "bench-password";
+const TOKEN: &str = "bench-token-6a1f3e";
+const PASSWORD: &str = "bench-pw-5c8e1d7a";
 const HISTORY_ROWS: i64 = 60_480;
 
 fn summary(name: &str, mut ms: Vec<f64>) {

@@ -19,7 +19,7 @@ const APPLICATIONS: usize = 10;
 const DEVICES_PER_APPLICATION: usize = 100;
 const METRICS: usize = 10;
 const LATENCY_MS: u64 = 5;
-const TOKEN: &str = "bench-token";
+const TOKEN: &str = "bench-token-6a1f3e";
 
 fn cpu_seconds() -> f64 {
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
