@@ -74,6 +74,7 @@ impl Workdir {
                 "\nport = 8080",
                 &format!("\nport = {}", self.ports[2]),
             )
+            .replace(":8080\"", &format!(":{}\"", self.ports[2]))
             .replace(
                 "host_port = 4840",
                 &format!("host_port = {}", self.ports[0]),
