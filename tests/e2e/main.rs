@@ -18,3 +18,5 @@ mod supervision;
 mod supervision_start;
 mod support;
 mod ua_client;
+mod web;
+mod web_client;

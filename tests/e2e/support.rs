@@ -70,10 +70,7 @@ impl Workdir {
     /// The fixtures' OPC UA and web ports replaced by this workdir's free ports.
     pub fn localize(&self, config: &str) -> String {
         config
-            .replace(
-                "\nport = 8080",
-                &format!("\nport = {}", self.ports[2]),
-            )
+            .replace("\nport = 8080", &format!("\nport = {}", self.ports[2]))
             .replace(":8080\"", &format!(":{}\"", self.ports[2]))
             .replace(
                 "host_port = 4840",
