@@ -28,9 +28,10 @@ run: deps
 	@echo "  config:   $(DEMO_CONFIG)   logs: ./log   stop: Ctrl-C   reload: kill -HUP <pid>"
 	@set -a; . ./$(DEMO_ENV); set +a; exec $(CARGO) run --quiet -p opcgw-actors --bin opcgw -- demo --config $(DEMO_CONFIG)
 
-## test: the whole test suite (unit, end-to-end against the real binary, and the OPC UA
-## server checked with an independent client: Python asyncua, installed into .venv).
-test: deps venv
+## test: the whole test suite (unit, end-to-end against the real binary, the OPC UA server
+## checked with an independent client: Python asyncua, installed into .venv, and the web console
+## driven in headless Chromium: installed when missing; screenshots in target/browser-screenshots).
+test: deps venv browser-deps
 	OPCGW_PYTHON=$(CURDIR)/$(VENV)/bin/python $(CARGO) test --workspace --locked
 
 ## venv: the Python OPC UA client the tests use (asyncua), in .venv, installed when missing.

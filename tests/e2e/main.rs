@@ -19,4 +19,5 @@ mod supervision_start;
 mod support;
 mod ua_client;
 mod web;
+mod web_browser;
 mod web_client;
