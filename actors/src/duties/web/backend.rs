@@ -252,3 +252,72 @@ impl WebBackend for GatewayBackend {
         self.events.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opcgw::model::{SampleOrigin, Value};
+    use opcgw::storage::{Bucket, HistoryRow};
+
+    use super::*;
+
+    #[test]
+    fn storage_failures_map_to_what_the_console_answers() {
+        assert_eq!(
+            web_error(StorageFailure::Unavailable("restarting".into())),
+            WebBackendError::Unavailable
+        );
+        assert_eq!(
+            web_error(StorageFailure::Store {
+                kind: StorageErrorKind::CommandQueueFull,
+                message: "100 unfinished".into()
+            }),
+            WebBackendError::CommandQueueFull("100 unfinished".into())
+        );
+        assert_eq!(
+            web_error(StorageFailure::Store {
+                kind: StorageErrorKind::Io,
+                message: "disk full".into()
+            }),
+            WebBackendError::Internal("disk full".into())
+        );
+    }
+
+    #[test]
+    fn downsampled_answers_keep_their_rows_and_bucket_figures() {
+        let t = Timestamp::from_micros(1_000_000);
+        let raw = history_points(Downsampled::Raw(vec![HistoryRow {
+            time: t,
+            value: Value::Bool(true),
+            origin: SampleOrigin::Uplink,
+        }]));
+        assert_eq!(
+            raw,
+            HistoryPoints::Raw(vec![RawPoint {
+                time: t,
+                value: Value::Bool(true)
+            }])
+        );
+        let buckets = history_points(Downsampled::Buckets(vec![Bucket {
+            start: t,
+            end: Timestamp::from_micros(2_000_000),
+            min: 1.0,
+            max: 3.0,
+            avg: 2.0,
+            count: 7,
+            first_time: t,
+            first: 1.0,
+            last_time: t,
+            last: 3.0,
+        }]));
+        assert_eq!(
+            buckets,
+            HistoryPoints::Buckets(vec![BucketPoint {
+                start: t,
+                min: 1.0,
+                max: 3.0,
+                avg: 2.0,
+                n: 7
+            }])
+        );
+    }
+}

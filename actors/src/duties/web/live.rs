@@ -261,7 +261,83 @@ impl IngestMeter {
 
 #[cfg(test)]
 mod tests {
+    use opcgw::config::{ApplicationConfig, DeviceConfig, MetricConfig, MetricType};
+    use opcgw::model::{SampleOrigin, Value};
+    use opcgw::web::views::QualityView;
+
     use super::*;
+
+    const S: i64 = 1_000_000;
+
+    fn one_metric() -> AppConfig {
+        let mut config = AppConfig {
+            applications: vec![ApplicationConfig {
+                application_name: "Farm".into(),
+                application_id: "app-1".into(),
+                devices: vec![DeviceConfig {
+                    device_name: "Probe".into(),
+                    device_id: "dev-1".into(),
+                    stale_threshold_seconds: None,
+                    metrics: vec![MetricConfig {
+                        metric_name: "Moisture".into(),
+                        chirpstack_metric_name: "moisture".into(),
+                        metric_type: MetricType::Float,
+                        metric_unit: None,
+                    }],
+                    commands: vec![],
+                }],
+            }],
+            ..AppConfig::default()
+        };
+        config.opcua.stale_threshold_seconds = 60;
+        config.opcua.bad_threshold_seconds = 600;
+        config
+    }
+
+    fn sample(value: f64, at: i64) -> Sample {
+        Sample {
+            device_id: "dev-1".into(),
+            metric: "Moisture".into(),
+            value: Value::Float(value),
+            source_time: Timestamp::from_micros(at * S),
+            received_time: Timestamp::from_micros(at * S),
+            origin: SampleOrigin::Uplink,
+        }
+    }
+
+    #[test]
+    fn new_values_and_aging_become_value_and_quality_events() {
+        let config = one_metric();
+        let mut live = LiveMetrics::new(&config, Timestamp::from_micros(0));
+        let events = live.apply(&[sample(1.5, 100)], Timestamp::from_micros(100 * S));
+        let [LiveEvent::Value(value)] = events.as_slice() else {
+            panic!("one value event: {events:?}");
+        };
+        assert_eq!(
+            (value.device_id.as_str(), value.metric.as_str()),
+            ("dev-1", "Moisture")
+        );
+        assert_eq!(value.quality, QualityView::Good);
+        // An older replay goes to history only.
+        assert!(live
+            .apply(&[sample(0.5, 90)], Timestamp::from_micros(101 * S))
+            .is_empty());
+        assert!(live.reevaluate(Timestamp::from_micros(150 * S)).is_empty());
+        let aged = live.reevaluate(Timestamp::from_micros(161 * S));
+        assert_eq!(
+            aged,
+            vec![LiveEvent::Quality(QualityEvent {
+                device_id: "dev-1".into(),
+                metric: "Moisture".into(),
+                quality: QualityView::Uncertain
+            })]
+        );
+        assert_eq!(live.counts().uncertain, 1);
+        assert!(
+            live.reevaluate(Timestamp::from_micros(162 * S)).is_empty(),
+            "once per change"
+        );
+    }
 
     #[test]
     fn the_ingest_rate_counts_the_last_window_only() {
