@@ -336,8 +336,8 @@ fn sigterm_with_an_open_event_stream_exits_within_the_shutdown_time() {
 #[test]
 fn sessions_survive_a_restart_of_the_web_actor() {
     let workdir = Workdir::new(&demo_config());
-    // The web actor panics 4 s after every start (debug builds): the supervisor restarts it.
-    let daemon = console_daemon(&workdir, &[("OPCGW_FAULT_INJECT", "web@4000".into())]);
+    // The web actor panics 6 s after every start (debug builds): the supervisor restarts it.
+    let daemon = console_daemon(&workdir, &[("OPCGW_FAULT_INJECT", "web@6000".into())]);
     let browser = WebClient::sign_in(workdir.web_port(), USER, TEST_PASSWORD);
     assert_eq!(browser.get("/api/session").status, 200);
     let events = browser.events();
