@@ -3,6 +3,8 @@
 CARGO ?= cargo
 DEMO_CONFIG ?= config/demo.toml
 DEMO_ENV := run/demo.env
+# The console's port in the demo configuration (printed by `make run`).
+DEMO_WEB_PORT = $(shell sed -n '/^\[web\]/,/^\[/s/^port *= *\([0-9]*\).*/\1/p' $(DEMO_CONFIG))
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
 .PHONY: run test bench lint deps venv check-config clean-demo vendor-patches browser-deps test-browser
@@ -22,12 +24,14 @@ run: deps
 	@echo "  user:     opcua-user"
 	@echo "  password: $$(sed -n 's/^OPCGW_OPCUA__USER_PASSWORD=//p' $(DEMO_ENV))"
 	@echo "  OPC UA:   opc.tcp://127.0.0.1:4840/  (None endpoint; the password is encrypted with the server key)"
+	@echo "  console:  http://127.0.0.1:$(DEMO_WEB_PORT)/  (web console: sign in with the user and password above)"
 	@echo "  config:   $(DEMO_CONFIG)   logs: ./log   stop: Ctrl-C   reload: kill -HUP <pid>"
 	@set -a; . ./$(DEMO_ENV); set +a; exec $(CARGO) run --quiet -p opcgw-actors --bin opcgw -- demo --config $(DEMO_CONFIG)
 
-## test: the whole test suite (unit, end-to-end against the real binary, and the OPC UA
-## server checked with an independent client: Python asyncua, installed into .venv).
-test: deps venv
+## test: the whole test suite (unit, end-to-end against the real binary, the OPC UA server
+## checked with an independent client: Python asyncua, installed into .venv, and the web console
+## driven in headless Chromium: installed when missing; screenshots in target/browser-screenshots).
+test: deps venv browser-deps
 	OPCGW_PYTHON=$(CURDIR)/$(VENV)/bin/python $(CARGO) test --workspace --locked
 
 ## venv: the Python OPC UA client the tests use (asyncua), in .venv, installed when missing.

@@ -18,3 +18,6 @@ mod supervision;
 mod supervision_start;
 mod support;
 mod ua_client;
+mod web;
+mod web_browser;
+mod web_client;

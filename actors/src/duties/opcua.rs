@@ -330,6 +330,9 @@ impl Actor for OpcUaActor {
                 }
             }
             OpcUaMsg::Health(health) => state.server.nodes.set_health(&health),
+            OpcUaMsg::Sessions(reply) => {
+                let _ = reply.send(state.server.session_count());
+            }
         }
         Ok(())
     }

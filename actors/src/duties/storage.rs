@@ -168,6 +168,14 @@ impl Actor for StorageActor {
             StorageMsg::History { query, reply } => {
                 let _ = reply.send(state.store.history(&query).map_err(StorageFailure::from));
             }
+            StorageMsg::Downsample { query, reply } => {
+                let _ = reply.send(
+                    state
+                        .store
+                        .history_downsampled(&query)
+                        .map_err(StorageFailure::from),
+                );
+            }
             StorageMsg::EnqueueCommand { command, reply } => {
                 // The requester gave up waiting (it told its user the command failed): do not
                 // queue it behind their back, or a retry would send it twice.

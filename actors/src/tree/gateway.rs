@@ -37,6 +37,8 @@ pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
     let reload_options = options.clone();
     let control_log = options.log.clone();
     let opcua_listener = options.opcua_listener.clone();
+    // Sessions and the rest of the console's memory outlive restarts of the web actor.
+    let web_process = Arc::new(web::WebProcess::new());
     vec![
         actor_child(storage::ROLE, |ctx| {
             (storage::StorageActor, ctx.config.clone())
@@ -57,7 +59,15 @@ pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
             };
             (poller::PollerActor, args)
         }),
-        actor_child(web::ROLE, |ctx| (web::WebActor, ctx.config.clone())),
+        actor_child(web::ROLE, move |ctx| {
+            let args = web::WebArgs {
+                config: ctx.config.clone(),
+                supervisor: ctx.supervisor.clone(),
+                peers: ctx.peers.clone(),
+                process: web_process.clone(),
+            };
+            (web::WebActor, args)
+        }),
         actor_child(control::ROLE, move |ctx| {
             let args = control::ControlArgs {
                 config: ctx.config.clone(),

@@ -10,8 +10,8 @@ use opcgw::commands::{CommandRequest, CommandUpdate, NewCommand};
 use opcgw::config::{AppConfig, ConfigDiff};
 use opcgw::model::{Sample, Timestamp};
 use opcgw::storage::{
-    AppendReport, CommandFilter, CommandRecord, HistoryPage, HistoryQuery, StorageError,
-    StorageErrorKind, StoreCounts,
+    AppendReport, CommandFilter, CommandRecord, DownsampleQuery, Downsampled, HistoryPage,
+    HistoryQuery, StorageError, StorageErrorKind, StoreCounts,
 };
 use ractor::RpcReplyPort;
 use serde::Serialize;
@@ -122,6 +122,12 @@ pub enum StorageMsg {
         query: HistoryQuery,
         reply: StorageReply<HistoryPage>,
     },
+    /// One window of one series in at most `query.max_points` points, summarised in storage
+    /// (the console's charts).
+    Downsample {
+        query: DownsampleQuery,
+        reply: StorageReply<Downsampled>,
+    },
     /// Queue a command durably; the poller is told to dispatch it once it is stored.
     EnqueueCommand {
         command: NewCommand,
@@ -153,6 +159,8 @@ pub enum OpcUaMsg {
     Seed(Vec<Sample>),
     /// Per-actor health for `Gateway/Health/<role>`.
     Health(Vec<(String, String)>),
+    /// Open OPC UA sessions (`None` when `[opcua].diagnostics_enabled` is off).
+    Sessions(RpcReplyPort<Option<u32>>),
 }
 
 /// Messages of the ChirpStack poller actor.
@@ -225,6 +233,12 @@ impl std::fmt::Debug for PollerMsg {
 pub enum WebMsg {
     Common(Common),
     Feed(Feed),
+    /// Re-evaluate quality (sent every second by the actor's own timer).
+    Tick,
+    /// The latest stored value of every metric (after a start or restart).
+    Seed(Vec<Sample>),
+    /// The supervisor's view of every actor, for `health` events.
+    Tree(crate::tree::supervisor::TreeStatus),
 }
 
 /// Messages of the control-socket actor.

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use opcgw::commands::NewCommand;
 use opcgw::model::Sample;
-use opcgw::storage::{CommandFilter, CommandRecord, HistoryPage, HistoryQuery, StoreCounts};
+use opcgw::storage::{
+    CommandFilter, CommandRecord, DownsampleQuery, Downsampled, HistoryPage, HistoryQuery,
+    StoreCounts,
+};
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
 
@@ -59,6 +62,11 @@ impl StorageClient {
 
     pub async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StorageFailure> {
         self.ask(|reply| StorageMsg::History { query, reply }).await
+    }
+
+    pub async fn downsample(&self, query: DownsampleQuery) -> Result<Downsampled, StorageFailure> {
+        self.ask(|reply| StorageMsg::Downsample { query, reply })
+            .await
     }
 
     pub async fn latest(&self, device_id: Option<String>) -> Result<Vec<Sample>, StorageFailure> {

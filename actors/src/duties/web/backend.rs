@@ -1,0 +1,323 @@
+//! The running gateway as the console sees it: `opcgw::web::WebBackend` over typed messages to
+//! the storage, poller and OPC UA actors and the supervisor, each with a timeout. What the web
+//! actor keeps current (configuration, peers, upstream, quality counts) it shares through
+//! [`GatewayView`], so a request never waits for the actor's mailbox.
+
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use opcgw::chirpstack::upstream::UpstreamStatus;
+use opcgw::commands::NewCommand;
+use opcgw::config::AppConfig;
+use opcgw::model::{Sample, Timestamp};
+use opcgw::storage::{
+    CommandFilter, CommandRecord, DownsampleQuery, Downsampled, StorageErrorKind,
+};
+use opcgw::web::views::{
+    BucketPoint, CommandView, EditingView, HistoryPoints, LiveEvent, OpcuaView, PollView,
+    QualityCounts, RawPoint, StatusView, StorageView, StreamsView, Verdict,
+};
+use opcgw::web::{BoxFuture, HistoryRequest, WebBackend, WebBackendError};
+use tokio::sync::broadcast;
+use tracing::debug;
+
+use super::live::{actor_view, upstream_view};
+use super::WebProcess;
+use crate::tree::gateway::TreeHandle;
+use crate::tree::messages::{OpcUaMsg, Peers, PollerMsg, StorageFailure, CALL_TIMEOUT};
+use crate::tree::storage_client::StorageClient;
+
+/// What the web actor keeps current for the backend.
+#[derive(Clone)]
+pub struct GatewayView {
+    pub config: Arc<AppConfig>,
+    pub generation: u64,
+    pub peers: Peers,
+    /// The last upstream status the poller fed (used while the poller does not answer).
+    pub upstream: Option<Arc<UpstreamStatus>>,
+    pub quality: QualityCounts,
+}
+
+pub type SharedView = Arc<RwLock<GatewayView>>;
+
+pub struct GatewayBackend {
+    pub view: SharedView,
+    pub tree: TreeHandle,
+    pub events: broadcast::Sender<LiveEvent>,
+    pub process: Arc<WebProcess>,
+}
+
+impl GatewayBackend {
+    fn view(&self) -> GatewayView {
+        self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn storage(&self) -> StorageClient {
+        StorageClient::from_peers(&self.view().peers)
+    }
+}
+
+/// The one mapping of storage failures to what the console answers (503, or 500 with the
+/// detail in the log).
+pub fn web_error(failure: StorageFailure) -> WebBackendError {
+    match failure {
+        StorageFailure::Unavailable(_) => WebBackendError::Unavailable,
+        StorageFailure::Store {
+            kind: StorageErrorKind::CommandQueueFull,
+            message,
+        } => WebBackendError::CommandQueueFull(message),
+        StorageFailure::Store { message, .. } => WebBackendError::Internal(message),
+    }
+}
+
+pub fn history_points(answer: Downsampled) -> HistoryPoints {
+    match answer {
+        Downsampled::Raw(rows) => HistoryPoints::Raw(
+            rows.into_iter()
+                .map(|row| RawPoint {
+                    time: row.time,
+                    value: row.value,
+                })
+                .collect(),
+        ),
+        Downsampled::Buckets(buckets) => HistoryPoints::Buckets(
+            buckets
+                .into_iter()
+                .map(|b| BucketPoint {
+                    start: b.start,
+                    min: b.min,
+                    max: b.max,
+                    avg: b.avg,
+                    n: b.count,
+                })
+                .collect(),
+        ),
+    }
+}
+
+impl WebBackend for GatewayBackend {
+    fn config(&self) -> Arc<AppConfig> {
+        self.view().config
+    }
+
+    fn status(&self) -> BoxFuture<'_, Result<StatusView, WebBackendError>> {
+        Box::pin(async move {
+            let view = self.view();
+            let storage = StorageClient::from_peers(&view.peers);
+            let upstream = async {
+                let poller = view.peers.poller()?.actor().clone();
+                poller
+                    .call(PollerMsg::Upstream, Some(CALL_TIMEOUT))
+                    .await
+                    .ok()?
+                    .success_or(())
+                    .ok()
+            };
+            let counters = async {
+                let poller = view.peers.poller()?.actor().clone();
+                poller
+                    .call(PollerMsg::Counters, Some(CALL_TIMEOUT))
+                    .await
+                    .ok()?
+                    .success_or(())
+                    .ok()
+            };
+            let sessions = async {
+                let opcua = view.peers.opcua()?.actor().clone();
+                opcua
+                    .call(OpcUaMsg::Sessions, Some(CALL_TIMEOUT))
+                    .await
+                    .ok()?
+                    .success_or(())
+                    .ok()?
+            };
+            let (tree, upstream, counters, sessions, counts) = tokio::join!(
+                self.tree.status(),
+                upstream,
+                counters,
+                sessions,
+                storage.counts()
+            );
+            let Some(tree) = tree else {
+                return Err(WebBackendError::Internal(
+                    "the supervisor did not answer a status request".into(),
+                ));
+            };
+            let now = Timestamp::now();
+            let actors: Vec<_> = tree.children.iter().map(|c| actor_view(c, now)).collect();
+            let upstream_status = upstream.or_else(|| view.upstream.as_deref().cloned());
+            let upstream = upstream_view(upstream_status.as_ref());
+            let storage_bytes = match counts {
+                Ok(counts) => counts.file_bytes,
+                Err(error) => {
+                    // Storage restarting shows in the actor list; the size is unknown meanwhile.
+                    debug!(event = "web_status_storage_counts_unavailable", error = %error);
+                    0
+                }
+            };
+            let streams = upstream_status.as_ref().map_or(
+                StreamsView {
+                    open: 0,
+                    failing: 0,
+                },
+                |s| StreamsView {
+                    open: s.streams_open as u64,
+                    failing: s.streams_wanted.saturating_sub(s.streams_open) as u64,
+                },
+            );
+            Ok(StatusView {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                started_at: self.process.started_at.into(),
+                uptime_seconds: self.process.started_at.age_at(now).as_secs(),
+                config_generation: view.generation,
+                verdict: Verdict::of(&actors, &upstream),
+                actors,
+                upstream,
+                poll: PollView {
+                    cycles: counters.map_or(0, |c| c.cycles),
+                    failed_cycles: upstream_status
+                        .as_ref()
+                        .map_or(0, |s| u64::from(s.consecutive_failures)),
+                },
+                streams,
+                ingest: self.process.ingest.view(Instant::now()),
+                quality: view.quality,
+                storage: StorageView {
+                    bytes: storage_bytes,
+                },
+                opcua: OpcuaView {
+                    sessions: sessions.map_or(0, u64::from),
+                },
+                editing: EditingView {
+                    enabled: false,
+                    reason: Some(
+                        "the configuration is edited in its file; `opcgw ctl reload` or SIGHUP applies it"
+                            .into(),
+                    ),
+                },
+            })
+        })
+    }
+
+    fn latest(&self) -> BoxFuture<'_, Result<Vec<Sample>, WebBackendError>> {
+        let storage = self.storage();
+        Box::pin(async move { storage.latest(None).await.map_err(web_error) })
+    }
+
+    fn history(
+        &self,
+        request: HistoryRequest,
+    ) -> BoxFuture<'_, Result<HistoryPoints, WebBackendError>> {
+        let storage = self.storage();
+        Box::pin(async move {
+            let query = DownsampleQuery {
+                device_id: request.device_id,
+                metric: request.metric,
+                from: request.from,
+                to: request.to,
+                max_points: request.max_points,
+            };
+            storage
+                .downsample(query)
+                .await
+                .map(history_points)
+                .map_err(web_error)
+        })
+    }
+
+    fn commands(
+        &self,
+        filter: CommandFilter,
+    ) -> BoxFuture<'_, Result<Vec<CommandRecord>, WebBackendError>> {
+        let storage = self.storage();
+        Box::pin(async move { storage.commands(filter).await.map_err(web_error) })
+    }
+
+    fn enqueue_command(
+        &self,
+        command: NewCommand,
+    ) -> BoxFuture<'_, Result<CommandRecord, WebBackendError>> {
+        let storage = self.storage();
+        Box::pin(async move {
+            let record = storage.enqueue_command(command).await.map_err(web_error)?;
+            // Open pages see the new command at once; its next states come from the poller.
+            let _ = self
+                .events
+                .send(LiveEvent::Command(CommandView::from(&record)));
+            Ok(record)
+        })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+        self.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opcgw::model::{SampleOrigin, Value};
+    use opcgw::storage::{Bucket, HistoryRow};
+
+    use super::*;
+
+    #[test]
+    fn storage_failures_map_to_what_the_console_answers() {
+        assert_eq!(
+            web_error(StorageFailure::Unavailable("restarting".into())),
+            WebBackendError::Unavailable
+        );
+        assert_eq!(
+            web_error(StorageFailure::Store {
+                kind: StorageErrorKind::CommandQueueFull,
+                message: "100 unfinished".into()
+            }),
+            WebBackendError::CommandQueueFull("100 unfinished".into())
+        );
+        assert_eq!(
+            web_error(StorageFailure::Store {
+                kind: StorageErrorKind::Io,
+                message: "disk full".into()
+            }),
+            WebBackendError::Internal("disk full".into())
+        );
+    }
+
+    #[test]
+    fn downsampled_answers_keep_their_rows_and_bucket_figures() {
+        let t = Timestamp::from_micros(1_000_000);
+        let raw = history_points(Downsampled::Raw(vec![HistoryRow {
+            time: t,
+            value: Value::Bool(true),
+            origin: SampleOrigin::Uplink,
+        }]));
+        assert_eq!(
+            raw,
+            HistoryPoints::Raw(vec![RawPoint {
+                time: t,
+                value: Value::Bool(true)
+            }])
+        );
+        let buckets = history_points(Downsampled::Buckets(vec![Bucket {
+            start: t,
+            end: Timestamp::from_micros(2_000_000),
+            min: 1.0,
+            max: 3.0,
+            avg: 2.0,
+            count: 7,
+            first_time: t,
+            first: 1.0,
+            last_time: t,
+            last: 3.0,
+        }]));
+        assert_eq!(
+            buckets,
+            HistoryPoints::Buckets(vec![BucketPoint {
+                start: t,
+                min: 1.0,
+                max: 3.0,
+                avg: 2.0,
+                n: 7
+            }])
+        );
+    }
+}
