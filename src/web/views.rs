@@ -52,7 +52,7 @@ fn serialize_value<S: Serializer>(value: &Value, s: S) -> Result<S::Ok, S::Error
     value_json(value).serialize(s)
 }
 
-/// The quality of a value (or of a device: its worst metric's).
+/// The quality of a value (or of a device: see [`device_quality`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QualityView {
@@ -61,6 +61,23 @@ pub enum QualityView {
     Waiting,
     Uncertain,
     Bad,
+}
+
+/// A device's quality: the worst of the metrics that have reported, so one metric a device
+/// sends rarely (a battery level once a day) does not paint a reporting device "waiting";
+/// `waiting` only while no metric has reported at all.
+pub fn device_quality(metrics: impl IntoIterator<Item = QualityView>) -> QualityView {
+    let mut any = false;
+    let worst = metrics
+        .into_iter()
+        .inspect(|_| any = true)
+        .filter(|q| *q != QualityView::Waiting)
+        .max();
+    match worst {
+        Some(quality) => quality,
+        None if any => QualityView::Waiting,
+        None => QualityView::Good,
+    }
 }
 
 impl From<Quality> for QualityView {
@@ -291,11 +308,7 @@ impl DevicesView {
                             device_id: device.device_id.clone(),
                             device_name: device.device_name.clone(),
                             last_seen: metrics.iter().filter_map(|m| m.timestamp).max(),
-                            quality: metrics
-                                .iter()
-                                .map(|m| m.quality)
-                                .max()
-                                .unwrap_or(QualityView::Good),
+                            quality: device_quality(metrics.iter().map(|m| m.quality)),
                             metrics,
                             commands: device
                                 .commands

@@ -105,7 +105,7 @@ export class MetricChart {
       // The x range is the chosen window, not the data's extent, so a sparse series still shows
       // the whole hour or day, and it slides as live values arrive.
       scales: { x: { time: true, range: () => this.zoom ?? [this.from, this.to] } },
-      axes: [{}, { size: 60 }],
+      axes: [{}, { size: yAxisWidth }],
       cursor: { drag: { x: true, y: false } },
       legend: { live: true },
       hooks: {
@@ -131,4 +131,13 @@ export class MetricChart {
     this.plot?.destroy();
     this.plot = null;
   }
+}
+
+/**
+ * Room for the widest y-axis label: uPlot does not measure its labels, and a fixed width cut
+ * large counters ("150,000") short.
+ */
+function yAxisWidth(_plot, labels) {
+  const longest = (labels ?? []).reduce((n, label) => Math.max(n, String(label).length), 0);
+  return Math.max(48, 16 + longest * 8);
 }

@@ -4,7 +4,7 @@ import { el } from './dom.js';
 
 export const QUALITIES = ['good', 'uncertain', 'bad', 'waiting'];
 const QUALITY_LABEL = { good: 'Good', uncertain: 'Uncertain', bad: 'Bad', waiting: 'Waiting' };
-// Rank for "a device's quality is its worst metric's": bad > uncertain > waiting > good.
+// Rank of qualities, worst last: bad > uncertain > waiting > good.
 const QUALITY_RANK = { good: 0, waiting: 1, uncertain: 2, bad: 3 };
 
 /** Milliseconds since the epoch of an RFC 3339 string, or null. */
@@ -90,8 +90,14 @@ export function worseQuality(a, b) {
   return rank(a) >= rank(b) ? a : b;
 }
 
+/**
+ * A device's quality: the worst of the metrics that reported (the server's rule, see
+ * `device_quality` in src/web/views.rs); `waiting` only while none has reported.
+ */
 export function worstQuality(qualities) {
-  return qualities.reduce((worst, q) => worseQuality(worst, q), 'good');
+  const reported = qualities.filter((q) => q !== 'waiting');
+  if (reported.length === 0) return qualities.length > 0 ? 'waiting' : 'good';
+  return reported.reduce((worst, q) => worseQuality(worst, q), 'good');
 }
 
 /** A Good/Uncertain/Bad/Waiting badge. */

@@ -27,7 +27,10 @@ async fn devices_lists_every_configured_metric_with_nulls_until_a_value_arrives(
     assert_eq!(body["applications"][0]["application_id"], "app-1");
     assert!(device.get("application_id").is_none());
     assert_eq!(device["device_id"], "valve-1");
-    assert_eq!(device["quality"], "waiting", "its worst metric's");
+    assert_eq!(
+        device["quality"], "good",
+        "the worst of the metrics that reported; one still waiting does not count"
+    );
     let temperature = &device["metrics"][0];
     assert_eq!(temperature["value"], 21.5);
     assert_eq!(temperature["unit"], "°C");
@@ -49,6 +52,14 @@ async fn devices_lists_every_configured_metric_with_nulls_until_a_value_arrives(
         device["commands"][0],
         json!({"command_name": "level", "command_type": "Int", "command_port": 10, "command_confirmed": true, "command_min": 0.0, "command_max": 100.0})
     );
+}
+
+#[tokio::test]
+async fn a_device_none_of_whose_metrics_reported_is_waiting() {
+    let app = App::new();
+    let body = json_body(app.send(as_operator(get("/api/devices/valve-1"))).await).await;
+    assert_eq!(body["metrics"][0]["quality"], "waiting");
+    assert_eq!(body["quality"], "waiting");
 }
 
 #[tokio::test]
