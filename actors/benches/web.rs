@@ -51,23 +51,28 @@ fn cpu_seconds() -> f64 {
     t(usage.user_time()) + t(usage.system_time())
 }
 
-/// Emits one uplink per device per second (10 metrics each: 10,000 samples/s at 1,000
-/// devices), spread over 10 ms ticks, until `stop`; counts the uplinks emitted.
+/// Emits `per_second` uplinks per second (10 metrics each: 1,000 uplinks/s are 10,000
+/// samples/s) round the devices, spread over 10 ms ticks, until `stop`; counts the uplinks
+/// emitted. The rate may change while it runs.
 fn start_load(
     sim: Arc<opcgw::chirpstack::simulator::SimulatorHandle>,
     devices: Vec<String>,
+    per_second: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     emitted: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let per_tick = devices.len().div_ceil(100);
         let started = Instant::now();
         let mut tick = 0u64;
+        let mut next_device = 0usize;
+        let mut owed = 0.0f64;
         while !stop.load(Ordering::Relaxed) {
-            let first = (tick as usize * per_tick) % devices.len();
-            for device in devices.iter().cycle().skip(first).take(per_tick) {
-                sim.emit_uplink_now(device);
+            owed += per_second.load(Ordering::Relaxed) as f64 / 100.0;
+            while owed >= 1.0 {
+                sim.emit_uplink_now(&devices[next_device]);
+                next_device = (next_device + 1) % devices.len();
                 emitted.fetch_add(1, Ordering::Relaxed);
+                owed -= 1.0;
             }
             tick += 1;
             let next = started + Duration::from_millis(10 * tick);
@@ -310,7 +315,14 @@ async fn main() {
     // 4. ~10,000 samples/s, without and then with 50 event streams open.
     let stop = Arc::new(AtomicBool::new(false));
     let emitted = Arc::new(AtomicU64::new(0));
-    let load = start_load(sim.clone(), devices.clone(), stop.clone(), emitted.clone());
+    let per_second = Arc::new(AtomicU64::new(devices.len() as u64));
+    let load = start_load(
+        sim.clone(),
+        devices.clone(),
+        per_second.clone(),
+        stop.clone(),
+        emitted.clone(),
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let clients_cpu: Vec<Arc<AtomicU64>> = (0..STREAM_CLIENTS).map(|_| Arc::default()).collect();
     let clients_cpu_seconds = || {
@@ -352,41 +364,72 @@ async fn main() {
     };
     let idle = window("load, no event stream", &[]);
     assert!(idle.is_empty());
+    let missed = Arc::new(AtomicU64::new(0));
     let counts: Vec<(Arc<AtomicU64>, Arc<AtomicU64>)> = clients_cpu
         .iter()
         .map(|cpu| {
             let values = Arc::new(AtomicU64::new(0));
             let lagged = Arc::new(AtomicU64::new(0));
-            let (v, l) = (values.clone(), lagged.clone());
-            open_events(web_port, &authorization, cpu.clone(), move |name, _| {
+            let (v, l, m) = (values.clone(), lagged.clone(), missed.clone());
+            open_events(web_port, &authorization, cpu.clone(), move |name, data| {
                 match name {
-                    "value" => v.fetch_add(1, Ordering::Relaxed),
-                    "lagged" => l.fetch_add(1, Ordering::Relaxed),
-                    _ => 0,
-                };
+                    "value" => {
+                        v.fetch_add(1, Ordering::Relaxed);
+                    }
+                    "lagged" => {
+                        l.fetch_add(1, Ordering::Relaxed);
+                        let n = serde_json::from_str::<serde_json::Value>(data)
+                            .ok()
+                            .and_then(|d| d["missed"].as_u64())
+                            .unwrap_or(0);
+                        m.fetch_add(n, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
                 true
             });
             (values, lagged)
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let lagged_before: u64 = counts.iter().map(|(_, l)| l.load(Ordering::Relaxed)).sum();
-    let rates = window("load, 50 event streams", &counts);
-    let lagged: u64 = counts.iter().map(|(_, l)| l.load(Ordering::Relaxed)).sum();
-    println!(
-        "value events per client per second: median {:.0}, min {:.0}, max {:.0} ({} clients); \
-         lagged events: {} during the window, {lagged_before} while connecting",
-        percentile(&rates, 0.5),
-        rates[0],
-        rates[rates.len() - 1],
-        rates.len(),
-        lagged - lagged_before
-    );
-    // A fresh connection: the console closes one idle for longer than the header timeout.
-    println!(
-        "gateway ingest rate (GET /api/status, last 10 s): {:.0} samples/s",
-        ingest_rate(&mut KeepAlive::connect(web_port, &authorization))
-    );
+    // The same 50 streams at 10,000 samples/s, then at a fifth of it.
+    for (label, uplinks_per_second) in [
+        ("load, 50 event streams", devices.len() as u64),
+        ("load / 5, 50 event streams", devices.len() as u64 / 5),
+    ] {
+        per_second.store(uplinks_per_second, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let lagged_before: Vec<u64> = counts
+            .iter()
+            .map(|(_, l)| l.load(Ordering::Relaxed))
+            .collect();
+        let missed_before = missed.load(Ordering::Relaxed);
+        let rates = window(label, &counts);
+        let lagging = counts
+            .iter()
+            .zip(&lagged_before)
+            .filter(|((_, l), before)| l.load(Ordering::Relaxed) > **before)
+            .count();
+        let lagged: u64 = counts
+            .iter()
+            .zip(&lagged_before)
+            .map(|((_, l), before)| l.load(Ordering::Relaxed) - before)
+            .sum();
+        println!(
+            "  value events per client per second: median {:.0}, min {:.0}, max {:.0} ({} clients); \
+             `lagged` events: {lagged} at {lagging} clients, {} events missed in all",
+            percentile(&rates, 0.5),
+            rates[0],
+            rates[rates.len() - 1],
+            rates.len(),
+            missed.load(Ordering::Relaxed) - missed_before
+        );
+        // A fresh connection: the console closes one idle for longer than the header timeout.
+        println!(
+            "  gateway ingest rate (GET /api/status, last 10 s): {:.0} samples/s",
+            ingest_rate(&mut KeepAlive::connect(web_port, &authorization))
+        );
+    }
     stop.store(true, Ordering::Relaxed);
     let _ = load.join();
 
