@@ -92,3 +92,4 @@ bench: deps
 	$(CARGO) bench --locked -p opcgw-actors --bench poller
 	$(CARGO) bench --locked -p opcgw-actors --bench opcua
 	$(CARGO) bench --locked -p opcgw-actors --bench memory
+	$(CARGO) bench --locked -p opcgw-actors --bench web

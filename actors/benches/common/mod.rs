@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each bench uses part of it
 
+pub mod http;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
