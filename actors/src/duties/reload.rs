@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use opcgw::config::edit::{ConfigView, EditError, EditingStatus};
 use opcgw::config::{self, ConfigDiff, ConfigError, EnvSnapshot};
 use opcgw::security::sanitize_for_log;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -87,6 +88,27 @@ impl Actor for ReloadActor {
                 if let Some(reply) = reply {
                     let _ = reply.send(outcome);
                 }
+                Ok(())
+            }
+            // Placeholder until the editor lands (issue 13, in progress on this branch's
+            // successor): refuse honestly rather than pretend.
+            ReloadMsg::Edit { reply, .. } => {
+                let _ = reply.send(Err(EditError::Disabled(
+                    "this build cannot edit the configuration yet".into(),
+                )));
+                Ok(())
+            }
+            ReloadMsg::Describe { reply } => {
+                let _ = reply.send(ConfigView {
+                    path: state.config_path.display().to_string(),
+                    generation: state.base.config.generation,
+                    editing: EditingStatus {
+                        enabled: false,
+                        reason: Some("this build cannot edit the configuration yet".into()),
+                    },
+                    settings: Vec::new(),
+                    env_locked: Vec::new(),
+                });
                 Ok(())
             }
         }

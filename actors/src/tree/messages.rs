@@ -312,6 +312,18 @@ pub enum ReloadMsg {
         trigger: ReloadTrigger,
         reply: Option<RpcReplyPort<ReloadOutcome>>,
     },
+    /// One edit of the `[[application]]` tree (from the console): checked against drift on
+    /// disk, applied to the file's document, validated as a load would, written atomically and
+    /// applied as a reload (the previous bytes restored when the reload refuses it).
+    Edit {
+        edit: opcgw::config::edit::ConfigEdit,
+        reply:
+            RpcReplyPort<Result<opcgw::config::edit::EditOutcome, opcgw::config::edit::EditError>>,
+    },
+    /// The console's view of the configuration: knobs, where each comes from, editing status.
+    Describe {
+        reply: RpcReplyPort<opcgw::config::edit::ConfigView>,
+    },
 }
 
 macro_rules! common_from {
