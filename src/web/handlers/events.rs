@@ -2,15 +2,22 @@
 //! gateway's broadcast to the client with a `: ping` heartbeat, and ends the stream on shutdown
 //! (so a graceful stop never waits on it), at sign-out (the session's token is cancelled) and
 //! when the session expires (checked at every heartbeat and at its deadline).
+//!
+//! Events that are already waiting when the stream wakes up go out together as one chunk (up
+//! to [`MAX_BATCH_EVENTS`]): at 10,000 samples/s and 50 open pages one write per event was the
+//! cost that made streams fall behind.
 
 use std::convert::Infallible;
 
+use std::fmt::Write as _;
+
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
-use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::json;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
@@ -20,28 +27,64 @@ use crate::web::auth::Principal;
 use crate::web::views::LiveEvent;
 use crate::web::WebState;
 
-/// Events buffered for a slow client before the broadcast's own lag handling takes over.
+/// Chunks buffered for a slow client before the broadcast's own lag handling takes over.
 const CLIENT_BUFFER: usize = 64;
+/// Most events written as one chunk.
+pub const MAX_BATCH_EVENTS: usize = 512;
+/// A chunk stops growing past this many bytes.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
 
 pub async fn stream(
     State(state): State<WebState>,
     Extension(principal): Extension<Principal>,
 ) -> Response {
-    let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(CLIENT_BUFFER);
+    let (tx, rx) = mpsc::channel::<Result<String, Infallible>>(CLIENT_BUFFER);
     let live = state.backend().subscribe();
     tokio::spawn(forward(state, principal, live, tx));
-    let mut response = Sse::new(ReceiverStream::new(rx)).into_response();
+    let mut response = Body::from_stream(ReceiverStream::new(rx)).into_response();
     let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// Appends one SSE event (the data is one line of compact JSON).
+fn push_event(chunk: &mut String, name: &str, data: &str) {
+    let _ = write!(chunk, "event: {name}\ndata: {data}\n\n");
+}
+
+fn push_live(chunk: &mut String, event: &LiveEvent) {
+    push_event(chunk, event.name(), &event.data());
+}
+
+fn push_lagged(chunk: &mut String, missed: u64) {
+    push_event(chunk, "lagged", &json!({ "missed": missed }).to_string());
+}
+
+/// Adds the events already waiting, without waiting for more (an ended broadcast is seen by
+/// the next `recv`).
+fn drain_ready(live: &mut broadcast::Receiver<LiveEvent>, chunk: &mut String) {
+    for _ in 1..MAX_BATCH_EVENTS {
+        if chunk.len() >= MAX_BATCH_BYTES {
+            break;
+        }
+        match live.try_recv() {
+            Ok(event) => push_live(chunk, &event),
+            Err(TryRecvError::Lagged(missed)) => push_lagged(chunk, missed),
+            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+        }
+    }
 }
 
 async fn forward(
     state: WebState,
     principal: Principal,
     mut live: broadcast::Receiver<LiveEvent>,
-    tx: mpsc::Sender<Result<Event, Infallible>>,
+    tx: mpsc::Sender<Result<String, Infallible>>,
 ) {
     let period = state.settings().heartbeat;
     let mut heartbeat = interval_at(Instant::now() + period, period);
@@ -56,7 +99,8 @@ async fn forward(
             .as_ref()
             .and_then(|s| state.sessions().deadline(s))
             .unwrap_or_else(|| Instant::now() + period * 4);
-        let event = tokio::select! {
+        let mut chunk = String::new();
+        tokio::select! {
             _ = state.shutdown().cancelled() => return,
             _ = closed.cancelled() => return,
             _ = tx.closed() => return,
@@ -70,19 +114,20 @@ async fn forward(
                 if session.as_ref().is_some_and(|s| !state.sessions().is_live(s)) {
                     return;
                 }
-                Event::default().comment("ping")
+                chunk.push_str(": ping\n\n");
             }
-            received = live.recv() => match received {
-                Ok(event) => Event::default().event(event.name()).data(event.data()),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    Event::default().event("lagged").data(json!({"missed": missed}).to_string())
+            received = live.recv() => {
+                match received {
+                    Ok(event) => push_live(&mut chunk, &event),
+                    Err(RecvError::Lagged(missed)) => push_lagged(&mut chunk, missed),
+                    Err(RecvError::Closed) => return,
                 }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-        };
+                drain_ready(&mut live, &mut chunk);
+            }
+        }
         // A client that stops reading must not hold the stream past shutdown or sign-out.
         tokio::select! {
-            sent = tx.send(Ok(event)) => if sent.is_err() { return },
+            sent = tx.send(Ok(chunk)) => if sent.is_err() { return },
             _ = state.shutdown().cancelled() => return,
             _ = closed.cancelled() => return,
         }

@@ -142,3 +142,30 @@ async fn shutdown_ends_every_stream_including_basic_ones() {
         assert_eq!(ended, Ok(None));
     }
 }
+
+/// Events already waiting when the stream wakes go out as one chunk, in order.
+#[tokio::test(start_paused = true)]
+async fn waiting_events_go_out_together_in_order() {
+    let app = App::new();
+    let (session, _) = app.sign_in().await;
+    let mut body = open_stream(&app, &session).await;
+    settle().await;
+    for (i, value) in [1.0, 2.0, 3.0].into_iter().enumerate() {
+        let sample = sample(
+            "temperature",
+            Value::Float(value),
+            Timestamp(1_700_000_000_000_000 + i as i64),
+        );
+        app.fake
+            .live
+            .send(LiveEvent::value_of(&sample, Quality::Good))
+            .unwrap();
+    }
+    let frame = next_frame(&mut body).await.unwrap();
+    let events: Vec<&str> = frame.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(events.len(), 3, "one chunk with the three events: {frame}");
+    for (event, value) in events.iter().zip(["1.0", "2.0", "3.0"]) {
+        assert!(event.starts_with("event: value\ndata: {"), "{event}");
+        assert!(event.contains(&format!("\"value\":{value}")), "{event}");
+    }
+}
