@@ -133,7 +133,7 @@ export function openEditor(opts) {
   const dialog = byId('editor');
   const form = byId('editor-form');
   const state = { ...opts.values };
-  if (opts.metrics) state.read_metric = opts.metrics.map((m) => ({ metric_type: 'Float', metric_unit: '', ...m, touched: new Set() }));
+  if (opts.metrics) state.read_metric = opts.metrics.map((m) => ({ metric_name: '', chirpstack_metric_name: '', metric_type: 'Float', metric_unit: '', ...m, touched: new Set() }));
   const touched = new Set();
   const nodes = new Map();
   /** Server problems by field, shown until that field changes. */

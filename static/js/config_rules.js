@@ -28,7 +28,8 @@ function isReserved(id) {
 }
 
 /** Problems of an id (application_id, device_id) or a name that becomes a NodeId part. */
-function idProblems(field, value, { nodeId = true } = {}) {
+function idProblems(field, raw, { nodeId = true } = {}) {
+  const value = String(raw ?? '');
   if (value.trim() === '') return [{ field, message: 'must not be empty' }];
   if (value.length > MAX_TEXT) return [{ field, message: `must be at most ${MAX_TEXT} characters` }];
   if (value.includes(SEPARATOR)) return [{ field, message: "must not contain '/'" }];
@@ -36,7 +37,8 @@ function idProblems(field, value, { nodeId = true } = {}) {
   return [];
 }
 
-function textProblems(field, value) {
+function textProblems(field, raw) {
+  const value = String(raw ?? '');
   if (value.trim() === '') return [{ field, message: 'must not be empty' }];
   if (value.length > MAX_TEXT) return [{ field, message: `must be at most ${MAX_TEXT} characters` }];
   return [];
