@@ -95,13 +95,18 @@ async function loadTree() {
 }
 
 async function loadDevice() {
-  view.device = null;
   const { app, device } = view.selected;
-  if (!app || !device) return;
+  if (!app || !device) {
+    view.device = null;
+    return;
+  }
+  // The previous answer stays in view.device until this one arrives: a click on Edit during a
+  // refresh still has a device to edit.
   try {
     view.device = await api(`/api/applications/${seg(app)}/devices/${seg(device)}`);
   } catch (error) {
     if (error.status !== 404) throw error;
+    view.device = null;
     view.selected.device = null;
   }
 }
@@ -250,8 +255,13 @@ function renderDevices() {
   byId('devices').replaceChildren(...(rows.length ? rows : [el('tr', {}, el('td', { colspan: 5, class: 'empty', text: 'No device in this application yet.' }))]));
 }
 
+/** The loaded device, if it is the one selected (a refresh may still be on its way). */
+function selectedDevice() {
+  return view.device && view.device.device_id === view.selected.device ? view.device : null;
+}
+
 function renderDevice() {
-  const device = view.device;
+  const device = selectedDevice();
   const app = selectedApp();
   byId('device-panel').hidden = !device || !app;
   if (!device || !app) return;
@@ -436,7 +446,7 @@ function addDevice() {
 
 function editDevice() {
   const app = selectedApp();
-  const device = view.device;
+  const device = selectedDevice();
   if (!app || !device) return;
   const commandNames = (device.command ?? []).map((c) => c.command_name);
   openEditor({
@@ -500,7 +510,7 @@ function commandsPath(app, device) {
 
 function addCommand() {
   const app = selectedApp();
-  const device = view.device;
+  const device = selectedDevice();
   if (!app || !device) return;
   openEditor({
     title: `Add a command to ${device.device_name}`,
@@ -554,7 +564,7 @@ byId('add-device').addEventListener('click', addDevice);
 byId('edit-device').addEventListener('click', editDevice);
 byId('delete-device').addEventListener('click', () => {
   const app = selectedApp();
-  if (app && view.device) deleteDevice(app, view.device);
+  if (app && selectedDevice()) deleteDevice(app, selectedDevice());
 });
 byId('add-command').addEventListener('click', addCommand);
 window.addEventListener('popstate', async () => {
