@@ -7,10 +7,16 @@
 const CSRF_KEY = 'opcgw.csrf_token';
 
 export class ApiError extends Error {
-  constructor(status, message, field = null) {
+  /**
+   * `reason` is the configuration API's refusal reason (`ambient_drift`, `validation`...) and
+   * `problems` its field-level findings [{field, message}]; both empty for other routes.
+   */
+  constructor(status, message, field = null, reason = null, problems = []) {
     super(message);
     this.status = status;
     this.field = field;
+    this.reason = reason;
+    this.problems = problems;
   }
 }
 
@@ -74,7 +80,7 @@ async function send(path, method, body, signal) {
 
 /**
  * Calls the JSON API. Resolves to the parsed body (null for 204); rejects with ApiError carrying
- * the status and the server's `error`/`field`. A 401 goes to the sign-in page unless
+ * the status and the server's `error`/`field`/`reason`/`problems`. A 401 goes to the sign-in page unless
  * `redirectOn401` is false.
  */
 export async function api(path, { method = 'GET', body, redirectOn401 = true, signal } = {}) {
@@ -100,7 +106,16 @@ export async function api(path, { method = 'GET', body, redirectOn401 = true, si
   }
   if (!response.ok) {
     const message = typeof data?.error === 'string' ? data.error : `the gateway answered HTTP ${response.status}`;
-    throw new ApiError(response.status, message, typeof data?.field === 'string' ? data.field : null);
+    const problems = Array.isArray(data?.problems)
+      ? data.problems.filter((p) => typeof p?.field === 'string' && typeof p?.message === 'string')
+      : [];
+    throw new ApiError(
+      response.status,
+      message,
+      typeof data?.field === 'string' ? data.field : null,
+      typeof data?.reason === 'string' ? data.reason : null,
+      problems,
+    );
   }
   return data;
 }

@@ -206,4 +206,18 @@ try {
   if (error.status !== 401) showMessage(byId('send-message'), `Devices unavailable: ${error.message}`, 'error');
 }
 await loadQueue();
-live.on('command', (command) => upsertRow(command)).onResync(loadQueue).start();
+async function reloadDevices() {
+  try {
+    await loadDevices();
+    renderDeviceChoices(byId('command-device').value);
+  } catch (error) {
+    if (error.status !== 401) showMessage(byId('send-message'), `Devices unavailable: ${error.message}`, 'error');
+  }
+}
+
+live
+  .on('command', (command) => upsertRow(command))
+  // An edit or reload changed the configuration: commands may have come or gone.
+  .on('config', reloadDevices)
+  .onResync(loadQueue)
+  .start();

@@ -212,6 +212,8 @@ live
     if (!applyValue(update)) reloadSoon();
   })
   .on('quality', applyQuality)
+  // An edit or reload changed the configuration: devices may have come, gone or been renamed.
+  .on('config', reloadSoon)
   .onResync(() => load(false))
   .start();
 every(5000, refreshAges);

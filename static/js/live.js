@@ -2,7 +2,8 @@
 // shows its state in the top bar, and asks the page to refetch whatever it may have missed.
 import { goToLogin } from './api.js';
 
-const KINDS = ['value', 'quality', 'upstream', 'command', 'health', 'lagged'];
+// `config`: an edit or reload made a new configuration generation live.
+const KINDS = ['value', 'quality', 'upstream', 'command', 'health', 'config', 'lagged'];
 const MAX_BACKOFF_MS = 30000;
 
 export class LiveFeed {

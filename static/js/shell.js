@@ -9,6 +9,8 @@ const PAGES = [
   ['devices', 'devices.html', 'Devices'],
   ['commands', 'commands.html', 'Commands'],
   ['events', 'events.html', 'Events'],
+  ['config', 'config.html', 'Configuration'],
+  ['certificates', 'certificates.html', 'Certificates'],
 ];
 
 function renderTopbar(current) {

@@ -5,7 +5,11 @@ Runs unchanged against the gateway (`--base-url http://127.0.0.1:<port>/`) or th
 (`--start-mock`). Scenario: a page without a session goes to sign-in; a wrong password is refused;
 sign in; a value change arrives live on the devices page; the dashboard shows a verdict; a 24 h
 chart opens on a device page and extends live; a command is sent (a double click makes one command) and its state
-changes live; the events page lists the sign-in; the devices table fits a phone; sign out and the
+changes live; the events page lists the sign-in; with --config-file, the configuration page
+(settings with class and source, an env-locked device read-only, an application and a device
+with two metrics and a command added, field errors inline from the form and from the gateway, a
+rename, ambient drift -> "Reload from file" -> the change applied, deletes confirmed); with
+--certificates, a rejected client certificate trusted; the pages fit a phone; sign out and the
 API refuses the browser. No CSP violation or script error may appear in the browser console.
 Screenshots go to the directory given with --screenshots.
 
@@ -98,13 +102,16 @@ class Console:
         self.driver.save_screenshot(str(path))
         return path
 
-    def collect_console(self, page):
+    def collect_console(self, page, expected=None):
+        """Keeps the console's problems; `expected` (a regex) also lets through a refusal a step provoked."""
         try:
             entries = self.driver.get_log("browser")
         except WebDriverException:
             return
         for entry in entries:
             message = entry.get("message", "")
+            if expected and re.search(expected, message):
+                continue
             if entry.get("level") in ("SEVERE", "WARNING") and not EXPECTED_CONSOLE.search(message):
                 self.console_problems.append(f"{page}: {entry.get('level')} {message}")
 
@@ -268,11 +275,211 @@ class Console:
         self.wait("a live event in the log", lambda: self.driver.find_elements(By.CSS_SELECTOR, "#live-log li"), timeout=self.args.live_timeout)
         self.shot("07-events")
 
+    # -- configuration editing ------------------------------------------------------------------
+
+    def type_into(self, field_id, text):
+        box = self.driver.find_element(By.ID, field_id)
+        box.clear()
+        box.send_keys(text)
+        return box
+
+    def shown_text(self, element_id):
+        """The text of a displayed element, or None."""
+        return next((e.text for e in self.driver.find_elements(By.ID, element_id) if e.is_displayed() and e.text), None)
+
+    def dialog_open(self, dialog_id):
+        return self.js(f"return document.getElementById('{dialog_id}')?.open === true")
+
+    def submit_editor(self):
+        self.driver.find_element(By.ID, "editor-submit").click()
+
+    def mutate(self, method, path, body=None, silent=False):
+        """(status, body) of a change made from the page's session but not through its forms."""
+        return self.driver.execute_async_script(
+            """const [method, path, body, silent, done] = arguments;
+               const headers = {'Accept': 'application/json', 'Content-Type': 'application/json', 'X-Requested-With': 'XMLHttpRequest',
+                                'X-CSRF-Token': sessionStorage.getItem('opcgw.csrf_token') || ''};
+               if (silent) headers['X-Mock-Silent'] = '1';
+               fetch(path, {method, headers, body: body === null ? undefined : JSON.stringify(body), cache: 'no-store'})
+                 .then(async r => done([r.status, await r.text()])).catch(e => done([0, String(e)]));""",
+            method, path, body, silent,
+        )
+
+    def configuration(self):
+        self.step("configuration: the settings view shows each knob's class and source")
+        self.open("config.html")
+        self.wait("the configuration tree", lambda: self.js("return document.getElementById('tree-view')?.dataset.ready") == "true")
+        self.wait("the applications", lambda: self.driver.find_elements(By.CSS_SELECTOR, "#applications tr[data-application-id]"))
+        if self.js("return document.getElementById('editing-status').dataset.enabled") != "true":
+            raise Failure(f"configuration editing is off: {self.shown_text('editing-status')}")
+        self.driver.find_element(By.ID, "tab-settings").click()
+        rows = self.wait("the settings", lambda: self.driver.find_elements(By.CSS_SELECTOR, "#settings tr[data-key]"))
+        classes = {r.get_attribute("data-class") for r in rows}
+        if not classes <= {"hot", "restart_required"} or "hot" not in classes:
+            raise Failure(f"unexpected setting classes {classes}")
+        for row in rows:
+            if row.get_attribute("data-source") in ("env", "secret_file") and not row.find_elements(By.CSS_SELECTOR, "td[data-label='Source'] .mono"):
+                raise Failure(f"{row.get_attribute('data-key')} comes from {row.get_attribute('data-source')} but the page does not say which")
+        self.step(f"    {len(rows)} settings, sources {sorted({r.get_attribute('data-source') for r in rows})}")
+        self.shot("11-config-settings")
+        self.driver.find_element(By.ID, "tab-tree").click()
+
+        config = self.api("/api/config")
+        for lock in [lock for lock in config.get("env_locked", []) if lock.get("device_id")][:1]:
+            self.step(f"    {lock['device_id']} is read-only, set by {lock['variable']}")
+            self.open(f"config.html?app={lock['application_id']}")
+            row = self.wait("the locked device", lambda: self.driver.find_elements(By.CSS_SELECTOR, f"#devices tr[data-device-id='{lock['device_id']}']"))[0]
+            if lock["variable"] not in row.text or row.find_element(By.CSS_SELECTOR, "button[data-action='delete-device']").is_enabled():
+                raise Failure(f"the env-locked device {lock['device_id']} is editable or does not name {lock['variable']}")
+            self.open("config.html")
+            self.wait("the applications", lambda: self.driver.find_elements(By.CSS_SELECTOR, "#applications tr[data-application-id]"))
+
+        app_id, device_id = "tank-farm", "tank-01"
+        self.step("add an application")
+        self.driver.find_element(By.ID, "add-application").click()
+        self.wait("the editor", lambda: self.dialog_open("editor"))
+        if "topology" not in (self.shown_text("editor-class") or ""):
+            raise Failure("the editor does not show the change's class before applying")
+        self.type_into("f-application_id", app_id)
+        self.type_into("f-application_name", "Tank farm")
+        self.submit_editor()
+        self.wait("the new application", lambda: not self.dialog_open("editor") and self.driver.find_elements(By.CSS_SELECTOR, f"#applications tr[data-application-id='{app_id}']"))
+        self.wait("its devices panel", lambda: self.driver.find_element(By.ID, "devices-panel").is_displayed())
+
+        self.step("add a device with two metrics; a '/' in its id is refused as it is typed")
+        self.driver.find_element(By.ID, "add-device").click()
+        self.wait("the device editor", lambda: self.dialog_open("editor"))
+        self.type_into("f-device_id", "tank/01")
+        error = self.wait("the inline error on device_id", lambda: self.shown_text("f-device_id-error"))
+        if "/" not in error or self.driver.find_element(By.ID, "f-device_id").get_attribute("aria-invalid") != "true":
+            raise Failure(f"the '/' in device_id is not marked: {error!r}")
+        self.shot("12-config-field-error")
+        self.type_into("f-device_id", device_id)
+        self.wait("the error gone", lambda: self.shown_text("f-device_id-error") is None)
+        self.type_into("f-device_name", "Tank 1")
+        self.type_into("f-read_metric-0-metric_name", "level")
+        self.type_into("f-read_metric-0-chirpstack_metric_name", "object.level")
+        self.type_into("f-read_metric-0-metric_unit", "m")
+        self.driver.find_element(By.ID, "add-metric").click()
+        self.type_into("f-read_metric-1-metric_name", "temperature")
+        self.type_into("f-read_metric-1-chirpstack_metric_name", "object.temperature")
+        self.type_into("f-read_metric-1-metric_unit", "°C")
+        self.submit_editor()
+        self.wait("the new device's page", lambda: not self.dialog_open("editor") and self.js("return document.getElementById('device-panel').dataset.deviceId") == device_id)
+        metrics = self.wait("its two metrics", lambda: len(self.driver.find_elements(By.CSS_SELECTOR, "#metrics tr[data-metric]")) == 2)
+        if not metrics:
+            raise Failure("the device does not show two metrics")
+
+        self.step("add a command; a port out of 1-223 is refused as it is typed")
+        self.driver.find_element(By.ID, "add-command").click()
+        self.wait("the command editor", lambda: self.dialog_open("editor"))
+        self.type_into("f-command_name", "valve")
+        self.type_into("f-command_port", "300")
+        error = self.wait("the inline error on command_port", lambda: self.shown_text("f-command_port-error"))
+        self.step(f"    command_port 300: {error}")
+        self.type_into("f-command_port", "20")
+        Select(self.driver.find_element(By.ID, "f-command_type")).select_by_value("Bool")
+        self.driver.find_element(By.ID, "f-command_confirmed").click()
+        self.submit_editor()
+        self.wait("the command in the device", lambda: not self.dialog_open("editor") and self.driver.find_elements(By.CSS_SELECTOR, "#commands tr[data-command='valve']"))
+        self.wait("the device in the live view", lambda: device_id in {d["device_id"] for a in self.api("/api/devices")["applications"] for d in a["devices"]})
+
+        self.step("the gateway's field-level refusal is shown next to the field")
+        self.driver.find_element(By.ID, "add-device").click()
+        self.wait("the device editor", lambda: self.dialog_open("editor"))
+        self.type_into("f-device_id", "tank-02")
+        self.type_into("f-device_name", "Tank 2")
+        self.type_into("f-read_metric-0-metric_name", "level")
+        self.type_into("f-read_metric-0-chirpstack_metric_name", "object.level")
+        # Another console takes the name meanwhile (the mock tells this page nothing about it).
+        status, body = self.mutate("POST", f"/api/applications/{app_id}/devices", {"device_id": "tank-99", "device_name": "Tank 2", "read_metric": []}, silent=True)
+        if status != 201:
+            raise Failure(f"creating the competing device answered {status}: {body[:200]}")
+        self.submit_editor()
+        error = self.wait("the refusal next to device_name", lambda: self.shown_text("f-device_name-error"))
+        if "twice" not in error:
+            raise Failure(f"unexpected device_name error {error!r}")
+        if self.args.start_mock and "refused" not in (self.shown_text("editor-message") or ""):
+            raise Failure("the refusal did not come from the gateway")
+        self.step(f"    device_name: {error}")
+        self.shot("13-config-server-error")
+        self.collect_console(self.driver.current_url, expected=r"/devices - Failed to load resource: the server responded with a status of (409|422)")
+        self.driver.find_element(By.ID, "editor-cancel").click()
+        status, body = self.mutate("DELETE", f"/api/applications/{app_id}/devices/tank-99")
+        if status != 204:
+            raise Failure(f"deleting the competing device answered {status}: {body[:200]}")
+
+        self.step("rename the device")
+        self.open(f"config.html?app={app_id}&device={device_id}")
+        self.wait("the device", lambda: self.js("return document.getElementById('device-panel').dataset.deviceId") == device_id and self.driver.find_element(By.ID, "edit-device").is_enabled())
+        self.driver.find_element(By.ID, "edit-device").click()
+        self.wait("the device editor", lambda: self.dialog_open("editor"))
+        if self.driver.find_element(By.ID, "f-device_id").get_attribute("readonly") is None:
+            raise Failure("the device id is editable in a rename")
+        self.type_into("f-device_name", "Tank 1 north")
+        self.submit_editor()
+        self.wait("the new name", lambda: not self.dialog_open("editor") and "Tank 1 north" in self.driver.find_element(By.ID, "device-title").text)
+        self.shot("14-config-device")
+
+        self.step("the file changes on disk: the edit is refused, 'Reload from file' applies it")
+        with open(self.args.config_file, "a", encoding="utf-8") as f:
+            f.write("\n# changed by hand (tests/browser/console.py)\n")
+        self.driver.find_element(By.ID, "edit-device").click()
+        self.wait("the device editor", lambda: self.dialog_open("editor"))
+        self.type_into("f-device_name", "Tank 1 north side")
+        self.submit_editor()
+        self.wait("the drift banner", lambda: self.driver.find_elements(By.ID, "reload-from-file") and self.driver.find_element(By.ID, "editor-drift").is_displayed())
+        self.shot("15-config-drift")
+        self.collect_console(self.driver.current_url, expected=rf"/devices/{device_id} - Failed to load resource: the server responded with a status of 409")
+        self.driver.find_element(By.ID, "reload-from-file").click()
+        self.wait("the change applied after the reload", lambda: not self.dialog_open("editor") and "Tank 1 north side" in self.driver.find_element(By.ID, "device-title").text)
+
+        self.step("delete the device (the confirmation names what goes) and the application")
+        self.driver.find_element(By.ID, "delete-device").click()
+        self.wait("the confirmation", lambda: self.dialog_open("confirm"))
+        text = self.driver.find_element(By.ID, "confirm-text").text
+        if "OPC UA variables disappear" not in text or device_id not in text:
+            raise Failure(f"the confirmation does not say what goes: {text!r}")
+        self.driver.find_element(By.ID, "confirm-ok").click()
+        self.wait("the device gone", lambda: not self.dialog_open("confirm") and not self.driver.find_elements(By.CSS_SELECTOR, f"#devices tr[data-device-id='{device_id}']") and not self.driver.find_element(By.ID, "device-panel").is_displayed())
+        self.driver.find_element(By.CSS_SELECTOR, f"button[data-action='delete-application'][data-id='{app_id}']").click()
+        self.wait("the confirmation", lambda: self.dialog_open("confirm"))
+        self.driver.find_element(By.ID, "confirm-ok").click()
+        self.wait("the application gone", lambda: not self.dialog_open("confirm") and not self.driver.find_elements(By.CSS_SELECTOR, f"#applications tr[data-application-id='{app_id}']"))
+        self.open("config.html")
+        self.wait("the applications", lambda: self.driver.find_elements(By.CSS_SELECTOR, "#applications tr[data-application-id]"))
+        self.shot("16-config")
+
+    def certificates(self):
+        self.step("client certificates: trust a rejected one")
+        self.open("certificates.html")
+        self.wait("the certificates", lambda: self.js("return document.getElementById('rejected')?.dataset.ready") == "true")
+        for row in self.driver.find_elements(By.CSS_SELECTOR, "tr[data-expired='true']"):
+            if not row.find_elements(By.CSS_SELECTOR, ".c-expired"):
+                raise Failure("an expired certificate is not marked")
+        candidates = self.driver.find_elements(By.CSS_SELECTOR, "#rejected tr[data-thumbprint][data-expired='false']")
+        if not candidates:
+            raise Failure("no rejected, unexpired client certificate to trust")
+        thumbprint = candidates[0].get_attribute("data-thumbprint")
+        self.shot("17-certificates")
+        candidates[0].find_element(By.CSS_SELECTOR, "button[data-action='trust']").click()
+        self.wait("the certificate trusted", lambda: self.driver.find_elements(By.CSS_SELECTOR, f"#trusted tr[data-thumbprint='{thumbprint}']"))
+        self.step(f"    {thumbprint} trusted: {self.shown_text('certificates-message')}")
+        self.driver.find_element(By.CSS_SELECTOR, f"#trusted tr[data-thumbprint='{thumbprint}'] button[data-action='delete']").click()
+        self.wait("the delete confirmation", lambda: self.dialog_open("confirm"))
+        self.driver.find_element(By.ID, "confirm-cancel").click()
+        self.wait("the confirmation closed, the certificate kept", lambda: not self.dialog_open("confirm") and self.driver.find_elements(By.CSS_SELECTOR, f"#trusted tr[data-thumbprint='{thumbprint}']"))
+
     def phone(self):
         self.step("on a phone, the devices table does not scroll sideways")
         self.driver.set_window_size(390, 844)
         try:
-            for page, name in (("devices.html", "08-devices-phone"), ("index.html", "09-dashboard-phone")):
+            pages = [("devices.html", "08-devices-phone"), ("index.html", "09-dashboard-phone")]
+            if self.args.config_file:
+                pages.append(("config.html?app=a1f3c2d4-0000-4000-8000-000000000002&device=pump-07" if self.args.start_mock else "config.html", "18-config-phone"))
+            if self.args.certificates:
+                pages.append(("certificates.html", "19-certificates-phone"))
+            for page, name in pages:
                 self.open(page)
                 self.wait(f"{page} loaded", lambda: self.js("return document.getElementById('conn')?.dataset.state") == "live")
                 wide = self.js("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
@@ -298,7 +505,12 @@ class Console:
 
     def run(self):
         try:
-            for scenario in (self.sign_in_is_required, self.wrong_password_is_refused, self.sign_in, self.value_arrives_live, self.dashboard, self.chart_24h, self.command, self.events, self.phone, self.sign_out):
+            scenarios = [self.sign_in_is_required, self.wrong_password_is_refused, self.sign_in, self.value_arrives_live, self.dashboard, self.chart_24h, self.command, self.events]
+            if self.args.config_file:
+                scenarios.append(self.configuration)
+            if self.args.certificates:
+                scenarios.append(self.certificates)
+            for scenario in scenarios + [self.phone, self.sign_out]:
                 scenario()
             self.collect_console(self.driver.current_url)
             if self.console_problems:
@@ -315,10 +527,11 @@ def start_mock(args):
     )
     line = process.stdout.readline()
     match = re.search(r"http://127\.0\.0\.1:\d+/", line)
-    if not match:
+    config = re.match(r"config file (.+)$", process.stdout.readline().strip())
+    if not match or not config:
         process.kill()
         raise Failure(f"the mock did not start: {line!r}")
-    return process, match.group(0)
+    return process, match.group(0), config.group(1)
 
 
 def main():
@@ -328,13 +541,16 @@ def main():
     parser.add_argument("--user", default=os.environ.get("OPCGW_WEB_USER", "opcua-user"))
     parser.add_argument("--password", default=os.environ.get("OPCGW_WEB_PASSWORD"), help="or env OPCGW_WEB_PASSWORD")
     parser.add_argument("--screenshots", required=True, help="directory for the PNG screenshots")
+    parser.add_argument("--config-file", help="the gateway's config file: runs the configuration scenario (it appends a comment to provoke ambient drift)")
+    parser.add_argument("--certificates", action="store_true", help="run the client-certificate scenario (needs a rejected, unexpired client certificate)")
     parser.add_argument("--timeout", type=float, default=15, help="seconds to wait for a page")
     parser.add_argument("--live-timeout", type=float, default=30, help="seconds to wait for a live change")
     args = parser.parse_args()
     mock = None
     if args.start_mock:
         args.password = args.password or "mock-password-123"
-        mock, args.base_url = start_mock(args)
+        mock, args.base_url, args.config_file = start_mock(args)
+        args.certificates = True
     if not args.base_url or not args.password:
         parser.error("give --base-url and --password (or --start-mock)")
     print(f"console at {args.base_url}, screenshots in {args.screenshots}", flush=True)

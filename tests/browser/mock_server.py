@@ -22,6 +22,7 @@ import mimetypes
 import queue
 import random
 import secrets
+import shutil
 import sys
 import threading
 import time
@@ -31,9 +32,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from mock_config import ConfigStore, Refusal
+
 STATIC = Path(__file__).resolve().parents[2] / "static"
 CSP = "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-PAGES = {"index.html", "devices.html", "device.html", "commands.html", "events.html"}
+PAGES = {"index.html", "devices.html", "device.html", "commands.html", "events.html", "config.html", "certificates.html"}
 SAMPLE_PERIOD = 10  # seconds between synthetic history rows, as a device reporting every 10 s
 IDLE_SECS = 1800
 ABSOLUTE_SECS = 8 * 3600
@@ -62,7 +65,7 @@ def synthetic(metric_index, t):
 class Gateway:
     """The mock's state; every method runs under `lock`."""
 
-    def __init__(self, user, password, device_count):
+    def __init__(self, user, password, device_count, editing_reason=None):
         self.lock = threading.RLock()
         self.user = user
         self.password = password
@@ -73,6 +76,7 @@ class Gateway:
         self.idempotency = {}
         self.next_command_id = 1
         self.applications = self.build_devices(device_count)
+        self.config = ConfigStore(self.applications, editing_reason)
 
     def build_devices(self, count):
         now = time.time()
@@ -136,6 +140,8 @@ class Gateway:
         """One simulated uplink: a numeric metric of a live device moves."""
         with self.lock:
             candidates = [(d, m, i) for app in self.applications for d in app["devices"] for i, m in enumerate(d["metrics"]) if m["quality"] != "waiting"]
+            if not candidates:
+                return
             device, metric, index = random.choice(candidates)
             now = time.time()
             if metric["metric_type"] == "Float":
@@ -150,6 +156,27 @@ class Gateway:
             metric["received"] = iso(now)
             self.refresh_device(device)
             self.publish("value", {"device_id": device["device_id"], "metric": metric["metric_name"], "value": metric["value"], "timestamp": metric["timestamp"], "received": metric["received"], "quality": metric["quality"]})
+
+    def sync_live(self):
+        """The live view follows the edited tree: values kept for unchanged metrics, new ones waiting."""
+        old = {(d["device_id"], m["metric_name"]): m for app in self.applications for d in app["devices"] for m in d["metrics"]}
+        apps = []
+        for app in self.config.tree:
+            devices = []
+            for d in app["device"]:
+                metrics = []
+                for m in d["read_metric"]:
+                    prev = old.get((d["device_id"], m["metric_name"]))
+                    if prev and prev["metric_type"] == m["metric_type"]:
+                        metrics.append(dict(prev, unit=m.get("metric_unit")))
+                    else:
+                        metrics.append({"metric_name": m["metric_name"], "metric_type": m["metric_type"], "unit": m.get("metric_unit"), "value": None, "timestamp": None, "received": None, "quality": "waiting"})
+                commands = [dict(c, command_min=c.get("command_min"), command_max=c.get("command_max")) for c in d["command"]]
+                device = {"device_id": d["device_id"], "device_name": d["device_name"], "metrics": metrics, "commands": commands}
+                self.refresh_device(device)
+                devices.append(device)
+            apps.append({"application_id": app["application_id"], "application_name": app["application_name"], "devices": devices})
+        self.applications = apps
 
     def advance_command(self, command_id, state, detail):
         with self.lock:
@@ -285,6 +312,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         self.route("POST")
 
+    def do_PUT(self):
+        self.route("PUT")
+
     def do_DELETE(self):
         self.route("DELETE")
 
@@ -347,7 +377,70 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, {"events": list(gw.audit)})
         if parts == ["events"]:
             return self.events(digest)
+        if parts and parts[0] in ("config", "applications", "certificates"):
+            return self.config_api(method, parts, session)
         return self.error(404, "no such route")
+
+    # -- configuration editing and client certificates (mock_config.py) -----------------------
+
+    def config_api(self, method, parts, session):
+        gw = self.gw
+        body = None
+        if method in ("POST", "PUT"):
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > 65536:
+                return self.error(413, "request body too large")
+            raw = self.rfile.read(length) if length else b""
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                return self.reply(422, {"error": "the body is not JSON", "reason": "validation", "field": "$"})
+        subject = "command" if "commands" in parts else "device" if "devices" in parts else "application"
+        with gw.lock:
+            try:
+                if parts == ["config"] and method == "GET":
+                    return self.reply(200, gw.config.view())
+                if parts == ["config", "reload"] and method == "POST":
+                    answer = gw.config.reload()
+                    gw.record("config_reload_attempted", self.client_address[0], session["user"], f"trigger=web generation={answer['generation']}")
+                    gw.publish("config", {"generation": answer["generation"]})
+                    return self.reply(200, answer)
+                if parts[0] == "certificates":
+                    return self.certificate_api(method, parts[1:], session)
+                if parts[0] != "applications":
+                    return self.error(404, "no such route")
+                if method == "GET":
+                    return self.reply(200, gw.config.get(parts[1:]))
+                allowed = {1: ("POST",), 2: ("PUT", "DELETE"), 3: ("POST",), 4: ("PUT", "DELETE"), 5: ("POST",), 6: ("PUT", "DELETE")}
+                if method not in allowed.get(len(parts), ()) or (len(parts) >= 3 and parts[2] != "devices") or (len(parts) >= 5 and parts[4] != "commands"):
+                    return self.error(405, "method not allowed")
+                status, answer, location = gw.config.edit(method, parts[1:], body)
+            except Refusal as refusal:
+                if method not in ("GET", "HEAD") and parts[0] == "applications":
+                    gw.record(f"{subject}_crud_rejected", self.client_address[0], session["user"], f"reason={refusal.body['reason']}")
+                return self.reply(refusal.status, refusal.body)
+            verb = {201: "created", 200: "updated", 204: "deleted"}[status]
+            ids = " ".join(f"{k}={v}" for k, v in zip(("application_id", "device_id", "command_name"), [p for i, p in enumerate(parts[1:]) if i % 2 == 0]))
+            gw.record(f"{subject}_{verb}", self.client_address[0], session["user"], f"{ids} generation={gw.config.generation}".strip())
+            gw.sync_live()
+            if self.headers.get("X-Mock-Silent") != "1":
+                gw.publish("config", {"generation": gw.config.generation})
+        return self.reply(status, answer, [("Location", location)] if location else [])
+
+    def certificate_api(self, method, parts, session):
+        store = self.gw.config
+        if not parts and method == "GET":
+            return self.reply(200, {"certificates": [dict(c) for c in store.certificates]})
+        if len(parts) == 2 and method == "POST" and parts[1] in ("trust", "reject"):
+            cert = store.move_certificate(parts[0], "trusted" if parts[1] == "trust" else "rejected")
+            self.gw.record(f"pki_certificate_{cert['state']}", self.client_address[0], session["user"], f"thumbprint={cert['thumbprint']} subject={cert['subject']}")
+            return self.reply(200, cert)
+        if len(parts) == 1 and method == "DELETE":
+            cert = store.certificate(parts[0])
+            store.certificates.remove(cert)
+            self.gw.record("pki_certificate_deleted", self.client_address[0], session["user"], f"thumbprint={cert['thumbprint']} subject={cert['subject']}")
+            return self.reply(204, None)
+        return self.error(405 if len(parts) in (1, 2) else 404, "no such route")
 
     def sign_in(self):
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
@@ -528,12 +621,13 @@ def main():
     parser.add_argument("--password", default="mock-password-123")
     parser.add_argument("--devices", type=int, default=6, help="how many devices (try 1000)")
     parser.add_argument("--tick", type=float, default=0.5, help="seconds between simulated uplinks")
+    parser.add_argument("--editing-disabled", metavar="REASON", help="configuration editing off, with this reason")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
 
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
-    server.gateway = Gateway(args.user, args.password, args.devices)
+    server.gateway = Gateway(args.user, args.password, args.devices, args.editing_disabled)
     server.verbose = args.verbose
     server.stopping = threading.Event()
 
@@ -543,6 +637,8 @@ def main():
 
     threading.Thread(target=uplinks, daemon=True).start()
     print(f"listening on http://127.0.0.1:{server.server_address[1]}/", flush=True)
+    # Change this file to provoke ambient_drift (console.py appends a comment).
+    print(f"config file {server.gateway.config.path}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -550,6 +646,7 @@ def main():
     finally:
         server.stopping.set()
         server.server_close()
+        shutil.rmtree(server.gateway.config.dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
