@@ -320,7 +320,8 @@ mod tests {
         }
         let mut config = config();
         let mut values = LiveValues::from_config(&config, Timestamp(0));
-        let steps: Vec<Box<dyn Fn(&mut LiveValues, &mut AppConfig)>> = vec![
+        type Step = Box<dyn Fn(&mut LiveValues, &mut AppConfig)>;
+        let steps: Vec<Step> = vec![
             Box::new(|v, _| {
                 v.apply(
                     &[sample("dev-1", "Moisture", Value::Float(1.0), S, S)],
