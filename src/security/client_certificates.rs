@@ -19,6 +19,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use sha1::{Digest, Sha1};
 use ua::crypto::{CertificateStore, X509};
@@ -147,6 +148,9 @@ pub enum CertificateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The blocking task doing the file work ended without an answer (a panic).
+    #[error("the certificate task ended without an answer: {0}")]
+    TaskFailed(String),
 }
 
 impl CertificateError {
@@ -160,6 +164,47 @@ impl CertificateError {
 #[derive(Debug, Clone)]
 pub struct ClientCertificates {
     pki_dir: PathBuf,
+}
+
+/// The console's way in: file work on a blocking thread, one action at a time per process
+/// (clones share the turn), so two operators clicking at once cannot interleave a move. The
+/// OPC UA server may still write `rejected/` meanwhile; every step tolerates that.
+#[derive(Debug, Clone, Default)]
+pub struct CertificateDesk {
+    turn: Arc<Mutex<()>>,
+}
+
+impl CertificateDesk {
+    pub async fn list(&self, pki_dir: PathBuf) -> Result<CertificateList, CertificateError> {
+        let turn = Arc::clone(&self.turn);
+        run_blocking(move || {
+            let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
+            ClientCertificates::new(pki_dir).list(Timestamp::now())
+        })
+        .await
+    }
+
+    pub async fn apply(
+        &self,
+        pki_dir: PathBuf,
+        thumbprint: Thumbprint,
+        action: CertificateAction,
+    ) -> Result<ClientCertificate, CertificateError> {
+        let turn = Arc::clone(&self.turn);
+        run_blocking(move || {
+            let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
+            ClientCertificates::new(pki_dir).apply(&thumbprint, action, Timestamp::now())
+        })
+        .await
+    }
+}
+
+async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, CertificateError> + Send + 'static,
+) -> Result<T, CertificateError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CertificateError::TaskFailed(e.to_string()))?
 }
 
 /// A certificate file as read from disk.
@@ -638,4 +683,4 @@ fn sync_dir(dir: &Path) -> Result<(), CertificateError> {
 
 #[cfg(test)]
 #[path = "client_certificates_tests.rs"]
-mod tests;
+pub(crate) mod tests;

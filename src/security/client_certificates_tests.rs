@@ -17,8 +17,9 @@ fn key() -> &'static PrivateKey {
     KEY.get_or_init(|| PrivateKey::new(1024).expect("generate an RSA key"))
 }
 
-/// A self-signed client certificate, valid from now for `days` days.
-fn certificate(common_name: &str, days: u32) -> X509 {
+/// A self-signed client certificate, valid from now for `days` days (also used by the web
+/// console's route tests).
+pub(crate) fn certificate(common_name: &str, days: u32) -> X509 {
     let data = X509Data {
         key_size: 1024,
         common_name: common_name.into(),

@@ -10,8 +10,8 @@ mod pki;
 mod sanitize;
 
 pub use client_certificates::{
-    CertificateAction, CertificateError, CertificateList, CertificateState, ClientCertificate,
-    ClientCertificates, Thumbprint,
+    CertificateAction, CertificateDesk, CertificateError, CertificateList, CertificateState,
+    ClientCertificate, ClientCertificates, Thumbprint,
 };
 pub use credentials::{CredentialRejection, CredentialVerifier, SecretVerifier};
 pub use file_mode::{read_secret_file, SecretFileError, MAX_SECRET_FILE_BYTES};
