@@ -2,12 +2,17 @@
 //! with safe modes, slowing failed logins per source address (OPC UA and the web console), and
 //! sanitising untrusted text before it reaches a log.
 
+pub mod client_certificates;
 mod credentials;
 mod file_mode;
 pub mod login_throttle;
 mod pki;
 mod sanitize;
 
+pub use client_certificates::{
+    CertificateAction, CertificateDesk, CertificateError, CertificateList, CertificateState,
+    ClientCertificate, ClientCertificates, Thumbprint,
+};
 pub use credentials::{CredentialRejection, CredentialVerifier, SecretVerifier};
 pub use file_mode::{read_secret_file, SecretFileError, MAX_SECRET_FILE_BYTES};
 pub use login_throttle::LoginThrottle;

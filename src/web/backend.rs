@@ -11,6 +11,9 @@ use tokio::sync::broadcast;
 use crate::commands::NewCommand;
 use crate::config::AppConfig;
 use crate::model::{Sample, Timestamp};
+use crate::security::{
+    CertificateAction, CertificateError, CertificateList, ClientCertificate, Thumbprint,
+};
 use crate::storage::{CommandFilter, CommandRecord};
 use crate::web::views::{HistoryPoints, LiveEvent, StatusView};
 
@@ -76,4 +79,18 @@ pub trait WebBackend: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<CommandRecord, WebBackendError>>;
     /// Live changes (values, qualities, upstream, commands, actor health) for `GET /api/events`.
     fn subscribe(&self) -> broadcast::Receiver<LiveEvent>;
+
+    // ---- Client certificates: `trusted/` and `rejected/` of `[opcua].pki_dir` in force. ----
+    // The OPC UA server reads those directories at every CreateSession, so a change here
+    // applies to the next connection; nothing in the server needs telling.
+
+    /// Both directories, bounded (`crate::security::client_certificates`).
+    fn certificates(&self) -> BoxFuture<'_, Result<CertificateList, CertificateError>>;
+    /// Trusts, rejects or deletes one certificate: the certificate as it now is (as it was,
+    /// for a delete). Actions are serialised.
+    fn certificate_action(
+        &self,
+        thumbprint: Thumbprint,
+        action: CertificateAction,
+    ) -> BoxFuture<'_, Result<ClientCertificate, CertificateError>>;
 }

@@ -245,6 +245,20 @@ pub fn router(state: WebState) -> Router {
         .route("/api/commands", get(handlers::commands::list))
         .route("/api/events", get(handlers::events::stream))
         .route("/api/audit", get(handlers::read::audit))
+        // Client certificates (pki/trusted, pki/rejected).
+        .route("/api/certificates", get(handlers::certificates::list))
+        .route(
+            "/api/certificates/{thumbprint}",
+            axum::routing::delete(handlers::certificates::delete),
+        )
+        .route(
+            "/api/certificates/{thumbprint}/trust",
+            post(handlers::certificates::trust),
+        )
+        .route(
+            "/api/certificates/{thumbprint}/reject",
+            post(handlers::certificates::reject),
+        )
         .fallback(handlers::fallback)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(middleware::from_fn_with_state(

@@ -20,4 +20,5 @@ mod support;
 mod ua_client;
 mod web;
 mod web_browser;
+mod web_certificates;
 mod web_client;

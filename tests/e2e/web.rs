@@ -14,7 +14,7 @@ use crate::support::{Daemon, Workdir, MINIMAL_CONFIG, TEST_PASSWORD};
 use crate::web_client::WebClient;
 
 pub const USER: &str = "opcua-user";
-const DEVICE: &str = "5100000100000001";
+pub(crate) const DEVICE: &str = "5100000100000001";
 
 pub fn demo_config() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/demo.toml"))
@@ -35,7 +35,7 @@ pub fn console_daemon(workdir: &Workdir, extra_env: &[(&str, String)]) -> Daemon
 }
 
 /// Polls `GET /api/devices` until `metric` of `device` has a value; returns that metric.
-fn wait_for_value(client: &WebClient, device: &str, metric: &str) -> Value {
+pub(crate) fn wait_for_value(client: &WebClient, device: &str, metric: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let devices = client.get_json("/api/devices");

@@ -22,6 +22,11 @@ pub const WEB_AUTH_FAILED: &str = "web_auth_failed";
 pub const WEB_LOGIN: &str = "web_login";
 pub const WEB_LOGOUT: &str = "web_logout";
 pub const WEB_SESSION_EXPIRED: &str = "web_session_expired";
+pub const PKI_CERTIFICATE_TRUSTED: &str = "pki_certificate_trusted";
+pub const PKI_CERTIFICATE_REJECTED: &str = "pki_certificate_rejected";
+pub const PKI_CERTIFICATE_DELETED: &str = "pki_certificate_deleted";
+/// Longest certificate subject recorded (a client chooses it; longer ones are cut and marked).
+const MAX_SUBJECT_CHARS: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditEvent {
@@ -92,6 +97,35 @@ impl AuditRing {
             "web console session"
         );
         self.push(event, source_ip, user, detail.to_string());
+    }
+
+    /// `pki_certificate_trusted` / `_rejected` / `_deleted`: the subject is the client's own
+    /// text, sanitised (no forged log lines).
+    pub fn certificate_event(
+        &self,
+        event: &'static str,
+        source: Option<IpAddr>,
+        user: &str,
+        thumbprint: &str,
+        subject: &str,
+    ) {
+        let user = sanitize_for_log(user, MAX_USER_CHARS);
+        let subject = sanitize_for_log(subject, MAX_SUBJECT_CHARS);
+        let source_ip = source_text(source);
+        info!(
+            event,
+            source_ip = %source_ip.as_deref().unwrap_or("unknown"),
+            user = %user,
+            thumbprint,
+            subject = %subject,
+            "OPC UA client certificate changed from the web console"
+        );
+        self.push(
+            event,
+            source_ip,
+            user,
+            format!("thumbprint={thumbprint} subject={subject}"),
+        );
     }
 
     fn push(&self, event: &'static str, source_ip: Option<String>, user: String, detail: String) {

@@ -1,5 +1,6 @@
 //! The route handlers, one file per group. They speak only through [`crate::web::WebBackend`].
 
+pub mod certificates;
 pub mod commands;
 pub mod events;
 pub mod read;

@@ -22,6 +22,10 @@ use crate::config::{
     AppConfig, ApplicationConfig, CommandConfig, DeviceConfig, MetricConfig, Secret,
 };
 use crate::model::{MetricType, Sample, SampleOrigin, Timestamp, Value};
+use crate::security::{
+    CertificateAction, CertificateDesk, CertificateError, CertificateList, ClientCertificate,
+    Thumbprint,
+};
 use crate::storage::{CommandFilter, CommandRecord};
 use crate::web::assets::Assets;
 use crate::web::backend::{BoxFuture, HistoryRequest, WebBackend, WebBackendError};
@@ -90,6 +94,8 @@ pub struct Fake {
     pub history_requests: Mutex<Vec<HistoryRequest>>,
     pub command_filters: Mutex<Vec<CommandFilter>>,
     pub live: broadcast::Sender<LiveEvent>,
+    /// Certificates are real files under `config.opcua.pki_dir`.
+    pub certificates: CertificateDesk,
 }
 
 impl Fake {
@@ -104,6 +110,7 @@ impl Fake {
             history_requests: Mutex::new(Vec::new()),
             command_filters: Mutex::new(Vec::new()),
             live: broadcast::channel(16).0,
+            certificates: CertificateDesk::default(),
         })
     }
 
@@ -240,6 +247,21 @@ impl WebBackend for Fake {
 
     fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
         self.live.subscribe()
+    }
+
+    fn certificates(&self) -> BoxFuture<'_, Result<CertificateList, CertificateError>> {
+        Box::pin(self.certificates.list(self.config.opcua.pki_dir.clone()))
+    }
+
+    fn certificate_action(
+        &self,
+        thumbprint: Thumbprint,
+        action: CertificateAction,
+    ) -> BoxFuture<'_, Result<ClientCertificate, CertificateError>> {
+        Box::pin(
+            self.certificates
+                .apply(self.config.opcua.pki_dir.clone(), thumbprint, action),
+        )
     }
 }
 

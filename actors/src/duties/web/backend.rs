@@ -10,6 +10,9 @@ use opcgw::chirpstack::upstream::UpstreamStatus;
 use opcgw::commands::NewCommand;
 use opcgw::config::AppConfig;
 use opcgw::model::{Sample, Timestamp};
+use opcgw::security::{
+    CertificateAction, CertificateError, CertificateList, ClientCertificate, Thumbprint,
+};
 use opcgw::storage::{
     CommandFilter, CommandRecord, DownsampleQuery, Downsampled, StorageErrorKind,
 };
@@ -250,6 +253,23 @@ impl WebBackend for GatewayBackend {
 
     fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
         self.events.subscribe()
+    }
+
+    // Client certificates: file work on `[opcua].pki_dir` of the live configuration. The
+    // OPC UA server keeps no trust list in memory (async-opcua's store reads trusted/ and
+    // rejected/ at every CreateSession), so the OPC UA actor need not be involved.
+    fn certificates(&self) -> BoxFuture<'_, Result<CertificateList, CertificateError>> {
+        let pki_dir = self.view().config.opcua.pki_dir.clone();
+        Box::pin(self.process.certificates.list(pki_dir))
+    }
+
+    fn certificate_action(
+        &self,
+        thumbprint: Thumbprint,
+        action: CertificateAction,
+    ) -> BoxFuture<'_, Result<ClientCertificate, CertificateError>> {
+        let pki_dir = self.view().config.opcua.pki_dir.clone();
+        Box::pin(self.process.certificates.apply(pki_dir, thumbprint, action))
     }
 }
 

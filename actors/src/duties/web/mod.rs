@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use opcgw::commands::CommandUpdate;
 use opcgw::config::AppConfig;
 use opcgw::model::Timestamp;
+use opcgw::security::CertificateDesk;
 use opcgw::storage::CommandFilter;
 use opcgw::web::assets::Assets;
 use opcgw::web::server::{self, ServeLimits};
@@ -61,6 +62,8 @@ pub struct WebProcess {
     pub started_at: Timestamp,
     shared: OnceLock<WebShared>,
     pub ingest: IngestMeter,
+    /// Client-certificate actions take turns across restarts of this actor too.
+    pub certificates: CertificateDesk,
 }
 
 impl WebProcess {
@@ -69,6 +72,7 @@ impl WebProcess {
             started_at: Timestamp::now(),
             shared: OnceLock::new(),
             ingest: IngestMeter::default(),
+            certificates: CertificateDesk::default(),
         }
     }
 
