@@ -23,6 +23,10 @@ pub use locks::{check_env_locks, env_locks};
 pub use prepare::{commit_edit, prepare_edit, PreparedEdit};
 pub use view::describe;
 
+/// How the configuration file is replaced: [`write_atomic`] in the gateway; tests substitute a
+/// writer that fails on demand (a restore that fails).
+pub type ConfigWriter = fn(&std::path::Path, &[u8]) -> Result<(), EditError>;
+
 /// One change to the `[[application]]` tree. JSON and TOML use the same key names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
