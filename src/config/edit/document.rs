@@ -56,7 +56,7 @@ pub fn apply(doc: &mut DocumentMut, live: &AppConfig, edit: &ConfigEdit) -> Resu
                 .ok_or_else(|| not_found(EditSubject::Device, device_id))?;
             let index = index_of(devices, "device_id", device_id)
                 .ok_or_else(|| not_found(EditSubject::Device, device_id))?;
-            devices.remove(index);
+            remove_table(devices, index);
             drop_if_empty(app, DEVICE);
             Ok(())
         }
@@ -97,7 +97,7 @@ pub fn apply(doc: &mut DocumentMut, live: &AppConfig, edit: &ConfigEdit) -> Resu
                 .ok_or_else(|| not_found(EditSubject::Command, command_name))?;
             let index = index_of(commands, "command_name", command_name)
                 .ok_or_else(|| not_found(EditSubject::Command, command_name))?;
-            commands.remove(index);
+            remove_table(commands, index);
             drop_if_empty(device, COMMAND);
             Ok(())
         }
@@ -164,7 +164,7 @@ fn delete_application(doc: &mut DocumentMut, application_id: &str) -> Result<(),
             "application {application_id:?} still has devices; delete them first"
         )));
     }
-    apps.remove(index);
+    remove_table(apps, index);
     Ok(())
 }
 
@@ -662,6 +662,34 @@ fn check_plain(table: &Table, what: &str) -> Result<(), EditError> {
         return Err(layout(&format!("a {what} table")));
     }
     Ok(())
+}
+
+/// Removes one table of a list. The comment lines above the list's first table usually
+/// describe the whole list (the example's `# [topology] ...` block), so when the first table
+/// goes they stay above the new first one instead of going with it.
+fn remove_table(tables: &mut ArrayOfTables, index: usize) {
+    let leading = (index == 0 && tables.len() > 1)
+        .then(|| tables.get(0).map(|t| prefix_of(t.decor())))
+        .flatten()
+        .filter(|prefix| prefix.contains('#'));
+    tables.remove(index);
+    if let (Some(leading), Some(next)) = (leading, tables.get_mut(0)) {
+        let own = prefix_of(next.decor());
+        let prefix = if own.trim().is_empty() {
+            leading
+        } else {
+            format!("{leading}{own}")
+        };
+        next.decor_mut().set_prefix(prefix);
+    }
+}
+
+fn prefix_of(decor: &Decor) -> String {
+    decor
+        .prefix()
+        .and_then(|p| p.as_str())
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn drop_if_empty(table: &mut Table, key: &str) {

@@ -473,3 +473,22 @@ fn a_secret_the_environment_supplies_is_never_written_and_placeholders_stay() {
     );
     assert!(!after.contains(TEST_TOKEN) && !after.contains(TEST_PASSWORD));
 }
+
+/// The comment block above a list's first table describes the list: deleting that table keeps
+/// the block above the new first one.
+#[test]
+fn deleting_the_first_table_keeps_the_comments_above_the_list() {
+    let text = EXAMPLE.replacen(
+        "\n[[application]]\n",
+        "\n[[application]]\napplication_name = \"Spare\"\napplication_id = \"spare\"\n\n[[application]]\n",
+        1,
+    );
+    assert_ne!(text, EXAMPLE);
+    let without = ok(
+        &text,
+        ConfigEdit::DeleteApplication {
+            application_id: "spare".into(),
+        },
+    );
+    assert_eq!(without, EXAMPLE, "the example's [topology] block stays");
+}
