@@ -52,6 +52,46 @@ fn temp_path(dir: &Path, target: &Path) -> PathBuf {
     ))
 }
 
+/// Removes the temporary files a killed process left beside the config file at `path` (a
+/// write interrupted between creating its temporary file and the rename). Only names of the
+/// form [`write_atomic`] uses, written by another process, and only regular files; returns how
+/// many went.
+pub fn remove_stale_temps(path: &Path) -> usize {
+    let target = target_of(path);
+    let dir = directory_of(&target);
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return 0;
+    };
+    let prefix = format!(".{name}.");
+    let own_pid = std::process::id().to_string();
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    // A directory holding a config file is small; the bound is a guard, not a limit in use.
+    for entry in entries.flatten().take(10_000) {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(middle) = file_name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let Some((pid, random)) = middle.split_once('.') else {
+            continue;
+        };
+        let ours = pid.bytes().all(|b| b.is_ascii_digit())
+            && !pid.is_empty()
+            && random.len() == 16
+            && random.bytes().all(|b| b.is_ascii_hexdigit());
+        let regular = entry.file_type().is_ok_and(|t| t.is_file());
+        if ours && regular && pid != own_pid && fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Replaces the file at `path` with `bytes` so that a crash at any moment leaves either the old
 /// file or the new one, whole: the bytes go to a temporary file in the same directory (same
 /// file system, so the rename is atomic), which takes the old file's mode (and owner, when the

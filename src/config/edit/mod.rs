@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::schema::{CommandConfig, MetricConfig};
 
 pub use document::apply;
-pub use file::{content_hash, editing_status, write_atomic, ContentHash};
+pub use file::{content_hash, editing_status, remove_stale_temps, write_atomic, ContentHash};
 pub use locks::{check_env_locks, env_locks};
 pub use prepare::{commit_edit, prepare_edit, PreparedEdit};
 pub use view::describe;

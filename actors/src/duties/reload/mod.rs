@@ -70,6 +70,14 @@ impl Actor for ReloadActor {
         _myself: ActorRef<Self::Msg>,
         args: ReloadArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let stale = opcgw::config::edit::remove_stale_temps(&args.config_path);
+        if stale > 0 {
+            info!(
+                event = "config_temp_files_removed",
+                files = stale,
+                "temporary files of an interrupted configuration write were removed"
+            );
+        }
         let loaded_hash = baseline_hash(&args.config_path, &args.env, &args.config);
         Ok(ReloadState {
             base: DutyBase::new(ROLE, args.config),

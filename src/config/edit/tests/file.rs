@@ -158,3 +158,36 @@ fn editing_is_off_on_a_read_only_mount_even_for_root() {
     assert!(status.reason.unwrap().contains("Read-only file system"));
     assert_eq!(write_atomic(&path, b"x").unwrap_err().reason(), "io");
 }
+
+/// Temporary files a killed writer left are removed at start; this process's own, other
+/// files with similar names and directories stay.
+#[test]
+fn temporary_files_of_a_killed_writer_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, "x").unwrap();
+    let own = format!(".config.toml.{}.00000000000000aa.tmp", std::process::id());
+    let names = [
+        ".config.toml.4242.0123456789abcdef.tmp", // a killed writer's: goes
+        ".config.toml.77.fedcba9876543210.tmp",   // another one: goes
+        own.as_str(),                             // this process's: stays
+        ".config.toml.4242.0123.tmp",             // not a name write_atomic makes
+        ".other.toml.4242.0123456789abcdef.tmp",  // another file's
+        "config.toml.4242.0123456789abcdef.tmp",  // not hidden
+    ];
+    for name in names {
+        std::fs::write(dir.path().join(name), "partial").unwrap();
+    }
+    std::fs::create_dir(dir.path().join(".config.toml.9.0123456789abcdef.tmp")).unwrap();
+    assert_eq!(remove_stale_temps(&path), 2);
+    let left = entries(dir.path());
+    assert!(!left
+        .iter()
+        .any(|n| n.contains("4242.0123456789abcdef") && n.starts_with(".config")));
+    assert!(!left.iter().any(|n| n.contains(".77.")));
+    for name in &names[2..] {
+        assert!(left.contains(&name.to_string()), "{name} stays: {left:?}");
+    }
+    assert!(left.contains(&".config.toml.9.0123456789abcdef.tmp".to_string()));
+    assert!(left.contains(&"config.toml".to_string()));
+}
