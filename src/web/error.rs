@@ -1,6 +1,9 @@
-//! Every error answer of the API: `{"error": "<human text>"}` (+ `"field"`), and the one table
-//! that turns a [`WebBackendError`] into a status. A storage failure's detail goes to the log
+//! Every error answer of the API: `{"error": "<human text>"}` (+ `"field"`; configuration edits
+//! add `"reason"` and `"problems"`), and the tables that turn a [`WebBackendError`] and an
+//! [`EditError`] into a status. A storage failure's detail goes to the log
 //! (`event="api_<route>_storage_error"`), never into a response.
+
+use std::borrow::Cow;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -8,6 +11,7 @@ use axum::Json;
 use serde::Serialize;
 use tracing::warn;
 
+use crate::config::edit::{EditError, EditSubject, FieldProblem};
 use crate::web::backend::WebBackendError;
 
 /// What a client is told; `message` is safe to show (it never holds internal detail).
@@ -15,7 +19,11 @@ use crate::web::backend::WebBackendError;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
-    pub field: Option<&'static str>,
+    pub field: Option<Cow<'static, str>>,
+    /// The machine-readable cause of a configuration edit's refusal ([`EditError::reason`]).
+    pub reason: Option<&'static str>,
+    /// Field-level problems of a refused edit, in the request's terms.
+    pub problems: Vec<FieldProblem>,
     /// `WWW-Authenticate` value of a 401 that invites HTTP Basic.
     pub challenge: Option<HeaderValue>,
 }
@@ -24,7 +32,11 @@ pub struct ApiError {
 struct Body<'a> {
     error: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'static str>,
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    problems: &'a [FieldProblem],
 }
 
 impl ApiError {
@@ -33,13 +45,32 @@ impl ApiError {
             status,
             message: message.into(),
             field: None,
+            reason: None,
+            problems: Vec::new(),
             challenge: None,
         }
     }
 
-    pub fn with_field(mut self, field: &'static str) -> Self {
-        self.field = Some(field);
+    pub fn with_field(mut self, field: impl Into<Cow<'static, str>>) -> Self {
+        self.field = Some(field.into());
         self
+    }
+
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+
+    /// A refused configuration edit: its status from [`edit_status`], its text, `reason`, the
+    /// field at fault and every field-level problem.
+    pub fn from_edit(error: &EditError) -> Self {
+        let mut answer =
+            Self::new(edit_status(error), error.to_string()).with_reason(error.reason());
+        answer.field = edit_field(error).map(Cow::Owned);
+        if let EditError::Validation { problems } = error {
+            answer.problems = problems.clone();
+        }
+        answer
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -90,13 +121,59 @@ pub fn backend_status(error: &WebBackendError) -> (StatusCode, &'static str) {
     }
 }
 
+/// The one table of configuration edits: what each refusal answers.
+pub fn edit_status(error: &EditError) -> StatusCode {
+    match error {
+        EditError::NotFound { .. } => StatusCode::NOT_FOUND,
+        // The request is well formed but the file or the tree is not in a state that allows it:
+        // fix that first (reload, unset the variable, edit by hand, free the id, restart).
+        EditError::Conflict { .. }
+        | EditError::AmbientDrift
+        | EditError::EnvOverride { .. }
+        | EditError::UnsupportedLayout(_)
+        | EditError::RestartRequired { .. } => StatusCode::CONFLICT,
+        EditError::Validation { .. } | EditError::Immutable { .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        EditError::ReloadFailed(_) | EditError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        EditError::Disabled(_) | EditError::Poisoned(_) | EditError::Unavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+}
+
+/// The field a refusal is about, in the request's terms (the first one when there are several).
+fn edit_field(error: &EditError) -> Option<String> {
+    match error {
+        EditError::NotFound { subject, .. } => Some(
+            match subject {
+                EditSubject::Application => "application_id",
+                EditSubject::Device => "device_id",
+                EditSubject::Command => "command_name",
+            }
+            .to_string(),
+        ),
+        EditError::Immutable { field } | EditError::EnvOverride { field, .. } => {
+            Some(field.clone())
+        }
+        EditError::Validation { problems } => problems
+            .first()
+            .map(|p| p.field.clone())
+            .filter(|f| !f.is_empty()),
+        EditError::RestartRequired { knob } => Some(knob.clone()),
+        _ => None,
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
             self.status,
             Json(Body {
                 error: &self.message,
-                field: self.field,
+                reason: self.reason,
+                field: self.field.as_deref(),
+                problems: &self.problems,
             }),
         )
             .into_response();

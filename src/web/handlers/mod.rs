@@ -1,6 +1,7 @@
 //! The route handlers, one file per group. They speak only through [`crate::web::WebBackend`].
 
 pub mod commands;
+pub mod config;
 pub mod events;
 pub mod read;
 pub mod session;
