@@ -185,3 +185,128 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::edit::EditSubject;
+
+    /// Every refusal, its status, its reason and the field it names.
+    #[test]
+    fn every_edit_refusal_has_one_status_reason_and_field() {
+        let not_found = |subject| EditError::NotFound {
+            subject,
+            id: "x".into(),
+        };
+        let problem = FieldProblem {
+            field: "command[0].command_port".into(),
+            message: "1-223".into(),
+        };
+        let table = [
+            (
+                not_found(EditSubject::Application),
+                404,
+                "application_not_found",
+                Some("application_id"),
+            ),
+            (
+                not_found(EditSubject::Device),
+                404,
+                "device_not_found",
+                Some("device_id"),
+            ),
+            (
+                not_found(EditSubject::Command),
+                404,
+                "command_not_found",
+                Some("command_name"),
+            ),
+            (
+                EditError::Conflict {
+                    message: "dup".into(),
+                },
+                409,
+                "conflict",
+                None,
+            ),
+            (EditError::AmbientDrift, 409, "ambient_drift", None),
+            (
+                EditError::EnvOverride {
+                    field: "device_name".into(),
+                    variable: "OPCGW_APPLICATION__0__NAME".into(),
+                },
+                409,
+                "env_override",
+                Some("device_name"),
+            ),
+            (
+                EditError::UnsupportedLayout("inline".into()),
+                409,
+                "unsupported_layout",
+                None,
+            ),
+            (
+                EditError::RestartRequired {
+                    knob: "web.port".into(),
+                },
+                409,
+                "restart_required",
+                Some("web.port"),
+            ),
+            (
+                EditError::Immutable {
+                    field: "device_id".into(),
+                },
+                422,
+                "immutable_field",
+                Some("device_id"),
+            ),
+            (
+                EditError::Validation {
+                    problems: vec![problem.clone()],
+                },
+                422,
+                "validation",
+                Some("command[0].command_port"),
+            ),
+            (
+                EditError::ReloadFailed("x".into()),
+                500,
+                "reload_failed",
+                None,
+            ),
+            (
+                EditError::Io("config.toml: disk full".into()),
+                500,
+                "io",
+                None,
+            ),
+            (
+                EditError::Disabled("read-only".into()),
+                503,
+                "editing_disabled",
+                None,
+            ),
+            (
+                EditError::Poisoned("config.toml".into()),
+                503,
+                "poisoned",
+                None,
+            ),
+            (EditError::Unavailable, 503, "unavailable", None),
+        ];
+        for (error, status, reason, field) in table {
+            let answer = ApiError::from_edit(&error);
+            assert_eq!(answer.status.as_u16(), status, "{error:?}");
+            assert_eq!(answer.reason, Some(reason), "{error:?}");
+            assert_eq!(answer.field.as_deref(), field, "{error:?}");
+            assert_eq!(answer.message, error.to_string());
+            let problems = if reason == "validation" {
+                vec![problem.clone()]
+            } else {
+                vec![]
+            };
+            assert_eq!(answer.problems, problems);
+        }
+    }
+}

@@ -142,3 +142,19 @@ async fn shutdown_ends_every_stream_including_basic_ones() {
         assert_eq!(ended, Ok(None));
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_new_configuration_generation_arrives_as_a_config_event() {
+    let app = App::new();
+    let (session, _) = app.sign_in().await;
+    let mut body = open_stream(&app, &session).await;
+    settle().await;
+    app.fake
+        .live
+        .send(LiveEvent::Config(crate::web::views::ConfigEvent {
+            generation: 7,
+        }))
+        .unwrap();
+    let frame = next_frame(&mut body).await.unwrap();
+    assert_eq!(frame, "event: config\ndata: {\"generation\":7}\n\n");
+}

@@ -6,6 +6,7 @@ mod support;
 
 mod assets;
 mod auth;
+mod config_routes;
 mod csrf_and_headers;
 mod events;
 mod routes;

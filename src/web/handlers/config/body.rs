@@ -85,13 +85,15 @@ pub fn parse<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
             let path = error.path().to_string();
             let inner = error.into_inner();
             let message = sanitize_for_log(&inner.to_string(), MAX_PARSE_MESSAGE_CHARS);
+            if inner.is_syntax() || inner.is_eof() {
+                // The whole body is at fault.
+                return Err(unprocessable(
+                    format!("the body is not valid JSON ({message})"),
+                    ".".into(),
+                ));
+            }
             let field = field_of(&path, &message);
-            let text = if inner.is_syntax() || inner.is_eof() {
-                format!("the body is not valid JSON ({message})")
-            } else {
-                format!("{field}: {message}")
-            };
-            return Err(unprocessable(text, field));
+            return Err(unprocessable(format!("{field}: {message}"), field));
         }
     };
     if json.end().is_err() {
@@ -123,12 +125,11 @@ fn unprocessable(text: String, field: String) -> ApiError {
         .with_field(field)
 }
 
-/// The path of the key at fault: serde points a missing or unknown key at its parent object,
-/// so the key named in the message is appended.
+/// The path of the key at fault: serde points a missing key at its parent object, so the key
+/// named in the message is appended.
 fn field_of(path: &str, message: &str) -> String {
-    let named = ["missing field `", "unknown field `"]
-        .iter()
-        .find_map(|prefix| message.strip_prefix(prefix))
+    let named = message
+        .strip_prefix("missing field `")
         .and_then(|rest| rest.split('`').next());
     match (path, named) {
         (".", Some(key)) => key.to_string(),
