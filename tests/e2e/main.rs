@@ -21,3 +21,4 @@ mod ua_client;
 mod web;
 mod web_browser;
 mod web_client;
+mod web_config;
