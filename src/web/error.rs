@@ -19,11 +19,12 @@ use crate::web::backend::WebBackendError;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
-    pub field: Option<Cow<'static, str>>,
+    pub field: Option<Box<str>>,
     /// The machine-readable cause of a configuration edit's refusal ([`EditError::reason`]).
     pub reason: Option<&'static str>,
-    /// Field-level problems of a refused edit, in the request's terms.
-    pub problems: Vec<FieldProblem>,
+    /// Field-level problems of a refused edit, in the request's terms (boxed: most answers
+    /// have none, and every `Result` carrying an `ApiError` stays small).
+    pub problems: Box<[FieldProblem]>,
     /// `WWW-Authenticate` value of a 401 that invites HTTP Basic.
     pub challenge: Option<HeaderValue>,
 }
@@ -46,13 +47,13 @@ impl ApiError {
             message: message.into(),
             field: None,
             reason: None,
-            problems: Vec::new(),
+            problems: Box::default(),
             challenge: None,
         }
     }
 
     pub fn with_field(mut self, field: impl Into<Cow<'static, str>>) -> Self {
-        self.field = Some(field.into());
+        self.field = Some(field.into().into());
         self
     }
 
@@ -66,9 +67,9 @@ impl ApiError {
     pub fn from_edit(error: &EditError) -> Self {
         let mut answer =
             Self::new(edit_status(error), error.to_string()).with_reason(error.reason());
-        answer.field = edit_field(error).map(Cow::Owned);
+        answer.field = edit_field(error).map(String::into_boxed_str);
         if let EditError::Validation { problems } = error {
-            answer.problems = problems.clone();
+            answer.problems = problems.clone().into_boxed_slice();
         }
         answer
     }
@@ -306,7 +307,7 @@ mod tests {
             } else {
                 vec![]
             };
-            assert_eq!(answer.problems, problems);
+            assert_eq!(answer.problems.to_vec(), problems);
         }
     }
 }

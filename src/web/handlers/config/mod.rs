@@ -47,6 +47,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
+/// A refused change's answer (boxed so `Result`s that carry it stay small).
+pub type Refusal = Box<Response>;
+
 /// One audited change: every refusal is `<subject>_crud_rejected` with its reason, a success
 /// `<subject>_<action>` with the generation now live.
 pub struct Edit {
@@ -83,13 +86,13 @@ impl Edit {
     }
 
     /// Audits a refusal and turns it into the answer.
-    pub fn refuse(&self, error: ApiError) -> Response {
+    pub fn refuse(&self, error: ApiError) -> Refusal {
         let reason = error.reason.unwrap_or("validation");
         self.audit(EditVerdict::Rejected { reason });
-        error.into_response()
+        Box::new(error.into_response())
     }
 
-    pub fn refuse_edit(&self, error: &EditError) -> Response {
+    pub fn refuse_edit(&self, error: &EditError) -> Refusal {
         self.refuse(ApiError::from_edit(error))
     }
 
@@ -97,7 +100,7 @@ impl Edit {
     pub async fn apply(
         &self,
         edit: crate::config::edit::ConfigEdit,
-    ) -> Result<crate::config::edit::EditOutcome, Response> {
+    ) -> Result<crate::config::edit::EditOutcome, Refusal> {
         match self.state.backend().edit_config(edit).await {
             Ok(outcome) => {
                 self.audit(EditVerdict::Applied {

@@ -10,6 +10,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::body::{self, ApplicationRename, Bounds, DeviceReplace, NewApplication, ReloadRequest};
+use super::Refusal;
 use super::{
     find_application, find_command, find_device, segment, with_outcome, ApplicationSummary, Caller,
     DeviceDetail, Edit,
@@ -24,13 +25,13 @@ use crate::web::WebState;
 type Body = Result<ApiBytes, ApiError>;
 
 /// Parses the body, or the audited refusal's answer.
-fn parse<T: serde::de::DeserializeOwned>(edit: &Edit, bytes: Body) -> Result<T, Response> {
+fn parse<T: serde::de::DeserializeOwned>(edit: &Edit, bytes: Body) -> Result<T, Refusal> {
     bytes
         .and_then(|ApiBytes(bytes)| body::parse(&bytes))
         .map_err(|error| edit.refuse(error))
 }
 
-fn check(edit: &Edit, result: Result<(), EditError>) -> Result<(), Response> {
+fn check(edit: &Edit, result: Result<(), EditError>) -> Result<(), Refusal> {
     result.map_err(|error| edit.refuse_edit(&error))
 }
 
@@ -43,8 +44,8 @@ fn created(location: String, body: serde_json::Value) -> Response {
         .into_response()
 }
 
-fn unwrap(result: Result<Response, Response>) -> Response {
-    result.unwrap_or_else(|refusal| refusal)
+fn unwrap(result: Result<Response, Refusal>) -> Response {
+    result.unwrap_or_else(|refusal| *refusal)
 }
 
 // --- Applications ---
@@ -200,7 +201,7 @@ pub async fn delete_application(
     )
 }
 
-fn immutable(edit: &Edit, field: &str, sent: Option<&str>, path: &str) -> Result<(), Response> {
+fn immutable(edit: &Edit, field: &str, sent: Option<&str>, path: &str) -> Result<(), Refusal> {
     match sent {
         Some(sent) if sent != path => Err(edit.refuse_edit(&EditError::Immutable {
             field: field.to_string(),
