@@ -176,6 +176,7 @@ async fn serve(
         log: Some(log),
         faults: fault_plans(&env),
         opcua_listener: None,
+        config_writer: None,
     };
     let tree = match Tree::start(Arc::new(loaded.config), options).await {
         Ok(tree) => tree,

@@ -44,6 +44,11 @@ impl EnvSnapshot {
         }
     }
 
+    /// The names of the variables in the snapshot (values stay inside: some are secrets).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.vars.iter().map(|(name, _)| name.as_str())
+    }
+
     /// The raw string value of `name`, exactly as set.
     pub fn raw(&self, name: &str) -> Option<&str> {
         self.vars

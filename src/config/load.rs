@@ -91,7 +91,31 @@ pub struct LoadedConfig {
 
 /// Loads and validates the configuration at `path` against the environment `env`.
 pub fn load(path: &Path, env: &EnvSnapshot) -> Result<LoadedConfig, ConfigError> {
-    let sources = Sources::read(path, env)?;
+    load_sources(Sources::read(path, env)?, path)
+}
+
+/// Loads and validates `text` as if it were the content of the file at `path` (messages name
+/// `path`; relative `*_file` secrets resolve as for a load). The configuration editor validates
+/// a candidate file this way before writing it, and the reload actor loads the very bytes it
+/// hashed, so both see exactly what a load of those bytes would see, environment included.
+pub fn load_text(
+    path: &Path,
+    text: String,
+    env: &EnvSnapshot,
+) -> Result<LoadedConfig, ConfigError> {
+    if text.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(ConfigError::Io {
+            path: path.to_path_buf(),
+            reason: format!("larger than {MAX_CONFIG_FILE_BYTES} bytes"),
+        });
+    }
+    load_sources(
+        Sources::from_file(SourceFile::parse(path, text)?, path, env)?,
+        path,
+    )
+}
+
+fn load_sources(sources: Sources<'_>, path: &Path) -> Result<LoadedConfig, ConfigError> {
     let mut problems = Vec::new();
     sources.report_unknown_sections(&mut problems);
 
@@ -105,7 +129,7 @@ pub fn load(path: &Path, env: &EnvSnapshot) -> Result<LoadedConfig, ConfigError>
         supervisor: sources.section("supervisor", &mut problems),
         applications: sources.section("application", &mut problems),
     };
-    resolve_secrets(&mut config, env, &mut problems);
+    resolve_secrets(&mut config, sources.env, &mut problems);
 
     let report = validate(&config);
     // A key that could not be read is validated as its default: one problem per key is enough.
@@ -139,7 +163,10 @@ struct Sources<'a> {
 
 impl<'a> Sources<'a> {
     fn read(path: &Path, env: &'a EnvSnapshot) -> Result<Self, ConfigError> {
-        let file = SourceFile::read(path)?;
+        Self::from_file(SourceFile::read(path)?, path, env)
+    }
+
+    fn from_file(file: SourceFile, path: &Path, env: &'a EnvSnapshot) -> Result<Self, ConfigError> {
         let figment = Figment::new()
             .merge(Toml::string(file.text()))
             .merge(env.overlay());

@@ -16,10 +16,11 @@ mod weak;
 pub use diff::{classify_knob, ConfigDiff, KnobChange, KnobClass, TopologyDiff};
 pub use env::{env_var_for, EnvSnapshot, SECRET_ENV_VARS};
 pub use load::{
-    load, load_control, ConfigError, ConfigProblem, LoadedConfig, MAX_CONFIG_FILE_BYTES,
+    load, load_control, load_text, ConfigError, ConfigProblem, LoadedConfig, MAX_CONFIG_FILE_BYTES,
 };
 pub use schema::*;
 pub use secret::{Secret, PLACEHOLDER_PREFIX, REDACTED};
+pub use source::read_config_text;
 pub use validate::{check_log_filter, validate, ValidationReport};
 pub use weak::{weakness, Weakness, MIN_SECRET_CHARS, MIN_TOKEN_BYTES};
 

@@ -24,35 +24,7 @@ pub(super) struct SourceFile {
 impl SourceFile {
     /// Reads `path` (at most [`MAX_CONFIG_FILE_BYTES`]) and checks its TOML syntax.
     pub(super) fn read(path: &Path) -> Result<Self, ConfigError> {
-        let io = |reason: String| ConfigError::Io {
-            path: path.to_path_buf(),
-            reason,
-        };
-        // Metadata first: opening a FIFO for reading would block until a writer comes.
-        let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => io(
-                "no such file (pass --config PATH or create it from config/config.example.toml)"
-                    .into(),
-            ),
-            _ => io(e.to_string()),
-        })?;
-        if !meta.is_file() {
-            return Err(io("not a regular file".into()));
-        }
-        if meta.len() > MAX_CONFIG_FILE_BYTES {
-            return Err(io(format!("larger than {MAX_CONFIG_FILE_BYTES} bytes")));
-        }
-        let file = std::fs::File::open(path).map_err(|e| io(e.to_string()))?;
-        let mut bytes = Vec::new();
-        file.take(MAX_CONFIG_FILE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| io(e.to_string()))?;
-        if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
-            return Err(io(format!("larger than {MAX_CONFIG_FILE_BYTES} bytes")));
-        }
-        let text = String::from_utf8(bytes)
-            .map_err(|_| io("not UTF-8 text (a TOML file is UTF-8)".into()))?;
-        Self::parse(path, text)
+        Self::parse(path, read_config_text(path)?)
     }
 
     pub(super) fn parse(path: &Path, text: String) -> Result<Self, ConfigError> {
@@ -82,6 +54,37 @@ impl SourceFile {
             self.path.display()
         ))
     }
+}
+
+/// The text of the configuration file at `path`: a regular file of at most
+/// [`MAX_CONFIG_FILE_BYTES`], UTF-8. Its syntax is not checked here.
+pub fn read_config_text(path: &Path) -> Result<String, ConfigError> {
+    let io = |reason: String| ConfigError::Io {
+        path: path.to_path_buf(),
+        reason,
+    };
+    // Metadata first: opening a FIFO for reading would block until a writer comes.
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => io(
+            "no such file (pass --config PATH or create it from config/config.example.toml)".into(),
+        ),
+        _ => io(e.to_string()),
+    })?;
+    if !meta.is_file() {
+        return Err(io("not a regular file".into()));
+    }
+    if meta.len() > MAX_CONFIG_FILE_BYTES {
+        return Err(io(format!("larger than {MAX_CONFIG_FILE_BYTES} bytes")));
+    }
+    let file = std::fs::File::open(path).map_err(|e| io(e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io(e.to_string()))?;
+    if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(io(format!("larger than {MAX_CONFIG_FILE_BYTES} bytes")));
+    }
+    String::from_utf8(bytes).map_err(|_| io("not UTF-8 text (a TOML file is UTF-8)".into()))
 }
 
 /// One problem for a syntax error, without any of the file's text but the key name.

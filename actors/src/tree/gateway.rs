@@ -29,6 +29,9 @@ pub struct TreeOptions {
     /// An OPC UA listener bound by the caller (tests), served instead of binding
     /// `opcua.host_port`; it stays bound across restarts of the OPC UA actor.
     pub opcua_listener: Option<Arc<std::net::TcpListener>>,
+    /// How console edits replace the config file (`None`: atomically, `write_atomic`); tests
+    /// substitute a writer that fails on demand.
+    pub config_writer: Option<opcgw::config::edit::ConfigWriter>,
 }
 
 /// The six duty actors, in start order: storage first (everyone writes to or reads from it),
@@ -83,6 +86,9 @@ pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
                 log: reload_options.log.clone(),
                 supervisor: ctx.supervisor.clone(),
                 config: ctx.config.clone(),
+                write: reload_options
+                    .config_writer
+                    .unwrap_or(opcgw::config::edit::write_atomic),
             };
             (ReloadActor, args)
         }),

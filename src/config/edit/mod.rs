@@ -7,9 +7,25 @@
 //!
 //! Ids (`application_id`, `device_id`, `command_name`) are immutable and case-sensitive.
 
+mod document;
+mod file;
+mod locks;
+mod prepare;
+mod view;
+
 use serde::{Deserialize, Serialize};
 
 use super::schema::{CommandConfig, MetricConfig};
+
+pub use document::apply;
+pub use file::{content_hash, editing_status, write_atomic, ContentHash};
+pub use locks::{check_env_locks, env_locks};
+pub use prepare::{commit_edit, prepare_edit, PreparedEdit};
+pub use view::describe;
+
+/// How the configuration file is replaced: [`write_atomic`] in the gateway; tests substitute a
+/// writer that fails on demand (a restore that fails).
+pub type ConfigWriter = fn(&std::path::Path, &[u8]) -> Result<(), EditError>;
 
 /// One change to the `[[application]]` tree. JSON and TOML use the same key names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -261,3 +277,6 @@ pub struct EnvLock {
     pub device_id: Option<String>,
     pub variable: String,
 }
+
+#[cfg(test)]
+mod tests;

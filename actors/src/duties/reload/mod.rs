@@ -4,12 +4,17 @@
 //! A reload re-reads the file through the same figment chain as start-up, validates it,
 //! classifies every change (hot / restart-required / topology), and only then swaps and
 //! broadcasts. Anything wrong keeps the old configuration.
+//!
+//! Console edits (`edit.rs`) go through the same path: the edited text is validated, written
+//! atomically and then applied as a reload of exactly those bytes.
+
+mod edit;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use opcgw::config::edit::{ConfigView, EditError, EditingStatus};
+use opcgw::config::edit::{content_hash, ConfigWriter, ContentHash};
 use opcgw::config::{self, ConfigDiff, ConfigError, EnvSnapshot};
 use opcgw::security::sanitize_for_log;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -34,6 +39,8 @@ pub struct ReloadArgs {
     pub log: Option<LogControl>,
     pub supervisor: ActorRef<SupervisorMsg>,
     pub config: ConfigUpdate,
+    /// How an edit replaces the file: `write_atomic`, or a test double that fails on demand.
+    pub write: ConfigWriter,
 }
 
 pub struct ReloadState {
@@ -45,6 +52,12 @@ pub struct ReloadState {
     /// A reloaded `logging.level`, applied after the outcome is logged (so the outcome is
     /// logged under the level that was live when the reload was asked for).
     pending_log_level: Option<String>,
+    /// The hash of the bytes the live configuration was loaded from; `None` when the file on
+    /// disk is not known to be them (then every edit is refused as drift until a reload).
+    loaded_hash: Option<ContentHash>,
+    /// Set when an edit could not restore the previous file: editing stays off until restart.
+    poisoned: Option<String>,
+    write: ConfigWriter,
 }
 
 impl Actor for ReloadActor {
@@ -57,6 +70,7 @@ impl Actor for ReloadActor {
         _myself: ActorRef<Self::Msg>,
         args: ReloadArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let loaded_hash = baseline_hash(&args.config_path, &args.env, &args.config);
         Ok(ReloadState {
             base: DutyBase::new(ROLE, args.config),
             config_path: args.config_path,
@@ -64,6 +78,9 @@ impl Actor for ReloadActor {
             log: args.log,
             supervisor: args.supervisor,
             pending_log_level: None,
+            loaded_hash,
+            poisoned: None,
+            write: args.write,
         })
     }
 
@@ -90,25 +107,12 @@ impl Actor for ReloadActor {
                 }
                 Ok(())
             }
-            // Placeholder until the editor lands (issue 13, in progress on this branch's
-            // successor): refuse honestly rather than pretend.
-            ReloadMsg::Edit { reply, .. } => {
-                let _ = reply.send(Err(EditError::Disabled(
-                    "this build cannot edit the configuration yet".into(),
-                )));
+            ReloadMsg::Edit { edit, reply } => {
+                let _ = reply.send(state.edit(edit));
                 Ok(())
             }
             ReloadMsg::Describe { reply } => {
-                let _ = reply.send(ConfigView {
-                    path: state.config_path.display().to_string(),
-                    generation: state.base.config.generation,
-                    editing: EditingStatus {
-                        enabled: false,
-                        reason: Some("this build cannot edit the configuration yet".into()),
-                    },
-                    settings: Vec::new(),
-                    env_locked: Vec::new(),
-                });
+                let _ = reply.send(state.describe());
                 Ok(())
             }
         }
@@ -116,11 +120,17 @@ impl Actor for ReloadActor {
 }
 
 impl ReloadState {
+    /// Reloads the file from disk.
     fn reload(&mut self, trigger: ReloadTrigger) -> ReloadOutcome {
+        self.reload_from(trigger, None)
+    }
+
+    /// Reloads `text` (the bytes just written by an edit), or the file when `None`.
+    fn reload_from(&mut self, trigger: ReloadTrigger, text: Option<String>) -> ReloadOutcome {
         let started = Instant::now();
         let trigger_name = trigger.as_str();
         info!(event = "config_reload_attempted", trigger = trigger_name, path = %self.config_path.display());
-        let outcome = self.try_reload(started);
+        let outcome = self.try_reload(started, text);
         match &outcome {
             ReloadOutcome::Succeeded {
                 changed_section_count,
@@ -158,13 +168,19 @@ impl ReloadState {
         outcome
     }
 
-    fn try_reload(&mut self, started: Instant) -> ReloadOutcome {
+    fn try_reload(&mut self, started: Instant, text: Option<String>) -> ReloadOutcome {
         let failed = |reason, changed_knob, error: String| ReloadOutcome::Failed {
             reason,
             changed_knob,
             error: sanitize_for_log(&error, MAX_ERROR_CHARS),
         };
-        let candidate = match config::load(&self.config_path, &self.env) {
+        // The bytes are read once: what is hashed is exactly what is loaded.
+        let text = match text.map_or_else(|| config::read_config_text(&self.config_path), Ok) {
+            Ok(text) => text,
+            Err(err) => return failed(ReloadFailure::Io, None, err.to_string()),
+        };
+        let hash = content_hash(text.as_bytes());
+        let candidate = match config::load_text(&self.config_path, text, &self.env) {
             Ok(loaded) => loaded.config,
             Err(err @ ConfigError::Io { .. }) => {
                 return failed(ReloadFailure::Io, None, err.to_string())
@@ -190,6 +206,7 @@ impl ReloadState {
                 error,
             );
         }
+        self.loaded_hash = Some(hash);
         let changed_section_count = diff.changed_sections().len();
         let includes_topology_change = diff.includes_topology_change();
         let changed_knobs: Vec<String> = diff.changes.iter().map(|c| c.key.clone()).collect();
@@ -237,6 +254,34 @@ impl ReloadState {
                 "OPCGW_LOG_LEVEL is set; it keeps precedence over logging.level"
             ),
             Err(err) => warn!(event = "log_level_change_failed", error = err.as_str()),
+        }
+    }
+}
+
+/// The hash of the file at start, when it still loads as the live configuration (it was just
+/// loaded from it at start; after a restart of this actor, it must be what was live).
+fn baseline_hash(
+    path: &std::path::Path,
+    env: &EnvSnapshot,
+    live: &ConfigUpdate,
+) -> Option<ContentHash> {
+    let text = match config::read_config_text(path) {
+        Ok(text) => text,
+        Err(err) => {
+            info!(event = "config_edit_baseline_unknown", error = %err);
+            return None;
+        }
+    };
+    let hash = content_hash(text.as_bytes());
+    match config::load_text(path, text, env) {
+        Ok(loaded) if loaded.config == *live.config => Some(hash),
+        _ => {
+            info!(
+                event = "config_edit_baseline_unknown",
+                path = %path.display(),
+                "the file on disk is not the live configuration; console edits wait for a reload"
+            );
+            None
         }
     }
 }
