@@ -29,11 +29,24 @@ fn config() -> String {
     MINIMAL_CONFIG.replacen("[[application]]", &format!("{WEB}\n[[application]]"), 1)
 }
 
+/// The gateway, once the console can edit: the reload actor, which owns the file, starts last
+/// (until then the configuration routes answer 503 `unavailable`).
 fn start(workdir: &Workdir) -> Daemon {
     let daemon = Daemon::start(workdir, &[]);
     daemon.wait_for_events("web_server_started", 1, Duration::from_secs(30));
     daemon.wait_for_events("opcua_listening", 1, Duration::from_secs(30));
-    daemon
+    let client = WebClient::basic(workdir.web_port(), USER, TEST_PASSWORD);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = client.get("/api/config");
+        if answer.status == 200 {
+            assert_eq!(answer.json()["editing"]["enabled"], true, "{answer:?}");
+            return daemon;
+        }
+        assert_eq!(answer.status, 503, "{answer:?}");
+        assert!(Instant::now() < deadline, "editing never became available");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn send(client: &WebClient, method: &str, path: &str, body: &Value) -> (u16, Value) {
@@ -244,7 +257,9 @@ fn a_file_edited_by_hand_is_reloaded_before_the_console_edits_it() {
     );
     let rejected = daemon.events("application_crud_rejected");
     assert!(
-        rejected.iter().any(|l| l.contains("reason=ambient_drift")),
+        rejected
+            .iter()
+            .any(|l| l.contains("application_id=app-3") && l.contains("reason=\"ambient_drift\"")),
         "{rejected:?}"
     );
 
@@ -254,7 +269,7 @@ fn a_file_edited_by_hand_is_reloaded_before_the_console_edits_it() {
     assert!(daemon
         .events("config_reload_attempted")
         .iter()
-        .any(|l| l.contains("trigger=web")));
+        .any(|l| l.contains("trigger=\"web\"")));
 
     let (status, created) = send(&client, "POST", "/api/applications", &app);
     assert_eq!(status, 201, "{created}");

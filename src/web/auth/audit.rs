@@ -180,9 +180,9 @@ impl AuditRing {
                     source_ip = %source_field,
                     user = %user,
                     trigger,
-                    application_id = application_id.as_deref(),
-                    device_id = device_id.as_deref(),
-                    command_name = command_name.as_deref(),
+                    application_id = application_id.as_deref().map(display),
+                    device_id = device_id.as_deref().map(display),
+                    command_name = command_name.as_deref().map(display),
                     generation,
                     "configuration changed from the web console"
                 );
@@ -194,9 +194,9 @@ impl AuditRing {
                     source_ip = %source_field,
                     user = %user,
                     trigger,
-                    application_id = application_id.as_deref(),
-                    device_id = device_id.as_deref(),
-                    command_name = command_name.as_deref(),
+                    application_id = application_id.as_deref().map(display),
+                    device_id = device_id.as_deref().map(display),
+                    command_name = command_name.as_deref().map(display),
                     reason,
                     "configuration change from the web console refused"
                 );
