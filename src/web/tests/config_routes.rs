@@ -145,6 +145,16 @@ async fn unknown_ids_answer_404_with_the_reason_and_field() {
         .await;
         assert_eq!(body["field"], field, "{path}");
     }
+    // A long id is quoted bounded.
+    let long = "x".repeat(5000);
+    let body = refused(
+        app.send(as_operator(get(&format!("/api/applications/{long}"))))
+            .await,
+        StatusCode::NOT_FOUND,
+        "application_not_found",
+    )
+    .await;
+    assert!(body["error"].as_str().unwrap().len() < 400, "{body}");
     let response = app
         .send(as_operator(delete("/api/applications/app-1/devices/ghost")))
         .await;

@@ -218,6 +218,11 @@ impl<'a> DeviceDetail<'a> {
 
 // --- Lookups: a miss is the same refusal the owner would give ---
 
+/// An id from the path as a refusal quotes it: bounded, control characters escaped.
+fn path_id(id: &str) -> String {
+    crate::security::sanitize_for_log(id, body::MAX_TEXT_CHARS)
+}
+
 pub fn find_application<'a>(
     config: &'a AppConfig,
     application_id: &str,
@@ -228,7 +233,7 @@ pub fn find_application<'a>(
         .find(|a| a.application_id == application_id)
         .ok_or_else(|| EditError::NotFound {
             subject: EditSubject::Application,
-            id: application_id.to_string(),
+            id: path_id(application_id),
         })
 }
 
@@ -243,7 +248,7 @@ pub fn find_device<'a>(
         .find(|d| d.device_id == device_id)
         .ok_or_else(|| EditError::NotFound {
             subject: EditSubject::Device,
-            id: device_id.to_string(),
+            id: path_id(device_id),
         })
 }
 
@@ -259,7 +264,7 @@ pub fn find_command<'a>(
         .find(|c| c.command_name == command_name)
         .ok_or_else(|| EditError::NotFound {
             subject: EditSubject::Command,
-            id: command_name.to_string(),
+            id: path_id(command_name),
         })
 }
 
