@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use crate::commands::NewCommand;
+use crate::config::edit::{ConfigEdit, ConfigView, EditError, EditOutcome};
 use crate::config::AppConfig;
 use crate::model::{Sample, Timestamp};
 use crate::security::{
@@ -33,6 +34,14 @@ pub struct HistoryRequest {
     /// min/max/avg bucket per `(to - from) / max_points` (Bool and String metrics: the last
     /// `max_points` raw rows of the window).
     pub max_points: usize,
+}
+
+/// A reload asked from the console that went through (the configuration generation now live,
+/// and the dotted keys of what changed; empty when the file says what is already live).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConfigReloaded {
+    pub generation: u64,
+    pub changed_knobs: Vec<String>,
 }
 
 /// Why the gateway could not answer. [`crate::web::error`] holds the one table that turns each
@@ -77,6 +86,16 @@ pub trait WebBackend: Send + Sync + 'static {
         &self,
         command: NewCommand,
     ) -> BoxFuture<'_, Result<CommandRecord, WebBackendError>>;
+    // --- Configuration editing (the reload actor owns the file; every call is one message) ---
+
+    /// Where the configuration comes from, whether it may be edited, every knob's source.
+    fn config_view(&self) -> BoxFuture<'_, Result<ConfigView, EditError>>;
+    /// Applies one edit to the file and makes it live; resolves once the reload applied it
+    /// (and [`WebBackend::config`] shows it).
+    fn edit_config(&self, edit: ConfigEdit) -> BoxFuture<'_, Result<EditOutcome, EditError>>;
+    /// Re-reads the file (trigger `web`), as SIGHUP does.
+    fn reload_config(&self) -> BoxFuture<'_, Result<ConfigReloaded, EditError>>;
+
     /// Live changes (values, qualities, upstream, commands, actor health) for `GET /api/events`.
     fn subscribe(&self) -> broadcast::Receiver<LiveEvent>;
 

@@ -10,8 +10,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::security::constant_time_eq;
+use crate::web::auth::audit::{crud_event, EditVerdict};
 use crate::web::auth::{source_ip, Principal};
 use crate::web::error::ApiError;
+use crate::web::handlers::config::csrf_subject;
 use crate::web::WebState;
 
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -73,12 +75,20 @@ pub async fn check_csrf(State(state): State<WebState>, request: Request, next: N
             .get::<Principal>()
             .map(|p| p.user().to_string())
             .unwrap_or_default();
-        state.audit().auth_failed(
-            source_ip(request.extensions()),
-            &user,
-            request.uri().path(),
-            "csrf",
-        );
+        let source = source_ip(request.extensions());
+        state
+            .audit()
+            .auth_failed(source, &user, request.uri().path(), "csrf");
+        // A refused configuration change is also that change's refusal (004's audit events).
+        if let Some((subject, target)) = csrf_subject(request.uri().path()) {
+            state.audit().config_event(
+                crud_event(subject, None),
+                source,
+                &user,
+                &target,
+                EditVerdict::Rejected { reason: "csrf" },
+            );
+        }
         return error.into_response();
     }
     next.run(request).await

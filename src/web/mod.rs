@@ -31,7 +31,7 @@ use axum::routing::get;
 use axum::{middleware, Router};
 use tokio_util::sync::CancellationToken;
 
-pub use backend::{BoxFuture, HistoryRequest, WebBackend, WebBackendError};
+pub use backend::{BoxFuture, ConfigReloaded, HistoryRequest, WebBackend, WebBackendError};
 
 use crate::config::AppConfig;
 use crate::security::{CredentialVerifier, LoginThrottle};
@@ -218,6 +218,45 @@ impl WebState {
     }
 }
 
+/// The configuration API (docs/web.md, "Configuration").
+fn config_routes() -> Router<WebState> {
+    use axum::routing::post;
+    use handlers::config::{self as c, mutations as m};
+    Router::new()
+        .route("/api/config", get(c::view))
+        .route("/api/config/reload", post(m::reload))
+        .route(
+            "/api/applications",
+            get(c::applications).post(m::create_application),
+        )
+        .route(
+            "/api/applications/{application_id}",
+            get(c::application)
+                .put(m::update_application)
+                .delete(m::delete_application),
+        )
+        .route(
+            "/api/applications/{application_id}/devices",
+            get(c::devices).post(m::create_device),
+        )
+        .route(
+            "/api/applications/{application_id}/devices/{device_id}",
+            get(c::device)
+                .put(m::update_device)
+                .delete(m::delete_device),
+        )
+        .route(
+            "/api/applications/{application_id}/devices/{device_id}/commands",
+            get(c::commands).post(m::create_command),
+        )
+        .route(
+            "/api/applications/{application_id}/devices/{device_id}/commands/{command_name}",
+            get(c::command)
+                .put(m::update_command)
+                .delete(m::delete_command),
+        )
+}
+
 /// The whole console: API routes, pages, and the layers every request passes (outermost first:
 /// security headers, body limit, authentication, CSRF).
 pub fn router(state: WebState) -> Router {
@@ -259,6 +298,7 @@ pub fn router(state: WebState) -> Router {
             "/api/certificates/{thumbprint}/reject",
             post(handlers::certificates::reject),
         )
+        .merge(config_routes())
         .fallback(handlers::fallback)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(middleware::from_fn_with_state(

@@ -566,6 +566,14 @@ pub enum LiveEvent {
     Upstream(UpstreamEvent),
     Command(CommandView),
     Health(HealthEvent),
+    /// A new configuration generation is live (an edit or a reload): pages refetch.
+    Config(ConfigEvent),
+}
+
+/// `config` live event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigEvent {
+    pub generation: u64,
 }
 
 impl LiveEvent {
@@ -589,6 +597,7 @@ impl LiveEvent {
             Self::Upstream(_) => "upstream",
             Self::Command(_) => "command",
             Self::Health(_) => "health",
+            Self::Config(_) => "config",
         }
     }
 
@@ -600,6 +609,7 @@ impl LiveEvent {
             Self::Upstream(e) => serde_json::to_string(e),
             Self::Command(e) => serde_json::to_string(e),
             Self::Health(e) => serde_json::to_string(e),
+            Self::Config(e) => serde_json::to_string(e),
         };
         // These types hold only strings, numbers and finite-or-null floats: serialising them
         // cannot fail, and an empty object is still a valid line if it ever did.

@@ -23,3 +23,4 @@ mod web;
 mod web_browser;
 mod web_certificates;
 mod web_client;
+mod web_config;

@@ -164,6 +164,10 @@ pub enum EditError {
     /// 503 `unavailable`: the reload actor did not answer (restarting).
     #[error("the configuration owner is restarting; try again")]
     Unavailable,
+    /// 409 `restart_required`: a reload from the console found a changed knob that only a
+    /// restart applies (`knob` is its dotted key); nothing was applied.
+    #[error("{knob} cannot change while the gateway runs; restart opcgw to apply it")]
+    RestartRequired { knob: String },
 }
 
 impl EditError {
@@ -193,6 +197,7 @@ impl EditError {
             Self::ReloadFailed(_) => "reload_failed",
             Self::Io(_) => "io",
             Self::Unavailable => "unavailable",
+            Self::RestartRequired { .. } => "restart_required",
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod certificates;
 pub mod commands;
+pub mod config;
 pub mod events;
 pub mod read;
 pub mod session;

@@ -169,3 +169,19 @@ async fn waiting_events_go_out_together_in_order() {
         assert!(event.contains(&format!("\"value\":{value}")), "{event}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_new_configuration_generation_arrives_as_a_config_event() {
+    let app = App::new();
+    let (session, _) = app.sign_in().await;
+    let mut body = open_stream(&app, &session).await;
+    settle().await;
+    app.fake
+        .live
+        .send(LiveEvent::Config(crate::web::views::ConfigEvent {
+            generation: 7,
+        }))
+        .unwrap();
+    let frame = next_frame(&mut body).await.unwrap();
+    assert_eq!(frame, "event: config\ndata: {\"generation\":7}\n\n");
+}

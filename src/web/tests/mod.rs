@@ -7,6 +7,7 @@ mod support;
 mod assets;
 mod auth;
 mod certificates;
+mod config_routes;
 mod csrf_and_headers;
 mod events;
 mod routes;

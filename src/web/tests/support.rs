@@ -1,8 +1,8 @@
 //! A fake gateway behind [`WebBackend`] and helpers to send requests through the router.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -18,6 +18,10 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::commands::{CommandState, NewCommand};
+use crate::config::edit::{
+    ConfigEdit, ConfigView, EditError, EditOutcome, EditSubject, EditingStatus,
+};
+use crate::config::KnobClass;
 use crate::config::{
     AppConfig, ApplicationConfig, CommandConfig, DeviceConfig, MetricConfig, Secret,
 };
@@ -28,7 +32,7 @@ use crate::security::{
 };
 use crate::storage::{CommandFilter, CommandRecord};
 use crate::web::assets::Assets;
-use crate::web::backend::{BoxFuture, HistoryRequest, WebBackend, WebBackendError};
+use crate::web::backend::{BoxFuture, ConfigReloaded, HistoryRequest, WebBackend, WebBackendError};
 use crate::web::views::{
     ActorState, ActorView, EditingView, HistoryPoints, IngestView, LiveEvent, OpcuaView, PollView,
     QualityCounts, RawPoint, StatusView, StorageView, StreamsView, UpstreamState, UpstreamView,
@@ -85,7 +89,16 @@ pub fn config() -> AppConfig {
 
 /// What the fake answers; tests change it between requests.
 pub struct Fake {
-    pub config: Arc<AppConfig>,
+    /// The live configuration; edits that go through replace it (as a reload would).
+    pub config: RwLock<Arc<AppConfig>>,
+    pub generation: AtomicU64,
+    pub editing: Mutex<EditingStatus>,
+    /// Every edit that reached the backend, in order (pre-checks in the handlers keep the
+    /// others away).
+    pub edits: Mutex<Vec<ConfigEdit>>,
+    /// The next edits and reloads fail with this (as the reload actor would refuse them).
+    pub edit_failure: Mutex<Option<EditError>>,
+    pub reloads: AtomicUsize,
     pub latest: Mutex<Vec<Sample>>,
     pub failure: Mutex<Option<WebBackendError>>,
     pub enqueued: Mutex<Vec<NewCommand>>,
@@ -101,7 +114,15 @@ pub struct Fake {
 impl Fake {
     pub fn new(config: AppConfig) -> Arc<Self> {
         Arc::new(Self {
-            config: Arc::new(config),
+            config: RwLock::new(Arc::new(config)),
+            generation: AtomicU64::new(1),
+            editing: Mutex::new(EditingStatus {
+                enabled: true,
+                reason: None,
+            }),
+            edits: Mutex::new(Vec::new()),
+            edit_failure: Mutex::new(None),
+            reloads: AtomicUsize::new(0),
             latest: Mutex::new(Vec::new()),
             failure: Mutex::new(None),
             enqueued: Mutex::new(Vec::new()),
@@ -121,6 +142,129 @@ impl Fake {
     fn failure(&self) -> Result<(), WebBackendError> {
         self.failure.lock().unwrap().clone().map_or(Ok(()), Err)
     }
+
+    pub fn refuse_edits_with(&self, error: EditError) {
+        *self.edit_failure.lock().unwrap() = Some(error);
+    }
+
+    pub fn edits(&self) -> Vec<ConfigEdit> {
+        self.edits.lock().unwrap().clone()
+    }
+
+    fn edit_failure(&self) -> Result<(), EditError> {
+        self.edit_failure
+            .lock()
+            .unwrap()
+            .clone()
+            .map_or(Ok(()), Err)
+    }
+}
+
+/// What the reload actor does to the tree, minus the file: enough for the routes' answers.
+fn apply_edit(config: &mut AppConfig, edit: &ConfigEdit) -> Result<(), EditError> {
+    let missing = |subject, id: &str| EditError::NotFound {
+        subject,
+        id: id.to_string(),
+    };
+    let app_index = |config: &AppConfig, a: &str| {
+        config
+            .applications
+            .iter()
+            .position(|x| x.application_id == a)
+            .ok_or_else(|| missing(EditSubject::Application, a))
+    };
+    match edit.clone() {
+        ConfigEdit::CreateApplication {
+            application_id,
+            application_name,
+        } => config.applications.push(ApplicationConfig {
+            application_name,
+            application_id,
+            devices: vec![],
+        }),
+        ConfigEdit::UpdateApplication {
+            application_id,
+            application_name,
+        } => {
+            let i = app_index(config, &application_id)?;
+            config.applications[i].application_name = application_name;
+        }
+        ConfigEdit::DeleteApplication { application_id } => {
+            let i = app_index(config, &application_id)?;
+            config.applications.remove(i);
+        }
+        ConfigEdit::CreateDevice {
+            application_id,
+            device,
+        } => {
+            let i = app_index(config, &application_id)?;
+            config.applications[i].devices.push(DeviceConfig {
+                device_name: device.device_name,
+                device_id: device.device_id,
+                stale_threshold_seconds: device.stale_threshold_seconds,
+                metrics: device.read_metric,
+                commands: device.command,
+            });
+        }
+        ConfigEdit::UpdateDevice {
+            application_id,
+            device_id,
+            device,
+        } => {
+            let i = app_index(config, &application_id)?;
+            let d = config.applications[i]
+                .devices
+                .iter_mut()
+                .find(|d| d.device_id == device_id)
+                .ok_or_else(|| missing(EditSubject::Device, &device_id))?;
+            d.device_name = device.device_name;
+            d.stale_threshold_seconds = device.stale_threshold_seconds;
+            d.metrics = device.read_metric;
+        }
+        ConfigEdit::DeleteDevice {
+            application_id,
+            device_id,
+        } => {
+            let i = app_index(config, &application_id)?;
+            config.applications[i]
+                .devices
+                .retain(|d| d.device_id != device_id);
+        }
+        ConfigEdit::CreateCommand {
+            application_id,
+            device_id,
+            command,
+        }
+        | ConfigEdit::UpdateCommand {
+            application_id,
+            device_id,
+            command,
+            ..
+        } => {
+            let i = app_index(config, &application_id)?;
+            let d = config.applications[i]
+                .devices
+                .iter_mut()
+                .find(|d| d.device_id == device_id)
+                .ok_or_else(|| missing(EditSubject::Device, &device_id))?;
+            d.commands
+                .retain(|c| c.command_name != command.command_name);
+            d.commands.push(command);
+        }
+        ConfigEdit::DeleteCommand {
+            application_id,
+            device_id,
+            command_name,
+        } => {
+            let i = app_index(config, &application_id)?;
+            for d in &mut config.applications[i].devices {
+                if d.device_id == device_id {
+                    d.commands.retain(|c| c.command_name != command_name);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn record(id: u64, command: &NewCommand) -> CommandRecord {
@@ -182,7 +326,48 @@ pub fn status_view() -> StatusView {
 
 impl WebBackend for Fake {
     fn config(&self) -> Arc<AppConfig> {
-        Arc::clone(&self.config)
+        Arc::clone(&self.config.read().unwrap())
+    }
+
+    fn config_view(&self) -> BoxFuture<'_, Result<ConfigView, EditError>> {
+        Box::pin(async move {
+            if let Some(EditError::Unavailable) = self.edit_failure.lock().unwrap().clone() {
+                return Err(EditError::Unavailable);
+            }
+            Ok(ConfigView {
+                path: "config/config.toml".into(),
+                generation: self.generation.load(Ordering::SeqCst),
+                editing: self.editing.lock().unwrap().clone(),
+                settings: vec![],
+                env_locked: vec![],
+            })
+        })
+    }
+
+    fn edit_config(&self, edit: ConfigEdit) -> BoxFuture<'_, Result<EditOutcome, EditError>> {
+        Box::pin(async move {
+            self.edits.lock().unwrap().push(edit.clone());
+            self.edit_failure()?;
+            let mut config = (*self.config()).clone();
+            apply_edit(&mut config, &edit)?;
+            *self.config.write().unwrap() = Arc::new(config);
+            let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok(EditOutcome {
+                generation,
+                class: KnobClass::Topology,
+            })
+        })
+    }
+
+    fn reload_config(&self) -> BoxFuture<'_, Result<ConfigReloaded, EditError>> {
+        Box::pin(async move {
+            self.reloads.fetch_add(1, Ordering::SeqCst);
+            self.edit_failure()?;
+            Ok(ConfigReloaded {
+                generation: self.generation.load(Ordering::SeqCst),
+                changed_knobs: vec![],
+            })
+        })
     }
 
     fn status(&self) -> BoxFuture<'_, Result<StatusView, WebBackendError>> {
@@ -250,7 +435,7 @@ impl WebBackend for Fake {
     }
 
     fn certificates(&self) -> BoxFuture<'_, Result<CertificateList, CertificateError>> {
-        Box::pin(self.certificates.list(self.config.opcua.pki_dir.clone()))
+        Box::pin(self.certificates.list(self.config().opcua.pki_dir.clone()))
     }
 
     fn certificate_action(
@@ -260,7 +445,7 @@ impl WebBackend for Fake {
     ) -> BoxFuture<'_, Result<ClientCertificate, CertificateError>> {
         Box::pin(
             self.certificates
-                .apply(self.config.opcua.pki_dir.clone(), thumbprint, action),
+                .apply(self.config().opcua.pki_dir.clone(), thumbprint, action),
         )
     }
 }

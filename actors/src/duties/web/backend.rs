@@ -4,10 +4,11 @@
 //! [`GatewayView`], so a request never waits for the actor's mailbox.
 
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use opcgw::chirpstack::upstream::UpstreamStatus;
 use opcgw::commands::NewCommand;
+use opcgw::config::edit::{ConfigEdit, ConfigView, EditError, EditOutcome, FieldProblem};
 use opcgw::config::AppConfig;
 use opcgw::model::{Sample, Timestamp};
 use opcgw::security::{
@@ -20,14 +21,18 @@ use opcgw::web::views::{
     BucketPoint, CommandView, EditingView, HistoryPoints, LiveEvent, OpcuaView, PollView,
     QualityCounts, RawPoint, StatusView, StorageView, StreamsView, Verdict,
 };
-use opcgw::web::{BoxFuture, HistoryRequest, WebBackend, WebBackendError};
-use tokio::sync::broadcast;
-use tracing::debug;
+use opcgw::web::{BoxFuture, ConfigReloaded, HistoryRequest, WebBackend, WebBackendError};
+use ractor::rpc::CallResult;
+use tokio::sync::{broadcast, watch};
+use tracing::{debug, warn};
 
 use super::live::{actor_view, upstream_view};
 use super::WebProcess;
 use crate::tree::gateway::TreeHandle;
-use crate::tree::messages::{OpcUaMsg, Peers, PollerMsg, StorageFailure, CALL_TIMEOUT};
+use crate::tree::messages::{
+    OpcUaMsg, Peers, PollerMsg, ReloadFailure, ReloadMsg, ReloadOutcome, ReloadTrigger,
+    StorageFailure, CALL_TIMEOUT,
+};
 use crate::tree::storage_client::StorageClient;
 
 /// What the web actor keeps current for the backend.
@@ -43,8 +48,19 @@ pub struct GatewayView {
 
 pub type SharedView = Arc<RwLock<GatewayView>>;
 
+/// How long an edit or a reload from the console may take: an edit reads, validates, writes
+/// and fsyncs the file, then applies it as a reload; past this the console answers 503
+/// `unavailable` (the edit may still complete: the page refetches on the `config` event).
+pub const EDIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an answer waits for this actor's own view to reach the generation an edit made
+/// live (the supervisor broadcasts it to every duty at once), so a read right after the answer
+/// sees the edit.
+const VIEW_CATCH_UP: Duration = Duration::from_secs(2);
+
 pub struct GatewayBackend {
     pub view: SharedView,
+    /// The generation of [`GatewayView::config`], as the web actor applies updates.
+    pub generation: watch::Receiver<u64>,
     pub tree: TreeHandle,
     pub events: broadcast::Sender<LiveEvent>,
     pub process: Arc<WebProcess>,
@@ -58,6 +74,95 @@ impl GatewayBackend {
     fn storage(&self) -> StorageClient {
         StorageClient::from_peers(&self.view().peers)
     }
+
+    /// One call to the reload actor (the configuration's owner); `Unavailable` when it is not
+    /// running or does not answer within `timeout`.
+    async fn ask_reload<T: Send + 'static>(
+        &self,
+        timeout: Duration,
+        message: impl FnOnce(ractor::RpcReplyPort<T>) -> ReloadMsg,
+    ) -> Result<T, EditError> {
+        let Some(reload) = self.view().peers.reload().map(|p| p.actor().clone()) else {
+            return Err(EditError::Unavailable);
+        };
+        match reload.call(message, Some(timeout)).await {
+            Ok(CallResult::Success(answer)) => Ok(answer),
+            Ok(CallResult::Timeout) => {
+                warn!(
+                    event = "web_config_owner_timeout",
+                    timeout_ms = timeout.as_millis() as u64,
+                    "the reload actor did not answer the console in time"
+                );
+                Err(EditError::Unavailable)
+            }
+            Ok(CallResult::SenderError) | Err(_) => Err(EditError::Unavailable),
+        }
+    }
+
+    /// Waits (bounded) until this actor's view shows `generation`.
+    async fn catch_up(&self, generation: u64) {
+        let mut seen = self.generation.clone();
+        let reached = tokio::time::timeout(VIEW_CATCH_UP, seen.wait_for(|g| *g >= generation));
+        if !matches!(reached.await, Ok(Ok(_))) {
+            debug!(
+                event = "web_config_view_behind",
+                generation, "the console's view had not caught up with an applied edit"
+            );
+        }
+    }
+}
+
+/// A reload's outcome as the console answers it.
+pub fn reload_answer(outcome: ReloadOutcome) -> Result<ConfigReloaded, EditError> {
+    match outcome {
+        ReloadOutcome::Succeeded {
+            generation,
+            changed_knobs,
+            ..
+        } => Ok(ConfigReloaded {
+            generation,
+            changed_knobs,
+        }),
+        ReloadOutcome::Failed {
+            reason: ReloadFailure::Validation,
+            error,
+            ..
+        } => Err(EditError::Validation {
+            problems: problems_of(&error),
+        }),
+        ReloadOutcome::Failed {
+            reason: ReloadFailure::RestartRequired,
+            changed_knob,
+            ..
+        } => Err(EditError::RestartRequired {
+            knob: changed_knob.unwrap_or_default(),
+        }),
+        ReloadOutcome::Failed {
+            reason: ReloadFailure::Io,
+            error,
+            ..
+        } => Err(EditError::Io(error)),
+    }
+}
+
+/// The problems of a refused load, from its text (`key: message; key: message`, the way
+/// `ConfigProblem`s are joined): a part without a key is about the file as a whole.
+fn problems_of(text: &str) -> Vec<FieldProblem> {
+    text.split("; ")
+        .filter(|part| !part.is_empty())
+        .map(|part| match part.split_once(": ") {
+            Some((key, message)) if !key.is_empty() && !key.contains(char::is_whitespace) => {
+                FieldProblem {
+                    field: key.to_string(),
+                    message: message.to_string(),
+                }
+            }
+            _ => FieldProblem {
+                field: String::new(),
+                message: part.to_string(),
+            },
+        })
+        .collect()
 }
 
 /// The one mapping of storage failures to what the console answers (503, or 500 with the
@@ -134,12 +239,28 @@ impl WebBackend for GatewayBackend {
                     .success_or(())
                     .ok()?
             };
-            let (tree, upstream, counters, sessions, counts) = tokio::join!(
+            let editing = async {
+                match self
+                    .ask_reload(CALL_TIMEOUT, |reply| ReloadMsg::Describe { reply })
+                    .await
+                {
+                    Ok(view) => EditingView {
+                        enabled: view.editing.enabled,
+                        reason: view.editing.reason,
+                    },
+                    Err(error) => EditingView {
+                        enabled: false,
+                        reason: Some(error.to_string()),
+                    },
+                }
+            };
+            let (tree, upstream, counters, sessions, counts, editing) = tokio::join!(
                 self.tree.status(),
                 upstream,
                 counters,
                 sessions,
-                storage.counts()
+                storage.counts(),
+                editing
             );
             let Some(tree) = tree else {
                 return Err(WebBackendError::Internal(
@@ -191,13 +312,7 @@ impl WebBackend for GatewayBackend {
                 opcua: OpcuaView {
                     sessions: sessions.map_or(0, u64::from),
                 },
-                editing: EditingView {
-                    enabled: false,
-                    reason: Some(
-                        "the configuration is edited in its file; `opcgw ctl reload` or SIGHUP applies it"
-                            .into(),
-                    ),
-                },
+                editing,
             })
         })
     }
@@ -251,6 +366,34 @@ impl WebBackend for GatewayBackend {
         })
     }
 
+    fn config_view(&self) -> BoxFuture<'_, Result<ConfigView, EditError>> {
+        Box::pin(self.ask_reload(CALL_TIMEOUT, |reply| ReloadMsg::Describe { reply }))
+    }
+
+    fn edit_config(&self, edit: ConfigEdit) -> BoxFuture<'_, Result<EditOutcome, EditError>> {
+        Box::pin(async move {
+            let outcome = self
+                .ask_reload(EDIT_TIMEOUT, |reply| ReloadMsg::Edit { edit, reply })
+                .await??;
+            self.catch_up(outcome.generation).await;
+            Ok(outcome)
+        })
+    }
+
+    fn reload_config(&self) -> BoxFuture<'_, Result<ConfigReloaded, EditError>> {
+        Box::pin(async move {
+            let outcome = self
+                .ask_reload(EDIT_TIMEOUT, |reply| ReloadMsg::Reload {
+                    trigger: ReloadTrigger::Web,
+                    reply: Some(reply),
+                })
+                .await?;
+            let reloaded = reload_answer(outcome)?;
+            self.catch_up(reloaded.generation).await;
+            Ok(reloaded)
+        })
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
         self.events.subscribe()
     }
@@ -299,6 +442,64 @@ mod tests {
                 message: "disk full".into()
             }),
             WebBackendError::Internal("disk full".into())
+        );
+    }
+
+    #[test]
+    fn reload_outcomes_map_to_what_the_console_answers() {
+        let succeeded = ReloadOutcome::Succeeded {
+            changed_section_count: 1,
+            includes_topology_change: false,
+            duration_ms: 3,
+            changed_knobs: vec!["logging.level".into()],
+            generation: 4,
+        };
+        assert_eq!(
+            reload_answer(succeeded),
+            Ok(ConfigReloaded {
+                generation: 4,
+                changed_knobs: vec!["logging.level".into()]
+            })
+        );
+        let invalid = ReloadOutcome::Failed {
+            reason: ReloadFailure::Validation,
+            changed_knob: None,
+            error: "chirpstack.polling_frequency: must be 1-3600; the file is empty".into(),
+        };
+        assert_eq!(
+            reload_answer(invalid),
+            Err(EditError::Validation {
+                problems: vec![
+                    FieldProblem {
+                        field: "chirpstack.polling_frequency".into(),
+                        message: "must be 1-3600".into()
+                    },
+                    FieldProblem {
+                        field: String::new(),
+                        message: "the file is empty".into()
+                    },
+                ]
+            })
+        );
+        let restart = ReloadOutcome::Failed {
+            reason: ReloadFailure::RestartRequired,
+            changed_knob: Some("web.port".into()),
+            error: "web.port cannot change".into(),
+        };
+        assert_eq!(
+            reload_answer(restart),
+            Err(EditError::RestartRequired {
+                knob: "web.port".into()
+            })
+        );
+        let io = ReloadOutcome::Failed {
+            reason: ReloadFailure::Io,
+            changed_knob: None,
+            error: "cannot read config.toml".into(),
+        };
+        assert_eq!(
+            reload_answer(io),
+            Err(EditError::Io("cannot read config.toml".into()))
         );
     }
 

@@ -23,10 +23,10 @@ use opcgw::security::CertificateDesk;
 use opcgw::storage::CommandFilter;
 use opcgw::web::assets::Assets;
 use opcgw::web::server::{self, ServeLimits};
-use opcgw::web::views::{CommandView, LiveEvent};
+use opcgw::web::views::{CommandView, ConfigEvent, LiveEvent};
 use opcgw::web::{WebShared, WebState as RouterState};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, info, warn};
@@ -111,6 +111,8 @@ pub struct WebState {
     base: DutyBase,
     process: Arc<WebProcess>,
     view: SharedView,
+    /// The generation of `view.config`, for answers that wait until an edit shows here.
+    generation: watch::Sender<u64>,
     events: broadcast::Sender<LiveEvent>,
     live: LiveMetrics,
     health: HealthWatch,
@@ -153,12 +155,14 @@ impl Actor for WebActor {
             upstream: None,
             quality: Default::default(),
         }));
+        let (generation, _) = watch::channel(args.config.generation);
         let mut base = DutyBase::new(ROLE, args.config);
         base.peers = args.peers.clone();
         let mut state = WebState {
             base,
             process: args.process.clone(),
             view,
+            generation,
             events,
             live: LiveMetrics::new(&config, now),
             health: HealthWatch::default(),
@@ -206,6 +210,7 @@ impl Actor for WebActor {
         };
         let backend = Arc::new(GatewayBackend {
             view: state.view.clone(),
+            generation: state.generation.subscribe(),
             tree: tree.clone(),
             events: state.events.clone(),
             process: args.process.clone(),
@@ -310,6 +315,18 @@ impl Actor for WebActor {
                     v.peers = peers;
                     v.quality = quality;
                 });
+                // An edit, SIGHUP or `ctl reload` made a new generation live: open pages
+                // refetch what they show.
+                let changed = state.generation.send_if_modified(|g| {
+                    let changed = *g != after.generation;
+                    *g = after.generation;
+                    changed
+                });
+                if changed {
+                    state.publish(vec![LiveEvent::Config(ConfigEvent {
+                        generation: after.generation,
+                    })]);
+                }
                 if peers_changed && !state.seeded {
                     seed_from_storage(&myself, &state.base.peers);
                 }
