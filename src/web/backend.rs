@@ -70,7 +70,10 @@ pub trait WebBackend: Send + Sync + 'static {
     /// Actors, upstream, counters: everything of `GET /api/status`.
     fn status(&self) -> BoxFuture<'_, Result<StatusView, WebBackendError>>;
     /// The latest sample of every metric that has one.
-    fn latest(&self) -> BoxFuture<'_, Result<Vec<Sample>, WebBackendError>>;
+    fn latest(
+        &self,
+        device_id: Option<String>,
+    ) -> BoxFuture<'_, Result<Vec<Sample>, WebBackendError>>;
     /// History of one metric, downsampled in storage when the raw rows do not fit.
     fn history(
         &self,

@@ -294,14 +294,82 @@ pub struct DevicesView {
     pub applications: Vec<ApplicationView>,
 }
 
+/// The latest samples by (device, metric).
+fn by_series(latest: &[Sample]) -> HashMap<(&str, &str), &Sample> {
+    latest
+        .iter()
+        .map(|s| ((s.device_id.as_str(), s.metric.as_str()), s))
+        .collect()
+}
+
+impl DeviceView {
+    /// One configured device with its latest samples (or `null` values and `waiting` quality
+    /// when none arrived yet) and their quality at `now`.
+    fn build(
+        config: &AppConfig,
+        device: &crate::config::DeviceConfig,
+        by_series: &HashMap<(&str, &str), &Sample>,
+        now: Timestamp,
+    ) -> Self {
+        let rule = config.staleness_rule(device);
+        let metrics: Vec<MetricView> = device
+            .metrics
+            .iter()
+            .map(|m| {
+                let sample = by_series.get(&(device.device_id.as_str(), m.metric_name.as_str()));
+                MetricView {
+                    metric_name: m.metric_name.clone(),
+                    metric_type: m.metric_type,
+                    unit: m.metric_unit.clone(),
+                    value: sample.map_or(serde_json::Value::Null, |s| value_json(&s.value)),
+                    timestamp: sample.map(|s| s.source_time.into()),
+                    received: sample.map(|s| s.received_time.into()),
+                    quality: rule.quality(sample.map(|s| s.source_time), now).into(),
+                }
+            })
+            .collect();
+        DeviceView {
+            application_id: None,
+            device_id: device.device_id.clone(),
+            device_name: device.device_name.clone(),
+            last_seen: metrics.iter().filter_map(|m| m.timestamp).max(),
+            quality: device_quality(metrics.iter().map(|m| m.quality)),
+            metrics,
+            commands: device
+                .commands
+                .iter()
+                .map(|c| CommandSpecView {
+                    command_name: c.command_name.clone(),
+                    command_type: c.command_type,
+                    command_port: c.command_port,
+                    command_confirmed: c.command_confirmed,
+                    command_min: c.command_min,
+                    command_max: c.command_max,
+                })
+                .collect(),
+        }
+    }
+
+    /// `device_id` with its application id, from the samples of that device; `None` when it
+    /// is not configured.
+    pub fn of_device(
+        config: &AppConfig,
+        device_id: &str,
+        latest: &[Sample],
+        now: Timestamp,
+    ) -> Option<Self> {
+        let (app, device) = config.devices().find(|(_, d)| d.device_id == device_id)?;
+        let mut view = Self::build(config, device, &by_series(latest), now);
+        view.application_id = Some(app.application_id.clone());
+        Some(view)
+    }
+}
+
 impl DevicesView {
     /// Every configured device and metric, in configuration order, with its latest sample (or
     /// `null` values and `waiting` quality when none arrived yet) and its quality at `now`.
     pub fn build(config: &AppConfig, latest: &[Sample], now: Timestamp) -> Self {
-        let by_series: HashMap<(&str, &str), &Sample> = latest
-            .iter()
-            .map(|s| ((s.device_id.as_str(), s.metric.as_str()), s))
-            .collect();
+        let by_series = by_series(latest);
         let applications = config
             .applications
             .iter()
@@ -311,49 +379,7 @@ impl DevicesView {
                 devices: app
                     .devices
                     .iter()
-                    .map(|device| {
-                        let rule = config.staleness_rule(device);
-                        let metrics: Vec<MetricView> = device
-                            .metrics
-                            .iter()
-                            .map(|m| {
-                                let sample = by_series
-                                    .get(&(device.device_id.as_str(), m.metric_name.as_str()));
-                                MetricView {
-                                    metric_name: m.metric_name.clone(),
-                                    metric_type: m.metric_type,
-                                    unit: m.metric_unit.clone(),
-                                    value: sample
-                                        .map_or(serde_json::Value::Null, |s| value_json(&s.value)),
-                                    timestamp: sample.map(|s| s.source_time.into()),
-                                    received: sample.map(|s| s.received_time.into()),
-                                    quality: rule
-                                        .quality(sample.map(|s| s.source_time), now)
-                                        .into(),
-                                }
-                            })
-                            .collect();
-                        DeviceView {
-                            application_id: None,
-                            device_id: device.device_id.clone(),
-                            device_name: device.device_name.clone(),
-                            last_seen: metrics.iter().filter_map(|m| m.timestamp).max(),
-                            quality: device_quality(metrics.iter().map(|m| m.quality)),
-                            metrics,
-                            commands: device
-                                .commands
-                                .iter()
-                                .map(|c| CommandSpecView {
-                                    command_name: c.command_name.clone(),
-                                    command_type: c.command_type,
-                                    command_port: c.command_port,
-                                    command_confirmed: c.command_confirmed,
-                                    command_min: c.command_min,
-                                    command_max: c.command_max,
-                                })
-                                .collect(),
-                        }
-                    })
+                    .map(|device| DeviceView::build(config, device, &by_series, now))
                     .collect(),
             })
             .collect();
@@ -363,20 +389,6 @@ impl DevicesView {
             bad_threshold_secs: config.opcua.bad_threshold_seconds,
             applications,
         }
-    }
-
-    /// One device with its application id, or `None` when it is not configured.
-    pub fn into_device(self, device_id: &str) -> Option<DeviceView> {
-        self.applications.into_iter().find_map(|app| {
-            let application_id = app.application_id;
-            app.devices
-                .into_iter()
-                .find(|d| d.device_id == device_id)
-                .map(|mut d| {
-                    d.application_id = Some(application_id);
-                    d
-                })
-        })
     }
 
     /// How many metrics are in each quality (the dashboard's counts).

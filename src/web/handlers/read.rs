@@ -37,7 +37,7 @@ async fn devices_view(state: &WebState) -> Result<DevicesView, ApiError> {
     let config = state.backend().config();
     let latest = state
         .backend()
-        .latest()
+        .latest(None)
         .await
         .map_err(|e| ApiError::from_backend("devices", e))?;
     Ok(DevicesView::build(&config, &latest, Timestamp::now()))
@@ -55,9 +55,13 @@ pub async fn device(
     if !config.devices().any(|(_, d)| d.device_id == device_id) {
         return Err(ApiError::not_found("unknown device"));
     }
-    devices_view(&state)
-        .await?
-        .into_device(&device_id)
+    // Only this device's samples: the device page asks often, the fleet may be large.
+    let latest = state
+        .backend()
+        .latest(Some(device_id.clone()))
+        .await
+        .map_err(|e| ApiError::from_backend("devices", e))?;
+    DeviceView::of_device(&config, &device_id, &latest, Timestamp::now())
         .map(Json)
         .ok_or_else(|| ApiError::not_found("unknown device"))
 }

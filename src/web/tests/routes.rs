@@ -445,3 +445,26 @@ async fn status_and_audit_follow_the_contract() {
     assert_eq!(newest["source_ip"], "127.0.0.1");
     assert_eq!(newest["user"], USER);
 }
+
+/// One device's answer is its entry of the fleet's answer plus its application id (it is built
+/// from that device's samples only, by the same code).
+#[tokio::test]
+async fn one_device_answers_what_the_fleet_answer_holds_for_it() {
+    let app = App::new();
+    let now = Timestamp::now();
+    app.fake.latest.lock().unwrap().extend([
+        sample("temperature", Value::Float(21.5), now),
+        sample(
+            "open",
+            Value::Bool(false),
+            now.saturating_sub(Duration::from_secs(5)),
+        ),
+    ]);
+    let fleet = json_body(app.send(as_operator(get("/api/devices"))).await).await;
+    let one = json_body(app.send(as_operator(get("/api/devices/valve-1"))).await).await;
+    let mut expected = fleet["applications"][0]["devices"][0].clone();
+    assert_eq!(expected["device_id"], "valve-1");
+    expected["application_id"] = json!("app-1");
+    // Qualities are computed at each answer's own time; both are fresh here.
+    assert_eq!(one, expected);
+}

@@ -377,10 +377,17 @@ impl WebBackend for Fake {
         })
     }
 
-    fn latest(&self) -> BoxFuture<'_, Result<Vec<Sample>, WebBackendError>> {
+    fn latest(
+        &self,
+        device_id: Option<String>,
+    ) -> BoxFuture<'_, Result<Vec<Sample>, WebBackendError>> {
         Box::pin(async move {
             self.failure()?;
-            Ok(self.latest.lock().unwrap().clone())
+            let mut latest = self.latest.lock().unwrap().clone();
+            if let Some(device_id) = device_id {
+                latest.retain(|s| s.device_id == device_id);
+            }
+            Ok(latest)
         })
     }
 

@@ -317,9 +317,12 @@ impl WebBackend for GatewayBackend {
         })
     }
 
-    fn latest(&self) -> BoxFuture<'_, Result<Vec<Sample>, WebBackendError>> {
+    fn latest(
+        &self,
+        device_id: Option<String>,
+    ) -> BoxFuture<'_, Result<Vec<Sample>, WebBackendError>> {
         let storage = self.storage();
-        Box::pin(async move { storage.latest(None).await.map_err(web_error) })
+        Box::pin(async move { storage.latest(device_id).await.map_err(web_error) })
     }
 
     fn history(
