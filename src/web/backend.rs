@@ -16,7 +16,7 @@ use crate::security::{
     CertificateAction, CertificateError, CertificateList, ClientCertificate, Thumbprint,
 };
 use crate::storage::{CommandFilter, CommandRecord};
-use crate::web::views::{HistoryPoints, LiveEvent, StatusView};
+use crate::web::views::{HistoryPoints, LiveFrame, StatusView};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -100,7 +100,7 @@ pub trait WebBackend: Send + Sync + 'static {
     fn reload_config(&self) -> BoxFuture<'_, Result<ConfigReloaded, EditError>>;
 
     /// Live changes (values, qualities, upstream, commands, actor health) for `GET /api/events`.
-    fn subscribe(&self) -> broadcast::Receiver<LiveEvent>;
+    fn subscribe(&self) -> broadcast::Receiver<LiveFrame>;
 
     // ---- Client certificates: `trusted/` and `rejected/` of `[opcua].pki_dir` in force. ----
     // The OPC UA server reads those directories at every CreateSession, so a change here

@@ -629,6 +629,30 @@ impl LiveEvent {
     }
 }
 
+/// A live event encoded once as its SSE text (`event: <name>\ndata: <json>\n\n`), shared by
+/// every open stream: with 50 pages open at 10,000 samples/s, encoding per stream was most of
+/// the console's CPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveFrame(std::sync::Arc<str>);
+
+impl LiveFrame {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<LiveEvent> for LiveFrame {
+    fn from(event: LiveEvent) -> Self {
+        Self::from(&event)
+    }
+}
+
+impl From<&LiveEvent> for LiveFrame {
+    fn from(event: &LiveEvent) -> Self {
+        Self(format!("event: {}\ndata: {}\n\n", event.name(), event.data()).into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::web::auth::Principal;
-use crate::web::views::LiveEvent;
+use crate::web::views::LiveFrame;
 use crate::web::WebState;
 
 /// Chunks buffered for a slow client before the broadcast's own lag handling takes over.
@@ -57,8 +57,8 @@ fn push_event(chunk: &mut String, name: &str, data: &str) {
     let _ = write!(chunk, "event: {name}\ndata: {data}\n\n");
 }
 
-fn push_live(chunk: &mut String, event: &LiveEvent) {
-    push_event(chunk, event.name(), &event.data());
+fn push_live(chunk: &mut String, frame: &LiveFrame) {
+    chunk.push_str(frame.as_str());
 }
 
 fn push_lagged(chunk: &mut String, missed: u64) {
@@ -67,7 +67,7 @@ fn push_lagged(chunk: &mut String, missed: u64) {
 
 /// Adds the events already waiting, without waiting for more (an ended broadcast is seen by
 /// the next `recv`).
-fn drain_ready(live: &mut broadcast::Receiver<LiveEvent>, chunk: &mut String) {
+fn drain_ready(live: &mut broadcast::Receiver<LiveFrame>, chunk: &mut String) {
     for _ in 1..MAX_BATCH_EVENTS {
         if chunk.len() >= MAX_BATCH_BYTES {
             break;
@@ -83,7 +83,7 @@ fn drain_ready(live: &mut broadcast::Receiver<LiveEvent>, chunk: &mut String) {
 async fn forward(
     state: WebState,
     principal: Principal,
-    mut live: broadcast::Receiver<LiveEvent>,
+    mut live: broadcast::Receiver<LiveFrame>,
     tx: mpsc::Sender<Result<String, Infallible>>,
 ) {
     let period = state.settings().heartbeat;

@@ -51,7 +51,7 @@ async fn a_value_arrives_as_a_named_event_and_pings_keep_the_stream_alive() {
     );
     app.fake
         .live
-        .send(LiveEvent::value_of(&sample, Quality::Good))
+        .send(LiveEvent::value_of(&sample, Quality::Good).into())
         .unwrap();
     let frame = next_frame(&mut body).await.unwrap();
     assert_eq!(
@@ -79,7 +79,7 @@ async fn a_slow_client_is_told_how_many_events_it_missed() {
         );
         app.fake
             .live
-            .send(LiveEvent::value_of(&s, Quality::Good))
+            .send(LiveEvent::value_of(&s, Quality::Good).into())
             .unwrap();
     }
     let mut lagged = None;
@@ -158,7 +158,7 @@ async fn waiting_events_go_out_together_in_order() {
         );
         app.fake
             .live
-            .send(LiveEvent::value_of(&sample, Quality::Good))
+            .send(LiveEvent::value_of(&sample, Quality::Good).into())
             .unwrap();
     }
     let frame = next_frame(&mut body).await.unwrap();
@@ -178,9 +178,7 @@ async fn a_new_configuration_generation_arrives_as_a_config_event() {
     settle().await;
     app.fake
         .live
-        .send(LiveEvent::Config(crate::web::views::ConfigEvent {
-            generation: 7,
-        }))
+        .send(LiveEvent::Config(crate::web::views::ConfigEvent { generation: 7 }).into())
         .unwrap();
     let frame = next_frame(&mut body).await.unwrap();
     assert_eq!(frame, "event: config\ndata: {\"generation\":7}\n\n");

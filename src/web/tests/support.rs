@@ -34,7 +34,7 @@ use crate::storage::{CommandFilter, CommandRecord};
 use crate::web::assets::Assets;
 use crate::web::backend::{BoxFuture, ConfigReloaded, HistoryRequest, WebBackend, WebBackendError};
 use crate::web::views::{
-    ActorState, ActorView, EditingView, HistoryPoints, IngestView, LiveEvent, OpcuaView, PollView,
+    ActorState, ActorView, EditingView, HistoryPoints, IngestView, LiveFrame, OpcuaView, PollView,
     QualityCounts, RawPoint, StatusView, StorageView, StreamsView, UpstreamState, UpstreamView,
     Verdict,
 };
@@ -106,7 +106,7 @@ pub struct Fake {
     pub enqueue_delay: Mutex<Duration>,
     pub history_requests: Mutex<Vec<HistoryRequest>>,
     pub command_filters: Mutex<Vec<CommandFilter>>,
-    pub live: broadcast::Sender<LiveEvent>,
+    pub live: broadcast::Sender<LiveFrame>,
     /// Certificates are real files under `config.opcua.pki_dir`.
     pub certificates: CertificateDesk,
 }
@@ -437,7 +437,7 @@ impl WebBackend for Fake {
         })
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+    fn subscribe(&self) -> broadcast::Receiver<LiveFrame> {
         self.live.subscribe()
     }
 

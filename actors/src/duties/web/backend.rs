@@ -18,8 +18,8 @@ use opcgw::storage::{
     CommandFilter, CommandRecord, DownsampleQuery, Downsampled, StorageErrorKind,
 };
 use opcgw::web::views::{
-    BucketPoint, CommandView, EditingView, HistoryPoints, LiveEvent, OpcuaView, PollView,
-    QualityCounts, RawPoint, StatusView, StorageView, StreamsView, Verdict,
+    BucketPoint, CommandView, EditingView, HistoryPoints, LiveEvent, LiveFrame, OpcuaView,
+    PollView, QualityCounts, RawPoint, StatusView, StorageView, StreamsView, Verdict,
 };
 use opcgw::web::{BoxFuture, ConfigReloaded, HistoryRequest, WebBackend, WebBackendError};
 use ractor::rpc::CallResult;
@@ -62,7 +62,7 @@ pub struct GatewayBackend {
     /// The generation of [`GatewayView::config`], as the web actor applies updates.
     pub generation: watch::Receiver<u64>,
     pub tree: TreeHandle,
-    pub events: broadcast::Sender<LiveEvent>,
+    pub events: broadcast::Sender<LiveFrame>,
     pub process: Arc<WebProcess>,
 }
 
@@ -364,7 +364,7 @@ impl WebBackend for GatewayBackend {
             // Open pages see the new command at once; its next states come from the poller.
             let _ = self
                 .events
-                .send(LiveEvent::Command(CommandView::from(&record)));
+                .send(LiveEvent::Command(CommandView::from(&record)).into());
             Ok(record)
         })
     }
@@ -397,7 +397,7 @@ impl WebBackend for GatewayBackend {
         })
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+    fn subscribe(&self) -> broadcast::Receiver<LiveFrame> {
         self.events.subscribe()
     }
 

@@ -23,7 +23,7 @@ use opcgw::security::CertificateDesk;
 use opcgw::storage::CommandFilter;
 use opcgw::web::assets::Assets;
 use opcgw::web::server::{self, ServeLimits};
-use opcgw::web::views::{CommandView, ConfigEvent, LiveEvent};
+use opcgw::web::views::{CommandView, ConfigEvent, LiveEvent, LiveFrame};
 use opcgw::web::{WebShared, WebState as RouterState};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -113,7 +113,7 @@ pub struct WebState {
     view: SharedView,
     /// The generation of `view.config`, for answers that wait until an edit shows here.
     generation: watch::Sender<u64>,
-    events: broadcast::Sender<LiveEvent>,
+    events: broadcast::Sender<LiveFrame>,
     live: LiveMetrics,
     health: HealthWatch,
     commands: Option<mpsc::Sender<Arc<CommandUpdate>>>,
@@ -126,7 +126,7 @@ impl WebState {
     fn publish(&self, events: Vec<LiveEvent>) {
         for event in events {
             // No receiver (no page open) is not an error.
-            let _ = self.events.send(event);
+            let _ = self.events.send(LiveFrame::from(event));
         }
     }
 
@@ -425,7 +425,7 @@ async fn sweep_sessions(shared: WebShared) {
 async fn command_events(
     mut updates: mpsc::Receiver<Arc<CommandUpdate>>,
     view: SharedView,
-    events: broadcast::Sender<LiveEvent>,
+    events: broadcast::Sender<LiveFrame>,
 ) {
     while let Some(update) = updates.recv().await {
         let peers = view.read().unwrap_or_else(|e| e.into_inner()).peers.clone();
@@ -450,7 +450,7 @@ async fn command_events(
             command.detail = update.detail.clone();
             command.updated = update.at.into();
         }
-        let _ = events.send(LiveEvent::Command(command));
+        let _ = events.send(LiveEvent::Command(command).into());
     }
 }
 
