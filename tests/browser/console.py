@@ -122,6 +122,17 @@ class Console:
     def step(self, text):
         print(f"  - {text}", flush=True)
 
+    def checkpoint(self, name, **facts):
+        """With --checkpoints, lets the driving test check the gateway from outside (an OPC UA
+        browse, a client connecting) at this point: prints "CHECKPOINT <name> <json>" and waits
+        for "GO" on stdin."""
+        if not self.args.checkpoints:
+            return
+        print(f"CHECKPOINT {name} {json.dumps(facts)}", flush=True)
+        answer = sys.stdin.readline().strip()
+        if answer != "GO":
+            raise Failure(f"checkpoint {name}: the driving test answered {answer!r}, not GO")
+
     # -- the scenario -------------------------------------------------------------------------
 
     def sign_in_is_required(self):
@@ -369,6 +380,7 @@ class Console:
         metrics = self.wait("its two metrics", lambda: len(self.driver.find_elements(By.CSS_SELECTOR, "#metrics tr[data-metric]")) == 2)
         if not metrics:
             raise Failure("the device does not show two metrics")
+        self.checkpoint("device_added", application_id=app_id, device_id=device_id, device_name="Tank 1", metrics=["level", "temperature"])
 
         self.step("add a command; a port out of 1-223 is refused as it is typed")
         self.driver.find_element(By.ID, "add-command").click()
@@ -420,6 +432,7 @@ class Console:
         self.submit_editor()
         self.wait("the new name", lambda: not self.dialog_open("editor") and "Tank 1 north" in self.driver.find_element(By.ID, "device-title").text)
         self.shot("14-config-device")
+        self.checkpoint("device_renamed", application_id=app_id, device_id=device_id, device_name="Tank 1 north")
 
         self.step("the file changes on disk: the edit is refused, 'Reload from file' applies it")
         with open(self.args.config_file, "a", encoding="utf-8") as f:
@@ -433,6 +446,7 @@ class Console:
         self.collect_console(self.driver.current_url, expected=rf"/devices/{device_id} - Failed to load resource: the server responded with a status of 409")
         self.driver.find_element(By.ID, "reload-from-file").click()
         self.wait("the change applied after the reload", lambda: not self.dialog_open("editor") and "Tank 1 north side" in self.driver.find_element(By.ID, "device-title").text)
+        self.checkpoint("device_reloaded", application_id=app_id, device_id=device_id, device_name="Tank 1 north side")
 
         self.step("delete the device (the confirmation names what goes) and the application")
         self.driver.find_element(By.ID, "delete-device").click()
@@ -442,6 +456,7 @@ class Console:
             raise Failure(f"the confirmation does not say what goes: {text!r}")
         self.driver.find_element(By.ID, "confirm-ok").click()
         self.wait("the device gone", lambda: not self.dialog_open("confirm") and not self.driver.find_elements(By.CSS_SELECTOR, f"#devices tr[data-device-id='{device_id}']") and not self.driver.find_element(By.ID, "device-panel").is_displayed())
+        self.checkpoint("device_deleted", application_id=app_id, device_id=device_id)
         self.driver.find_element(By.CSS_SELECTOR, f"button[data-action='delete-application'][data-id='{app_id}']").click()
         self.wait("the confirmation", lambda: self.dialog_open("confirm"))
         self.driver.find_element(By.ID, "confirm-ok").click()
@@ -465,6 +480,7 @@ class Console:
         candidates[0].find_element(By.CSS_SELECTOR, "button[data-action='trust']").click()
         self.wait("the certificate trusted", lambda: self.driver.find_elements(By.CSS_SELECTOR, f"#trusted tr[data-thumbprint='{thumbprint}']"))
         self.step(f"    {thumbprint} trusted: {self.shown_text('certificates-message')}")
+        self.checkpoint("certificate_trusted", thumbprint=thumbprint)
         self.driver.find_element(By.CSS_SELECTOR, f"#trusted tr[data-thumbprint='{thumbprint}'] button[data-action='delete']").click()
         self.wait("the delete confirmation", lambda: self.dialog_open("confirm"))
         self.driver.find_element(By.ID, "confirm-cancel").click()
@@ -543,6 +559,7 @@ def main():
     parser.add_argument("--screenshots", required=True, help="directory for the PNG screenshots")
     parser.add_argument("--config-file", help="the gateway's config file: runs the configuration scenario (it appends a comment to provoke ambient drift)")
     parser.add_argument("--certificates", action="store_true", help="run the client-certificate scenario (needs a rejected, unexpired client certificate)")
+    parser.add_argument("--checkpoints", action="store_true", help='at each point a test checks the gateway from outside, print "CHECKPOINT <name> <json>" and wait for "GO" on stdin')
     parser.add_argument("--timeout", type=float, default=15, help="seconds to wait for a page")
     parser.add_argument("--live-timeout", type=float, default=30, help="seconds to wait for a live change")
     args = parser.parse_args()
