@@ -10,7 +10,9 @@ changes live; the events page lists the sign-in; with --config-file, the configu
 with two metrics and a command added, field errors inline from the form and from the gateway, a
 rename, ambient drift -> "Reload from file" -> the change applied, deletes confirmed); with
 --certificates, a rejected client certificate trusted; the pages fit a phone; sign out and the
-API refuses the browser. No CSP violation or script error may appear in the browser console.
+API refuses the browser. With --checkpoints, the script stops at the points where a test checks
+the gateway from outside (an OPC UA browse, a client connecting): it prints
+"CHECKPOINT <name> <json>" and waits for "GO" on stdin. No CSP violation or script error may appear in the browser console.
 Screenshots go to the directory given with --screenshots.
 
 Needs selenium (tests/python/requirements.txt) and Debian's chromium + chromium-driver
