@@ -31,7 +31,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -76,7 +76,8 @@ class Console:
 
     def wait(self, what, condition, timeout=None):
         try:
-            return WebDriverWait(self.driver, timeout or self.args.timeout, poll_frequency=0.2).until(lambda d: condition())
+            # An element of a table the page re-rendered between two polls is stale: poll again.
+            return WebDriverWait(self.driver, timeout or self.args.timeout, poll_frequency=0.2, ignored_exceptions=[StaleElementReferenceException]).until(lambda d: condition())
         except TimeoutException:
             self.shot(f"failed-{re.sub(r'[^a-z0-9]+', '-', what.lower())}")
             raise Failure(f"timed out after {timeout or self.args.timeout} s waiting for: {what} (page {self.driver.current_url})") from None
@@ -303,6 +304,20 @@ class Console:
     def dialog_open(self, dialog_id):
         return self.js(f"return document.getElementById('{dialog_id}')?.open === true")
 
+    def click(self, css, what):
+        """Clicks the element `css` once it is there; a table the page re-renders meanwhile (a
+        `config` event refetches it) makes the element found stale: find it again."""
+        def attempt():
+            try:
+                found = self.driver.find_elements(By.CSS_SELECTOR, css)
+                if not found:
+                    return False
+                found[0].click()
+                return True
+            except StaleElementReferenceException:
+                return False
+        self.wait(what, attempt)
+
     def submit_editor(self):
         self.driver.find_element(By.ID, "editor-submit").click()
 
@@ -446,7 +461,7 @@ class Console:
         self.wait("the drift banner", lambda: self.driver.find_elements(By.ID, "reload-from-file") and self.driver.find_element(By.ID, "editor-drift").is_displayed())
         self.shot("15-config-drift")
         self.collect_console(self.driver.current_url, expected=rf"/devices/{device_id} - Failed to load resource: the server responded with a status of 409")
-        self.driver.find_element(By.ID, "reload-from-file").click()
+        self.click("#reload-from-file", "the reload-from-file button")
         self.wait("the change applied after the reload", lambda: not self.dialog_open("editor") and "Tank 1 north side" in self.driver.find_element(By.ID, "device-title").text)
         self.checkpoint("device_reloaded", application_id=app_id, device_id=device_id, device_name="Tank 1 north side")
 
@@ -459,7 +474,7 @@ class Console:
         self.driver.find_element(By.ID, "confirm-ok").click()
         self.wait("the device gone", lambda: not self.dialog_open("confirm") and not self.driver.find_elements(By.CSS_SELECTOR, f"#devices tr[data-device-id='{device_id}']") and not self.driver.find_element(By.ID, "device-panel").is_displayed())
         self.checkpoint("device_deleted", application_id=app_id, device_id=device_id)
-        self.driver.find_element(By.CSS_SELECTOR, f"button[data-action='delete-application'][data-id='{app_id}']").click()
+        self.click(f"button[data-action='delete-application'][data-id='{app_id}']", "the application's delete button")
         self.wait("the confirmation", lambda: self.dialog_open("confirm"))
         self.driver.find_element(By.ID, "confirm-ok").click()
         self.wait("the application gone", lambda: not self.dialog_open("confirm") and not self.driver.find_elements(By.CSS_SELECTOR, f"#applications tr[data-application-id='{app_id}']"))
@@ -479,11 +494,11 @@ class Console:
             raise Failure("no rejected, unexpired client certificate to trust")
         thumbprint = candidates[0].get_attribute("data-thumbprint")
         self.shot("17-certificates")
-        candidates[0].find_element(By.CSS_SELECTOR, "button[data-action='trust']").click()
+        self.click(f"#rejected tr[data-thumbprint='{thumbprint}'] button[data-action='trust']", "the trust button")
         self.wait("the certificate trusted", lambda: self.driver.find_elements(By.CSS_SELECTOR, f"#trusted tr[data-thumbprint='{thumbprint}']"))
         self.step(f"    {thumbprint} trusted: {self.shown_text('certificates-message')}")
         self.checkpoint("certificate_trusted", thumbprint=thumbprint)
-        self.driver.find_element(By.CSS_SELECTOR, f"#trusted tr[data-thumbprint='{thumbprint}'] button[data-action='delete']").click()
+        self.click(f"#trusted tr[data-thumbprint='{thumbprint}'] button[data-action='delete']", "the delete button of the trusted certificate")
         self.wait("the delete confirmation", lambda: self.dialog_open("confirm"))
         self.driver.find_element(By.ID, "confirm-cancel").click()
         self.wait("the confirmation closed, the certificate kept", lambda: not self.dialog_open("confirm") and self.driver.find_elements(By.CSS_SELECTOR, f"#trusted tr[data-thumbprint='{thumbprint}']"))
