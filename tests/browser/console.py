@@ -465,6 +465,17 @@ class Console:
         self.wait("the change applied after the reload", lambda: not self.dialog_open("editor") and "Tank 1 north side" in self.driver.find_element(By.ID, "device-title").text)
         self.checkpoint("device_reloaded", application_id=app_id, device_id=device_id, device_name="Tank 1 north side")
 
+        self.step("an open device page follows a rename made elsewhere (the config event)")
+        self.open(f"device.html?id={device_id}")
+        self.wait("the device page", lambda: "Tank 1 north side" in self.driver.find_element(By.ID, "device-title").text)
+        current = self.api(f"/api/applications/{app_id}/devices/{device_id}")
+        status, body = self.mutate("PUT", f"/api/applications/{app_id}/devices/{device_id}", {"device_name": "Tank 1 south", "read_metric": current["read_metric"]})
+        if status != 200:
+            raise Failure(f"renaming from another console answered {status}: {body[:200]}")
+        self.wait("the new name on the open device page", lambda: "Tank 1 south" in self.driver.find_element(By.ID, "device-title").text)
+        self.open(f"config.html?app={app_id}&device={device_id}")
+        self.wait("the device", lambda: self.js("return document.getElementById('device-panel').dataset.deviceId") == device_id and self.driver.find_element(By.ID, "delete-device").is_enabled())
+
         self.step("delete the device (the confirmation names what goes) and the application")
         self.driver.find_element(By.ID, "delete-device").click()
         self.wait("the confirmation", lambda: self.dialog_open("confirm"))
