@@ -8,6 +8,9 @@ import { formatTime, stateBadge } from './format.js';
 import { inputFor, newIdempotencyKey, parseCommandValue } from './command_value.js';
 
 const QUEUE_LIMIT = 200;
+/** After a command is accepted, the form takes no new one for this long: the second click of a
+ * double click can come after a fast answer, and must not send a second downlink. */
+const DOUBLE_CLICK_MS = 1000;
 /** device_id -> device (with its commands) */
 const devices = new Map();
 /** command id -> {command, row, stateCell, detailCell, updatedCell} */
@@ -89,6 +92,7 @@ async function send(event) {
   sending = true;
   byId('send').disabled = true;
   showMessage(byId('send-message'), 'Sending…', 'info');
+  let accepted = false;
   try {
     const answer = await api(`/api/devices/${seg(deviceId)}/commands/${seg(command.command_name)}`, {
       method: 'POST',
@@ -96,7 +100,7 @@ async function send(event) {
     });
     showMessage(byId('send-message'), `Command #${answer.id} ${answer.state ?? 'queued'}: ${command.command_name} = ${JSON.stringify(parsed.value)} for ${deviceId}.`, 'ok');
     byId('send-message').dataset.commandId = String(answer.id);
-    idempotencyKey = newIdempotencyKey();
+    accepted = true;
     const now = new Date().toISOString();
     upsertRow({ id: answer.id, device_id: deviceId, command_name: command.command_name, state: answer.state ?? 'queued', detail: null, requested_by: null, created: now, updated: now }, false);
     loadQueue();
@@ -111,8 +115,14 @@ async function send(event) {
       showMessage(byId('send-message'), `Not sent: ${error.message}`, 'error');
     }
   } finally {
-    sending = false;
-    byId('send').disabled = !selectedCommand();
+    // The same intent until the guard ends: a click slipping through still carries the same key.
+    const release = () => {
+      if (accepted) idempotencyKey = newIdempotencyKey();
+      sending = false;
+      byId('send').disabled = !selectedCommand();
+    };
+    if (accepted) setTimeout(release, DOUBLE_CLICK_MS);
+    else release();
   }
 }
 

@@ -1,5 +1,6 @@
 // Dashboard: the health verdict at a glance, then the figures behind it (GET /api/status),
-// refreshed every few seconds and at once when the live feed reports health or upstream changes.
+// refreshed every few seconds and at once when the live feed reports health, upstream or
+// configuration changes.
 import { byId, el, showMessage } from './dom.js';
 import { api } from './api.js';
 import { every, startPage } from './shell.js';
@@ -92,5 +93,11 @@ function refreshSoon() {
 
 const { live } = await startPage('dashboard');
 await refresh();
-live.on('health', refreshSoon).on('upstream', refreshSoon).onResync(refreshSoon).start();
+live
+  .on('health', refreshSoon)
+  .on('upstream', refreshSoon)
+  // An edit or reload made a new configuration live: the generation and the metric counts change.
+  .on('config', refreshSoon)
+  .onResync(refreshSoon)
+  .start();
 every(5000, refresh);

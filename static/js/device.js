@@ -154,13 +154,35 @@ async function reloadAll() {
   await loadCharts();
 }
 
+/** What the metrics table and the charts are built from: when it changes, they are rebuilt. */
+function metricShape(d) {
+  return JSON.stringify((d?.metrics ?? []).map((m) => [m.metric_name, m.metric_type, m.unit]));
+}
+
+// An edit or reload made a new configuration live: the device may have been renamed, its metrics
+// changed or the device removed (loadDevice then says so).
+let configTimer = null;
+function onConfig() {
+  clearTimeout(configTimer);
+  configTimer = setTimeout(async () => {
+    const shape = metricShape(device);
+    if (!(await loadDevice())) return;
+    renderHeader();
+    if (metricShape(device) !== shape) {
+      renderMetrics();
+      renderCharts();
+      await loadCharts();
+    }
+  }, 500);
+}
+
 const { live } = await startPage('devices');
 if (!deviceId) {
   showMessage(byId('device-message'), 'No device chosen: open one from the device list.', 'error');
 } else {
   renderPresets();
   await reloadAll();
-  live.on('value', onValue).on('quality', onQuality).onResync(reloadAll).start();
+  live.on('value', onValue).on('quality', onQuality).on('config', onConfig).onResync(reloadAll).start();
   setInterval(() => {
     for (const entry of metricRows.values()) entry.receivedCell.textContent = formatAge(entry.metric.received);
   }, 5000);

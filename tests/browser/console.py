@@ -10,7 +10,9 @@ changes live; the events page lists the sign-in; with --config-file, the configu
 with two metrics and a command added, field errors inline from the form and from the gateway, a
 rename, ambient drift -> "Reload from file" -> the change applied, deletes confirmed); with
 --certificates, a rejected client certificate trusted; the pages fit a phone; sign out and the
-API refuses the browser. No CSP violation or script error may appear in the browser console.
+API refuses the browser. With --checkpoints, the script stops at the points where a test checks
+the gateway from outside (an OPC UA browse, a client connecting): it prints
+"CHECKPOINT <name> <json>" and waits for "GO" on stdin. No CSP violation or script error may appear in the browser console.
 Screenshots go to the directory given with --screenshots.
 
 Needs selenium (tests/python/requirements.txt) and Debian's chromium + chromium-driver
@@ -29,7 +31,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -74,7 +76,8 @@ class Console:
 
     def wait(self, what, condition, timeout=None):
         try:
-            return WebDriverWait(self.driver, timeout or self.args.timeout, poll_frequency=0.2).until(lambda d: condition())
+            # An element of a table the page re-rendered between two polls is stale: poll again.
+            return WebDriverWait(self.driver, timeout or self.args.timeout, poll_frequency=0.2, ignored_exceptions=[StaleElementReferenceException]).until(lambda d: condition())
         except TimeoutException:
             self.shot(f"failed-{re.sub(r'[^a-z0-9]+', '-', what.lower())}")
             raise Failure(f"timed out after {timeout or self.args.timeout} s waiting for: {what} (page {self.driver.current_url})") from None
@@ -121,6 +124,17 @@ class Console:
 
     def step(self, text):
         print(f"  - {text}", flush=True)
+
+    def checkpoint(self, name, **facts):
+        """With --checkpoints, lets the driving test check the gateway from outside (an OPC UA
+        browse, a client connecting) at this point: prints "CHECKPOINT <name> <json>" and waits
+        for "GO" on stdin."""
+        if not self.args.checkpoints:
+            return
+        print(f"CHECKPOINT {name} {json.dumps(facts)}", flush=True)
+        answer = sys.stdin.readline().strip()
+        if answer != "GO":
+            raise Failure(f"checkpoint {name}: the driving test answered {answer!r}, not GO")
 
     # -- the scenario -------------------------------------------------------------------------
 
@@ -290,6 +304,20 @@ class Console:
     def dialog_open(self, dialog_id):
         return self.js(f"return document.getElementById('{dialog_id}')?.open === true")
 
+    def click(self, css, what):
+        """Clicks the element `css` once it is there; a table the page re-renders meanwhile (a
+        `config` event refetches it) makes the element found stale: find it again."""
+        def attempt():
+            try:
+                found = self.driver.find_elements(By.CSS_SELECTOR, css)
+                if not found:
+                    return False
+                found[0].click()
+                return True
+            except StaleElementReferenceException:
+                return False
+        self.wait(what, attempt)
+
     def submit_editor(self):
         self.driver.find_element(By.ID, "editor-submit").click()
 
@@ -369,6 +397,7 @@ class Console:
         metrics = self.wait("its two metrics", lambda: len(self.driver.find_elements(By.CSS_SELECTOR, "#metrics tr[data-metric]")) == 2)
         if not metrics:
             raise Failure("the device does not show two metrics")
+        self.checkpoint("device_added", application_id=app_id, device_id=device_id, device_name="Tank 1", metrics=["level", "temperature"])
 
         self.step("add a command; a port out of 1-223 is refused as it is typed")
         self.driver.find_element(By.ID, "add-command").click()
@@ -420,6 +449,7 @@ class Console:
         self.submit_editor()
         self.wait("the new name", lambda: not self.dialog_open("editor") and "Tank 1 north" in self.driver.find_element(By.ID, "device-title").text)
         self.shot("14-config-device")
+        self.checkpoint("device_renamed", application_id=app_id, device_id=device_id, device_name="Tank 1 north")
 
         self.step("the file changes on disk: the edit is refused, 'Reload from file' applies it")
         with open(self.args.config_file, "a", encoding="utf-8") as f:
@@ -431,8 +461,20 @@ class Console:
         self.wait("the drift banner", lambda: self.driver.find_elements(By.ID, "reload-from-file") and self.driver.find_element(By.ID, "editor-drift").is_displayed())
         self.shot("15-config-drift")
         self.collect_console(self.driver.current_url, expected=rf"/devices/{device_id} - Failed to load resource: the server responded with a status of 409")
-        self.driver.find_element(By.ID, "reload-from-file").click()
+        self.click("#reload-from-file", "the reload-from-file button")
         self.wait("the change applied after the reload", lambda: not self.dialog_open("editor") and "Tank 1 north side" in self.driver.find_element(By.ID, "device-title").text)
+        self.checkpoint("device_reloaded", application_id=app_id, device_id=device_id, device_name="Tank 1 north side")
+
+        self.step("an open device page follows a rename made elsewhere (the config event)")
+        self.open(f"device.html?id={device_id}")
+        self.wait("the device page", lambda: "Tank 1 north side" in self.driver.find_element(By.ID, "device-title").text)
+        current = self.api(f"/api/applications/{app_id}/devices/{device_id}")
+        status, body = self.mutate("PUT", f"/api/applications/{app_id}/devices/{device_id}", {"device_name": "Tank 1 south", "read_metric": current["read_metric"]})
+        if status != 200:
+            raise Failure(f"renaming from another console answered {status}: {body[:200]}")
+        self.wait("the new name on the open device page", lambda: "Tank 1 south" in self.driver.find_element(By.ID, "device-title").text)
+        self.open(f"config.html?app={app_id}&device={device_id}")
+        self.wait("the device", lambda: self.js("return document.getElementById('device-panel').dataset.deviceId") == device_id and self.driver.find_element(By.ID, "delete-device").is_enabled())
 
         self.step("delete the device (the confirmation names what goes) and the application")
         self.driver.find_element(By.ID, "delete-device").click()
@@ -442,7 +484,8 @@ class Console:
             raise Failure(f"the confirmation does not say what goes: {text!r}")
         self.driver.find_element(By.ID, "confirm-ok").click()
         self.wait("the device gone", lambda: not self.dialog_open("confirm") and not self.driver.find_elements(By.CSS_SELECTOR, f"#devices tr[data-device-id='{device_id}']") and not self.driver.find_element(By.ID, "device-panel").is_displayed())
-        self.driver.find_element(By.CSS_SELECTOR, f"button[data-action='delete-application'][data-id='{app_id}']").click()
+        self.checkpoint("device_deleted", application_id=app_id, device_id=device_id)
+        self.click(f"button[data-action='delete-application'][data-id='{app_id}']", "the application's delete button")
         self.wait("the confirmation", lambda: self.dialog_open("confirm"))
         self.driver.find_element(By.ID, "confirm-ok").click()
         self.wait("the application gone", lambda: not self.dialog_open("confirm") and not self.driver.find_elements(By.CSS_SELECTOR, f"#applications tr[data-application-id='{app_id}']"))
@@ -462,10 +505,11 @@ class Console:
             raise Failure("no rejected, unexpired client certificate to trust")
         thumbprint = candidates[0].get_attribute("data-thumbprint")
         self.shot("17-certificates")
-        candidates[0].find_element(By.CSS_SELECTOR, "button[data-action='trust']").click()
+        self.click(f"#rejected tr[data-thumbprint='{thumbprint}'] button[data-action='trust']", "the trust button")
         self.wait("the certificate trusted", lambda: self.driver.find_elements(By.CSS_SELECTOR, f"#trusted tr[data-thumbprint='{thumbprint}']"))
         self.step(f"    {thumbprint} trusted: {self.shown_text('certificates-message')}")
-        self.driver.find_element(By.CSS_SELECTOR, f"#trusted tr[data-thumbprint='{thumbprint}'] button[data-action='delete']").click()
+        self.checkpoint("certificate_trusted", thumbprint=thumbprint)
+        self.click(f"#trusted tr[data-thumbprint='{thumbprint}'] button[data-action='delete']", "the delete button of the trusted certificate")
         self.wait("the delete confirmation", lambda: self.dialog_open("confirm"))
         self.driver.find_element(By.ID, "confirm-cancel").click()
         self.wait("the confirmation closed, the certificate kept", lambda: not self.dialog_open("confirm") and self.driver.find_elements(By.CSS_SELECTOR, f"#trusted tr[data-thumbprint='{thumbprint}']"))
@@ -543,6 +587,7 @@ def main():
     parser.add_argument("--screenshots", required=True, help="directory for the PNG screenshots")
     parser.add_argument("--config-file", help="the gateway's config file: runs the configuration scenario (it appends a comment to provoke ambient drift)")
     parser.add_argument("--certificates", action="store_true", help="run the client-certificate scenario (needs a rejected, unexpired client certificate)")
+    parser.add_argument("--checkpoints", action="store_true", help='at each point a test checks the gateway from outside, print "CHECKPOINT <name> <json>" and wait for "GO" on stdin')
     parser.add_argument("--timeout", type=float, default=15, help="seconds to wait for a page")
     parser.add_argument("--live-timeout", type=float, default=30, help="seconds to wait for a live change")
     args = parser.parse_args()
