@@ -38,6 +38,17 @@ impl DutyBase {
                 };
                 let _ = reply.send(report);
             }
+            // Generations only grow. The reload actor swaps its own configuration before the
+            // supervisor's broadcast of it comes back, so under a burst of edits an older
+            // update can arrive after a newer one was applied: it is dropped, not re-applied.
+            Common::ConfigChanged(update) if update.generation < self.config.generation => {
+                debug!(
+                    event = "config_update_superseded",
+                    actor = self.role,
+                    generation = update.generation,
+                    current = self.config.generation
+                );
+            }
             Common::ConfigChanged(update) => {
                 debug!(
                     event = "config_applied",
@@ -72,5 +83,36 @@ impl FeedCounts {
             Feed::DeviceHealth(_) => self.device_health_updates += 1,
             Feed::Command(_) => self.command_updates += 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use opcgw::config::AppConfig;
+
+    use super::*;
+
+    fn update(generation: u64) -> ConfigUpdate {
+        let mut update = ConfigUpdate::initial(Arc::new(AppConfig::default()));
+        update.generation = generation;
+        update
+    }
+
+    /// An update older than the one in force (the reload actor's own broadcast coming back
+    /// after a later edit) is dropped; newer and equal ones are taken.
+    #[test]
+    fn an_older_configuration_never_replaces_a_newer_one() {
+        let mut base = DutyBase::new("test", update(5));
+        base.handle_common(Common::ConfigChanged(update(3)), |_| String::new())
+            .unwrap();
+        assert_eq!(base.config.generation, 5);
+        base.handle_common(Common::ConfigChanged(update(5)), |_| String::new())
+            .unwrap();
+        assert_eq!(base.config.generation, 5);
+        base.handle_common(Common::ConfigChanged(update(6)), |_| String::new())
+            .unwrap();
+        assert_eq!(base.config.generation, 6);
     }
 }
