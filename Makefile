@@ -3,6 +3,8 @@
 CARGO ?= cargo
 DEMO_CONFIG ?= config/demo.toml
 DEMO_ENV := run/demo.env
+# The demo runs on a copy, so edits made in the console never change the committed file.
+DEMO_RUN_CONFIG := run/demo.toml
 # The console's port in the demo configuration (printed by `make run`).
 DEMO_WEB_PORT = $(shell sed -n '/^\[web\]/,/^\[/s/^port *= *\([0-9]*\).*/\1/p' $(DEMO_CONFIG))
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
@@ -25,8 +27,10 @@ run: deps
 	@echo "  password: $$(sed -n 's/^OPCGW_OPCUA__USER_PASSWORD=//p' $(DEMO_ENV))"
 	@echo "  OPC UA:   opc.tcp://127.0.0.1:4840/  (None endpoint; the password is encrypted with the server key)"
 	@echo "  console:  http://127.0.0.1:$(DEMO_WEB_PORT)/  (web console: sign in with the user and password above)"
-	@echo "  config:   $(DEMO_CONFIG)   logs: ./log   stop: Ctrl-C   reload: kill -HUP <pid>"
-	@set -a; . ./$(DEMO_ENV); set +a; exec $(CARGO) run --quiet -p opcgw-actors --bin opcgw -- demo --config $(DEMO_CONFIG)
+	@[ -f $(DEMO_RUN_CONFIG) ] || cp $(DEMO_CONFIG) $(DEMO_RUN_CONFIG)
+	@echo "  config:   $(DEMO_RUN_CONFIG) (a copy of $(DEMO_CONFIG); the console edits it)   logs: ./log"
+	@echo "  stop: Ctrl-C   reload: kill -HUP <pid>   start afresh: make clean-demo"
+	@set -a; . ./$(DEMO_ENV); set +a; exec $(CARGO) run --quiet -p opcgw-actors --bin opcgw -- demo --config $(DEMO_RUN_CONFIG)
 
 ## test: the whole test suite (unit, end-to-end against the real binary, the OPC UA server
 ## checked with an independent client: Python asyncua, installed into .venv, and the web console
@@ -82,9 +86,9 @@ deps:
 	  echo "installing protobuf-compiler (protoc, needed by the ChirpStack API crate)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq protobuf-compiler >/dev/null; }
 
-## clean-demo: forget the demo credentials, database and logs.
+## clean-demo: forget the demo credentials, configuration copy, database and logs.
 clean-demo:
-	rm -rf run/demo.env data/demo.redb log
+	rm -rf $(DEMO_ENV) $(DEMO_RUN_CONFIG) data/demo.redb log
 
 ## bench: benchmarks in release mode; figures go to docs/performance.md.
 bench: deps
