@@ -468,3 +468,22 @@ async fn one_device_answers_what_the_fleet_answer_holds_for_it() {
     // Qualities are computed at each answer's own time; both are fresh here.
     assert_eq!(one, expected);
 }
+
+/// The fleet answer is JSON with the API's headers (it is written by hand, not through `Json`).
+#[tokio::test]
+async fn the_devices_answer_is_json_and_never_cached() {
+    let app = App::new();
+    let response = app.send(as_operator(get("/api/devices"))).await;
+    assert_eq!(response.status(), axum::http::StatusCode::OK);
+    let headers = response.headers().clone();
+    assert_eq!(
+        headers[axum::http::header::CONTENT_TYPE],
+        "application/json"
+    );
+    assert_eq!(headers[axum::http::header::CACHE_CONTROL], "no-store");
+    let body = json_body(response).await;
+    assert_eq!(
+        body["applications"][0]["devices"][0]["device_id"],
+        "valve-1"
+    );
+}
