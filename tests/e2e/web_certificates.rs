@@ -110,7 +110,11 @@ fn an_operator_trusts_a_rejected_client_certificate_and_the_client_gets_in() {
     assert_eq!(step(next_line())["step"], "done");
     assert!(child.wait().expect("the client ends").success());
 
-    let audited = daemon.events("pki_certificate_trusted");
+    let audited = daemon.wait_for_events(
+        "pki_certificate_trusted",
+        1,
+        std::time::Duration::from_secs(10),
+    );
     assert_eq!(audited.len(), 1, "{audited:#?}");
     assert!(
         audited[0].contains(&thumbprint) && audited[0].contains("127.0.0.1"),

@@ -198,7 +198,10 @@ fn a_device_created_over_http_is_served_over_opc_ua_renamed_and_deleted_with_the
         ua.close().await;
     });
 
-    let created = daemon.events("device_created");
+    // Log lines reach the file through a non-blocking writer: wait for them rather than read
+    // once (a loaded machine flushes later).
+    let log_wait = Duration::from_secs(10);
+    let created = daemon.wait_for_events("device_created", 1, log_wait);
     assert_eq!(created.len(), 1, "{created:?}");
     for field in [
         "source_ip=127.0.0.1",
@@ -209,9 +212,13 @@ fn a_device_created_over_http_is_served_over_opc_ua_renamed_and_deleted_with_the
     ] {
         assert!(created[0].contains(field), "{field} in {created:?}");
     }
-    assert_eq!(daemon.events("command_created").len(), 1);
-    assert_eq!(daemon.events("device_updated").len(), 1);
-    assert_eq!(daemon.events("device_deleted").len(), 1);
+    for event in ["command_created", "device_updated", "device_deleted"] {
+        assert_eq!(
+            daemon.wait_for_events(event, 1, log_wait).len(),
+            1,
+            "{event}"
+        );
+    }
     let audit = client.get_json("/api/audit");
     let kinds: Vec<&str> = audit["events"]
         .as_array()
@@ -255,7 +262,7 @@ fn a_file_edited_by_hand_is_reloaded_before_the_console_edits_it() {
         workdir.localize(&by_hand),
         "nothing written"
     );
-    let rejected = daemon.events("application_crud_rejected");
+    let rejected = daemon.wait_for_events("application_crud_rejected", 1, Duration::from_secs(10));
     assert!(
         rejected
             .iter()
