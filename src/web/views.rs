@@ -350,18 +350,17 @@ impl DeviceView {
         }
     }
 
-    /// `device_id` with its application id, from the samples of that device; `None` when it
-    /// is not configured.
+    /// One device of `app` with its application id, from that device's samples.
     pub fn of_device(
         config: &AppConfig,
-        device_id: &str,
+        app: &crate::config::ApplicationConfig,
+        device: &crate::config::DeviceConfig,
         latest: &[Sample],
         now: Timestamp,
-    ) -> Option<Self> {
-        let (app, device) = config.devices().find(|(_, d)| d.device_id == device_id)?;
+    ) -> Self {
         let mut view = Self::build(config, device, &by_series(latest), now);
         view.application_id = Some(app.application_id.clone());
-        Some(view)
+        view
     }
 }
 
@@ -636,6 +635,11 @@ impl LiveEvent {
 pub struct LiveFrame(std::sync::Arc<str>);
 
 impl LiveFrame {
+    /// `event: <name>\ndata: <data>\n\n`; `data` must be one line (compact JSON is).
+    pub fn event(name: &str, data: &str) -> Self {
+        Self(format!("event: {name}\ndata: {data}\n\n").into())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -649,7 +653,7 @@ impl From<LiveEvent> for LiveFrame {
 
 impl From<&LiveEvent> for LiveFrame {
     fn from(event: &LiveEvent) -> Self {
-        Self(format!("event: {}\ndata: {}\n\n", event.name(), event.data()).into())
+        Self::event(event.name(), &event.data())
     }
 }
 

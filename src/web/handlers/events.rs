@@ -9,8 +9,6 @@
 
 use std::convert::Infallible;
 
-use std::fmt::Write as _;
-
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
@@ -52,17 +50,13 @@ pub async fn stream(
     response
 }
 
-/// Appends one SSE event (the data is one line of compact JSON).
-fn push_event(chunk: &mut String, name: &str, data: &str) {
-    let _ = write!(chunk, "event: {name}\ndata: {data}\n\n");
-}
-
 fn push_live(chunk: &mut String, frame: &LiveFrame) {
     chunk.push_str(frame.as_str());
 }
 
 fn push_lagged(chunk: &mut String, missed: u64) {
-    push_event(chunk, "lagged", &json!({ "missed": missed }).to_string());
+    let frame = LiveFrame::event("lagged", &json!({ "missed": missed }).to_string());
+    push_live(chunk, &frame);
 }
 
 /// Adds the events already waiting, without waiting for more (an ended broadcast is seen by

@@ -70,18 +70,22 @@ pub async fn device(
     Path(device_id): Path<String>,
 ) -> Result<Json<DeviceView>, ApiError> {
     let config = state.backend().config();
-    if !config.devices().any(|(_, d)| d.device_id == device_id) {
+    let Some((app, device)) = config.devices().find(|(_, d)| d.device_id == device_id) else {
         return Err(ApiError::not_found("unknown device"));
-    }
+    };
     // Only this device's samples: the device page asks often, the fleet may be large.
     let latest = state
         .backend()
         .latest(Some(device_id.clone()))
         .await
         .map_err(|e| ApiError::from_backend("devices", e))?;
-    DeviceView::of_device(&config, &device_id, &latest, Timestamp::now())
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("unknown device"))
+    Ok(Json(DeviceView::of_device(
+        &config,
+        app,
+        device,
+        &latest,
+        Timestamp::now(),
+    )))
 }
 
 #[derive(Debug, Deserialize)]
