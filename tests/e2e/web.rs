@@ -346,11 +346,18 @@ fn sessions_survive_a_restart_of_the_web_actor() {
         events.ends_within(Duration::from_secs(2)),
         "the crashed server's streams end"
     );
-    let restarted = daemon.lines().into_iter().any(|l| {
-        l.contains("event=\"actor_started\"")
-            && l.contains("actor=\"web\"")
-            && l.contains("restarts=1")
-    });
+    // The supervisor's line may reach the log file after the restarted server's own.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let restarted = loop {
+        let found = daemon
+            .events("actor_started")
+            .iter()
+            .any(|l| l.contains("actor=\"web\"") && l.contains("restarts=1"));
+        if found || std::time::Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(restarted, "{}", daemon.lines().join("\n"));
     let session = browser.get("/api/session");
     assert_eq!(session.status, 200, "still signed in: {session:?}");
