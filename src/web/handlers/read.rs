@@ -35,28 +35,19 @@ pub async fn status(State(state): State<WebState>) -> Result<Json<StatusView>, A
         .map_err(|e| ApiError::from_backend("status", e))
 }
 
-async fn devices_view(state: &WebState) -> Result<DevicesView, ApiError> {
+/// Bytes of JSON per metric in `/api/devices`, a little over what one takes, so the answer
+/// (about 2 MB at 10,000 metrics) is written into one allocation instead of growing by doubling.
+const DEVICES_BYTES_PER_METRIC: usize = 240;
+
+pub async fn devices(State(state): State<WebState>) -> Result<Response, ApiError> {
     let config = state.backend().config();
     let latest = state
         .backend()
         .latest(None)
         .await
         .map_err(|e| ApiError::from_backend("devices", e))?;
-    Ok(DevicesView::build(&config, &latest, Timestamp::now()))
-}
-
-/// Bytes of JSON per metric in `/api/devices`, a little over what one takes, so the answer
-/// (about 2 MB at 10,000 metrics) is written into one allocation instead of growing by doubling.
-const DEVICES_BYTES_PER_METRIC: usize = 240;
-
-pub async fn devices(State(state): State<WebState>) -> Result<Response, ApiError> {
-    let view = devices_view(&state).await?;
-    let metrics: usize = view
-        .applications
-        .iter()
-        .flat_map(|a| &a.devices)
-        .map(|d| d.metrics.len() + 1)
-        .sum();
+    let view = DevicesView::build(&config, &latest, Timestamp::now());
+    let metrics: usize = config.devices().map(|(_, d)| d.metrics.len() + 1).sum();
     let mut body = Vec::with_capacity(1024 + metrics * DEVICES_BYTES_PER_METRIC);
     if let Err(err) = serde_json::to_writer(&mut body, &view) {
         tracing::warn!(event = "api_devices_encode_error", error = %err);
@@ -68,7 +59,7 @@ pub async fn devices(State(state): State<WebState>) -> Result<Response, ApiError
 pub async fn device(
     State(state): State<WebState>,
     Path(device_id): Path<String>,
-) -> Result<Json<DeviceView>, ApiError> {
+) -> Result<Response, ApiError> {
     let config = state.backend().config();
     let Some((app, device)) = config.devices().find(|(_, d)| d.device_id == device_id) else {
         return Err(ApiError::not_found("unknown device"));
@@ -79,13 +70,8 @@ pub async fn device(
         .latest(Some(device_id.clone()))
         .await
         .map_err(|e| ApiError::from_backend("devices", e))?;
-    Ok(Json(DeviceView::of_device(
-        &config,
-        app,
-        device,
-        &latest,
-        Timestamp::now(),
-    )))
+    let view = DeviceView::of_device(&config, app, device, &latest, Timestamp::now());
+    Ok(Json(view).into_response())
 }
 
 #[derive(Debug, Deserialize)]
