@@ -6,49 +6,44 @@ mod topology;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ua::nodes::NodeType;
-use ua::server::address_space::AddressSpace as UaSpace;
 use ua::server::SubscriptionCache;
-use ua::sync::RwLock;
-use ua::types::{
-    AttributeId, DataTypeId, DataValue, DateTime, NodeId, StatusCode, TimestampsToReturn, UAString,
-    Variant,
-};
+use ua::types::{AttributeId, DataValue, DateTime, UAString, Variant};
 
-use super::{data_value_of, gateway_vars, GatewayNodeManager, GatewayNodes, MAX_HISTORY_PAGE_ROWS};
+use super::space::{gateway_value, Served};
+use super::{data_value_of, GatewayNodeManager, GatewayNodes, MAX_HISTORY_PAGE_ROWS};
 use crate::naming;
 use crate::opcua::values::LiveUpdate;
 
-/// Stores values and notifies subscribers, skipping NodeIds that are not (or no longer) in the
-/// address space instead of stopping at the first one as `InMemoryNodeManager::set_values`
-/// does.
+/// Stores values by identifier and notifies subscribers, skipping identifiers that are not
+/// (or no longer) variables of the address space.
 pub(super) fn store_and_notify(
-    space: &RwLock<UaSpace>,
-    subscriptions: &SubscriptionCache,
-    values: Vec<(NodeId, DataValue)>,
+    nodes: &GatewayNodes,
+    values: impl IntoIterator<Item = (String, DataValue)>,
 ) {
-    let mut space = space.write();
-    let mut changed = Vec::with_capacity(values.len());
+    let mut served = nodes.served.write();
+    let mut changed = Vec::new();
     for (id, value) in values {
-        if let Some(NodeType::Variable(v)) = space.find_mut(&id) {
-            v.set_data_value(value);
+        if served.set_value(&id, value) {
             changed.push(id);
         }
     }
-    notify_current(&space, subscriptions, &changed);
+    notify_current(&served, &nodes.subscriptions, &changed);
 }
 
 /// Tells the subscribers of `ids` their current values.
-fn notify_current(space: &UaSpace, subscriptions: &SubscriptionCache, ids: &[NodeId]) {
+pub(super) fn notify_current(served: &Served, subscriptions: &SubscriptionCache, ids: &[String]) {
+    let node_ids: Vec<ua::types::NodeId> = ids
+        .iter()
+        .map(|id| ua::types::NodeId::new(served.namespace(), id.as_str()))
+        .collect();
     subscriptions.maybe_notify(
-        ids.iter().map(|id| (id, AttributeId::Value)),
-        |node_id, attribute_id, index_range, data_encoding| {
-            space.find(node_id)?.as_node().get_attribute(
-                TimestampsToReturn::Both,
-                attribute_id,
-                index_range,
-                data_encoding,
-            )
+        node_ids.iter().map(|id| (id, AttributeId::Value)),
+        |node_id, attribute_id, index_range, _data_encoding| {
+            let node = served.lookup(node_id)?;
+            match attribute_id {
+                AttributeId::Value => Some(Served::value_attribute(node, index_range)),
+                _ => None,
+            }
         },
     );
 }
@@ -61,12 +56,11 @@ pub struct GatewayNodesHandle {
 
 impl GatewayNodesHandle {
     pub fn new(manager: Arc<GatewayNodeManager>) -> Self {
-        let _ = manager.inner().manager.set(Arc::downgrade(&manager));
         Self { manager }
     }
 
     fn nodes(&self) -> &GatewayNodes {
-        self.manager.inner()
+        &self.manager
     }
 
     pub fn namespace_index(&self) -> u16 {
@@ -95,39 +89,28 @@ impl GatewayNodesHandle {
         if updates.is_empty() {
             return;
         }
-        let nodes = self.nodes();
-        let values = updates
-            .iter()
-            .map(|u| (nodes.node_id(&u.node), data_value_of(u)))
-            .collect();
-        store_and_notify(self.manager.address_space(), &nodes.subscriptions, values);
+        store_and_notify(
+            self.nodes(),
+            updates.iter().map(|u| (u.node.clone(), data_value_of(u))),
+        );
     }
 
     /// Sets `Gateway/<name>` (Good, stamped now); `Variant::Empty` means "not yet"
     /// (BadWaitingForInitialData).
     pub fn set_gateway_values(&self, values: Vec<(&str, Variant)>) {
-        let nodes = self.nodes();
         let now = DateTime::now();
-        let values = values
-            .into_iter()
-            .map(|(name, value)| {
-                let status = if matches!(value, Variant::Empty) {
-                    StatusCode::BadWaitingForInitialData
-                } else {
-                    StatusCode::Good
-                };
-                (
-                    nodes.node_id(&naming::gateway_node_id(name)),
-                    DataValue::new_at_status(value, now, status),
-                )
-            })
-            .collect();
-        store_and_notify(self.manager.address_space(), &nodes.subscriptions, values);
+        store_and_notify(
+            self.nodes(),
+            values
+                .into_iter()
+                .map(|(name, value)| (naming::gateway_node_id(name), gateway_value(value, now))),
+        );
     }
 
     /// Sets `Gateway/Health/<role>` for each actor, creating the variables the first time.
     pub fn set_health(&self, health: &[(String, String)]) {
         let nodes = self.nodes();
+        let now = DateTime::now();
         {
             let mut model = nodes.model.write().unwrap_or_else(|e| e.into_inner());
             let missing: Vec<&String> = health
@@ -136,43 +119,32 @@ impl GatewayNodesHandle {
                 .filter(|role| !model.health_roles.contains(role))
                 .collect();
             if !missing.is_empty() {
-                let mut space = self.manager.address_space().write();
-                let folder = nodes.node_id(&naming::gateway_node_id(gateway_vars::HEALTH));
+                let mut served = nodes.served.write();
                 for role in missing {
-                    let id = naming::health_node_id(role);
-                    nodes.insert_gateway_var(
-                        &mut space,
-                        &folder,
-                        &id,
-                        role,
-                        DataTypeId::String,
-                        Variant::from(""),
-                    );
+                    served.add_health(role, now);
                     model.health_roles.push(role.clone());
                 }
             }
         }
-        let now = DateTime::now();
-        let values = health
-            .iter()
-            .map(|(role, text)| {
+        store_and_notify(
+            nodes,
+            health.iter().map(|(role, text)| {
                 (
-                    nodes.node_id(&naming::health_node_id(role)),
+                    naming::health_node_id(role),
                     DataValue::new_at(UAString::from(text.as_str()), now),
                 )
-            })
-            .collect();
-        store_and_notify(self.manager.address_space(), &nodes.subscriptions, values);
+            }),
+        );
     }
 
     /// Sets the `Status` child of a command variable.
     pub fn set_command_status(&self, device_id: &str, command: &str, text: &str) {
-        let nodes = self.nodes();
-        let id = nodes.node_id(&naming::command_status_node_id(device_id, command));
         store_and_notify(
-            self.manager.address_space(),
-            &nodes.subscriptions,
-            vec![(id, DataValue::new_now(UAString::from(text)))],
+            self.nodes(),
+            [(
+                naming::command_status_node_id(device_id, command),
+                DataValue::new_now(UAString::from(text)),
+            )],
         );
     }
 

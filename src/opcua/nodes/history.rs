@@ -14,7 +14,6 @@ use ua::types::{
 
 use super::{gateway_time, ua_time, variant_of, BackendError, GatewayNodes};
 use crate::model::{SampleOrigin, Timestamp, Value};
-use crate::opcua::address_space::NodeKind;
 use crate::storage::{HistoryPage, HistoryQuery, HistoryRow, ResumeKey};
 
 impl GatewayNodes {
@@ -147,12 +146,12 @@ impl GatewayNodes {
             return Err(StatusCode::BadNodeIdUnknown);
         };
         let (device_id, metric) = {
-            let model = self.model.read().unwrap_or_else(|e| e.into_inner());
-            match model.space.get(id).map(|s| &s.kind) {
-                Some(NodeKind::Metric {
-                    device_id, metric, ..
-                }) => (device_id.clone(), metric.clone()),
-                Some(_) => return Err(StatusCode::BadHistoryOperationUnsupported),
+            let served = self.served.read();
+            match served.get(id) {
+                Some(found) => match found.series() {
+                    Some((device_id, metric)) => (device_id.to_string(), metric.to_string()),
+                    None => return Err(StatusCode::BadHistoryOperationUnsupported),
+                },
                 None => {
                     tracing::trace!(event = "opcua_history_unknown_node", node = %node);
                     return Err(StatusCode::BadNodeIdUnknown);

@@ -1,6 +1,6 @@
-//! The gateway's node manager: the address space of docs/opcua.md in the async-opcua in-memory
-//! store, with HistoryRead from storage (real continuation points) and command writes that
-//! return Good only once the command is durably queued.
+//! The gateway's node manager: the address space of docs/opcua.md served from a compact model
+//! of its own ([`space`]), with HistoryRead from storage (real continuation points) and command
+//! writes that return Good only once the command is durably queued.
 //!
 //! Values are pushed in by the OPC UA actor ([`GatewayNodesHandle::publish`]); a Read never
 //! touches the database.
@@ -11,32 +11,24 @@ use std::pin::Pin;
 use std::sync::{Arc, RwLock as StdRwLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use tracing::debug;
-use ua::nodes::{AccessLevel, NodeType, ObjectBuilder, VariableBuilder};
-use ua::server::address_space::AddressSpace as UaSpace;
-use ua::server::diagnostics::NamespaceMetadata;
-use ua::server::node_manager::memory::{InMemoryNodeManager, InMemoryNodeManagerImpl};
-use ua::server::node_manager::{HistoryNode, RequestContext, ServerContext, WriteNode};
+use ua::server::node_manager::ServerContext;
 use ua::server::SubscriptionCache;
 use ua::sync::RwLock;
-use ua::types::{
-    DataTypeId, DataValue, DateTime, EUInformation, ExtensionObject, LocalizedText, NodeId,
-    ObjectId, QualifiedName, ReadRawModifiedDetails, StatusCode, TimestampsToReturn, UAString,
-    VariableTypeId, Variant,
-};
+use ua::types::{DataTypeId, DataValue, DateTime, StatusCode, UAString, Variant};
 
 use crate::commands::NewCommand;
 use crate::config::{AppConfig, CommandConfig, MetricType};
 use crate::model::{Quality, Timestamp, Value};
-use crate::naming::{self, GATEWAY_FOLDER};
-use crate::opcua::address_space::{AddressSpace, NodeKind, NodeSpec};
+use crate::naming;
+use crate::opcua::address_space::AddressSpace;
 use crate::opcua::values::LiveUpdate;
 use crate::storage::{CommandRecord, HistoryPage, HistoryQuery};
 
 mod backend_error;
 mod handle;
 mod history;
+mod manager;
+mod space;
 mod write;
 
 pub use backend_error::BackendError;
@@ -44,7 +36,7 @@ pub use handle::GatewayNodesHandle;
 pub use write::command_status_text;
 
 /// The node manager type the server runs.
-pub type GatewayNodeManager = InMemoryNodeManager<GatewayNodes>;
+pub type GatewayNodeManager = GatewayNodes;
 
 /// The gateway namespace URI: `<application_uri>:gateway`. It cannot be `application_uri`
 /// itself, which async-opcua's diagnostics node manager owns as namespace 1.
@@ -96,9 +88,9 @@ pub mod gateway_vars {
 }
 
 struct Model {
-    /// The topology the model was built from: command writes are prepared against it.
+    /// The topology the address space was built from: command writes are prepared against it
+    /// and a reload is compared with it.
     config: AppConfig,
-    space: AddressSpace,
     commands: HashMap<String, (String, CommandConfig)>,
     health_roles: Vec<String>,
 }
@@ -116,26 +108,25 @@ impl Model {
         }
         Self {
             config: config.clone(),
-            space: AddressSpace::from_config(config),
             commands,
             health_roles: Vec::new(),
         }
     }
 }
 
-/// The gateway's `InMemoryNodeManagerImpl`.
+/// The gateway's node manager.
 pub struct GatewayNodes {
     settings: NodeSettings,
     namespace_index: u16,
     backend: Arc<dyn GatewayBackend>,
+    /// Lock order: `model`, then `served`; never held across an await.
     model: StdRwLock<Model>,
-    initial: AppConfig,
+    served: RwLock<space::Served>,
+    initial_applications: usize,
     subscriptions: Arc<SubscriptionCache>,
-    /// The manager that owns this implementation (set once the server is built).
-    manager: std::sync::OnceLock<std::sync::Weak<GatewayNodeManager>>,
     /// Rows per HistoryRead call and node (hot: follows reloads).
     history_page: std::sync::atomic::AtomicUsize,
-    /// Becomes true once `init` built the address space (values pushed before are lost).
+    /// Becomes true once the server initialised the node manager.
     ready: tokio::sync::watch::Sender<bool>,
 }
 
@@ -144,31 +135,32 @@ pub fn node_manager_builder(
     settings: NodeSettings,
     config: &AppConfig,
     backend: Arc<dyn GatewayBackend>,
-) -> ua::server::node_manager::memory::InMemoryNodeManagerBuilder<
-    impl FnOnce(ServerContext, &mut UaSpace) -> GatewayNodes,
-> {
+) -> impl FnOnce(ServerContext) -> GatewayNodes {
     let config = config.clone();
-    ua::server::node_manager::memory::InMemoryNodeManagerBuilder::new(
-        move |context: ServerContext, space: &mut UaSpace| {
-            let namespace_index = context
-                .type_tree
-                .write()
-                .namespaces_mut()
-                .add_namespace(&settings.namespace_uri);
-            space.add_namespace(&settings.namespace_uri, namespace_index);
-            GatewayNodes {
-                model: StdRwLock::new(Model::new(&config)),
-                initial: config,
-                namespace_index,
-                backend,
-                subscriptions: context.subscriptions.clone(),
-                manager: std::sync::OnceLock::new(),
-                ready: tokio::sync::watch::Sender::new(false),
-                history_page: std::sync::atomic::AtomicUsize::new(settings.history_page),
-                settings,
-            }
-        },
-    )
+    move |context: ServerContext| {
+        let namespace_index = context
+            .type_tree
+            .write()
+            .namespaces_mut()
+            .add_namespace(&settings.namespace_uri);
+        let served = space::Served::build(
+            namespace_index,
+            &AddressSpace::from_config(&config),
+            &[],
+            None,
+        );
+        GatewayNodes {
+            model: StdRwLock::new(Model::new(&config)),
+            served: RwLock::new(served),
+            initial_applications: config.applications.len(),
+            namespace_index,
+            backend,
+            subscriptions: context.subscriptions.clone(),
+            ready: tokio::sync::watch::Sender::new(false),
+            history_page: std::sync::atomic::AtomicUsize::new(settings.history_page),
+            settings,
+        }
+    }
 }
 
 fn data_type(metric_type: MetricType) -> DataTypeId {
@@ -237,11 +229,11 @@ impl GatewayNodes {
         self.namespace_index
     }
 
-    pub fn node_id(&self, id: &str) -> NodeId {
-        NodeId::new(self.namespace_index, id.to_string())
+    pub fn node_id(&self, id: &str) -> ua::types::NodeId {
+        ua::types::NodeId::new(self.namespace_index, id.to_string())
     }
 
-    fn string_id<'a>(&self, node: &'a NodeId) -> Option<&'a str> {
+    fn string_id<'a>(&self, node: &'a ua::types::NodeId) -> Option<&'a str> {
         if node.namespace != self.namespace_index {
             return None;
         }
@@ -249,250 +241,6 @@ impl GatewayNodes {
             ua::types::Identifier::String(s) => Some(s.as_ref()),
             _ => None,
         }
-    }
-
-    fn insert_spec(&self, space: &mut UaSpace, spec: &NodeSpec) {
-        let ns = self.namespace_index;
-        let id = self.node_id(&spec.id);
-        let parent = spec
-            .parent
-            .as_deref()
-            .map_or_else(|| ObjectId::ObjectsFolder.into(), |p| self.node_id(p));
-        let name = QualifiedName::new(ns, spec.browse_name.as_str());
-        let display = spec.browse_name.as_str();
-        match &spec.kind {
-            NodeKind::Folder => {
-                ObjectBuilder::new(&id, name, display)
-                    .is_folder()
-                    .organized_by(parent)
-                    .insert(space);
-            }
-            NodeKind::Metric {
-                metric_type, unit, ..
-            } => {
-                let access = AccessLevel::CURRENT_READ | AccessLevel::HISTORY_READ;
-                VariableBuilder::new(&id, name, display)
-                    .data_type(data_type(*metric_type))
-                    .value_rank(-1)
-                    .access_level(access)
-                    .user_access_level(access)
-                    .historizing(true)
-                    .minimum_sampling_interval(0.0)
-                    .has_type_definition(VariableTypeId::BaseDataVariableType)
-                    .organized_by(parent)
-                    .insert(space);
-                Self::set_waiting(space, &id);
-                if let Some(unit) = unit {
-                    self.insert_units(space, &id, &spec.id, unit);
-                }
-            }
-            NodeKind::Command { command_type, .. } => {
-                let access = AccessLevel::CURRENT_READ | AccessLevel::CURRENT_WRITE;
-                VariableBuilder::new(&id, name, display)
-                    .data_type(data_type(*command_type))
-                    .value_rank(-1)
-                    .access_level(access)
-                    .user_access_level(access)
-                    .has_type_definition(VariableTypeId::BaseDataVariableType)
-                    .organized_by(parent)
-                    .insert(space);
-                Self::set_waiting(space, &id);
-            }
-            NodeKind::CommandStatus { .. } => {
-                VariableBuilder::new(&id, name, display)
-                    .data_type(DataTypeId::String)
-                    .value_rank(-1)
-                    .access_level(AccessLevel::CURRENT_READ)
-                    .user_access_level(AccessLevel::CURRENT_READ)
-                    .has_type_definition(VariableTypeId::BaseDataVariableType)
-                    .component_of(parent)
-                    .insert(space);
-                if let Some(NodeType::Variable(v)) = space.find_mut(&id) {
-                    v.set_data_value(DataValue::new_now(UAString::from("none")));
-                }
-            }
-        }
-    }
-
-    fn insert_units(&self, space: &mut UaSpace, id: &NodeId, spec_id: &str, unit: &str) {
-        let units_id = self.node_id(&naming::engineering_units_node_id(spec_id));
-        let info = EUInformation {
-            namespace_uri: UAString::null(),
-            unit_id: -1,
-            display_name: LocalizedText::new("", unit),
-            description: LocalizedText::new("", unit),
-        };
-        VariableBuilder::new(
-            &units_id,
-            QualifiedName::new(0, naming::ENGINEERING_UNITS),
-            naming::ENGINEERING_UNITS,
-        )
-        .data_type(DataTypeId::EUInformation)
-        .value_rank(-1)
-        .access_level(AccessLevel::CURRENT_READ)
-        .user_access_level(AccessLevel::CURRENT_READ)
-        .value(ExtensionObject::from_message(info))
-        .has_type_definition(VariableTypeId::PropertyType)
-        .property_of(id.clone())
-        .insert(space);
-    }
-
-    fn set_waiting(space: &mut UaSpace, id: &NodeId) {
-        if let Some(NodeType::Variable(v)) = space.find_mut(id) {
-            let now = DateTime::now();
-            v.set_data_value(DataValue {
-                value: Some(Variant::Empty),
-                status: Some(StatusCode::BadWaitingForInitialData),
-                source_timestamp: Some(now),
-                source_picoseconds: None,
-                server_timestamp: Some(now),
-                server_picoseconds: None,
-            });
-        }
-    }
-
-    fn insert_gateway_folder(&self, space: &mut UaSpace) {
-        let ns = self.namespace_index;
-        let folder = self.node_id(GATEWAY_FOLDER);
-        ObjectBuilder::new(
-            &folder,
-            QualifiedName::new(ns, GATEWAY_FOLDER),
-            GATEWAY_FOLDER,
-        )
-        .is_folder()
-        .organized_by(ObjectId::ObjectsFolder)
-        .insert(space);
-        let vars: [(&str, DataTypeId, Variant); 7] = [
-            (
-                gateway_vars::LAST_POLL,
-                DataTypeId::DateTime,
-                Variant::Empty,
-            ),
-            (
-                gateway_vars::UPSTREAM_STATE,
-                DataTypeId::String,
-                Variant::from("starting"),
-            ),
-            (
-                gateway_vars::UPSTREAM_ERROR,
-                DataTypeId::String,
-                Variant::from(""),
-            ),
-            (gateway_vars::GOOD, DataTypeId::UInt32, Variant::UInt32(0)),
-            (
-                gateway_vars::UNCERTAIN,
-                DataTypeId::UInt32,
-                Variant::UInt32(0),
-            ),
-            (gateway_vars::BAD, DataTypeId::UInt32, Variant::UInt32(0)),
-            (
-                gateway_vars::WAITING,
-                DataTypeId::UInt32,
-                Variant::UInt32(0),
-            ),
-        ];
-        for (name, ty, value) in vars {
-            self.insert_gateway_var(
-                space,
-                &folder,
-                &naming::gateway_node_id(name),
-                name,
-                ty,
-                value,
-            );
-        }
-        let health = self.node_id(&naming::gateway_node_id(gateway_vars::HEALTH));
-        ObjectBuilder::new(
-            &health,
-            QualifiedName::new(ns, gateway_vars::HEALTH),
-            gateway_vars::HEALTH,
-        )
-        .is_folder()
-        .organized_by(folder)
-        .insert(space);
-    }
-
-    fn insert_gateway_var(
-        &self,
-        space: &mut UaSpace,
-        parent: &NodeId,
-        id: &str,
-        name: &str,
-        ty: DataTypeId,
-        value: Variant,
-    ) {
-        let node = self.node_id(id);
-        VariableBuilder::new(&node, QualifiedName::new(self.namespace_index, name), name)
-            .data_type(ty)
-            .value_rank(-1)
-            .access_level(AccessLevel::CURRENT_READ)
-            .user_access_level(AccessLevel::CURRENT_READ)
-            .minimum_sampling_interval(0.0)
-            .has_type_definition(VariableTypeId::BaseDataVariableType)
-            .organized_by(parent.clone())
-            .insert(space);
-        if let Some(NodeType::Variable(v)) = space.find_mut(&node) {
-            let status = if matches!(value, Variant::Empty) {
-                StatusCode::BadWaitingForInitialData
-            } else {
-                StatusCode::Good
-            };
-            v.set_data_value(DataValue::new_now_status(value, status));
-        }
-    }
-}
-
-#[async_trait]
-impl InMemoryNodeManagerImpl for GatewayNodes {
-    async fn init(&self, space: &mut UaSpace, _context: ServerContext) {
-        // The library holds the address-space lock here: build from the initial
-        // configuration instead of taking the model lock (elsewhere the order is model, then
-        // address space).
-        let initial = AddressSpace::from_config(&self.initial);
-        for spec in initial.nodes_parents_first() {
-            self.insert_spec(space, spec);
-        }
-        self.insert_gateway_folder(space);
-        self.ready.send_replace(true);
-        debug!(
-            event = "opcua_address_space_built",
-            nodes = initial.len(),
-            applications = self.initial.applications.len()
-        );
-    }
-
-    fn name(&self) -> &str {
-        "opcgw"
-    }
-
-    fn namespaces(&self) -> Vec<NamespaceMetadata> {
-        vec![NamespaceMetadata {
-            namespace_uri: self.settings.namespace_uri.clone(),
-            namespace_index: self.namespace_index,
-            ..Default::default()
-        }]
-    }
-
-    async fn history_read_raw_modified(
-        &self,
-        _context: &RequestContext,
-        details: &ReadRawModifiedDetails,
-        nodes: &mut [&mut &mut HistoryNode],
-        timestamps_to_return: TimestampsToReturn,
-    ) -> Result<(), StatusCode> {
-        self.read_history(details, nodes, timestamps_to_return)
-            .await;
-        Ok(())
-    }
-
-    async fn write(
-        &self,
-        context: &RequestContext,
-        _address_space: &RwLock<UaSpace>,
-        nodes_to_write: &mut [&mut WriteNode],
-    ) -> Result<(), StatusCode> {
-        self.write_commands(context, nodes_to_write).await;
-        Ok(())
     }
 }
 

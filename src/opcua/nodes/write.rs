@@ -2,14 +2,12 @@
 //! durably through the backend and only then answered Good; the variable and its `Status`
 //! child show what happened.
 
-use std::sync::Arc;
-
 use tracing::{debug, info, warn};
 use ua::server::node_manager::{RequestContext, WriteNode};
 use ua::types::{AttributeId, DataValue, DateTime, NodeId, NumericRange, StatusCode, Variant};
 
 use super::handle::store_and_notify;
-use super::{variant_of, GatewayNodeManager, GatewayNodes, Model};
+use super::{variant_of, GatewayNodes, Model};
 use crate::commands::{self, CommandRejection, NewCommand};
 use crate::model::{MetricType, Value};
 use crate::naming;
@@ -146,7 +144,7 @@ impl GatewayNodes {
         };
         let Some((device_id, command)) = model.commands.get(id) else {
             return Err(
-                if model.space.get(id).is_some() || naming::is_reserved(id) {
+                if self.served.read().get(id).is_some() || naming::is_reserved(id) {
                     StatusCode::BadNotWritable
                 } else {
                     StatusCode::BadNodeIdUnknown
@@ -181,19 +179,18 @@ impl GatewayNodes {
 
     /// The written value becomes the variable's value; its `Status` child says "queued".
     fn publish_command_written(&self, node: &NodeId, value: Variant, record: &CommandRecord) {
-        let Some(manager) = self.manager() else {
+        let Some(id) = self.string_id(node) else {
             return;
         };
         let now = DateTime::now();
-        let status_id = self.node_id(&naming::command_status_node_id(
+        let status_id = naming::command_status_node_id(
             &record.downlink.device_id,
             &record.downlink.command_name,
-        ));
+        );
         store_and_notify(
-            manager.address_space(),
-            &self.subscriptions,
-            vec![
-                (node.clone(), DataValue::new_at(value, now)),
+            self,
+            [
+                (id.to_string(), DataValue::new_at(value, now)),
                 (
                     status_id,
                     DataValue::new_at(
@@ -203,10 +200,6 @@ impl GatewayNodes {
                 ),
             ],
         );
-    }
-
-    fn manager(&self) -> Option<Arc<GatewayNodeManager>> {
-        self.manager.get().and_then(|weak| weak.upgrade())
     }
 }
 

@@ -166,3 +166,294 @@ async fn browse_finds_every_node_and_reads_give_device_values_and_timestamps() {
     ua.close().await;
     gw.stop().await;
 }
+
+/// The served address space answers what generic clients ask besides browsing by name:
+/// Browse in small pages with BrowseNext, inverse and type-definition references,
+/// TranslateBrowsePathsToNodeIds for many paths at once, and the standard attributes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn paged_browse_browse_paths_and_attributes_answer_from_the_served_model() {
+    use ua::types::{
+        BrowseDescription, BrowseDirection, BrowsePath, BrowseResultMask, NodeClass, NodeClassMask,
+        QualifiedName, ReadValueId, ReferenceTypeId, RelativePath, RelativePathElement,
+        TimestampsToReturn,
+    };
+    let sim = simulator(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Gateway::config_for(&sim, dir.path());
+    config.applications[0].devices[0].metrics[0].metric_unit = Some("°C".into());
+    let gw = Gateway::start(config.clone(), dir).await;
+    let ua = gw.client().await;
+    let objects: NodeId = ObjectId::ObjectsFolder.into();
+
+    // Objects, two references per call: every application folder and the Gateway folder
+    // come exactly once across BrowseNext calls, next to the standard Server object.
+    let organized = |node: NodeId, direction: BrowseDirection| BrowseDescription {
+        node_id: node,
+        browse_direction: direction,
+        reference_type_id: ReferenceTypeId::HierarchicalReferences.into(),
+        include_subtypes: true,
+        node_class_mask: NodeClassMask::all().bits(),
+        result_mask: BrowseResultMask::All as u32,
+    };
+    let mut names = Vec::new();
+    let mut result = ua
+        .session
+        .browse(
+            &[organized(objects.clone(), BrowseDirection::Forward)],
+            2,
+            None,
+        )
+        .await
+        .expect("browse")
+        .remove(0);
+    let mut calls = 1;
+    loop {
+        let references = result.references.clone().unwrap_or_default();
+        assert!(
+            references.len() <= 2,
+            "{} references in a page of 2",
+            references.len()
+        );
+        names.extend(
+            references
+                .into_iter()
+                .map(|r| r.browse_name.name.as_ref().to_string()),
+        );
+        if result.continuation_point.is_null() {
+            break;
+        }
+        calls += 1;
+        assert!(calls < 100, "the continuation never ends");
+        result = ua
+            .session
+            .browse_next(false, &[result.continuation_point.clone()])
+            .await
+            .expect("browse next")
+            .remove(0);
+    }
+    let mut expected: Vec<String> = config
+        .applications
+        .iter()
+        .map(|a| a.application_name.clone())
+        .chain(["Gateway".to_string(), "Server".to_string()])
+        .collect();
+    expected.sort();
+    let mut ours: Vec<String> = names.clone();
+    ours.sort();
+    ours.retain(|n| expected.contains(n));
+    assert_eq!(ours, expected, "each once, across {calls} calls: {names:?}");
+
+    // A metric's inverse reference leads to its device; its type definition is standard.
+    let device = &config.applications[0].devices[0];
+    let metric = &device.metrics[0];
+    let metric_id = ua.id(&format!("{}/{}", device.device_id, metric.metric_name));
+    let up = ua
+        .session
+        .browse(
+            &[organized(metric_id.clone(), BrowseDirection::Inverse)],
+            0,
+            None,
+        )
+        .await
+        .expect("inverse browse")
+        .remove(0);
+    let parents: Vec<NodeId> = up
+        .references
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.node_id.node_id)
+        .collect();
+    assert_eq!(parents, vec![ua.id(&device.device_id)]);
+    let typed = ua
+        .session
+        .browse(
+            &[BrowseDescription {
+                node_id: metric_id.clone(),
+                browse_direction: BrowseDirection::Forward,
+                reference_type_id: ReferenceTypeId::HasTypeDefinition.into(),
+                include_subtypes: false,
+                node_class_mask: NodeClassMask::all().bits(),
+                result_mask: BrowseResultMask::All as u32,
+            }],
+            0,
+            None,
+        )
+        .await
+        .expect("type definition")
+        .remove(0);
+    let types: Vec<(NodeId, NodeClass)> = typed
+        .references
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r.node_id.node_id, r.node_class))
+        .collect();
+    assert_eq!(
+        types,
+        vec![(
+            ua::types::VariableTypeId::BaseDataVariableType.into(),
+            NodeClass::VariableType
+        )]
+    );
+
+    // Browse paths from Objects for every metric in one request, plus one that does not exist.
+    let step = |ns: u16, name: &str| RelativePathElement {
+        reference_type_id: ReferenceTypeId::HierarchicalReferences.into(),
+        is_inverse: false,
+        include_subtypes: true,
+        target_name: QualifiedName::new(ns, name),
+    };
+    let mut paths = Vec::new();
+    let mut wanted = Vec::new();
+    for app in &config.applications {
+        for device in &app.devices {
+            for metric in &device.metrics {
+                paths.push(BrowsePath {
+                    starting_node: objects.clone(),
+                    relative_path: RelativePath {
+                        elements: Some(vec![
+                            step(ua.ns, &app.application_name),
+                            step(ua.ns, &device.device_name),
+                            step(ua.ns, &metric.metric_name),
+                        ]),
+                    },
+                });
+                wanted.push(Some(
+                    ua.id(&format!("{}/{}", device.device_id, metric.metric_name)),
+                ));
+            }
+        }
+    }
+    paths.push(BrowsePath {
+        starting_node: objects.clone(),
+        relative_path: RelativePath {
+            elements: Some(vec![
+                step(ua.ns, &config.applications[0].application_name),
+                step(ua.ns, "no such device"),
+            ]),
+        },
+    });
+    wanted.push(None);
+    // The units property is in namespace 0, below its metric.
+    paths.push(BrowsePath {
+        starting_node: metric_id.clone(),
+        relative_path: RelativePath {
+            elements: Some(vec![step(0, "EngineeringUnits")]),
+        },
+    });
+    let units_id = ua.id(&format!(
+        "{}/{}/EngineeringUnits",
+        device.device_id, metric.metric_name
+    ));
+    wanted.push(Some(units_id.clone()));
+    assert!(paths.len() > 10, "a request of many paths");
+    let results = ua
+        .session
+        .translate_browse_paths_to_node_ids(&paths)
+        .await
+        .expect("translate");
+    assert_eq!(results.len(), wanted.len());
+    for (result, wanted) in results.iter().zip(&wanted) {
+        let targets: Vec<NodeId> = result
+            .targets
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| t.target_id.node_id)
+            .collect();
+        match wanted {
+            Some(id) => assert_eq!(targets, vec![id.clone()], "{:?}", result.status_code),
+            None => assert_eq!(
+                (result.status_code, targets.len()),
+                (StatusCode::BadNoMatch, 0)
+            ),
+        }
+    }
+
+    // Attributes, as the standard node objects answer them.
+    let read = |node: &NodeId, attribute: AttributeId| ReadValueId {
+        node_id: node.clone(),
+        attribute_id: attribute as u32,
+        ..Default::default()
+    };
+    let command = &config
+        .applications
+        .iter()
+        .flat_map(|a| &a.devices)
+        .flat_map(|d| d.commands.iter().map(move |c| (d, c)))
+        .next()
+        .expect("a device with a command");
+    let command_id = ua.id(&format!(
+        "{}/{}",
+        command.0.device_id, command.1.command_name
+    ));
+    let values = ua
+        .session
+        .read(
+            &[
+                read(&metric_id, AttributeId::NodeClass),
+                read(&metric_id, AttributeId::BrowseName),
+                read(&metric_id, AttributeId::DisplayName),
+                read(&metric_id, AttributeId::AccessLevel),
+                read(&metric_id, AttributeId::UserAccessLevel),
+                read(&metric_id, AttributeId::ValueRank),
+                read(&command_id, AttributeId::AccessLevel),
+                read(&ua.id(&device.device_id), AttributeId::NodeClass),
+                read(&ua.id(&device.device_id), AttributeId::EventNotifier),
+                read(&ua.id(&device.device_id), AttributeId::DataType),
+                read(&units_id, AttributeId::Value),
+                read(&ua.id("no/such/node"), AttributeId::DisplayName),
+                read(&metric_id, AttributeId::Value),
+            ],
+            TimestampsToReturn::Neither,
+            0.0,
+        )
+        .await
+        .expect("read");
+    assert_eq!(
+        values[0].value,
+        Some(Variant::Int32(NodeClass::Variable as i32))
+    );
+    assert_eq!(
+        values[1].value,
+        Some(Variant::from(QualifiedName::new(
+            ua.ns,
+            metric.metric_name.as_str()
+        )))
+    );
+    let Some(Variant::LocalizedText(display)) = &values[2].value else {
+        panic!("DisplayName {:?}", values[2]);
+    };
+    assert_eq!(display.text.as_ref(), metric.metric_name.as_str());
+    assert_eq!(
+        values[3].value,
+        Some(Variant::Byte(1 | 4)),
+        "read and history read"
+    );
+    assert_eq!(values[4].value, Some(Variant::Byte(1 | 4)));
+    assert_eq!(values[5].value, Some(Variant::Int32(-1)), "scalar");
+    assert_eq!(
+        values[6].value,
+        Some(Variant::Byte(1 | 2)),
+        "read and write"
+    );
+    assert_eq!(
+        values[7].value,
+        Some(Variant::Int32(NodeClass::Object as i32))
+    );
+    assert_eq!(values[8].value, Some(Variant::Byte(0)));
+    assert_eq!(values[9].status, Some(StatusCode::BadAttributeIdInvalid));
+    let Some(Variant::ExtensionObject(units)) = &values[10].value else {
+        panic!("EngineeringUnits value {:?}", values[10]);
+    };
+    let units = units
+        .inner_as::<ua::types::EUInformation>()
+        .expect("EUInformation");
+    assert_eq!(units.display_name.text.as_ref(), "°C");
+    assert_eq!(values[11].status, Some(StatusCode::BadNodeIdUnknown));
+    assert!(
+        values[12].source_timestamp.is_none() && values[12].server_timestamp.is_none(),
+        "no timestamps when none are asked for: {:?}",
+        values[12]
+    );
+    ua.close().await;
+}

@@ -1,0 +1,458 @@
+//! The OPC UA services over the served address space: Browse (with continuation points),
+//! TranslateBrowsePathsToNodeIds, Read of every attribute, monitored items, HistoryRead and
+//! Write, answered from [`Served`] instead of a store of node objects.
+
+use std::collections::{HashSet, VecDeque};
+
+use async_trait::async_trait;
+use ua::nodes::{AccessLevel, DefaultTypeTree, ReferenceDirection};
+use ua::server::address_space::{read_node_value, user_access_level, validate_node_read};
+use ua::server::diagnostics::NamespaceMetadata;
+use ua::server::node_manager::{
+    AddReferenceResult, BrowseNode, BrowsePathItem, ExternalReference, ExternalReferenceRequest,
+    HistoryNode, MonitoredItemRef, NodeManager, NodeMetadata, ParsedReadValueId, ReadNode,
+    RegisterNodeItem, RequestContext, ServerContext, WriteNode,
+};
+use ua::server::CreateMonitoredItem;
+use ua::types::{
+    AttributeId, BrowseDescriptionResultMask, BrowseDirection, DataValue, ExpandedNodeId,
+    NodeClass, NodeId, ObjectId, ReadRawModifiedDetails, ReferenceDescription, ReferenceTypeId,
+    StatusCode, TimestampsToReturn,
+};
+
+use super::space::{Node, Served};
+use super::GatewayNodes;
+
+/// The rest of a browse that did not fit the client's limit.
+#[derive(Default)]
+struct BrowseContinuation {
+    references: VecDeque<ReferenceDescription>,
+}
+
+/// One reference of a node: its type, direction and target (ours, or a standard node).
+enum Target<'a> {
+    Ours(&'a Node),
+    Standard(NodeId),
+}
+
+struct Reference<'a> {
+    reference_type: ReferenceTypeId,
+    forward: bool,
+    target: Target<'a>,
+}
+
+fn objects_folder() -> NodeId {
+    ObjectId::ObjectsFolder.into()
+}
+
+impl Served {
+    /// The references of the node `source` in `direction` (ours, or the `Objects` folder's
+    /// references to our top folders).
+    fn references<'a>(&'a self, source: &NodeId, direction: BrowseDirection) -> Vec<Reference<'a>> {
+        let forward = matches!(direction, BrowseDirection::Forward | BrowseDirection::Both);
+        let inverse = matches!(direction, BrowseDirection::Inverse | BrowseDirection::Both);
+        let mut out = Vec::new();
+        if *source == objects_folder() {
+            if forward {
+                out.extend(self.roots().iter().map(|&i| Reference {
+                    reference_type: ReferenceTypeId::Organizes,
+                    forward: true,
+                    target: Target::Ours(self.node(i)),
+                }));
+            }
+            return out;
+        }
+        let Some(node) = self.lookup(source) else {
+            return out;
+        };
+        if forward {
+            out.extend(node.children.iter().map(|&i| {
+                let child = self.node(i);
+                Reference {
+                    reference_type: child.reference_from_parent(),
+                    forward: true,
+                    target: Target::Ours(child),
+                }
+            }));
+            out.push(Reference {
+                reference_type: ReferenceTypeId::HasTypeDefinition,
+                forward: true,
+                target: Target::Standard(node.type_definition()),
+            });
+        }
+        if inverse {
+            out.push(Reference {
+                reference_type: node.reference_from_parent(),
+                forward: false,
+                target: match node.parent {
+                    Some(parent) => Target::Ours(self.node(parent)),
+                    None => Target::Standard(objects_folder()),
+                },
+            });
+        }
+        out
+    }
+
+    fn metadata(&self, node: &Node, mask: BrowseDescriptionResultMask) -> NodeMetadata {
+        let type_definition =
+            if mask.contains(BrowseDescriptionResultMask::RESULT_MASK_TYPE_DEFINITION) {
+                ExpandedNodeId::new(node.type_definition())
+            } else {
+                ExpandedNodeId::null()
+            };
+        NodeMetadata {
+            node_id: ExpandedNodeId::new(self.node_id(node)),
+            type_definition,
+            browse_name: node.browse_name(self.namespace()),
+            display_name: node.display_name(),
+            node_class: node.node_class(),
+        }
+    }
+
+    fn browse_node(&self, type_tree: &DefaultTypeTree, browse: &mut BrowseNode) {
+        let mut rest = BrowseContinuation::default();
+        for reference in self.references(browse.node_id(), browse.browse_direction()) {
+            let type_id: NodeId = reference.reference_type.into();
+            if !browse.allows_reference_type(&type_id, type_tree) {
+                continue;
+            }
+            let node = match reference.target {
+                Target::Ours(node) => node,
+                Target::Standard(target) => {
+                    browse.push_external_reference(ExternalReference::new(
+                        target.into(),
+                        type_id,
+                        if reference.forward {
+                            ReferenceDirection::Forward
+                        } else {
+                            ReferenceDirection::Inverse
+                        },
+                    ));
+                    continue;
+                }
+            };
+            let meta = self.metadata(node, browse.result_mask());
+            let description = ReferenceDescription {
+                reference_type_id: type_id,
+                is_forward: reference.forward,
+                node_id: meta.node_id,
+                browse_name: meta.browse_name,
+                display_name: meta.display_name,
+                node_class: meta.node_class,
+                type_definition: meta.type_definition,
+            };
+            if let AddReferenceResult::Full(description) = browse.add(type_tree, description) {
+                rest.references.push_back(description);
+            }
+        }
+        if !rest.references.is_empty() {
+            browse.set_next_continuation_point(Box::new(rest));
+        }
+    }
+
+    /// One TranslateBrowsePaths item walked through the tree (the way async-opcua's in-memory
+    /// node manager walks its store).
+    fn translate(
+        &self,
+        type_tree: &DefaultTypeTree,
+        context: &RequestContext,
+        item: &mut BrowsePathItem,
+    ) {
+        if let Some(name) = item.unmatched_browse_name() {
+            let matched = self
+                .lookup(item.node_id())
+                .is_some_and(|n| name.is_null() || n.browse_name(self.namespace()) == *name);
+            if !matched {
+                return;
+            }
+            item.set_browse_name_matched(context.current_node_manager_index);
+        }
+        let mut current: HashSet<NodeId> = HashSet::from([item.node_id().clone()]);
+        let mut results: Vec<(NodeId, usize, Option<ua::types::QualifiedName>)> = Vec::new();
+        for (depth, element) in item.path().iter().enumerate() {
+            let depth = depth + 1;
+            let mut next = HashSet::new();
+            for source in current.drain() {
+                let direction = if element.is_inverse {
+                    BrowseDirection::Inverse
+                } else {
+                    BrowseDirection::Forward
+                };
+                for reference in self.references(&source, direction) {
+                    let type_id: NodeId = reference.reference_type.into();
+                    if !element.reference_type_id.is_null() {
+                        let matches = if element.include_subtypes {
+                            ua::nodes::TypeTree::is_subtype_of(
+                                type_tree,
+                                &type_id,
+                                &element.reference_type_id,
+                            )
+                        } else {
+                            type_id == element.reference_type_id
+                        };
+                        if !matches {
+                            continue;
+                        }
+                    }
+                    match reference.target {
+                        Target::Ours(node) => {
+                            let id = self.node_id(node);
+                            if next.contains(&id) {
+                                continue;
+                            }
+                            if element.target_name.is_null()
+                                || node.browse_name(self.namespace()) == element.target_name
+                            {
+                                next.insert(id.clone());
+                                results.push((id, depth, None));
+                            }
+                        }
+                        Target::Standard(id) => {
+                            results.push((id, depth, Some(element.target_name.clone())));
+                        }
+                    }
+                }
+            }
+            current = next;
+        }
+        for (id, depth, unmatched) in results {
+            item.add_element(id, depth, unmatched);
+        }
+    }
+
+    /// A Read of one attribute, validated as async-opcua validates reads of stored nodes.
+    fn read_attribute(
+        &self,
+        context: &RequestContext,
+        item: &ParsedReadValueId,
+        max_age: f64,
+        timestamps: TimestampsToReturn,
+    ) -> DataValue {
+        let Some(node) = self.lookup(&item.node_id) else {
+            return DataValue {
+                status: Some(StatusCode::BadNodeIdUnknown),
+                ..Default::default()
+            };
+        };
+        let built = self.materialize(node);
+        if let Err(status) = validate_node_read(&built, context, item) {
+            return DataValue {
+                status: Some(status),
+                ..Default::default()
+            };
+        }
+        read_node_value(&built, context, item, max_age, timestamps)
+    }
+}
+
+#[async_trait]
+impl NodeManager for GatewayNodes {
+    fn owns_node(&self, id: &NodeId) -> bool {
+        id.namespace == self.namespace_index
+    }
+
+    fn name(&self) -> &str {
+        "opcgw"
+    }
+
+    fn namespaces_for_user(&self, _context: &RequestContext) -> Vec<NamespaceMetadata> {
+        vec![NamespaceMetadata {
+            namespace_uri: self.settings.namespace_uri.clone(),
+            namespace_index: self.namespace_index,
+            ..Default::default()
+        }]
+    }
+
+    async fn init(&self, _type_tree: &mut DefaultTypeTree, _context: ServerContext) {
+        self.ready.send_replace(true);
+        tracing::debug!(
+            event = "opcua_address_space_built",
+            nodes = self.served.read().len(),
+            applications = self.initial_applications
+        );
+    }
+
+    async fn resolve_external_references(
+        &self,
+        _context: &RequestContext,
+        items: &mut [&mut ExternalReferenceRequest],
+    ) {
+        let served = self.served.read();
+        for item in items {
+            if let Some(node) = served.lookup(item.node_id()) {
+                let meta = served.metadata(node, item.result_mask());
+                item.set(meta);
+            }
+        }
+    }
+
+    async fn browse(
+        &self,
+        context: &RequestContext,
+        nodes_to_browse: &mut [BrowseNode],
+    ) -> Result<(), StatusCode> {
+        let served = self.served.read();
+        let type_tree = context.type_tree.read();
+        for browse in nodes_to_browse.iter_mut() {
+            let ours = self.owns_node(browse.node_id());
+            if !ours && *browse.node_id() != objects_folder() {
+                continue;
+            }
+            if ours {
+                if served.lookup(browse.node_id()).is_none() {
+                    continue; // stays BadNodeIdUnknown
+                }
+                browse.set_status(StatusCode::Good);
+            }
+            if let Some(mut rest) = browse.take_continuation_point::<BrowseContinuation>() {
+                while browse.remaining() > 0 {
+                    let Some(reference) = rest.references.pop_front() else {
+                        break;
+                    };
+                    browse.add_unchecked(reference);
+                }
+                if !rest.references.is_empty() {
+                    browse.set_next_continuation_point(rest);
+                }
+            } else {
+                served.browse_node(&type_tree, browse);
+            }
+        }
+        Ok(())
+    }
+
+    async fn translate_browse_paths_to_node_ids(
+        &self,
+        context: &RequestContext,
+        nodes: &mut [&mut BrowsePathItem],
+    ) -> Result<(), StatusCode> {
+        let served = self.served.read();
+        let type_tree = context.type_tree.read();
+        for item in nodes {
+            served.translate(&type_tree, context, item);
+        }
+        Ok(())
+    }
+
+    async fn read(
+        &self,
+        context: &RequestContext,
+        max_age: f64,
+        timestamps_to_return: TimestampsToReturn,
+        nodes_to_read: &mut [&mut ReadNode],
+    ) -> Result<(), StatusCode> {
+        let served = self.served.read();
+        for read in nodes_to_read {
+            let value = served.read_attribute(context, read.node(), max_age, timestamps_to_return);
+            read.set_result(value);
+        }
+        Ok(())
+    }
+
+    async fn register_nodes(
+        &self,
+        _context: &RequestContext,
+        nodes: &mut [&mut RegisterNodeItem],
+    ) -> Result<(), StatusCode> {
+        for node in nodes {
+            node.set_registered(true);
+        }
+        Ok(())
+    }
+
+    async fn create_monitored_items(
+        &self,
+        context: &RequestContext,
+        items: &mut [&mut CreateMonitoredItem],
+    ) -> Result<(), StatusCode> {
+        let served = self.served.read();
+        for item in items {
+            let to_monitor = item.item_to_monitor();
+            if to_monitor.attribute_id == AttributeId::Value {
+                // As async-opcua's stored nodes do: the item is created even for an unknown
+                // node (its first value says why), so it lives on if the node comes back.
+                let value =
+                    served.read_attribute(context, to_monitor, 0.0, TimestampsToReturn::Both);
+                if value.status() != StatusCode::BadAttributeIdInvalid {
+                    item.set_initial_value(value);
+                }
+                item.set_status(StatusCode::Good);
+                continue;
+            }
+            let Some(node) = served.lookup(&to_monitor.node_id) else {
+                item.set_status(StatusCode::BadNodeIdUnknown);
+                continue;
+            };
+            let built = served.materialize(node);
+            if let Err(status) = validate_node_read(&built, context, to_monitor) {
+                item.set_status(status);
+                continue;
+            }
+            let value = read_node_value(
+                &built,
+                context,
+                to_monitor,
+                0.0,
+                item.timestamps_to_return(),
+            );
+            if to_monitor.attribute_id == AttributeId::EventNotifier {
+                // No gateway node is an event notifier (events come from the Server object).
+                item.set_status(StatusCode::BadAttributeIdInvalid);
+                continue;
+            }
+            if value.status() != StatusCode::BadAttributeIdInvalid {
+                item.set_initial_value(value);
+            }
+            item.set_status(StatusCode::Good);
+        }
+        Ok(())
+    }
+
+    async fn delete_monitored_items(
+        &self,
+        _context: &RequestContext,
+        _items: &[&MonitoredItemRef],
+    ) {
+    }
+
+    async fn history_read_raw_modified(
+        &self,
+        context: &RequestContext,
+        details: &ReadRawModifiedDetails,
+        nodes: &mut [&mut HistoryNode],
+        timestamps_to_return: TimestampsToReturn,
+    ) -> Result<(), StatusCode> {
+        let mut valid: Vec<&mut &mut HistoryNode> = Vec::with_capacity(nodes.len());
+        {
+            let served = self.served.read();
+            for node in nodes.iter_mut() {
+                let Some(found) = served.lookup(node.node_id()) else {
+                    node.set_status(StatusCode::BadNodeIdUnknown);
+                    continue;
+                };
+                if found.node_class() != NodeClass::Variable {
+                    node.set_status(StatusCode::BadHistoryOperationUnsupported);
+                    continue;
+                }
+                let built = served.materialize(found);
+                if !user_access_level(context, &built).contains(AccessLevel::HISTORY_READ) {
+                    node.set_status(StatusCode::BadUserAccessDenied);
+                    continue;
+                }
+                valid.push(node);
+            }
+        }
+        self.read_history(details, &mut valid, timestamps_to_return)
+            .await;
+        Ok(())
+    }
+
+    async fn write(
+        &self,
+        context: &RequestContext,
+        nodes_to_write: &mut [&mut WriteNode],
+    ) -> Result<(), StatusCode> {
+        self.write_commands(context, nodes_to_write).await;
+        Ok(())
+    }
+}

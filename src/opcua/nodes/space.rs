@@ -1,0 +1,435 @@
+//! The address space the gateway serves, kept compact: one small record per node (its
+//! identifier, browse name, parent, children and current value) instead of async-opcua's
+//! generic node objects with forward and inverse reference sets (about 2.7 KB per node).
+//!
+//! References are implied by the tree: a folder `Organizes` its children (the top folders are
+//! organized by the standard `Objects` folder), a command `HasComponent` its `Status`, a metric
+//! `HasProperty` its `EngineeringUnits`, and every node `HasTypeDefinition` its standard type.
+//! Attribute reads build the standard node object of one node on demand
+//! ([`Served::materialize`]), so every attribute answers exactly as a stored node would.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ua::nodes::{AccessLevel, NodeType, ObjectBuilder, VariableBuilder};
+use ua::types::{
+    DataTypeId, DataValue, DateTime, EUInformation, ExtensionObject, LocalizedText, NodeClass,
+    NodeId, NumericRange, ObjectTypeId, QualifiedName, ReferenceTypeId, StatusCode, UAString,
+    VariableTypeId, Variant,
+};
+
+use super::{data_type, gateway_vars};
+use crate::naming::{self, GATEWAY_FOLDER};
+use crate::opcua::address_space::{AddressSpace, NodeKind};
+
+/// What a node is.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Kind {
+    Folder,
+    /// A metric variable: read-only, historized; its device is the identifier up to the first
+    /// separator.
+    Metric {
+        data_type: DataTypeId,
+    },
+    /// The `EngineeringUnits` property of a metric.
+    Units {
+        unit: Box<str>,
+    },
+    /// A command variable: writable.
+    Command {
+        data_type: DataTypeId,
+    },
+    /// The `Status` string of a command.
+    CommandStatus,
+    /// A read-only member of the `Gateway` folder (or of `Gateway/Health`).
+    Gateway {
+        data_type: DataTypeId,
+    },
+}
+
+/// One node of the served address space.
+#[derive(Debug)]
+pub(super) struct Node {
+    pub id: Arc<str>,
+    /// `None`: organized by the standard `Objects` folder.
+    pub parent: Option<u32>,
+    pub browse_name: Box<str>,
+    pub kind: Kind,
+    pub children: Vec<u32>,
+    /// The current value (variables only).
+    pub value: DataValue,
+}
+
+impl Node {
+    pub fn node_class(&self) -> NodeClass {
+        match self.kind {
+            Kind::Folder => NodeClass::Object,
+            _ => NodeClass::Variable,
+        }
+    }
+
+    /// The reference from the parent to this node.
+    pub fn reference_from_parent(&self) -> ReferenceTypeId {
+        match self.kind {
+            Kind::CommandStatus => ReferenceTypeId::HasComponent,
+            Kind::Units { .. } => ReferenceTypeId::HasProperty,
+            _ => ReferenceTypeId::Organizes,
+        }
+    }
+
+    pub fn type_definition(&self) -> NodeId {
+        match self.kind {
+            Kind::Folder => ObjectTypeId::FolderType.into(),
+            Kind::Units { .. } => VariableTypeId::PropertyType.into(),
+            _ => VariableTypeId::BaseDataVariableType.into(),
+        }
+    }
+
+    /// The browse name's namespace: the standard property name is in namespace 0.
+    pub fn browse_name(&self, namespace: u16) -> QualifiedName {
+        let namespace = match self.kind {
+            Kind::Units { .. } => 0,
+            _ => namespace,
+        };
+        QualifiedName::new(namespace, &*self.browse_name)
+    }
+
+    pub fn display_name(&self) -> LocalizedText {
+        LocalizedText::new("", &self.browse_name)
+    }
+
+    /// `(device_id, metric)` of a metric variable.
+    pub fn series(&self) -> Option<(&str, &str)> {
+        match self.kind {
+            Kind::Metric { .. } => self.id.split_once(naming::SEPARATOR),
+            _ => None,
+        }
+    }
+}
+
+/// The served address space.
+#[derive(Debug, Default)]
+pub(super) struct Served {
+    namespace: u16,
+    nodes: Vec<Node>,
+    index: HashMap<Arc<str>, u32>,
+    /// The nodes the `Objects` folder organizes.
+    roots: Vec<u32>,
+}
+
+/// A variable waiting for its first value.
+pub(super) fn waiting(now: DateTime) -> DataValue {
+    DataValue {
+        value: Some(Variant::Empty),
+        status: Some(StatusCode::BadWaitingForInitialData),
+        source_timestamp: Some(now),
+        source_picoseconds: None,
+        server_timestamp: Some(now),
+        server_picoseconds: None,
+    }
+}
+
+/// The value of a `Gateway` member set to `value` (`Empty`: not known yet).
+pub(super) fn gateway_value(value: Variant, now: DateTime) -> DataValue {
+    let status = if matches!(value, Variant::Empty) {
+        StatusCode::BadWaitingForInitialData
+    } else {
+        StatusCode::Good
+    };
+    DataValue::new_at_status(value, now, status)
+}
+
+/// The members of the `Gateway` folder with their types and first values.
+fn gateway_members() -> [(&'static str, DataTypeId, Variant); 7] {
+    [
+        (
+            gateway_vars::LAST_POLL,
+            DataTypeId::DateTime,
+            Variant::Empty,
+        ),
+        (
+            gateway_vars::UPSTREAM_STATE,
+            DataTypeId::String,
+            Variant::from("starting"),
+        ),
+        (
+            gateway_vars::UPSTREAM_ERROR,
+            DataTypeId::String,
+            Variant::from(""),
+        ),
+        (gateway_vars::GOOD, DataTypeId::UInt32, Variant::UInt32(0)),
+        (
+            gateway_vars::UNCERTAIN,
+            DataTypeId::UInt32,
+            Variant::UInt32(0),
+        ),
+        (gateway_vars::BAD, DataTypeId::UInt32, Variant::UInt32(0)),
+        (
+            gateway_vars::WAITING,
+            DataTypeId::UInt32,
+            Variant::UInt32(0),
+        ),
+    ]
+}
+
+impl Served {
+    /// The gateway's nodes for `space`, the `Gateway` folder and the health variables of
+    /// `health_roles`. Values of variables `previous` also has (same identifier, same kind of
+    /// node) carry over; the others start as the server starts them.
+    pub fn build(
+        namespace: u16,
+        space: &AddressSpace,
+        health_roles: &[String],
+        previous: Option<&Served>,
+    ) -> Self {
+        let now = DateTime::now();
+        let mut served = Self {
+            namespace,
+            nodes: Vec::with_capacity(space.len() + 16),
+            index: HashMap::with_capacity(space.len() + 16),
+            roots: Vec::new(),
+        };
+        for spec in space.nodes_parents_first() {
+            let parent = spec.parent.as_deref().and_then(|p| served.find(p));
+            let (kind, value) = match &spec.kind {
+                NodeKind::Folder => (Kind::Folder, DataValue::null()),
+                NodeKind::Metric { metric_type, .. } => (
+                    Kind::Metric {
+                        data_type: data_type(*metric_type),
+                    },
+                    waiting(now),
+                ),
+                NodeKind::Command { command_type, .. } => (
+                    Kind::Command {
+                        data_type: data_type(*command_type),
+                    },
+                    waiting(now),
+                ),
+                NodeKind::CommandStatus { .. } => {
+                    (Kind::CommandStatus, DataValue::new_at("none", now))
+                }
+            };
+            let index = served.push(&spec.id, parent, &spec.browse_name, kind, value);
+            if let NodeKind::Metric {
+                unit: Some(unit), ..
+            } = &spec.kind
+            {
+                let info = ExtensionObject::from_message(EUInformation {
+                    namespace_uri: UAString::null(),
+                    unit_id: -1,
+                    display_name: LocalizedText::new("", unit),
+                    description: LocalizedText::new("", unit),
+                });
+                served.push(
+                    &naming::engineering_units_node_id(&spec.id),
+                    Some(index),
+                    naming::ENGINEERING_UNITS,
+                    Kind::Units {
+                        unit: unit.as_str().into(),
+                    },
+                    DataValue::new_at(info, now),
+                );
+            }
+        }
+        let folder = served.push(
+            GATEWAY_FOLDER,
+            None,
+            GATEWAY_FOLDER,
+            Kind::Folder,
+            DataValue::null(),
+        );
+        for (name, data_type, value) in gateway_members() {
+            served.push(
+                &naming::gateway_node_id(name),
+                Some(folder),
+                name,
+                Kind::Gateway { data_type },
+                gateway_value(value, now),
+            );
+        }
+        served.push(
+            &naming::gateway_node_id(gateway_vars::HEALTH),
+            Some(folder),
+            gateway_vars::HEALTH,
+            Kind::Folder,
+            DataValue::null(),
+        );
+        for role in health_roles {
+            served.add_health(role, now);
+        }
+        if let Some(previous) = previous {
+            for node in &mut served.nodes {
+                let Some(old) = previous.get(&node.id) else {
+                    continue;
+                };
+                // A units property is rebuilt from its (maybe new) unit; a variable keeps
+                // its value when it stays the same kind of node.
+                let keep = !matches!(node.kind, Kind::Folder | Kind::Units { .. })
+                    && std::mem::discriminant(&old.kind) == std::mem::discriminant(&node.kind);
+                if keep {
+                    node.value = old.value.clone();
+                }
+            }
+        }
+        served
+    }
+
+    /// Adds `Gateway/Health/<role>` (empty text) unless it exists.
+    pub fn add_health(&mut self, role: &str, now: DateTime) {
+        let id = naming::health_node_id(role);
+        if self.find(&id).is_some() {
+            return;
+        }
+        let folder = self.find(&naming::gateway_node_id(gateway_vars::HEALTH));
+        self.push(
+            &id,
+            folder,
+            role,
+            Kind::Gateway {
+                data_type: DataTypeId::String,
+            },
+            DataValue::new_at_status(Variant::from(""), now, StatusCode::Good),
+        );
+    }
+
+    fn push(
+        &mut self,
+        id: &str,
+        parent: Option<u32>,
+        browse_name: &str,
+        kind: Kind,
+        value: DataValue,
+    ) -> u32 {
+        let index = self.nodes.len() as u32;
+        let id: Arc<str> = id.into();
+        self.nodes.push(Node {
+            id: id.clone(),
+            parent,
+            browse_name: browse_name.into(),
+            kind,
+            children: Vec::new(),
+            value,
+        });
+        self.index.insert(id, index);
+        match parent {
+            Some(parent) => self.nodes[parent as usize].children.push(index),
+            None => self.roots.push(index),
+        }
+        index
+    }
+
+    pub fn namespace(&self) -> u16 {
+        self.namespace
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn find(&self, id: &str) -> Option<u32> {
+        self.index.get(id).copied()
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Node> {
+        self.find(id).map(|i| &self.nodes[i as usize])
+    }
+
+    pub fn node(&self, index: u32) -> &Node {
+        &self.nodes[index as usize]
+    }
+
+    /// The node a NodeId names, if it is one of ours.
+    pub fn lookup(&self, id: &NodeId) -> Option<&Node> {
+        self.string_id(id).and_then(|id| self.get(id))
+    }
+
+    pub fn string_id<'a>(&self, id: &'a NodeId) -> Option<&'a str> {
+        if id.namespace != self.namespace {
+            return None;
+        }
+        match &id.identifier {
+            ua::types::Identifier::String(s) => Some(s.as_ref()),
+            _ => None,
+        }
+    }
+
+    pub fn node_id(&self, node: &Node) -> NodeId {
+        NodeId::new(self.namespace, node.id.to_string())
+    }
+
+    /// The nodes the `Objects` folder organizes.
+    pub fn roots(&self) -> &[u32] {
+        &self.roots
+    }
+
+    /// Sets the value of a variable; false if `id` is not a variable here.
+    pub fn set_value(&mut self, id: &str, value: DataValue) -> bool {
+        match self.find(id) {
+            Some(index) => {
+                let node = &mut self.nodes[index as usize];
+                if node.kind == Kind::Folder {
+                    return false;
+                }
+                node.value = value;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The Value attribute as a stored variable gives it to a subscription: the index range
+    /// applied, both timestamps.
+    pub fn value_attribute(node: &Node, index_range: &NumericRange) -> DataValue {
+        let stored = &node.value;
+        let mut result = DataValue {
+            value: None,
+            status: None,
+            ..stored.clone()
+        };
+        if let Some(value) = &stored.value {
+            match value.range_of(index_range) {
+                Ok(value) => {
+                    result.value = Some(value);
+                    result.status = stored.status;
+                }
+                Err(status) => result.status = Some(status),
+            }
+        }
+        result
+    }
+
+    /// The standard node object of `node`, built for one read: every attribute answers as a
+    /// node stored in async-opcua's address space would.
+    pub fn materialize(&self, node: &Node) -> NodeType {
+        let id = self.node_id(node);
+        let name = node.browse_name(self.namespace);
+        let display = node.display_name();
+        let variable = |data_type: DataTypeId, access: AccessLevel| {
+            VariableBuilder::new(&id, name.clone(), display.clone())
+                .data_type(data_type)
+                .value_rank(-1)
+                .access_level(access)
+                .user_access_level(access)
+        };
+        let read = AccessLevel::CURRENT_READ;
+        let mut built = match &node.kind {
+            Kind::Folder => {
+                return NodeType::Object(Box::new(ObjectBuilder::new(&id, name, display).build()))
+            }
+            Kind::Metric { data_type } => variable(*data_type, read | AccessLevel::HISTORY_READ)
+                .historizing(true)
+                .minimum_sampling_interval(0.0)
+                .build(),
+            Kind::Command { data_type } => {
+                variable(*data_type, read | AccessLevel::CURRENT_WRITE).build()
+            }
+            Kind::CommandStatus => variable(DataTypeId::String, read).build(),
+            Kind::Units { .. } => variable(DataTypeId::EUInformation, read).build(),
+            Kind::Gateway { data_type } => variable(*data_type, read)
+                .minimum_sampling_interval(0.0)
+                .build(),
+        };
+        built.set_data_value(node.value.clone());
+        NodeType::Variable(Box::new(built))
+    }
+}
