@@ -3,6 +3,9 @@
 //!
 //! Workload: 1,000 series (100 devices x 10 metrics), one sample per series every 10 s, a mix of
 //! value types like a real deployment; every batch is one durable commit.
+//!
+//! `OPCGW_BENCH_CACHE_MB` sets the redb page cache (default: the gateway's default,
+//! `[storage].cache_size_mb`), to measure speed against memory.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -34,9 +37,28 @@ const HOUR_ROWS: i64 = 360;
 /// Rows deleted per prune call (one write transaction each).
 const PRUNE_CHUNK: usize = 10_000;
 
+/// The options every store of the bench opens with.
+fn options() -> StoreOptions {
+    let megabytes = std::env::var("OPCGW_BENCH_CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(opcgw::config::DEFAULT_STORAGE_CACHE_MB as usize);
+    StoreOptions {
+        cache_bytes: megabytes * 1024 * 1024,
+        ..StoreOptions::default()
+    }
+}
+
+fn open(path: &Path) -> Store {
+    Store::open_with(path, options()).expect("open")
+}
+
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
-    println!("opcgw storage benchmark ({SERIES} series, durable commit per batch)");
+    println!(
+        "opcgw storage benchmark ({SERIES} series, durable commit per batch, {} MiB page cache)",
+        options().cache_bytes / (1024 * 1024)
+    );
     println!("{}", machine());
     println!();
 
@@ -127,7 +149,7 @@ fn batches(batch: usize, total: usize) -> impl Iterator<Item = Vec<Sample>> {
 
 /// One ingest run; returns samples/s and a description of the run.
 fn ingest(path: &Path, batch: usize) -> (f64, String) {
-    let mut store = Store::open(path).expect("open");
+    let mut store = open(path);
     let prepared: Vec<Vec<Sample>> = batches(batch, INGEST_SAMPLES).collect();
     let mut commits = Vec::with_capacity(prepared.len());
     let started = Instant::now();
@@ -160,7 +182,7 @@ fn ingest(path: &Path, batch: usize) -> (f64, String) {
 /// The most a page pays for the staging table: every staged row lies in the page's range and
 /// belongs to other series, so the merge scans them all.
 fn read_against_full_staging(dir: &Path) {
-    let options = StoreOptions::default();
+    let options = options();
     let staged_rows = options.fold_trigger_rows - 1;
     let mut store = Store::open_with(&dir.join("staging.redb"), options).expect("open");
     for samples in batches(SERIES, staged_rows) {
@@ -195,7 +217,7 @@ fn read_against_full_staging(dir: &Path) {
 /// A 7-day range of one series (60,480 rows), in a database that also holds the ingest runs'
 /// 1,000 series.
 fn read_week(path: &Path) {
-    let mut store = Store::open(path).expect("open");
+    let mut store = open(path);
     let week: Vec<Sample> = (0..WEEK_ROWS)
         .map(|slot| {
             let mut s = sample(3, slot);
@@ -258,7 +280,7 @@ fn read_week(path: &Path) {
 /// The console's charts: the 7-day series of `read_week` cut down to 1,000 buckets in storage,
 /// and its last hour (360 rows), which fits and comes back raw.
 fn downsample_week(path: &Path) {
-    let store = Store::open(path).expect("open");
+    let store = open(path);
     let end = EPOCH_MICROS + WEEK_ROWS * PERIOD_MICROS;
     let windows = [
         ("7 days", EPOCH_MICROS, WEEK_ROWS, "target <= 50 ms"),
@@ -298,7 +320,7 @@ fn downsample_week(path: &Path) {
 }
 
 fn latest_listing(path: &Path) {
-    let store = Store::open(path).expect("open");
+    let store = open(path);
     let mut runs: Vec<Duration> = (0..20)
         .map(|_| {
             let t = Instant::now();
@@ -317,7 +339,7 @@ fn latest_listing(path: &Path) {
 
 /// Deletes the whole ingest history in chunks, as retention would.
 fn prune(path: &Path) {
-    let mut store = Store::open(path).expect("open");
+    let mut store = open(path);
     let before = store.counts().expect("counts").history_rows;
     let mut chunks = Vec::new();
     let started = Instant::now();

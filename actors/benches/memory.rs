@@ -2,6 +2,10 @@
 //! metrics with one hour of history, while an OPC UA client subscribes to every variable.
 //! The simulator runs in its own process (an uplink per device every 10 s). Prints the
 //! gateway's VmRSS over the run. Run with `make bench`; figures go to docs/performance.md.
+//!
+//! Knobs (environment): `OPCGW_BENCH_SECONDS` (run length, default 90), `OPCGW_BENCH_NO_HISTORY`,
+//! `OPCGW_BENCH_NO_CLIENT`, `OPCGW_BENCH_KEEP` (keep the directory), `OPCGW_BENCH_SMAPS` (print
+//! the memory map summary), `OPCGW_BENCH_WRAP` (run the gateway under a profiler).
 
 mod common;
 
@@ -197,8 +201,19 @@ level = "warn"
     );
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, config).expect("config");
+    // `OPCGW_BENCH_WRAP="heaptrack -o /tmp/gw"` runs the gateway under a profiler (the
+    // resident figures are then the wrapper's, not the gateway's).
+    let mut command = match std::env::var("OPCGW_BENCH_WRAP") {
+        Ok(wrapper) if !wrapper.trim().is_empty() => {
+            let mut words = wrapper.split_whitespace();
+            let mut command = Command::new(words.next().unwrap_or_default());
+            command.args(words).arg(bin);
+            command
+        }
+        _ => Command::new(bin),
+    };
     let gateway = Killed(
-        Command::new(bin)
+        command
             .args(["run", "--config"])
             .arg(&config_path)
             .current_dir(dir.path())
@@ -287,14 +302,25 @@ level = "warn"
     }
     let max = samples.iter().copied().max().unwrap_or(0);
     let last = samples.last().copied().unwrap_or(0);
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    // The average leaves out the first 10 s (start-up and the clients' first requests).
+    let settled = samples.get(10..).unwrap_or_default();
+    let average = settled.iter().sum::<u64>() as f64 / settled.len().max(1) as f64;
     println!(
-        "gateway resident memory over {} s with {monitored} monitored items ({} notifications): max {:.1} MiB, at the end {:.1} MiB, after 10 s {:.1} MiB",
+        "gateway resident memory over {} s with {monitored} monitored items ({} notifications): average {:.1} MiB after the first 10 s, max {:.1} MiB, at the end {:.1} MiB, after 10 s {:.1} MiB",
         run_time().as_secs(),
         notifications.load(std::sync::atomic::Ordering::Relaxed),
-        max as f64 / 1024.0,
-        last as f64 / 1024.0,
-        samples.get(9).copied().unwrap_or(0) as f64 / 1024.0,
+        average / 1024.0,
+        mib(max),
+        mib(last),
+        mib(samples.get(9).copied().unwrap_or(0)),
     );
+    let series: Vec<String> = samples
+        .iter()
+        .step_by(5)
+        .map(|kib| format!("{:.0}", mib(*kib)))
+        .collect();
+    println!("  VmRSS every 5 s (MiB): {}", series.join(" "));
     if std::env::var_os("OPCGW_BENCH_SMAPS").is_some() {
         if let Ok(rollup) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
             println!("{rollup}");

@@ -266,6 +266,10 @@ impl Default for WebConfig {
     }
 }
 
+/// The default `[storage].cache_size_mb`, chosen from the measurements in
+/// docs/performance.md ("redb page cache").
+pub const DEFAULT_STORAGE_CACHE_MB: u32 = 16;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StorageConfig {
@@ -274,6 +278,8 @@ pub struct StorageConfig {
     pub retention_days: u32,
     /// Unfinished (queued or sent) commands one device may have; more are refused.
     pub max_queued_commands_per_device: u32,
+    /// MiB of redb page cache (1-4096): memory against read and write speed.
+    pub cache_size_mb: u32,
 }
 
 impl Default for StorageConfig {
@@ -282,6 +288,7 @@ impl Default for StorageConfig {
             database_path: PathBuf::from("./data/opcgw.redb"),
             retention_days: 7,
             max_queued_commands_per_device: 100,
+            cache_size_mb: DEFAULT_STORAGE_CACHE_MB,
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use opcgw::chirpstack::client::DeviceSummary;
 use opcgw::commands::{CommandRequest, CommandState};
 use opcgw::model::Timestamp;
-use opcgw::storage::{CommandFilter, CommandRecord, StorageError, Store};
+use opcgw::storage::{CommandFilter, CommandRecord, StorageError, Store, StoreOptions};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
 use tracing::{debug, error, info, warn};
 
@@ -65,7 +65,11 @@ impl Actor for StorageActor {
         config: ConfigUpdate,
     ) -> Result<StorageState, ActorProcessingErr> {
         let path = config.config.storage.database_path.clone();
-        let store = match blocking(|| Store::open(&path)) {
+        let options = StoreOptions {
+            cache_bytes: config.config.storage.cache_size_mb as usize * 1024 * 1024,
+            ..StoreOptions::default()
+        };
+        let store = match blocking(|| Store::open_with(&path, options)) {
             Ok(store) => {
                 open_failures::cleared(&path);
                 store

@@ -176,6 +176,8 @@ fn every_range_rule_rejects_its_bad_value() {
             "max_queued_commands_per_device = 10001",
             "storage.max_queued_commands_per_device",
         ),
+        ("storage", "cache_size_mb = 0", "storage.cache_size_mb"),
+        ("storage", "cache_size_mb = 4097", "storage.cache_size_mb"),
         (
             "supervisor",
             "backoff_initial_ms = 0",

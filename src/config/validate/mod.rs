@@ -531,6 +531,7 @@ fn validate_storage(storage: &StorageConfig, report: &mut ValidationReport) {
         1,
         10_000,
     );
+    report.range("storage.cache_size_mb", storage.cache_size_mb, 1, 4_096);
 }
 
 /// `sun_path` holds 108 bytes including the terminating NUL.
