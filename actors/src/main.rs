@@ -171,6 +171,7 @@ async fn serve(
         },
     };
     let shutdown_timeout = Duration::from_secs(loaded.config.supervisor.shutdown_timeout_seconds);
+    let config_hash = Some(loaded.source_hash);
     let options = TreeOptions {
         config_path,
         env: env.clone(),
@@ -178,6 +179,7 @@ async fn serve(
         faults: fault_plans(&env),
         opcua_listener: None,
         config_writer: None,
+        config_hash,
     };
     let tree = match Tree::start(Arc::new(loaded.config), options).await {
         Ok(tree) => tree,

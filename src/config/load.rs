@@ -87,6 +87,9 @@ fn render_problems(path: &Path, problems: &[ConfigProblem]) -> String {
 pub struct LoadedConfig {
     pub config: AppConfig,
     pub warnings: Vec<ConfigProblem>,
+    /// SHA-256 of the file's bytes this configuration was loaded from (the console's drift
+    /// check compares the file on disk with it).
+    pub source_hash: crate::config::edit::ContentHash,
 }
 
 /// Loads and validates the configuration at `path` against the environment `env`.
@@ -144,6 +147,7 @@ fn load_sources(sources: Sources<'_>, path: &Path) -> Result<LoadedConfig, Confi
         Ok(LoadedConfig {
             config,
             warnings: report.warnings,
+            source_hash: crate::config::edit::content_hash(sources.file.text().as_bytes()),
         })
     } else {
         Err(ConfigError::Invalid {

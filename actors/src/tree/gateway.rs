@@ -32,6 +32,9 @@ pub struct TreeOptions {
     /// How console edits replace the config file (`None`: atomically, `write_atomic`); tests
     /// substitute a writer that fails on demand.
     pub config_writer: Option<opcgw::config::edit::ConfigWriter>,
+    /// The hash of the file bytes the starting configuration was loaded from, when the caller
+    /// loaded it from `config_path` (saves the reload actor parsing the file again at start).
+    pub config_hash: Option<opcgw::config::edit::ContentHash>,
 }
 
 /// The six duty actors, in start order: storage first (everyone writes to or reads from it),
@@ -89,6 +92,7 @@ pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
                 write: reload_options
                     .config_writer
                     .unwrap_or(opcgw::config::edit::write_atomic),
+                initial_hash: reload_options.config_hash,
             };
             (ReloadActor, args)
         }),

@@ -41,6 +41,8 @@ pub struct ReloadArgs {
     pub config: ConfigUpdate,
     /// How an edit replaces the file: `write_atomic`, or a test double that fails on demand.
     pub write: ConfigWriter,
+    /// The hash of the bytes the starting configuration (generation 0) was loaded from.
+    pub initial_hash: Option<ContentHash>,
 }
 
 pub struct ReloadState {
@@ -78,7 +80,13 @@ impl Actor for ReloadActor {
                 "temporary files of an interrupted configuration write were removed"
             );
         }
-        let loaded_hash = baseline_hash(&args.config_path, &args.env, &args.config);
+        // The binary hands over the hash of the bytes it loaded; otherwise (a restart after a
+        // reload, or a tree started without it) the file is parsed again to learn whether it
+        // is what runs: tens of MB of transient memory for a 1,000-device file.
+        let loaded_hash = match args.initial_hash {
+            Some(hash) if args.config.generation == 0 => Some(hash),
+            _ => baseline_hash(&args.config_path, &args.env, &args.config),
+        };
         Ok(ReloadState {
             base: DutyBase::new(ROLE, args.config),
             config_path: args.config_path,
@@ -268,6 +276,7 @@ impl ReloadState {
 
 /// The hash of the file at start, when it still loads as the live configuration (it was just
 /// loaded from it at start; after a restart of this actor, it must be what was live).
+/// The hash of the file on disk when it is what the live configuration was loaded from.
 fn baseline_hash(
     path: &std::path::Path,
     env: &EnvSnapshot,
