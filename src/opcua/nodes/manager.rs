@@ -228,20 +228,27 @@ impl Served {
         max_age: f64,
         timestamps: TimestampsToReturn,
     ) -> DataValue {
-        let Some(node) = self.lookup(&item.node_id) else {
-            return DataValue {
-                status: Some(StatusCode::BadNodeIdUnknown),
-                ..Default::default()
-            };
-        };
-        let built = self.materialize(node);
-        if let Err(status) = validate_node_read(&built, context, item) {
-            return DataValue {
+        match self.readable(context, item) {
+            Ok(built) => read_node_value(&built, context, item, max_age, timestamps),
+            Err(status) => DataValue {
                 status: Some(status),
                 ..Default::default()
-            };
+            },
         }
-        read_node_value(&built, context, item, max_age, timestamps)
+    }
+
+    /// The node object `item` names, once the user may read that attribute of it.
+    fn readable(
+        &self,
+        context: &RequestContext,
+        item: &ParsedReadValueId,
+    ) -> Result<ua::nodes::NodeType, StatusCode> {
+        let node = self
+            .lookup(&item.node_id)
+            .ok_or(StatusCode::BadNodeIdUnknown)?;
+        let built = self.materialize(node);
+        validate_node_read(&built, context, item)?;
+        Ok(built)
     }
 }
 
@@ -379,15 +386,13 @@ impl NodeManager for GatewayNodes {
                 item.set_status(StatusCode::Good);
                 continue;
             }
-            let Some(node) = served.lookup(&to_monitor.node_id) else {
-                item.set_status(StatusCode::BadNodeIdUnknown);
-                continue;
+            let built = match served.readable(context, to_monitor) {
+                Ok(built) => built,
+                Err(status) => {
+                    item.set_status(status);
+                    continue;
+                }
             };
-            let built = served.materialize(node);
-            if let Err(status) = validate_node_read(&built, context, to_monitor) {
-                item.set_status(status);
-                continue;
-            }
             let value = read_node_value(
                 &built,
                 context,

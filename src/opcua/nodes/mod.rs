@@ -234,13 +234,7 @@ impl GatewayNodes {
     }
 
     fn string_id<'a>(&self, node: &'a ua::types::NodeId) -> Option<&'a str> {
-        if node.namespace != self.namespace_index {
-            return None;
-        }
-        match &node.identifier {
-            ua::types::Identifier::String(s) => Some(s.as_ref()),
-            _ => None,
-        }
+        space::string_id(self.namespace_index, node)
     }
 }
 

@@ -117,6 +117,17 @@ pub(super) struct Served {
     roots: Vec<u32>,
 }
 
+/// The string identifier of a NodeId in the gateway's namespace `namespace`.
+pub(super) fn string_id(namespace: u16, id: &NodeId) -> Option<&str> {
+    if id.namespace != namespace {
+        return None;
+    }
+    match &id.identifier {
+        ua::types::Identifier::String(s) => Some(s.as_ref()),
+        _ => None,
+    }
+}
+
 /// A variable waiting for its first value.
 pub(super) fn waiting(now: DateTime) -> DataValue {
     DataValue {
@@ -344,13 +355,7 @@ impl Served {
     }
 
     pub fn string_id<'a>(&self, id: &'a NodeId) -> Option<&'a str> {
-        if id.namespace != self.namespace {
-            return None;
-        }
-        match &id.identifier {
-            ua::types::Identifier::String(s) => Some(s.as_ref()),
-            _ => None,
-        }
+        string_id(self.namespace, id)
     }
 
     pub fn node_id(&self, node: &Node) -> NodeId {

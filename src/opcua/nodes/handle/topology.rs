@@ -47,14 +47,13 @@ fn apply_changes(
     let mut served = nodes.served.write();
     // Subscribers of removed variables learn it before the node goes.
     let now = DateTime::now();
-    let gone: Vec<String> = changes.remove.clone();
-    for id in &gone {
+    for id in &changes.remove {
         served.set_value(
             id,
             DataValue::new_at_status(Variant::Empty, now, StatusCode::BadNodeIdUnknown),
         );
     }
-    notify_current(&served, &nodes.subscriptions, &gone);
+    notify_current(&served, &nodes.subscriptions, &changes.remove);
     // A replaced node (moved or of another kind) starts afresh.
     let mut rebuilt = Served::build(nodes.namespace_index, next, health_roles, Some(&served));
     for spec in &changes.add {
