@@ -119,6 +119,7 @@ fn run(args: RunArgs, mode: Mode) -> ExitCode {
     // Everything the gateway creates (logs, database, keys, tokens) is owner-only by default.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let fd_limit = raise_open_file_limit();
+    opcgw_actors::cli::memory::limit_arenas();
     opcgw_actors::cli::memory::start_trimming();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
