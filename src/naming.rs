@@ -33,6 +33,13 @@ pub fn metric_node_id(device_id: &str, metric: &str) -> String {
     format!("{device_id}{SEPARATOR}{metric}")
 }
 
+/// The device id and metric name of a metric variable's identifier (the inverse of
+/// [`metric_node_id`]: a configured device id never contains the separator, so the first one
+/// ends it).
+pub fn split_metric_node_id(node_id: &str) -> Option<(&str, &str)> {
+    node_id.split_once(SEPARATOR)
+}
+
 /// The variable of a command (metrics and commands of a device share one name space).
 pub fn command_node_id(device_id: &str, command: &str) -> String {
     metric_node_id(device_id, command)
@@ -67,6 +74,15 @@ pub fn is_reserved(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_metric_identifier_splits_back_into_its_device_and_metric() {
+        for (device, metric) in [("0011223344556677", "temperature"), ("d", "a.b-c")] {
+            let id = metric_node_id(device, metric);
+            assert_eq!(split_metric_node_id(&id), Some((device, metric)));
+        }
+        assert_eq!(split_metric_node_id("Gateway"), None);
+    }
 
     #[test]
     fn identifiers_have_the_documented_shapes() {

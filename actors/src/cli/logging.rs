@@ -142,8 +142,18 @@ fn file_writer(
         settings.max_file_bytes,
     )
     .map_err(|e| e.to_string())?;
-    Ok(tracing_appender::non_blocking(file))
+    Ok(
+        tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .buffered_lines_limit(LOG_QUEUE_LINES)
+            .finish(file),
+    )
 }
+
+/// Lines waiting for the log file writer before new ones are dropped (the queue is allocated
+/// up front: tracing-appender's default of 128,000 lines held 4 MB for the life of the
+/// process). At debug level 1,000 devices log a few hundred lines a second, which the writer
+/// drains as they come; the queue only has to absorb bursts.
+pub const LOG_QUEUE_LINES: usize = 16_384;
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use opcgw::chirpstack::upstream::{UpstreamState as LinkState, UpstreamStatus};
 use opcgw::config::AppConfig;
 use opcgw::model::{Sample, Timestamp};
-use opcgw::naming::metric_node_id;
+use opcgw::naming::split_metric_node_id;
 use opcgw::opcua::values::{LiveUpdate, LiveValues};
 use opcgw::web::views::{
     ActorState, ActorView, HealthEvent, IngestView, LiveEvent, QualityCounts, QualityEvent,
@@ -21,40 +21,20 @@ use crate::tree::supervisor::{ChildState, ChildStatus, TreeStatus};
 /// The live value and quality of every configured metric, and which device and metric each
 /// variable is (the staleness rule is the OPC UA server's: both surfaces agree on quality).
 pub struct LiveMetrics {
+    /// Keyed by metric NodeId; the device id and metric name are read back from the key
+    /// (`naming::split_metric_node_id`) instead of a second map holding both.
     values: LiveValues,
-    /// `<device_id>/<metric>` -> (device_id, metric).
-    names: HashMap<String, (String, String)>,
 }
 
 impl LiveMetrics {
     pub fn new(config: &AppConfig, now: Timestamp) -> Self {
-        let mut metrics = Self {
+        Self {
             values: LiveValues::from_config(config, now),
-            names: HashMap::new(),
-        };
-        metrics.index(config);
-        metrics
+        }
     }
 
     pub fn reconfigure(&mut self, config: &AppConfig, now: Timestamp) {
         self.values.reconfigure(config, now);
-        self.index(config);
-    }
-
-    fn index(&mut self, config: &AppConfig) {
-        self.names = config
-            .applications
-            .iter()
-            .flat_map(|a| &a.devices)
-            .flat_map(|d| {
-                d.metrics.iter().map(|m| {
-                    (
-                        metric_node_id(&d.device_id, &m.metric_name),
-                        (d.device_id.clone(), m.metric_name.clone()),
-                    )
-                })
-            })
-            .collect();
     }
 
     /// New samples: a `value` event for each metric whose value changes (older samples only go
@@ -76,10 +56,10 @@ impl LiveMetrics {
             .reevaluate(now)
             .iter()
             .filter_map(|u| {
-                let (device_id, metric) = self.names.get(&u.node)?.clone();
+                let (device_id, metric) = split_metric_node_id(&u.node)?;
                 Some(LiveEvent::Quality(QualityEvent {
-                    device_id,
-                    metric,
+                    device_id: device_id.to_owned(),
+                    metric: metric.to_owned(),
                     quality: u.quality.into(),
                 }))
             })
@@ -97,11 +77,11 @@ impl LiveMetrics {
     }
 
     fn value_event(&self, update: &LiveUpdate) -> Option<LiveEvent> {
-        let (device_id, metric) = self.names.get(&update.node)?.clone();
+        let (device_id, metric) = split_metric_node_id(&update.node)?;
         let value = update.value.clone()?;
         Some(LiveEvent::Value(ValueEvent {
-            device_id,
-            metric,
+            device_id: device_id.to_owned(),
+            metric: metric.to_owned(),
             value,
             timestamp: update.source_time.into(),
             received: update.server_time.into(),
