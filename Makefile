@@ -97,3 +97,4 @@ bench: deps
 	$(CARGO) bench --locked -p opcgw-actors --bench opcua
 	$(CARGO) bench --locked -p opcgw-actors --bench memory
 	$(CARGO) bench --locked -p opcgw-actors --bench web
+	$(CARGO) bench --locked -p opcgw-actors --bench scale

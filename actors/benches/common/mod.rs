@@ -4,13 +4,18 @@
 
 pub mod http;
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ua::client::{ClientBuilder, IdentityToken, Session};
 use ua::crypto::SecurityPolicy;
-use ua::types::MessageSecurityMode;
+use ua::types::{
+    BrowseDescription, BrowseDirection, BrowseResultMask, MessageSecurityMode, NodeId, ObjectId,
+    ReferenceTypeId,
+};
 
 /// The `p` percentile (0..=1) of sorted figures.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -70,4 +75,158 @@ pub async fn opcua_session(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("cannot connect to the gateway on port {port}");
+}
+
+/// The resident set (VmRSS) of process `pid` in KiB, `None` once it has exited.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// CPU time (user + system) process `pid` has used so far, in seconds (`/proc/<pid>/stat`
+/// fields 14 and 15, counted after the parenthesised command name, which may hold spaces).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(ticks as f64 / per_second.max(1) as f64)
+}
+
+/// CPU time of the whole machine so far, in seconds summed over its cores: (busy, total),
+/// from the first line of `/proc/stat` (busy = total less idle and iowait).
+pub fn machine_cpu_seconds() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let total: u64 = ticks.iter().sum();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((
+        (total - idle) as f64 / per_second,
+        total as f64 / per_second,
+    ))
+}
+
+/// Counts the nodes of namespace `ns` below Objects the way a client building its tag list does:
+/// Browse (hierarchical references, forward) 1,000 nodes per call (the server's
+/// max_nodes_per_browse), up to 1,000 references per node, BrowseNext while continuation
+/// points come back, then the same one level down.
+pub async fn browse_count(session: &Session, ns: u16) -> usize {
+    let describe = |node_id: NodeId| BrowseDescription {
+        node_id,
+        browse_direction: BrowseDirection::Forward,
+        reference_type_id: ReferenceTypeId::HierarchicalReferences.into(),
+        include_subtypes: true,
+        node_class_mask: 0,
+        result_mask: BrowseResultMask::All as u32,
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut level = vec![NodeId::from(ObjectId::ObjectsFolder)];
+    while !level.is_empty() {
+        let mut below = Vec::new();
+        for chunk in level.chunks(1_000) {
+            let nodes: Vec<BrowseDescription> = chunk.iter().cloned().map(describe).collect();
+            let mut results = session.browse(&nodes, 1_000, None).await.expect("browse");
+            loop {
+                let mut points = Vec::new();
+                for result in results {
+                    assert!(
+                        result.status_code.is_good(),
+                        "browse: {}",
+                        result.status_code
+                    );
+                    for reference in result.references.unwrap_or_default() {
+                        let id = reference.node_id.node_id;
+                        if id.namespace == ns && seen.insert(id.clone()) {
+                            below.push(id);
+                        }
+                    }
+                    if !result.continuation_point.is_null_or_empty() {
+                        points.push(result.continuation_point);
+                    }
+                }
+                if points.is_empty() {
+                    break;
+                }
+                results = session
+                    .browse_next(false, &points)
+                    .await
+                    .expect("browse next");
+            }
+        }
+        level = below;
+    }
+    seen.len()
+}
+
+/// Samples the VmRSS of `pid` every second, stamped with the time since `since`, until the
+/// returned flag is set; joining the thread gives the samples.
+pub fn sample_rss(
+    pid: u32,
+    since: std::time::Instant,
+) -> (
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<Vec<(Duration, u64)>>,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let sampler = std::thread::spawn(move || {
+        let mut samples = Vec::new();
+        while !flag.load(Ordering::Relaxed) {
+            samples.extend(rss_kib(pid).map(|kib| (since.elapsed(), kib)));
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        samples
+    });
+    (stop, sampler)
+}
+
+/// The lines of every file in a log directory (the active file and the rotated ones).
+pub fn log_lines(dir: &Path) -> Vec<String> {
+    let files = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    let texts = files.map(|f| std::fs::read_to_string(f.path()).unwrap_or_default());
+    texts
+        .flat_map(|t| t.lines().map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
+/// The number after ` key=` in a gateway log line (`duration_ms=238` -> 238).
+pub fn log_field(line: &str, key: &str) -> Option<f64> {
+    let rest = line.split_once(&format!(" {key}="))?.1;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The WARN and ERROR lines of a gateway log by `event`: how many, and the first one.
+pub fn log_problems(lines: &[String]) -> BTreeMap<String, (usize, String)> {
+    let mut by_event: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for line in lines
+        .iter()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+    {
+        let event = line
+            .split("event=\"")
+            .nth(1)
+            .and_then(|e| e.split('"').next());
+        let entry = by_event.entry(event.unwrap_or("-").to_string());
+        entry.or_insert((0, line.clone())).0 += 1;
+    }
+    by_event
 }
