@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::free_port;
+use common::{free_port, rss_kib};
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -39,17 +39,6 @@ fn run_time() -> Duration {
         .ok()
         .and_then(|s| s.parse().ok())
         .map_or(RUN, Duration::from_secs)
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// The bench directory (deleted at the end unless kept).
