@@ -13,13 +13,12 @@
 
 mod common;
 
-use common::{free_port, rss_kib};
+use common::{free_port, rss_kib, Killed};
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opcgw::config::ApplicationConfig;
 use opcgw::model::{Sample, SampleOrigin, Timestamp, Value};
 use opcgw::storage::Store;
 use ua::client::DataChangeCallback;
@@ -55,15 +54,6 @@ impl Drop for KeepOrNot {
         if std::env::var_os("OPCGW_BENCH_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.0);
         }
-    }
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -105,19 +95,7 @@ async fn main() {
             .spawn()
             .expect("simulator"),
     );
-    let printed = Command::new(bin)
-        .args(["simulate", "--print-config"])
-        .args(world)
-        .output()
-        .expect("print-config");
-    let blocks = String::from_utf8_lossy(&printed.stdout).into_owned();
-    #[derive(serde::Deserialize)]
-    struct Blocks {
-        application: Vec<ApplicationConfig>,
-    }
-    let applications = toml::from_str::<Blocks>(&blocks)
-        .expect("simulator config")
-        .application;
+    let (blocks, applications) = common::simulator_world(bin, world);
 
     // One hour of history at 10 s for every metric, stored before the gateway starts.
     let database = dir.path().join("opcgw.redb");

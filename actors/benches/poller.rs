@@ -30,30 +30,17 @@ fn cpu_seconds() -> f64 {
 
 /// The `[[application]]` blocks the simulator prints for this world.
 fn applications(bin: &str) -> Vec<ApplicationConfig> {
-    let output = Command::new(bin)
-        .args([
-            "simulate",
-            "--print-config",
-            "--applications",
-            &APPLICATIONS.to_string(),
-        ])
-        .args([
-            "--devices",
-            &DEVICES_PER_APPLICATION.to_string(),
-            "--metrics",
-            &METRICS.to_string(),
-        ])
-        .output()
-        .expect("print-config");
-    #[derive(serde::Deserialize)]
-    struct Blocks {
-        application: Vec<ApplicationConfig>,
-    }
-    let blocks: Blocks =
-        toml::from_str(&String::from_utf8_lossy(&output.stdout)).expect("simulator config");
+    let world = [
+        "--applications".to_string(),
+        APPLICATIONS.to_string(),
+        "--devices".to_string(),
+        DEVICES_PER_APPLICATION.to_string(),
+        "--metrics".to_string(),
+        METRICS.to_string(),
+    ];
+    let (_, applications) = common::simulator_world(bin, world);
     // Keep the ten uplink metrics and battery_mv (the GetMetrics fallback), drop commands.
-    blocks
-        .application
+    applications
         .into_iter()
         .map(|app| ApplicationConfig {
             devices: app

@@ -16,10 +16,12 @@
 
 mod common;
 
-use common::{cpu_seconds, free_port, log_field, log_problems, machine_cpu_seconds, percentile};
+use common::{
+    cpu_seconds, free_port, log_field, log_problems, machine_cpu_seconds, percentile, Killed,
+};
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,15 +59,6 @@ fn knob(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn quoted(text: &str) -> String {
@@ -173,17 +166,7 @@ async fn main() {
             .expect("simulator"),
     );
     let sim_started = Instant::now();
-    let printed = Command::new(bin)
-        .args(["simulate", "--print-config"])
-        .args(WORLD.split_whitespace())
-        .output()
-        .expect("print-config");
-    #[derive(serde::Deserialize)]
-    struct Blocks {
-        application: Vec<ApplicationConfig>,
-    }
-    let printed = String::from_utf8_lossy(&printed.stdout);
-    let mut apps = (toml::from_str::<Blocks>(&printed).expect("simulator config")).application;
+    let (_, mut apps) = common::simulator_world(bin, WORLD.split_whitespace());
 
     // The configuration: the whole world when it fits in one file, else FITTING_METRICS of
     // every device without units (all 10,000 devices are kept).

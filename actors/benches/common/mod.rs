@@ -17,6 +17,36 @@ use ua::types::{
     ReferenceTypeId,
 };
 
+/// A child process killed and reaped when the bench lets go of it (also on a panic).
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `[[application]]` blocks `opcgw simulate --print-config <world>` prints: the text and
+/// the parsed applications.
+pub fn simulator_world<S: AsRef<std::ffi::OsStr>>(
+    bin: &str,
+    world: impl IntoIterator<Item = S>,
+) -> (String, Vec<opcgw::config::ApplicationConfig>) {
+    let output = std::process::Command::new(bin)
+        .args(["simulate", "--print-config"])
+        .args(world)
+        .output()
+        .expect("print-config");
+    #[derive(serde::Deserialize)]
+    struct Blocks {
+        application: Vec<opcgw::config::ApplicationConfig>,
+    }
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let blocks: Blocks = toml::from_str(&text).expect("simulator config");
+    (text, blocks.application)
+}
+
 /// The `p` percentile (0..=1) of sorted figures.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
