@@ -120,6 +120,7 @@ async fn main() {
     let args = PollerArgs {
         config: ConfigUpdate::initial(Arc::new(config)),
         output: Box::new(ChannelOutput(tx)),
+        peers: Default::default(),
     };
     let (poller, _join) = Actor::spawn(None, PollerActor, args).await.expect("poller");
 

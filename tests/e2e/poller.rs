@@ -9,9 +9,10 @@ use opcgw::chirpstack::upstream::{UpstreamState, UpstreamStatus};
 use opcgw::commands::{CommandRequest, CommandState, CommandUpdate};
 use opcgw::config::{AppConfig, Secret};
 use opcgw::model::{Sample, SampleOrigin, Timestamp};
-use opcgw_actors::duties::poller::output::ChannelOutput;
+use opcgw_actors::duties::opcua as opcua_role;
+use opcgw_actors::duties::poller::output::{ChannelOutput, PeerOutput};
 use opcgw_actors::duties::poller::{PollerActor, PollerArgs, PollerCounters};
-use opcgw_actors::tree::messages::{ConfigUpdate, Feed, PollerMsg};
+use opcgw_actors::tree::messages::{ConfigUpdate, Feed, OpcUaMsg, Peers, PollerMsg};
 use ractor::{Actor, ActorRef};
 use tokio::sync::mpsc;
 
@@ -64,6 +65,7 @@ impl PollerProbe {
         let args = PollerArgs {
             config: ConfigUpdate::initial(Arc::new(config)),
             output: Box::new(ChannelOutput(tx)),
+            peers: Default::default(),
         };
         let (actor, _join) = Actor::spawn(None, PollerActor, args)
             .await
@@ -775,5 +777,81 @@ async fn a_server_that_refuses_minute_aggregation_is_read_by_the_hour() {
         .wait_upstream(UpstreamState::Connected, Duration::from_secs(5))
         .await;
     poller.stop();
+    sim.shutdown().await;
+}
+
+/// Stands in for the OPC UA actor: forwards what the poller feeds it.
+struct OpcUaStandIn;
+
+impl Actor for OpcUaStandIn {
+    type Msg = OpcUaMsg;
+    type State = mpsc::UnboundedSender<Feed>;
+    type Arguments = mpsc::UnboundedSender<Feed>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<OpcUaMsg>,
+        feed: Self::Arguments,
+    ) -> Result<Self::State, ractor::ActorProcessingErr> {
+        Ok(feed)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<OpcUaMsg>,
+        message: OpcUaMsg,
+        feed: &mut Self::State,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        if let OpcUaMsg::Feed(item) = message {
+            let _ = feed.send(item);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_of_the_first_seconds_reach_the_siblings_running_before_the_poller() {
+    // In the tree, storage and OPC UA start before the poller; the supervisor's first
+    // `PeersChanged` reaches the poller only after its streams are open. What arrives in
+    // between must reach OPC UA all the same (it used to go to storage only, so a device
+    // showed its stored value until its next uplink). Here no `PeersChanged` ever comes.
+    logs::capture();
+    let sim = simulator(|_| {}).await;
+    let config = gateway_config(&sim, |_| {});
+    let devices: Vec<String> = sim.world().devices().map(|d| d.dev_eui.clone()).collect();
+    let (tx, mut fed) = mpsc::unbounded_channel();
+    let (opcua, _opcua_join) = Actor::spawn(None, OpcUaStandIn, tx)
+        .await
+        .expect("stand-in starts");
+    let args = PollerArgs {
+        config: ConfigUpdate::initial(Arc::new(config)),
+        output: Box::new(PeerOutput::new()),
+        peers: Peers::from_running([(opcua_role::ROLE, opcua.get_cell())]),
+    };
+    let (poller, _join) = Actor::spawn(None, PollerActor, args)
+        .await
+        .expect("poller starts");
+    wait_streams(&sim, devices.len()).await;
+    for dev in &devices {
+        sim.emit_uplink_now(dev);
+    }
+    let mut reported = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reported.len() < devices.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, fed.recv()).await {
+            Ok(Some(Feed::Samples(samples))) => {
+                reported.extend(samples.iter().map(|s| s.device_id.clone()));
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => panic!(
+                "the OPC UA actor got values of {} of {} devices without a PeersChanged",
+                reported.len(),
+                devices.len()
+            ),
+        }
+    }
+    poller.stop(None);
+    opcua.stop(None);
     sim.shutdown().await;
 }

@@ -62,6 +62,7 @@ pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
             let args = poller::PollerArgs {
                 config: ctx.config.clone(),
                 output: Box::new(poller::output::PeerOutput::new()),
+                peers: ctx.peers.clone(),
             };
             (poller::PollerActor, args)
         }),

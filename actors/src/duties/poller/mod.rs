@@ -28,7 +28,7 @@ use self::dispatch::CommandDispatch;
 use self::output::PollerOutput;
 use self::streams::StreamPool;
 use crate::tree::duty::DutyBase;
-use crate::tree::messages::{ConfigUpdate, Feed, PollerMsg};
+use crate::tree::messages::{ConfigUpdate, Feed, Peers, PollerMsg};
 use crate::tree::task::OwnedTask;
 
 pub const ROLE: &str = "poller";
@@ -38,6 +38,10 @@ pub struct PollerActor;
 pub struct PollerArgs {
     pub config: ConfigUpdate,
     pub output: Box<dyn PollerOutput>,
+    /// The siblings running when the poller starts (storage and OPC UA start before it): what
+    /// the first streams and the first cycle deliver reaches them before the supervisor's
+    /// first `PeersChanged` does.
+    pub peers: Peers,
 }
 
 /// Counters for status pages and tests.
@@ -116,6 +120,8 @@ impl Actor for PollerActor {
             commands: CommandDispatch::new(client),
             counters: PollerCounters::default(),
         };
+        state.base.peers = args.peers;
+        state.output.peers_changed(&state.base.peers);
         state.sync_streams(&config);
         info!(
             event = "poller_started",
