@@ -10,8 +10,8 @@ use super::Store;
 
 /// Longest status key, in bytes.
 pub const MAX_STATUS_KEY_BYTES: usize = 64;
-/// Largest status document, in bytes: these are summaries, not logs. The device-health
-/// summary takes ~150 bytes per device (1,000 devices: ~150 KB), so 1 MiB covers ~6,500.
+/// Largest status document, in bytes: these are summaries, not logs (device health is one
+/// ~150-byte document per device, under `device/<device_id>`).
 pub const MAX_STATUS_BYTES: usize = 1024 * 1024;
 
 /// What the database holds.
@@ -39,6 +39,41 @@ pub struct SpaceUsage {
 impl Store {
     /// Stores a status document (opaque JSON text), durably.
     pub fn put_status(&mut self, key: &str, json: &str) -> Result<(), StorageError> {
+        self.put_statuses(&[(key, json)], &[])
+    }
+
+    /// Stores several status documents and removes others, durably, in one transaction
+    /// (per-device documents: only those that changed, however many devices there are).
+    /// Nothing is written when one of them is out of bounds.
+    pub fn put_statuses(
+        &mut self,
+        documents: &[(&str, &str)],
+        remove: &[&str],
+    ) -> Result<(), StorageError> {
+        for (key, json) in documents {
+            self.check_status(key, json)?;
+        }
+        if documents.is_empty() && remove.is_empty() {
+            return Ok(());
+        }
+        self.write(|store| {
+            const ACTION: &str = "store a status";
+            let path = &store.path;
+            let txn = store.db()?.begin_write().at(path, ACTION)?;
+            {
+                let mut table = txn.open_table(STATUS).at(path, ACTION)?;
+                for (key, json) in documents {
+                    table.insert(*key, *json).at(path, ACTION)?;
+                }
+                for key in remove {
+                    table.remove(*key).at(path, ACTION)?;
+                }
+            }
+            txn.commit().at(path, ACTION)
+        })
+    }
+
+    fn check_status(&self, key: &str, json: &str) -> Result<(), StorageError> {
         if key.is_empty() || key.len() > MAX_STATUS_KEY_BYTES {
             return Err(StorageError::invalid(
                 &self.path,
@@ -54,16 +89,7 @@ impl Store {
                 ),
             ));
         }
-        self.write(|store| {
-            const ACTION: &str = "store a status";
-            let path = &store.path;
-            let txn = store.db()?.begin_write().at(path, ACTION)?;
-            txn.open_table(STATUS)
-                .at(path, ACTION)?
-                .insert(key, json)
-                .at(path, ACTION)?;
-            txn.commit().at(path, ACTION)
-        })
+        Ok(())
     }
 
     pub fn status(&self, key: &str) -> Result<Option<String>, StorageError> {

@@ -4,15 +4,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use opcgw::chirpstack::client::DeviceSummary;
 use opcgw::commands::{CommandState, NewCommand};
 use opcgw::config::AppConfig;
 use opcgw::model::Timestamp;
 use opcgw::storage::{CommandFilter, HistoryQuery, Store};
 use opcgw_actors::duties::poller::PollerCounters;
+use opcgw_actors::duties::storage::{device_health_key, StorageActor};
 use opcgw_actors::tree::gateway::Tree;
-use opcgw_actors::tree::messages::{Common, PollerMsg, StorageFailure, StorageMsg};
+use opcgw_actors::tree::messages::{
+    Common, ConfigUpdate, Feed, PollerMsg, StorageFailure, StorageMsg,
+};
 use opcgw_actors::tree::storage_client::StorageClient;
 use opcgw_actors::tree::supervisor::ChildState;
+use ractor::Actor;
 
 use crate::poller::{gateway_config, simulator};
 
@@ -442,4 +447,65 @@ async fn a_reloaded_retention_applies_at_once() {
     .await;
     assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
     sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_of_ten_thousand_devices_is_kept_one_document_each() {
+    // One document for every device outgrew the status bound at ~6,500 devices and failed
+    // every poll cycle (`storage_status_write_failed`); each device now has its own.
+    crate::logs::capture();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("opcgw.redb");
+    let mut config = AppConfig::default();
+    config.storage.database_path = path.clone();
+    let (storage, join) = Actor::spawn(None, StorageActor, ConfigUpdate::initial(Arc::new(config)))
+        .await
+        .expect("storage starts");
+    let client = StorageClient::new(Some(storage.clone()), Duration::from_secs(10));
+    let device = |i: usize, rssi: f32| DeviceSummary {
+        dev_eui: format!("{i:016x}"),
+        name: format!("sensor {i}"),
+        last_seen: Some(Timestamp::from_micros(1_700_000_000_000_000)),
+        margin: Some(7),
+        battery_level: Some(88.5),
+        external_power_source: false,
+        rssi: Some(rssi),
+        snr: Some(9.25),
+    };
+    let fleet: Vec<DeviceSummary> = (0..10_000).map(|i| device(i, -80.0)).collect();
+    storage
+        .cast(StorageMsg::Feed(Feed::DeviceHealth(fleet.into())))
+        .unwrap();
+    // A later cycle with one device changed.
+    let changed = vec![device(42, -101.5), device(43, -80.0)];
+    storage
+        .cast(StorageMsg::Feed(Feed::DeviceHealth(changed.into())))
+        .unwrap();
+    client
+        .counts()
+        .await
+        .expect("storage answers after both feeds");
+    storage.stop(None);
+    join.await.unwrap();
+
+    assert!(
+        crate::logs::events("storage_status_write_failed", "").is_empty(),
+        "{}",
+        crate::logs::text()
+    );
+    let store = Store::open(&path).unwrap();
+    for i in [0, 43, 9_999] {
+        let json = store
+            .status(&device_health_key(&format!("{i:016x}")))
+            .unwrap()
+            .unwrap_or_else(|| panic!("no health stored for device {i}"));
+        let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(json["rssi"], -80.0, "{json}");
+        assert_eq!(json["battery_level"], 88.5, "{json}");
+    }
+    let json = store
+        .status(&device_health_key(&format!("{:016x}", 42)))
+        .unwrap()
+        .unwrap();
+    assert!(json.contains("-101.5"), "{json}");
 }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use opcgw::chirpstack::client::DeviceSummary;
 use opcgw::commands::{CommandRequest, CommandState};
 use opcgw::model::Timestamp;
-use opcgw::storage::{CommandFilter, CommandRecord, StorageError, Store, StoreOptions};
+use opcgw::storage::{
+    CommandFilter, CommandRecord, StorageError, Store, StoreOptions, MAX_STATUS_KEY_BYTES,
+};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
 use tracing::{debug, error, info, warn};
 
@@ -49,7 +51,8 @@ pub struct StorageState {
     counters: StorageCounters,
     /// The poller instance that last received the pending commands.
     poller: Option<ActorId>,
-    /// Device health from the poller, persisted as one status blob per cycle.
+    /// Device health from the poller as last persisted (one status document per device,
+    /// rewritten only when it changes).
     devices: HashMap<String, DeviceSummary>,
     prune_generation: u64,
 }
@@ -315,13 +318,7 @@ impl StorageState {
             Feed::Upstream(status) => {
                 serde_json::to_string(&*status).map(|json| self.store.put_status("upstream", &json))
             }
-            Feed::DeviceHealth(devices) => {
-                for device in devices.iter() {
-                    self.devices.insert(device.dev_eui.clone(), device.clone());
-                }
-                let rows: Vec<_> = self.devices.values().map(device_json).collect();
-                serde_json::to_string(&rows).map(|json| self.store.put_status("devices", &json))
-            }
+            Feed::DeviceHealth(devices) => Ok(self.put_device_health(&devices)),
             // Samples and command updates arrive as Append / UpdateCommand, with a reply.
             Feed::Samples(_) | Feed::Command(_) => return Ok(()),
         };
@@ -342,6 +339,34 @@ impl StorageState {
                 Ok(())
             }
         }
+    }
+
+    /// Persists the health of the devices whose summary changed, in one transaction. The
+    /// first write of this actor also drops the single all-devices document older versions
+    /// kept under `devices` (it outgrew the status bound at ~6,500 devices).
+    fn put_device_health(&mut self, devices: &[DeviceSummary]) -> Result<(), StorageError> {
+        let first = self.devices.is_empty();
+        let changed: Vec<(String, String)> = devices
+            .iter()
+            .filter(|device| self.devices.get(&device.dev_eui) != Some(*device))
+            .map(|device| {
+                (
+                    device_health_key(&device.dev_eui),
+                    device_json(device).to_string(),
+                )
+            })
+            .filter(|(key, _)| key.len() <= MAX_STATUS_KEY_BYTES)
+            .collect();
+        let documents: Vec<(&str, &str)> = changed
+            .iter()
+            .map(|(key, json)| (key.as_str(), json.as_str()))
+            .collect();
+        let legacy: &[&str] = if first { &[LEGACY_DEVICES_STATUS] } else { &[] };
+        self.store.put_statuses(&documents, legacy)?;
+        for device in devices {
+            self.devices.insert(device.dev_eui.clone(), device.clone());
+        }
+        Ok(())
     }
 
     fn dispatch(&self, record: &CommandRecord) {
@@ -448,6 +473,14 @@ impl StorageState {
         Ok(())
     }
 }
+
+/// Where a device's health is kept in the status table.
+pub fn device_health_key(device_id: &str) -> String {
+    format!("device/{device_id}")
+}
+
+/// The all-devices health document of earlier versions.
+const LEGACY_DEVICES_STATUS: &str = "devices";
 
 fn device_json(device: &DeviceSummary) -> serde_json::Value {
     serde_json::json!({

@@ -266,3 +266,36 @@ fn status_documents_round_trip_and_are_bounded() {
         StorageErrorKind::InvalidQuery
     );
 }
+
+#[test]
+fn several_status_documents_are_written_and_removed_together_or_not_at_all() {
+    let (_dir, mut store) = fresh_store();
+    store.put_status("devices", "[]").unwrap();
+    store
+        .put_statuses(
+            &[("device/a", "{\"rssi\":-80}"), ("device/b", "{}")],
+            &["devices"],
+        )
+        .unwrap();
+    assert_eq!(
+        store.status("device/a").unwrap().as_deref(),
+        Some("{\"rssi\":-80}")
+    );
+    assert_eq!(store.status("device/b").unwrap().as_deref(), Some("{}"));
+    assert_eq!(store.status("devices").unwrap(), None);
+
+    let too_big = "x".repeat(crate::storage::MAX_STATUS_BYTES + 1);
+    let error = store
+        .put_statuses(
+            &[("device/a", "{\"rssi\":-90}"), ("device/c", &too_big)],
+            &["device/b"],
+        )
+        .unwrap_err();
+    assert_eq!(error.kind(), StorageErrorKind::InvalidQuery);
+    assert_eq!(
+        store.status("device/a").unwrap().as_deref(),
+        Some("{\"rssi\":-80}")
+    );
+    assert_eq!(store.status("device/b").unwrap().as_deref(), Some("{}"));
+    assert_eq!(store.status("device/c").unwrap(), None);
+}
