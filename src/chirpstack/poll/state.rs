@@ -1,7 +1,7 @@
 //! What the poller remembers between cycles, and the two decisions around a cycle: what to
 //! ask for ([`PollCycle::plan`]) and what a report means ([`PollCycle::absorb`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chirpstack_api::common::Aggregation;
@@ -187,10 +187,11 @@ impl PollCycle {
             self.applications_verified = true;
             outcome.unknown_applications = report.unknown_applications;
         }
+        let listed: HashSet<&str> = report.devices.iter().map(|d| d.dev_eui.as_str()).collect();
         outcome.unlisted_devices = config
             .devices()
             .map(|(_, d)| &d.device_id)
-            .filter(|device| !report.devices.iter().any(|d| &d.dev_eui == *device))
+            .filter(|device| !listed.contains(device.as_str()))
             .cloned()
             .collect();
         outcome.health = report
