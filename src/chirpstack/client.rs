@@ -116,6 +116,13 @@ type Authed = InterceptedService<Channel, BearerToken>;
 /// well under 2 KiB.
 pub const STREAM_BUFFER_BYTES: usize = 1024;
 
+/// HTTP/2 receive window of one event stream (see [`ChirpstackClient::new_stream_connection`]).
+/// Without it the server may send 64 KiB at once; the receive buffer grows to the largest
+/// burst and keeps that size for the life of the stream: ~12 KiB a stream when ChirpStack
+/// replayed each device's last events at start, 120 MB at 10,000 devices. An event larger
+/// than the window still arrives whole (in several frames).
+pub const STREAM_WINDOW_BYTES: u32 = 4 * 1024;
+
 /// The prost codec of `StreamDeviceEvents` with a [`STREAM_BUFFER_BYTES`] receive buffer.
 struct EventStreamCodec;
 
@@ -192,6 +199,13 @@ pub struct MetricBuckets {
 impl ChirpstackClient {
     /// A client for `settings`; connects on first use and reconnects by itself.
     pub fn new(settings: ClientSettings) -> Result<Self, UpstreamError> {
+        Self::connect(settings, None)
+    }
+
+    fn connect(
+        settings: ClientSettings,
+        stream_window: Option<u32>,
+    ) -> Result<Self, UpstreamError> {
         let header = MetadataValue::try_from(format!("Bearer {}", settings.api_token.expose()))
             .map_err(|_| {
                 UpstreamError::Settings(
@@ -209,7 +223,8 @@ impl ChirpstackClient {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true);
+            .keep_alive_while_idle(true)
+            .initial_stream_window_size(stream_window);
         Ok(Self {
             channel: endpoint.connect_lazy(),
             auth: BearerToken(header),
@@ -221,6 +236,13 @@ impl ChirpstackClient {
     /// servers cap concurrent streams per connection).
     pub fn new_connection(&self) -> Result<Self, UpstreamError> {
         Self::new(self.settings.clone())
+    }
+
+    /// A connection for event streams only: each stream's HTTP/2 receive window is
+    /// [`STREAM_WINDOW_BYTES`], so a burst (the events ChirpStack replays when a stream
+    /// opens) arrives in small frames and no stream's receive buffer grows past a few KiB.
+    pub fn new_stream_connection(&self) -> Result<Self, UpstreamError> {
+        Self::connect(self.settings.clone(), Some(STREAM_WINDOW_BYTES))
     }
 
     pub fn settings(&self) -> &ClientSettings {
@@ -539,7 +561,8 @@ mod tests {
         assert!(!UpstreamError::from_status(&Status::not_found("x")).is_connectivity());
     }
 
-    /// Events many times larger than the stream's first buffer arrive whole, in order.
+    /// Events many times larger than the stream's first buffer and its receive window
+    /// arrive whole, in order: the replayed burst at open, then live ones.
     #[tokio::test]
     async fn an_event_stream_carries_events_larger_than_its_first_buffer() {
         use crate::chirpstack::simulator::{Simulator, SimulatorConfig};
@@ -563,17 +586,25 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
         })
         .unwrap();
-        let mut stream = client.stream_device_events(&dev_eui).await.unwrap();
-        for f_cnt in 1..=3 {
+        // Ten events wait to be replayed when the stream opens (a burst of ~50 KiB).
+        for _ in 0..10 {
             sim.emit_uplink_now(&dev_eui);
+        }
+        let client = client.new_stream_connection().unwrap();
+        let mut stream = client.stream_device_events(&dev_eui).await.unwrap();
+        for f_cnt in 1..=13 {
+            if f_cnt > 10 {
+                sim.emit_uplink_now(&dev_eui);
+            }
             let item = tokio::time::timeout(Duration::from_secs(5), stream.message())
                 .await
                 .expect("an event in time")
                 .expect("no stream error")
                 .expect("the stream is open");
             assert!(
-                item.body.len() > 4 * STREAM_BUFFER_BYTES,
-                "the event should outgrow the first buffer: {} bytes",
+                item.body.len() > 4 * STREAM_BUFFER_BYTES
+                    && item.body.len() > STREAM_WINDOW_BYTES as usize,
+                "the event should outgrow the first buffer and the window: {} bytes",
                 item.body.len()
             );
             let body: serde_json::Value = serde_json::from_str(&item.body).unwrap();

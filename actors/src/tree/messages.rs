@@ -177,6 +177,9 @@ pub enum PollerMsg {
         dev_eui: String,
         event: DeviceEvent,
         received: Timestamp,
+        /// Held until the poller has handled the event: bounds the parsed events waiting in
+        /// its mailbox (see `streams::MAX_EVENTS_IN_FLIGHT`).
+        in_flight: Option<tokio::sync::OwnedSemaphorePermit>,
     },
     /// An event that could not be parsed (it is dropped; this is for the audit trail).
     BadEvent {

@@ -154,7 +154,11 @@ impl Actor for PollerActor {
                 dev_eui,
                 event,
                 received,
-            } => state.device_event(&dev_eui, event, received),
+                in_flight,
+            } => {
+                state.device_event(&dev_eui, event, received);
+                drop(in_flight);
+            }
             PollerMsg::BadEvent { dev_eui, error } => {
                 state.counters.rejected_events += 1;
                 warn!(

@@ -6,6 +6,7 @@
 //! hammering a dead server, and when it comes back they are told to reconnect at once.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use opcgw::backoff::Backoff;
@@ -13,7 +14,7 @@ use opcgw::chirpstack::client::{ChirpstackClient, UpstreamError};
 use opcgw::chirpstack::events::parse_log_item;
 use opcgw::model::Timestamp;
 use ractor::ActorRef;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tracing::warn;
 
 use crate::tree::messages::PollerMsg;
@@ -35,9 +36,16 @@ struct StreamSlot {
     _task: OwnedTask,
 }
 
+/// Parsed events of all streams waiting for the poller at once. A stream that would exceed it
+/// waits (its next events stay in its small HTTP/2 window, see `STREAM_WINDOW_BYTES`): when
+/// 10,000 streams open, ChirpStack replays up to 10 events each, and without a bound ~100,000
+/// parsed events queued in the poller's mailbox (~60 MB, fragmenting the heap for good).
+pub const MAX_EVENTS_IN_FLIGHT: usize = 512;
+
 /// The streams the poller wants, and the connections that carry them.
 pub struct StreamPool {
     base: ChirpstackClient,
+    in_flight: Arc<Semaphore>,
     connections: Vec<ChirpstackClient>,
     per_connection: usize,
     max_connections: usize,
@@ -57,6 +65,7 @@ impl StreamPool {
         });
         Self {
             base,
+            in_flight: Arc::new(Semaphore::new(MAX_EVENTS_IN_FLIGHT)),
             connections: Vec::new(),
             per_connection: per_connection.max(1),
             max_connections: max_connections.max(1),
@@ -97,6 +106,7 @@ impl StreamPool {
                 dev_eui.clone(),
                 poller.clone(),
                 self.gate.subscribe(),
+                self.in_flight.clone(),
             ));
             self.slots.insert(
                 dev_eui.clone(),
@@ -119,12 +129,9 @@ impl StreamPool {
         if self.connections.len() >= self.max_connections {
             return None;
         }
-        let client = if self.connections.is_empty() {
-            Ok(self.base.clone())
-        } else {
-            self.base.new_connection()
-        };
-        self.connections.push(client.ok()?);
+        // Never the base client's connection: unary calls want the default window.
+        self.connections
+            .push(self.base.new_stream_connection().ok()?);
         Some(self.connections.len() - 1)
     }
 
@@ -179,6 +186,7 @@ async fn run_stream(
     dev_eui: String,
     poller: ActorRef<PollerMsg>,
     mut gate: watch::Receiver<Gate>,
+    in_flight: Arc<Semaphore>,
 ) {
     let mut attempt: u32 = 0;
     loop {
@@ -207,8 +215,16 @@ async fn run_stream(
                         item = stream.message() => match item {
                             Ok(Some(item)) => {
                                 let received = Timestamp::now();
+                                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                                    return;
+                                };
                                 let message = match parse_log_item(&dev_eui, &item) {
-                                    Ok(event) => PollerMsg::DeviceEvent { dev_eui: dev_eui.clone(), event, received },
+                                    Ok(event) => PollerMsg::DeviceEvent {
+                                        dev_eui: dev_eui.clone(),
+                                        event,
+                                        received,
+                                        in_flight: Some(permit),
+                                    },
                                     Err(error) => PollerMsg::BadEvent { dev_eui: dev_eui.clone(), error },
                                 };
                                 if poller.cast(message).is_err() {
