@@ -52,7 +52,13 @@ const BATCH: usize = 100_000;
 /// How long the poller's debug lines are collected: six cycles, so one of them is the cycle
 /// that also reads every device's link metrics (every sixth).
 const POLL_PHASE: Duration = Duration::from_secs(65);
-const BEFORE: &str = "before: no earlier figure (new bench)";
+/// The first run of this bench (2026-11-30, commit 0f22f1f), figure by figure.
+const BEFORE_GOOD: &str = "before: 30.3 s";
+const BEFORE_CYCLE: &str = "before: median 345 ms, max 1771 ms";
+const BEFORE_RSS: &str = "before: average 314.7 MiB, max 333.9 MiB";
+const BEFORE_CPU: &str = "before: 41.1 %";
+const BEFORE_READ: &str = "before: median 50.0 ms, p99 94.8 ms";
+const BEFORE_BROWSE: &str = "before: 0.74 s";
 
 fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -418,12 +424,12 @@ level = "{level}"
         items.len()
     );
     println!(
-        "1. start to all {} subscribed values Good: {all_good:.1} s (target <= 15 s; {BEFORE}); \
+        "1. start to all {} subscribed values Good: {all_good:.1} s (target <= 15 s; {BEFORE_GOOD}); \
          session at {connected:.1} s, subscribed at {subscribed:.1} s, 99 % Good at {most_good:.1} s",
         watched.len()
     );
     println!(
-        "2. poll cycle: median {:.0} ms, max {:.0} ms over {} cycles (target <= 2.5 s; {BEFORE}); \
+        "2. poll cycle: median {:.0} ms, max {:.0} ms over {} cycles (target <= 2.5 s; {BEFORE_CYCLE}); \
          measured after the window with the poller at debug: {}",
         percentile(&durations, 0.5),
         durations.last().copied().unwrap_or(f64::NAN),
@@ -432,15 +438,15 @@ level = "{level}"
     );
     println!(
         "3. gateway VmRSS: average {average:.1} MiB over the {wall:.0} s window, max {max:.1} MiB \
-         from the spawn to the end of the browse (target <= 300 MiB; {BEFORE})"
+         from the spawn to the end of the browse (target <= 300 MiB; {BEFORE_RSS})"
     );
     println!(
-        "4. gateway CPU: {cpu:.1} % of one core over {wall:.0} s (target <= 25 %; {BEFORE}); \
+        "4. gateway CPU: {cpu:.1} % of one core over {wall:.0} s (target <= 25 %; {BEFORE_CPU}); \
          simulator {sim_cpu:.1} %, whole machine {machine:.1} % of its cores"
     );
     println!(
         "5. Read of {} variables in one request: median {:.1} ms, p99 {:.1} ms, min {:.1} ms \
-         ({} reads after the window) (target <= 50 ms; {BEFORE})",
+         ({} reads after the window) (target <= 50 ms; {BEFORE_READ})",
         watched.len(),
         percentile(&reads, 0.5),
         percentile(&reads, 0.99),
@@ -449,7 +455,7 @@ level = "{level}"
     );
     println!(
         "6. Browse of the gateway address space: {nodes} nodes in {browse:.2} s (target <= 2 s; \
-         {BEFORE})"
+         {BEFORE_BROWSE})"
     );
     for (event, (count, first)) in log_problems(&lines) {
         let first: String = first.chars().take(240).collect();

@@ -117,11 +117,14 @@ type Authed = InterceptedService<Channel, BearerToken>;
 pub const STREAM_BUFFER_BYTES: usize = 1024;
 
 /// HTTP/2 receive window of one event stream (see [`ChirpstackClient::new_stream_connection`]).
-/// Without it the server may send 64 KiB at once; the receive buffer grows to the largest
-/// burst and keeps that size for the life of the stream: ~12 KiB a stream when ChirpStack
-/// replayed each device's last events at start, 120 MB at 10,000 devices. An event larger
-/// than the window still arrives whole (in several frames).
-pub const STREAM_WINDOW_BYTES: u32 = 4 * 1024;
+/// Without it the server may send 64 KiB at once, and the receive buffer grows to hold the
+/// largest burst and keeps that size for the life of the stream: ~12 KiB a stream when
+/// ChirpStack replays each device's last events at open, 120 MB at 10,000 devices; a 4 KiB
+/// window still left 8 KiB buffers (a frame plus the part of an event before it). With 2 KiB
+/// a buffer stays at most 4 KiB, and an uplink event (~0.6 KiB for 10 values, 1-2 KiB with
+/// several gateways' radio data) still arrives in one frame; a larger one arrives whole in
+/// several, a network round trip apart.
+pub const STREAM_WINDOW_BYTES: u32 = 2 * 1024;
 
 /// The prost codec of `StreamDeviceEvents` with a [`STREAM_BUFFER_BYTES`] receive buffer.
 struct EventStreamCodec;
