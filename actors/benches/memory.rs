@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{free_port, rss_kib, Killed};
+use common::{cpu_seconds, free_port, rss_kib, Killed};
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -271,12 +271,20 @@ level = "warn"
 
     let started = Instant::now();
     let mut samples = Vec::new();
+    // CPU from the 10th second on, as the average below.
+    let mut cpu_from = None;
     while started.elapsed() < run_time() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         if let Some(kib) = rss_kib(pid) {
             samples.push(kib);
         }
+        if samples.len() == 10 {
+            cpu_from = cpu_seconds(pid).map(|cpu| (cpu, Instant::now()));
+        }
     }
+    let cpu = cpu_from
+        .zip(cpu_seconds(pid))
+        .map(|((from, at), to)| 100.0 * (to - from) / at.elapsed().as_secs_f64());
     let max = samples.iter().copied().max().unwrap_or(0);
     let last = samples.last().copied().unwrap_or(0);
     let mib = |kib: u64| kib as f64 / 1024.0;
@@ -298,6 +306,10 @@ level = "warn"
         .map(|kib| format!("{:.0}", mib(*kib)))
         .collect();
     println!("  VmRSS every 5 s (MiB): {}", series.join(" "));
+    match cpu {
+        Some(cpu) => println!("  gateway CPU after the first 10 s: {cpu:.1} % of one core"),
+        None => println!("  gateway CPU: not read"),
+    }
     // A soak (`OPCGW_BENCH_SECONDS=1800`): after the first 5 minutes memory must stay flat.
     if let Some(soaked) = samples.get(300..).filter(|s| s.len() >= 60) {
         let n = soaked.len() as f64;

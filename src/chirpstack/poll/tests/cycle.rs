@@ -420,3 +420,45 @@ async fn an_application_the_tenant_lacks_is_reported_once_and_the_others_are_sti
         .iter()
         .any(|c| matches!(c, Call::ListApplications { .. })));
 }
+
+#[tokio::test(start_paused = true)]
+async fn link_quality_is_read_for_all_at_first_then_for_a_share_of_the_devices_each_cycle() {
+    use crate::chirpstack::poll::state::LINK_QUALITY_EVERY_CYCLES;
+    let config = config(&[("app-1", devices(60))]);
+    let world = world_of(&config, at(0));
+    let mut poller = Poller::new(config, world);
+    let link_calls = |poller: &Poller| -> Vec<String> {
+        poller
+            .api
+            .take_calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::GetLinkMetrics { device } => Some(device),
+                _ => None,
+            })
+            .collect()
+    };
+    poller.cycle().await;
+    assert_eq!(
+        link_calls(&poller).len(),
+        60,
+        "every device on the first cycle"
+    );
+    let mut read: Vec<String> = Vec::new();
+    for cycle in 1..=LINK_QUALITY_EVERY_CYCLES {
+        poller.cycle().await;
+        let calls = link_calls(&poller);
+        assert!(
+            calls.len() < 30,
+            "cycle {cycle} read the link quality of {} of 60 devices",
+            calls.len()
+        );
+        read.extend(calls);
+    }
+    read.sort();
+    assert_eq!(
+        read,
+        devices(60),
+        "each device once every {LINK_QUALITY_EVERY_CYCLES} cycles"
+    );
+}
