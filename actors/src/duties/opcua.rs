@@ -263,6 +263,9 @@ impl Actor for OpcUaActor {
                     if !state.seeded {
                         seed_from_storage(&myself, state);
                     }
+                    // An actor started, stopped or restarted: `Gateway/Health` says so now,
+                    // not at the next periodic refresh.
+                    refresh_health(&myself, state);
                 }
                 let after = state.base.config.config.clone();
                 if !Arc::ptr_eq(&before, &after) {

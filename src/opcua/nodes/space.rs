@@ -61,6 +61,18 @@ pub(super) struct Node {
 }
 
 impl Node {
+    /// The access level (and user access level, the same here) of a variable; `None` for a
+    /// folder.
+    pub fn access_level(&self) -> Option<AccessLevel> {
+        let read = AccessLevel::CURRENT_READ;
+        match self.kind {
+            Kind::Folder => None,
+            Kind::Metric { .. } => Some(read | AccessLevel::HISTORY_READ),
+            Kind::Command { .. } => Some(read | AccessLevel::CURRENT_WRITE),
+            Kind::CommandStatus | Kind::Units { .. } | Kind::Gateway { .. } => Some(read),
+        }
+    }
+
     pub fn node_class(&self) -> NodeClass {
         match self.kind {
             Kind::Folder => NodeClass::Object,
@@ -416,21 +428,19 @@ impl Served {
                 .access_level(access)
                 .user_access_level(access)
         };
-        let read = AccessLevel::CURRENT_READ;
+        let access = node.access_level().unwrap_or(AccessLevel::CURRENT_READ);
         let mut built = match &node.kind {
             Kind::Folder => {
                 return NodeType::Object(Box::new(ObjectBuilder::new(&id, name, display).build()))
             }
-            Kind::Metric { data_type } => variable(*data_type, read | AccessLevel::HISTORY_READ)
+            Kind::Metric { data_type } => variable(*data_type, access)
                 .historizing(true)
                 .minimum_sampling_interval(0.0)
                 .build(),
-            Kind::Command { data_type } => {
-                variable(*data_type, read | AccessLevel::CURRENT_WRITE).build()
-            }
-            Kind::CommandStatus => variable(DataTypeId::String, read).build(),
-            Kind::Units { .. } => variable(DataTypeId::EUInformation, read).build(),
-            Kind::Gateway { data_type } => variable(*data_type, read)
+            Kind::Command { data_type } => variable(*data_type, access).build(),
+            Kind::CommandStatus => variable(DataTypeId::String, access).build(),
+            Kind::Units { .. } => variable(DataTypeId::EUInformation, access).build(),
+            Kind::Gateway { data_type } => variable(*data_type, access)
                 .minimum_sampling_interval(0.0)
                 .build(),
         };

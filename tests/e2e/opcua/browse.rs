@@ -457,3 +457,153 @@ async fn paged_browse_browse_paths_and_attributes_answer_from_the_served_model()
     );
     ua.close().await;
 }
+
+/// A Read of the Value attribute answers as async-opcua answers it for a stored variable:
+/// the timestamps asked for and only those, the index range and data encoding checks, the
+/// status of a value never received, a folder without a Value. (The gateway reads Values
+/// straight from its model; this pins the answers to what building the node gave.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn value_reads_answer_like_stored_variables_for_every_kind_of_node() {
+    use ua::types::{NumericRange, QualifiedName, ReadValueId, TimestampsToReturn};
+    let sim = simulator(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Gateway::config_for(&sim, dir.path());
+    let gw = Gateway::start(config.clone(), dir).await;
+    let ua = gw.client().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while sim.open_streams() < sim.world().device_count() {
+        assert!(tokio::time::Instant::now() < deadline, "streams not open");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let device = &config.applications[0].devices[0];
+    let dev_eui = sim.world().devices().next().unwrap().dev_eui.clone();
+    sim.emit_uplink_now(&dev_eui);
+    let metric = device
+        .metrics
+        .iter()
+        .find(|m| m.metric_name != "battery_mv")
+        .expect("an uplink metric");
+    let metric_name = format!("{}/{}", device.device_id, metric.metric_name);
+    wait_all_good(&ua, std::slice::from_ref(&metric_name)).await;
+    let metric_id = ua.id(&metric_name);
+    let command = device.commands.first().expect("a command");
+    let command_id = ua.id(&format!("{}/{}", device.device_id, command.command_name));
+    let status_id = ua.id(&format!(
+        "{}/{}/Status",
+        device.device_id, command.command_name
+    ));
+    let value = |node: &NodeId| ReadValueId {
+        node_id: node.clone(),
+        attribute_id: AttributeId::Value as u32,
+        ..Default::default()
+    };
+    let read = |items: Vec<ReadValueId>, timestamps: TimestampsToReturn| {
+        let session = ua.session.clone();
+        async move { session.read(&items, timestamps, 0.0).await.expect("read") }
+    };
+
+    // The timestamps asked for, and only those.
+    for (mode, source, server) in [
+        (TimestampsToReturn::Both, true, true),
+        (TimestampsToReturn::Source, true, false),
+        (TimestampsToReturn::Server, false, true),
+        (TimestampsToReturn::Neither, false, false),
+    ] {
+        let got = read(vec![value(&metric_id)], mode).await.remove(0);
+        assert!(got.value.is_some(), "{mode:?}: {got:?}");
+        assert_eq!(
+            got.status.unwrap_or(StatusCode::Good),
+            StatusCode::Good,
+            "{got:?}"
+        );
+        assert_eq!(got.source_timestamp.is_some(), source, "{mode:?}: {got:?}");
+        assert_eq!(got.server_timestamp.is_some(), server, "{mode:?}: {got:?}");
+    }
+
+    let mut ranged = value(&metric_id);
+    ranged.index_range = NumericRange::Index(0);
+    let mut encoded = value(&metric_id);
+    encoded.data_encoding = QualifiedName::new(0, "Default XML");
+    let mut binary = value(&metric_id);
+    binary.data_encoding = QualifiedName::new(0, "Default Binary");
+    let got = read(
+        vec![
+            ranged,
+            encoded,
+            binary,
+            value(&command_id),
+            value(&status_id),
+            value(&ua.id(&device.device_id)),
+            value(&ua.id("no/such/node")),
+        ],
+        TimestampsToReturn::Both,
+    )
+    .await;
+    assert_eq!(
+        got[0].value, None,
+        "an index range on a scalar: {:?}",
+        got[0]
+    );
+    assert_eq!(
+        got[0].status,
+        Some(StatusCode::BadIndexRangeDataMismatch),
+        "{:?}",
+        got[0]
+    );
+    assert!(
+        got[0].source_timestamp.is_some() && got[0].server_timestamp.is_some(),
+        "{:?}",
+        got[0]
+    );
+    assert_eq!(
+        got[1].status,
+        Some(StatusCode::BadDataEncodingInvalid),
+        "{:?}",
+        got[1]
+    );
+    assert!(
+        got[1].source_timestamp.is_none() && got[1].server_timestamp.is_none(),
+        "a refused read has no timestamps: {:?}",
+        got[1]
+    );
+    assert!(
+        got[2].value.is_some(),
+        "Default Binary is supported: {:?}",
+        got[2]
+    );
+    assert!(
+        got[3].source_timestamp.is_some() && got[3].server_timestamp.is_some(),
+        "{:?}",
+        got[3]
+    );
+    assert_eq!(
+        got[3].value,
+        Some(Variant::Empty),
+        "a command never sent: {:?}",
+        got[3]
+    );
+    assert_eq!(
+        got[3].status,
+        Some(StatusCode::BadWaitingForInitialData),
+        "{:?}",
+        got[3]
+    );
+    assert!(
+        matches!(got[4].value, Some(Variant::String(_))),
+        "a command's Status is a string: {:?}",
+        got[4]
+    );
+    assert_eq!(
+        got[5].status,
+        Some(StatusCode::BadAttributeIdInvalid),
+        "a folder: {:?}",
+        got[5]
+    );
+    assert_eq!(
+        got[6].status,
+        Some(StatusCode::BadNodeIdUnknown),
+        "{:?}",
+        got[6]
+    );
+    ua.close().await;
+}
