@@ -464,6 +464,22 @@ mod tests {
             .collect()
     }
 
+    /// A fake storage refusing its first `refuse` appends, and the log of what it was asked.
+    async fn fake_storage(refuse: usize) -> (ActorRef<StorageMsg>, Arc<Mutex<Vec<Write>>>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (storage, _join) = Actor::spawn(
+            None,
+            FakeStorage,
+            FakeState {
+                log: log.clone(),
+                refuse,
+            },
+        )
+        .await
+        .expect("fake storage starts");
+        (storage, log)
+    }
+
     /// Waits (on the paused clock) until `done` holds.
     async fn until(what: &str, done: impl Fn() -> bool) {
         for _ in 0..10_000 {
@@ -498,17 +514,7 @@ mod tests {
         assert_eq!(stats.written.load(Ordering::Relaxed), 0);
 
         // Storage comes back, refuses the first append, then takes everything.
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (storage, _join) = Actor::spawn(
-            None,
-            FakeStorage,
-            FakeState {
-                log: log.clone(),
-                refuse: 1,
-            },
-        )
-        .await
-        .expect("fake storage starts");
+        let (storage, log) = fake_storage(1).await;
         forwarder.set_storage(Some(storage.clone()));
         until("the rest is written", || {
             stats.written.load(Ordering::Relaxed) == 9
@@ -533,17 +539,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn uplinks_arriving_one_by_one_share_a_commit_and_commands_do_not_wait() {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (storage, _join) = Actor::spawn(
-            None,
-            FakeStorage,
-            FakeState {
-                log: log.clone(),
-                refuse: 0,
-            },
-        )
-        .await
-        .expect("fake storage starts");
+        let (storage, log) = fake_storage(0).await;
         let forwarder = StorageForwarder::new();
         let stats = forwarder.stats.clone();
         forwarder.set_storage(Some(storage.clone()));
