@@ -13,6 +13,7 @@ mod logs;
 mod opcua;
 mod opcua_python;
 mod poller;
+mod poller_handoff;
 mod reload_edit;
 mod storage;
 mod supervision;
