@@ -145,36 +145,16 @@ async fn main() {
     );
 
     let opcua_port = free_port();
-    let config = format!(
-        r#"
-[chirpstack]
-server_address = "http://127.0.0.1:{sim_port}"
-tenant_id = "52f14cd4-c6f1-4fbd-8f87-4025e1d49242"
-polling_frequency = 10
-
-[opcua]
-host_ip_address = "127.0.0.1"
-host_port = {opcua_port}
-pki_dir = "{pki}"
-create_sample_keypair = true
-max_monitored_items_per_sub = 20000
-max_message_size = 16777216
-max_chunk_count = 512
-
-[storage]
-database_path = "{database}"
-
-[control]
-enabled = false
-
-[logging]
-level = "warn"
-
-{blocks}
-"#,
-        pki = dir.path().join("pki").display(),
-        database = database.display(),
-    );
+    let pki = dir.path().join("pki");
+    let config = common::gateway_toml(&common::GatewayToml {
+        sim_port,
+        opcua_port,
+        pki: &pki,
+        database: &database,
+        log_dir: None,
+        level: "warn",
+        chirpstack_extra: "",
+    }) + &blocks;
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, config).expect("config");
     // `OPCGW_BENCH_WRAP="heaptrack -o /tmp/gw"` runs the gateway under a profiler (the

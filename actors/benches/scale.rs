@@ -177,40 +177,19 @@ async fn main() {
     // The configuration: the whole world when it fits in one file, else FITTING_METRICS of
     // every device without units (all 10,000 devices are kept).
     let (log_dir, database, opcua_port) = (dir.join("log"), dir.join("opcgw.redb"), free_port());
+    let pki = dir.join("pki");
+    // One event stream per device, 100 on each of 100 connections: the default 16 connections
+    // stream 1,600 devices and leave the rest to GetMetrics aggregates (none for a String).
     let header = |level: &str| {
-        format!(
-            r#"[chirpstack]
-server_address = "http://127.0.0.1:{sim_port}"
-tenant_id = "52f14cd4-c6f1-4fbd-8f87-4025e1d49242"
-polling_frequency = 10
-# One event stream per device, 100 on each of 100 connections: the default 16 connections
-# stream 1,600 devices and leave the rest to GetMetrics aggregates (none for a String).
-max_stream_connections = 100
-
-[opcua]
-host_ip_address = "127.0.0.1"
-host_port = {opcua_port}
-pki_dir = "{pki}"
-create_sample_keypair = true
-max_monitored_items_per_sub = 20000
-max_message_size = 16777216
-max_chunk_count = 512
-
-[storage]
-database_path = "{database}"
-
-[control]
-enabled = false
-
-[logging]
-dir = "{log}"
-level = "{level}"
-
-"#,
-            pki = dir.join("pki").display(),
-            database = database.display(),
-            log = log_dir.display(),
-        )
+        common::gateway_toml(&common::GatewayToml {
+            sim_port,
+            opcua_port,
+            pki: &pki,
+            database: &database,
+            log_dir: Some(&log_dir),
+            level,
+            chirpstack_extra: "max_stream_connections = 100\n",
+        })
     };
     let limit = opcgw::config::MAX_CONFIG_FILE_BYTES as usize;
     let mut blocks = applications_toml(&apps);

@@ -260,3 +260,59 @@ pub fn log_problems(lines: &[String]) -> BTreeMap<String, (usize, String)> {
     }
     by_event
 }
+
+/// What differs between the benches' gateway configurations.
+pub struct GatewayToml<'a> {
+    pub sim_port: u16,
+    pub opcua_port: u16,
+    /// The key pair's directory.
+    pub pki: &'a Path,
+    pub database: &'a Path,
+    /// `None`: the default log directory.
+    pub log_dir: Option<&'a Path>,
+    pub level: &'a str,
+    /// More lines of `[chirpstack]` (ending in a newline), e.g. a stream pool size.
+    pub chirpstack_extra: &'a str,
+}
+
+/// The gateway configuration of a bench without its applications: the simulator upstream
+/// (polled every 10 s), OPC UA on 127.0.0.1 with room for large subscriptions and reads, no
+/// control socket; the caller appends the `[[application]]` blocks.
+pub fn gateway_toml(g: &GatewayToml) -> String {
+    let log_dir = g
+        .log_dir
+        .map(|dir| format!("dir = \"{}\"\n", dir.display()))
+        .unwrap_or_default();
+    format!(
+        r#"[chirpstack]
+server_address = "http://127.0.0.1:{sim_port}"
+tenant_id = "52f14cd4-c6f1-4fbd-8f87-4025e1d49242"
+polling_frequency = 10
+{chirpstack_extra}
+[opcua]
+host_ip_address = "127.0.0.1"
+host_port = {opcua_port}
+pki_dir = "{pki}"
+create_sample_keypair = true
+max_monitored_items_per_sub = 20000
+max_message_size = 16777216
+max_chunk_count = 512
+
+[storage]
+database_path = "{database}"
+
+[control]
+enabled = false
+
+[logging]
+{log_dir}level = "{level}"
+
+"#,
+        sim_port = g.sim_port,
+        chirpstack_extra = g.chirpstack_extra,
+        opcua_port = g.opcua_port,
+        pki = g.pki.display(),
+        database = g.database.display(),
+        level = g.level,
+    )
+}
