@@ -22,10 +22,7 @@ use std::time::{Duration, Instant};
 use opcgw::model::{Sample, SampleOrigin, Timestamp, Value};
 use opcgw::storage::Store;
 use ua::client::DataChangeCallback;
-use ua::types::{
-    AttributeId, MonitoredItemCreateRequest, MonitoringMode, MonitoringParameters, NodeId,
-    ReadValueId, TimestampsToReturn,
-};
+use ua::types::{AttributeId, NodeId, ReadValueId};
 
 // At least 12 characters and no common word: the gateway refuses weak secrets.
 const TOKEN: &str = "bench-token-6a1f3e";
@@ -217,7 +214,7 @@ async fn main() {
         )
         .await
         .expect("subscription");
-    let items: Vec<MonitoredItemCreateRequest> = applications
+    let reads: Vec<ReadValueId> = applications
         .iter()
         .flat_map(|a| &a.devices)
         .flat_map(|d| {
@@ -225,29 +222,13 @@ async fn main() {
                 .iter()
                 .map(move |m| opcgw::naming::metric_node_id(&d.device_id, &m.metric_name))
         })
-        .map(|id| MonitoredItemCreateRequest {
-            item_to_monitor: ReadValueId {
-                node_id: NodeId::new(2, id),
-                attribute_id: AttributeId::Value as u32,
-                ..Default::default()
-            },
-            monitoring_mode: MonitoringMode::Reporting,
-            requested_parameters: MonitoringParameters {
-                sampling_interval: 0.0,
-                queue_size: 1,
-                discard_oldest: true,
-                ..Default::default()
-            },
+        .map(|id| ReadValueId {
+            node_id: NodeId::new(2, id),
+            attribute_id: AttributeId::Value as u32,
+            ..Default::default()
         })
         .collect();
-    let monitored = items.len();
-    // The server takes at most 1,000 items per call (max_monitored_items_per_call).
-    for chunk in items.chunks(1_000) {
-        session
-            .create_monitored_items(subscription, TimestampsToReturn::Both, chunk.to_vec())
-            .await
-            .expect("monitored items");
-    }
+    let monitored = common::monitor_values(&session, subscription, &reads).await;
 
     let started = Instant::now();
     let mut samples = Vec::new();

@@ -13,8 +13,9 @@ use std::time::Duration;
 use ua::client::{ClientBuilder, IdentityToken, Session};
 use ua::crypto::SecurityPolicy;
 use ua::types::{
-    BrowseDescription, BrowseDirection, BrowseResultMask, MessageSecurityMode, NodeId, ObjectId,
-    ReferenceTypeId,
+    BrowseDescription, BrowseDirection, BrowseResultMask, MessageSecurityMode,
+    MonitoredItemCreateRequest, MonitoringMode, MonitoringParameters, NodeId, ObjectId,
+    ReadValueId, ReferenceTypeId, TimestampsToReturn,
 };
 
 /// A child process killed and reaped when the bench lets go of it (also on a panic).
@@ -315,4 +316,30 @@ enabled = false
         database = g.database.display(),
         level = g.level,
     )
+}
+
+/// Monitors every value of `reads` in `subscription` (reporting, sampling as fast as the
+/// server does, a queue of one), 1,000 items per call (the server's
+/// `max_monitored_items_per_call`); how many items.
+pub async fn monitor_values(session: &Session, subscription: u32, reads: &[ReadValueId]) -> usize {
+    let items: Vec<MonitoredItemCreateRequest> = reads
+        .iter()
+        .map(|read| MonitoredItemCreateRequest {
+            item_to_monitor: read.clone(),
+            monitoring_mode: MonitoringMode::Reporting,
+            requested_parameters: MonitoringParameters {
+                sampling_interval: 0.0,
+                queue_size: 1,
+                discard_oldest: true,
+                ..Default::default()
+            },
+        })
+        .collect();
+    for chunk in items.chunks(1_000) {
+        session
+            .create_monitored_items(subscription, TimestampsToReturn::Both, chunk.to_vec())
+            .await
+            .expect("monitored items");
+    }
+    items.len()
 }
