@@ -156,7 +156,7 @@ async fn main() {
     std::fs::write(&config_path, config).expect("config");
     // `OPCGW_BENCH_WRAP="heaptrack -o /tmp/gw"` runs the gateway under a profiler (the
     // resident figures are then the wrapper's, not the gateway's).
-    let mut command = match std::env::var("OPCGW_BENCH_WRAP") {
+    let command = match std::env::var("OPCGW_BENCH_WRAP") {
         Ok(wrapper) if !wrapper.trim().is_empty() => {
             let mut words = wrapper.split_whitespace();
             let mut command = Command::new(words.next().unwrap_or_default());
@@ -165,18 +165,7 @@ async fn main() {
         }
         _ => Command::new(bin),
     };
-    let gateway = Killed(
-        command
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .current_dir(dir.path())
-            .env("OPCGW_CHIRPSTACK__API_TOKEN", TOKEN)
-            .env("OPCGW_OPCUA__USER_PASSWORD", PASSWORD)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("gateway"),
-    );
+    let gateway = common::start_gateway(command, &config_path, dir.path(), TOKEN, PASSWORD);
     let pid = gateway.0.id();
 
     if std::env::var_os("OPCGW_BENCH_NO_CLIENT").is_some() {

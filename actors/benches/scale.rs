@@ -238,18 +238,7 @@ async fn main() {
 
     // The gateway generates its key pair at this first start (~0.2 s, counted in 1.).
     let spawned = Instant::now();
-    let gateway = Killed(
-        Command::new(bin)
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .current_dir(&dir)
-            .env("OPCGW_CHIRPSTACK__API_TOKEN", TOKEN)
-            .env("OPCGW_OPCUA__USER_PASSWORD", PASSWORD)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("gateway"),
-    );
+    let gateway = common::start_gateway(Command::new(bin), &config_path, &dir, TOKEN, PASSWORD);
     let pid = gateway.0.id();
     // VmRSS every second from the spawn until the end of the browse.
     let (stop, sampler) = common::sample_rss(pid, spawned);

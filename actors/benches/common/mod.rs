@@ -343,3 +343,26 @@ pub async fn monitor_values(session: &Session, subscription: u32, reads: &[ReadV
     }
     items.len()
 }
+
+/// `opcgw run --config <config>` in `dir` (the program and any profiler wrapping it are in
+/// `command`), with the API token and OPC UA password in the environment, output discarded.
+pub fn start_gateway(
+    mut command: std::process::Command,
+    config: &Path,
+    dir: &Path,
+    token: &str,
+    password: &str,
+) -> Killed {
+    Killed(
+        command
+            .args(["run", "--config"])
+            .arg(config)
+            .current_dir(dir)
+            .env("OPCGW_CHIRPSTACK__API_TOKEN", token)
+            .env("OPCGW_OPCUA__USER_PASSWORD", password)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("gateway"),
+    )
+}
