@@ -58,14 +58,27 @@ impl EnvSnapshot {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The `OPCGW_<SECTION>__<FIELD>` overrides as a figment provider.
-    pub fn overlay(&self) -> EnvOverlay {
-        let entries = self
-            .vars
-            .iter()
-            .filter_map(|(k, v)| Some((overlay_key(k)?, v.clone())))
-            .collect();
-        EnvOverlay { entries }
+    /// The `OPCGW_<SECTION>__<FIELD>` overrides as a figment provider, laid over `base` (the
+    /// file's values): a segment of digits under a list names an entry of that list
+    /// (`OPCGW_APPLICATION__0__APPLICATION_NAME`), and a value the file has as a string stays
+    /// a string (`OPCGW_APPLICATION__0__APPLICATION_ID=42`). A variable naming an entry the
+    /// list does not have is an [`IndexMissing`], not applied.
+    pub fn overlay(&self, base: &Value) -> (EnvOverlay, Vec<IndexMissing>) {
+        let mut root = Dict::new();
+        let mut missing = Vec::new();
+        for (name, raw) in &self.vars {
+            let Some(key) = overlay_key(name) else { continue };
+            let segments: Vec<&str> = key.split('.').collect();
+            if let Err(gap) = insert_nested(&mut root, Some(base), &segments, raw) {
+                missing.push(IndexMissing {
+                    variable: name.clone(),
+                    list: segments[..gap.depth].join("."),
+                    index: gap.index,
+                    len: gap.len,
+                });
+            }
+        }
+        (EnvOverlay { root }, missing)
     }
 
     /// The variable of the overlay that sets `key` or a key below it (`opcua` finds
@@ -95,7 +108,20 @@ fn overlay_key(name: &str) -> Option<String> {
 
 /// Nested keys (`chirpstack.polling_frequency`) with values parsed like figment's `Env`.
 pub struct EnvOverlay {
-    entries: Vec<(String, String)>,
+    root: Dict,
+}
+
+/// A variable that names a list entry the file does not have
+/// (`OPCGW_APPLICATION__3__APPLICATION_NAME` with two applications).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexMissing {
+    pub variable: String,
+    /// The list, dotted (`application`, `application.0.device`).
+    pub list: String,
+    /// The position named; `None` when the segment is not a number.
+    pub index: Option<usize>,
+    /// How many entries the list has.
+    pub len: usize,
 }
 
 /// The environment variable that sets `key` (`opcua.host_port` -> `OPCGW_OPCUA__HOST_PORT`).
@@ -113,30 +139,79 @@ impl Provider for EnvOverlay {
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, Error> {
-        let mut root = Dict::new();
-        for (path, raw) in &self.entries {
-            let value: Value = raw.parse().unwrap_or_else(|_| Value::from(raw.clone()));
-            insert_nested(&mut root, path, value);
-        }
-        Ok(Profile::Default.collect(root))
+        Ok(Profile::Default.collect(self.root.clone()))
     }
 }
 
-fn insert_nested(dict: &mut Dict, path: &str, value: Value) {
-    match path.split_once('.') {
-        None => {
-            dict.insert(path.to_string(), value);
+/// Where a path left the lists the file has: `depth` segments name the list.
+struct Gap {
+    depth: usize,
+    index: Option<usize>,
+    len: usize,
+}
+
+/// Sets `segments` in `dict` to `raw`. `base` is the file's value at the same place: a list
+/// there is copied in and its entry patched (figment would replace the list by a map), and a
+/// string there keeps `raw` a string.
+fn insert_nested(
+    dict: &mut Dict,
+    base: Option<&Value>,
+    segments: &[&str],
+    raw: &str,
+) -> Result<(), Gap> {
+    let (head, rest) = match segments {
+        [] => return Ok(()),
+        [head, rest @ ..] => (*head, rest),
+    };
+    let base = base.and_then(Value::as_dict).and_then(|d| d.get(head));
+    if rest.is_empty() {
+        dict.insert(head.to_string(), parse_value(raw, base));
+        return Ok(());
+    }
+    let entry = dict
+        .entry(head.to_string())
+        .or_insert_with(|| base.filter(|b| b.as_array().is_some()).cloned().unwrap_or_else(|| Value::from(Dict::new())));
+    match entry {
+        Value::Array(_, items) => {
+            let len = items.len();
+            let index = rest[0].parse::<usize>().ok();
+            let Some(item) = index.and_then(|i| items.get_mut(i)) else {
+                return Err(Gap { depth: 1, index, len });
+            };
+            if rest.len() == 1 {
+                let as_file = item.clone();
+                *item = parse_value(raw, Some(&as_file));
+                return Ok(());
+            }
+            if item.as_dict().is_none() {
+                *item = Value::from(Dict::new());
+            }
+            let item_base = item.clone();
+            let Value::Dict(_, inner) = item else { return Ok(()) };
+            insert_nested(inner, Some(&item_base), &rest[1..], raw)
+                .map_err(|gap| Gap { depth: gap.depth + 2, ..gap })
         }
-        Some((head, rest)) => {
-            let entry = dict
-                .entry(head.to_string())
-                .or_insert_with(|| Value::from(Dict::new()));
+        // A position where the file has no list (no `[[application]]` at all).
+        _ if rest[0].parse::<usize>().is_ok() => Err(Gap {
+            depth: 1,
+            index: rest[0].parse().ok(),
+            len: 0,
+        }),
+        _ => {
             if entry.as_dict().is_none() {
                 *entry = Value::from(Dict::new());
             }
-            if let Value::Dict(_, inner) = entry {
-                insert_nested(inner, rest, value);
-            }
+            let Value::Dict(_, inner) = entry else { return Ok(()) };
+            insert_nested(inner, base, rest, raw).map_err(|gap| Gap { depth: gap.depth + 1, ..gap })
         }
     }
+}
+
+/// `raw` parsed like figment's `Env` (`42` a number, `true` a bool, `[1, 2]` a list), except
+/// where the file has a string: an id of digits must not become a number.
+fn parse_value(raw: &str, base: Option<&Value>) -> Value {
+    if matches!(base, Some(Value::String(..))) {
+        return Value::from(raw.to_string());
+    }
+    raw.parse().unwrap_or_else(|_| Value::from(raw.to_string()))
 }

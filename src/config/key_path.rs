@@ -47,9 +47,18 @@ impl KeyPath {
         &self.0
     }
 
-    /// Without list indices: a key an environment variable can set (`opcua.host_port`).
-    pub(super) fn is_plain(&self) -> bool {
-        self.0.iter().all(|s| matches!(s, Segment::Key(_)))
+    /// The key as the environment overlay spells it, indices as segments
+    /// (`application.0.device_name`).
+    pub(super) fn dotted(&self) -> String {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|s| match s {
+                Segment::Key(key) => key.clone(),
+                Segment::Index(index) => index.to_string(),
+            })
+            .collect();
+        parts.join(".")
     }
 }
 
@@ -81,7 +90,7 @@ mod tests {
             path.to_string(),
             "application[0].device[1].read_metric[2].unit"
         );
-        assert!(!path.is_plain());
-        assert!(KeyPath::root("opcua").key("host_port").is_plain());
+        assert_eq!(path.dotted(), "application.0.device.1.read_metric.2.unit");
+        assert_eq!(KeyPath::root("opcua").key("host_port").dotted(), "opcua.host_port");
     }
 }

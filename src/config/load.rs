@@ -119,7 +119,7 @@ pub fn load_text(
 }
 
 fn load_sources(sources: Sources<'_>, path: &Path) -> Result<LoadedConfig, ConfigError> {
-    let mut problems = Vec::new();
+    let mut problems = sources.env_problems.clone();
     sources.report_unknown_sections(&mut problems);
 
     let mut config = AppConfig {
@@ -163,6 +163,8 @@ struct Sources<'a> {
     file: SourceFile,
     env: &'a EnvSnapshot,
     figment: Figment,
+    /// Variables naming list entries the file does not have.
+    env_problems: Vec<ConfigProblem>,
 }
 
 impl<'a> Sources<'a> {
@@ -171,9 +173,13 @@ impl<'a> Sources<'a> {
     }
 
     fn from_file(file: SourceFile, path: &Path, env: &'a EnvSnapshot) -> Result<Self, ConfigError> {
-        let figment = Figment::new()
-            .merge(Toml::string(file.text()))
-            .merge(env.overlay());
+        let from_file = Figment::new().merge(Toml::string(file.text()));
+        let base = from_file
+            .find_value("")
+            .unwrap_or_else(|_| Value::from(figment::value::Dict::new()));
+        let (overlay, missing) = env.overlay(&base);
+        let figment = from_file.merge(overlay);
+        let env_problems = missing.iter().map(index_missing_problem).collect();
         // The syntax was checked on the same text by the same parser; this is a safety net.
         if let Err(err) = figment.find_value("") {
             return Err(ConfigError::Invalid {
@@ -181,16 +187,17 @@ impl<'a> Sources<'a> {
                 problems: figment_problems(err, None),
             });
         }
-        Ok(Self { file, env, figment })
+        Ok(Self {
+            file,
+            env,
+            figment,
+            env_problems,
+        })
     }
 
     /// " (from OPCGW_…)" or " (in <file>, line L, column C)": where `key` was set.
     fn origin(&self, key: &KeyPath) -> String {
-        let from_env = if key.is_plain() {
-            self.env.overlay_var(&key.to_string())
-        } else {
-            None
-        };
+        let from_env = self.env.overlay_var(&key.dotted());
         match (from_env, self.file.locate(key)) {
             (Some(var), _) => format!(" (from {var})"),
             (None, Some(location)) => format!(" ({location})"),
@@ -256,6 +263,37 @@ impl<'a> Sources<'a> {
                 T::default()
             }
         }
+    }
+}
+
+/// "OPCGW_APPLICATION__3__APPLICATION_NAME names application[3], which the file does not
+/// have", keyed by the entry.
+fn index_missing_problem(missing: &crate::config::env::IndexMissing) -> ConfigProblem {
+    let list = KeyPath::default()
+        .join_dotted(missing.list.split('.'))
+        .to_string();
+    let has = match missing.len {
+        0 => format!("the file has no {list} entries"),
+        1 => format!("the file has one {list} entry, [0]"),
+        n => format!("the file has {n} {list} entries, [0] to [{}]", n - 1),
+    };
+    match missing.index {
+        Some(index) => ConfigProblem::new(
+            format!("{list}[{index}]"),
+            format!(
+                "{} names {list}[{index}], which does not exist: {has}; the environment \
+                 changes entries of the file, it does not add them (add the entry to the file)",
+                missing.variable
+            ),
+        ),
+        None => ConfigProblem::new(
+            list.clone(),
+            format!(
+                "{} does not name a position in {list} (expected a number: {}__0__...; {has})",
+                missing.variable,
+                env_var_for(&missing.list)
+            ),
+        ),
     }
 }
 

@@ -56,6 +56,132 @@ fn a_numeric_looking_token_from_env_stays_a_string_secret() {
     assert_eq!(config.control.token.expose(), "1_000_000_000_000_007");
 }
 
+/// BASE with a second application of two devices.
+fn two_applications() -> String {
+    format!(
+        r#"{BASE}
+[[application]]
+application_name = "Power"
+application_id = "app-2"
+
+  [[application.device]]
+  device_name = "Meter A"
+  device_id = "0000000000000002"
+
+  [[application.device]]
+  device_name = "Meter B"
+  device_id = "0000000000000003"
+"#
+    )
+}
+
+#[test]
+fn indexed_variables_override_entries_of_the_lists_in_the_file() {
+    let config = load_with(
+        &two_applications(),
+        &[
+            ("OPCGW_APPLICATION__0__APPLICATION_NAME", "Water (env)"),
+            ("OPCGW_APPLICATION__1__DEVICE__1__DEVICE_NAME", "Meter B (env)"),
+            ("OPCGW_APPLICATION__1__DEVICE__1__STALE_THRESHOLD_SECONDS", "900"),
+            (
+                "OPCGW_APPLICATION__0__DEVICE__0__READ_METRIC__0__METRIC_UNIT",
+                "mm",
+            ),
+            // An id of digits stays a string where the file has a string.
+            ("OPCGW_APPLICATION__1__APPLICATION_ID", "42"),
+            ("OPCGW_CHIRPSTACK__POLLING_FREQUENCY", "30"),
+        ],
+    )
+    .unwrap()
+    .config;
+    let [water, power] = &config.applications[..] else {
+        panic!("expected the file's two applications, got {:?}", config.applications);
+    };
+    assert_eq!(water.application_name, "Water (env)");
+    assert_eq!(water.application_id, "app-1");
+    assert_eq!(water.devices[0].metrics[0].metric_unit.as_deref(), Some("mm"));
+    assert_eq!(water.devices[0].metrics[0].metric_name, "Level");
+    assert_eq!(water.devices[0].commands[0].command_name, "Valve");
+    assert_eq!(power.application_name, "Power");
+    assert_eq!(power.application_id, "42");
+    assert_eq!(power.devices[0].device_name, "Meter A");
+    assert_eq!(power.devices[1].device_name, "Meter B (env)");
+    assert_eq!(power.devices[1].device_id, "0000000000000003");
+    assert_eq!(power.devices[1].stale_threshold_seconds, Some(900));
+    assert_eq!(config.chirpstack.polling_frequency, 30);
+}
+
+#[test]
+fn an_indexed_variable_naming_an_entry_the_file_lacks_is_refused_with_the_index() {
+    let found = problems(load_with(
+        &two_applications(),
+        &[
+            ("OPCGW_APPLICATION__2__APPLICATION_NAME", "Gas"),
+            ("OPCGW_APPLICATION__1__DEVICE__5__DEVICE_NAME", "Meter F"),
+            ("OPCGW_APPLICATION__0__DEVICE__0__COMMAND__1__COMMAND_PORT", "9"),
+            ("OPCGW_APPLICATION__FIRST__APPLICATION_NAME", "x"),
+        ],
+    ));
+    let text: Vec<String> = found.iter().map(ToString::to_string).collect();
+    let expect = [
+        (
+            "application[2]",
+            "OPCGW_APPLICATION__2__APPLICATION_NAME names application[2], which does not exist: \
+             the file has 2 application entries, [0] to [1]",
+        ),
+        (
+            "application[1].device[5]",
+            "OPCGW_APPLICATION__1__DEVICE__5__DEVICE_NAME names application[1].device[5], which \
+             does not exist: the file has 2 application[1].device entries, [0] to [1]",
+        ),
+        (
+            "application[0].device[0].command[1]",
+            "the file has one application[0].device[0].command entry, [0]",
+        ),
+        (
+            "application",
+            "OPCGW_APPLICATION__FIRST__APPLICATION_NAME does not name a position in application \
+             (expected a number: OPCGW_APPLICATION__0__...",
+        ),
+    ];
+    for (key, message) in expect {
+        assert!(
+            found.iter().any(|p| p.key == key && p.message.contains(message)),
+            "no problem at {key} saying {message:?} in {text:#?}"
+        );
+    }
+    assert_eq!(found.len(), 4, "{text:#?}");
+}
+
+#[test]
+fn an_indexed_variable_without_any_entry_in_the_file_says_so() {
+    let without_applications = &BASE[..BASE.find("[[application]]").unwrap()];
+    let found = problems(load_with(
+        without_applications,
+        &[("OPCGW_APPLICATION__0__APPLICATION_NAME", "Water")],
+    ));
+    assert!(
+        found.iter().any(|p| p.key == "application[0]"
+            && p.message.contains("the file has no application entries")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn a_mistyped_indexed_variable_is_reported_at_its_key_from_the_variable() {
+    let found = problems(load_with(
+        &two_applications(),
+        &[("OPCGW_APPLICATION__1__DEVICE__0__STALE_THRESHOLD_SECONDS", "soon")],
+    ));
+    assert!(
+        found.iter().any(|p| p.key == "application[1].device[0].stale_threshold_seconds"
+            && p
+                .message
+                .contains("(from OPCGW_APPLICATION__1__DEVICE__0__STALE_THRESHOLD_SECONDS)")),
+        "{found:#?}"
+    );
+}
+
 #[test]
 fn unrelated_opcgw_variables_are_not_config_keys() {
     // The bootstrap short forms and the config path variable must not be read as sections.
