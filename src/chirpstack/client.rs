@@ -36,6 +36,12 @@ pub const MAX_LISTED_ITEMS: usize = 100_000;
 pub enum UpstreamError {
     #[error("ChirpStack is unreachable: {0}")]
     Unavailable(String),
+    /// Nothing listens at the server address (the connection was refused): down, not a
+    /// passing failure of one call.
+    #[error(
+        "ChirpStack refused the connection (is it running at chirpstack.server_address?): {0}"
+    )]
+    Refused(String),
     #[error("ChirpStack rejected the API token (UNAUTHENTICATED); set OPCGW_CHIRPSTACK__API_TOKEN to a valid API key")]
     Unauthenticated,
     #[error("the API token may not do this (PERMISSION_DENIED): {0}")]
@@ -55,6 +61,9 @@ pub enum UpstreamError {
 impl UpstreamError {
     pub fn from_status(status: &Status) -> Self {
         let message = sanitize_for_log(status.message(), 200);
+        if connection_refused(status) {
+            return Self::Refused(message);
+        }
         match status.code() {
             Code::Unavailable | Code::Cancelled | Code::Aborted => Self::Unavailable(message),
             Code::DeadlineExceeded => Self::Timeout(Duration::ZERO),
@@ -71,8 +80,33 @@ impl UpstreamError {
 
     /// The server could not be reached or did not answer (as opposed to answering "no").
     pub fn is_connectivity(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::Timeout(_))
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::Refused(_) | Self::Timeout(_)
+        )
     }
+
+    /// A failure that the same call, made again a moment later, may not meet: the server (or
+    /// a proxy before it) answered UNAVAILABLE. Not a refused connection, not a timeout (a
+    /// second wait would double the cycle), not an answer.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// Whether `status` comes from a refused TCP connection (tonic keeps the transport error as
+/// the status's source).
+fn connection_refused(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// How to reach ChirpStack.
@@ -562,6 +596,27 @@ mod tests {
         assert!(err.to_string().contains("OPCGW_CHIRPSTACK__API_TOKEN"));
         assert!(UpstreamError::from_status(&Status::unavailable("refused")).is_connectivity());
         assert!(!UpstreamError::from_status(&Status::not_found("x")).is_connectivity());
+    }
+
+    /// A port nothing listens on: the call fails as `Refused` (down at once), not as the
+    /// `Unavailable` a server answers with (a passing failure, retried).
+    #[tokio::test]
+    async fn a_refused_connection_is_told_apart_from_an_unavailable_answer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        let client = ChirpstackClient::new(ClientSettings {
+            server_address: format!("http://{address}"),
+            api_token: Secret::new("test-token-0123456789"),
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+        let error = client.get_queue("0000000000000001").await.unwrap_err();
+        assert!(matches!(error, UpstreamError::Refused(_)), "{error:?}");
+        assert!(error.is_connectivity() && !error.is_transient());
+        let answered = UpstreamError::from_status(&Status::unavailable("try again"));
+        assert!(answered.is_transient(), "{answered:?}");
     }
 
     /// Events many times larger than the stream's first buffer and its receive window

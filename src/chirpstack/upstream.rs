@@ -2,8 +2,13 @@
 //!
 //! "Connect and survive": an unreachable or refusing server is a state, not an error path.
 //! Each state change is reported once (the caller logs transitions, not attempts), and the
-//! schedule keeps recovery attempts bounded: `retry` attempts `delay` apart, then doubling up
-//! to [`SLOW_RETRY_CAP`]; a rejected token is retried slowly from the start.
+//! schedule keeps recovery attempts bounded: after a failed cycle, `retry` attempts `delay`
+//! apart, then doubling up to [`SLOW_RETRY_CAP`]; a rejected token is retried slowly from the
+//! start.
+//!
+//! The state does not flap: one failed cycle among good ones is `degraded`, `down` takes
+//! [`DOWN_AFTER_FAILURES`] failed cycles in a row (or a refused connection), and `degraded`
+//! turns `connected` only after [`CLEAN_CYCLES_TO_CONNECT`] clean cycles in a row.
 
 use std::time::Duration;
 
@@ -18,6 +23,12 @@ pub const SLOW_RETRY_CAP: Duration = Duration::from_secs(300);
 /// Wait between attempts while the token is rejected (an operator must fix it; hammering
 /// the server with a bad token helps no one and may trip its rate limits).
 pub const AUTH_RETRY: Duration = Duration::from_secs(60);
+/// Failed cycles in a row (unreachable, timing out) before the state is `down`; a refused
+/// connection is `down` at once.
+pub const DOWN_AFTER_FAILURES: u32 = 3;
+/// Clean cycles in a row before a `degraded` link is `connected` again (from `starting` or
+/// `down`, the first clean cycle is enough: recovery is news at once).
+pub const CLEAN_CYCLES_TO_CONNECT: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -78,6 +89,8 @@ pub struct UpstreamTracker {
     last_poll: Option<Timestamp>,
     last_error: Option<String>,
     failures: u32,
+    /// Clean cycles in a row.
+    clean: u32,
     /// Recovery attempts at the fast rate before backing off.
     pub retry: u32,
     pub delay: Duration,
@@ -91,6 +104,7 @@ impl UpstreamTracker {
             last_poll: None,
             last_error: None,
             failures: 0,
+            clean: 0,
             retry,
             delay,
         }
@@ -114,20 +128,35 @@ impl UpstreamTracker {
         self.failures = 0;
         match partial {
             Some(reason) => {
+                self.clean = 0;
                 self.last_error = Some(reason.clone());
                 self.move_to(UpstreamState::Degraded, reason, now)
             }
-            None => self.move_to(UpstreamState::Connected, "poll succeeded".into(), now),
+            None => {
+                self.clean = self.clean.saturating_add(1);
+                let settled =
+                    self.state != UpstreamState::Degraded || self.clean >= CLEAN_CYCLES_TO_CONNECT;
+                if !settled {
+                    return None;
+                }
+                self.move_to(UpstreamState::Connected, "poll succeeded".into(), now)
+            }
         }
     }
 
     /// A poll cycle failed as a whole.
     pub fn poll_failed(&mut self, error: &UpstreamError, now: Timestamp) -> Option<Transition> {
         self.failures = self.failures.saturating_add(1);
+        self.clean = 0;
         self.last_error = Some(error.to_string());
         let to = match error {
             UpstreamError::Unauthenticated => UpstreamState::Unauthenticated,
-            e if e.is_connectivity() => UpstreamState::Down,
+            UpstreamError::Refused(_) => UpstreamState::Down,
+            e if e.is_connectivity()
+                && (self.failures >= DOWN_AFTER_FAILURES || self.state == UpstreamState::Down) =>
+            {
+                UpstreamState::Down
+            }
             _ => UpstreamState::Degraded,
         };
         self.move_to(to, error.to_string(), now)
@@ -145,11 +174,9 @@ impl UpstreamTracker {
     /// How long to wait before the next poll.
     pub fn next_poll_in(&self, polling_frequency: Duration) -> Duration {
         match self.state {
-            UpstreamState::Starting | UpstreamState::Connected | UpstreamState::Degraded => {
-                polling_frequency
-            }
             UpstreamState::Unauthenticated => AUTH_RETRY.max(self.delay),
-            UpstreamState::Down => {
+            _ if self.failures == 0 => polling_frequency,
+            _ => {
                 // `retry` attempts at `delay` (attempt 0 of the schedule), then doubling.
                 let slow = Backoff::new(self.delay, SLOW_RETRY_CAP.max(self.delay));
                 slow.nominal_delay(self.failures.saturating_sub(self.retry))
@@ -178,7 +205,7 @@ mod tests {
     fn each_state_change_is_reported_once() {
         let t = Timestamp(0);
         let mut tracker = UpstreamTracker::new(3, Duration::from_secs(10), t);
-        let down = UpstreamError::Unavailable("refused".into());
+        let down = UpstreamError::Refused("connection refused".into());
         assert_eq!(
             tracker.poll_failed(&down, t).map(|x| x.to),
             Some(UpstreamState::Down)
@@ -205,6 +232,79 @@ mod tests {
                 .map(|x| x.to),
             Some(UpstreamState::Degraded)
         );
+    }
+
+    /// Every 4th call failing: a failed cycle now and then is `degraded`, retried at the fast
+    /// rate, and never `down`; three failed cycles in a row are.
+    #[test]
+    fn a_failed_cycle_among_good_ones_is_degraded_and_down_takes_three_in_a_row() {
+        let t = Timestamp(0);
+        let freq = Duration::from_secs(10);
+        let mut tracker = UpstreamTracker::new(3, Duration::from_secs(2), t);
+        let hiccup = UpstreamError::Unavailable("injected".into());
+        let mut states = Vec::new();
+        for failed in [true, false, false, true, false, true, false, false, false] {
+            if failed {
+                tracker.poll_failed(&hiccup, t);
+                assert_eq!(
+                    tracker.next_poll_in(freq),
+                    Duration::from_secs(2),
+                    "retried soon"
+                );
+            } else {
+                tracker.poll_succeeded(None, t);
+                assert_eq!(tracker.next_poll_in(freq), freq);
+            }
+            states.push(tracker.state());
+        }
+        use UpstreamState::*;
+        assert_eq!(
+            states,
+            [
+                Degraded, Degraded, Connected, Degraded, Degraded, Degraded, Degraded, Connected,
+                Connected
+            ],
+            "degraded until two clean cycles in a row; never down"
+        );
+
+        let mut transitions = Vec::new();
+        for _ in 0..DOWN_AFTER_FAILURES {
+            transitions.extend(tracker.poll_failed(&hiccup, t).map(|x| x.to));
+        }
+        assert_eq!(transitions, [Degraded, Down]);
+        assert_eq!(
+            tracker.poll_succeeded(None, t).map(|x| x.to),
+            Some(Connected),
+            "recovery from down is news at once"
+        );
+    }
+
+    #[test]
+    fn a_refused_connection_or_a_timeout_streak_is_down_and_an_answer_never_is() {
+        let t = Timestamp(0);
+        let mut tracker = UpstreamTracker::new(3, Duration::from_secs(2), t);
+        tracker.poll_succeeded(None, t);
+        assert_eq!(
+            tracker
+                .poll_failed(&UpstreamError::Refused("connection refused".into()), t)
+                .map(|x| x.to),
+            Some(UpstreamState::Down)
+        );
+        tracker.poll_succeeded(None, t);
+        for _ in 0..5 {
+            tracker.poll_failed(&UpstreamError::NotFound("application".into()), t);
+        }
+        assert_eq!(
+            tracker.state(),
+            UpstreamState::Degraded,
+            "ChirpStack answered"
+        );
+        tracker.poll_succeeded(None, t);
+        tracker.poll_succeeded(None, t);
+        for _ in 0..DOWN_AFTER_FAILURES {
+            tracker.poll_failed(&UpstreamError::Timeout(Duration::from_secs(5)), t);
+        }
+        assert_eq!(tracker.state(), UpstreamState::Down);
     }
 
     #[test]

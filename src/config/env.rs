@@ -67,7 +67,9 @@ impl EnvSnapshot {
         let mut root = Dict::new();
         let mut missing = Vec::new();
         for (name, raw) in &self.vars {
-            let Some(key) = overlay_key(name) else { continue };
+            let Some(key) = overlay_key(name) else {
+                continue;
+            };
             let segments: Vec<&str> = key.split('.').collect();
             if let Err(gap) = insert_nested(&mut root, Some(base), &segments, raw) {
                 missing.push(IndexMissing {
@@ -168,15 +170,21 @@ fn insert_nested(
         dict.insert(head.to_string(), parse_value(raw, base));
         return Ok(());
     }
-    let entry = dict
-        .entry(head.to_string())
-        .or_insert_with(|| base.filter(|b| b.as_array().is_some()).cloned().unwrap_or_else(|| Value::from(Dict::new())));
+    let entry = dict.entry(head.to_string()).or_insert_with(|| {
+        base.filter(|b| b.as_array().is_some())
+            .cloned()
+            .unwrap_or_else(|| Value::from(Dict::new()))
+    });
     match entry {
         Value::Array(_, items) => {
             let len = items.len();
             let index = rest[0].parse::<usize>().ok();
             let Some(item) = index.and_then(|i| items.get_mut(i)) else {
-                return Err(Gap { depth: 1, index, len });
+                return Err(Gap {
+                    depth: 1,
+                    index,
+                    len,
+                });
             };
             if rest.len() == 1 {
                 let as_file = item.clone();
@@ -187,9 +195,13 @@ fn insert_nested(
                 *item = Value::from(Dict::new());
             }
             let item_base = item.clone();
-            let Value::Dict(_, inner) = item else { return Ok(()) };
-            insert_nested(inner, Some(&item_base), &rest[1..], raw)
-                .map_err(|gap| Gap { depth: gap.depth + 2, ..gap })
+            let Value::Dict(_, inner) = item else {
+                return Ok(());
+            };
+            insert_nested(inner, Some(&item_base), &rest[1..], raw).map_err(|gap| Gap {
+                depth: gap.depth + 2,
+                ..gap
+            })
         }
         // A position where the file has no list (no `[[application]]` at all).
         _ if rest[0].parse::<usize>().is_ok() => Err(Gap {
@@ -201,8 +213,13 @@ fn insert_nested(
             if entry.as_dict().is_none() {
                 *entry = Value::from(Dict::new());
             }
-            let Value::Dict(_, inner) = entry else { return Ok(()) };
-            insert_nested(inner, base, rest, raw).map_err(|gap| Gap { depth: gap.depth + 1, ..gap })
+            let Value::Dict(_, inner) = entry else {
+                return Ok(());
+            };
+            insert_nested(inner, base, rest, raw).map_err(|gap| Gap {
+                depth: gap.depth + 1,
+                ..gap
+            })
         }
     }
 }

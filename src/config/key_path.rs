@@ -91,6 +91,9 @@ mod tests {
             "application[0].device[1].read_metric[2].unit"
         );
         assert_eq!(path.dotted(), "application.0.device.1.read_metric.2.unit");
-        assert_eq!(KeyPath::root("opcua").key("host_port").dotted(), "opcua.host_port");
+        assert_eq!(
+            KeyPath::root("opcua").key("host_port").dotted(),
+            "opcua.host_port"
+        );
     }
 }

@@ -76,7 +76,7 @@ impl PollerProbe {
         }
     }
 
-    fn drain(&mut self) {
+    pub fn drain(&mut self) {
         while let Ok(feed) = self.feed.try_recv() {
             self.seen.push(feed);
         }
@@ -308,6 +308,76 @@ async fn a_wrong_token_is_reported_clearly_retried_slowly_and_never_logged() {
         !logs::events("chirpstack_auth_failed", "").is_empty(),
         "no auth failure event"
     );
+    poller.stop();
+    sim.shutdown().await;
+}
+
+/// ChirpStack answering every 4th call UNAVAILABLE (a proxy's hiccups): every value arrives
+/// within one poll period of start, and the link is never shown `down` (it was: one failed
+/// listing flipped it to down and back, closing every event stream each time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_failing_every_fourth_call_never_shows_down_and_loses_no_value() {
+    let sim = simulator(|c| {
+        c.devices_per_application = 4;
+        c.metrics_per_device = 2;
+        c.event_history = 10;
+    })
+    .await;
+    let devices: Vec<String> = sim.world().devices().map(|d| d.dev_eui.clone()).collect();
+    for dev in &devices {
+        sim.emit_uplink_now(dev);
+    }
+    sim.set_fail_every(4);
+    let config = gateway_config(&sim, |c| c.chirpstack.polling_frequency = 2);
+    let wanted: HashSet<(String, String)> = config
+        .devices()
+        .flat_map(|(_, d)| {
+            d.metrics
+                .iter()
+                .map(move |m| (d.device_id.clone(), m.metric_name.clone()))
+        })
+        .collect();
+    let mut poller = PollerProbe::start(config).await;
+    poller
+        .wait_for(
+            Duration::from_secs(2),
+            "every value within one poll period of start",
+            |feed| {
+                let got: HashSet<(String, String)> = samples(feed)
+                    .into_iter()
+                    .map(|s| (s.device_id, s.metric))
+                    .collect();
+                wanted.is_subset(&got)
+            },
+        )
+        .await;
+
+    // Three poll periods more, with uplinks (so GetMetrics and listings keep failing now and
+    // then): the state shown never says down.
+    for round in 0..6 {
+        sim.emit_uplink_now(&devices[round % devices.len()]);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    poller.drain();
+    let states: Vec<UpstreamState> = poller
+        .seen
+        .iter()
+        .filter_map(|f| match f {
+            Feed::Upstream(status) => Some(status.state),
+            _ => None,
+        })
+        .collect();
+    assert!(states.len() >= 3, "{states:?}");
+    assert!(
+        !states.contains(&UpstreamState::Down),
+        "the link was shown down: {states:?}"
+    );
+    assert!(
+        logs::events("upstream_state_changed", "to=\"down\"").is_empty()
+            && logs::events("upstream_state_changed", "to=down").is_empty(),
+        "a down transition was logged"
+    );
+    assert!(total_calls(&sim) >= 8, "calls were made (and some failed)");
     poller.stop();
     sim.shutdown().await;
 }

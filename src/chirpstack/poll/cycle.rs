@@ -19,6 +19,26 @@ use crate::chirpstack::mapping::{convert_aggregate, MetricMapping, Rejection};
 use crate::config::MetricType;
 use crate::model::{Sample, SampleOrigin, Timestamp};
 
+/// Wait before the one retry of a call the server answered UNAVAILABLE (a proxy's hiccup, a
+/// server restarting a worker): one failed call must not cost a device a whole poll period.
+pub const TRANSIENT_RETRY_DELAY: Duration = Duration::from_millis(200);
+
+/// `call`, made once more after [`TRANSIENT_RETRY_DELAY`] when its answer was a transient
+/// failure; with the number of calls made.
+async fn retried<T, F, Fut>(mut call: F) -> (u32, Result<T, UpstreamError>)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, UpstreamError>>,
+{
+    match call().await {
+        Err(error) if error.is_transient() => {
+            tokio::time::sleep(TRANSIENT_RETRY_DELAY).await;
+            (2, call().await)
+        }
+        answer => (1, answer),
+    }
+}
+
 /// The metrics of one device to fetch from `GetMetrics`.
 #[derive(Debug, Clone)]
 pub struct FallbackTarget {
@@ -134,11 +154,14 @@ async fn verify_applications<C: ChirpstackApi>(
     input: &CycleInput,
     report: &mut CycleReport,
 ) -> Result<(), UpstreamError> {
-    report.calls += 1;
-    let apps = calls
-        .api
-        .list_applications(&input.tenant_id, input.page_size)
-        .await?;
+    let (count, apps) = retried(|| {
+        calls
+            .api
+            .list_applications(&input.tenant_id, input.page_size)
+    })
+    .await;
+    report.calls += count;
+    let apps = apps?;
     report.unknown_applications = input
         .application_ids
         .iter()
@@ -160,19 +183,28 @@ async fn list_devices<C: ChirpstackApi>(
         let (calls, page_size) = (calls.clone(), input.page_size);
         listings.spawn(async move {
             let _permit = calls.permits.acquire_owned().await;
-            let result = calls.api.list_devices(&application_id, page_size).await;
-            (application_id, result)
+            let (count, result) =
+                retried(|| calls.api.list_devices(&application_id, page_size)).await;
+            (application_id, count, result)
         });
     }
     let mut listing_errors = Vec::new();
     while let Some(joined) = listings.join_next().await {
-        report.calls += 1;
         match joined {
-            Ok((_, Ok(devices))) => report.devices.extend(devices),
-            Ok((application_id, Err(error))) => listing_errors.push((application_id, error)),
-            Err(join) => report
-                .partial_errors
-                .push(format!("listing task failed: {join}")),
+            Ok((_, count, Ok(devices))) => {
+                report.calls += count;
+                report.devices.extend(devices);
+            }
+            Ok((application_id, count, Err(error))) => {
+                report.calls += count;
+                listing_errors.push((application_id, error));
+            }
+            Err(join) => {
+                report.calls += 1;
+                report
+                    .partial_errors
+                    .push(format!("listing task failed: {join}"));
+            }
         }
     }
     if !listing_errors.is_empty() && listing_errors.len() == input.application_ids.len() {
@@ -247,17 +279,16 @@ async fn get_bucket<C: ChirpstackApi + ?Sized>(
     Result<BTreeMap<String, MetricBuckets>, UpstreamError>,
 ) {
     let (start, end) = bucket_of(aggregation, seen);
-    let result = api.get_metrics(device_id, start, end, aggregation).await;
+    let (count, result) = retried(|| api.get_metrics(device_id, start, end, aggregation)).await;
     if aggregation == Aggregation::Minute
         && matches!(result, Err(UpstreamError::InvalidArgument(_)))
     {
         let (start, end) = bucket_of(Aggregation::Hour, seen);
-        let result = api
-            .get_metrics(device_id, start, end, Aggregation::Hour)
-            .await;
-        return (Aggregation::Hour, 2, result);
+        let (more, result) =
+            retried(|| api.get_metrics(device_id, start, end, Aggregation::Hour)).await;
+        return (Aggregation::Hour, count + more, result);
     }
-    (aggregation, 1, result)
+    (aggregation, count, result)
 }
 
 /// Link quality of the last uplink's bucket.
@@ -277,18 +308,17 @@ async fn fetch_link_quality<C: ChirpstackApi>(
         links.spawn(async move {
             let _permit = calls.permits.acquire_owned().await;
             let (start, end) = bucket_of(aggregation, seen);
-            let result = calls
-                .api
-                .get_link_metrics(&device, start, end, aggregation)
-                .await;
-            (device, start, result)
+            let (count, result) =
+                retried(|| calls.api.get_link_metrics(&device, start, end, aggregation)).await;
+            (device, start, count, result)
         });
     }
     while let Some(joined) = links.join_next().await {
-        report.calls += 1;
-        let Ok((device, bucket, result)) = joined else {
+        let Ok((device, bucket, count, result)) = joined else {
+            report.calls += 1;
             continue;
         };
+        report.calls += count;
         match result {
             Ok((rssi, snr)) => {
                 let at = |series: &MetricBuckets| {
@@ -321,22 +351,28 @@ async fn check_queues<C: ChirpstackApi>(
         let calls = calls.clone();
         queues.spawn(async move {
             let _permit = calls.permits.acquire_owned().await;
-            let result = calls.api.get_queue(&device_id).await;
-            (device_id, result)
+            let (count, result) = retried(|| calls.api.get_queue(&device_id)).await;
+            (device_id, count, result)
         });
     }
     while let Some(joined) = queues.join_next().await {
-        report.calls += 1;
         match joined {
-            Ok((device_id, Ok(items))) => {
+            Ok((device_id, count, Ok(items))) => {
+                report.calls += count;
                 report.queues.insert(device_id, items);
             }
-            Ok((device_id, Err(error))) => report
-                .partial_errors
-                .push(format!("GetQueue {device_id}: {error}")),
-            Err(join) => report
-                .partial_errors
-                .push(format!("queue task failed: {join}")),
+            Ok((device_id, count, Err(error))) => {
+                report.calls += count;
+                report
+                    .partial_errors
+                    .push(format!("GetQueue {device_id}: {error}"));
+            }
+            Err(join) => {
+                report.calls += 1;
+                report
+                    .partial_errors
+                    .push(format!("queue task failed: {join}"));
+            }
         }
     }
 }

@@ -39,6 +39,9 @@ pub struct PollCycle {
     /// Per device, the `last_seen` whose `GetMetrics` bucket was read.
     metrics_fetched_for: HashMap<String, Timestamp>,
     cycles: u64,
+    /// The last cycle failed as a whole: the next one reconciles from `GetMetrics` (streams
+    /// may have missed what the failure hid).
+    last_failed: bool,
     last_cycle: Duration,
 }
 
@@ -69,6 +72,7 @@ impl PollCycle {
             applications_verified: false,
             metrics_fetched_for: HashMap::new(),
             cycles: 0,
+            last_failed: false,
             last_cycle: Duration::ZERO,
         };
         cycle.set_topology(config);
@@ -150,8 +154,8 @@ impl PollCycle {
     /// Metrics to take from `GetMetrics`: those uplinks never delivered, or all of them right
     /// after an outage (to reconcile the gap; newer raw values still win).
     fn fallback_targets(&self, config: &AppConfig, upstream: UpstreamState) -> Vec<FallbackTarget> {
-        let reconcile =
-            matches!(upstream, UpstreamState::Down | UpstreamState::Starting) && self.cycles > 0;
+        let reconcile = self.last_failed
+            || matches!(upstream, UpstreamState::Down | UpstreamState::Starting) && self.cycles > 0;
         let mut targets: Vec<FallbackTarget> = self
             .mappings
             .values()
@@ -189,7 +193,8 @@ impl PollCycle {
     pub fn absorb(&mut self, report: CycleReport, config: &AppConfig) -> Option<CycleOutcome> {
         self.cycles += 1;
         self.last_cycle = report.duration;
-        if report.failure.is_some() {
+        self.last_failed = report.failure.is_some();
+        if self.last_failed {
             return None;
         }
         let mut outcome = CycleOutcome::default();

@@ -23,6 +23,9 @@ pub(crate) struct Gate {
     latency_us: AtomicU64,
     /// The error fraction and its seeded RNG: the same seed fails the same calls.
     failures: Mutex<(f64, StdRng)>,
+    /// Every n-th authorized unary call fails (0: none), counted in `unary`.
+    fail_every: AtomicU64,
+    unary: AtomicU64,
     calls: Mutex<HashMap<&'static str, u64>>,
     unauthenticated: AtomicU64,
 }
@@ -33,6 +36,8 @@ impl Gate {
             token: RwLock::new(token.to_string()),
             latency_us: AtomicU64::new(0),
             failures: Mutex::new((0.0, StdRng::seed_from_u64(seed))),
+            fail_every: AtomicU64::new(0),
+            unary: AtomicU64::new(0),
             calls: Mutex::new(HashMap::new()),
             unauthenticated: AtomicU64::new(0),
         }
@@ -58,7 +63,7 @@ impl Gate {
                 "missing or invalid API token (expected authorization: Bearer <token>)",
             ));
         }
-        if kind == CallKind::Unary && self.roll_failure() {
+        if kind == CallKind::Unary && (self.nth_failure() | self.roll_failure()) {
             return Err(Status::unavailable(
                 "injected failure: the simulator fails this fraction of calls",
             ));
@@ -78,6 +83,20 @@ impl Gate {
             }
             None => false,
         }
+    }
+
+    /// Counts an authorized unary call; whether it is an n-th one that fails.
+    fn nth_failure(&self) -> bool {
+        let n = self.unary.fetch_add(1, Ordering::Relaxed) + 1;
+        let every = self.fail_every.load(Ordering::Relaxed);
+        every > 0 && n % every == 0
+    }
+
+    /// Every `n`-th unary call from now on fails with UNAVAILABLE (0: none); the count starts
+    /// afresh.
+    pub(crate) fn set_fail_every(&self, n: u64) {
+        self.unary.store(0, Ordering::Relaxed);
+        self.fail_every.store(n, Ordering::Relaxed);
     }
 
     fn roll_failure(&self) -> bool {
@@ -175,6 +194,21 @@ mod tests {
         }
         assert!((400..600).contains(&failed), "{failed}");
         gate.set_error_rate(f64::NAN);
+        assert!(gate.admit("X.Y", &md, CallKind::Unary).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn every_nth_unary_call_fails_and_streams_never_do() {
+        let gate = Gate::new("t", 7);
+        gate.set_fail_every(4);
+        let md = metadata("Bearer t");
+        let mut outcomes = Vec::new();
+        for _ in 0..8 {
+            outcomes.push(gate.admit("X.Y", &md, CallKind::Unary).await.is_ok());
+            assert!(gate.admit("X.S", &md, CallKind::Stream).await.is_ok());
+        }
+        assert_eq!(outcomes, [true, true, true, false, true, true, true, false]);
+        gate.set_fail_every(0);
         assert!(gate.admit("X.Y", &md, CallKind::Unary).await.is_ok());
     }
 }

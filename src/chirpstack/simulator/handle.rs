@@ -104,6 +104,12 @@ impl SimulatorHandle {
         self.inner.state.gate.set_error_rate(fraction);
     }
 
+    /// Every `n`-th unary call from now on fails with UNAVAILABLE (0: none), counting
+    /// authorized calls from this moment: a deterministic fault for tests.
+    pub fn set_fail_every(&self, n: u64) {
+        self.inner.state.gate.set_fail_every(n);
+    }
+
     /// Takes the server down: connections and streams dropped, nothing listening on the port.
     /// Uplinks go on into the event logs and metric history, as they would in ChirpStack.
     pub async fn start_outage(&self) {

@@ -81,8 +81,14 @@ fn indexed_variables_override_entries_of_the_lists_in_the_file() {
         &two_applications(),
         &[
             ("OPCGW_APPLICATION__0__APPLICATION_NAME", "Water (env)"),
-            ("OPCGW_APPLICATION__1__DEVICE__1__DEVICE_NAME", "Meter B (env)"),
-            ("OPCGW_APPLICATION__1__DEVICE__1__STALE_THRESHOLD_SECONDS", "900"),
+            (
+                "OPCGW_APPLICATION__1__DEVICE__1__DEVICE_NAME",
+                "Meter B (env)",
+            ),
+            (
+                "OPCGW_APPLICATION__1__DEVICE__1__STALE_THRESHOLD_SECONDS",
+                "900",
+            ),
             (
                 "OPCGW_APPLICATION__0__DEVICE__0__READ_METRIC__0__METRIC_UNIT",
                 "mm",
@@ -95,11 +101,17 @@ fn indexed_variables_override_entries_of_the_lists_in_the_file() {
     .unwrap()
     .config;
     let [water, power] = &config.applications[..] else {
-        panic!("expected the file's two applications, got {:?}", config.applications);
+        panic!(
+            "expected the file's two applications, got {:?}",
+            config.applications
+        );
     };
     assert_eq!(water.application_name, "Water (env)");
     assert_eq!(water.application_id, "app-1");
-    assert_eq!(water.devices[0].metrics[0].metric_unit.as_deref(), Some("mm"));
+    assert_eq!(
+        water.devices[0].metrics[0].metric_unit.as_deref(),
+        Some("mm")
+    );
     assert_eq!(water.devices[0].metrics[0].metric_name, "Level");
     assert_eq!(water.devices[0].commands[0].command_name, "Valve");
     assert_eq!(power.application_name, "Power");
@@ -118,7 +130,10 @@ fn an_indexed_variable_naming_an_entry_the_file_lacks_is_refused_with_the_index(
         &[
             ("OPCGW_APPLICATION__2__APPLICATION_NAME", "Gas"),
             ("OPCGW_APPLICATION__1__DEVICE__5__DEVICE_NAME", "Meter F"),
-            ("OPCGW_APPLICATION__0__DEVICE__0__COMMAND__1__COMMAND_PORT", "9"),
+            (
+                "OPCGW_APPLICATION__0__DEVICE__0__COMMAND__1__COMMAND_PORT",
+                "9",
+            ),
             ("OPCGW_APPLICATION__FIRST__APPLICATION_NAME", "x"),
         ],
     ));
@@ -146,7 +161,9 @@ fn an_indexed_variable_naming_an_entry_the_file_lacks_is_refused_with_the_index(
     ];
     for (key, message) in expect {
         assert!(
-            found.iter().any(|p| p.key == key && p.message.contains(message)),
+            found
+                .iter()
+                .any(|p| p.key == key && p.message.contains(message)),
             "no problem at {key} saying {message:?} in {text:#?}"
         );
     }
@@ -171,13 +188,17 @@ fn an_indexed_variable_without_any_entry_in_the_file_says_so() {
 fn a_mistyped_indexed_variable_is_reported_at_its_key_from_the_variable() {
     let found = problems(load_with(
         &two_applications(),
-        &[("OPCGW_APPLICATION__1__DEVICE__0__STALE_THRESHOLD_SECONDS", "soon")],
+        &[(
+            "OPCGW_APPLICATION__1__DEVICE__0__STALE_THRESHOLD_SECONDS",
+            "soon",
+        )],
     ));
     assert!(
-        found.iter().any(|p| p.key == "application[1].device[0].stale_threshold_seconds"
-            && p
-                .message
-                .contains("(from OPCGW_APPLICATION__1__DEVICE__0__STALE_THRESHOLD_SECONDS)")),
+        found.iter().any(
+            |p| p.key == "application[1].device[0].stale_threshold_seconds"
+                && p.message
+                    .contains("(from OPCGW_APPLICATION__1__DEVICE__0__STALE_THRESHOLD_SECONDS)")
+        ),
         "{found:#?}"
     );
 }

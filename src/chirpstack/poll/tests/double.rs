@@ -1,6 +1,6 @@
 //! An in-memory ChirpStack for the cycle's tests: applications and devices served page by
-//! page, `GetMetrics` answering one bucket per metric, switches for an outage, a failing
-//! device, a server without MINUTE aggregation and slow calls, and a log of every call.
+//! page, `GetMetrics` answering one bucket per metric, switches for an outage, every n-th
+//! call failing, a failing device, a server without MINUTE aggregation and slow calls, and a log of every call.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,8 +23,10 @@ pub struct World {
     pub devices: HashMap<String, Vec<DeviceSummary>>,
     /// Per device, the value of each upstream metric in whatever bucket is asked for.
     pub metrics: HashMap<String, BTreeMap<String, f32>>,
-    /// Every call fails as if the server were unreachable.
+    /// Every call fails as if the server were unreachable (connection refused).
     pub down: bool,
+    /// Every n-th call is answered UNAVAILABLE (a proxy's hiccup), counting from the first.
+    pub fail_every: Option<usize>,
     /// `GetMetrics` of these devices fails.
     pub failing_devices: HashSet<String>,
     /// MINUTE aggregation is refused, as older servers do.
@@ -61,6 +63,7 @@ pub struct Double {
     pub world: Mutex<World>,
     pub calls: Mutex<Vec<Call>>,
     in_flight: AtomicUsize,
+    entered: AtomicUsize,
     /// The most calls that were in progress at once.
     pub max_in_flight: AtomicUsize,
 }
@@ -89,14 +92,20 @@ impl Double {
             .push(call);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        let (latency, down) = {
+        let nth = self.entered.fetch_add(1, Ordering::SeqCst) + 1;
+        let (latency, down, fail_every) = {
             let world = self.world();
-            (world.latency, world.down)
+            (world.latency, world.down, world.fail_every)
         };
         tokio::time::sleep(latency).await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         if down {
-            return Err(UpstreamError::Unavailable("connection refused".into()));
+            return Err(UpstreamError::Refused("connection refused".into()));
+        }
+        if fail_every.is_some_and(|n| nth % n == 0) {
+            return Err(UpstreamError::Unavailable(
+                "injected: every n-th call fails".into(),
+            ));
         }
         Ok(())
     }
