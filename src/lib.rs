@@ -10,6 +10,7 @@ pub mod chirpstack;
 pub mod commands;
 pub mod config;
 pub mod control;
+pub mod metrics;
 pub mod model;
 pub mod naming;
 pub mod opcua;

@@ -18,6 +18,7 @@ pub struct AppConfig {
     pub chirpstack: ChirpstackConfig,
     pub opcua: OpcUaConfig,
     pub web: WebConfig,
+    pub metrics: MetricsConfig,
     pub storage: StorageConfig,
     pub control: ControlConfig,
     pub supervisor: SupervisorConfig,
@@ -36,6 +37,17 @@ pub struct LoggingConfig {
     pub max_files: u32,
     /// The active file is rotated once it reaches this many MiB.
     pub max_file_size_mb: u32,
+    /// `text` (one human-readable line per event) or `json` (one JSON object per line, for
+    /// Loki / Elasticsearch).
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for LoggingConfig {
@@ -45,6 +57,7 @@ impl Default for LoggingConfig {
             level: "info".into(),
             max_files: 10,
             max_file_size_mb: 10,
+            format: LogFormat::Text,
         }
     }
 }
@@ -217,6 +230,26 @@ impl Default for OpcUaConfig {
             max_tcp_connections_per_address: 20,
             max_rejected_certificates: 100,
             rejected_certificates_per_minute: 10,
+        }
+    }
+}
+
+/// `GET /metrics` (Prometheus), `/healthz` and `/readyz` on a listener of their own, so they
+/// work whether or not the console is enabled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub bind_address: String,
+    pub port: u16,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            bind_address: "127.0.0.1".into(),
+            port: 9464,
         }
     }
 }

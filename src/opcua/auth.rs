@@ -2,7 +2,8 @@
 //! digests under a per-process key, constant-time compare), and anonymous only when enabled.
 //! Every refusal is an `event="opcua_auth_failed"` warning with the sanitised user name, the
 //! client's address and the endpoint, never the password; its answer is held back by the
-//! per-address [`LoginThrottle`].
+//! per-address [`LoginThrottle`]. A session refused at the session limit is an
+//! `event="opcua_session_count_at_limit"` warning with the client's address.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -44,6 +45,10 @@ impl GatewayAuth {
         reason: &str,
     ) {
         let delay = self.throttle.failed(peer.map(|p| p.ip()), Instant::now());
+        crate::metrics::metrics()
+            .auth_failures
+            .get_or_create(&[("surface", "opcua")])
+            .inc();
         warn!(
             event = "opcua_auth_failed",
             user = %user,
@@ -142,6 +147,19 @@ impl AuthManager for GatewayAuth {
     ) {
         let reason = format!("invalid_token:{}", error.status());
         self.refuse(endpoint, peer, "<unchecked>", &reason).await;
+    }
+
+    /// Every session refused at `[opcua].max_connections`, with its source: a port scan or a
+    /// client stuck in a reconnect loop shows up by address, at any log level up to warn.
+    fn session_refused(&self, peer: Option<SocketAddr>, current: usize, limit: usize) {
+        crate::metrics::metrics().opcua_sessions_refused.inc();
+        warn!(
+            event = "opcua_session_count_at_limit",
+            source_ip = %source_label(peer),
+            current,
+            limit,
+            "OPC UA session limit reached: the new session gets BadTooManySessions"
+        );
     }
 
     fn user_token_policies(&self, endpoint: &ServerEndpoint) -> Vec<UserTokenPolicy> {

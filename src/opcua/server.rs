@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 use ua::crypto::SecurityPolicy;
 use ua::server::{ServerBuilder, ServerEndpoint, ServerHandle};
-use ua::types::{MessageSecurityMode, VariableId};
+use ua::types::MessageSecurityMode;
 
 use crate::config::AppConfig;
 use crate::opcua::auth::GatewayAuth;
@@ -81,17 +81,16 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// The number of open sessions (from the server diagnostics; `None` when
-    /// `[opcua].diagnostics_enabled` is off).
-    pub fn session_count(&self) -> Option<u32> {
-        let diagnostics = &self.handle.info().diagnostics;
-        let value = diagnostics.summary.get(
-            VariableId::Server_ServerDiagnostics_ServerDiagnosticsSummary_CurrentSessionCount,
-        )?;
-        match value.value {
-            Some(ua::types::Variant::UInt32(n)) => Some(n),
-            _ => None,
-        }
+    /// The number of sessions, activated or not (counted by the session manager, so it works
+    /// with `[opcua].diagnostics_enabled` off).
+    pub fn session_count(&self) -> u32 {
+        let count = self.handle.session_manager().read().session_count();
+        u32::try_from(count).unwrap_or(u32::MAX)
+    }
+
+    /// Subscriptions and monitored items on the server.
+    pub fn subscription_counts(&self) -> (usize, usize) {
+        self.handle.subscriptions().counts()
     }
 
     /// Stops the server: listeners close and sessions end.

@@ -161,3 +161,59 @@ fn failed_logins_are_slowed_per_source_address() {
         "{failures:#?}"
     );
 }
+
+/// At the session limit every refused session is logged with its source address and counted
+/// in the metrics, with `[opcua].diagnostics_enabled` off (the count does not need them).
+#[test]
+fn each_session_refused_at_the_limit_is_logged_with_its_source() {
+    let workdir = Workdir::new(&MINIMAL_CONFIG.replace(
+        "[opcua]",
+        "[metrics]\nenabled = true\nport = 9464\n\n[opcua]\nmax_connections = 2\ndiagnostics_enabled = false",
+    ));
+    let daemon = Daemon::start(&workdir, &[]);
+    daemon.wait_for_events("opcua_listening", 1, Duration::from_secs(30));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let port = workdir.opcua_port();
+        let first = crate::ua_client::connect_none(port, TEST_PASSWORD).await;
+        let second = crate::ua_client::connect_none(port, TEST_PASSWORD).await;
+        for _ in 0..2 {
+            let refused = crate::ua_client::connect(
+                port,
+                ua::crypto::SecurityPolicy::None,
+                ua::types::MessageSecurityMode::None,
+                crate::ua_client::USER,
+                TEST_PASSWORD,
+            )
+            .await;
+            assert!(refused.is_err(), "a third session was accepted");
+        }
+        let refusals =
+            daemon.wait_for_events("opcua_session_count_at_limit", 2, Duration::from_secs(10));
+        assert!(
+            refusals.iter().all(|l| l.contains("source_ip=127.0.0.1")
+                && l.contains("limit=2")
+                && l.contains("current=2")),
+            "{refusals:#?}"
+        );
+        // The session gauge counts without the diagnostics.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let metrics = crate::web_client::WebClient::anonymous(workdir.metrics_port())
+            .get("/metrics")
+            .body;
+        for line in [
+            "opcgw_opcua_sessions 2",
+            "opcgw_opcua_sessions_refused_total 2",
+        ] {
+            assert!(
+                metrics.lines().any(|l| l == line),
+                "no {line:?} in\n{metrics}"
+            );
+        }
+        first.close().await;
+        second.close().await;
+    });
+}

@@ -6,7 +6,9 @@ use nix::sys::signal::Signal;
 
 use crate::support::{actor_of, run_to_end, Daemon, Workdir, MINIMAL_CONFIG};
 
-const START_ORDER: [&str; 6] = ["storage", "opcua", "poller", "web", "control", "reload"];
+const START_ORDER: [&str; 7] = [
+    "storage", "opcua", "poller", "web", "metrics", "control", "reload",
+];
 
 fn reversed() -> Vec<&'static str> {
     START_ORDER.iter().rev().copied().collect()
@@ -175,7 +177,7 @@ fn a_corrupt_database_is_reported_left_untouched_and_the_rest_keeps_running() {
         .collect();
     assert_eq!(
         started,
-        ["opcua", "poller", "web", "control", "reload"],
+        ["opcua", "poller", "web", "metrics", "control", "reload"],
         "everything but storage runs"
     );
     daemon.signal(Signal::SIGTERM);
@@ -262,7 +264,10 @@ fn a_damaged_database_that_makes_redb_panic_is_reported_once_without_a_backtrace
         .iter()
         .filter_map(|l| actor_of(l))
         .collect();
-    assert_eq!(started, ["opcua", "poller", "web", "control", "reload"]);
+    assert_eq!(
+        started,
+        ["opcua", "poller", "web", "metrics", "control", "reload"]
+    );
     assert_eq!(std::fs::read(&db).unwrap(), bytes, "the file was modified");
 }
 
@@ -416,4 +421,81 @@ fn a_database_deleted_while_running_is_reported_and_recreated_with_new_samples()
         "no sample received after the deletion: {latest:?}"
     );
     assert!(store.counts().unwrap().history_rows > 0);
+}
+
+/// `[logging].format = "json"` (here from the environment): every line on stderr and in the
+/// log file is one JSON object, with `event` and the event's fields at the top level; a failed
+/// OPC UA login carries the client's address.
+#[test]
+fn json_logs_are_one_object_a_line_with_the_event_and_its_fields_at_the_top() {
+    let workdir = Workdir::new(MINIMAL_CONFIG);
+    let mut daemon = Daemon::start(
+        &workdir,
+        &[
+            ("OPCGW_LOGGING__FORMAT", "json".into()),
+            ("OPCGW_LOG_LEVEL", "info".into()),
+        ],
+    );
+    let listening = |lines: &[String]| {
+        lines
+            .iter()
+            .any(|l| l.contains("\"event\":\"opcua_listening\""))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !listening(&daemon.lines()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no opcua_listening: {:#?}",
+            daemon.lines()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let refused = crate::ua_client::connect(
+            workdir.opcua_port(),
+            ua::crypto::SecurityPolicy::None,
+            ua::types::MessageSecurityMode::None,
+            crate::ua_client::USER,
+            "a-wrong-password-1234",
+        )
+        .await;
+        assert!(refused.is_err());
+    });
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(10)).code(), Some(0));
+
+    let file = std::fs::read_to_string(workdir.path().join("log/opcgw.log")).unwrap();
+    for (origin, lines) in [
+        ("stderr", daemon.lines()),
+        ("file", file.lines().map(String::from).collect()),
+    ] {
+        assert!(lines.len() > 5, "{origin}: {lines:#?}");
+        let objects: Vec<serde_json::Map<String, serde_json::Value>> = lines
+            .iter()
+            .map(|line| match serde_json::from_str(line) {
+                Ok(serde_json::Value::Object(object)) => object,
+                _ => panic!("{origin}: not a JSON object: {line}"),
+            })
+            .collect();
+        for object in &objects {
+            for key in ["timestamp", "level", "target"] {
+                assert!(object.contains_key(key), "{origin}: no {key}: {object:?}");
+            }
+        }
+        let failed = objects
+            .iter()
+            .find(|o| o.get("event").and_then(|e| e.as_str()) == Some("opcua_auth_failed"))
+            .unwrap_or_else(|| panic!("{origin}: no opcua_auth_failed in {lines:#?}"));
+        assert_eq!(failed["source"], "127.0.0.1", "{failed:?}");
+        assert_eq!(failed["level"], "WARN");
+        assert_eq!(failed["user"], crate::ua_client::USER);
+        assert!(
+            !lines.iter().any(|l| l.contains("a-wrong-password")),
+            "{origin}: the password"
+        );
+    }
 }

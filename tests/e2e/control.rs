@@ -143,7 +143,7 @@ async fn every_command_works_and_files_are_owner_only() {
     let mut ctl = client(&workdir).await;
     let status = ask(&mut ctl, Request::Status).await;
     let children = status["tree"]["children"].as_array().expect("children");
-    assert_eq!(children.len(), 6, "{status}");
+    assert_eq!(children.len(), 7, "{status}");
     let devices = ask(&mut ctl, Request::Devices).await;
     let device = devices[0]["device_id"].as_str().unwrap().to_string();
     assert_eq!(devices.as_array().unwrap().len(), 6);

@@ -6,6 +6,7 @@ mod attack_connections;
 mod attack_sessions;
 mod binary_config;
 mod binary_lifecycle;
+mod binary_metrics;
 mod binary_opcua;
 mod binary_reload;
 mod control;

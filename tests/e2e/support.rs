@@ -48,12 +48,12 @@ pub fn gateway_env() -> Vec<(&'static str, String)> {
 pub struct Workdir {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
-    ports: [u16; 3],
+    ports: [u16; 4],
 }
 
 impl Workdir {
-    /// A temp dir with `config` (its OPC UA ports 4840 and 4841 and its web port 8080 mapped to
-    /// free ports) and a copy of the test key pair in `./pki`.
+    /// A temp dir with `config` (its OPC UA ports 4840 and 4841, its web port 8080 and its
+    /// metrics port 9464 mapped to free ports) and a copy of the test key pair in `./pki`.
     pub fn new(config: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("config.toml");
@@ -61,7 +61,7 @@ impl Workdir {
         let workdir = Self {
             dir,
             config: path,
-            ports: [free_port(), free_port(), free_port()],
+            ports: [free_port(), free_port(), free_port(), free_port()],
         };
         std::fs::write(&workdir.config, workdir.localize(config)).expect("write config");
         workdir
@@ -71,6 +71,7 @@ impl Workdir {
     pub fn localize(&self, config: &str) -> String {
         config
             .replace("\nport = 8080", &format!("\nport = {}", self.ports[2]))
+            .replace("\nport = 9464", &format!("\nport = {}", self.ports[3]))
             .replace(":8080\"", &format!(":{}\"", self.ports[2]))
             .replace(
                 "host_port = 4840",
@@ -85,6 +86,11 @@ impl Workdir {
     /// The OPC UA port that `host_port = 4840` became.
     pub fn opcua_port(&self) -> u16 {
         self.ports[0]
+    }
+
+    /// The metrics port that `port = 9464` became.
+    pub fn metrics_port(&self) -> u16 {
+        self.ports[3]
     }
 
     /// The web console port that `port = 8080` became.

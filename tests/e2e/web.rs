@@ -98,7 +98,7 @@ fn scripts_use_basic_auth_and_get_a_challenge_without_it() {
         .collect();
     assert_eq!(
         roles,
-        ["storage", "opcua", "poller", "web", "control", "reload"],
+        ["storage", "opcua", "poller", "web", "metrics", "control", "reload"],
         "{status}"
     );
     assert!(status["actors"]

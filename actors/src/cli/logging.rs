@@ -1,5 +1,7 @@
 //! Logging: console (stderr) plus a size-capped rotating file, one runtime-changeable filter,
-//! and library lines rate-limited per call site.
+//! and library lines rate-limited per call site. Lines are text, or one JSON object each
+//! (`[logging].format = "json"`) with the event's fields at the top level beside `timestamp`,
+//! `level`, `target` and `message`, for Loki / Elasticsearch / Vector.
 //!
 //! The bootstrap short forms `OPCGW_LOG_LEVEL` / `OPCGW_LOG_DIR` beat the configuration (and
 //! its `OPCGW_LOGGING__*` overrides); they exist so logging can be steered even when the
@@ -8,9 +10,9 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use opcgw::config::{check_log_filter, EnvSnapshot, LoggingConfig};
+use opcgw::config::{check_log_filter, EnvSnapshot, LogFormat, LoggingConfig};
 use tracing_appender::non_blocking::WorkerGuard;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
 
@@ -36,6 +38,7 @@ pub struct LogSettings {
     pub max_files: u32,
     /// Size at which the active file is rotated.
     pub max_file_bytes: u64,
+    pub format: LogFormat,
 }
 
 impl LogSettings {
@@ -55,6 +58,7 @@ impl LogSettings {
             level_pinned: pinned.is_some(),
             max_files: config.max_files,
             max_file_bytes: u64::from(config.max_file_size_mb) * 1024 * 1024,
+            format: config.format,
         }
     }
 }
@@ -95,12 +99,14 @@ pub fn init(settings: &LogSettings) -> (LogControl, LogGuard) {
     let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let repeat_limit = RepeatLimit::new(REPEAT_BURST, REPEAT_WINDOW);
-    let console = fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+    let console = line_layer(
+        settings.format,
+        std::io::stderr,
+        std::io::stderr().is_terminal(),
+    );
     let (file_layer, guard, file_error) = match file_writer(settings) {
         Ok((writer, guard)) => (
-            Some(fmt::layer().with_ansi(false).with_writer(writer)),
+            Some(line_layer(settings.format, writer, false)),
             Some(guard),
             None,
         ),
@@ -109,8 +115,12 @@ pub fn init(settings: &LogSettings) -> (LogControl, LogGuard) {
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(repeat_limit.clone())
-        .with(console)
-        .with(file_layer)
+        .with(
+            vec![Some(console), file_layer]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>(),
+        )
         .try_init();
     repeat_limit.spawn_reporter();
     if let Some(err) = file_error {
@@ -128,6 +138,30 @@ pub fn init(settings: &LogSettings) -> (LogControl, LogGuard) {
         },
         LogGuard { _file: guard },
     )
+}
+
+/// The subscriber the formatting layers sit on: the reloadable filter, then the repeat limit.
+type Filtered = tracing_subscriber::layer::Layered<
+    RepeatLimit,
+    tracing_subscriber::layer::Layered<reload::Layer<EnvFilter, Registry>, Registry>,
+>;
+type BoxedLayer = Box<dyn Layer<Filtered> + Send + Sync>;
+
+/// One formatting layer writing to `writer`: text (coloured when `ansi`), or JSON lines.
+fn line_layer<W>(format: LogFormat, writer: W, ansi: bool) -> BoxedLayer
+where
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    match format {
+        LogFormat::Text => fmt::layer().with_writer(writer).with_ansi(ansi).boxed(),
+        LogFormat::Json => fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(writer)
+            .boxed(),
+    }
 }
 
 fn file_writer(

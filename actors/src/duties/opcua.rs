@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use opcgw::backoff::Backoff;
 use opcgw::chirpstack::upstream::UpstreamStatus;
 use opcgw::commands::NewCommand;
+use opcgw::metrics::metrics;
 use opcgw::model::{Sample, Timestamp};
 use opcgw::opcua::nodes::{
     command_status_text, gateway_vars, ua_time, BackendError, BoxFuture, GatewayBackend,
@@ -66,7 +67,7 @@ pub struct OpcUaState {
     samples_in: u64,
     ticks: u64,
     published_counts: Option<opcgw::opcua::values::QualityCounts>,
-    last_sessions: Option<u32>,
+    last_sessions: u32,
 }
 
 /// The storage actor as the OPC UA server's backend (re-pointed when storage restarts).
@@ -124,12 +125,34 @@ impl OpcUaState {
             return;
         }
         self.published_counts = Some(counts);
+        let values = &metrics().values;
+        for (quality, n) in [
+            ("good", counts.good),
+            ("uncertain", counts.uncertain),
+            ("bad", counts.bad),
+            ("waiting", counts.waiting),
+        ] {
+            values
+                .get_or_create(&[("quality", quality)])
+                .set(i64::from(n));
+        }
         self.server.nodes.set_gateway_values(vec![
             (gateway_vars::GOOD, Variant::UInt32(counts.good)),
             (gateway_vars::UNCERTAIN, Variant::UInt32(counts.uncertain)),
             (gateway_vars::BAD, Variant::UInt32(counts.bad)),
             (gateway_vars::WAITING, Variant::UInt32(counts.waiting)),
         ]);
+    }
+
+    /// Sessions, subscriptions and monitored items, for `/metrics`.
+    fn export_sessions(&self, sessions: u32) {
+        let m = metrics();
+        let (subscriptions, items) = self.server.subscription_counts();
+        m.opcua_sessions.set(i64::from(sessions));
+        m.opcua_subscriptions
+            .set(i64::try_from(subscriptions).unwrap_or(i64::MAX));
+        m.opcua_monitored_items
+            .set(i64::try_from(items).unwrap_or(i64::MAX));
     }
 
     fn publish_upstream(&self, status: &UpstreamStatus) {
@@ -222,7 +245,7 @@ impl Actor for OpcUaActor {
             samples_in: 0,
             ticks: 0,
             published_counts: None,
-            last_sessions: Some(0),
+            last_sessions: 0,
         };
         state.publish_counts();
         Ok(state)
@@ -324,6 +347,7 @@ impl Actor for OpcUaActor {
                     refresh_health(&myself, state);
                 }
                 let sessions = state.server.session_count();
+                state.export_sessions(sessions);
                 if sessions != state.last_sessions
                     || state.last_gauge.elapsed() >= SESSION_GAUGE_INTERVAL
                 {
@@ -342,29 +366,14 @@ impl Actor for OpcUaActor {
 }
 
 /// The session-count gauge: logged when the count changes and at least every
-/// [`SESSION_GAUGE_INTERVAL`].
-fn log_session_gauge(state: &OpcUaState, sessions: Option<u32>) {
+/// [`SESSION_GAUGE_INTERVAL`]. Each session refused at the limit is logged as it happens
+/// (`opcua_session_count_at_limit`, with its source: `opcgw::opcua::auth`).
+fn log_session_gauge(state: &OpcUaState, current: u32) {
     let limit = state.base.config.config.opcua.max_connections;
-    match sessions {
-        Some(current) => {
-            info!(
-                event = "opcua_session_count",
-                current, limit, "OPC UA sessions"
-            );
-            if current >= limit {
-                warn!(
-                    event = "opcua_session_count_at_limit",
-                    current,
-                    limit,
-                    "OPC UA session limit reached: new sessions get BadTooManySessions"
-                );
-            }
-        }
-        None => debug!(
-            event = "opcua_session_count",
-            limit, "session count unavailable: [opcua].diagnostics_enabled is off"
-        ),
-    }
+    info!(
+        event = "opcua_session_count",
+        current, limit, "OPC UA sessions"
+    );
 }
 
 /// Shows each command's last known state in its `Status` variable (newest record per command).

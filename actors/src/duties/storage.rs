@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use opcgw::chirpstack::client::DeviceSummary;
 use opcgw::commands::{CommandRequest, CommandState};
+use opcgw::metrics::{metrics, observe_since};
 use opcgw::model::Timestamp;
 use opcgw::storage::{
     CommandFilter, CommandRecord, StorageError, Store, StoreOptions, MAX_STATUS_KEY_BYTES,
@@ -107,6 +108,7 @@ impl Actor for StorageActor {
             prune_generation: 0,
         };
         state.schedule_prune(FIRST_PRUNE_DELAY);
+        state.export_size();
         Ok(state)
     }
 
@@ -131,9 +133,14 @@ impl Actor for StorageActor {
                 state.hand_pending_commands_to_a_new_poller();
             }
             StorageMsg::Append { samples, reply } => {
+                let started = std::time::Instant::now();
                 let result = blocking(|| state.store.append(&samples));
                 match &result {
                     Ok(report) => {
+                        let m = metrics();
+                        observe_since(&m.storage_commit_seconds, started);
+                        m.samples_stored.inc_by(report.written as u64);
+                        state.export_size();
                         state.counters.appended += report.written as u64;
                         state.counters.duplicates += report.duplicates as u64;
                     }
@@ -294,6 +301,15 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 }
 
 impl StorageState {
+    /// The database file's size, for `/metrics`.
+    fn export_size(&self) {
+        if let Ok(meta) = std::fs::metadata(self.store.path()) {
+            metrics()
+                .storage_database_bytes
+                .set(i64::try_from(meta.len()).unwrap_or(i64::MAX));
+        }
+    }
+
     fn summary(&self) -> String {
         let c = self.counters;
         match self.store.counts() {
@@ -452,6 +468,7 @@ impl StorageState {
         match result {
             Ok((report, commands_more)) => {
                 self.counters.pruned += report.removed as u64;
+                self.export_size();
                 if report.removed > 0 {
                     debug!(event = "history_pruned", removed = report.removed, horizon = %horizon, more = report.more);
                 }

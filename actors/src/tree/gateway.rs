@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::cli::logging::LogControl;
 use crate::duties::reload::{ReloadActor, ReloadArgs};
-use crate::duties::{control, opcua, poller, reload, storage, web};
+use crate::duties::{control, metrics, opcua, poller, reload, storage, web};
 use crate::tree::backoff::SupervisorPolicy;
 use crate::tree::child::{actor_child, ChildSpec};
 use crate::tree::messages::{ConfigUpdate, ReloadMsg, ReloadOutcome, ReloadTrigger, CALL_TIMEOUT};
@@ -37,7 +37,7 @@ pub struct TreeOptions {
     pub config_hash: Option<opcgw::config::edit::ContentHash>,
 }
 
-/// The six duty actors, in start order: storage first (everyone writes to or reads from it),
+/// The seven duty actors, in start order: storage first (everyone writes to or reads from it),
 /// reload last (it may only broadcast to a complete tree).
 pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
     let reload_options = options.clone();
@@ -74,6 +74,13 @@ pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
                 process: web_process.clone(),
             };
             (web::WebActor, args)
+        }),
+        actor_child(metrics::ROLE, |ctx| {
+            let args = metrics::MetricsArgs {
+                config: ctx.config.clone(),
+                supervisor: ctx.supervisor.clone(),
+            };
+            (metrics::MetricsActor, args)
         }),
         actor_child(control::ROLE, move |ctx| {
             let args = control::ControlArgs {

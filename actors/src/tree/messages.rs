@@ -160,7 +160,7 @@ pub enum OpcUaMsg {
     /// Per-actor health for `Gateway/Health/<role>`.
     Health(Vec<(String, String)>),
     /// Open OPC UA sessions (`None` when `[opcua].diagnostics_enabled` is off).
-    Sessions(RpcReplyPort<Option<u32>>),
+    Sessions(RpcReplyPort<u32>),
 }
 
 /// Messages of the ChirpStack poller actor.
@@ -229,6 +229,12 @@ impl std::fmt::Debug for PollerMsg {
         };
         f.write_str(name)
     }
+}
+
+/// Messages of the metrics actor (`[metrics]`: `/metrics`, `/healthz`, `/readyz`).
+#[derive(Debug)]
+pub enum MetricsMsg {
+    Common(Common),
 }
 
 /// Messages of the web console actor.
@@ -339,4 +345,4 @@ macro_rules! common_from {
     };
 }
 
-common_from!(StorageMsg, OpcUaMsg, PollerMsg, WebMsg, ControlMsg, ReloadMsg);
+common_from!(StorageMsg, OpcUaMsg, PollerMsg, WebMsg, MetricsMsg, ControlMsg, ReloadMsg);

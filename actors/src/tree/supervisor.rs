@@ -484,6 +484,10 @@ impl SupervisorState {
         );
         slot.last_error = Some(error);
         slot.restarts += 1;
+        opcgw::metrics::metrics()
+            .actor_restarts
+            .get_or_create(&[("actor", name.clone())])
+            .inc();
         if slot
             .started_at
             .is_some_and(|t| now.duration_since(t) >= policy.reset_after)

@@ -52,6 +52,7 @@ pub fn validate(config: &AppConfig) -> ValidationReport {
     validate_chirpstack(&config.chirpstack, &mut report);
     validate_opcua(&config.opcua, &mut report);
     validate_web(&config.web, &mut report);
+    validate_metrics(config, &mut report);
     validate_storage(&config.storage, &mut report);
     validate_control(&config.control, &mut report);
     validate_supervisor(&config.supervisor, &mut report);
@@ -506,6 +507,32 @@ fn validate_web(web: &WebConfig, report: &mut ValidationReport) {
 }
 
 /// An origin is `scheme://host[:port]`: no path, query or fragment.
+fn validate_metrics(config: &AppConfig, report: &mut ValidationReport) {
+    let metrics = &config.metrics;
+    report.range("metrics.port", metrics.port, 1024, u16::MAX);
+    if metrics.bind_address.parse::<IpAddr>().is_err() {
+        report.error(
+            "metrics.bind_address",
+            format!("\"{}\" is not an IP address", metrics.bind_address),
+        );
+    }
+    if !metrics.enabled {
+        return;
+    }
+    let taken = [
+        (config.opcua.host_port, "opcua.host_port", true),
+        (config.web.port, "web.port", config.web.enabled),
+    ];
+    for (port, key, used) in taken {
+        if used && port == metrics.port {
+            report.error(
+                "metrics.port",
+                format!("{port} is also {key}: give the metrics listener a port of its own"),
+            );
+        }
+    }
+}
+
 fn check_origin(origin: &str) -> Result<(), String> {
     let rest = origin
         .strip_prefix("http://")

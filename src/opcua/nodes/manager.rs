@@ -411,6 +411,7 @@ impl NodeManager for GatewayNodes {
         timestamps_to_return: TimestampsToReturn,
         nodes_to_read: &mut [&mut ReadNode],
     ) -> Result<(), StatusCode> {
+        let _timer = crate::metrics::RequestTimer::start("read");
         let served = self.served.read();
         for read in nodes_to_read {
             let value = served.read_attribute(context, read.node(), max_age, timestamps_to_return);
@@ -490,6 +491,7 @@ impl NodeManager for GatewayNodes {
         nodes: &mut [&mut HistoryNode],
         timestamps_to_return: TimestampsToReturn,
     ) -> Result<(), StatusCode> {
+        let _timer = crate::metrics::RequestTimer::start("history_read");
         let mut valid: Vec<&mut &mut HistoryNode> = Vec::with_capacity(nodes.len());
         {
             let served = self.served.read();

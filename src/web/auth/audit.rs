@@ -110,6 +110,10 @@ impl AuditRing {
     /// A refused authentication: `reason` is one of 004's (`missing`, `malformed_scheme`,
     /// `malformed_base64`, `missing_colon`, `user_mismatch`, `password_mismatch`) or `csrf`.
     pub fn auth_failed(&self, source: Option<IpAddr>, user: &str, path: &str, reason: &str) {
+        crate::metrics::metrics()
+            .auth_failures
+            .get_or_create(&[("surface", "web")])
+            .inc();
         let user = sanitize_for_log(user, MAX_USER_CHARS);
         let path = sanitize_for_log(path, 256);
         let source_ip = source_text(source);

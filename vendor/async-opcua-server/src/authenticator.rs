@@ -153,6 +153,11 @@ pub trait AuthManager: Send + Sync + 'static {
     ) {
     }
 
+    /// opcgw patch: called when CreateSession is refused because `limit` sessions are open
+    /// (`BadTooManySessions`), with the client's address (`None` for a reverse connection), so
+    /// an implementation can log each refusal with its source and count it. Default: nothing.
+    fn session_refused(&self, peer: Option<SocketAddr>, current: usize, limit: usize) {}
+
     /// Validate the signing thumbprint for `endpoint`.
     /// This should return a user token associated with the user.
     async fn authenticate_x509_identity_token(

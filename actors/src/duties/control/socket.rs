@@ -159,12 +159,18 @@ async fn serve(
     )
     .await;
     match end {
-        ConnectionEnd::AuthRejected(reason) => warn!(
-            event = "control_auth_failed",
-            uid = peer.uid,
-            pid = peer.pid.unwrap_or(-1),
-            reason = reason.as_str()
-        ),
+        ConnectionEnd::AuthRejected(reason) => {
+            opcgw::metrics::metrics()
+                .auth_failures
+                .get_or_create(&[("surface", "control")])
+                .inc();
+            warn!(
+                event = "control_auth_failed",
+                uid = peer.uid,
+                pid = peer.pid.unwrap_or(-1),
+                reason = reason.as_str()
+            )
+        }
         ConnectionEnd::Refused(reason) => warn!(
             event = "control_connection_refused",
             uid = peer.uid,

@@ -20,7 +20,8 @@ use opcgw::chirpstack::poll::{run_cycle, CycleOutcome, CycleReport, PollCycle, S
 use opcgw::chirpstack::upstream::{Transition, UpstreamState, UpstreamTracker};
 use opcgw::commands::CommandUpdate;
 use opcgw::config::AppConfig;
-use opcgw::model::{Sample, Timestamp};
+use opcgw::metrics::{metrics, Metrics, UPSTREAM_STATES};
+use opcgw::model::{Sample, SampleOrigin, Timestamp};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, info, warn};
 
@@ -285,6 +286,17 @@ impl PollerState {
             return;
         }
         self.counters.samples += samples.len() as u64;
+        let streamed = samples
+            .iter()
+            .filter(|s| s.origin != SampleOrigin::Aggregate)
+            .count() as u64;
+        let received = &metrics().samples_received;
+        received
+            .get_or_create(&[("source", "stream")])
+            .inc_by(streamed);
+        received
+            .get_or_create(&[("source", "get_metrics")])
+            .inc_by(samples.len() as u64 - streamed);
         if tracing::enabled!(tracing::Level::DEBUG) {
             let values: Vec<String> = samples
                 .iter()
@@ -303,6 +315,10 @@ impl PollerState {
     }
 
     fn emit_command(&mut self, update: CommandUpdate) {
+        metrics()
+            .commands
+            .get_or_create(&[("state", update.state.as_str())])
+            .inc();
         info!(
             event = "command_state_changed",
             command_id = update.id,
@@ -314,7 +330,12 @@ impl PollerState {
         self.send(Feed::Command(Arc::new(update)));
     }
 
-    fn reject(&mut self, rejections: Vec<Rejection>) {
+    /// Logs refused values; `source` is `stream` or `get_metrics`.
+    fn reject(&mut self, rejections: Vec<Rejection>, source: &'static str) {
+        metrics()
+            .samples_rejected
+            .get_or_create(&[("source", source)])
+            .inc_by(rejections.len() as u64);
         for r in rejections {
             self.counters.rejected_values += 1;
             warn!(
@@ -376,6 +397,7 @@ impl PollerState {
         let status = self
             .upstream
             .status(self.streams.open_count(), self.streams.wanted_count());
+        self.export_link(calls);
         self.send(Feed::Upstream(Arc::new(status)));
         debug!(
             event = "poll_cycle_completed",
@@ -387,6 +409,35 @@ impl PollerState {
             .upstream
             .next_poll_in(Duration::from_secs(config.chirpstack.polling_frequency));
         self.schedule_next(wait);
+    }
+
+    /// The link's gauges and the cycle's figures, for `/metrics`.
+    fn export_link(&self, calls: u32) {
+        let m = metrics();
+        m.poll_cycle_seconds
+            .observe(self.cycle.memory.last_cycle().as_secs_f64());
+        m.chirpstack_calls.inc_by(u64::from(calls));
+        Metrics::set_one_of(
+            &m.upstream_state,
+            "state",
+            UPSTREAM_STATES,
+            self.upstream.state().as_str(),
+        );
+        self.export_streams();
+    }
+
+    fn export_streams(&self) {
+        let streams = &metrics().event_streams;
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        streams
+            .get_or_create(&[("status", "wanted")])
+            .set(count(self.streams.wanted_count()));
+        streams
+            .get_or_create(&[("status", "open")])
+            .set(count(self.streams.open_count()));
+        streams
+            .get_or_create(&[("status", "failing")])
+            .set(count(self.streams.failing_count()));
     }
 
     /// The upstream tracker's verdict on a cycle (failing streams make a success partial).
@@ -426,7 +477,7 @@ impl PollerState {
         }
         self.counters.aggregate_samples += outcome.samples.len() as u64;
         self.emit_samples(outcome.samples);
-        self.reject(outcome.rejections);
+        self.reject(outcome.rejections, "get_metrics");
         let timeout = Duration::from_secs(config.chirpstack.command_timeout_seconds);
         for (device, queue) in &outcome.queues {
             for update in self
@@ -484,7 +535,7 @@ impl PollerState {
                         .uplink(dev_eui, object, uplink.time, received)
                 {
                     self.emit_samples(samples);
-                    self.reject(rejections);
+                    self.reject(rejections, "stream");
                 }
             }
             DeviceEvent::Ack { .. } | DeviceEvent::TxAck { .. } | DeviceEvent::Log { .. } => {
@@ -516,6 +567,7 @@ impl PollerState {
 
     fn stream_state(&mut self, dev_eui: &str, open: bool, error: Option<UpstreamError>) {
         self.streams.mark(dev_eui, open, error.is_some());
+        self.export_streams();
         match &error {
             Some(UpstreamError::Unauthenticated) => {
                 if let Some(t) = self

@@ -147,6 +147,19 @@ impl ReloadState {
         let trigger_name = trigger.as_str();
         info!(event = "config_reload_attempted", trigger = trigger_name, path = %self.config_path.display());
         let outcome = self.try_reload(started, text);
+        let label = match &outcome {
+            ReloadOutcome::Succeeded {
+                changed_knobs,
+                includes_topology_change,
+                ..
+            } if changed_knobs.is_empty() && !includes_topology_change => "unchanged",
+            ReloadOutcome::Succeeded { .. } => "applied",
+            ReloadOutcome::Failed { reason, .. } => reason.as_str(),
+        };
+        opcgw::metrics::metrics()
+            .config_reloads
+            .get_or_create(&[("outcome", label)])
+            .inc();
         match &outcome {
             ReloadOutcome::Succeeded {
                 changed_section_count,

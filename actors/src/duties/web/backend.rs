@@ -237,7 +237,7 @@ impl WebBackend for GatewayBackend {
                     .await
                     .ok()?
                     .success_or(())
-                    .ok()?
+                    .ok()
             };
             let editing = async {
                 match self

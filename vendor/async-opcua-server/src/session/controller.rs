@@ -352,7 +352,19 @@ impl SessionController {
                 let _h = span.enter();
                 let mut mgr = trace_write_lock!(self.session_manager);
                 let res = mgr.create_session(&mut self.channel, &self.certificate_store, &request);
-                drop(mgr);
+                // opcgw patch: tell the AuthManager about a refusal at the session limit, with
+                // the client's address (the published crate only answers the client).
+                if matches!(res, Err(StatusCode::BadTooManySessions)) {
+                    let current = mgr.session_count();
+                    drop(mgr);
+                    self.info.authenticator.session_refused(
+                        self.peer_address,
+                        current,
+                        self.info.config.limits.max_sessions,
+                    );
+                } else {
+                    drop(mgr);
+                }
                 self.process_service_result(res, request.request_header.request_handle, id)
             }
 

@@ -47,6 +47,12 @@ impl SessionManager {
         }
     }
 
+    /// opcgw patch: the number of sessions, activated or not (the published crate counts them
+    /// only in the diagnostics, which may be off).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
     /// Get a session by its authentication token.
     pub fn find_by_token(&self, authentication_token: &NodeId) -> Option<Arc<RwLock<Session>>> {
         Self::find_by_token_int(&self.sessions, authentication_token)

@@ -115,6 +115,14 @@ impl SubscriptionCache {
         }
     }
 
+    /// opcgw patch: how many subscriptions and monitored items exist, for the gateway's
+    /// metrics (the published crate counts them only in the diagnostics, which may be off).
+    pub fn counts(&self) -> (usize, usize) {
+        let inner = trace_read_lock!(self.inner);
+        let items = inner.monitored_items.values().map(HashMap::len).sum();
+        (inner.subscription_to_session.len(), items)
+    }
+
     /// Get the `SessionSubscriptions` object for a single session by its numeric ID.
     pub fn get_session_subscriptions(
         &self,
