@@ -10,6 +10,7 @@ use opcgw::config::{self, EnvSnapshot, DEFAULT_CONFIG_PATH};
 use opcgw_actors::cli::ctl::{run_ctl, CtlArgs};
 use opcgw_actors::cli::demo::start_demo_simulator;
 use opcgw_actors::cli::logging::{self, LogSettings, LOG_LEVEL_ENV};
+use opcgw_actors::cli::service_manager::{run_watchdog, watchdog_interval, Notifier};
 use opcgw_actors::cli::simulate::{run_simulate, SimulateArgs};
 use opcgw_actors::tree::gateway::{Tree, TreeOptions};
 use opcgw_actors::tree::messages::ReloadTrigger;
@@ -190,8 +191,22 @@ async fn serve(
         }
     };
     info!(event = "gateway_started");
-    notify_service_manager("READY=1");
-    run_until_exit(tree, signals, shutdown_timeout).await
+    let notifier = Notifier::from_env(&env);
+    if let Some(notifier) = &notifier {
+        notifier.send("READY=1");
+        if let Some(interval) = watchdog_interval(&env) {
+            let handle = tree.handle.clone();
+            tokio::spawn(run_watchdog(notifier.clone(), interval, move |within| {
+                let handle = handle.clone();
+                async move {
+                    tokio::time::timeout(within, handle.status())
+                        .await
+                        .is_ok_and(|status| status.is_some())
+                }
+            }));
+        }
+    }
+    run_until_exit(tree, signals, shutdown_timeout, notifier).await
 }
 
 /// The signals `run` answers: SIGHUP reloads, SIGTERM and SIGINT stop.
@@ -272,7 +287,12 @@ fn start_logging(
 }
 
 /// Serves signals until the tree ends or is told to stop; returns the exit code.
-async fn run_until_exit(mut tree: Tree, signals: Signals, shutdown_timeout: Duration) -> u8 {
+async fn run_until_exit(
+    mut tree: Tree,
+    signals: Signals,
+    shutdown_timeout: Duration,
+    notifier: Option<Notifier>,
+) -> u8 {
     let Signals {
         mut hup,
         mut term,
@@ -282,15 +302,22 @@ async fn run_until_exit(mut tree: Tree, signals: Signals, shutdown_timeout: Dura
         tokio::select! {
             _ = hup.recv() => {
                 let handle = tree.handle.clone();
+                let notifier = notifier.clone();
                 // A reload must not hold up signal handling.
                 tokio::spawn(async move {
+                    if let Some(notifier) = &notifier {
+                        notifier.reloading();
+                    }
                     if handle.reload(ReloadTrigger::Sighup).await.is_err() {
                         warn!(event = "config_reload_unavailable", "the reload actor is not running; SIGHUP ignored");
                     }
+                    if let Some(notifier) = &notifier {
+                        notifier.send("READY=1");
+                    }
                 });
             }
-            _ = term.recv() => return shut_down(&mut tree, "SIGTERM", shutdown_timeout).await,
-            _ = int.recv() => return shut_down(&mut tree, "SIGINT", shutdown_timeout).await,
+            _ = term.recv() => return shut_down(&mut tree, "SIGTERM", shutdown_timeout, notifier.as_ref()).await,
+            _ = int.recv() => return shut_down(&mut tree, "SIGINT", shutdown_timeout, notifier.as_ref()).await,
             changed = tree.exit.changed() => {
                 let ended = tree.exit.borrow().clone();
                 match (changed, ended) {
@@ -317,13 +344,20 @@ async fn run_until_exit(mut tree: Tree, signals: Signals, shutdown_timeout: Dura
     }
 }
 
-async fn shut_down(tree: &mut Tree, signal: &str, timeout: Duration) -> u8 {
+async fn shut_down(
+    tree: &mut Tree,
+    signal: &str,
+    timeout: Duration,
+    notifier: Option<&Notifier>,
+) -> u8 {
     info!(
         event = "shutdown_requested",
         signal,
         timeout_ms = timeout.as_millis() as u64
     );
-    notify_service_manager("STOPPING=1");
+    if let Some(notifier) = notifier {
+        notifier.send("STOPPING=1");
+    }
     let stopped = tree.handle.shutdown(timeout).await
         && tokio::time::timeout(timeout, &mut tree.join).await.is_ok();
     if stopped {
@@ -414,24 +448,6 @@ fn use_control_token_flag(
     opcgw::control::check_strength(token, "--control-token").map_err(|e| e.to_string())?;
     opcgw::control::write_token_file(&control.token_file, token)
         .map_err(|e| format!("cannot write {}: {e}", control.token_file.display()))
-}
-
-/// Tells systemd (`Type=notify`) about readiness; a no-op without `NOTIFY_SOCKET`.
-fn notify_service_manager(state: &str) {
-    use std::os::linux::net::SocketAddrExt;
-    use std::os::unix::net::{SocketAddr, UnixDatagram};
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let path = path.to_string_lossy().into_owned();
-    let addr = match path.strip_prefix('@') {
-        Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
-        None => SocketAddr::from_pathname(&path),
-    };
-    let sent = addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr));
-    if let Err(err) = sent {
-        warn!(event = "sd_notify_failed", error = %err);
-    }
 }
 
 /// Debug builds only: `OPCGW_FAULT_INJECT=poller@200,web@50` makes each named actor panic that

@@ -313,7 +313,6 @@ pub const UPSTREAM_STATES: &[&str] = &[
 #[derive(Debug)]
 struct ProcessCollector {
     ticks_per_second: u64,
-    boot_time: Option<u64>,
 }
 
 impl ProcessCollector {
@@ -323,14 +322,8 @@ impl ProcessCollector {
             .flatten()
             .and_then(|t| u64::try_from(t).ok())
             .filter(|t| *t > 0);
-        let boot_time = std::fs::read_to_string("/proc/stat").ok().and_then(|stat| {
-            stat.lines()
-                .find_map(|l| l.strip_prefix("btime "))
-                .and_then(|v| v.trim().parse().ok())
-        });
         Self {
             ticks_per_second: ticks.unwrap_or(100),
-            boot_time,
         }
     }
 }
@@ -390,8 +383,17 @@ impl Collector for ProcessCollector {
                 None,
                 gauge.metric_type(),
             )?)?;
-            if let Some(boot) = self.boot_time {
-                let started = ConstGauge::<f64>::new(boot as f64 + start as f64 / ticks);
+            // Start = now - the process's age (boot clock now - its start on the boot clock):
+            // works where /proc/stat is hidden (systemd's ProcSubset=pid).
+            let boot_clock = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME);
+            let since_epoch = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64());
+            if let (Ok(boot_clock), Ok(since_epoch)) = (boot_clock, since_epoch) {
+                let boot_seconds =
+                    boot_clock.tv_sec() as f64 + boot_clock.tv_nsec() as f64 / 1e9;
+                let age = (boot_seconds - start as f64 / ticks).max(0.0);
+                let started = ConstGauge::<f64>::new(since_epoch - age);
                 started.encode(encoder.encode_descriptor(
                     "process_start_time_seconds",
                     "Start time of the process since the Unix epoch in seconds",
@@ -440,6 +442,7 @@ mod tests {
             "# TYPE process_resident_memory_bytes gauge",
             "# TYPE process_open_fds gauge",
             "# TYPE process_cpu_seconds_total counter",
+            "# TYPE process_start_time_seconds gauge",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -452,6 +455,16 @@ mod tests {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap();
         assert!(rss > 1 << 20, "{rss}");
+        let started = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_start_time_seconds "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(started <= now && started > now - 3_600.0, "{started} vs {now}");
         let open = metrics.encode_openmetrics().unwrap();
         assert!(open.ends_with("# EOF\n"), "{open}");
     }

@@ -9,6 +9,7 @@ mod binary_lifecycle;
 mod binary_metrics;
 mod binary_opcua;
 mod binary_reload;
+mod binary_service;
 mod control;
 mod logs;
 mod opcua;
