@@ -64,10 +64,20 @@ browser-deps:
 test-browser: venv browser-deps
 	$(VENV)/bin/python tests/browser/console.py --start-mock --screenshots $(CURDIR)/target/browser-screenshots
 
-## lint: formatting and clippy, warnings are errors.
-lint:
+## lint: formatting and clippy (warnings are errors), and the deploy files validated offline
+## (Dockerfile, Kubernetes manifest, compose file, Grafana dashboard).
+lint: venv $(VENV)/.lint-tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(VENV)/bin/hadolint deploy/Dockerfile
+	$(VENV)/bin/kubernetes-validate --strict --quiet deploy/kubernetes.yaml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yml
+	$(VENV)/bin/python tests/python/check_deploy.py
+
+# The offline validators `make lint` runs on deploy/ (in .venv, installed when missing).
+$(VENV)/.lint-tools: tests/python/lint-requirements.txt $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python/lint-requirements.txt
+	@touch $@
 
 ## vendor-patches: rewrite vendor/<crate>/opcgw.patch (what each vendored crate changes in the
 ## published one) after editing a vendored source; `cargo test -p opcgw --test vendor_patches`

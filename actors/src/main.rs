@@ -10,6 +10,7 @@ use opcgw::config::{self, EnvSnapshot, DEFAULT_CONFIG_PATH};
 use opcgw_actors::cli::ctl::{run_ctl, CtlArgs};
 use opcgw_actors::cli::demo::start_demo_simulator;
 use opcgw_actors::cli::logging::{self, LogSettings, LOG_LEVEL_ENV};
+use opcgw_actors::cli::probe::{run_probe, ProbeArgs};
 use opcgw_actors::cli::service_manager::{run_watchdog, watchdog_interval, Notifier};
 use opcgw_actors::cli::simulate::{run_simulate, SimulateArgs};
 use opcgw_actors::tree::gateway::{Tree, TreeOptions};
@@ -46,6 +47,8 @@ enum Command {
     CheckConfig(ConfigArg),
     /// Talk to a running gateway over its control socket.
     Ctl(CtlArgs),
+    /// Ask a running gateway's metrics listener whether it is alive (or ready): exit 0 or 1.
+    Probe(ProbeArgs),
 }
 
 #[derive(Args)]
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => run(args, Mode::Demo),
         Command::Simulate(args) => block_on(run_simulate(args)),
         Command::Ctl(args) => block_on(run_ctl(args)),
+        Command::Probe(args) => ExitCode::from(run_probe(&args)),
     }
 }
 

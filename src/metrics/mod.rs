@@ -390,8 +390,7 @@ impl Collector for ProcessCollector {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs_f64());
             if let (Ok(boot_clock), Ok(since_epoch)) = (boot_clock, since_epoch) {
-                let boot_seconds =
-                    boot_clock.tv_sec() as f64 + boot_clock.tv_nsec() as f64 / 1e9;
+                let boot_seconds = boot_clock.tv_sec() as f64 + boot_clock.tv_nsec() as f64 / 1e9;
                 let age = (boot_seconds - start as f64 / ticks).max(0.0);
                 let started = ConstGauge::<f64>::new(since_epoch - age);
                 started.encode(encoder.encode_descriptor(
@@ -464,7 +463,10 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs_f64();
-        assert!(started <= now && started > now - 3_600.0, "{started} vs {now}");
+        assert!(
+            started <= now && started > now - 3_600.0,
+            "{started} vs {now}"
+        );
         let open = metrics.encode_openmetrics().unwrap();
         assert!(open.ends_with("# EOF\n"), "{open}");
     }

@@ -122,6 +122,20 @@ fn the_demo_exports_prometheus_metrics_that_parse_and_probes_that_answer() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(http.get("/healthz").status, 200);
+    // `opcgw probe`, the image's HEALTHCHECK, agrees.
+    let probe = |ready: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_opcgw"));
+        command.args([
+            "probe",
+            "--address",
+            &format!("127.0.0.1:{}", workdir.metrics_port()),
+        ]);
+        if ready {
+            command.arg("--ready");
+        }
+        command.env_clear().output().unwrap()
+    };
+    assert!(probe(false).status.success() && probe(true).status.success());
     daemon.wait_for_events("actor_failed", 1, Duration::from_secs(10));
     daemon.signal(Signal::SIGHUP);
     daemon.wait_for_events("config_reload_succeeded", 1, Duration::from_secs(10));
@@ -269,6 +283,12 @@ fn the_demo_exports_prometheus_metrics_that_parse_and_probes_that_answer() {
 
     daemon.signal(Signal::SIGTERM);
     assert_eq!(daemon.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    let gone = probe(false);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("cannot connect"),
+        "{gone:?}"
+    );
 }
 
 /// A GET of `/metrics` with an `Accept` header, answered in full (head and body).

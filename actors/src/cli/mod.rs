@@ -6,5 +6,6 @@ pub mod ctl;
 pub mod demo;
 pub mod logging;
 pub mod memory;
+pub mod probe;
 pub mod service_manager;
 pub mod simulate;
