@@ -203,6 +203,30 @@ impl Metrics {
             Info::new([("version", env!("CARGO_PKG_VERSION"))]),
         );
         registry.register_collector(Box::new(ProcessCollector::new()));
+        // Every known label value from the start, at 0: a rate over a series that appears
+        // with its first event misses that event, and dashboards show 0 rather than "no data".
+        for source in ["stream", "get_metrics"] {
+            samples_received.get_or_create(&[("source", source)]);
+            samples_rejected.get_or_create(&[("source", source)]);
+        }
+        for state in ["queued", "sent", "acknowledged", "failed", "expired"] {
+            commands.get_or_create(&[("state", state)]);
+        }
+        for outcome in [
+            "applied",
+            "unchanged",
+            "validation",
+            "io",
+            "restart_required",
+        ] {
+            config_reloads.get_or_create(&[("outcome", outcome)]);
+        }
+        for surface in ["opcua", "web", "control"] {
+            auth_failures.get_or_create(&[("surface", surface)]);
+        }
+        for service in ["read", "history_read"] {
+            opcua_request_seconds.get_or_create(&[("service", service)]);
+        }
         Self {
             registry,
             samples_received,

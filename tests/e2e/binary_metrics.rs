@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value as Json;
 
 use crate::opcua_python::{python, workspace};
-use crate::support::{Daemon, Workdir, TEST_PASSWORD};
+use crate::support::{Daemon, Workdir, MINIMAL_CONFIG, TEST_PASSWORD};
 use crate::web_client::WebClient;
 
 /// One parsed scrape: family types by name, and every sample.
@@ -106,8 +106,6 @@ fn the_demo_exports_prometheus_metrics_that_parse_and_probes_that_answer() {
                 format!("http://127.0.0.1:{simulator_port}"),
             ),
             ("OPCGW_LOG_LEVEL", "info".into()),
-            // Debug builds: the web actor panics once, 2 s after its start.
-            ("OPCGW_FAULT_INJECT", "web@2000".into()),
         ],
     );
     daemon.wait_for_events("metrics_listening", 1, Duration::from_secs(20));
@@ -136,7 +134,34 @@ fn the_demo_exports_prometheus_metrics_that_parse_and_probes_that_answer() {
         command.env_clear().output().unwrap()
     };
     assert!(probe(false).status.success() && probe(true).status.success());
-    daemon.wait_for_events("actor_failed", 1, Duration::from_secs(10));
+    // A wrong token on the control socket, a wrong password on the console.
+    let ctl = Command::new(env!("CARGO_BIN_EXE_opcgw"))
+        .args(["ctl", "--config"])
+        .arg(&workdir.config)
+        .arg("status")
+        .current_dir(workdir.path())
+        .env_clear()
+        .env(
+            "OPCGW_CONTROL__TOKEN",
+            "not-the-control-token-0123456789abcdef",
+        )
+        .output()
+        .unwrap();
+    assert!(!ctl.status.success(), "{ctl:?}");
+    daemon.wait_for_events("control_auth_failed", 1, Duration::from_secs(5));
+    let console = WebClient::basic(
+        workdir.web_port(),
+        crate::ua_client::USER,
+        "wrong-password-42",
+    );
+    let web_ready = Instant::now() + Duration::from_secs(10);
+    while console.get("/api/health").status != 401 {
+        assert!(
+            Instant::now() < web_ready,
+            "the console never refused the password"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     daemon.signal(Signal::SIGHUP);
     daemon.wait_for_events("config_reload_succeeded", 1, Duration::from_secs(10));
 
@@ -203,6 +228,7 @@ fn the_demo_exports_prometheus_metrics_that_parse_and_probes_that_answer() {
         ("opcgw_storage_commit_duration_seconds", "histogram"),
         ("opcgw_storage_database_size_bytes", "gauge"),
         ("opcgw_actor_restarts", "counter"),
+        ("opcgw_commands", "counter"),
         ("opcgw_config_reloads", "counter"),
         ("opcgw_auth_failures", "counter"),
         ("process_resident_memory_bytes", "gauge"),
@@ -257,13 +283,14 @@ fn the_demo_exports_prometheus_metrics_that_parse_and_probes_that_answer() {
     );
     at_least("opcgw_storage_commit_duration_seconds_count", &[], 1.0);
     at_least("opcgw_storage_database_size_bytes", &[], 4096.0);
-    at_least("opcgw_actor_restarts_total", &[("actor", "web")], 1.0);
     at_least(
         "opcgw_config_reloads_total",
         &[("outcome", "unchanged")],
         1.0,
     );
-    at_least("opcgw_auth_failures_total", &[("surface", "opcua")], 1.0);
+    for surface in ["opcua", "control", "web"] {
+        at_least("opcgw_auth_failures_total", &[("surface", surface)], 1.0);
+    }
     at_least("process_resident_memory_bytes", &[], 1_048_576.0);
     at_least("process_open_fds", &[], 10.0);
     at_least(
@@ -303,4 +330,38 @@ fn send_accepting(client: &WebClient, accept: &str) -> String {
     let mut out = String::new();
     stream.read_to_string(&mut out).unwrap();
     out
+}
+
+/// Debug builds inject a panic into the poller 300 ms after each of its starts: every restart
+/// is counted under the actor's name, and `/readyz` says which actor is not running.
+#[test]
+fn restarts_are_counted_by_actor_and_readiness_names_what_is_down() {
+    let workdir = Workdir::new(&MINIMAL_CONFIG.replace(
+        "[opcua]",
+        "[metrics]\nenabled = true\nport = 9464\n\n[supervisor]\nmax_restarts = 100\nbackoff_initial_ms = 1000\nbackoff_max_ms = 1000\n\n[opcua]",
+    ));
+    let mut daemon = Daemon::start(&workdir, &[("OPCGW_FAULT_INJECT", "poller@300".into())]);
+    daemon.wait_for_events("actor_failed", 2, Duration::from_secs(20));
+    let http = WebClient::anonymous(workdir.metrics_port());
+    let parsed = parse(&http.get("/metrics").body, "prometheus");
+    let restarts = parsed.value("opcgw_actor_restarts_total", &[("actor", "poller")]);
+    assert!(restarts >= 2.0, "{restarts}");
+    // Between a panic and the restart 1 s later the poller is not running.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = http.get("/readyz");
+        if ready.status == 503 {
+            assert!(
+                ready.body.starts_with("not ready: poller: Backoff"),
+                "{}",
+                ready.body
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "always ready: {ready:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(http.get("/healthz").status, 200, "alive all the same");
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(10)).code(), Some(0));
 }

@@ -160,11 +160,16 @@ impl Actor for Supervisor {
         myself: ActorRef<Self::Msg>,
         args: SupervisorArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let restarts = &opcgw::metrics::metrics().actor_restarts;
         let children = args
             .children
             .into_iter()
             .map(|spec| ChildSlot {
-                spec,
+                spec: {
+                    // Each actor's restart counter exists from the start, at 0.
+                    restarts.get_or_create(&[("actor", spec.name().to_string())]);
+                    spec
+                },
                 cell: None,
                 state: ChildState::Starting,
                 restarts: 0,
