@@ -19,24 +19,31 @@ use crate::chirpstack::mapping::{convert_aggregate, MetricMapping, Rejection};
 use crate::config::MetricType;
 use crate::model::{Sample, SampleOrigin, Timestamp};
 
-/// Wait before the one retry of a call the server answered UNAVAILABLE (a proxy's hiccup, a
+/// Waits before the retries of a call the server answered UNAVAILABLE (a proxy's hiccup, a
 /// server restarting a worker): one failed call must not cost a device a whole poll period.
-pub const TRANSIENT_RETRY_DELAY: Duration = Duration::from_millis(200);
+pub const TRANSIENT_RETRY_DELAYS: [Duration; 2] =
+    [Duration::from_millis(100), Duration::from_millis(300)];
 
-/// `call`, made once more after [`TRANSIENT_RETRY_DELAY`] when its answer was a transient
+/// `call`, made again after each of [`TRANSIENT_RETRY_DELAYS`] while its answer is a transient
 /// failure; with the number of calls made.
 async fn retried<T, F, Fut>(mut call: F) -> (u32, Result<T, UpstreamError>)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, UpstreamError>>,
 {
-    match call().await {
-        Err(error) if error.is_transient() => {
-            tokio::time::sleep(TRANSIENT_RETRY_DELAY).await;
-            (2, call().await)
+    let mut calls = 1;
+    let mut answer = call().await;
+    for delay in TRANSIENT_RETRY_DELAYS {
+        match &answer {
+            Err(error) if error.is_transient() => {
+                tokio::time::sleep(delay).await;
+                calls += 1;
+                answer = call().await;
+            }
+            _ => break,
         }
-        answer => (1, answer),
     }
+    (calls, answer)
 }
 
 /// The metrics of one device to fetch from `GetMetrics`.

@@ -169,3 +169,4 @@ mod restart;
 mod security;
 mod subscriptions;
 mod topology;
+mod upstream;
