@@ -206,11 +206,11 @@ impl Metrics {
         // Every known label value from the start, at 0: a rate over a series that appears
         // with its first event misses that event, and dashboards show 0 rather than "no data".
         for source in ["stream", "get_metrics"] {
-            samples_received.get_or_create(&[("source", source)]);
-            samples_rejected.get_or_create(&[("source", source)]);
+            touch(&samples_received, source_label("source", source));
+            touch(&samples_rejected, source_label("source", source));
         }
         for state in ["queued", "sent", "acknowledged", "failed", "expired"] {
-            commands.get_or_create(&[("state", state)]);
+            touch(&commands, source_label("state", state));
         }
         for outcome in [
             "applied",
@@ -219,13 +219,13 @@ impl Metrics {
             "io",
             "restart_required",
         ] {
-            config_reloads.get_or_create(&[("outcome", outcome)]);
+            touch(&config_reloads, source_label("outcome", outcome));
         }
         for surface in ["opcua", "web", "control"] {
-            auth_failures.get_or_create(&[("surface", surface)]);
+            touch(&auth_failures, source_label("surface", surface));
         }
         for service in ["read", "history_read"] {
-            opcua_request_seconds.get_or_create(&[("service", service)]);
+            touch(&opcua_request_seconds, source_label("service", service));
         }
         Self {
             registry,
@@ -284,6 +284,19 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+fn source_label(key: &'static str, value: &'static str) -> Label {
+    [(key, value)]
+}
+
+/// Creates the series of `labels` in `family` (at 0) without changing it.
+pub fn touch<M, C>(family: &Family<Label, M, C>, labels: Label)
+where
+    M: prometheus_client::metrics::TypedMetric,
+    C: prometheus_client::metrics::family::MetricConstructor<M>,
+{
+    drop(family.get_or_create(&labels));
 }
 
 /// The process-wide metrics.

@@ -167,7 +167,7 @@ impl Actor for Supervisor {
             .map(|spec| ChildSlot {
                 spec: {
                     // Each actor's restart counter exists from the start, at 0.
-                    restarts.get_or_create(&[("actor", spec.name().to_string())]);
+                    drop(restarts.get_or_create(&[("actor", spec.name().to_string())]));
                     spec
                 },
                 cell: None,
