@@ -27,6 +27,7 @@ run: deps
 	@echo "  password: $$(sed -n 's/^OPCGW_OPCUA__USER_PASSWORD=//p' $(DEMO_ENV))"
 	@echo "  OPC UA:   opc.tcp://127.0.0.1:4840/  (None endpoint; the password is encrypted with the server key)"
 	@echo "  console:  http://127.0.0.1:$(DEMO_WEB_PORT)/  (web console: sign in with the user and password above)"
+	@echo "  metrics:  http://127.0.0.1:9464/metrics  (Prometheus; probes at /healthz and /readyz)"
 	@[ -f $(DEMO_RUN_CONFIG) ] || cp $(DEMO_CONFIG) $(DEMO_RUN_CONFIG)
 	@echo "  config:   $(DEMO_RUN_CONFIG) (a copy of $(DEMO_CONFIG); the console edits it)   logs: ./log"
 	@echo "  stop: Ctrl-C   reload: kill -HUP <pid>   start afresh: make clean-demo"

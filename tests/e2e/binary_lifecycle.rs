@@ -84,23 +84,8 @@ fn a_child_crashing_past_the_restart_intensity_stops_the_tree_and_exits_non_zero
 
 #[test]
 fn the_demo_runs_against_its_simulator_and_logs_live_samples() {
-    // `make run` runs exactly this, with generated secrets in the environment; the test moves
-    // the simulator to a free port so it cannot collide with a running demo.
-    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/demo.toml"))
-        .unwrap();
-    let port = crate::support::free_port();
-    let workdir = Workdir::new(&demo);
-    let mut daemon = Daemon::start_with(
-        &workdir,
-        "demo",
-        &[
-            (
-                "OPCGW_CHIRPSTACK__SERVER_ADDRESS",
-                format!("http://127.0.0.1:{port}"),
-            ),
-            ("OPCGW_LOG_LEVEL", String::new()),
-        ],
-    );
+    // `make run` runs exactly this, with generated secrets in the environment.
+    let (_workdir, mut daemon) = Daemon::start_demo(&[("OPCGW_LOG_LEVEL", String::new())]);
     daemon.wait_for_events("gateway_started", 1, Duration::from_secs(20));
     // The demo generates its own OPC UA key pair, and says so; nothing else may be wrong with it.
     let warnings: Vec<String> = daemon

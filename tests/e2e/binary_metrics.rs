@@ -93,21 +93,7 @@ fn parse(text: &str, format: &str) -> Scrape {
 
 #[test]
 fn the_demo_exports_prometheus_metrics_that_parse_and_probes_that_answer() {
-    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/demo.toml"))
-        .unwrap();
-    let simulator_port = crate::support::free_port();
-    let workdir = Workdir::new(&demo);
-    let mut daemon = Daemon::start_with(
-        &workdir,
-        "demo",
-        &[
-            (
-                "OPCGW_CHIRPSTACK__SERVER_ADDRESS",
-                format!("http://127.0.0.1:{simulator_port}"),
-            ),
-            ("OPCGW_LOG_LEVEL", "info".into()),
-        ],
-    );
+    let (workdir, mut daemon) = Daemon::start_demo(&[("OPCGW_LOG_LEVEL", "info".into())]);
     daemon.wait_for_events("metrics_listening", 1, Duration::from_secs(20));
     let http = WebClient::anonymous(workdir.metrics_port());
     let ready = Instant::now() + Duration::from_secs(20);

@@ -17,18 +17,7 @@ const AUTH_FAILED: &str =
 
 /// A daemon in demo mode (simulator on a free port), its socket and token file in the workdir.
 fn demo_daemon() -> (Workdir, Daemon) {
-    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/demo.toml"))
-        .unwrap();
-    let port = crate::support::free_port();
-    let workdir = Workdir::new(&demo);
-    let daemon = Daemon::start_with(
-        &workdir,
-        "demo",
-        &[(
-            "OPCGW_CHIRPSTACK__SERVER_ADDRESS",
-            format!("http://127.0.0.1:{port}"),
-        )],
-    );
+    let (workdir, daemon) = Daemon::start_demo(&[]);
     daemon.wait_for_events("control_socket_listening", 1, Duration::from_secs(20));
     (workdir, daemon)
 }

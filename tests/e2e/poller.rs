@@ -147,6 +147,27 @@ impl PollerProbe {
     }
 }
 
+/// Every (device, metric) of `config`.
+pub fn wanted_metrics(config: &AppConfig) -> HashSet<(String, String)> {
+    config
+        .devices()
+        .flat_map(|(_, d)| {
+            d.metrics
+                .iter()
+                .map(move |m| (d.device_id.clone(), m.metric_name.clone()))
+        })
+        .collect()
+}
+
+/// Whether the feed holds a sample of every one of `wanted`.
+pub fn has_every(feed: &[Feed], wanted: &HashSet<(String, String)>) -> bool {
+    let got: HashSet<(String, String)> = samples(feed)
+        .into_iter()
+        .map(|s| (s.device_id, s.metric))
+        .collect();
+    wanted.is_subset(&got)
+}
+
 pub fn samples(feed: &[Feed]) -> Vec<Sample> {
     feed.iter()
         .filter_map(|f| match f {
@@ -188,25 +209,12 @@ async fn every_configured_metric_arrives_with_the_device_timestamp_and_its_exact
     for dev in &devices {
         sim.emit_uplink_now(dev);
     }
-    let wanted: HashSet<(String, String)> = config
-        .devices()
-        .flat_map(|(_, d)| {
-            d.metrics
-                .iter()
-                .map(move |m| (d.device_id.clone(), m.metric_name.clone()))
-        })
-        .collect();
+    let wanted = wanted_metrics(&config);
     poller
         .wait_for(
             Duration::from_secs(10),
             "a value of every configured metric",
-            |feed| {
-                let got: HashSet<(String, String)> = samples(feed)
-                    .into_iter()
-                    .map(|s| (s.device_id, s.metric))
-                    .collect();
-                wanted.is_subset(&got)
-            },
+            |feed| has_every(feed, &wanted),
         )
         .await;
     let names: HashMap<(String, String), String> = config
@@ -329,26 +337,13 @@ async fn a_server_failing_every_fourth_call_never_shows_down_and_loses_no_value(
     }
     sim.set_fail_every(4);
     let config = gateway_config(&sim, |c| c.chirpstack.polling_frequency = 2);
-    let wanted: HashSet<(String, String)> = config
-        .devices()
-        .flat_map(|(_, d)| {
-            d.metrics
-                .iter()
-                .map(move |m| (d.device_id.clone(), m.metric_name.clone()))
-        })
-        .collect();
+    let wanted = wanted_metrics(&config);
     let mut poller = PollerProbe::start(config).await;
     poller
         .wait_for(
             Duration::from_secs(2),
             "every value within one poll period of start",
-            |feed| {
-                let got: HashSet<(String, String)> = samples(feed)
-                    .into_iter()
-                    .map(|s| (s.device_id, s.metric))
-                    .collect();
-                wanted.is_subset(&got)
-            },
+            |feed| has_every(feed, &wanted),
         )
         .await;
 

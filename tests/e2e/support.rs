@@ -149,6 +149,22 @@ impl Daemon {
         Self::start_with_args(workdir, command, &[], extra_env)
     }
 
+    /// `opcgw demo` on a copy of config/demo.toml (its ports mapped to free ones), its
+    /// simulator moved to a free port so that it cannot collide with a running demo.
+    pub fn start_demo(extra_env: &[(&str, String)]) -> (Workdir, Self) {
+        let demo =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/demo.toml"))
+                .expect("config/demo.toml");
+        let workdir = Workdir::new(&demo);
+        let mut env = vec![(
+            "OPCGW_CHIRPSTACK__SERVER_ADDRESS",
+            format!("http://127.0.0.1:{}", free_port()),
+        )];
+        env.extend(extra_env.iter().cloned());
+        let daemon = Self::start_with(&workdir, "demo", &env);
+        (workdir, daemon)
+    }
+
     /// Starts `opcgw <command> --config <workdir config> <args...>`.
     pub fn start_with_args(
         workdir: &Workdir,
