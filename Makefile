@@ -107,5 +107,6 @@ bench: deps
 	$(CARGO) bench --locked -p opcgw-actors --bench poller
 	$(CARGO) bench --locked -p opcgw-actors --bench opcua
 	$(CARGO) bench --locked -p opcgw-actors --bench memory
+	$(CARGO) bench --locked -p opcgw-actors --bench history
 	$(CARGO) bench --locked -p opcgw-actors --bench web
 	$(CARGO) bench --locked -p opcgw-actors --bench scale

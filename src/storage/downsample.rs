@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::history::HistoryRow;
+use super::history::{HistoryRow, ReadView};
 use super::{StorageError, Store};
 use crate::model::{Timestamp, Value};
 
@@ -92,11 +92,21 @@ impl Store {
         &self,
         query: &DownsampleQuery,
     ) -> Result<Downsampled, StorageError> {
+        self.read(|db| self.view(db).history_downsampled(query))
+    }
+}
+
+impl ReadView<'_> {
+    /// See [`Store::history_downsampled`].
+    pub(super) fn history_downsampled(
+        &self,
+        query: &DownsampleQuery,
+    ) -> Result<Downsampled, StorageError> {
         const ACTION: &str = "read downsampled history";
         let max_points = query.max_points;
         if !(MIN_DOWNSAMPLE_POINTS..=MAX_DOWNSAMPLE_POINTS).contains(&max_points) {
             return Err(StorageError::invalid(
-                &self.path,
+                self.path,
                 format!(
                     "max_points {max_points} is outside \
                      {MIN_DOWNSAMPLE_POINTS}..={MAX_DOWNSAMPLE_POINTS}"
@@ -105,14 +115,14 @@ impl Store {
         }
         if query.from > query.to {
             return Err(StorageError::invalid(
-                &self.path,
+                self.path,
                 format!(
                     "history window starts ({}) after it ends ({})",
                     query.from, query.to
                 ),
             ));
         }
-        let Some(series) = self.series.get(&query.device_id, &query.metric) else {
+        let Some(series) = self.series_id(&query.device_id, &query.metric)? else {
             return Ok(Downsampled::Raw(Vec::new()));
         };
         if query.from == query.to {

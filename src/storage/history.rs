@@ -7,13 +7,16 @@
 //! time, and a fold keeps a row's time, so paging never skips or repeats a row, whatever was
 //! appended or folded between the pages.
 
-use redb::ReadableDatabase;
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase};
 use serde::{Deserialize, Serialize};
 
 use super::codec;
 use super::error::{RedbResultExt, StorageError};
 use super::samples::corrupt_row;
-use super::schema::{HISTORY, RECENT};
+use super::schema::{HISTORY, RECENT, SERIES};
+use super::series::SeriesIndex;
 use super::Store;
 use crate::model::{SampleOrigin, Timestamp, Value};
 
@@ -77,8 +80,56 @@ impl Store {
     /// plus a resume key when more rows remain. An unknown series is
     /// [`StorageError::UnknownSeries`].
     pub fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, StorageError> {
-        const ACTION: &str = "read history";
-        let path = &self.path;
+        self.read(|db| self.view(db).history(query))
+    }
+
+    /// The reads of this store's open database, series found in its in-memory index.
+    pub(super) fn view<'a>(&'a self, db: &'a Database) -> ReadView<'a> {
+        ReadView {
+            path: &self.path,
+            db,
+            series: SeriesLookup::Index(&self.series),
+        }
+    }
+}
+
+/// The read-only queries over one open database: the storage actor's own (series from its
+/// in-memory index) and those of a [`super::Reader`] on other tasks (series from the table, in
+/// the read transaction's snapshot). Every range read of history goes through here.
+pub(super) struct ReadView<'a> {
+    pub(super) path: &'a Path,
+    pub(super) db: &'a Database,
+    pub(super) series: SeriesLookup<'a>,
+}
+
+pub(super) enum SeriesLookup<'a> {
+    Index(&'a SeriesIndex),
+    Table,
+}
+
+impl ReadView<'_> {
+    /// The id of a series; `None` when it was never stored.
+    pub(super) fn series_id(
+        &self,
+        device_id: &str,
+        metric: &str,
+    ) -> Result<Option<u32>, StorageError> {
+        const ACTION: &str = "look up a series";
+        match self.series {
+            SeriesLookup::Index(index) => Ok(index.get(device_id, metric)),
+            SeriesLookup::Table => {
+                let path = self.path;
+                let txn = self.db.begin_read().at(path, ACTION)?;
+                let table = txn.open_table(SERIES).at(path, ACTION)?;
+                let id = table.get((device_id, metric)).at(path, ACTION)?;
+                Ok(id.map(|id| id.value()))
+            }
+        }
+    }
+
+    /// See [`Store::history`].
+    pub(super) fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, StorageError> {
+        let path = self.path;
         if query.limit == 0 || query.limit > MAX_HISTORY_PAGE {
             return Err(StorageError::invalid(
                 path,
@@ -97,9 +148,9 @@ impl Store {
                 ),
             ));
         }
-        let Some(series) = self.series.get(&query.device_id, &query.metric) else {
+        let Some(series) = self.series_id(&query.device_id, &query.metric)? else {
             return Err(StorageError::UnknownSeries {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 device_id: query.device_id.clone(),
                 metric: query.metric.clone(),
             });
@@ -123,25 +174,32 @@ impl Store {
         if low >= high {
             return Ok(HistoryPage::default());
         }
-        self.scan_series(ACTION, series, low, high, query.reverse, |rows_iter| {
-            let mut rows = Vec::with_capacity(query.limit.min(4096));
-            for row in &mut *rows_iter {
-                rows.push(row?);
-                if rows.len() == query.limit {
-                    break;
+        self.scan_series(
+            "read history",
+            series,
+            low,
+            high,
+            query.reverse,
+            |rows_iter| {
+                let mut rows = Vec::with_capacity(query.limit.min(4096));
+                for row in &mut *rows_iter {
+                    rows.push(row?);
+                    if rows.len() == query.limit {
+                        break;
+                    }
                 }
-            }
-            let more = rows.len() == query.limit && rows_iter.next().is_some();
-            let resume = match rows.last() {
-                Some(last) if more => Some(ResumeKey {
-                    series,
-                    last: last.time.as_micros(),
-                    reverse: query.reverse,
-                }),
-                _ => None,
-            };
-            Ok(HistoryPage { rows, resume })
-        })
+                let more = rows.len() == query.limit && rows_iter.next().is_some();
+                let resume = match rows.last() {
+                    Some(last) if more => Some(ResumeKey {
+                        series,
+                        last: last.time.as_micros(),
+                        reverse: query.reverse,
+                    }),
+                    _ => None,
+                };
+                Ok(HistoryPage { rows, resume })
+            },
+        )
     }
 
     /// Runs `body` over the rows of `series` with `low <= time < high`, both tables merged,
@@ -158,9 +216,9 @@ impl Store {
             &mut dyn Iterator<Item = Result<HistoryRow, StorageError>>,
         ) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        let path = &self.path;
-        self.read(|db| {
-            let txn = db.begin_read().at(path, action)?;
+        let path = self.path;
+        {
+            let txn = self.db.begin_read().at(path, action)?;
             let history = txn.open_table(HISTORY).at(path, action)?;
             let recent = txn.open_table(RECENT).at(path, action)?;
             let decode = |time: i64, bytes: &[u8]| {
@@ -198,7 +256,7 @@ impl Store {
             } else {
                 body(&mut MergeByTime::new(folded, staged, false))
             }
-        })
+        }
     }
 }
 

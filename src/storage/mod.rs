@@ -40,6 +40,7 @@ mod history;
 mod open;
 mod ownership;
 mod pidfile;
+mod reader;
 mod retention;
 mod samples;
 mod schema;
@@ -50,6 +51,7 @@ mod tests;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::Database;
 
@@ -65,6 +67,7 @@ pub use downsample::{
 pub use error::{Holder, StorageError, StorageErrorKind};
 pub use history::{HistoryPage, HistoryQuery, HistoryRow, ResumeKey, MAX_HISTORY_PAGE};
 pub use ownership::check_not_in_use;
+pub use reader::{ReadSlot, Reader};
 pub use retention::PruneReport;
 pub use samples::AppendReport;
 pub use schema::SCHEMA_VERSION;
@@ -110,8 +113,11 @@ pub struct Store {
     path: PathBuf,
     options: StoreOptions,
     /// `None` only after a reopen failed; every operation then reports the reopen's error
-    /// until a later write manages to reopen.
-    db: Option<Database>,
+    /// until a later write manages to reopen. Shared (weakly) with [`Reader`]s through
+    /// `published`.
+    db: Option<Arc<Database>>,
+    /// Where the open database is published for reads on other tasks.
+    published: Option<ReadSlot>,
     series: series::SeriesIndex,
     /// Set by an error after which redb refuses the handle: the next write reopens first.
     needs_reopen: bool,
@@ -166,7 +172,8 @@ impl Store {
         Ok(Store {
             path: path.to_path_buf(),
             options,
-            db: Some(db),
+            db: Some(Arc::new(db)),
+            published: None,
             series,
             needs_reopen: false,
             pid_file,
@@ -182,11 +189,16 @@ impl Store {
     /// Closes the database and reopens it (after an I/O error, redb refuses a handle until
     /// then). Writes call this by themselves when needed.
     pub fn reopen(&mut self) -> Result<(), StorageError> {
-        // Drop first: the file lock is per handle, even within one process.
+        // Drop first: the file lock is per handle, even within one process. (A reader still
+        // holding the old handle makes this open fail; the next write tries again.)
         self.db = None;
         let (db, series) = shield(&self.path, || {
             open::open_database(&self.path, &self.options)
         })?;
+        let db = Arc::new(db);
+        if let Some(slot) = &self.published {
+            slot.publish(&self.path, &db);
+        }
         self.db = Some(db);
         self.series = series;
         self.needs_reopen = false;
@@ -199,18 +211,28 @@ impl Store {
         Ok(())
     }
 
+    /// Publishes the open database in `slot` (and again after every reopen), so that reads
+    /// on other tasks need not wait for this store's owner: see [`Reader`].
+    pub fn publish(&mut self, slot: &ReadSlot) {
+        if let Some(db) = &self.db {
+            slot.publish(&self.path, db);
+        }
+        self.published = Some(slot.clone());
+    }
+
     /// Closes the database, reporting an error that dropping the store would ignore.
     pub fn close(mut self) -> Result<(), StorageError> {
-        match self.db.take() {
-            Some(db) => db
+        match self.db.take().map(Arc::try_unwrap) {
+            Some(Ok(db)) => db
                 .close()
                 .map_err(|e| StorageError::from_redb(&self.path, "close", redb::Error::from(e))),
-            None => Ok(()),
+            // A reader holds it for a moment: it closes when the reader lets go.
+            Some(Err(_)) | None => Ok(()),
         }
     }
 
     fn db(&self) -> Result<&Database, StorageError> {
-        self.db.as_ref().ok_or_else(|| {
+        self.db.as_deref().ok_or_else(|| {
             StorageError::io(
                 &self.path,
                 "use",

@@ -66,7 +66,10 @@ async fn values_of_the_first_seconds_reach_the_siblings_running_before_the_polle
     let args = PollerArgs {
         config: ConfigUpdate::initial(Arc::new(config)),
         output: Box::new(PeerOutput::new()),
-        peers: Peers::from_running([(opcua_role::ROLE, opcua.get_cell())]),
+        peers: Peers::from_running(
+            [(opcua_role::ROLE, opcua.get_cell())],
+            &opcgw::storage::ReadSlot::new(),
+        ),
     };
     let (poller, _join) = Actor::spawn(None, PollerActor, args)
         .await

@@ -8,9 +8,9 @@ use opcgw::chirpstack::client::DeviceSummary;
 use opcgw::commands::{CommandState, NewCommand};
 use opcgw::config::AppConfig;
 use opcgw::model::Timestamp;
-use opcgw::storage::{CommandFilter, HistoryQuery, Store};
+use opcgw::storage::{CommandFilter, HistoryQuery, ReadSlot, Store};
 use opcgw_actors::duties::poller::PollerCounters;
-use opcgw_actors::duties::storage::{device_health_key, StorageActor};
+use opcgw_actors::duties::storage::{device_health_key, StorageActor, StorageArgs};
 use opcgw_actors::tree::gateway::Tree;
 use opcgw_actors::tree::messages::{
     Common, ConfigUpdate, Feed, PollerMsg, StorageFailure, StorageMsg,
@@ -458,7 +458,11 @@ async fn the_health_of_ten_thousand_devices_is_kept_one_document_each() {
     let path = dir.path().join("opcgw.redb");
     let mut config = AppConfig::default();
     config.storage.database_path = path.clone();
-    let (storage, join) = Actor::spawn(None, StorageActor, ConfigUpdate::initial(Arc::new(config)))
+    let args = StorageArgs {
+        config: ConfigUpdate::initial(Arc::new(config)),
+        reads: ReadSlot::new(),
+    };
+    let (storage, join) = Actor::spawn(None, StorageActor, args)
         .await
         .expect("storage starts");
     let client = StorageClient::new(Some(storage.clone()), Duration::from_secs(10));
@@ -508,4 +512,87 @@ async fn the_health_of_ten_thousand_devices_is_kept_one_document_each() {
         .unwrap()
         .unwrap();
     assert!(json.contains("-101.5"), "{json}");
+}
+
+/// While the storage actor commits a large batch, a history read through the tree's read slot
+/// answers at once; through the mailbox it waits for the commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn history_reads_do_not_wait_behind_a_commit() {
+    crate::logs::capture();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = AppConfig::default();
+    config.storage.database_path = dir.path().join("opcgw.redb");
+    let reads = ReadSlot::new();
+    let args = StorageArgs {
+        config: ConfigUpdate::initial(Arc::new(config)),
+        reads: reads.clone(),
+    };
+    let (storage, join) = Actor::spawn(None, StorageActor, args)
+        .await
+        .expect("storage starts");
+    let through_mailbox = StorageClient::new(Some(storage.clone()), Duration::from_secs(60));
+    let direct = through_mailbox.clone().with_reads(reads);
+    let sample = |metric: &str, i: i64| opcgw::model::Sample {
+        device_id: "dev".into(),
+        metric: metric.into(),
+        value: opcgw::model::Value::Int(i),
+        source_time: Timestamp(1_700_000_000_000_000 + i * 1_000_000),
+        received_time: Timestamp(1_700_000_000_000_000 + i * 1_000_000),
+        origin: opcgw::model::SampleOrigin::Uplink,
+    };
+    let append = |samples: Vec<opcgw::model::Sample>| {
+        let storage = storage.clone();
+        async move {
+            storage
+                .call(
+                    |reply| StorageMsg::Append {
+                        samples: samples.into(),
+                        reply,
+                    },
+                    Some(Duration::from_secs(60)),
+                )
+                .await
+                .expect("storage runs")
+                .success_or(())
+                .expect("an answer")
+                .expect("stored")
+        }
+    };
+    append((0..100).map(|i| sample("level", i)).collect()).await;
+    let query = HistoryQuery {
+        device_id: "dev".into(),
+        metric: "level".into(),
+        start: Timestamp(0),
+        end: Timestamp(i64::MAX),
+        limit: 1_000,
+        reverse: false,
+        resume: None,
+    };
+    // A batch large enough to keep the actor busy for a while (about a second in a debug build).
+    let batch: Vec<_> = (0..20_000).map(|i| sample("flow", i)).collect();
+    let busy = tokio::spawn(append(batch));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let started = Instant::now();
+    let page = direct.history(query.clone()).await.expect("direct read");
+    let direct_took = started.elapsed();
+    assert_eq!(page.rows.len(), 100);
+    assert!(
+        !busy.is_finished(),
+        "the commit ended before the direct read ({direct_took:?}): make the batch larger"
+    );
+    let started = Instant::now();
+    through_mailbox.history(query).await.expect("mailbox read");
+    let mailbox_took = started.elapsed();
+    assert!(
+        busy.is_finished(),
+        "the mailbox read was answered before the commit ended"
+    );
+    eprintln!("history of 100 rows during a 20,000-sample commit: direct {direct_took:?}, through the mailbox {mailbox_took:?}");
+    assert!(
+        direct_took * 5 < mailbox_took,
+        "direct {direct_took:?} vs through the mailbox {mailbox_took:?}"
+    );
+    assert_eq!(busy.await.unwrap().written, 20_000);
+    storage.stop(None);
+    join.await.unwrap();
 }

@@ -14,6 +14,7 @@ use opcgw::chirpstack::client::DeviceSummary;
 use opcgw::commands::{CommandRequest, CommandState};
 use opcgw::metrics::{metrics, observe_since};
 use opcgw::model::Timestamp;
+use opcgw::storage::ReadSlot;
 use opcgw::storage::{
     CommandFilter, CommandRecord, StorageError, Store, StoreOptions, MAX_STATUS_KEY_BYTES,
 };
@@ -36,6 +37,13 @@ const FIRST_PRUNE_DELAY: Duration = Duration::from_secs(5);
 const MAX_PENDING_COMMANDS: usize = opcgw::storage::MAX_COMMAND_PAGE;
 
 pub struct StorageActor;
+
+pub struct StorageArgs {
+    pub config: ConfigUpdate,
+    /// Where the open database is published for reads on other tasks (the tree's slot, from
+    /// `Peers::reads`).
+    pub reads: ReadSlot,
+}
 
 #[derive(Debug, Default, Clone, Copy)]
 struct StorageCounters {
@@ -61,19 +69,20 @@ pub struct StorageState {
 impl Actor for StorageActor {
     type Msg = StorageMsg;
     type State = StorageState;
-    type Arguments = ConfigUpdate;
+    type Arguments = StorageArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<StorageMsg>,
-        config: ConfigUpdate,
+        args: StorageArgs,
     ) -> Result<StorageState, ActorProcessingErr> {
+        let StorageArgs { config, reads } = args;
         let path = config.config.storage.database_path.clone();
         let options = StoreOptions {
             cache_bytes: config.config.storage.cache_size_mb as usize * 1024 * 1024,
             ..StoreOptions::default()
         };
-        let store = match blocking(|| Store::open_with(&path, options)) {
+        let mut store = match blocking(|| Store::open_with(&path, options)) {
             Ok(store) => {
                 open_failures::cleared(&path);
                 store
@@ -89,6 +98,7 @@ impl Actor for StorageActor {
                 return Err(error.into());
             }
         };
+        store.publish(&reads);
         let counts = store.counts()?;
         info!(
             event = "storage_opened",

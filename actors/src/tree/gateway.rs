@@ -47,7 +47,11 @@ pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
     let web_process = Arc::new(web::WebProcess::new());
     vec![
         actor_child(storage::ROLE, |ctx| {
-            (storage::StorageActor, ctx.config.clone())
+            let args = storage::StorageArgs {
+                config: ctx.config.clone(),
+                reads: ctx.peers.reads().clone(),
+            };
+            (storage::StorageActor, args)
         }),
         actor_child(opcua::ROLE, move |ctx| {
             let args = opcua::OpcUaArgs {

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use opcgw::storage::ReadSlot;
 use ractor::{ActorCell, ActorRef, Message};
 use tracing::warn;
 
@@ -66,9 +67,13 @@ impl<M: Message> Peer<M> {
 }
 
 /// The running instances of the supervisor's children. Sent to every child whenever one
-/// (re)starts or stops, so actors address each other without shared state.
+/// (re)starts or stops, so actors address each other without shared state — with one
+/// exception, `reads`: the storage actor publishes its open database there so that queries
+/// read history on their own task instead of waiting in its mailbox behind writes
+/// (`opcgw::storage::Reader`).
 #[derive(Debug, Clone, Default)]
 pub struct Peers {
+    reads: ReadSlot,
     storage: Option<Peer<StorageMsg>>,
     opcua: Option<Peer<OpcUaMsg>>,
     poller: Option<Peer<PollerMsg>>,
@@ -80,8 +85,14 @@ pub struct Peers {
 impl Peers {
     /// The typed peers among the running children `(role, cell)`; roles that are not a
     /// gateway duty (test probes) are not peers.
-    pub fn from_running<'a>(running: impl IntoIterator<Item = (&'a str, ActorCell)>) -> Self {
-        let mut peers = Self::default();
+    pub fn from_running<'a>(
+        running: impl IntoIterator<Item = (&'a str, ActorCell)>,
+        reads: &ReadSlot,
+    ) -> Self {
+        let mut peers = Self {
+            reads: reads.clone(),
+            ..Self::default()
+        };
         for (role, cell) in running {
             match role {
                 storage::ROLE => peers.storage = Some(Peer::new(storage::ROLE, cell)),
@@ -94,6 +105,11 @@ impl Peers {
             }
         }
         peers
+    }
+
+    /// Where the storage actor publishes its open database for reads (one per tree).
+    pub fn reads(&self) -> &ReadSlot {
+        &self.reads
     }
 
     pub fn storage(&self) -> Option<&Peer<StorageMsg>> {
@@ -239,10 +255,13 @@ mod tests {
         let (actor, join) = Actor::spawn(None, Idle, ())
             .await
             .expect("spawn a test actor");
-        let peers = Peers::from_running([
-            (storage::ROLE, actor.get_cell()),
-            ("probe", actor.get_cell()),
-        ]);
+        let peers = Peers::from_running(
+            [
+                (storage::ROLE, actor.get_cell()),
+                ("probe", actor.get_cell()),
+            ],
+            &ReadSlot::new(),
+        );
         let storage = peers.storage().expect("storage is a peer");
         assert_eq!(storage.role(), storage::ROLE);
         assert!(peers.opcua().is_none() && peers.poller().is_none());

@@ -1,5 +1,8 @@
 //! How the OPC UA server, the web console and the control socket query storage: always with
 //! a timeout, and with an immediate error when storage is not running — never a hang.
+//! History reads (raw pages and chart windows) run on a blocking thread of the asking task
+//! against the database the storage actor has open (`Peers::reads`), so they never queue
+//! behind appends in its mailbox; while it has none open they ask the actor.
 
 use std::time::Duration;
 
@@ -7,7 +10,7 @@ use opcgw::commands::NewCommand;
 use opcgw::model::Sample;
 use opcgw::storage::{
     CommandFilter, CommandRecord, DownsampleQuery, Downsampled, HistoryPage, HistoryQuery,
-    StoreCounts,
+    ReadSlot, Reader, StorageError, StoreCounts,
 };
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
@@ -20,6 +23,8 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct StorageClient {
     storage: Option<ActorRef<StorageMsg>>,
+    /// The tree's published database, for reads that bypass the mailbox.
+    reads: Option<ReadSlot>,
     timeout: Duration,
 }
 
@@ -28,12 +33,42 @@ impl StorageClient {
     pub fn from_peers(peers: &Peers) -> Self {
         Self {
             storage: peers.storage().map(|peer| peer.actor().clone()),
+            reads: Some(peers.reads().clone()),
             timeout: QUERY_TIMEOUT,
         }
     }
 
+    /// A client of `storage` only (every query goes through its mailbox).
     pub fn new(storage: Option<ActorRef<StorageMsg>>, timeout: Duration) -> Self {
-        Self { storage, timeout }
+        Self {
+            storage,
+            reads: None,
+            timeout,
+        }
+    }
+
+    /// Also reads history from `reads` when the storage actor has published its database there.
+    pub fn with_reads(mut self, reads: ReadSlot) -> Self {
+        self.reads = Some(reads);
+        self
+    }
+
+    /// Runs `read` on a blocking thread against the published database, within the timeout;
+    /// `None` when nothing is published (storage restarting: ask the actor instead).
+    async fn read_directly<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Reader) -> Result<T, StorageError> + Send + 'static,
+    ) -> Option<Result<T, StorageFailure>> {
+        let reader = self.reads.as_ref()?.reader()?;
+        let task = tokio::task::spawn_blocking(move || read(&reader));
+        Some(match tokio::time::timeout(self.timeout, task).await {
+            Ok(Ok(result)) => result.map_err(StorageFailure::from),
+            Ok(Err(_)) => Err(StorageFailure::Unavailable("the read failed".into())),
+            Err(_) => Err(StorageFailure::Unavailable(format!(
+                "no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        })
     }
 
     async fn ask<T: Send + 'static>(
@@ -61,10 +96,21 @@ impl StorageClient {
     }
 
     pub async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StorageFailure> {
+        let direct = query.clone();
+        if let Some(answer) = self.read_directly(move |r| r.history(&direct)).await {
+            return answer;
+        }
         self.ask(|reply| StorageMsg::History { query, reply }).await
     }
 
     pub async fn downsample(&self, query: DownsampleQuery) -> Result<Downsampled, StorageFailure> {
+        let direct = query.clone();
+        if let Some(answer) = self
+            .read_directly(move |r| r.history_downsampled(&direct))
+            .await
+        {
+            return answer;
+        }
         self.ask(|reply| StorageMsg::Downsample { query, reply })
             .await
     }

@@ -138,6 +138,8 @@ pub struct SupervisorState {
     config: ConfigUpdate,
     exit: watch::Sender<Option<TreeExit>>,
     faults: Vec<FaultPlan>,
+    /// Where this tree's storage actor publishes its open database for reads.
+    reads: opcgw::storage::ReadSlot,
     stopping: bool,
     /// The next child of the first start sequence (children start one after the other, in
     /// order); `None` once every child has had its first attempt.
@@ -189,6 +191,7 @@ impl Actor for Supervisor {
             config: args.config,
             exit: args.exit,
             faults: args.faults,
+            reads: opcgw::storage::ReadSlot::new(),
             stopping: false,
             first_start_next: Some(0),
             started: args.started,
@@ -536,6 +539,7 @@ impl SupervisorState {
                 .iter()
                 .filter(|c| c.state == ChildState::Running)
                 .filter_map(|c| Some((c.spec.name(), c.cell.clone()?))),
+            &self.reads,
         )
     }
 
