@@ -170,6 +170,18 @@ fn insert_nested(
         dict.insert(head.to_string(), parse_value(raw, base));
         return Ok(());
     }
+    // A position where the file has no list (no `[[application]]` at all): nothing to patch.
+    let is_list = |v: &Value| v.as_array().is_some();
+    if rest[0].parse::<usize>().is_ok()
+        && !dict.get(head).is_some_and(is_list)
+        && !base.is_some_and(is_list)
+    {
+        return Err(Gap {
+            depth: 1,
+            index: rest[0].parse().ok(),
+            len: 0,
+        });
+    }
     let entry = dict.entry(head.to_string()).or_insert_with(|| {
         base.filter(|b| b.as_array().is_some())
             .cloned()
@@ -203,12 +215,6 @@ fn insert_nested(
                 ..gap
             })
         }
-        // A position where the file has no list (no `[[application]]` at all).
-        _ if rest[0].parse::<usize>().is_ok() => Err(Gap {
-            depth: 1,
-            index: rest[0].parse().ok(),
-            len: 0,
-        }),
         _ => {
             if entry.as_dict().is_none() {
                 *entry = Value::from(Dict::new());

@@ -182,6 +182,7 @@ fn an_indexed_variable_without_any_entry_in_the_file_says_so() {
             && p.message.contains("the file has no application entries")),
         "{found:#?}"
     );
+    assert_eq!(found.len(), 1, "that problem only: {found:#?}");
 }
 
 #[test]
