@@ -91,6 +91,9 @@ pub struct UpstreamTracker {
     failures: u32,
     /// Clean cycles in a row.
     clean: u32,
+    /// The last failed cycle could not reach ChirpStack (retried soon) rather than being
+    /// answered with an error (retried at the poll period).
+    unreachable: bool,
     /// Recovery attempts at the fast rate before backing off.
     pub retry: u32,
     pub delay: Duration,
@@ -105,6 +108,7 @@ impl UpstreamTracker {
             last_error: None,
             failures: 0,
             clean: 0,
+            unreachable: false,
             retry,
             delay,
         }
@@ -148,6 +152,7 @@ impl UpstreamTracker {
     pub fn poll_failed(&mut self, error: &UpstreamError, now: Timestamp) -> Option<Transition> {
         self.failures = self.failures.saturating_add(1);
         self.clean = 0;
+        self.unreachable = error.is_connectivity();
         self.last_error = Some(error.to_string());
         let to = match error {
             UpstreamError::Unauthenticated => UpstreamState::Unauthenticated,
@@ -175,7 +180,9 @@ impl UpstreamTracker {
     pub fn next_poll_in(&self, polling_frequency: Duration) -> Duration {
         match self.state {
             UpstreamState::Unauthenticated => AUTH_RETRY.max(self.delay),
-            _ if self.failures == 0 => polling_frequency,
+            // Answered with an error (an application not found...): polling faster helps
+            // nothing; a reload that fixes it is picked up at the next poll.
+            _ if self.failures == 0 || !self.unreachable => polling_frequency,
             _ => {
                 // `retry` attempts at `delay` (attempt 0 of the schedule), then doubling.
                 let slow = Backoff::new(self.delay, SLOW_RETRY_CAP.max(self.delay));
