@@ -55,8 +55,8 @@ struct HistoryCursor {
 }
 
 /// Far enough back for any device time a client can name (OPC UA time starts in 1601).
-const TIME_MIN: Timestamp = Timestamp(i64::MIN / 20);
-const TIME_MAX: Timestamp = Timestamp(i64::MAX / 20);
+pub(super) const TIME_MIN: Timestamp = Timestamp(i64::MIN / 20);
+pub(super) const TIME_MAX: Timestamp = Timestamp(i64::MAX / 20);
 
 /// What a row of history costs on the wire, roughly (encoding mask, variant, status, source
 /// timestamp), so a response fits the negotiated message size.
@@ -216,7 +216,7 @@ impl GatewayNodes {
         }
     }
 
-    async fn fetch(&self, query: HistoryQuery) -> Result<HistoryPage, StatusCode> {
+    pub(super) async fn fetch(&self, query: HistoryQuery) -> Result<HistoryPage, StatusCode> {
         if query.start >= query.end {
             return Ok(HistoryPage::default());
         }

@@ -18,8 +18,8 @@ use ua::server::node_manager::{
 use ua::server::CreateMonitoredItem;
 use ua::types::{
     AttributeId, BrowseDescriptionResultMask, BrowseDirection, DataValue, ExpandedNodeId,
-    NodeClass, NodeId, ObjectId, ReadRawModifiedDetails, ReferenceDescription, ReferenceTypeId,
-    StatusCode, TimestampsToReturn,
+    NodeClass, NodeId, ObjectId, ReadAtTimeDetails, ReadRawModifiedDetails, ReferenceDescription,
+    ReferenceTypeId, StatusCode, TimestampsToReturn,
 };
 
 use super::space::{Node, Served};
@@ -492,27 +492,22 @@ impl NodeManager for GatewayNodes {
         timestamps_to_return: TimestampsToReturn,
     ) -> Result<(), StatusCode> {
         let _timer = crate::metrics::RequestTimer::start("history_read");
-        let mut valid: Vec<&mut &mut HistoryNode> = Vec::with_capacity(nodes.len());
-        {
-            let served = self.served.read();
-            for node in nodes.iter_mut() {
-                let Some(found) = served.lookup(node.node_id()) else {
-                    node.set_status(StatusCode::BadNodeIdUnknown);
-                    continue;
-                };
-                if found.node_class() != NodeClass::Variable {
-                    node.set_status(StatusCode::BadHistoryOperationUnsupported);
-                    continue;
-                }
-                let built = served.materialize(found);
-                if !user_access_level(context, &built).contains(AccessLevel::HISTORY_READ) {
-                    node.set_status(StatusCode::BadUserAccessDenied);
-                    continue;
-                }
-                valid.push(node);
-            }
-        }
+        let mut valid = self.history_readable(context, nodes);
         self.read_history(details, &mut valid, timestamps_to_return)
+            .await;
+        Ok(())
+    }
+
+    async fn history_read_at_time(
+        &self,
+        context: &RequestContext,
+        details: &ReadAtTimeDetails,
+        nodes: &mut [&mut HistoryNode],
+        timestamps_to_return: TimestampsToReturn,
+    ) -> Result<(), StatusCode> {
+        let _timer = crate::metrics::RequestTimer::start("history_read");
+        let mut valid = self.history_readable(context, nodes);
+        self.read_at_time(details, &mut valid, timestamps_to_return)
             .await;
         Ok(())
     }
@@ -524,5 +519,35 @@ impl NodeManager for GatewayNodes {
     ) -> Result<(), StatusCode> {
         self.write_commands(context, nodes_to_write).await;
         Ok(())
+    }
+}
+
+impl GatewayNodes {
+    /// The nodes of a HistoryRead this user may read the history of; the others get their
+    /// status (unknown node, not a variable, access denied) here.
+    fn history_readable<'a, 'b>(
+        &self,
+        context: &RequestContext,
+        nodes: &'a mut [&'b mut HistoryNode],
+    ) -> Vec<&'a mut &'b mut HistoryNode> {
+        let mut valid = Vec::with_capacity(nodes.len());
+        let served = self.served.read();
+        for node in nodes.iter_mut() {
+            let Some(found) = served.lookup(node.node_id()) else {
+                node.set_status(StatusCode::BadNodeIdUnknown);
+                continue;
+            };
+            if found.node_class() != NodeClass::Variable {
+                node.set_status(StatusCode::BadHistoryOperationUnsupported);
+                continue;
+            }
+            let built = served.materialize(found);
+            if !user_access_level(context, &built).contains(AccessLevel::HISTORY_READ) {
+                node.set_status(StatusCode::BadUserAccessDenied);
+                continue;
+            }
+            valid.push(node);
+        }
+        valid
     }
 }

@@ -24,6 +24,7 @@ use crate::opcua::address_space::AddressSpace;
 use crate::opcua::values::LiveUpdate;
 use crate::storage::{CommandRecord, HistoryPage, HistoryQuery};
 
+mod at_time;
 mod backend_error;
 mod handle;
 mod history;

@@ -147,3 +147,93 @@ async fn history_read_pages_a_large_window_with_continuation_points() {
     ua.close().await;
     gw.stop().await;
 }
+
+/// ReadAtTimeDetails (Part 11 §6.5.5) with the async-opcua client: a stored value as it is, a
+/// Float interpolated between its neighbours, an Int held, the time after the last value held as
+/// Uncertain, before the first one Bad_NoData — one value per requested time, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn history_read_at_time_interpolates_floats_holds_the_rest_and_marks_the_edges() {
+    use ua::types::{ReadAtTimeDetails, StatusCodeValueType};
+    let sim = simulator(|c| c.devices_per_application = 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Gateway::config_for(&sim, dir.path());
+    let device = &config.applications[0].devices[0];
+    let of_type = |wanted: MetricType| {
+        device
+            .metrics
+            .iter()
+            .find(|m| m.metric_type == wanted && m.metric_name != "battery_mv")
+            .unwrap_or_else(|| panic!("a {wanted:?} metric"))
+            .metric_name
+            .clone()
+    };
+    let (float, int) = (of_type(MetricType::Float), of_type(MetricType::Int));
+    let device_id = device.device_id.clone();
+    let t0 = Timestamp::now().saturating_sub(Duration::from_secs(86_400));
+    let at = |seconds: i64| Timestamp(t0.0 + seconds * 1_000_000);
+    let sample = |metric: &str, seconds: i64, value: Value| Sample {
+        device_id: device_id.clone(),
+        metric: metric.to_string(),
+        value,
+        source_time: at(seconds),
+        received_time: at(seconds),
+        origin: SampleOrigin::Uplink,
+    };
+    {
+        let mut store = Store::open(&config.storage.database_path).unwrap();
+        store
+            .append(&[
+                sample(&float, 0, Value::Float(10.0)),
+                sample(&float, 10, Value::Float(20.0)),
+                sample(&int, 0, Value::Int(10)),
+                sample(&int, 10, Value::Int(20)),
+            ])
+            .unwrap();
+    }
+    let gw = Gateway::start(config.clone(), dir).await;
+    let ua = gw.client().await;
+    let read_at = |metric: &str, seconds: &[i64]| {
+        let node = ua.id(&format!("{device_id}/{metric}"));
+        let action = ua::client::HistoryReadAction::ReadAtTimeDetails(ReadAtTimeDetails {
+            req_times: Some(seconds.iter().map(|s| ua_time(at(*s))).collect()),
+            use_simple_bounds: true,
+        });
+        let ua = &ua;
+        async move { ua.history(&node, &action, ByteString::null()).await }
+    };
+    let (status, values, next) = read_at(&float, &[5, 0, -5, 60, 8]).await;
+    assert!(status.is_good(), "{status}");
+    assert!(next.is_null_or_empty());
+    let got: Vec<(Option<Variant>, StatusCode, Option<Timestamp>)> = values
+        .iter()
+        .map(|dv| {
+            (
+                dv.value.clone(),
+                dv.status(),
+                dv.source_timestamp.as_ref().and_then(gateway_time),
+            )
+        })
+        .collect();
+    assert_eq!(got[0].0, Some(Variant::Double(15.0)), "{got:?}");
+    assert!(got[0].1.is_good());
+    assert_eq!(got[0].1.value_type(), StatusCodeValueType::Interpolated);
+    assert_eq!(got[0].2, Some(at(5)));
+    assert_eq!(got[1].0, Some(Variant::Double(10.0)));
+    assert_eq!(got[1].1.value_type(), StatusCodeValueType::Raw);
+    assert_eq!(got[2].1, StatusCode::BadNoData, "before the first value");
+    assert_eq!(got[3].0, Some(Variant::Double(20.0)));
+    assert!(
+        got[3].1.is_uncertain(),
+        "after the last value: {:?}",
+        got[3].1
+    );
+    assert_eq!(got[4].0, Some(Variant::Double(18.0)));
+    assert_eq!(values.len(), 5);
+
+    let (status, values, _) = read_at(&int, &[8]).await;
+    assert!(status.is_good(), "{status}");
+    assert_eq!(values[0].value, Some(Variant::Int64(10)), "an Int steps");
+    ua.close().await;
+    gw.stop().await;
+    sim.shutdown().await;
+}
