@@ -241,6 +241,20 @@ fn apply_attack_bounds(server: &mut ua::server::Server, opcua_config: &crate::co
 }
 
 /// The async-opcua server for `config` (synchronous: the builder is not `Send`).
+/// What HistoryRead can do here (Part 11 §5.4.2), advertised under
+/// `Server.ServerCapabilities.HistoryServerCapabilities`: data (raw and at given times), no
+/// events, no insert / replace / update / delete; a page is at most
+/// `max_history_data_results_per_node` values.
+fn history_capabilities(
+    opcua_config: &crate::config::OpcUaConfig,
+) -> ua::server::HistoryServerCapabilities {
+    ua::server::HistoryServerCapabilities {
+        access_history_data: true,
+        max_return_data_values: opcua_config.max_history_data_results_per_node,
+        ..Default::default()
+    }
+}
+
 fn build_server(
     config: &AppConfig,
     backend: Arc<dyn GatewayBackend>,
@@ -288,6 +302,7 @@ fn build_server(
         .max_array_length(MAX_HISTORY_PAGE_ROWS + 2)
         .discovery_urls(vec!["/".to_string()])
         .with_authenticator(auth)
+        .history_capabilities(history_capabilities(opcua_config))
         .with_node_manager(node_manager_builder(settings, config, backend));
     {
         let limits = builder.limits_mut();

@@ -233,6 +233,36 @@ async fn history_read_at_time_interpolates_floats_holds_the_rest_and_marks_the_e
     let (status, values, _) = read_at(&int, &[8]).await;
     assert!(status.is_good(), "{status}");
     assert_eq!(values[0].value, Some(Variant::Int64(10)), "an Int steps");
+
+    // What the server says it can do (clients such as UaExpert offer history only when
+    // AccessHistoryDataCapability is true).
+    use ua::types::VariableId;
+    let capability = |id: VariableId| {
+        let ua = &ua;
+        async move { ua.read_node(&id.into(), AttributeId::Value).await.value }
+    };
+    assert_eq!(
+        capability(VariableId::HistoryServerCapabilities_AccessHistoryDataCapability).await,
+        Some(Variant::Boolean(true))
+    );
+    assert_eq!(
+        capability(VariableId::HistoryServerCapabilities_MaxReturnDataValues).await,
+        Some(Variant::UInt32(
+            config.opcua.max_history_data_results_per_node
+        ))
+    );
+    for none in [
+        VariableId::HistoryServerCapabilities_InsertDataCapability,
+        VariableId::HistoryServerCapabilities_ReplaceDataCapability,
+        VariableId::HistoryServerCapabilities_DeleteRawCapability,
+        VariableId::HistoryServerCapabilities_AccessHistoryEventsCapability,
+    ] {
+        assert_eq!(
+            capability(none).await,
+            Some(Variant::Boolean(false)),
+            "{none:?}"
+        );
+    }
     ua.close().await;
     gw.stop().await;
     sim.shutdown().await;

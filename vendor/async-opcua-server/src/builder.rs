@@ -24,6 +24,9 @@ pub struct ServerBuilder {
     pub(crate) type_loaders: TypeLoaderCollection,
     pub(crate) token: CancellationToken,
     pub(crate) build_info: BuildInfo,
+    /// opcgw patch: what the server advertises under `Server.ServerCapabilities` (history
+    /// capabilities, profiles); the published crate always advertises the defaults.
+    pub(crate) capabilities: crate::config::ServerCapabilities,
 }
 
 impl Default for ServerBuilder {
@@ -36,6 +39,7 @@ impl Default for ServerBuilder {
             type_tree_getter: None,
             build_info: BuildInfo::default(),
             type_loaders: TypeLoaderCollection::new(),
+            capabilities: Default::default(),
         };
         #[cfg(feature = "generated-address-space")]
         {
@@ -529,6 +533,18 @@ impl ServerBuilder {
     /// The client can request a lower value than this.
     pub fn max_session_timeout_ms(mut self, max_session_timeout_ms: u64) -> Self {
         self.config.max_session_timeout_ms = max_session_timeout_ms;
+        self
+    }
+
+    /// opcgw patch: the history capabilities to advertise (`HistoryServerCapabilities`:
+    /// AccessHistoryDataCapability, MaxReturnDataValues, ...). They should say what the node
+    /// managers implement; the published crate advertises none, so clients that check them
+    /// (AccessHistoryDataCapability false) do not offer history at all.
+    pub fn history_capabilities(
+        mut self,
+        history: crate::config::HistoryServerCapabilities,
+    ) -> Self {
+        self.capabilities.history = history;
         self
     }
 

@@ -49,7 +49,6 @@ use super::{
     server_handle::ServerHandle,
     session::manager::SessionManager,
     subscriptions::SubscriptionCache,
-    ServerCapabilities,
 };
 
 struct ConnectionInfo {
@@ -177,7 +176,8 @@ impl Server {
             subscription_id_handle: AtomicHandle::new(1),
             monitored_item_id_handle: AtomicHandle::new(1),
             secure_channel_id_handle: Arc::new(AtomicHandle::new(1)),
-            capabilities: ServerCapabilities::default(),
+            // opcgw patch: as the builder says (the published crate: always the defaults).
+            capabilities: builder.capabilities.clone(),
             service_level: service_level.clone(),
             port: AtomicU16::new(0),
             type_tree_getter: builder
