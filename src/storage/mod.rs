@@ -108,6 +108,27 @@ impl Default for StoreOptions {
     }
 }
 
+/// An open database, with its registration as open in this process: a [`Reader`] holding it
+/// after its store is dropped keeps it registered, so a new store meeting its lock retries
+/// ("held by this process") instead of taking it for another opcgw.
+pub(crate) struct OpenDatabase {
+    db: Database,
+    _registration: ownership::Registration,
+}
+
+impl OpenDatabase {
+    fn new(path: &Path, db: Database) -> Arc<Self> {
+        Arc::new(Self {
+            db,
+            _registration: ownership::register(path),
+        })
+    }
+
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
+    }
+}
+
 /// The gateway's database: one redb file, used by one owner at a time.
 pub struct Store {
     path: PathBuf,
@@ -115,7 +136,7 @@ pub struct Store {
     /// `None` only after a reopen failed; every operation then reports the reopen's error
     /// until a later write manages to reopen. Shared (weakly) with [`Reader`]s through
     /// `published`.
-    db: Option<Arc<Database>>,
+    db: Option<Arc<OpenDatabase>>,
     /// Where the open database is published for reads on other tasks.
     published: Option<ReadSlot>,
     series: series::SeriesIndex,
@@ -172,7 +193,7 @@ impl Store {
         Ok(Store {
             path: path.to_path_buf(),
             options,
-            db: Some(Arc::new(db)),
+            db: Some(OpenDatabase::new(path, db)),
             published: None,
             series,
             needs_reopen: false,
@@ -195,7 +216,7 @@ impl Store {
         let (db, series) = shield(&self.path, || {
             open::open_database(&self.path, &self.options)
         })?;
-        let db = Arc::new(db);
+        let db = OpenDatabase::new(&self.path, db);
         if let Some(slot) = &self.published {
             slot.publish(&self.path, &db);
         }
@@ -223,7 +244,8 @@ impl Store {
     /// Closes the database, reporting an error that dropping the store would ignore.
     pub fn close(mut self) -> Result<(), StorageError> {
         match self.db.take().map(Arc::try_unwrap) {
-            Some(Ok(db)) => db
+            Some(Ok(open)) => open
+                .db
                 .close()
                 .map_err(|e| StorageError::from_redb(&self.path, "close", redb::Error::from(e))),
             // A reader holds it for a moment: it closes when the reader lets go.
@@ -232,13 +254,18 @@ impl Store {
     }
 
     fn db(&self) -> Result<&Database, StorageError> {
-        self.db.as_deref().ok_or_else(|| {
-            StorageError::io(
-                &self.path,
-                "use",
-                io::Error::other("the database was closed after an error and is not reopened yet"),
-            )
-        })
+        self.db
+            .as_deref()
+            .map(OpenDatabase::database)
+            .ok_or_else(|| {
+                StorageError::io(
+                    &self.path,
+                    "use",
+                    io::Error::other(
+                        "the database was closed after an error and is not reopened yet",
+                    ),
+                )
+            })
     }
 
     /// Runs a read behind the panic guard.

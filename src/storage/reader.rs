@@ -13,10 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, Weak};
 
-use redb::Database;
-
 use super::guard::shield;
 use super::history::{ReadView, SeriesLookup};
+use super::OpenDatabase;
 use super::{DownsampleQuery, Downsampled, HistoryPage, HistoryQuery, StorageError};
 
 /// Where the storage actor publishes the database it has open, for [`Reader`]s. One per tree:
@@ -26,7 +25,7 @@ pub struct ReadSlot(Arc<RwLock<Option<Published>>>);
 
 struct Published {
     path: PathBuf,
-    db: Weak<Database>,
+    db: Weak<OpenDatabase>,
 }
 
 impl std::fmt::Debug for ReadSlot {
@@ -42,7 +41,7 @@ impl ReadSlot {
         Self::default()
     }
 
-    pub(super) fn publish(&self, path: &Path, db: &Arc<Database>) {
+    pub(super) fn publish(&self, path: &Path, db: &Arc<OpenDatabase>) {
         let published = Published {
             path: path.to_path_buf(),
             db: Arc::downgrade(db),
@@ -65,14 +64,14 @@ impl ReadSlot {
 /// cannot reopen the file.
 pub struct Reader {
     path: PathBuf,
-    db: Arc<Database>,
+    db: Arc<OpenDatabase>,
 }
 
 impl Reader {
     fn view(&self) -> ReadView<'_> {
         ReadView {
             path: &self.path,
-            db: &self.db,
+            db: self.db.database(),
             series: SeriesLookup::Table,
         }
     }

@@ -109,3 +109,22 @@ fn nothing_is_read_while_no_store_has_the_file_open_and_a_reopen_is_published_ag
     again.publish(&slot);
     assert!(slot.reader().is_some());
 }
+
+/// A reader still holding the database when its store is dropped (a storage actor restarting
+/// while a HistoryRead runs): the next store meets a lock held by this process — retried,
+/// never taken for another opcgw (which would stop the gateway) — and opens once the reader
+/// lets go.
+#[test]
+fn a_reader_outliving_its_store_keeps_the_file_ours_until_it_lets_go() {
+    let (dir, mut store) = fresh_store();
+    let slot = ReadSlot::new();
+    store.publish(&slot);
+    let reader = slot.reader().unwrap();
+    drop(store);
+    let path = dir.path().join("opcgw.redb");
+    let error = Store::open(&path).expect_err("the reader still holds the file");
+    assert!(!error.is_locked_by_another_process(), "{error}");
+    assert_eq!(error.kind(), StorageErrorKind::Locked, "{error}");
+    drop(reader);
+    Store::open(&path).expect("opens once the reader let go");
+}
