@@ -21,7 +21,7 @@ const DEVICES: usize = 1_000;
 const METRICS: usize = 5;
 const BATCH_EVERY: Duration = Duration::from_millis(100);
 const QUERIES: usize = 2_000;
-/// Rows of the queried variable in the last hour: one every 36 s.
+/// Rows of the queried variable in the last hour (one every 34 s).
 const QUERIED_ROWS: i64 = 100;
 
 fn sample(device: usize, metric: usize, at: Timestamp, value: i64) -> Sample {
@@ -78,11 +78,12 @@ async fn main() {
     let mailbox = StorageClient::new(Some(storage.clone()), Duration::from_secs(30));
     let direct = mailbox.clone().with_reads(reads);
 
-    // The queried variable: an hour of rows, one every 36 s.
+    // The queried variable: an hour of rows.
     let now = Timestamp::now();
     let hour_ago = Timestamp(now.0 - 3_600_000_000);
+    // 100 rows from 58 minutes ago, 34 s apart: all inside the sliding last-hour window.
     let seeded: Vec<Sample> = (0..QUERIED_ROWS)
-        .map(|i| sample(0, 0, Timestamp(hour_ago.0 + i * 36_000_000), i))
+        .map(|i| sample(0, 0, Timestamp(hour_ago.0 + 120_000_000 + i * 34_000_000), i))
         .collect();
     append(&storage, seeded).await;
 
@@ -120,14 +121,19 @@ async fn main() {
     // Let ingest run a few seconds first (the database grows, commits settle).
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let query = HistoryQuery {
-        device_id: format!("{:016x}", 0),
-        metric: "m0".into(),
-        start: hour_ago,
-        end: Timestamp(now.0 + 1),
-        limit: 1_000,
-        reverse: false,
-        resume: None,
+    // The last hour up to now, as a trend screen asks: the window covers the rows being stored
+    // (of every series), not only the queried variable's.
+    let query = || {
+        let now = Timestamp::now();
+        HistoryQuery {
+            device_id: format!("{:016x}", 0),
+            metric: "m0".into(),
+            start: Timestamp(now.0 - 3_600_000_000),
+            end: now,
+            limit: 1_000,
+            reverse: false,
+            resume: None,
+        }
     };
     let mut through_mailbox = Vec::with_capacity(QUERIES);
     let mut on_the_task = Vec::with_capacity(QUERIES);
@@ -140,7 +146,7 @@ async fn main() {
             (&direct, &mut on_the_task)
         };
         let asked = Instant::now();
-        let page = client.history(query.clone()).await.expect("history");
+        let page = client.history(query()).await.expect("history");
         took.push(asked.elapsed());
         assert_eq!(page.rows.len(), QUERIED_ROWS as usize);
         // About 200 queries a second, as a few trend screens would ask.
