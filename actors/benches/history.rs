@@ -83,7 +83,14 @@ async fn main() {
     let hour_ago = Timestamp(now.0 - 3_600_000_000);
     // 100 rows from 58 minutes ago, 34 s apart: all inside the sliding last-hour window.
     let seeded: Vec<Sample> = (0..QUERIED_ROWS)
-        .map(|i| sample(0, 0, Timestamp(hour_ago.0 + 120_000_000 + i * 34_000_000), i))
+        .map(|i| {
+            sample(
+                0,
+                0,
+                Timestamp(hour_ago.0 + 120_000_000 + i * 34_000_000),
+                i,
+            )
+        })
         .collect();
     append(&storage, seeded).await;
 

@@ -346,9 +346,8 @@ async fn main() {
         let at = |q: f64| {
             history_times[((history_times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3
         };
-        let read_at = |q: f64| {
-            read_times[((read_times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3
-        };
+        let read_at =
+            |q: f64| read_times[((read_times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
         if let Some((count, sum)) = server_history_time(metrics_port) {
             println!(
                 "  server side (opcgw_opcua_request_duration_seconds, history_read): {count} requests, mean {:.2} ms",
