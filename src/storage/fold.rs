@@ -85,7 +85,9 @@ impl Store {
             }
             staged - rows.len() as u64
         };
+        super::staged::bump_generation(&txn).at(path, ACTION)?;
         txn.commit().at(path, ACTION)?;
+        self.rebuild_staged();
         // Rows are sorted by (series, time): the last of each series is its newest.
         for pair in rows.windows(2) {
             if pair[0].0 .0 != pair[1].0 .0 {

@@ -89,6 +89,7 @@ impl Store {
             path: &self.path,
             db,
             series: SeriesLookup::Index(&self.series),
+            staged: self.staged_index(),
         }
     }
 }
@@ -100,6 +101,8 @@ pub(super) struct ReadView<'a> {
     pub(super) path: &'a Path,
     pub(super) db: &'a Database,
     pub(super) series: SeriesLookup<'a>,
+    /// The staged rows by series, when known (see `staged`).
+    pub(super) staged: Option<&'a std::sync::RwLock<super::staged::StagedIndex>>,
 }
 
 pub(super) enum SeriesLookup<'a> {
@@ -239,18 +242,39 @@ impl ReadView<'_> {
                     let (key, value) = row.at(path, action)?;
                     decode(key.value().1, value.value())
                 });
-            // Staged rows of every series share the time range: keep this series' ones. Series
-            // ids start at 1, so (high, 0) excludes every row at `high`.
-            let staged = recent
-                .range((low, 0)..(high, 0))
-                .at(path, action)?
-                .filter_map(|row| match row.at(path, action) {
-                    Ok((key, value)) => {
-                        let (time, id) = key.value();
-                        (id == series).then(|| decode(time, value.value()))
-                    }
-                    Err(e) => Some(Err(e)),
-                });
+            // This series' staged rows: by the staged index when it is of this snapshot's
+            // generation, else by walking every series' staged rows in the range.
+            let generation = super::staged::generation_in(&txn).at(path, action)?;
+            let listed = self.staged.and_then(|index| {
+                index
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .times(generation, series, low, high)
+            });
+            let staged: Box<dyn DoubleEndedIterator<Item = Result<HistoryRow, StorageError>>> =
+                match listed {
+                    Some(times) => Box::new(times.into_iter().filter_map(move |time| {
+                        match recent.get((time, series)).at(path, action) {
+                            Ok(Some(value)) => Some(decode(time, value.value())),
+                            // Listed by a batch that did not commit.
+                            Ok(None) => None,
+                            Err(e) => Some(Err(e)),
+                        }
+                    })),
+                    // Series ids start at 1, so (high, 0) excludes every row at `high`.
+                    None => Box::new(
+                        recent
+                            .range((low, 0)..(high, 0))
+                            .at(path, action)?
+                            .filter_map(move |row| match row.at(path, action) {
+                                Ok((key, value)) => {
+                                    let (time, id) = key.value();
+                                    (id == series).then(|| decode(time, value.value()))
+                                }
+                                Err(e) => Some(Err(e)),
+                            }),
+                    ),
+                };
             if reverse {
                 body(&mut MergeByTime::new(folded.rev(), staged.rev(), true))
             } else {

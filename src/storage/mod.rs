@@ -45,6 +45,7 @@ mod retention;
 mod samples;
 mod schema;
 mod series;
+mod staged;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -53,8 +54,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::Database;
+use redb::{Database, ReadableDatabase};
 
+use error::RedbResultExt;
 use guard::shield;
 
 pub use codec::MAX_STRING_BYTES;
@@ -113,19 +115,30 @@ impl Default for StoreOptions {
 /// ("held by this process") instead of taking it for another opcgw.
 pub(crate) struct OpenDatabase {
     db: Database,
+    /// The staged rows by series (see `staged`), shared with readers.
+    staged: staged::SharedStaged,
     _registration: ownership::Registration,
 }
 
 impl OpenDatabase {
-    fn new(path: &Path, db: Database) -> Arc<Self> {
-        Arc::new(Self {
+    fn new(path: &Path, db: Database) -> Result<Arc<Self>, StorageError> {
+        let staged = {
+            let txn = db.begin_read().at(path, "read the staged rows")?;
+            staged::StagedIndex::load(&txn).at(path, "read the staged rows")?
+        };
+        Ok(Arc::new(Self {
             db,
+            staged: Arc::new(std::sync::RwLock::new(staged)),
             _registration: ownership::register(path),
-        })
+        }))
     }
 
     pub(crate) fn database(&self) -> &Database {
         &self.db
+    }
+
+    pub(crate) fn staged(&self) -> &std::sync::RwLock<staged::StagedIndex> {
+        &self.staged
     }
 }
 
@@ -193,7 +206,7 @@ impl Store {
         Ok(Store {
             path: path.to_path_buf(),
             options,
-            db: Some(OpenDatabase::new(path, db)),
+            db: Some(shield(path, || OpenDatabase::new(path, db))?),
             published: None,
             series,
             needs_reopen: false,
@@ -216,7 +229,7 @@ impl Store {
         let (db, series) = shield(&self.path, || {
             open::open_database(&self.path, &self.options)
         })?;
-        let db = OpenDatabase::new(&self.path, db);
+        let db = shield(&self.path, || OpenDatabase::new(&self.path, db))?;
         if let Some(slot) = &self.published {
             slot.publish(&self.path, &db);
         }
@@ -251,6 +264,31 @@ impl Store {
             // A reader holds it for a moment: it closes when the reader lets go.
             Some(Err(_)) | None => Ok(()),
         }
+    }
+
+    /// Rebuilds the staged index after a transaction that removed staged rows committed.
+    fn rebuild_staged(&self) {
+        let Some(open) = &self.db else { return };
+        let loaded = open
+            .db
+            .begin_read()
+            .map_err(redb::Error::from)
+            .and_then(|txn| staged::StagedIndex::load(&txn));
+        match loaded {
+            Ok(index) => *open.staged.write().unwrap_or_else(|e| e.into_inner()) = index,
+            // Reads fall back to walking `recent` while the index is of an older generation.
+            Err(error) => tracing::warn!(
+                event = "storage_staged_index_failed",
+                path = %self.path.display(),
+                error = %error,
+                "the index of staged rows could not be rebuilt; reads of recent windows are slower until the next fold"
+            ),
+        }
+    }
+
+    /// The staged index of the open database (appends add to it).
+    fn staged_index(&self) -> Option<&std::sync::RwLock<staged::StagedIndex>> {
+        self.db.as_deref().map(OpenDatabase::staged)
     }
 
     fn db(&self) -> Result<&Database, StorageError> {

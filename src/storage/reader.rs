@@ -73,6 +73,7 @@ impl Reader {
             path: &self.path,
             db: self.db.database(),
             series: SeriesLookup::Table,
+            staged: Some(self.db.staged()),
         }
     }
 

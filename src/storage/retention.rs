@@ -106,7 +106,9 @@ impl Store {
         }
         if deleted > 0 {
             schema::add_history_rows(&txn, -(report.removed as i64)).at(path, ACTION)?;
+            super::staged::bump_generation(&txn).at(path, ACTION)?;
             txn.commit().at(path, ACTION)?;
+            self.rebuild_staged();
         }
         Ok(report)
     }

@@ -55,6 +55,9 @@ impl Store {
         let mut created: Vec<(&str, &str, u32)> = Vec::new();
         let staged;
         let mut new_rows: i64 = 0;
+        // Listed in the staged index before the commit: a reader may see them the moment it
+        // lands (a listed row that never lands is only not found).
+        let mut staged_keys: Vec<(u32, i64)> = Vec::with_capacity(samples.len());
         let txn = self.db()?.begin_write().at(&path, ACTION)?;
         {
             let mut series = txn.open_table(SERIES).at(&path, ACTION)?;
@@ -108,6 +111,7 @@ impl Store {
                     .insert((time, id), buffer.as_slice())
                     .at(&path, ACTION)?
                     .is_some();
+                staged_keys.push((id, time));
                 // The history lookup keeps `duplicates` and the row count exact; a sample newer
                 // than everything folded for its series cannot be there.
                 if replaced_staged
@@ -151,6 +155,12 @@ impl Store {
             staged = recent.len().at(&path, ACTION)?;
         }
         schema::add_history_rows(&txn, new_rows).at(&path, ACTION)?;
+        if let Some(index) = self.staged_index() {
+            let mut index = index.write().unwrap_or_else(|e| e.into_inner());
+            for (id, time) in staged_keys {
+                index.add(id, time);
+            }
+        }
         txn.commit().at(&path, ACTION)?;
         // Only now are the new ids on disk.
         for (device_id, metric, id) in created {

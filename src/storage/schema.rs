@@ -37,6 +37,8 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 /// Logical history rows (a key present in both `recent` and `history` counts once).
 pub const META_HISTORY_ROWS: &str = "history_rows";
+/// Raised by every transaction that removes staged rows (see `staged`).
+pub const META_STAGED_GENERATION: &str = "staged_generation";
 /// The id the next enqueued command gets: ids never repeat, even after commands are pruned.
 pub const META_NEXT_COMMAND_ID: &str = "next_command_id";
 
