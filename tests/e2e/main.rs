@@ -16,6 +16,7 @@ mod opcua;
 mod opcua_python;
 mod poller;
 mod poller_handoff;
+mod poller_upstream;
 mod reload_edit;
 mod storage;
 mod supervision;
