@@ -159,8 +159,6 @@ pub struct Store {
     pid_file: Option<pidfile::Written>,
     /// The file the handle has open, to notice it being deleted or replaced.
     identity: Option<file_identity::FileIdentity>,
-    /// Marks the path as open in this process (for "who holds the lock?").
-    _registration: ownership::Registration,
 }
 
 impl std::fmt::Debug for Store {
@@ -181,7 +179,6 @@ impl Store {
 
     pub fn open_with(path: &Path, options: StoreOptions) -> Result<Store, StorageError> {
         let (db, series) = shield(path, || open::open_database(path, &options))?;
-        let registration = ownership::register(path);
         let identity = file_identity::FileIdentity::of(path).ok();
         // The pid only improves the "in use" message of a second instance: failing to write it
         // (a read-only directory holding a writable file) is not a reason to refuse to run.
@@ -212,7 +209,6 @@ impl Store {
             needs_reopen: false,
             pid_file,
             identity,
-            _registration: registration,
         })
     }
 

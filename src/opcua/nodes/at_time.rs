@@ -24,9 +24,9 @@ use ua::types::{
     StatusCodeValueType, TimestampsToReturn,
 };
 
-use super::history::{TIME_MAX, TIME_MIN};
+use super::history::{history_value, TIME_MAX, TIME_MIN};
 use super::{gateway_time, ua_time, variant_of, GatewayNodes};
-use crate::model::{SampleOrigin, Timestamp, Value};
+use crate::model::{Timestamp, Value};
 use crate::storage::{HistoryQuery, HistoryRow};
 
 impl GatewayNodes {
@@ -85,11 +85,14 @@ impl GatewayNodes {
         StatusCode::Good
     }
 
-    /// The device and metric a variable NodeId stands for.
-    fn series_of(&self, node: &NodeId) -> Result<(String, String), StatusCode> {
+    /// The device and metric a variable NodeId stands for (raw and at-time reads).
+    pub(super) fn series_of(&self, node: &NodeId) -> Result<(String, String), StatusCode> {
         let id = self.string_id(node).ok_or(StatusCode::BadNodeIdUnknown)?;
         let served = self.served.read();
-        let found = served.get(id).ok_or(StatusCode::BadNodeIdUnknown)?;
+        let Some(found) = served.get(id) else {
+            tracing::trace!(event = "opcua_history_unknown_node", node = %node);
+            return Err(StatusCode::BadNodeIdUnknown);
+        };
         let (device_id, metric) = found
             .series()
             .ok_or(StatusCode::BadHistoryOperationUnsupported)?;
@@ -122,7 +125,7 @@ impl GatewayNodes {
             return Ok(no_data(at));
         };
         if before.time == at {
-            return Ok(raw_value(&before));
+            return Ok(history_value(&before));
         }
         let after = self
             .fetch(query(at.saturating_add(one), TIME_MAX, false))
@@ -131,17 +134,6 @@ impl GatewayNodes {
             .pop();
         Ok(interpolate(&before, after.as_ref(), at))
     }
-}
-
-/// A stored value returned as it is.
-fn raw_value(row: &HistoryRow) -> DataValue {
-    let status = match row.origin {
-        SampleOrigin::Aggregate => StatusCode::Good
-            .set_info_type(StatusCodeInfoType::DataValue)
-            .set_value_type(StatusCodeValueType::Calculated),
-        _ => StatusCode::Good,
-    };
-    at_time(Some(variant_of(&row.value)), status, row.time)
 }
 
 fn no_data(at: Timestamp) -> DataValue {
@@ -194,6 +186,7 @@ fn at_time(value: Option<ua::types::Variant>, status: StatusCode, at: Timestamp)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::SampleOrigin;
     use ua::types::Variant;
 
     fn row(seconds: i64, value: Value) -> HistoryRow {
@@ -245,7 +238,7 @@ mod tests {
 
         assert_eq!(no_data(at(1.0)).status, Some(StatusCode::BadNoData));
         assert_eq!(
-            raw_value(&t0).status.unwrap().value_type(),
+            history_value(&t0).status.unwrap().value_type(),
             StatusCodeValueType::Raw
         );
     }

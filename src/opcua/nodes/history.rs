@@ -142,22 +142,7 @@ impl GatewayNodes {
         details: &ReadRawModifiedDetails,
         node: &NodeId,
     ) -> Result<HistoryCursor, StatusCode> {
-        let Some(id) = self.string_id(node) else {
-            return Err(StatusCode::BadNodeIdUnknown);
-        };
-        let (device_id, metric) = {
-            let served = self.served.read();
-            match served.get(id) {
-                Some(found) => match found.series() {
-                    Some((device_id, metric)) => (device_id.to_string(), metric.to_string()),
-                    None => return Err(StatusCode::BadHistoryOperationUnsupported),
-                },
-                None => {
-                    tracing::trace!(event = "opcua_history_unknown_node", node = %node);
-                    return Err(StatusCode::BadNodeIdUnknown);
-                }
-            }
-        };
+        let (device_id, metric) = self.series_of(node)?;
         let start = gateway_time(&details.start_time);
         let end = gateway_time(&details.end_time);
         let one = Duration::from_micros(1);
@@ -351,7 +336,7 @@ impl GatewayNodes {
     }
 }
 
-fn history_value(row: &HistoryRow) -> DataValue {
+pub(super) fn history_value(row: &HistoryRow) -> DataValue {
     let status = match row.origin {
         SampleOrigin::Aggregate => StatusCode::Good
             .set_info_type(StatusCodeInfoType::DataValue)
