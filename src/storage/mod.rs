@@ -25,10 +25,11 @@
 //! preflight), `file_identity` (a file deleted under the store), `guard` (redb panics as
 //! errors), `schema` (tables, versions, migrations), `codec`
 //! (value encoding), `samples` (append, latest), `fold` (staged rows into history), `history`
-//! (paged range reads), `downsample` (a window in a bounded number of points: raw rows or
-//! min/max/avg buckets), `retention` (pruning), `commands` (the command queue), `status` (status
+//! (paged range reads), `aggregate` (OPC UA Part 13 aggregates over processing intervals),
+//! `downsample` (a window in a bounded number of points: raw rows or min/max/avg buckets), `retention` (pruning), `commands` (the command queue), `status` (status
 //! documents, counts).
 
+mod aggregate;
 mod codec;
 mod commands;
 mod downsample;
@@ -59,6 +60,10 @@ use redb::{Database, ReadableDatabase};
 use error::RedbResultExt;
 use guard::shield;
 
+pub use aggregate::{
+    Aggregate, AggregateConfig, AggregateValue, Interpolation, IntervalPlan, Origin, ProcessedPage,
+    ProcessedQuery, RawPoint, RawQuality, ResultQuality, MAX_PROCESSED_PAGE,
+};
 pub use codec::MAX_STRING_BYTES;
 pub use commands::{
     CommandFilter, CommandRecord, MAX_COMMAND_PAGE, MAX_COMMAND_PAYLOAD_BYTES, MAX_DETAIL_BYTES,

@@ -18,6 +18,8 @@ pub struct HistoryNode {
     next_continuation_point: Option<ContinuationPoint>,
     result: Option<ExtensionObject>,
     status: StatusCode,
+    /// opcgw patch: the aggregate a processed read asks of this node.
+    aggregate_type: Option<NodeId>,
 }
 
 pub(crate) enum HistoryReadDetails {
@@ -118,7 +120,19 @@ impl HistoryNode {
             next_continuation_point: None,
             result: None,
             status,
+            aggregate_type: None,
         }
+    }
+
+    /// opcgw patch: set the aggregate a processed read asks of this node.
+    pub(crate) fn set_aggregate_type(&mut self, aggregate_type: Option<NodeId>) {
+        self.aggregate_type = aggregate_type;
+    }
+
+    /// opcgw patch: the aggregate a processed read (`ReadProcessedDetails`) asks of this node,
+    /// from `aggregateType` at this node's position in the request; `None` for other reads.
+    pub fn aggregate_type(&self) -> Option<&NodeId> {
+        self.aggregate_type.as_ref()
     }
 
     /// Get the node ID to read history from.

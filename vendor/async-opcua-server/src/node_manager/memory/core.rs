@@ -542,7 +542,14 @@ impl CoreNodeManagerImpl {
                 &ObjectId::HistoryServerCapabilities_AggregateFunctions.into(),
                 aggregate,
                 ReferenceTypeId::Organizes,
-            )
+            );
+            // opcgw patch: Part 5 §6.3.2, every AggregateFunction the server supports can be
+            // browsed from ServerCapabilities.AggregateFunctions as well.
+            address_space.insert_reference(
+                &ObjectId::Server_ServerCapabilities_AggregateFunctions.into(),
+                aggregate,
+                ReferenceTypeId::Organizes,
+            );
         }
     }
 

@@ -188,13 +188,28 @@ pub(crate) async fn history_read(
     {
         return service_fault!(request, StatusCode::BadTooManyOperations);
     }
+    // opcgw patch: a processed read names one aggregate per node (Part 11 §6.5.4); each node
+    // carries its own, since a node manager sees only the nodes it owns, not their positions.
+    let aggregates = match &details {
+        HistoryReadDetails::Processed(d) => {
+            let aggregates = d.aggregate_type.as_deref().unwrap_or_default();
+            if aggregates.len() != items.len() {
+                return service_fault!(request, StatusCode::BadAggregateListMismatch);
+            }
+            aggregates.to_vec()
+        }
+        _ => Vec::new(),
+    };
+    let mut aggregates = aggregates.into_iter();
     let mut nodes: Vec<_> = {
         let mut session = trace_write_lock!(request.session);
         items
             .into_iter()
             .map(|node| {
+                let aggregate = aggregates.next();
                 if node.continuation_point.is_null_or_empty() {
                     let mut node = HistoryNode::new(node, is_events, None);
+                    node.set_aggregate_type(aggregate);
                     if request.request.release_continuation_points {
                         node.set_status(StatusCode::Good);
                     }
@@ -203,6 +218,7 @@ pub(crate) async fn history_read(
                     let cp = session.remove_history_continuation_point(&node.continuation_point);
                     let cp_missing = cp.is_none();
                     let mut node = HistoryNode::new(node, is_events, cp);
+                    node.set_aggregate_type(aggregate);
                     if cp_missing {
                         node.set_status(StatusCode::BadContinuationPointInvalid);
                     } else if request.request.release_continuation_points {
