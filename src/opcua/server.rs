@@ -242,15 +242,20 @@ fn apply_attack_bounds(server: &mut ua::server::Server, opcua_config: &crate::co
 
 /// The async-opcua server for `config` (synchronous: the builder is not `Send`).
 /// What HistoryRead can do here (Part 11 §5.4.2), advertised under
-/// `Server.ServerCapabilities.HistoryServerCapabilities`: data (raw and at given times), no
-/// events, no insert / replace / update / delete; a page is at most
-/// `max_history_data_results_per_node` values.
+/// `Server.ServerCapabilities.HistoryServerCapabilities`: data (raw, at given times and
+/// processed), no events, no insert / replace / update / delete; a page is at most
+/// `max_history_data_results_per_node` values. The aggregates computed are organized under
+/// both `AggregateFunctions` folders (vendored async-opcua patch 10).
 fn history_capabilities(
     opcua_config: &crate::config::OpcUaConfig,
 ) -> ua::server::HistoryServerCapabilities {
     ua::server::HistoryServerCapabilities {
         access_history_data: true,
         max_return_data_values: opcua_config.max_history_data_results_per_node,
+        aggregates: crate::storage::Aggregate::ALL
+            .into_iter()
+            .map(|a| crate::opcua::nodes::aggregate_function(a).into())
+            .collect(),
         ..Default::default()
     }
 }

@@ -16,7 +16,10 @@ use std::sync::{Arc, RwLock, Weak};
 use super::guard::shield;
 use super::history::{ReadView, SeriesLookup};
 use super::OpenDatabase;
-use super::{DownsampleQuery, Downsampled, HistoryPage, HistoryQuery, StorageError};
+use super::{
+    DownsampleQuery, Downsampled, HistoryPage, HistoryQuery, ProcessedPage, ProcessedQuery,
+    StorageError,
+};
 
 /// Where the storage actor publishes the database it has open, for [`Reader`]s. One per tree:
 /// it outlives restarts of the storage actor.
@@ -80,6 +83,11 @@ impl Reader {
     /// [`super::Store::history`], on this task.
     pub fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, StorageError> {
         shield(&self.path, || self.view().history(query))
+    }
+
+    /// [`super::Store::history_processed`], on this task.
+    pub fn history_processed(&self, query: &ProcessedQuery) -> Result<ProcessedPage, StorageError> {
+        shield(&self.path, || self.view().history_processed(query))
     }
 
     /// [`super::Store::history_downsampled`], on this task.

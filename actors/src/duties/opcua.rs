@@ -20,7 +20,8 @@ use opcgw::opcua::nodes::{
 use opcgw::opcua::server::{self as ua_server, RunningServer};
 use opcgw::opcua::values::LiveValues;
 use opcgw::storage::{
-    CommandFilter, CommandRecord, HistoryPage, HistoryQuery, StorageErrorKind, MAX_COMMAND_PAGE,
+    CommandFilter, CommandRecord, HistoryPage, HistoryQuery, ProcessedPage, ProcessedQuery,
+    StorageErrorKind, MAX_COMMAND_PAGE,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, info, warn};
@@ -107,6 +108,14 @@ impl GatewayBackend for StorageBackend {
     fn history(&self, query: HistoryQuery) -> BoxFuture<'_, Result<HistoryPage, BackendError>> {
         let client = self.client();
         Box::pin(async move { client.history(query).await.map_err(backend_error) })
+    }
+
+    fn processed(
+        &self,
+        query: ProcessedQuery,
+    ) -> BoxFuture<'_, Result<ProcessedPage, BackendError>> {
+        let client = self.client();
+        Box::pin(async move { client.processed(query).await.map_err(backend_error) })
     }
 
     fn enqueue_command(

@@ -192,6 +192,14 @@ impl Actor for StorageActor {
             StorageMsg::History { query, reply } => {
                 let _ = reply.send(state.store.history(&query).map_err(StorageFailure::from));
             }
+            StorageMsg::Processed { query, reply } => {
+                let _ = reply.send(
+                    state
+                        .store
+                        .history_processed(&query)
+                        .map_err(StorageFailure::from),
+                );
+            }
             StorageMsg::Downsample { query, reply } => {
                 let _ = reply.send(
                     state

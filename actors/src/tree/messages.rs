@@ -11,7 +11,7 @@ use opcgw::config::{AppConfig, ConfigDiff};
 use opcgw::model::{Sample, Timestamp};
 use opcgw::storage::{
     AppendReport, CommandFilter, CommandRecord, DownsampleQuery, Downsampled, HistoryPage,
-    HistoryQuery, StorageError, StorageErrorKind, StoreCounts,
+    HistoryQuery, ProcessedPage, ProcessedQuery, StorageError, StorageErrorKind, StoreCounts,
 };
 use ractor::RpcReplyPort;
 use serde::Serialize;
@@ -127,6 +127,11 @@ pub enum StorageMsg {
     Downsample {
         query: DownsampleQuery,
         reply: StorageReply<Downsampled>,
+    },
+    /// OPC UA Part 13 aggregates of one series over one page of intervals.
+    Processed {
+        query: ProcessedQuery,
+        reply: StorageReply<ProcessedPage>,
     },
     /// Queue a command durably; the poller is told to dispatch it once it is stored.
     EnqueueCommand {

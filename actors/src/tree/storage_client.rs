@@ -10,7 +10,7 @@ use opcgw::commands::NewCommand;
 use opcgw::model::Sample;
 use opcgw::storage::{
     CommandFilter, CommandRecord, DownsampleQuery, Downsampled, HistoryPage, HistoryQuery,
-    ReadSlot, Reader, StorageError, StoreCounts,
+    ProcessedPage, ProcessedQuery, ReadSlot, Reader, StorageError, StoreCounts,
 };
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
@@ -112,6 +112,20 @@ impl StorageClient {
             return answer;
         }
         self.ask(|reply| StorageMsg::Downsample { query, reply })
+            .await
+    }
+
+    /// Aggregates of one series over one page of intervals (OPC UA ReadProcessed, `ctl
+    /// history --aggregate`).
+    pub async fn processed(&self, query: ProcessedQuery) -> Result<ProcessedPage, StorageFailure> {
+        let direct = query.clone();
+        if let Some(answer) = self
+            .read_directly(move |r| r.history_processed(&direct))
+            .await
+        {
+            return answer;
+        }
+        self.ask(|reply| StorageMsg::Processed { query, reply })
             .await
     }
 

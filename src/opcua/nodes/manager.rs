@@ -18,8 +18,8 @@ use ua::server::node_manager::{
 use ua::server::CreateMonitoredItem;
 use ua::types::{
     AttributeId, BrowseDescriptionResultMask, BrowseDirection, DataValue, ExpandedNodeId,
-    NodeClass, NodeId, ObjectId, ReadAtTimeDetails, ReadRawModifiedDetails, ReferenceDescription,
-    ReferenceTypeId, StatusCode, TimestampsToReturn,
+    NodeClass, NodeId, ObjectId, ReadAtTimeDetails, ReadProcessedDetails, ReadRawModifiedDetails,
+    ReferenceDescription, ReferenceTypeId, StatusCode, TimestampsToReturn,
 };
 
 use super::space::{Node, Served};
@@ -508,6 +508,20 @@ impl NodeManager for GatewayNodes {
         let _timer = crate::metrics::RequestTimer::start("history_read");
         let mut valid = self.history_readable(context, nodes);
         self.read_at_time(details, &mut valid, timestamps_to_return)
+            .await;
+        Ok(())
+    }
+
+    async fn history_read_processed(
+        &self,
+        context: &RequestContext,
+        details: &ReadProcessedDetails,
+        nodes: &mut [&mut HistoryNode],
+        timestamps_to_return: TimestampsToReturn,
+    ) -> Result<(), StatusCode> {
+        let _timer = crate::metrics::RequestTimer::start("history_read");
+        let mut valid = self.history_readable(context, nodes);
+        self.read_processed(details, &mut valid, timestamps_to_return)
             .await;
         Ok(())
     }

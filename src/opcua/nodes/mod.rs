@@ -22,18 +22,20 @@ use crate::model::{Quality, Timestamp, Value};
 use crate::naming;
 use crate::opcua::address_space::AddressSpace;
 use crate::opcua::values::LiveUpdate;
-use crate::storage::{CommandRecord, HistoryPage, HistoryQuery};
+use crate::storage::{CommandRecord, HistoryPage, HistoryQuery, ProcessedPage, ProcessedQuery};
 
 mod at_time;
 mod backend_error;
 mod handle;
 mod history;
 mod manager;
+mod processed;
 mod space;
 mod write;
 
 pub use backend_error::BackendError;
 pub use handle::GatewayNodesHandle;
+pub use processed::aggregate_function;
 pub use write::command_status_text;
 
 /// The node manager type the server runs.
@@ -50,6 +52,11 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// What the OPC UA server asks of the rest of the gateway (the storage actor, in the binary).
 pub trait GatewayBackend: Send + Sync + 'static {
     fn history(&self, query: HistoryQuery) -> BoxFuture<'_, Result<HistoryPage, BackendError>>;
+    /// Part 13 aggregates of one series over one page of processing intervals.
+    fn processed(
+        &self,
+        query: ProcessedQuery,
+    ) -> BoxFuture<'_, Result<ProcessedPage, BackendError>>;
     /// Queue a command durably; resolves once it is stored.
     fn enqueue_command(
         &self,

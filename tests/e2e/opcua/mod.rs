@@ -165,6 +165,7 @@ pub fn int_series(device: &str, metric: &str, start: Timestamp, count: i64) -> V
 mod browse;
 mod commands;
 mod history;
+mod processed;
 mod restart;
 mod security;
 mod subscriptions;
