@@ -35,7 +35,7 @@ pub(crate) fn python() -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_python_asyncua_client_reads_subscribes_and_pages_history() {
+async fn the_python_asyncua_client_reads_subscribes_pages_history_and_reads_aggregates() {
     let sim = simulator(|c| {
         c.devices_per_application = 1;
         c.uplink_interval = Duration::from_millis(300);
@@ -184,5 +184,16 @@ async fn the_python_asyncua_client_reads_subscribes_and_pages_history() {
     let page = step("history_page");
     assert_eq!(page["rows"], 10_000, "{page}");
     assert_eq!(page["continuation"], true);
+    // Hourly aggregates of rows 10 s apart valued 0, 1, 2, ...: hour h holds 360h..360h+359.
+    let processed = step("processed");
+    let average = &processed["average"];
+    assert_eq!(average["status"], "Good", "{processed}");
+    assert_eq!(average["values"], serde_json::json!([179.5, 539.5, 899.5]));
+    assert_eq!(average["types"], serde_json::json!(["Double", "Double", "Double"]));
+    assert_eq!(average["calculated"], serde_json::json!([true, true, true]));
+    assert_eq!(average["hours"], serde_json::json!([0.0, 1.0, 2.0]));
+    let maximum = &processed["maximum"];
+    assert_eq!(maximum["values"], serde_json::json!([359, 719, 1079]), "{processed}");
+    assert_eq!(maximum["types"], serde_json::json!(["Int64", "Int64", "Int64"]));
     gw.stop().await;
 }

@@ -185,6 +185,44 @@ async def main():
             rows=len(result.HistoryData.DataValues),
             continuation=bool(result.ContinuationPoint),
         )
+        # Processed: hourly Average and Maximum of the same node in one HistoryRead request
+        # (ReadProcessedDetails, one aggregate per entry of NodesToRead).
+        processed = ua.ReadProcessedDetails()
+        processed.StartTime = times[0]
+        processed.EndTime = times[0] + timedelta(hours=3)
+        processed.ProcessingInterval = 3600 * 1000.0
+        processed.AggregateType = [
+            ua.NodeId(ua.ObjectIds.AggregateFunction_Average),
+            ua.NodeId(ua.ObjectIds.AggregateFunction_Maximum),
+        ]
+        processed.AggregateConfiguration = ua.AggregateConfiguration(
+            UseServerCapabilitiesDefaults=True
+        )
+        params = ua.HistoryReadParameters()
+        params.HistoryReadDetails = processed
+        params.TimestampsToReturn = ua.TimestampsToReturn.Source
+        params.ReleaseContinuationPoints = False
+        for _ in processed.AggregateType:
+            to_read = ua.HistoryReadValueId()
+            to_read.NodeId = history.nodeid
+            params.NodesToRead.append(to_read)
+        results = await client.uaclient.history_read(params)
+
+        def figures(result):
+            return {
+                "status": result.StatusCode.name,
+                "values": [dv.Value.Value for dv in result.HistoryData.DataValues],
+                "types": [dv.Value.VariantType.name for dv in result.HistoryData.DataValues],
+                "calculated": [
+                    dv.StatusCode.value & 0x3 == 1 for dv in result.HistoryData.DataValues
+                ],
+                "hours": [
+                    (dv.SourceTimestamp - times[0]).total_seconds() / 3600
+                    for dv in result.HistoryData.DataValues
+                ],
+            }
+
+        emit("processed", average=figures(results[0]), maximum=figures(results[1]))
     finally:
         await client.disconnect()
     emit("done")
