@@ -56,7 +56,7 @@ pub use server::{
     ServeOptions, REQUEST_TIMEOUT, WRITE_TIMEOUT,
 };
 pub use socket_preflight::{check_socket_not_in_use, ControlSocketInUse};
-pub use time_arg::{history_window, parse_time_arg, MAX_RELATIVE_SECONDS};
+pub use time_arg::{history_window, parse_interval_arg, parse_time_arg, MAX_RELATIVE_SECONDS};
 pub use token::{
     check_strength, generate_token, read_client_token, resolve_token, write_token_file, TokenError,
     TokenSource, TokenVerifier, MIN_TOKEN_BYTES, TOKEN_BYTES,

@@ -73,6 +73,14 @@ pub enum Request {
         until: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
+        /// An OPC UA Part 13 aggregate ("average", "minimum", "time_average", ...) computed
+        /// per `interval` instead of the stored rows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        aggregate: Option<String>,
+        /// The processing interval of `aggregate` ("15m", "1h", "1d"; "0" or absent: one
+        /// interval over the whole window).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        interval: Option<String>,
     },
     /// Queue a downlink command; `value` is a JSON scalar.
     CommandSend {
@@ -346,6 +354,8 @@ fn build_request(kind: &str, args: &mut Args) -> Result<Option<Request>, String>
             since: args.required_time("since")?,
             until: args.optional_time("until")?,
             limit: args.optional_limit("limit", MAX_HISTORY_LIMIT)?,
+            aggregate: args.optional_aggregate("aggregate")?,
+            interval: args.optional_interval("interval")?,
         },
         "command_send" => Request::CommandSend {
             device: args.required_name("device")?,
@@ -440,6 +450,32 @@ impl Args {
         match self.optional_name(field)? {
             None => Ok(None),
             Some(text) => checked_time(field, text).map(Some),
+        }
+    }
+
+    fn optional_aggregate(&mut self, field: &str) -> Result<Option<String>, String> {
+        match self.optional_name(field)? {
+            Some(name) if crate::storage::Aggregate::from_name(&name).is_none() => {
+                Err(format!(
+                    "field `{field}`: not an aggregate; one of {}",
+                    crate::storage::Aggregate::ALL
+                        .iter()
+                        .map(|a| a.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            }
+            other => Ok(other),
+        }
+    }
+
+    fn optional_interval(&mut self, field: &str) -> Result<Option<String>, String> {
+        match self.optional_name(field)? {
+            None => Ok(None),
+            Some(text) => match super::parse_interval_arg(&text) {
+                Ok(_) => Ok(Some(text)),
+                Err(message) => Err(format!("field `{field}`: {message}")),
+            },
         }
     }
 

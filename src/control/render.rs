@@ -98,6 +98,12 @@ fn layout(request: &Request) -> Layout {
             ],
             empty: "no values",
         },
+        Request::History {
+            aggregate: Some(_), ..
+        } => Layout {
+            order: &["time", "value", "quality", "origin", "partial"],
+            empty: "no intervals in this range",
+        },
         Request::History { .. } => Layout {
             order: &["time", "value", "origin"],
             empty: "no values in this range",

@@ -45,6 +45,22 @@ pub fn parse_time_arg(text: &str, now: Timestamp) -> Result<Timestamp, String> {
     })
 }
 
+/// Parses a processing interval: `0` (one interval over the whole window) or `<n><unit>`
+/// with unit `s`, `m`, `h` or `d`; microseconds.
+pub fn parse_interval_arg(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(0);
+    }
+    match relative_seconds(text)? {
+        Some(seconds) => Ok(i64::try_from(seconds).unwrap_or(i64::MAX) * MICROS_PER_SECOND),
+        None => Err(format!(
+            "`{}` is not an interval (0, 30s, 15m, 1h, 1d)",
+            sanitize_for_log(text, MAX_QUOTED_CHARS)
+        )),
+    }
+}
+
 /// The seconds of a relative time, `None` when `text` does not have that shape (it may still
 /// be RFC 3339), an error when it does but is too far back.
 fn relative_seconds(text: &str) -> Result<Option<u64>, String> {

@@ -162,10 +162,61 @@ async fn every_command_works_and_files_are_owner_only() {
             since: "10m".into(),
             until: None,
             limit: Some(10),
+            aggregate: None,
+            interval: None,
         },
     )
     .await;
     assert!(!history["rows"].as_array().unwrap().is_empty(), "{history}");
+    // The same window aggregated, through the command line: the count of its rows, and
+    // minute averages within the extremes. A closed window, so both reads see the same rows.
+    let until = opcgw::model::Timestamp::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let window = ["--since", "10m", "--until"];
+    let until_text = until.to_rfc3339();
+    let raw = ask(
+        &mut ctl,
+        Request::History {
+            device: device.clone(),
+            metric: "temperature".into(),
+            since: opcgw::model::Timestamp(until.0 - 600_000_000).to_rfc3339(),
+            until: Some(until_text.clone()),
+            limit: Some(10_000),
+            aggregate: None,
+            interval: None,
+        },
+    )
+    .await;
+    let raw_rows = raw["rows"].as_array().unwrap().clone();
+    let since_text = opcgw::model::Timestamp(until.0 - 600_000_000).to_rfc3339();
+    let ctl_json = |extra: &[&str]| {
+        let mut args = vec!["ctl", "--config", "config.toml", "--json", "history"];
+        args.extend([device.as_str(), "temperature"]);
+        args.extend([window[0], since_text.as_str(), window[2], until_text.as_str()]);
+        args.extend(extra);
+        let (status, stdout, stderr) = run_to_end(workdir.path(), &args, &[]);
+        assert_eq!(status.code(), Some(0), "{stderr}");
+        serde_json::from_str::<Value>(&stdout).unwrap_or_else(|_| panic!("{stdout}"))
+    };
+    let counted = ctl_json(&["--aggregate", "count"]);
+    let counted = counted["rows"].as_array().unwrap();
+    assert_eq!(counted.len(), 1, "one interval: {counted:?}");
+    assert_eq!(counted[0]["value"]["value"], raw_rows.len(), "{counted:?}");
+    let averages = ctl_json(&["--aggregate", "average", "--interval", "1m"]);
+    let averages = averages["rows"].as_array().unwrap();
+    assert_eq!(averages.len(), 10, "{averages:?}");
+    let numbers: Vec<f64> = raw_rows
+        .iter()
+        .filter_map(|r| r["value"]["value"].as_f64())
+        .collect();
+    let (low, high) = numbers
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+    for average in averages.iter().filter(|a| a["quality"] == "good") {
+        let v = average["value"]["value"].as_f64().unwrap();
+        assert!((low..=high).contains(&v), "{v} outside {low}..{high}");
+    }
+    assert!(averages.iter().any(|a| a["quality"] == "good"), "{averages:?}");
     let sent = ask(
         &mut ctl,
         Request::CommandSend {

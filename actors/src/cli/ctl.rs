@@ -50,6 +50,15 @@ pub enum CtlCommand {
         until: Option<String>,
         #[arg(long)]
         limit: Option<usize>,
+        /// An OPC UA Part 13 aggregate per interval instead of the stored rows: average,
+        /// time_average, total, minimum, maximum, minimum_actual_time, maximum_actual_time,
+        /// range, count, start, end, delta, interpolative, duration_good, duration_bad,
+        /// percent_good.
+        #[arg(long)]
+        aggregate: Option<String>,
+        /// The aggregate's processing interval ("15m", "1h", "1d"; default: the whole window).
+        #[arg(long, requires = "aggregate")]
+        interval: Option<String>,
     },
     /// Downlink commands.
     #[command(subcommand)]
@@ -87,12 +96,16 @@ impl CtlCommand {
                 since,
                 until,
                 limit,
+                aggregate,
+                interval,
             } => Request::History {
                 device,
                 metric,
                 since,
                 until,
                 limit,
+                aggregate,
+                interval,
             },
             Self::Command(CommandCtl::Send {
                 device,

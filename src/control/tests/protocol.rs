@@ -44,6 +44,8 @@ fn every_command_parses_with_its_arguments() {
                 since: "15m".into(),
                 until: None,
                 limit: None,
+                aggregate: None,
+                interval: None,
             },
         ),
         (
@@ -54,6 +56,20 @@ fn every_command_parses_with_its_arguments() {
                 since: "2024-05-01T00:00:00Z".into(),
                 until: Some("2h".into()),
                 limit: Some(10),
+                aggregate: None,
+                interval: None,
+            },
+        ),
+        (
+            r#"{"type":"history","device":"d","metric":"m","since":"7d","aggregate":"time_average","interval":"1h"}"#,
+            Request::History {
+                device: "d".into(),
+                metric: "m".into(),
+                since: "7d".into(),
+                until: None,
+                limit: None,
+                aggregate: Some("time_average".into()),
+                interval: Some("1h".into()),
             },
         ),
         (
@@ -117,6 +133,8 @@ fn every_request_round_trips_through_its_wire_form() {
             since: "7d".into(),
             until: Some("now".into()),
             limit: Some(MAX_HISTORY_LIMIT),
+            aggregate: None,
+            interval: None,
         },
         Request::CommandSend {
             device: "d".into(),
@@ -239,6 +257,16 @@ fn missing_or_invalid_arguments_are_bad_requests_naming_the_field() {
         (
             r#"{"type":"history","device":"d","metric":"m","since":"1h","until":"soon"}"#.into(),
             "until",
+        ),
+        (
+            r#"{"type":"history","device":"d","metric":"m","since":"1h","aggregate":"median"}"#
+                .into(),
+            "aggregate",
+        ),
+        (
+            r#"{"type":"history","device":"d","metric":"m","since":"1h","aggregate":"average","interval":"hourly"}"#
+                .into(),
+            "interval",
         ),
         (
             r#"{"type":"history","device":"d","metric":"m","since":"1h","limit":0}"#.into(),

@@ -16,6 +16,8 @@ fn history() -> Request {
         since: "1h".into(),
         until: None,
         limit: None,
+        aggregate: None,
+        interval: None,
     }
 }
 

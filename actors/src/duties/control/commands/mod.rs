@@ -37,7 +37,26 @@ pub(super) async fn handle_request(
             since,
             until,
             limit,
+            aggregate: None,
+            ..
         } => history::run(ctx, device, metric, &since, until.as_deref(), limit).await,
+        Request::History {
+            device,
+            metric,
+            since,
+            until,
+            limit,
+            aggregate: Some(aggregate),
+            interval,
+        } => {
+            let window = history::Window {
+                since: &since,
+                until: until.as_deref(),
+                limit,
+            };
+            history::run_aggregate(ctx, device, metric, window, &aggregate, interval.as_deref())
+                .await
+        }
         Request::CommandSend {
             device,
             command,
