@@ -104,6 +104,7 @@ clean-demo:
 ## bench: benchmarks in release mode; figures go to docs/performance.md.
 bench: deps
 	$(CARGO) bench --locked -p opcgw --bench storage
+	$(CARGO) bench --locked -p opcgw --bench aggregates
 	$(CARGO) bench --locked -p opcgw-actors --bench poller
 	$(CARGO) bench --locked -p opcgw-actors --bench opcua
 	$(CARGO) bench --locked -p opcgw-actors --bench memory
