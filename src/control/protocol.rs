@@ -455,16 +455,14 @@ impl Args {
 
     fn optional_aggregate(&mut self, field: &str) -> Result<Option<String>, String> {
         match self.optional_name(field)? {
-            Some(name) if crate::storage::Aggregate::from_name(&name).is_none() => {
-                Err(format!(
-                    "field `{field}`: not an aggregate; one of {}",
-                    crate::storage::Aggregate::ALL
-                        .iter()
-                        .map(|a| a.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            }
+            Some(name) if crate::storage::Aggregate::from_name(&name).is_none() => Err(format!(
+                "field `{field}`: not an aggregate; one of {}",
+                crate::storage::Aggregate::ALL
+                    .iter()
+                    .map(|a| a.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
             other => Ok(other),
         }
     }

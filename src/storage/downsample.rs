@@ -1,12 +1,12 @@
 //! A window of one series' history cut down to a bounded number of points, computed in storage
 //! in one pass over the range: the console's charts (a 7-day window at 10 s is 60,480 rows;
-//! a chart wants about a thousand points) and, later, OPC UA processed reads (Part 13
-//! aggregates over equal processing intervals).
+//! a chart wants about a thousand points).
 //!
 //! When the window holds at most `max_points` rows they come back raw. Otherwise `[from, to)`
-//! is cut into at most `max_points` equal time buckets, each starting at `from + k * width`
-//! (the way Part 13 lays processing intervals from the start time), and every non-empty bucket
-//! gives min, max, average, count and its first and last value. Int and Float are averaged as
+//! is cut into at most `max_points` equal time buckets, laid out as OPC UA processing intervals
+//! (each starting at `from + k * width`), and every non-empty bucket gives min, max, average,
+//! count and its first and last value — folded by the same engine as the OPC UA Part 13
+//! aggregates (`storage::aggregate`), so a chart and a SCADA trend of the same window agree. Int and Float are averaged as
 //! f64 (an Int beyond 2^53 loses its last digits in the figures, never in storage). Bool and
 //! String have no average: such a window comes back as its last `max_points` raw rows (the
 //! newest part, which is what a chart of a state or a text shows first); so does a window that
@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+use super::aggregate::{summarize_points, IntervalPlan, NumberSummary, RawPoint, RawQuality};
 use super::history::{HistoryRow, ReadView};
 use super::{StorageError, Store};
 use crate::model::{Timestamp, Value};
@@ -128,32 +129,66 @@ impl ReadView<'_> {
         if query.from == query.to {
             return Ok(Downsampled::Raw(Vec::new()));
         }
-        let grid = BucketGrid::covering(query.from, query.to, max_points);
+        let plan = IntervalPlan {
+            start: query.from,
+            end: query.to,
+            interval: bucket_width(query.from, query.to, max_points),
+        };
+        let Some(page) = plan.page(0, max_points) else {
+            return Ok(Downsampled::Raw(Vec::new()));
+        };
         let (low, high) = (query.from.as_micros(), query.to.as_micros());
         self.scan_series(ACTION, series, low, high, false, |rows| {
             let mut newest = VecDeque::with_capacity(max_points.min(4096));
-            let mut buckets = Some(BucketAggregator::new(grid));
             let mut total = 0usize;
-            for row in rows {
+            let mut numeric = true;
+            let mut points = rows.map(|row| {
                 let row = row?;
                 total += 1;
-                if let Some(aggregator) = &mut buckets {
-                    match as_number(&row.value) {
-                        Some(number) => aggregator.add(row.time, number),
-                        // No average for this window: free the buckets now.
-                        None => buckets = None,
-                    }
-                }
+                numeric &= as_number(&row.value).is_some();
+                let point = RawPoint {
+                    time: row.time,
+                    value: Some(row.value.clone()),
+                    quality: RawQuality::Good,
+                };
                 if newest.len() == max_points {
                     newest.pop_front();
                 }
                 newest.push_back(row);
-            }
-            Ok(match buckets {
-                Some(aggregator) if total > max_points => Downsampled::Buckets(aggregator.finish()),
-                _ => Downsampled::Raw(newest.into()),
+                Ok(point)
+            });
+            let summaries = summarize_points(&page, &mut points)?;
+            drop(points);
+            Ok(if numeric && total > max_points {
+                Downsampled::Buckets(summaries.into_iter().flatten().map(bucket).collect())
+            } else {
+                Downsampled::Raw(newest.into())
             })
         })
+    }
+}
+
+/// The narrowest whole-microsecond bucket that covers `[from, to)` in at most `buckets`
+/// buckets (`from < to`, `buckets > 0`): ceil(span / buckets), so ceil(span / width) <=
+/// buckets. In i128: a window may span the whole i64 range of micros.
+fn bucket_width(from: Timestamp, to: Timestamp, buckets: usize) -> i64 {
+    let span = (i128::from(to.as_micros()) - i128::from(from.as_micros())).max(1);
+    let buckets = i128::try_from(buckets).unwrap_or(i128::MAX).max(1);
+    i64::try_from((span + buckets - 1) / buckets).unwrap_or(i64::MAX)
+}
+
+fn bucket(summary: NumberSummary) -> Bucket {
+    Bucket {
+        start: Timestamp(summary.from),
+        end: Timestamp(summary.to),
+        min: summary.min,
+        max: summary.max,
+        avg: summary.sum / summary.count as f64,
+        count: summary.count,
+        first_time: Timestamp(summary.first.0),
+        first: summary.first.1,
+        last_time: Timestamp(summary.last.0),
+        last: summary.last.1,
     }
 }
 
@@ -163,120 +198,5 @@ fn as_number(value: &Value) -> Option<f64> {
         Value::Float(v) => Some(*v),
         Value::Int(v) => Some(*v as f64),
         Value::Bool(_) | Value::String(_) => None,
-    }
-}
-
-/// Equal buckets of width `width` laid from `from` to `to` (the last one cut at `to`). In i128:
-/// a window may span the whole i64 range of micros.
-#[derive(Debug, Clone, Copy)]
-struct BucketGrid {
-    from: i128,
-    to: i128,
-    width: i128,
-}
-
-impl BucketGrid {
-    /// The narrowest whole-microsecond width that covers `[from, to)` in at most `buckets`
-    /// buckets (`from < to`, `buckets > 0`).
-    fn covering(from: Timestamp, to: Timestamp, buckets: usize) -> Self {
-        let (from, to) = (i128::from(from.as_micros()), i128::from(to.as_micros()));
-        let buckets = i128::try_from(buckets).unwrap_or(i128::MAX).max(1);
-        let span = (to - from).max(1);
-        // ceil(span / buckets) >= span / buckets, so ceil(span / width) <= buckets.
-        let width = (span + buckets - 1) / buckets;
-        Self { from, to, width }
-    }
-
-    fn index_of(&self, time: Timestamp) -> i128 {
-        (i128::from(time.as_micros()) - self.from).div_euclid(self.width)
-    }
-
-    /// `[start, end)` of bucket `index`; both lie within `[from, to]`, so within i64.
-    fn bounds(&self, index: i128) -> (Timestamp, Timestamp) {
-        let start = self.from + index * self.width;
-        let end = (start + self.width).min(self.to);
-        let to_i64 = |v: i128| Timestamp(i64::try_from(v).unwrap_or(i64::MAX));
-        (to_i64(start), to_i64(end))
-    }
-}
-
-/// Folds rows given oldest first into the buckets of a grid, keeping only non-empty buckets.
-struct BucketAggregator {
-    grid: BucketGrid,
-    done: Vec<Bucket>,
-    open: Option<(i128, OpenBucket)>,
-}
-
-/// The running figures of the bucket rows are being added to.
-struct OpenBucket {
-    min: f64,
-    max: f64,
-    sum: f64,
-    count: u64,
-    first: (Timestamp, f64),
-    last: (Timestamp, f64),
-}
-
-impl BucketAggregator {
-    fn new(grid: BucketGrid) -> Self {
-        Self {
-            grid,
-            done: Vec::new(),
-            open: None,
-        }
-    }
-
-    /// Adds a row; rows come oldest first, so a row of a later bucket closes the open one.
-    fn add(&mut self, time: Timestamp, number: f64) {
-        if !number.is_finite() {
-            return;
-        }
-        let index = self.grid.index_of(time);
-        match &mut self.open {
-            Some((open_index, bucket)) if *open_index == index => {
-                bucket.min = bucket.min.min(number);
-                bucket.max = bucket.max.max(number);
-                bucket.sum += number;
-                bucket.count += 1;
-                bucket.last = (time, number);
-            }
-            _ => {
-                self.close();
-                self.open = Some((
-                    index,
-                    OpenBucket {
-                        min: number,
-                        max: number,
-                        sum: number,
-                        count: 1,
-                        first: (time, number),
-                        last: (time, number),
-                    },
-                ));
-            }
-        }
-    }
-
-    fn close(&mut self) {
-        if let Some((index, open)) = self.open.take() {
-            let (start, end) = self.grid.bounds(index);
-            self.done.push(Bucket {
-                start,
-                end,
-                min: open.min,
-                max: open.max,
-                avg: open.sum / open.count as f64,
-                count: open.count,
-                first_time: open.first.0,
-                first: open.first.1,
-                last_time: open.last.0,
-                last: open.last.1,
-            });
-        }
-    }
-
-    fn finish(mut self) -> Vec<Bucket> {
-        self.close();
-        self.done
     }
 }

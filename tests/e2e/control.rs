@@ -192,7 +192,12 @@ async fn every_command_works_and_files_are_owner_only() {
     let ctl_json = |extra: &[&str]| {
         let mut args = vec!["ctl", "--config", "config.toml", "--json", "history"];
         args.extend([device.as_str(), "temperature"]);
-        args.extend([window[0], since_text.as_str(), window[2], until_text.as_str()]);
+        args.extend([
+            window[0],
+            since_text.as_str(),
+            window[2],
+            until_text.as_str(),
+        ]);
         args.extend(extra);
         let (status, stdout, stderr) = run_to_end(workdir.path(), &args, &[]);
         assert_eq!(status.code(), Some(0), "{stderr}");
@@ -216,7 +221,10 @@ async fn every_command_works_and_files_are_owner_only() {
         let v = average["value"]["value"].as_f64().unwrap();
         assert!((low..=high).contains(&v), "{v} outside {low}..{high}");
     }
-    assert!(averages.iter().any(|a| a["quality"] == "good"), "{averages:?}");
+    assert!(
+        averages.iter().any(|a| a["quality"] == "good"),
+        "{averages:?}"
+    );
     let sent = ask(
         &mut ctl,
         Request::CommandSend {

@@ -189,11 +189,21 @@ async fn the_python_asyncua_client_reads_subscribes_pages_history_and_reads_aggr
     let average = &processed["average"];
     assert_eq!(average["status"], "Good", "{processed}");
     assert_eq!(average["values"], serde_json::json!([179.5, 539.5, 899.5]));
-    assert_eq!(average["types"], serde_json::json!(["Double", "Double", "Double"]));
+    assert_eq!(
+        average["types"],
+        serde_json::json!(["Double", "Double", "Double"])
+    );
     assert_eq!(average["calculated"], serde_json::json!([true, true, true]));
     assert_eq!(average["hours"], serde_json::json!([0.0, 1.0, 2.0]));
     let maximum = &processed["maximum"];
-    assert_eq!(maximum["values"], serde_json::json!([359, 719, 1079]), "{processed}");
-    assert_eq!(maximum["types"], serde_json::json!(["Int64", "Int64", "Int64"]));
+    assert_eq!(
+        maximum["values"],
+        serde_json::json!([359, 719, 1079]),
+        "{processed}"
+    );
+    assert_eq!(
+        maximum["types"],
+        serde_json::json!(["Int64", "Int64", "Int64"])
+    );
     gw.stop().await;
 }

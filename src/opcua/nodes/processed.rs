@@ -57,9 +57,12 @@ pub fn aggregate_function(aggregate: Aggregate) -> ObjectId {
 }
 
 fn aggregate_of(node: &NodeId) -> Option<Aggregate> {
+    let ua::types::Identifier::Numeric(number) = node.identifier else {
+        return None;
+    };
     Aggregate::ALL
         .into_iter()
-        .find(|a| NodeId::from(aggregate_function(*a)) == *node)
+        .find(|a| node.namespace == 0 && aggregate_function(*a) as u32 == number)
 }
 
 /// What a result costs on the wire, at most (mask, variant, status, source timestamp).

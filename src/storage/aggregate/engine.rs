@@ -69,40 +69,94 @@ impl RawPoint {
 /// Aggregates of `points` (oldest first: a few before the page for the bounds, the page's own,
 /// then at least the first one after it) over the intervals of `page`; one result vector per
 /// aggregate, in the order of the page's intervals (reversed for a backwards read).
-pub(super) fn aggregate_points<E>(
+pub(in crate::storage) fn aggregate_points<E>(
     page: &IntervalPage,
     aggregates: &[Aggregate],
     config: &AggregateConfig,
     interpolation: Interpolation,
     points: &mut dyn Iterator<Item = Result<RawPoint, E>>,
 ) -> Result<Vec<Vec<AggregateValue>>, E> {
-    let mut stream = Stream {
-        points,
-        ahead: VecDeque::new(),
-        config: *config,
-    };
-    let mut context = Context::default();
     let mut out: Vec<Vec<AggregateValue>> = aggregates
         .iter()
         .map(|_| Vec::with_capacity(page.intervals.len()))
         .collect();
-    for interval in &page.intervals {
-        while let Some(point) = stream.pop_before(interval.from)? {
-            context.consume(point, config);
-        }
-        let fold = IntervalFold::open(interval, &context, &mut stream, interpolation)?;
-        let fold = fold.fill(&mut context, &mut stream)?;
-        let figures = fold.close(&context, &mut stream)?;
+    fold_intervals(page, config, interpolation, points, |figures| {
         for (aggregate, results) in aggregates.iter().zip(out.iter_mut()) {
             results.push(figures.result(*aggregate, config));
         }
-    }
+    })?;
     if page.reverse {
         for results in &mut out {
             results.reverse();
         }
     }
     Ok(out)
+}
+
+/// The figures of the Good, finite numbers of one interval: what a chart bucket shows
+/// (`storage::downsample`), from the same fold as the aggregates.
+#[derive(Debug, Clone, PartialEq)]
+pub(in crate::storage) struct NumberSummary {
+    pub from: i64,
+    pub to: i64,
+    pub count: u64,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+    pub first: (i64, f64),
+    pub last: (i64, f64),
+}
+
+/// Per interval of `page` (oldest first) its [`NumberSummary`]; `None` for an interval without
+/// a Good number.
+pub(in crate::storage) fn summarize_points<E>(
+    page: &IntervalPage,
+    points: &mut dyn Iterator<Item = Result<RawPoint, E>>,
+) -> Result<Vec<Option<NumberSummary>>, E> {
+    let mut out = Vec::with_capacity(page.intervals.len());
+    let config = AggregateConfig::default();
+    fold_intervals(page, &config, Interpolation::Stepped, points, |f| {
+        out.push(match (&f.min, &f.max, f.first_number, f.last_number) {
+            (Some(min), Some(max), Some(first), Some(last)) => Some(NumberSummary {
+                from: f.interval.from,
+                to: f.interval.to,
+                count: f.numbers,
+                min: min.1,
+                max: max.1,
+                sum: f.sum,
+                first,
+                last,
+            }),
+            _ => None,
+        });
+    })?;
+    Ok(out)
+}
+
+/// Folds `points` into each interval of `page` in time order, handing each interval's figures
+/// to `each`.
+fn fold_intervals<E>(
+    page: &IntervalPage,
+    config: &AggregateConfig,
+    interpolation: Interpolation,
+    points: &mut dyn Iterator<Item = Result<RawPoint, E>>,
+    mut each: impl FnMut(&Figures),
+) -> Result<(), E> {
+    let mut stream = Stream {
+        points,
+        ahead: VecDeque::new(),
+        config: *config,
+    };
+    let mut context = Context::default();
+    for interval in &page.intervals {
+        while let Some(point) = stream.pop_before(interval.from)? {
+            context.consume(point, config);
+        }
+        let fold = IntervalFold::open(interval, &context, &mut stream, interpolation)?;
+        let fold = fold.fill(&mut context, &mut stream)?;
+        each(&fold.close(&context, &mut stream)?);
+    }
+    Ok(())
 }
 
 /// The points not yet folded, with the look-ahead already read.
@@ -320,8 +374,12 @@ struct Figures {
     points: u64,
     good: u64,
     bad: u64,
-    /// Good numbers: sum, extremes (value, first time, repeated).
+    /// Good, finite numbers: how many, their sum, extremes (value, number, first time,
+    /// repeated), the first and the last.
+    numbers: u64,
     sum: f64,
+    first_number: Option<(i64, f64)>,
+    last_number: Option<(i64, f64)>,
     min: Option<(Value, f64, i64, bool)>,
     max: Option<(Value, f64, i64, bool)>,
     first: Option<RawPoint>,
@@ -356,7 +414,10 @@ impl Figures {
             points: 0,
             good: 0,
             bad: 0,
+            numbers: 0,
             sum: 0.0,
+            first_number: None,
+            last_number: None,
             min: None,
             max: None,
             first: None,
@@ -443,7 +504,12 @@ impl IntervalFold {
             f.last_good = Some(point.clone());
             f.unusable_after_last_good = false;
             if let (Some(number), Some(value)) = (point.number(), point.value.as_ref()) {
+                f.numbers += 1;
                 f.sum += number;
+                if f.first_number.is_none() {
+                    f.first_number = Some((time, number));
+                }
+                f.last_number = Some((time, number));
                 extreme(&mut f.min, value, number, time, |new, old| new < old);
                 extreme(&mut f.max, value, number, time, |new, old| new > old);
             }
@@ -591,11 +657,11 @@ impl Figures {
                 }
             },
             Aggregate::Average => {
-                if self.good == 0 || self.min.is_none() {
+                if self.numbers == 0 {
                     return no_data;
                 }
                 let status = self.counted_status(config);
-                let mut value = calculated(Value::Float(self.sum / self.good as f64), status);
+                let mut value = calculated(Value::Float(self.sum / self.numbers as f64), status);
                 value.partial = false;
                 bad_has_no_value(value)
             }

@@ -22,7 +22,7 @@ use super::history::ReadView;
 use super::{StorageError, Store};
 use crate::model::{Timestamp, Value};
 
-use engine::aggregate_points;
+pub(super) use engine::{aggregate_points, summarize_points, NumberSummary};
 pub use engine::{RawPoint, RawQuality};
 pub use interval::IntervalPlan;
 

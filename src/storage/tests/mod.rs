@@ -14,6 +14,7 @@ mod files;
 mod fold;
 mod ownership;
 mod paging;
+mod processed;
 mod reads;
 mod retention;
 mod values;

@@ -52,8 +52,9 @@ pub(super) async fn run_aggregate(
     aggregate: &str,
     interval: Option<&str>,
 ) -> Result<Json, ErrorBody> {
-    let aggregate = Aggregate::from_name(aggregate)
-        .ok_or_else(|| ErrorBody::bad_request(format!("field `aggregate`: unknown {aggregate:?}")))?;
+    let aggregate = Aggregate::from_name(aggregate).ok_or_else(|| {
+        ErrorBody::bad_request(format!("field `aggregate`: unknown {aggregate:?}"))
+    })?;
     let interval = match interval {
         None => 0,
         Some(text) => parse_interval_arg(text)
@@ -69,7 +70,9 @@ pub(super) async fn run_aggregate(
         .iter()
         .find(|m| m.metric_name == metric)
         .map(|m| m.metric_type)
-        .ok_or_else(|| ErrorBody::bad_request(format!("field `metric`: unknown metric {metric:?}")))?;
+        .ok_or_else(|| {
+            ErrorBody::bad_request(format!("field `metric`: unknown metric {metric:?}"))
+        })?;
     let numeric = matches!(metric_type, MetricType::Float | MetricType::Int);
     if aggregate.needs_numbers() && !numeric {
         return Err(ErrorBody::bad_request(format!(
@@ -94,7 +97,11 @@ pub(super) async fn run_aggregate(
             _ => Interpolation::Stepped,
         },
     };
-    let page = ctx.storage().processed(query).await.map_err(storage_error)?;
+    let page = ctx
+        .storage()
+        .processed(query)
+        .await
+        .map_err(storage_error)?;
     let rows: Vec<Json> = page
         .values
         .into_iter()
