@@ -68,6 +68,30 @@ fn aggregate_of(node: &NodeId) -> Option<Aggregate> {
 /// What a result costs on the wire, at most (mask, variant, status, source timestamp).
 const RESULT_BYTES: usize = 1 + 9 + 4 + 8 + 2;
 
+/// What nodes must share to be computed in one pass.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct GroupKey {
+    device_id: String,
+    metric: String,
+    plan: IntervalPlan,
+    first_interval: u64,
+    max_intervals: usize,
+    config: AggregateConfig,
+}
+
+impl GroupKey {
+    fn of(query: &ProcessedQuery) -> Self {
+        Self {
+            device_id: query.device_id.clone(),
+            metric: query.metric.clone(),
+            plan: query.plan,
+            first_interval: query.first_interval,
+            max_intervals: query.max_intervals,
+            config: query.config,
+        }
+    }
+}
+
 /// Where a processed read continues (kept per session by the library).
 #[derive(Debug, Clone)]
 struct ProcessedCursor {
@@ -98,39 +122,38 @@ impl GatewayNodes {
                 }
             }
         }
-        // The nodes asking the same page of the same variable share one pass over it.
-        let mut groups: HashMap<(String, String, u64), Vec<usize>> = HashMap::new();
-        let mut order = Vec::new();
+        // The nodes asking the same page of the same read of a variable share one pass over
+        // it (continuation points of different reads stay apart: the plan is in the key).
+        let mut groups: Vec<(GroupKey, Vec<usize>)> = Vec::new();
+        let mut index_of: HashMap<GroupKey, usize> = HashMap::new();
         for (index, cursor) in cursors.iter().enumerate() {
             if let Some(cursor) = cursor {
-                let key = (
-                    cursor.query.device_id.clone(),
-                    cursor.query.metric.clone(),
-                    cursor.query.first_interval,
-                );
-                let members = groups.entry(key).or_default();
-                if members.is_empty() {
-                    order.push(index);
+                let key = GroupKey::of(&cursor.query);
+                match index_of.get(&key) {
+                    Some(group) => groups[*group].1.push(index),
+                    None => {
+                        index_of.insert(key.clone(), groups.len());
+                        groups.push((key, vec![index]));
+                    }
                 }
-                members.push(index);
             }
         }
-        for leader in order {
-            let Some(first) = cursors[leader].clone() else {
+        for (_, members) in groups {
+            let Some(mut query) = members
+                .first()
+                .and_then(|i| cursors[*i].as_ref())
+                .map(|c| c.query.clone())
+            else {
                 continue;
             };
-            let key = (
-                first.query.device_id.clone(),
-                first.query.metric.clone(),
-                first.query.first_interval,
-            );
-            let members = groups.remove(&key).unwrap_or_default();
-            let mut query = first.query.clone();
-            query.aggregates = members
-                .iter()
-                .filter_map(|i| cursors[*i].as_ref().map(|c| c.aggregate))
-                .collect();
-            query.aggregates.dedup();
+            query.aggregates.clear();
+            for member in &members {
+                if let Some(cursor) = &cursors[*member] {
+                    if !query.aggregates.contains(&cursor.aggregate) {
+                        query.aggregates.push(cursor.aggregate);
+                    }
+                }
+            }
             let answer = self.backend.processed(query.clone()).await;
             for index in members {
                 let Some(cursor) = cursors[index].take() else {
@@ -232,8 +255,12 @@ impl GatewayNodes {
                 plan: IntervalPlan {
                     start,
                     end,
-                    // Milliseconds (a Double) to microseconds; past i64 is one interval.
-                    interval: (interval_ms * 1_000.0).min(i64::MAX as f64) as i64,
+                    // Milliseconds (a Double) to whole microseconds, at least one when not
+                    // zero; past i64 is one interval.
+                    interval: match interval_ms * 1_000.0 {
+                        0.0 => 0,
+                        micros => (micros.ceil().min(i64::MAX as f64) as i64).max(1),
+                    },
                 },
                 first_interval: 0,
                 max_intervals: page,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::Timestamp;
 
 /// The intervals of one processed read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct IntervalPlan {
     pub start: Timestamp,
     pub end: Timestamp,

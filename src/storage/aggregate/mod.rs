@@ -133,7 +133,7 @@ pub enum Interpolation {
 }
 
 /// Part 13 §4.2.1.2 AggregateConfiguration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AggregateConfig {
     /// Uncertain values count as Bad (true) or as Good (false).
     pub treat_uncertain_as_bad: bool,

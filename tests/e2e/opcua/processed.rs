@@ -172,6 +172,47 @@ async fn processed_reads_compute_part_13_aggregates_page_by_page() {
         }
     }
 
+    // Two reads of the same variable continued in one call stay apart: 10-minute and
+    // 5-minute averages, both at their sixth interval.
+    let ten = details(
+        at(0),
+        at(7_200),
+        600_000.0,
+        &[ObjectId::AggregateFunction_Average],
+    );
+    let five = details(
+        at(0),
+        at(3_600),
+        300_000.0,
+        &[ObjectId::AggregateFunction_Average],
+    );
+    let mut points = Vec::new();
+    for request in [&ten, &five] {
+        let results = read_processed(&ua, request, &[(node.clone(), None)])
+            .await
+            .unwrap();
+        assert!(!results[0].continuation_point.is_null_or_empty());
+        points.push(results[0].continuation_point.clone());
+    }
+    let both = details(
+        at(0),
+        at(7_200),
+        600_000.0,
+        &[ObjectId::AggregateFunction_Average; 2],
+    );
+    let results = read_processed(
+        &ua,
+        &both,
+        &[
+            (node.clone(), Some(points[0].clone())),
+            (node.clone(), Some(points[1].clone())),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(values(&results[0])[0].value, Some(Variant::Double(329.5)));
+    assert_eq!(values(&results[1])[0].value, Some(Variant::Double(164.5)));
+
     // Backwards: newest first, each interval holding its later bound.
     let backwards = details(
         at(7_200),
