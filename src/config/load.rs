@@ -18,7 +18,8 @@ use super::probe::{describe, probe_section, FieldProblemKind};
 use super::schema::*;
 use super::secret::Secret;
 use super::source::SourceFile;
-use super::validate::validate;
+use super::template::expand_templates;
+use super::validate::{validate, validate_templates};
 
 /// A config file larger than this is not a configuration; refuse before parsing it.
 pub const MAX_CONFIG_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -33,6 +34,7 @@ const SECTIONS: &[&str] = &[
     "control",
     "supervisor",
     "application",
+    "device_template",
 ];
 
 /// One thing wrong with a configuration, tied to the key that carries it.
@@ -134,9 +136,22 @@ fn load_sources(sources: Sources<'_>, path: &Path) -> Result<LoadedConfig, Confi
         supervisor: sources.section("supervisor", &mut problems),
         applications: sources.section("application", &mut problems),
     };
+    let templates: Vec<DeviceTemplate> = sources.section("device_template", &mut problems);
+    let mut template_report = super::validate::ValidationReport::default();
+    let valid_templates = validate_templates(&templates, &mut template_report);
+    problems.extend(template_report.errors);
+    expand_templates(
+        &mut config.applications,
+        sources.figment.find_value("application").ok().as_ref(),
+        &templates,
+        &valid_templates,
+        |key| sources.origin(key),
+        &mut problems,
+    );
     resolve_secrets(&mut config, sources.env, &mut problems);
 
-    let report = validate(&config);
+    let mut report = validate(&config);
+    report.warnings.extend(template_report.warnings);
     // A key that could not be read is validated as its default: one problem per key is enough.
     let unreadable: HashSet<String> = problems.iter().map(|p| p.key.clone()).collect();
     problems.extend(

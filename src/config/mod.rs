@@ -10,6 +10,7 @@ mod probe;
 mod schema;
 mod secret;
 mod source;
+mod template;
 mod validate;
 mod weak;
 

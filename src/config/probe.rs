@@ -48,7 +48,9 @@ pub(super) fn probe_section(name: &str, value: &Value) -> Vec<FieldProblem> {
         "storage" => probe_table::<StorageConfig>(value, &at, &[], &mut out),
         "control" => probe_table::<ControlConfig>(value, &at, &[], &mut out),
         "supervisor" => probe_table::<SupervisorConfig>(value, &at, &[], &mut out),
+        "metrics" => probe_table::<MetricsConfig>(value, &at, &[], &mut out),
         "application" => probe_list::<ApplicationConfig>(value, &at, probe_application, &mut out),
+        "device_template" => probe_list::<DeviceTemplate>(value, &at, probe_template, &mut out),
         _ => {}
     }
     out
@@ -59,7 +61,34 @@ fn probe_application(value: &Value, at: &KeyPath, out: &mut Vec<FieldProblem>) {
 }
 
 fn probe_device(value: &Value, at: &KeyPath, out: &mut Vec<FieldProblem>) {
+    // `template` names a [[device_template]]; the loader expands it, DeviceConfig has no such
+    // field.
+    let mut value = value.clone();
+    if let Value::Dict(_, fields) = &mut value {
+        if let Some(template) = fields.remove(TEMPLATE_KEY) {
+            if !matches!(template, Value::String(..)) {
+                out.push(FieldProblem {
+                    path: at.key(TEMPLATE_KEY),
+                    kind: FieldProblemKind::Invalid(
+                        "expected a string: the name of a [[device_template]]".into(),
+                    ),
+                });
+            }
+        }
+    }
     probe_table::<DeviceConfig>(
+        &value,
+        at,
+        &[("read_metric", probe_metric), ("command", probe_command)],
+        out,
+    );
+}
+
+/// The key of a device naming its template.
+pub(super) const TEMPLATE_KEY: &str = "template";
+
+fn probe_template(value: &Value, at: &KeyPath, out: &mut Vec<FieldProblem>) {
+    probe_table::<DeviceTemplate>(
         value,
         at,
         &[("read_metric", probe_metric), ("command", probe_command)],

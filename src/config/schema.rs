@@ -387,6 +387,19 @@ impl Default for SupervisorConfig {
     }
 }
 
+/// `[[device_template]]`: a named list of metrics and commands that devices take with
+/// `template = "<name>"`, so a hundred identical sensors share one list (docs/configuration.md,
+/// "Device templates"). Templates exist only in the file: the loader expands them into each
+/// device, whose own `read_metric` and `command` entries win by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceTemplate {
+    pub name: String,
+    #[serde(rename = "read_metric", default)]
+    pub metrics: Vec<MetricConfig>,
+    #[serde(rename = "command", default)]
+    pub commands: Vec<CommandConfig>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApplicationConfig {
     pub application_name: String,

@@ -300,3 +300,40 @@ fn check_config_refuses_a_weak_secret_and_names_the_variable() {
         );
     }
 }
+
+#[test]
+fn check_config_expands_device_templates_and_names_an_unknown_one_with_its_line() {
+    let templated = MINIMAL_CONFIG
+        .replace(
+            "[[application]]",
+            "[[device_template]]\nname = \"tank\"\n\n  [[device_template.read_metric]]\n  \
+             metric_name = \"Battery\"\n  chirpstack_metric_name = \"battery_mv\"\n  \
+             metric_type = \"Int\"\n\n[[application]]",
+        )
+        .replace(
+            "device_id = \"0000000000000001\"",
+            "device_id = \"0000000000000001\"\n  template = \"tank\"",
+        );
+    let (code, stdout, stderr) = check(&templated, &gateway_env());
+    assert_eq!(code, Some(0), "{stderr}");
+    // The resolved configuration holds the device's own metric and the template's.
+    assert!(
+        stdout.contains("metric_name = \"Level\"") && stdout.contains("metric_name = \"Battery\""),
+        "{stdout}"
+    );
+    let unknown = templated.replace("template = \"tank\"", "template = \"tnak\"");
+    let (code, _, stderr) = check(&unknown, &gateway_env());
+    assert_eq!(code, Some(1));
+    assert_clean_failure(&stderr);
+    let line = unknown
+        .lines()
+        .position(|l| l.contains("template = \"tnak\""))
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains("application[0].device[0].template")
+            && stderr.contains(&format!("line {line}"))
+            && stderr.contains("templates: tank"),
+        "{stderr}"
+    );
+}

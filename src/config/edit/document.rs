@@ -636,6 +636,14 @@ fn device_mut<'a>(
         })
         .ok_or_else(|| not_found(EditSubject::Device, device_id))?;
     check_plain(device, "device")?;
+    // The console edits a device's own lists; with a template the device's metrics and
+    // commands are the template's refined by its own, which a list edit cannot express.
+    if let Some(template) = str_of(device, "template") {
+        return Err(EditError::UnsupportedLayout(format!(
+            "device {device_id:?} takes its metrics and commands from [[device_template]] \
+             {template:?}; edit the template or the device in the configuration file by hand"
+        )));
+    }
     Ok(device)
 }
 

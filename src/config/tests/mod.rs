@@ -106,3 +106,4 @@ mod reload_docs;
 mod reports;
 mod rules;
 mod sources;
+mod templates;

@@ -15,6 +15,7 @@ use super::weak::{weakness, MIN_SECRET_CHARS};
 
 mod topology;
 use topology::validate_applications;
+pub(super) use topology::validate_templates;
 
 /// Findings of [`validate`]: errors refuse the configuration, warnings are logged.
 #[derive(Debug, Default)]

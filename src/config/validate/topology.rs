@@ -111,6 +111,40 @@ pub(super) fn validate_applications(config: &AppConfig, report: &mut ValidationR
     }
 }
 
+/// The rules of `[[device_template]]`: a unique, non-empty name, and the metric and command
+/// rules of a device. Returns the names of the templates that passed (only those are expanded,
+/// so a mistake in a template is reported once, not once per device using it).
+pub(in crate::config) fn validate_templates(
+    templates: &[DeviceTemplate],
+    report: &mut ValidationReport,
+) -> HashSet<String> {
+    let mut names = HashSet::new();
+    let mut valid = HashSet::new();
+    for (t, template) in templates.iter().enumerate() {
+        let at = format!("device_template[{t}]");
+        let errors_before = report.errors.len();
+        report.non_empty(&format!("{at}.name"), &template.name);
+        if !names.insert(template.name.as_str()) {
+            report.error(
+                format!("{at}.name"),
+                format!("template \"{}\" is defined twice", template.name),
+            );
+        }
+        let as_device = DeviceConfig {
+            device_name: template.name.clone(),
+            device_id: template.name.clone(),
+            stale_threshold_seconds: None,
+            metrics: template.metrics.clone(),
+            commands: template.commands.clone(),
+        };
+        validate_device_children(&as_device, &at, report);
+        if report.errors.len() == errors_before {
+            valid.insert(template.name.clone());
+        }
+    }
+    valid
+}
+
 fn validate_device_children(device: &DeviceConfig, at: &str, report: &mut ValidationReport) {
     if device.metrics.is_empty() && device.commands.is_empty() {
         report.warn(

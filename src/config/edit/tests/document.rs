@@ -417,7 +417,28 @@ fn layouts_the_editor_cannot_rewrite_safely_are_refused() {
     );
     let dotted = "[[application]]\napplication_id = \"a\"\napplication_name = \"A\"\n\
         [[application.device]]\ndevice_id = \"d\"\ndevice.name = \"D\"\n";
-    assert_eq!(refused(dotted, update), "unsupported_layout");
+    assert_eq!(refused(dotted, update.clone()), "unsupported_layout");
+    // A device on a [[device_template]]: its lists are the template's, refined by its own.
+    let templated = "[[application]]\napplication_id = \"a\"\napplication_name = \"A\"\n\
+        [[application.device]]\ndevice_id = \"d\"\ndevice_name = \"D\"\ntemplate = \"t\"\n";
+    assert_eq!(refused(templated, update), "unsupported_layout");
+    let command = ConfigEdit::CreateCommand {
+        application_id: "a".into(),
+        device_id: "d".into(),
+        command: CommandConfig {
+            command_name: "c".into(),
+            command_id: 1,
+            command_port: 10,
+            command_confirmed: false,
+            command_type: MetricType::Int,
+            command_min: None,
+            command_max: None,
+        },
+    };
+    assert_eq!(refused(templated, command), "unsupported_layout");
+    // Deleting it is fine.
+    let mut doc: DocumentMut = templated.parse().unwrap();
+    assert_eq!(apply(&mut doc, &live, &delete_device("a", "d")), Ok(()));
 }
 
 #[test]
