@@ -134,6 +134,13 @@ pub fn env_var_for(key: &str) -> String {
     )
 }
 
+impl EnvOverlay {
+    /// No variable sets anything.
+    pub fn is_empty(&self) -> bool {
+        self.root.is_empty()
+    }
+}
+
 impl Provider for EnvOverlay {
     fn metadata(&self) -> Metadata {
         Metadata::named("environment variable")

@@ -22,7 +22,7 @@ use super::template::expand_templates;
 use super::validate::{validate, validate_templates};
 
 /// A config file larger than this is not a configuration; refuse before parsing it.
-pub const MAX_CONFIG_FILE_BYTES: u64 = 4 * 1024 * 1024;
+pub const MAX_CONFIG_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 const SECTIONS: &[&str] = &[
     "logging",
@@ -142,7 +142,7 @@ fn load_sources(sources: Sources<'_>, path: &Path) -> Result<LoadedConfig, Confi
     problems.extend(template_report.errors);
     expand_templates(
         &mut config.applications,
-        sources.figment.find_value("application").ok().as_ref(),
+        sources.value("application"),
         &templates,
         &valid_templates,
         |key| sources.origin(key),
@@ -179,7 +179,9 @@ fn load_sources(sources: Sources<'_>, path: &Path) -> Result<LoadedConfig, Confi
 struct Sources<'a> {
     file: SourceFile,
     env: &'a EnvSnapshot,
-    figment: Figment,
+    /// The file with the environment on top: every section is read from here (by reference:
+    /// a fleet's tree is large, and each copy of it costs).
+    root: Value,
     /// Variables naming list entries the file does not have.
     env_problems: Vec<ConfigProblem>,
 }
@@ -191,25 +193,31 @@ impl<'a> Sources<'a> {
 
     fn from_file(file: SourceFile, path: &Path, env: &'a EnvSnapshot) -> Result<Self, ConfigError> {
         let from_file = Figment::new().merge(Toml::string(file.text()));
-        let base = from_file
-            .find_value("")
-            .unwrap_or_else(|_| Value::from(figment::value::Dict::new()));
-        let (overlay, missing) = env.overlay(&base);
-        let figment = from_file.merge(overlay);
-        let env_problems = missing.iter().map(index_missing_problem).collect();
+        let invalid = |err| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems: figment_problems(err, None),
+        };
         // The syntax was checked on the same text by the same parser; this is a safety net.
-        if let Err(err) = figment.find_value("") {
-            return Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                problems: figment_problems(err, None),
-            });
-        }
+        let base = from_file.find_value("").map_err(invalid)?;
+        let (overlay, missing) = env.overlay(&base);
+        let env_problems = missing.iter().map(index_missing_problem).collect();
+        let root = if overlay.is_empty() {
+            base
+        } else {
+            drop(base);
+            from_file.merge(overlay).find_value("").map_err(invalid)?
+        };
         Ok(Self {
             file,
             env,
-            figment,
+            root,
             env_problems,
         })
+    }
+
+    /// The value of top-level section `name`, if the file or the environment sets it.
+    fn value(&self, name: &str) -> Option<&Value> {
+        self.root.as_dict()?.get(name)
     }
 
     /// " (from OPCGW_…)" or " (in <file>, line L, column C)": where `key` was set.
@@ -223,10 +231,7 @@ impl<'a> Sources<'a> {
     }
 
     fn report_unknown_sections(&self, problems: &mut Vec<ConfigProblem>) {
-        let Ok(root) = self.figment.find_value("") else {
-            return;
-        };
-        let Some(dict) = root.as_dict() else { return };
+        let Some(dict) = self.root.as_dict() else { return };
         for key in dict.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
             let origin = self.origin(&KeyPath::root(key));
             problems.push(ConfigProblem::new(
@@ -246,11 +251,11 @@ impl<'a> Sources<'a> {
         name: &str,
         problems: &mut Vec<ConfigProblem>,
     ) -> T {
-        let Ok(value) = self.figment.find_value(name) else {
+        let Some(value) = self.value(name) else {
             return T::default();
         };
         let mut mistyped = Vec::new();
-        for found in probe_section(name, &value) {
+        for found in probe_section(name, value) {
             let key = found.path.to_string();
             let origin = self.origin(&found.path);
             problems.push(match found.kind {
@@ -269,11 +274,11 @@ impl<'a> Sources<'a> {
         if !mistyped.is_empty() {
             // The other fields are still validated (a weak secret beside a mistyped port is
             // reported in the same run), without a "required" error for a field that is set.
-            return without_fields(&value, &mistyped)
+            return without_fields(value, &mistyped)
                 .and_then(|rest| T::deserialize(&rest).ok())
                 .unwrap_or_default();
         }
-        match self.figment.extract_inner::<T>(name) {
+        match T::deserialize(value) {
             Ok(section) => section,
             Err(err) => {
                 problems.extend(figment_problems(err, Some(name)));

@@ -41,14 +41,14 @@ pub(super) fn probe_section(name: &str, value: &Value) -> Vec<FieldProblem> {
     let at = KeyPath::root(name);
     let mut out = Vec::new();
     match name {
-        "logging" => probe_table::<LoggingConfig>(value, &at, &[], &mut out),
-        "chirpstack" => probe_table::<ChirpstackConfig>(value, &at, &[], &mut out),
-        "opcua" => probe_table::<OpcUaConfig>(value, &at, &[], &mut out),
-        "web" => probe_table::<WebConfig>(value, &at, &[], &mut out),
-        "storage" => probe_table::<StorageConfig>(value, &at, &[], &mut out),
-        "control" => probe_table::<ControlConfig>(value, &at, &[], &mut out),
-        "supervisor" => probe_table::<SupervisorConfig>(value, &at, &[], &mut out),
-        "metrics" => probe_table::<MetricsConfig>(value, &at, &[], &mut out),
+        "logging" => probe_table::<LoggingConfig>(value, &at, &[], nothing, &mut out),
+        "chirpstack" => probe_table::<ChirpstackConfig>(value, &at, &[], nothing, &mut out),
+        "opcua" => probe_table::<OpcUaConfig>(value, &at, &[], nothing, &mut out),
+        "web" => probe_table::<WebConfig>(value, &at, &[], nothing, &mut out),
+        "storage" => probe_table::<StorageConfig>(value, &at, &[], nothing, &mut out),
+        "control" => probe_table::<ControlConfig>(value, &at, &[], nothing, &mut out),
+        "supervisor" => probe_table::<SupervisorConfig>(value, &at, &[], nothing, &mut out),
+        "metrics" => probe_table::<MetricsConfig>(value, &at, &[], nothing, &mut out),
         "application" => probe_list::<ApplicationConfig>(value, &at, probe_application, &mut out),
         "device_template" => probe_list::<DeviceTemplate>(value, &at, probe_template, &mut out),
         _ => {}
@@ -57,29 +57,37 @@ pub(super) fn probe_section(name: &str, value: &Value) -> Vec<FieldProblem> {
 }
 
 fn probe_application(value: &Value, at: &KeyPath, out: &mut Vec<FieldProblem>) {
-    probe_table::<ApplicationConfig>(value, at, &[("device", probe_device)], out);
+    probe_table::<ApplicationConfig>(
+        value,
+        at,
+        &[("device", probe_device)],
+        |key| is_device_template_key(key),
+        out,
+    );
+}
+
+/// `device.<n>.template`: a device's template, relative to its application. The loader reads
+/// it (`config::template`); the schema types do not have it.
+fn is_device_template_key(key: &str) -> bool {
+    let mut parts = key.split('.');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some("device"), Some(index), Some(TEMPLATE_KEY), None)
+            if index.bytes().all(|b| b.is_ascii_digit())
+    )
+}
+
+/// Tolerates no key beyond the schema.
+fn nothing(_: &str) -> bool {
+    false
 }
 
 fn probe_device(value: &Value, at: &KeyPath, out: &mut Vec<FieldProblem>) {
-    // `template` names a [[device_template]]; the loader expands it, DeviceConfig has no such
-    // field.
-    let mut value = value.clone();
-    if let Value::Dict(_, fields) = &mut value {
-        if let Some(template) = fields.remove(TEMPLATE_KEY) {
-            if !matches!(template, Value::String(..)) {
-                out.push(FieldProblem {
-                    path: at.key(TEMPLATE_KEY),
-                    kind: FieldProblemKind::Invalid(
-                        "expected a string: the name of a [[device_template]]".into(),
-                    ),
-                });
-            }
-        }
-    }
     probe_table::<DeviceConfig>(
-        &value,
+        value,
         at,
         &[("read_metric", probe_metric), ("command", probe_command)],
+        |key| key == TEMPLATE_KEY,
         out,
     );
 }
@@ -92,16 +100,17 @@ fn probe_template(value: &Value, at: &KeyPath, out: &mut Vec<FieldProblem>) {
         value,
         at,
         &[("read_metric", probe_metric), ("command", probe_command)],
+        nothing,
         out,
     );
 }
 
 fn probe_metric(value: &Value, at: &KeyPath, out: &mut Vec<FieldProblem>) {
-    probe_table::<MetricConfig>(value, at, &[], out);
+    probe_table::<MetricConfig>(value, at, &[], nothing, out);
 }
 
 fn probe_command(value: &Value, at: &KeyPath, out: &mut Vec<FieldProblem>) {
-    probe_table::<CommandConfig>(value, at, &[], out);
+    probe_table::<CommandConfig>(value, at, &[], nothing, out);
 }
 
 /// A list of `T` tables: each element probed with `element`; anything else reported whole.
@@ -126,11 +135,17 @@ fn probe_list<T: DeserializeOwned>(
 }
 
 /// Probes each field of a `T` table; `lists` are the fields holding lists of tables, each
-/// probed element by element with its own probe.
+/// probed element by element with its own probe; keys `tolerated` says the loader reads
+/// itself are not reported (nor checked here).
+///
+/// A table that deserializes whole, with no key but tolerated ones left over, has no problem:
+/// that one pass is taken first, so a valid file of 10,000 devices is not probed field by field
+/// (each field alone fails on the missing others, and those errors cost).
 fn probe_table<T: DeserializeOwned>(
     value: &Value,
     at: &KeyPath,
     lists: &[(&str, Probe)],
+    tolerated: fn(&str) -> bool,
     out: &mut Vec<FieldProblem>,
 ) {
     let Value::Dict(_, fields) = value else {
@@ -139,7 +154,17 @@ fn probe_table<T: DeserializeOwned>(
         }
         return;
     };
+    let mut untolerated = false;
+    let whole: Result<T, _> = serde_ignored::deserialize(value, |ignored| {
+        untolerated |= !tolerated(&ignored.to_string());
+    });
+    if whole.is_ok() && !untolerated {
+        return;
+    }
     for (key, field) in fields {
+        if tolerated(key) {
+            continue;
+        }
         let path = at.key(key);
         if let (Some((_, element)), Value::Array(_, items)) =
             (lists.iter().find(|(name, _)| name == key), field)

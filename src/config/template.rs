@@ -13,9 +13,16 @@ use super::load::ConfigProblem;
 use super::probe::TEMPLATE_KEY;
 use super::schema::{ApplicationConfig, DeviceTemplate};
 
+/// What a device's `template` key holds.
+enum Named {
+    Nothing,
+    Template(String),
+    NotAString,
+}
+
 /// The template each device names, by (application, device) position in the file (and the
 /// environment overlay) as figment sees it.
-fn named_templates(raw_applications: Option<&Value>) -> Vec<Vec<Option<String>>> {
+fn named_templates(raw_applications: Option<&Value>) -> Vec<Vec<Named>> {
     let Some(Value::Array(_, applications)) = raw_applications else {
         return Vec::new();
     };
@@ -33,10 +40,11 @@ fn named_templates(raw_applications: Option<&Value>) -> Vec<Vec<Option<String>>>
                 .iter()
                 .map(|device| match device {
                     Value::Dict(_, fields) => match fields.get(TEMPLATE_KEY) {
-                        Some(Value::String(_, name)) => Some(name.clone()),
-                        _ => None,
+                        Some(Value::String(_, name)) => Named::Template(name.clone()),
+                        Some(_) => Named::NotAString,
+                        None => Named::Nothing,
                     },
-                    _ => None,
+                    _ => Named::Nothing,
                 })
                 .collect()
         })
@@ -57,13 +65,30 @@ pub(super) fn expand_templates(
     let named = named_templates(raw_applications);
     for (a, (application, names)) in applications.iter_mut().zip(&named).enumerate() {
         for (d, (device, name)) in application.devices.iter_mut().zip(names).enumerate() {
-            let Some(name) = name else { continue };
-            let Some(template) = templates.iter().find(|t| &t.name == name) else {
-                let key = KeyPath::root("application")
+            let key = || {
+                KeyPath::root("application")
                     .index(a)
                     .key("device")
                     .index(d)
-                    .key(TEMPLATE_KEY);
+                    .key(TEMPLATE_KEY)
+            };
+            let name = match name {
+                Named::Nothing => continue,
+                Named::Template(name) => name,
+                Named::NotAString => {
+                    let key = key();
+                    problems.push(ConfigProblem::new(
+                        key.to_string(),
+                        format!(
+                            "invalid type: expected a string, the name of a [[device_template]]{}",
+                            origin(&key)
+                        ),
+                    ));
+                    continue;
+                }
+            };
+            let Some(template) = templates.iter().find(|t| &t.name == name) else {
+                let key = key();
                 let known: Vec<&str> = templates.iter().map(|t| t.name.as_str()).collect();
                 let known = if known.is_empty() {
                     "the file defines no [[device_template]]".to_string()
