@@ -13,6 +13,9 @@ use figment::Figment;
 use serde::de::DeserializeOwned;
 
 use super::env::{env_var_for, EnvSnapshot};
+use super::include::{
+    read_all as read_included, resolve as resolve_includes, INCLUDABLE, INCLUDE_KEY,
+};
 use super::key_path::{KeyPath, Segment};
 use super::probe::{describe, probe_section, FieldProblemKind};
 use super::schema::*;
@@ -116,7 +119,7 @@ pub fn load_text(
         });
     }
     load_sources(
-        Sources::from_file(SourceFile::parse(path, text)?, path, env)?,
+        Sources::from_file(SourceFile::new(path, text), path, env)?,
         path,
     )
 }
@@ -178,6 +181,10 @@ fn load_sources(sources: Sources<'_>, path: &Path) -> Result<LoadedConfig, Confi
 /// means to say where a key came from.
 struct Sources<'a> {
     file: SourceFile,
+    /// The files `include` names, in order.
+    included: Vec<SourceFile>,
+    /// Which file each entry of the lists included files extend comes from.
+    placement: Placement,
     env: &'a EnvSnapshot,
     /// The file with the environment on top: every section is read from here (by reference:
     /// a fleet's tree is large, and each copy of it costs).
@@ -197,22 +204,57 @@ impl<'a> Sources<'a> {
             path: path.to_path_buf(),
             problems: figment_problems(err, None),
         };
-        // The syntax was checked on the same text by the same parser; this is a safety net.
-        let base = from_file.find_value("").map_err(invalid)?;
+        // figment's TOML error quotes the broken line, which may hold a secret: a file that
+        // does not parse is described by the document parser, which quotes nothing.
+        let mut base = match from_file.find_value("") {
+            Ok(base) => base,
+            Err(err) => {
+                file.check_syntax()?;
+                return Err(invalid(err));
+            }
+        };
+        let (included, placement) = include_files(path, &mut base)?;
         let (overlay, missing) = env.overlay(&base);
         let env_problems = missing.iter().map(index_missing_problem).collect();
         let root = if overlay.is_empty() {
             base
         } else {
+            // The overlay goes over the files' merged tree, as the environment's indexes count.
+            let merged = Figment::new()
+                .merge(figment::providers::Serialized::defaults(&base))
+                .merge(overlay);
             drop(base);
-            from_file.merge(overlay).find_value("").map_err(invalid)?
+            merged.find_value("").map_err(invalid)?
         };
         Ok(Self {
             file,
+            included,
+            placement,
             env,
             root,
             env_problems,
         })
+    }
+
+    /// Where `key` is written: in the main file, or for an entry of a list that included
+    /// files extend, in the file that holds it, at its position there.
+    fn locate(&self, key: &KeyPath) -> Option<String> {
+        if let [Segment::Key(list), Segment::Index(index), rest @ ..] = key.segments() {
+            if let Some((file, local)) = self.placement.find(list, *index) {
+                let mut local_key = KeyPath::root(list).index(local);
+                for segment in rest {
+                    local_key = match segment {
+                        Segment::Key(name) => local_key.key(name),
+                        Segment::Index(i) => local_key.index(*i),
+                    };
+                }
+                return match file {
+                    0 => self.file.locate(&local_key),
+                    n => self.included.get(n - 1)?.locate(&local_key),
+                };
+            }
+        }
+        self.file.locate(key)
     }
 
     /// The value of top-level section `name`, if the file or the environment sets it.
@@ -223,7 +265,7 @@ impl<'a> Sources<'a> {
     /// " (from OPCGW_…)" or " (in <file>, line L, column C)": where `key` was set.
     fn origin(&self, key: &KeyPath) -> String {
         let from_env = self.env.overlay_var(&key.dotted());
-        match (from_env, self.file.locate(key)) {
+        match (from_env, self.locate(key)) {
             (Some(var), _) => format!(" (from {var})"),
             (None, Some(location)) => format!(" ({location})"),
             (None, None) => String::new(),
@@ -231,7 +273,9 @@ impl<'a> Sources<'a> {
     }
 
     fn report_unknown_sections(&self, problems: &mut Vec<ConfigProblem>) {
-        let Some(dict) = self.root.as_dict() else { return };
+        let Some(dict) = self.root.as_dict() else {
+            return;
+        };
         for key in dict.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
             let origin = self.origin(&KeyPath::root(key));
             problems.push(ConfigProblem::new(
@@ -286,6 +330,75 @@ impl<'a> Sources<'a> {
             }
         }
     }
+}
+
+/// Which file (0: the main one, n: the n-th included) holds each entry of the lists that
+/// included files extend.
+#[derive(Default)]
+struct Placement {
+    /// (list, file, first merged index, entries).
+    runs: Vec<(&'static str, usize, usize, usize)>,
+}
+
+impl Placement {
+    /// The file and the position in it of entry `index` of `list`.
+    fn find(&self, list: &str, index: usize) -> Option<(usize, usize)> {
+        self.runs
+            .iter()
+            .find(|(name, _, start, len)| *name == list && (*start..start + len).contains(&index))
+            .map(|(_, file, start, _)| (*file, index - start))
+    }
+}
+
+fn list_len(value: &Value, list: &str) -> usize {
+    match value.as_dict().and_then(|d| d.get(list)) {
+        Some(Value::Array(_, items)) => items.len(),
+        _ => 0,
+    }
+}
+
+/// Takes `include` out of the main file's tree `base`, reads the files it names and appends
+/// their lists to `base`'s (see `config::include`).
+fn include_files(
+    path: &Path,
+    base: &mut Value,
+) -> Result<(Vec<SourceFile>, Placement), ConfigError> {
+    let mut placement = Placement::default();
+    for list in INCLUDABLE {
+        placement.runs.push((list, 0, 0, list_len(base, list)));
+    }
+    let Value::Dict(_, root) = base else {
+        return Ok((Vec::new(), placement));
+    };
+    let Some(patterns) = root.remove(INCLUDE_KEY) else {
+        return Ok((Vec::new(), placement));
+    };
+    let paths = resolve_includes(path, &patterns).map_err(|problems| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        problems,
+    })?;
+    let mut files = Vec::with_capacity(paths.len());
+    for (n, included) in read_included(&paths)?.into_iter().enumerate() {
+        if let Value::Dict(_, mut entries) = included.value {
+            for list in INCLUDABLE {
+                let Some(Value::Array(_, items)) = entries.remove(list) else {
+                    continue;
+                };
+                let target = root
+                    .entry(list.to_string())
+                    .or_insert_with(|| Value::Array(figment::value::Tag::Default, Vec::new()));
+                // A main file whose list is not a list is reported by the probe.
+                if let Value::Array(_, existing) = target {
+                    placement
+                        .runs
+                        .push((list, n + 1, existing.len(), items.len()));
+                    existing.extend(items);
+                }
+            }
+        }
+        files.push(included.file);
+    }
+    Ok((files, placement))
 }
 
 /// "OPCGW_APPLICATION__3__APPLICATION_NAME names application[3], which the file does not

@@ -4,6 +4,7 @@
 mod diff;
 pub mod edit;
 mod env;
+mod include;
 mod key_path;
 mod load;
 mod probe;

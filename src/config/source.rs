@@ -15,39 +15,63 @@ use toml_edit::{ImDocument, Item, Table, Value};
 use super::key_path::{KeyPath, Segment};
 use super::load::{ConfigError, ConfigProblem, MAX_CONFIG_FILE_BYTES};
 
-/// A parsed configuration file.
+/// A configuration file: its text, and its document with every key's position, parsed only
+/// when a message needs a position (a fleet's file is large and usually right: the loader's
+/// own parse is the only one it then pays for).
 pub(super) struct SourceFile {
     path: PathBuf,
-    document: ImDocument<String>,
+    text: String,
+    document: std::sync::OnceLock<Option<ImDocument<String>>>,
 }
 
 impl SourceFile {
-    /// Reads `path` (at most [`MAX_CONFIG_FILE_BYTES`]) and checks its TOML syntax.
+    /// Reads `path` (at most [`MAX_CONFIG_FILE_BYTES`]); its syntax is checked by the load.
     pub(super) fn read(path: &Path) -> Result<Self, ConfigError> {
-        Self::parse(path, read_config_text(path)?)
+        Ok(Self::new(path, read_config_text(path)?))
     }
 
+    pub(super) fn new(path: &Path, text: String) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            text,
+            document: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The file with its TOML syntax checked; a syntax error is one problem that names the
+    /// key, the line and the column and quotes nothing of the file.
+    #[cfg(test)]
     pub(super) fn parse(path: &Path, text: String) -> Result<Self, ConfigError> {
-        // The error does not hand back the text; a copy keeps it for locating the error.
-        match ImDocument::parse(text.clone()) {
-            Ok(document) => Ok(Self {
-                path: path.to_path_buf(),
-                document,
-            }),
+        let file = Self::new(path, text);
+        file.check_syntax()?;
+        Ok(file)
+    }
+
+    /// `Ok` when the text is TOML, else the problem [`Self::parse`] describes.
+    pub(super) fn check_syntax(&self) -> Result<(), ConfigError> {
+        match ImDocument::parse(self.text.clone()) {
+            Ok(document) => {
+                let _ = self.document.set(Some(document));
+                Ok(())
+            }
             Err(err) => Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                problems: vec![syntax_problem(path, &text, &err)],
+                path: self.path.clone(),
+                problems: vec![syntax_problem(&self.path, &self.text, &err)],
             }),
         }
     }
 
     pub(super) fn text(&self) -> &str {
-        self.document.raw()
+        &self.text
     }
 
     /// "in <file>, line L, column C" for `key` when the file sets it.
     pub(super) fn locate(&self, key: &KeyPath) -> Option<String> {
-        let span = span_of(&self.document, key)?;
+        let document = self
+            .document
+            .get_or_init(|| ImDocument::parse(self.text.clone()).ok())
+            .as_ref()?;
+        let span = span_of(document, key)?;
         let (line, column) = line_column(self.text(), span.start);
         Some(format!(
             "in {}, line {line}, column {column}",

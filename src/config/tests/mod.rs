@@ -101,6 +101,7 @@ fn line_of(toml: &str, needle: &str) -> String {
     format!("line {},", index + 1)
 }
 
+mod includes;
 mod no_echo;
 mod reload_docs;
 mod reports;
