@@ -105,6 +105,7 @@ clean-demo:
 bench: deps
 	$(CARGO) bench --locked -p opcgw --bench storage
 	$(CARGO) bench --locked -p opcgw --bench aggregates
+	$(CARGO) bench --locked -p opcgw --bench config
 	$(CARGO) bench --locked -p opcgw-actors --bench poller
 	$(CARGO) bench --locked -p opcgw-actors --bench opcua
 	$(CARGO) bench --locked -p opcgw-actors --bench memory

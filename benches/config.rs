@@ -76,9 +76,69 @@ fn main() {
         text.len() as f64 / 1e6
     );
     println!(
-        "  load and validate: {}   target <= 1 s",
+        "  load and validate: {}",
         timed(RUNS, || {
             let loaded = load(&one, &env).expect("loads");
+            assert_eq!(loaded.config.devices().count(), DEVICES);
+        })
+    );
+
+    // The same fleet as a short main file including one file per application.
+    let fleet = dir.path().join("fleet");
+    std::fs::create_dir_all(fleet.join("conf.d")).expect("dir");
+    let main = fleet.join("config.toml");
+    std::fs::write(
+        &main,
+        format!("include = [\"conf.d/*.toml\"]\n\n{}", header()),
+    )
+    .expect("write");
+    for a in 0..APPLICATIONS {
+        std::fs::write(
+            fleet.join(format!("conf.d/site-{a:03}.toml")),
+            applications(a..a + 1),
+        )
+        .expect("write");
+    }
+    println!("  the same in {APPLICATIONS} included files (conf.d/*.toml):");
+    println!(
+        "  load and validate: {}   target <= 1 s",
+        timed(RUNS, || {
+            let loaded = load(&main, &env).expect("loads");
+            assert_eq!(loaded.config.devices().count(), DEVICES);
+        })
+    );
+
+    // With templates: one metric list, 10,000 short device entries.
+    let templated = dir.path().join("templated.toml");
+    let mut text = header();
+    text.push_str("[[device_template]]\nname = \"sensor\"\n\n");
+    for m in 0..METRICS {
+        let _ = write!(
+            text,
+            "  [[device_template.read_metric]]\n  metric_name = \"m{m}\"\n  \
+             chirpstack_metric_name = \"field_{m}\"\n  metric_type = \"Float\"\n  metric_unit = \"u\"\n\n"
+        );
+    }
+    for a in 0..APPLICATIONS {
+        let _ = write!(
+            text,
+            "[[application]]\napplication_name = \"Site {a}\"\napplication_id = \"app-{a:03}\"\n\n"
+        );
+        for d in 0..DEVICES / APPLICATIONS {
+            let id = a * (DEVICES / APPLICATIONS) + d;
+            let _ = write!(
+                text,
+                "  [[application.device]]\n  device_name = \"Sensor {id}\"\n  \
+                 device_id = \"{id:016x}\"\n  template = \"sensor\"\n\n"
+            );
+        }
+    }
+    std::fs::write(&templated, &text).expect("write");
+    println!(
+        "  with one [[device_template]] ({:.1} MB): load and validate: {}",
+        text.len() as f64 / 1e6,
+        timed(RUNS, || {
+            let loaded = load(&templated, &env).expect("loads");
             assert_eq!(loaded.config.devices().count(), DEVICES);
         })
     );

@@ -61,7 +61,7 @@ fn probe_application(value: &Value, at: &KeyPath, out: &mut Vec<FieldProblem>) {
         value,
         at,
         &[("device", probe_device)],
-        |key| is_device_template_key(key),
+        is_device_template_key,
         out,
     );
 }

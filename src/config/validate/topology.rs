@@ -207,6 +207,17 @@ fn validate_device_children(device: &DeviceConfig, at: &str, report: &mut Valida
         }
         // LoRaWAN application FPorts are 1-223; 0 is MAC commands, 224+ are reserved.
         report.range(&format!("{at}.command_port"), command.command_port, 1, 223);
+        for (key, bound) in [
+            ("command_min", command.command_min),
+            ("command_max", command.command_max),
+        ] {
+            if bound.is_some_and(|b| !b.is_finite()) {
+                report.error(
+                    format!("{at}.{key}"),
+                    "must be a finite number (nan and inf are not accepted)",
+                );
+            }
+        }
         if let (Some(min), Some(max)) = (command.command_min, command.command_max) {
             if min > max {
                 report.error(
