@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use toml_edit::{ImDocument, Item, Table, Value};
 
 use super::key_path::{KeyPath, Segment};
-use super::load::{ConfigError, ConfigProblem, MAX_CONFIG_FILE_BYTES};
+use super::load::{too_large, ConfigError, ConfigProblem, MAX_CONFIG_FILE_BYTES};
 
 /// A configuration file: its text, and its document with every key's position, parsed only
 /// when a message needs a position (a fleet's file is large and usually right: the loader's
@@ -98,7 +98,7 @@ pub fn read_config_text(path: &Path) -> Result<String, ConfigError> {
         return Err(io("not a regular file".into()));
     }
     if meta.len() > MAX_CONFIG_FILE_BYTES {
-        return Err(io(format!("larger than {MAX_CONFIG_FILE_BYTES} bytes")));
+        return Err(io(too_large()));
     }
     let file = std::fs::File::open(path).map_err(|e| io(e.to_string()))?;
     let mut bytes = Vec::new();
@@ -106,7 +106,7 @@ pub fn read_config_text(path: &Path) -> Result<String, ConfigError> {
         .read_to_end(&mut bytes)
         .map_err(|e| io(e.to_string()))?;
     if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
-        return Err(io(format!("larger than {MAX_CONFIG_FILE_BYTES} bytes")));
+        return Err(io(too_large()));
     }
     String::from_utf8(bytes).map_err(|_| io("not UTF-8 text (a TOML file is UTF-8)".into()))
 }
