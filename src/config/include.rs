@@ -196,18 +196,18 @@ fn read_one(path: &Path) -> Result<IncludedFile, ConfigError> {
     let mut problems = Vec::new();
     if let Some(dict) = value.as_dict() {
         for key in dict.keys() {
-            if key == INCLUDE_KEY {
-                problems.push(ConfigProblem::new(
-                    key.clone(),
-                    "an included file cannot include others (one level only)",
-                ));
+            let why = if key == INCLUDE_KEY {
+                "an included file cannot include others (one level only)"
             } else if !INCLUDABLE.contains(&key.as_str()) {
-                problems.push(ConfigProblem::new(
-                    key.clone(),
-                    "an included file holds [[application]] and [[device_template]] entries \
-                     only; set the other sections in the main file",
-                ));
-            }
+                "an included file holds [[application]] and [[device_template]] entries only; \
+                 set the other sections in the main file"
+            } else {
+                continue;
+            };
+            problems.push(ConfigProblem::new(
+                key.clone(),
+                format!("{why} (in {})", path.display()),
+            ));
         }
     }
     if problems.is_empty() {

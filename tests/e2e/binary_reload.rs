@@ -243,3 +243,42 @@ fn a_broken_secret_line_is_named_never_quoted_by_sighup_and_ctl_reload() {
         );
     }
 }
+
+#[test]
+fn sighup_reads_the_included_files_again() {
+    let config = format!("include = [\"conf.d/*.toml\"]\n{MINIMAL_CONFIG}");
+    let workdir = Workdir::new(&config);
+    std::fs::create_dir_all(workdir.path().join("conf.d")).unwrap();
+    let mut daemon = Daemon::start(&workdir, &[]);
+    daemon.wait_for_events("gateway_started", 1, Duration::from_secs(20));
+
+    // A new file with an application (on a template it defines): a live topology change.
+    std::fs::write(
+        workdir.path().join("conf.d/north.toml"),
+        "[[device_template]]\nname = \"meter\"\n\n  [[device_template.read_metric]]\n  \
+         metric_name = \"Flow\"\n  chirpstack_metric_name = \"flow\"\n  metric_type = \"Float\"\n\n\
+         [[application]]\napplication_name = \"North\"\napplication_id = \"app-north\"\n\n  \
+         [[application.device]]\n  device_name = \"Meter\"\n  device_id = \"00000000000000d1\"\n  \
+         template = \"meter\"\n",
+    )
+    .unwrap();
+    let line = reload(&daemon, 1);
+    assert!(
+        line.contains("event=\"config_reload_succeeded\"")
+            && line.contains("includes_topology_change=true"),
+        "{line}"
+    );
+    // A broken included file: refused, naming it; the running configuration stays.
+    std::fs::write(
+        workdir.path().join("conf.d/south.toml"),
+        "[opcua]\nhost_port = 4841\n",
+    )
+    .unwrap();
+    let line = reload(&daemon, 2);
+    assert!(
+        line.contains("event=\"config_reload_failed\"") && line.contains("south.toml"),
+        "{line}"
+    );
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
