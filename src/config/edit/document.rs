@@ -21,7 +21,9 @@ const COMMAND: &str = "command";
 pub fn apply(doc: &mut DocumentMut, live: &AppConfig, edit: &ConfigEdit) -> Result<(), EditError> {
     apply_to_main_file(doc, live, edit).map_err(|err| match err {
         // Configured, but not in this file: in one the main file includes.
-        EditError::NotFound { subject, id } if configured(live, edit, subject, &id) => {
+        EditError::NotFound { subject, id }
+            if super::included::configured(live, edit, subject, &id) =>
+        {
             EditError::UnsupportedLayout(format!(
                 "{} {id:?} is written in a file the configuration includes (include = [...]); \
                  the console edits the main file only: edit that file by hand",
@@ -30,56 +32,6 @@ pub fn apply(doc: &mut DocumentMut, live: &AppConfig, edit: &ConfigEdit) -> Resu
         }
         other => other,
     })
-}
-
-/// Whether what `edit` names (`id`, a `subject`) is in the running configuration, where the
-/// edit says it is.
-fn configured(live: &AppConfig, edit: &ConfigEdit, subject: EditSubject, id: &str) -> bool {
-    let (application_id, device_id) = match edit {
-        ConfigEdit::CreateApplication { application_id, .. }
-        | ConfigEdit::UpdateApplication { application_id, .. }
-        | ConfigEdit::DeleteApplication { application_id }
-        | ConfigEdit::CreateDevice { application_id, .. } => (application_id, None),
-        ConfigEdit::UpdateDevice {
-            application_id,
-            device_id,
-            ..
-        }
-        | ConfigEdit::DeleteDevice {
-            application_id,
-            device_id,
-        }
-        | ConfigEdit::CreateCommand {
-            application_id,
-            device_id,
-            ..
-        }
-        | ConfigEdit::UpdateCommand {
-            application_id,
-            device_id,
-            ..
-        }
-        | ConfigEdit::DeleteCommand {
-            application_id,
-            device_id,
-            ..
-        } => (application_id, Some(device_id)),
-    };
-    let Some(application) = live
-        .applications
-        .iter()
-        .find(|a| &a.application_id == application_id)
-    else {
-        return false;
-    };
-    let device = device_id.and_then(|id| application.devices.iter().find(|d| &d.device_id == id));
-    match subject {
-        EditSubject::Application => true,
-        EditSubject::Device => device.is_some_and(|d| d.device_id == id),
-        EditSubject::Command => {
-            device.is_some_and(|d| d.commands.iter().any(|c| c.command_name == id))
-        }
-    }
 }
 
 fn apply_to_main_file(

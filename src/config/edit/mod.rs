@@ -9,6 +9,7 @@
 
 mod document;
 mod file;
+mod included;
 mod locks;
 mod prepare;
 mod view;
