@@ -12,44 +12,15 @@ pub(super) fn configured(
     subject: EditSubject,
     id: &str,
 ) -> bool {
-    let (application_id, device_id) = match edit {
-        ConfigEdit::CreateApplication { application_id, .. }
-        | ConfigEdit::UpdateApplication { application_id, .. }
-        | ConfigEdit::DeleteApplication { application_id }
-        | ConfigEdit::CreateDevice { application_id, .. } => (application_id, None),
-        ConfigEdit::UpdateDevice {
-            application_id,
-            device_id,
-            ..
-        }
-        | ConfigEdit::DeleteDevice {
-            application_id,
-            device_id,
-        }
-        | ConfigEdit::CreateCommand {
-            application_id,
-            device_id,
-            ..
-        }
-        | ConfigEdit::UpdateCommand {
-            application_id,
-            device_id,
-            ..
-        }
-        | ConfigEdit::DeleteCommand {
-            application_id,
-            device_id,
-            ..
-        } => (application_id, Some(device_id)),
-    };
+    let (application_id, device_id) = edit.target();
     let Some(application) = live
         .applications
         .iter()
-        .find(|a| &a.application_id == application_id)
+        .find(|a| a.application_id == application_id)
     else {
         return false;
     };
-    let device = device_id.and_then(|id| application.devices.iter().find(|d| &d.device_id == id));
+    let device = device_id.and_then(|id| application.devices.iter().find(|d| d.device_id == id));
     match subject {
         EditSubject::Application => true,
         EditSubject::Device => device.is_some_and(|d| d.device_id == id),

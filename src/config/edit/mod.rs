@@ -78,6 +78,42 @@ pub enum ConfigEdit {
     },
 }
 
+impl ConfigEdit {
+    /// The application the edit is in, and the device when it touches one.
+    pub fn target(&self) -> (&str, Option<&str>) {
+        match self {
+            Self::CreateApplication { application_id, .. }
+            | Self::UpdateApplication { application_id, .. }
+            | Self::DeleteApplication { application_id }
+            | Self::CreateDevice { application_id, .. } => (application_id, None),
+            Self::UpdateDevice {
+                application_id,
+                device_id,
+                ..
+            }
+            | Self::DeleteDevice {
+                application_id,
+                device_id,
+            }
+            | Self::CreateCommand {
+                application_id,
+                device_id,
+                ..
+            }
+            | Self::UpdateCommand {
+                application_id,
+                device_id,
+                ..
+            }
+            | Self::DeleteCommand {
+                application_id,
+                device_id,
+                ..
+            } => (application_id, Some(device_id)),
+        }
+    }
+}
+
 /// A device as created (`POST .../devices`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -100,37 +100,29 @@ impl Figures {
                 };
                 calculated(Value::Float(value), quality)
             }
-            Aggregate::Minimum | Aggregate::Maximum => {
-                let found = if aggregate == Aggregate::Minimum {
-                    &self.min
-                } else {
-                    &self.max
-                };
+            Aggregate::Minimum
+            | Aggregate::Maximum
+            | Aggregate::MinimumActualTime
+            | Aggregate::MaximumActualTime => {
+                let lowest = matches!(aggregate, Aggregate::Minimum | Aggregate::MinimumActualTime);
+                let found = if lowest { &self.min } else { &self.max };
                 let Some((value, _, time, repeated)) = found else {
                     return no_data;
                 };
+                let actual_time = matches!(
+                    aggregate,
+                    Aggregate::MinimumActualTime | Aggregate::MaximumActualTime
+                );
                 let mut result = calculated(value.clone(), custom);
-                if *time == interval.from && custom == ResultQuality::Good {
+                result.multi_value = *repeated;
+                if actual_time {
+                    result.time = Timestamp(*time);
+                }
+                // Raw: the stored value as it is, stamped with its own time (ActualTime) or
+                // sitting on the interval's start (§5.4.3.10-13).
+                if custom == ResultQuality::Good && (actual_time || *time == interval.from) {
                     result.origin = Origin::Raw;
                 }
-                result.multi_value = *repeated;
-                result
-            }
-            Aggregate::MinimumActualTime | Aggregate::MaximumActualTime => {
-                let found = if aggregate == Aggregate::MinimumActualTime {
-                    &self.min
-                } else {
-                    &self.max
-                };
-                let Some((value, _, time, repeated)) = found else {
-                    return no_data;
-                };
-                let mut result = calculated(value.clone(), custom);
-                result.time = Timestamp(*time);
-                if custom == ResultQuality::Good {
-                    result.origin = Origin::Raw;
-                }
-                result.multi_value = *repeated;
                 result
             }
             Aggregate::Range => match (&self.min, &self.max) {
