@@ -85,9 +85,10 @@ pub(super) fn resolve(main: &Path, patterns: &Value) -> Result<Vec<PathBuf>, Vec
         };
         let mut matched: Vec<PathBuf> = entries
             .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
             .filter(|e| wildcard_match(&name, &e.file_name().to_string_lossy()))
             .map(|e| e.path())
+            // Files, through symbolic links too (conf.d/ linking to conf.available/).
+            .filter(|p| p.is_file())
             .collect();
         matched.sort();
         for path in matched {

@@ -98,6 +98,20 @@ fn included_files_append_their_lists_in_order_and_share_templates() {
         .map(|a| a.application_id.as_str())
         .collect();
     assert_eq!(ids, ["app-main", "app-a", "app-b", "app-p"]);
+    // A symbolic link in conf.d is followed (conf.d linking to files kept elsewhere).
+    let elsewhere = _dir.path().join("available/site-c.toml");
+    std::fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
+    std::fs::write(
+        &elsewhere,
+        SITE_B
+            .replace("app-b", "app-c")
+            .replace("Site B", "Site C")
+            .replace("00000000000000b1", "00000000000000b2"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&elsewhere, _dir.path().join("conf.d/site-c.toml")).unwrap();
+    let linked = load(&path, &EnvSnapshot::default()).unwrap();
+    assert_eq!(linked.config.applications[3].application_id, "app-c");
     // Site B uses the template defined in site A's file.
     let b1 = &loaded.config.applications[2].devices[0];
     assert_eq!(b1.metrics[0].metric_name, "Level");
