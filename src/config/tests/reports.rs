@@ -7,12 +7,20 @@ fn unknown_keys_are_all_reported_with_their_source() {
     let toml = BASE.replace("[opcua]", "[opcua]\nmax_conections = 5\nhost_prot = 1")
         + "\n[webb]\nport = 1\n"
         + "    [[application.device.read_metric]]\n    metric_name = \"X\"\n    chirpstack_metric_name = \"x\"\n    metric_type = \"Int\"\n    unit = \"cm\"\n";
-    let found = problems(load_with(&toml, &[("OPCGW_STORAGE__RETENTON_DAYS", "30")]));
+    let found = problems(load_with(
+        &toml,
+        &[
+            ("OPCGW_STORAGE__RETENTON_DAYS", "30"),
+            ("OPCGW_METRICS__ENABELD", "true"),
+        ],
+    ));
     for key in [
         "opcua.max_conections",
         "opcua.host_prot",
         "webb",
         "storage.retenton_days",
+        // Every section is checked, [metrics] included.
+        "metrics.enabeld",
     ] {
         assert!(
             found.iter().any(|p| p.key == key),
