@@ -95,38 +95,47 @@ impl StorageClient {
         }
     }
 
-    pub async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StorageFailure> {
+    /// A query read on this task from the published database when there is one, else asked of
+    /// the storage actor.
+    async fn read_or_ask<Q, T>(
+        &self,
+        query: Q,
+        read: fn(&Reader, &Q) -> Result<T, StorageError>,
+        message: fn(Q, StorageReply<T>) -> StorageMsg,
+    ) -> Result<T, StorageFailure>
+    where
+        Q: Clone + Send + 'static,
+        T: Send + 'static,
+    {
         let direct = query.clone();
-        if let Some(answer) = self.read_directly(move |r| r.history(&direct)).await {
+        if let Some(answer) = self.read_directly(move |r| read(r, &direct)).await {
             return answer;
         }
-        self.ask(|reply| StorageMsg::History { query, reply }).await
+        self.ask(|reply| message(query, reply)).await
+    }
+
+    pub async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, StorageFailure> {
+        self.read_or_ask(query, Reader::history, |query, reply| StorageMsg::History {
+            query,
+            reply,
+        })
+        .await
     }
 
     pub async fn downsample(&self, query: DownsampleQuery) -> Result<Downsampled, StorageFailure> {
-        let direct = query.clone();
-        if let Some(answer) = self
-            .read_directly(move |r| r.history_downsampled(&direct))
-            .await
-        {
-            return answer;
-        }
-        self.ask(|reply| StorageMsg::Downsample { query, reply })
-            .await
+        self.read_or_ask(query, Reader::history_downsampled, |query, reply| {
+            StorageMsg::Downsample { query, reply }
+        })
+        .await
     }
 
     /// Aggregates of one series over one page of intervals (OPC UA ReadProcessed, `ctl
     /// history --aggregate`).
     pub async fn processed(&self, query: ProcessedQuery) -> Result<ProcessedPage, StorageFailure> {
-        let direct = query.clone();
-        if let Some(answer) = self
-            .read_directly(move |r| r.history_processed(&direct))
-            .await
-        {
-            return answer;
-        }
-        self.ask(|reply| StorageMsg::Processed { query, reply })
-            .await
+        self.read_or_ask(query, Reader::history_processed, |query, reply| {
+            StorageMsg::Processed { query, reply }
+        })
+        .await
     }
 
     pub async fn latest(&self, device_id: Option<String>) -> Result<Vec<Sample>, StorageFailure> {
