@@ -180,6 +180,18 @@ fn data_type(metric_type: MetricType) -> DataTypeId {
     }
 }
 
+/// The metric type a variable's data type stands for ([`data_type`] the other way).
+fn metric_type_of(data_type: DataTypeId) -> Option<MetricType> {
+    [
+        MetricType::Float,
+        MetricType::Int,
+        MetricType::Bool,
+        MetricType::String,
+    ]
+    .into_iter()
+    .find(|t| self::data_type(*t) == data_type)
+}
+
 /// 100 ns ticks from 1601-01-01 (OPC UA's epoch) to 1970-01-01.
 const UNIX_EPOCH_TICKS: i64 = 116_444_736_000_000_000;
 
@@ -260,6 +272,19 @@ mod tests {
         // Out-of-range times are clamped, never a panic.
         assert_eq!(ua_time(Timestamp(i64::MIN)).ticks(), 0);
         let _ = ua_time(Timestamp(i64::MAX));
+    }
+
+    #[test]
+    fn metric_types_and_data_types_map_both_ways() {
+        for t in [
+            MetricType::Float,
+            MetricType::Int,
+            MetricType::Bool,
+            MetricType::String,
+        ] {
+            assert_eq!(metric_type_of(data_type(t)), Some(t));
+        }
+        assert_eq!(metric_type_of(DataTypeId::Byte), None);
     }
 
     #[test]

@@ -21,14 +21,13 @@ use std::collections::HashMap;
 use ua::server::node_manager::HistoryNode;
 use ua::server::ContinuationPoint;
 use ua::types::{
-    AggregateConfiguration, DataTypeId, DataValue, HistoryData, NodeId, ObjectId,
-    ReadProcessedDetails, StatusCode, StatusCodeInfoType, StatusCodeValueType, TimestampsToReturn,
-    Variant,
+    AggregateConfiguration, DataValue, HistoryData, NodeId, ObjectId, ReadProcessedDetails,
+    StatusCode, StatusCodeInfoType, StatusCodeValueType, TimestampsToReturn, Variant,
 };
 
 use super::space::Kind;
-use super::{gateway_time, ua_time, variant_of, GatewayNodes};
-use crate::model::Value;
+use super::{gateway_time, metric_type_of, ua_time, variant_of, GatewayNodes};
+use crate::model::{MetricType, Value};
 use crate::storage::{
     Aggregate, AggregateConfig, AggregateValue, Interpolation, IntervalPlan, Origin,
     ProcessedQuery, ResultQuality,
@@ -237,15 +236,10 @@ impl GatewayNodes {
         }
         let config = request_config(&details.aggregate_configuration)?;
         let (device_id, metric) = self.series_of(node.node_id())?;
-        let data_type = self.metric_data_type(node.node_id())?;
-        let numeric = matches!(data_type, DataTypeId::Double | DataTypeId::Int64);
-        if aggregate.needs_numbers() && !numeric {
+        let metric_type = self.metric_type(node.node_id())?;
+        if !aggregate.applies_to(metric_type) {
             return Err(StatusCode::BadAggregateNotSupported);
         }
-        let interpolation = match data_type {
-            DataTypeId::Double => Interpolation::Sloped,
-            _ => Interpolation::Stepped,
-        };
         Ok(ProcessedCursor {
             node: node.node_id().clone(),
             aggregate,
@@ -266,18 +260,20 @@ impl GatewayNodes {
                 max_intervals: page,
                 aggregates: vec![aggregate],
                 config,
-                interpolation,
+                interpolation: Interpolation::of(metric_type),
             },
         })
     }
 }
 
 impl GatewayNodes {
-    /// The data type of a metric variable.
-    fn metric_data_type(&self, node: &NodeId) -> Result<DataTypeId, StatusCode> {
+    /// The type of a metric variable.
+    fn metric_type(&self, node: &NodeId) -> Result<MetricType, StatusCode> {
         let id = self.string_id(node).ok_or(StatusCode::BadNodeIdUnknown)?;
         match self.served.read().get(id).map(|found| &found.kind) {
-            Some(Kind::Metric { data_type }) => Ok(*data_type),
+            Some(Kind::Metric { data_type }) => {
+                metric_type_of(*data_type).ok_or(StatusCode::BadHistoryOperationUnsupported)
+            }
             Some(_) => Err(StatusCode::BadHistoryOperationUnsupported),
             None => Err(StatusCode::BadNodeIdUnknown),
         }

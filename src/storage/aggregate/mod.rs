@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::history::ReadView;
 use super::{StorageError, Store};
-use crate::model::{Timestamp, Value};
+use crate::model::{MetricType, Timestamp, Value};
 
 pub(super) use engine::{aggregate_points, summarize_points, NumberSummary};
 pub use engine::{RawPoint, RawQuality};
@@ -107,6 +107,12 @@ impl Aggregate {
             .find(|a| a.name().to_ascii_lowercase() == wanted)
     }
 
+    /// Whether the aggregate can be computed on a metric of `metric_type`: those that need
+    /// numbers on Int and Float only (no average of a String), the others on any type.
+    pub fn applies_to(self, metric_type: MetricType) -> bool {
+        !self.needs_numbers() || matches!(metric_type, MetricType::Float | MetricType::Int)
+    }
+
     /// Whether the aggregate needs numbers (Int or Float values): the others (counts, first
     /// and last values, durations, interpolation) work on any type.
     pub fn needs_numbers(self) -> bool {
@@ -130,6 +136,16 @@ impl Aggregate {
 pub enum Interpolation {
     Sloped,
     Stepped,
+}
+
+impl Interpolation {
+    /// A metric's: Float on a slope, Int, Bool and String stepped (docs/opcua.md).
+    pub fn of(metric_type: MetricType) -> Self {
+        match metric_type {
+            MetricType::Float => Self::Sloped,
+            MetricType::Int | MetricType::Bool | MetricType::String => Self::Stepped,
+        }
+    }
 }
 
 /// Part 13 §4.2.1.2 AggregateConfiguration.

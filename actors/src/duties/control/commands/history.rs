@@ -1,7 +1,6 @@
 //! `ctl history`: stored values of one metric in a time window, or one aggregate of them per
 //! interval (`--aggregate average --interval 1h`).
 
-use opcgw::config::MetricType;
 use opcgw::control::{history_window, parse_interval_arg, ErrorBody, DEFAULT_HISTORY_LIMIT};
 use opcgw::model::Timestamp;
 use opcgw::storage::{
@@ -73,8 +72,7 @@ pub(super) async fn run_aggregate(
         .ok_or_else(|| {
             ErrorBody::bad_request(format!("field `metric`: unknown metric {metric:?}"))
         })?;
-    let numeric = matches!(metric_type, MetricType::Float | MetricType::Int);
-    if aggregate.needs_numbers() && !numeric {
+    if !aggregate.applies_to(metric_type) {
         return Err(ErrorBody::bad_request(format!(
             "field `aggregate`: {} needs numbers; {metric} is a {metric_type:?}",
             aggregate.name()
@@ -92,10 +90,7 @@ pub(super) async fn run_aggregate(
         max_intervals: window.limit.unwrap_or(DEFAULT_HISTORY_LIMIT),
         aggregates: vec![aggregate],
         config: AggregateConfig::default(),
-        interpolation: match metric_type {
-            MetricType::Float => Interpolation::Sloped,
-            _ => Interpolation::Stepped,
-        },
+        interpolation: Interpolation::of(metric_type),
     };
     let page = ctx
         .storage()
