@@ -10,9 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Format, Toml};
 use figment::value::Value;
-use figment::Figment;
 
 use super::load::{ConfigError, ConfigProblem};
 use super::source::SourceFile;
@@ -27,7 +25,7 @@ pub const MAX_INCLUDED_FILES: usize = 1_000;
 /// The files `patterns` (the value of `include` in the main file at `main`) name, in order,
 /// each once; a problem for every pattern that is not a string, names no file when it has no
 /// wildcard, or reaches outside one directory level.
-pub(super) fn resolve(main: &Path, patterns: &Value) -> Result<Vec<PathBuf>, Vec<ConfigProblem>> {
+fn resolve(main: &Path, patterns: &Value) -> Result<Vec<PathBuf>, Vec<ConfigProblem>> {
     let base = main.parent().unwrap_or_else(|| Path::new("."));
     let Value::Array(_, patterns) = patterns else {
         return Err(vec![ConfigProblem::new(
@@ -142,14 +140,14 @@ fn wildcard_match(pattern: &str, name: &str) -> bool {
 }
 
 /// One included file, read and parsed.
-pub(super) struct IncludedFile {
-    pub file: SourceFile,
-    pub value: Value,
+struct IncludedFile {
+    file: SourceFile,
+    value: Value,
 }
 
 /// Reads and parses `paths` on up to as many threads as there are cores, in order. A file
 /// that cannot be read or parsed fails the load with its own error (naming that file).
-pub(super) fn read_all(paths: &[PathBuf]) -> Result<Vec<IncludedFile>, ConfigError> {
+fn read_all(paths: &[PathBuf]) -> Result<Vec<IncludedFile>, ConfigError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
@@ -180,20 +178,7 @@ pub(super) fn read_all(paths: &[PathBuf]) -> Result<Vec<IncludedFile>, ConfigErr
 
 fn read_one(path: &Path) -> Result<IncludedFile, ConfigError> {
     let file = SourceFile::read(path)?;
-    let value = match Figment::new()
-        .merge(Toml::string(file.text()))
-        .find_value("")
-    {
-        Ok(value) => value,
-        Err(_) => {
-            // figment's message quotes the line; the document parser's does not.
-            file.check_syntax()?;
-            return Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                problems: vec![ConfigProblem::new("", "not a valid TOML file")],
-            });
-        }
-    };
+    let value = file.tree()?;
     let mut problems = Vec::new();
     if let Some(dict) = value.as_dict() {
         for key in dict.keys() {
@@ -219,6 +204,75 @@ fn read_one(path: &Path) -> Result<IncludedFile, ConfigError> {
             problems,
         })
     }
+}
+
+/// Which file (0: the main one, n: the n-th included) holds each entry of the lists that
+/// included files extend.
+#[derive(Default)]
+pub(super) struct Placement {
+    /// (list, file, first merged index, entries).
+    runs: Vec<(&'static str, usize, usize, usize)>,
+}
+
+impl Placement {
+    /// The file and the position in it of entry `index` of `list`.
+    pub(super) fn find(&self, list: &str, index: usize) -> Option<(usize, usize)> {
+        self.runs
+            .iter()
+            .find(|(name, _, start, len)| *name == list && (*start..start + len).contains(&index))
+            .map(|(_, file, start, _)| (*file, index - start))
+    }
+}
+
+fn list_len(value: &Value, list: &str) -> usize {
+    match value.as_dict().and_then(|d| d.get(list)) {
+        Some(Value::Array(_, items)) => items.len(),
+        _ => 0,
+    }
+}
+
+/// Takes `include` out of the main file's tree `base`, reads the files it names and appends
+/// their lists to `base`'s (see `config::include`).
+pub(super) fn include_files(
+    path: &Path,
+    base: &mut Value,
+) -> Result<(Vec<SourceFile>, Placement), ConfigError> {
+    let mut placement = Placement::default();
+    for list in INCLUDABLE {
+        placement.runs.push((list, 0, 0, list_len(base, list)));
+    }
+    let Value::Dict(_, root) = base else {
+        return Ok((Vec::new(), placement));
+    };
+    let Some(patterns) = root.remove(INCLUDE_KEY) else {
+        return Ok((Vec::new(), placement));
+    };
+    let paths = resolve(path, &patterns).map_err(|problems| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        problems,
+    })?;
+    let mut files = Vec::with_capacity(paths.len());
+    for (n, included) in read_all(&paths)?.into_iter().enumerate() {
+        if let Value::Dict(_, mut entries) = included.value {
+            for list in INCLUDABLE {
+                let Some(Value::Array(_, items)) = entries.remove(list) else {
+                    continue;
+                };
+                let target = root
+                    .entry(list.to_string())
+                    .or_insert_with(|| Value::Array(figment::value::Tag::Default, Vec::new()));
+                // A main file whose list is not a list is reported by the probe.
+                if let Value::Array(_, existing) = target {
+                    placement
+                        .runs
+                        .push((list, n + 1, existing.len(), items.len()));
+                    existing.extend(items);
+                }
+            }
+        }
+        files.push(included.file);
+    }
+    Ok((files, placement))
 }
 
 #[cfg(test)]

@@ -7,15 +7,12 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Format, Toml};
 use figment::value::Value;
 use figment::Figment;
 use serde::de::DeserializeOwned;
 
 use super::env::{env_var_for, EnvSnapshot};
-use super::include::{
-    read_all as read_included, resolve as resolve_includes, INCLUDABLE, INCLUDE_KEY,
-};
+use super::include::{include_files, Placement};
 use super::key_path::{KeyPath, Segment};
 use super::probe::{describe, probe_section, FieldProblemKind};
 use super::schema::*;
@@ -210,20 +207,7 @@ impl<'a> Sources<'a> {
     }
 
     fn from_file(file: SourceFile, path: &Path, env: &'a EnvSnapshot) -> Result<Self, ConfigError> {
-        let from_file = Figment::new().merge(Toml::string(file.text()));
-        let invalid = |err| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            problems: figment_problems(err, None),
-        };
-        // figment's TOML error quotes the broken line, which may hold a secret: a file that
-        // does not parse is described by the document parser, which quotes nothing.
-        let mut base = match from_file.find_value("") {
-            Ok(base) => base,
-            Err(err) => {
-                file.check_syntax()?;
-                return Err(invalid(err));
-            }
-        };
+        let mut base = file.tree()?;
         let (included, placement) = include_files(path, &mut base)?;
         let (overlay, missing) = env.overlay(&base);
         let env_problems = missing.iter().map(index_missing_problem).collect();
@@ -235,7 +219,10 @@ impl<'a> Sources<'a> {
                 .merge(figment::providers::Serialized::defaults(&base))
                 .merge(overlay);
             drop(base);
-            merged.find_value("").map_err(invalid)?
+            merged.find_value("").map_err(|err| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems: figment_problems(err, None),
+            })?
         };
         Ok(Self {
             file,
@@ -343,75 +330,6 @@ impl<'a> Sources<'a> {
     }
 }
 
-/// Which file (0: the main one, n: the n-th included) holds each entry of the lists that
-/// included files extend.
-#[derive(Default)]
-struct Placement {
-    /// (list, file, first merged index, entries).
-    runs: Vec<(&'static str, usize, usize, usize)>,
-}
-
-impl Placement {
-    /// The file and the position in it of entry `index` of `list`.
-    fn find(&self, list: &str, index: usize) -> Option<(usize, usize)> {
-        self.runs
-            .iter()
-            .find(|(name, _, start, len)| *name == list && (*start..start + len).contains(&index))
-            .map(|(_, file, start, _)| (*file, index - start))
-    }
-}
-
-fn list_len(value: &Value, list: &str) -> usize {
-    match value.as_dict().and_then(|d| d.get(list)) {
-        Some(Value::Array(_, items)) => items.len(),
-        _ => 0,
-    }
-}
-
-/// Takes `include` out of the main file's tree `base`, reads the files it names and appends
-/// their lists to `base`'s (see `config::include`).
-fn include_files(
-    path: &Path,
-    base: &mut Value,
-) -> Result<(Vec<SourceFile>, Placement), ConfigError> {
-    let mut placement = Placement::default();
-    for list in INCLUDABLE {
-        placement.runs.push((list, 0, 0, list_len(base, list)));
-    }
-    let Value::Dict(_, root) = base else {
-        return Ok((Vec::new(), placement));
-    };
-    let Some(patterns) = root.remove(INCLUDE_KEY) else {
-        return Ok((Vec::new(), placement));
-    };
-    let paths = resolve_includes(path, &patterns).map_err(|problems| ConfigError::Invalid {
-        path: path.to_path_buf(),
-        problems,
-    })?;
-    let mut files = Vec::with_capacity(paths.len());
-    for (n, included) in read_included(&paths)?.into_iter().enumerate() {
-        if let Value::Dict(_, mut entries) = included.value {
-            for list in INCLUDABLE {
-                let Some(Value::Array(_, items)) = entries.remove(list) else {
-                    continue;
-                };
-                let target = root
-                    .entry(list.to_string())
-                    .or_insert_with(|| Value::Array(figment::value::Tag::Default, Vec::new()));
-                // A main file whose list is not a list is reported by the probe.
-                if let Value::Array(_, existing) = target {
-                    placement
-                        .runs
-                        .push((list, n + 1, existing.len(), items.len()));
-                    existing.extend(items);
-                }
-            }
-        }
-        files.push(included.file);
-    }
-    Ok((files, placement))
-}
-
 /// "OPCGW_APPLICATION__3__APPLICATION_NAME names application[3], which the file does not
 /// have", keyed by the entry.
 fn index_missing_problem(missing: &crate::config::env::IndexMissing) -> ConfigProblem {
@@ -461,7 +379,7 @@ fn without_fields(section: &Value, failed: &[KeyPath]) -> Option<Value> {
 
 /// One problem per figment error (the probe found none, so these are unexpected); `section`
 /// is the section the error paths are relative to. Like the probe, never shows a value.
-fn figment_problems(err: figment::Error, section: Option<&str>) -> Vec<ConfigProblem> {
+pub(super) fn figment_problems(err: figment::Error, section: Option<&str>) -> Vec<ConfigProblem> {
     err.into_iter()
         .map(|e| {
             // extract_inner reports paths relative to the section, with the section name last.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use toml_edit::{ImDocument, Item, Table, Value};
 
 use super::key_path::{KeyPath, Segment};
-use super::load::{too_large, ConfigError, ConfigProblem, MAX_CONFIG_FILE_BYTES};
+use super::load::{figment_problems, too_large, ConfigError, ConfigProblem, MAX_CONFIG_FILE_BYTES};
 
 /// A configuration file: its text, and its document with every key's position, parsed only
 /// when a message needs a position (a fleet's file is large and usually right: the loader's
@@ -63,6 +63,26 @@ impl SourceFile {
 
     pub(super) fn text(&self) -> &str {
         &self.text
+    }
+
+    /// The file's tree of values. figment's error quotes the broken line, which may hold a
+    /// secret: a file that does not parse is described by the document parser, which quotes
+    /// nothing.
+    pub(super) fn tree(&self) -> Result<figment::value::Value, ConfigError> {
+        use figment::providers::{Format, Toml};
+        match figment::Figment::new()
+            .merge(Toml::string(&self.text))
+            .find_value("")
+        {
+            Ok(tree) => Ok(tree),
+            Err(err) => {
+                self.check_syntax()?;
+                Err(ConfigError::Invalid {
+                    path: self.path.clone(),
+                    problems: figment_problems(err, None),
+                })
+            }
+        }
     }
 
     /// "in <file>, line L, column C" for `key` when the file sets it.
