@@ -220,66 +220,62 @@ impl ReadView<'_> {
         ) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let path = self.path;
-        {
-            let txn = self.db.begin_read().at(path, action)?;
-            let history = txn.open_table(HISTORY).at(path, action)?;
-            let recent = txn.open_table(RECENT).at(path, action)?;
-            let decode = |time: i64, bytes: &[u8]| {
-                codec::decode_value(bytes)
-                    .map(|(value, origin)| HistoryRow {
-                        time: Timestamp(time),
-                        value,
-                        origin,
-                    })
-                    .map_err(|e| {
-                        corrupt_row(path, "history", format_args!("({series}, {time})"), e)
-                    })
-            };
-            let folded = history
-                .range((series, low)..(series, high))
-                .at(path, action)?
-                .map(|row| {
-                    let (key, value) = row.at(path, action)?;
-                    decode(key.value().1, value.value())
-                });
-            // This series' staged rows: by the staged index when it is of this snapshot's
-            // generation, else by walking every series' staged rows in the range.
-            let generation = super::staged::generation_in(&txn).at(path, action)?;
-            let listed = self.staged.and_then(|index| {
-                index
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .times(generation, series, low, high)
+        let txn = self.db.begin_read().at(path, action)?;
+        let history = txn.open_table(HISTORY).at(path, action)?;
+        let recent = txn.open_table(RECENT).at(path, action)?;
+        let decode = |time: i64, bytes: &[u8]| {
+            codec::decode_value(bytes)
+                .map(|(value, origin)| HistoryRow {
+                    time: Timestamp(time),
+                    value,
+                    origin,
+                })
+                .map_err(|e| corrupt_row(path, "history", format_args!("({series}, {time})"), e))
+        };
+        let folded = history
+            .range((series, low)..(series, high))
+            .at(path, action)?
+            .map(|row| {
+                let (key, value) = row.at(path, action)?;
+                decode(key.value().1, value.value())
             });
-            let staged: Box<dyn DoubleEndedIterator<Item = Result<HistoryRow, StorageError>>> =
-                match listed {
-                    Some(times) => Box::new(times.into_iter().filter_map(move |time| {
-                        match recent.get((time, series)).at(path, action) {
-                            Ok(Some(value)) => Some(decode(time, value.value())),
-                            // Listed by a batch that did not commit.
-                            Ok(None) => None,
+        // This series' staged rows: by the staged index when it is of this snapshot's
+        // generation, else by walking every series' staged rows in the range.
+        let generation = super::staged::generation_in(&txn).at(path, action)?;
+        let listed = self.staged.and_then(|index| {
+            index
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .times(generation, series, low, high)
+        });
+        let staged: Box<dyn DoubleEndedIterator<Item = Result<HistoryRow, StorageError>>> =
+            match listed {
+                Some(times) => Box::new(times.into_iter().filter_map(move |time| {
+                    match recent.get((time, series)).at(path, action) {
+                        Ok(Some(value)) => Some(decode(time, value.value())),
+                        // Listed by a batch that did not commit.
+                        Ok(None) => None,
+                        Err(e) => Some(Err(e)),
+                    }
+                })),
+                // Series ids start at 1, so (high, 0) excludes every row at `high`.
+                None => Box::new(
+                    recent
+                        .range((low, 0)..(high, 0))
+                        .at(path, action)?
+                        .filter_map(move |row| match row.at(path, action) {
+                            Ok((key, value)) => {
+                                let (time, id) = key.value();
+                                (id == series).then(|| decode(time, value.value()))
+                            }
                             Err(e) => Some(Err(e)),
-                        }
-                    })),
-                    // Series ids start at 1, so (high, 0) excludes every row at `high`.
-                    None => Box::new(
-                        recent
-                            .range((low, 0)..(high, 0))
-                            .at(path, action)?
-                            .filter_map(move |row| match row.at(path, action) {
-                                Ok((key, value)) => {
-                                    let (time, id) = key.value();
-                                    (id == series).then(|| decode(time, value.value()))
-                                }
-                                Err(e) => Some(Err(e)),
-                            }),
-                    ),
-                };
-            if reverse {
-                body(&mut MergeByTime::new(folded.rev(), staged.rev(), true))
-            } else {
-                body(&mut MergeByTime::new(folded, staged, false))
-            }
+                        }),
+                ),
+            };
+        if reverse {
+            body(&mut MergeByTime::new(folded.rev(), staged.rev(), true))
+        } else {
+            body(&mut MergeByTime::new(folded, staged, false))
         }
     }
 }

@@ -23,11 +23,12 @@
 //!
 //! Files: `open` (opening and creating), `ownership` (who holds the file; the start-up
 //! preflight), `file_identity` (a file deleted under the store), `guard` (redb panics as
-//! errors), `schema` (tables, versions, migrations), `codec`
-//! (value encoding), `samples` (append, latest), `fold` (staged rows into history), `history`
-//! (paged range reads), `aggregate` (OPC UA Part 13 aggregates over processing intervals),
-//! `downsample` (a window in a bounded number of points: raw rows or min/max/avg buckets), `retention` (pruning), `commands` (the command queue), `status` (status
-//! documents, counts).
+//! errors), `schema` (tables, versions, migrations), `codec` (value encoding), `samples`
+//! (append, latest), `fold` (staged rows into history), `staged` (staged rows by series),
+//! `history` (paged range reads), `reader` (reads on other tasks), `aggregate` (OPC UA Part 13
+//! aggregates over processing intervals), `downsample` (a window in a bounded number of
+//! points: raw rows or min/max/avg buckets), `retention` (pruning), `commands` (the command
+//! queue), `status` (status documents, counts).
 
 mod aggregate;
 mod codec;

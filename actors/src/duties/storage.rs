@@ -14,9 +14,8 @@ use opcgw::chirpstack::client::DeviceSummary;
 use opcgw::commands::{CommandRequest, CommandState};
 use opcgw::metrics::{metrics, observe_since};
 use opcgw::model::Timestamp;
-use opcgw::storage::ReadSlot;
 use opcgw::storage::{
-    CommandFilter, CommandRecord, StorageError, Store, StoreOptions, MAX_STATUS_KEY_BYTES,
+    CommandFilter, CommandRecord, ReadSlot, StorageError, Store, StoreOptions, MAX_STATUS_KEY_BYTES,
 };
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
 use tracing::{debug, error, info, warn};

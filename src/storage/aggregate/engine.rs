@@ -363,7 +363,6 @@ fn line(p0: &RawPoint, p1: &RawPoint, time: i64) -> Option<Value> {
 
 /// One interval being folded.
 struct IntervalFold {
-    interval: Interval,
     figures: Figures,
     /// The time-weighted walk (TimeAverage, Total): the previous usable (time, number).
     walk_prev: Option<(i64, f64)>,
@@ -466,17 +465,13 @@ impl IntervalFold {
             figures.weighted_uncertain |= b.uncertain;
             Some((interval.from, number))
         });
-        Ok(Self {
-            interval: *interval,
-            figures,
-            walk_prev,
-        })
+        Ok(Self { figures, walk_prev })
     }
 
     /// Folds the interval's points (they join `context` as they go).
     fn fill<E>(mut self, context: &mut Context, stream: &mut Stream<'_, E>) -> Result<Self, E> {
         let config = stream.config;
-        while let Some(point) = stream.pop_before(self.interval.to)? {
+        while let Some(point) = stream.pop_before(self.figures.interval.to)? {
             self.push(&point, &config);
             context.consume(point, &config);
         }
@@ -543,7 +538,7 @@ impl IntervalFold {
     }
 
     fn close<E>(mut self, context: &Context, stream: &mut Stream<'_, E>) -> Result<Figures, E> {
-        let end = self.interval.to;
+        let end = self.figures.interval.to;
         let more_after = stream.has_more()?;
         let end_bound = bound(end, Interpolation::Sloped, context, stream)?;
         let f = &mut self.figures;
@@ -557,7 +552,9 @@ impl IntervalFold {
             }
         }
         // Data starting inside the interval leaves its beginning uncovered.
-        if f.covered_from.is_some_and(|from| from > self.interval.from) {
+        if f.covered_from
+            .is_some_and(|from| from > f.interval.from)
+        {
             f.weighted_uncertain = true;
         }
         f.has_weighted = self.walk_prev.is_some() && end_bound.is_some();
