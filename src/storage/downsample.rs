@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::aggregate::{summarize_points, IntervalPlan, NumberSummary, RawPoint, RawQuality};
+use super::aggregate::{summarize_points, IntervalPlan, NumberSummary, RawPoint};
 use super::history::{HistoryRow, ReadView};
 use super::{StorageError, Store};
 use crate::model::{Timestamp, Value};
@@ -146,11 +146,7 @@ impl ReadView<'_> {
                 let row = row?;
                 total += 1;
                 numeric &= as_number(&row.value).is_some();
-                let point = RawPoint {
-                    time: row.time,
-                    value: Some(row.value.clone()),
-                    quality: RawQuality::Good,
-                };
+                let point = RawPoint::from(row.clone());
                 if newest.len() == max_points {
                     newest.pop_front();
                 }

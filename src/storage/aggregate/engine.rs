@@ -552,9 +552,7 @@ impl IntervalFold {
             }
         }
         // Data starting inside the interval leaves its beginning uncovered.
-        if f.covered_from
-            .is_some_and(|from| from > f.interval.from)
-        {
+        if f.covered_from.is_some_and(|from| from > f.interval.from) {
             f.weighted_uncertain = true;
         }
         f.has_weighted = self.walk_prev.is_some() && end_bound.is_some();

@@ -18,7 +18,7 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
-use super::history::ReadView;
+use super::history::{HistoryRow, ReadView};
 use super::{StorageError, Store};
 use crate::model::{MetricType, Timestamp, Value};
 
@@ -228,6 +228,17 @@ pub struct AggregateValue {
     pub multi_value: bool,
 }
 
+/// Every row this gateway stores is a Good device value.
+impl From<HistoryRow> for RawPoint {
+    fn from(row: HistoryRow) -> Self {
+        Self {
+            time: row.time,
+            value: Some(row.value),
+            quality: RawQuality::Good,
+        }
+    }
+}
+
 /// A processed read of one series: `aggregates` over the intervals of `plan`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessedQuery {
@@ -290,11 +301,6 @@ impl ReadView<'_> {
                 next_interval: None,
             });
         };
-        let point = |row: super::HistoryRow| RawPoint {
-            time: row.time,
-            value: Some(row.value),
-            quality: RawQuality::Good,
-        };
         let compute = |points: &mut dyn Iterator<Item = Result<RawPoint, StorageError>>| {
             aggregate_points(
                 &page,
@@ -326,7 +332,7 @@ impl ReadView<'_> {
                 .map(Ok)
                 .chain(rows)
                 .chain(after.map(Ok))
-                .map(|row| row.map(point));
+                .map(|row| row.map(RawPoint::from));
             compute(&mut points)
         })?;
         Ok(ProcessedPage {

@@ -15,17 +15,15 @@ pub(super) async fn run(
     ctx: &Context,
     device: String,
     metric: String,
-    since: &str,
-    until: Option<&str>,
-    limit: Option<usize>,
+    window: Window<'_>,
 ) -> Result<Json, ErrorBody> {
-    let (start, end) = history_window(since, until, Timestamp::now())?;
+    let (start, end) = history_window(window.since, window.until, Timestamp::now())?;
     let query = HistoryQuery {
         device_id: device,
         metric,
         start,
         end,
-        limit: limit.unwrap_or(DEFAULT_HISTORY_LIMIT),
+        limit: window.limit.unwrap_or(DEFAULT_HISTORY_LIMIT),
         reverse: false,
         resume: None,
     };

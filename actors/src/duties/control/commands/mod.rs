@@ -37,16 +37,7 @@ pub(super) async fn handle_request(
             since,
             until,
             limit,
-            aggregate: None,
-            ..
-        } => history::run(ctx, device, metric, &since, until.as_deref(), limit).await,
-        Request::History {
-            device,
-            metric,
-            since,
-            until,
-            limit,
-            aggregate: Some(aggregate),
+            aggregate,
             interval,
         } => {
             let window = history::Window {
@@ -54,8 +45,13 @@ pub(super) async fn handle_request(
                 until: until.as_deref(),
                 limit,
             };
-            history::run_aggregate(ctx, device, metric, window, &aggregate, interval.as_deref())
-                .await
+            match aggregate {
+                None => history::run(ctx, device, metric, window).await,
+                Some(aggregate) => {
+                    let interval = interval.as_deref();
+                    history::run_aggregate(ctx, device, metric, window, &aggregate, interval).await
+                }
+            }
         }
         Request::CommandSend {
             device,
