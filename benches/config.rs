@@ -21,8 +21,24 @@ fn header() -> String {
         .to_string()
 }
 
-/// The `[[application]]` tables of applications `range`, every device explicit.
-fn applications(range: std::ops::Range<usize>) -> String {
+/// The metric list every device has, as `[[<table>]]` entries indented by `indent`.
+fn metrics(table: &str, indent: &str) -> String {
+    let mut out = String::new();
+    for m in 0..METRICS {
+        let _ = write!(
+            out,
+            "{indent}[[{table}]]\n{indent}metric_name = \"m{m}\"\n\
+             {indent}chirpstack_metric_name = \"field_{m}\"\n{indent}metric_type = \"Float\"\n\
+             {indent}metric_unit = \"u\"\n\n"
+        );
+    }
+    out
+}
+
+/// The `[[application]]` tables of applications `range`: every device with its metrics
+/// written out, or naming `template`.
+fn applications(range: std::ops::Range<usize>, template: Option<&str>) -> String {
+    let device_metrics = metrics("application.device.read_metric", "    ");
     let mut out = String::new();
     for a in range {
         let _ = write!(
@@ -33,15 +49,16 @@ fn applications(range: std::ops::Range<usize>) -> String {
             let id = a * (DEVICES / APPLICATIONS) + d;
             let _ = write!(
                 out,
-                "  [[application.device]]\n  device_name = \"Sensor {id}\"\n  device_id = \"{id:016x}\"\n\n"
+                "  [[application.device]]\n  device_name = \"Sensor {id}\"\n  device_id = \"{id:016x}\"\n"
             );
-            for m in 0..METRICS {
-                let _ = write!(
-                    out,
-                    "    [[application.device.read_metric]]\n    metric_name = \"m{m}\"\n    \
-                     chirpstack_metric_name = \"field_{m}\"\n    metric_type = \"Float\"\n    \
-                     metric_unit = \"u\"\n\n"
-                );
+            match template {
+                Some(name) => {
+                    let _ = write!(out, "  template = \"{name}\"\n\n");
+                }
+                None => {
+                    out.push('\n');
+                    out.push_str(&device_metrics);
+                }
             }
         }
     }
@@ -69,7 +86,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let env = EnvSnapshot::default();
     let one = dir.path().join("one.toml");
-    let text = header() + &applications(0..APPLICATIONS);
+    let text = header() + &applications(0..APPLICATIONS, None);
     std::fs::write(&one, &text).expect("write");
     println!(
         "{DEVICES} devices x {METRICS} metrics, explicit, one file of {:.1} MB:",
@@ -95,7 +112,7 @@ fn main() {
     for a in 0..APPLICATIONS {
         std::fs::write(
             fleet.join(format!("conf.d/site-{a:03}.toml")),
-            applications(a..a + 1),
+            applications(a..a + 1, None),
         )
         .expect("write");
     }
@@ -110,29 +127,10 @@ fn main() {
 
     // With templates: one metric list, 10,000 short device entries.
     let templated = dir.path().join("templated.toml");
-    let mut text = header();
-    text.push_str("[[device_template]]\nname = \"sensor\"\n\n");
-    for m in 0..METRICS {
-        let _ = write!(
-            text,
-            "  [[device_template.read_metric]]\n  metric_name = \"m{m}\"\n  \
-             chirpstack_metric_name = \"field_{m}\"\n  metric_type = \"Float\"\n  metric_unit = \"u\"\n\n"
-        );
-    }
-    for a in 0..APPLICATIONS {
-        let _ = write!(
-            text,
-            "[[application]]\napplication_name = \"Site {a}\"\napplication_id = \"app-{a:03}\"\n\n"
-        );
-        for d in 0..DEVICES / APPLICATIONS {
-            let id = a * (DEVICES / APPLICATIONS) + d;
-            let _ = write!(
-                text,
-                "  [[application.device]]\n  device_name = \"Sensor {id}\"\n  \
-                 device_id = \"{id:016x}\"\n  template = \"sensor\"\n\n"
-            );
-        }
-    }
+    let text = header()
+        + "[[device_template]]\nname = \"sensor\"\n\n"
+        + &metrics("device_template.read_metric", "  ")
+        + &applications(0..APPLICATIONS, Some("sensor"));
     std::fs::write(&templated, &text).expect("write");
     println!(
         "  with one [[device_template]] ({:.1} MB): load and validate: {}",
