@@ -12,9 +12,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chirpstack_api::api::{
     application_service_client::ApplicationServiceClient,
+    device_profile_service_client::DeviceProfileServiceClient,
     device_service_client::DeviceServiceClient, DeviceQueueItem, EnqueueDeviceQueueItemRequest,
-    GetDeviceLinkMetricsRequest, GetDeviceMetricsRequest, GetDeviceQueueItemsRequest,
-    ListApplicationsRequest, ListDevicesRequest, LogItem, StreamDeviceEventsRequest,
+    GetDeviceLinkMetricsRequest, GetDeviceMetricsRequest, GetDeviceProfileRequest,
+    GetDeviceQueueItemsRequest, ListApplicationsRequest, ListDevicesRequest, ListDevicesResponse,
+    LogItem, MeasurementKind, StreamDeviceEventsRequest,
 };
 use chirpstack_api::common::Aggregation;
 use tonic::codegen::InterceptedService;
@@ -214,6 +216,22 @@ pub struct DeviceSummary {
     pub snr: Option<f32>,
 }
 
+/// One device as discovery sees it: who it is and which device profile describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceIdentity {
+    pub dev_eui: String,
+    pub name: String,
+    pub device_profile_id: String,
+}
+
+/// The measurements a device profile declares: key -> kind, in key order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileMeasurements {
+    pub id: String,
+    pub name: String,
+    pub measurements: Vec<(String, MeasurementKind)>,
+}
+
 /// One item of a device's downlink queue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueItem {
@@ -290,6 +308,10 @@ impl ChirpstackClient {
         DeviceServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
     }
 
+    fn device_profiles(&self) -> DeviceProfileServiceClient<Authed> {
+        DeviceProfileServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
     fn applications(&self) -> ApplicationServiceClient<Authed> {
         ApplicationServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
     }
@@ -343,6 +365,22 @@ impl ChirpstackClient {
         Ok((page.total_count, items))
     }
 
+    async fn list_devices_response(
+        &self,
+        application_id: &str,
+        limit: u32,
+        offset: u32,
+    ) -> Result<ListDevicesResponse, UpstreamError> {
+        let request = ListDevicesRequest {
+            limit,
+            offset,
+            application_id: application_id.to_string(),
+            ..Default::default()
+        };
+        self.unary(self.devices().list(self.request(request)))
+            .await
+    }
+
     /// One page of the devices of `application_id`, with the total the server claims.
     pub async fn list_devices_page(
         &self,
@@ -350,14 +388,8 @@ impl ChirpstackClient {
         limit: u32,
         offset: u32,
     ) -> Result<(u32, Vec<DeviceSummary>), UpstreamError> {
-        let request = ListDevicesRequest {
-            limit,
-            offset,
-            application_id: application_id.to_string(),
-            ..Default::default()
-        };
         let page = self
-            .unary(self.devices().list(self.request(request)))
+            .list_devices_response(application_id, limit, offset)
             .await?;
         let items = page
             .result
@@ -381,6 +413,52 @@ impl ChirpstackClient {
             })
             .collect();
         Ok((page.total_count, items))
+    }
+
+    /// One page of the devices of `application_id` with their device profiles (discovery).
+    pub async fn list_device_identities_page(
+        &self,
+        application_id: &str,
+        limit: u32,
+        offset: u32,
+    ) -> Result<(u32, Vec<DeviceIdentity>), UpstreamError> {
+        let page = self
+            .list_devices_response(application_id, limit, offset)
+            .await?;
+        let items = page
+            .result
+            .into_iter()
+            .map(|d| DeviceIdentity {
+                dev_eui: d.dev_eui,
+                name: d.name,
+                device_profile_id: d.device_profile_id,
+            })
+            .collect();
+        Ok((page.total_count, items))
+    }
+
+    /// The measurements device profile `id` declares (an unknown kind is kept as `Unknown`
+    /// for the caller to skip and say so).
+    pub async fn get_device_profile(&self, id: &str) -> Result<ProfileMeasurements, UpstreamError> {
+        let request = GetDeviceProfileRequest { id: id.to_string() };
+        let response = self
+            .unary(self.device_profiles().get(self.request(request)))
+            .await?;
+        let profile = response.device_profile.unwrap_or_default();
+        let mut measurements: Vec<(String, MeasurementKind)> = profile
+            .measurements
+            .into_iter()
+            .map(|(key, m)| {
+                let kind = MeasurementKind::try_from(m.kind).unwrap_or(MeasurementKind::Unknown);
+                (key, kind)
+            })
+            .collect();
+        measurements.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(ProfileMeasurements {
+            id: id.to_string(),
+            name: profile.name,
+            measurements,
+        })
     }
 
     /// Aggregated measurements of a device in `[start, end)`.

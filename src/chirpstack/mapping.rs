@@ -154,6 +154,9 @@ pub fn convert_json(raw: &Json, metric_type: MetricType) -> Result<Value, String
             Some(1.0) => Ok(Value::Bool(true)),
             _ => Err("number is neither 0 nor 1".into()),
         },
+        // ChirpStack's STRING measurement kind covers "true / false values" too, so a
+        // discovered String metric may receive a boolean: kept as its text.
+        (MetricType::String, Json::Bool(b)) => Ok(Value::String(b.to_string())),
         (MetricType::String, Json::String(s)) if s.len() <= MAX_STRING_VALUE_BYTES => {
             Ok(Value::String(s.clone()))
         }
@@ -244,6 +247,7 @@ mod tests {
             (json!(0), Bool, Value::Bool(false)),
             (json!(1.0), Bool, Value::Bool(true)),
             (json!("open"), String, Value::String("open".into())),
+            (json!(true), String, Value::String("true".into())),
         ];
         for (raw, ty, expected) in ok {
             assert_eq!(convert_json(&raw, ty), Ok(expected), "{raw} as {ty:?}");

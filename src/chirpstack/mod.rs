@@ -3,6 +3,7 @@
 pub mod buckets;
 pub mod client;
 pub mod commands;
+pub mod discovery;
 pub mod events;
 pub mod mapping;
 pub mod poll;

@@ -22,6 +22,8 @@ fn config() -> AppConfig {
         applications: vec![ApplicationConfig {
             application_name: "Plant".into(),
             application_id: "app-1".into(),
+            discover: false,
+            templates: Default::default(),
             devices: vec![DeviceConfig {
                 device_name: "Valve".into(),
                 device_id: "valve-1".into(),
@@ -184,6 +186,8 @@ fn numbers_outside_the_range_or_not_finite_are_refused() {
         applications: vec![ApplicationConfig {
             application_name: "Plant".into(),
             application_id: "app-1".into(),
+            discover: false,
+            templates: Default::default(),
             devices: vec![DeviceConfig {
                 device_name: "Valve".into(),
                 device_id: "valve-1".into(),

@@ -26,6 +26,8 @@ const HOT_KNOBS: &[&str] = &[
     "chirpstack.list_page_size",
     "chirpstack.poll_concurrency",
     "chirpstack.command_timeout_seconds",
+    "chirpstack.discovery_interval_seconds",
+    "chirpstack.on_device_removed",
     "opcua.stale_threshold_seconds",
     "opcua.bad_threshold_seconds",
     "opcua.max_history_data_results_per_node",
@@ -156,7 +158,9 @@ fn flatten(config: &AppConfig) -> BTreeMap<String, String> {
         return out;
     };
     for (section, value) in root {
-        if section == "application" {
+        // Topology is diffed by id below; templates only matter through the devices they
+        // expanded into (or a discovered device takes), which that diff sees.
+        if section == "application" || section == "device_template" {
             continue;
         }
         match value {

@@ -146,6 +146,8 @@ fn load_sources(sources: Sources<'_>, path: &Path) -> Result<LoadedConfig, Confi
         control: sources.section("control", &mut problems),
         supervisor: sources.section("supervisor", &mut problems),
         applications: sources.section("application", &mut problems),
+        templates: Vec::new(),
+        discovered: Default::default(),
     };
     let templates: Vec<DeviceTemplate> = sources.section("device_template", &mut problems);
     let mut template_report = super::validate::ValidationReport::default();
@@ -159,6 +161,7 @@ fn load_sources(sources: Sources<'_>, path: &Path) -> Result<LoadedConfig, Confi
         |key| sources.origin(key),
         &mut problems,
     );
+    config.templates = templates;
     resolve_secrets(&mut config, sources.env, &mut problems);
 
     let mut report = validate(&config);

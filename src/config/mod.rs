@@ -2,6 +2,7 @@
 //! the diff/classification that decides what a reload may change live.
 
 mod diff;
+pub mod discovered;
 pub mod edit;
 mod env;
 mod include;

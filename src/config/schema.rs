@@ -4,6 +4,7 @@
 //! meaning and range of each knob is documented in `config/config.example.toml`, and a test
 //! checks that every knob here appears there.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,15 @@ pub struct AppConfig {
     pub supervisor: SupervisorConfig,
     #[serde(rename = "application")]
     pub applications: Vec<ApplicationConfig>,
+    /// `[[device_template]]`: devices naming one were expanded at load; kept for discovered
+    /// devices, which take one by device profile (`[[application]] templates`).
+    #[serde(rename = "device_template", skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<DeviceTemplate>,
+    /// Devices of the live configuration that come from ChirpStack discovery only (none of
+    /// them is written in the file). Set by `config::discovered::merge`; never read from or
+    /// written to a file.
+    #[serde(skip)]
+    pub discovered: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +106,21 @@ pub struct ChirpstackConfig {
     /// A sent command without its acknowledgement (confirmed) or transmission (unconfirmed)
     /// after this many seconds, and no longer queued in ChirpStack, is expired.
     pub command_timeout_seconds: u64,
+    /// Seconds between two discoveries of the devices of `discover = true` applications
+    /// (also run at start, on SIGHUP and on `opcgw ctl discover`).
+    pub discovery_interval_seconds: u64,
+    /// What becomes of a discovered device ChirpStack no longer lists: `keep` (served on, its
+    /// values ageing to Uncertain and Bad) or `remove` (gone from the address space).
+    pub on_device_removed: DeviceRemoval,
+}
+
+/// What discovery does with a device ChirpStack no longer lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceRemoval {
+    #[default]
+    Keep,
+    Remove,
 }
 
 impl Default for ChirpstackConfig {
@@ -115,6 +140,8 @@ impl Default for ChirpstackConfig {
             streams_per_connection: 100,
             max_stream_connections: 16,
             command_timeout_seconds: 600,
+            discovery_interval_seconds: 300,
+            on_device_removed: DeviceRemoval::Keep,
         }
     }
 }
@@ -400,10 +427,18 @@ pub struct DeviceTemplate {
     pub commands: Vec<CommandConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ApplicationConfig {
     pub application_name: String,
     pub application_id: String,
+    /// List the application's devices from ChirpStack and build their metrics from their
+    /// device profiles' measurements; devices and metrics written here win.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub discover: bool,
+    /// Device profile id -> the `[[device_template]]` a discovered device of that profile
+    /// takes (its metrics and commands win over the profile's measurements).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub templates: BTreeMap<String, String>,
     #[serde(rename = "device", default)]
     pub devices: Vec<DeviceConfig>,
 }

@@ -222,6 +222,8 @@ mod tests {
             applications: vec![ApplicationConfig {
                 application_name: "Water".into(),
                 application_id: "app-1".into(),
+                discover: false,
+                templates: Default::default(),
                 devices: vec![
                     DeviceConfig {
                         device_name: "Tank".into(),

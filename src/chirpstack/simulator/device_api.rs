@@ -141,7 +141,7 @@ impl DeviceService for Service {
         let matching: Vec<_> = application
             .devices
             .iter()
-            .filter(|d| matches_search(&d.name, &req.search))
+            .filter(|d| self.state.exists(d.index) && matches_search(&d.name, &req.search))
             .collect();
         let result = matching[page(matching.len(), req.limit, req.offset)]
             .iter()

@@ -163,6 +163,23 @@ impl SimulatorHandle {
         }
     }
 
+    /// Deletes a device from the tenant, as an operator would in ChirpStack: it is no longer
+    /// listed and every call naming it answers NOT_FOUND. False for unknown or already deleted
+    /// devices.
+    pub fn delete_device(&self, dev_eui: &str) -> bool {
+        self.world()
+            .device(dev_eui)
+            .is_some_and(|device| self.inner.state.set_exists(device.index, false))
+    }
+
+    /// Brings a deleted device back (the way a test adds a device at run time: start with it
+    /// deleted, then add it). False for unknown or present devices.
+    pub fn add_device(&self, dev_eui: &str) -> bool {
+        self.world()
+            .device(dev_eui)
+            .is_some_and(|device| self.inner.state.set_exists(device.index, true))
+    }
+
     /// Generates one uplink of the device now. Unknown devices are ignored.
     pub fn emit_uplink_now(&self, dev_eui: &str) {
         if let Some(device) = self.world().device(dev_eui) {

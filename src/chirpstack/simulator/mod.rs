@@ -14,7 +14,8 @@
 //! - `metrics.rs`: `GetMetrics` bucket aggregation;
 //! - `downlinks.rs`: the downlink queue and what transmission produces (txack, ack, log);
 //! - `faults.rs`: the front door every call passes (count, latency, auth, injected failure);
-//! - `device_api.rs`, `application_api.rs`, `internal_api.rs`, `rpc.rs`: the gRPC services;
+//! - `device_api.rs`, `application_api.rs`, `profile_api.rs`, `internal_api.rs`, `rpc.rs`: the
+//!   gRPC services;
 //! - `server.rs`: serving and killing connections; `handle.rs`: the public control surface.
 
 use std::fmt;
@@ -32,6 +33,7 @@ mod faults;
 mod handle;
 mod internal_api;
 mod metrics;
+mod profile_api;
 mod rpc;
 mod server;
 mod state;
@@ -43,7 +45,10 @@ mod world;
 mod tests;
 
 pub use handle::SimulatorHandle;
-pub use world::{MeasurementKind, SimApplication, SimDevice, SimMetric, World, BATTERY_METRIC};
+pub use profile_api::UNTRACKED_MEASUREMENT;
+pub use world::{
+    MeasurementKind, SimApplication, SimDevice, SimMetric, World, BATTERY_METRIC, DEVICE_PROFILE_ID,
+};
 
 /// Most devices one simulator serves (memory stays in the tens of MB).
 const MAX_DEVICES: usize = 100_000;

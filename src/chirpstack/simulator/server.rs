@@ -1,4 +1,4 @@
-//! Serving the three services on a TCP listener, and taking them down hard for an outage.
+//! Serving the four services on a TCP listener, and taking them down hard for an outage.
 //!
 //! tonic's own shutdown is graceful: it waits for open calls, and event streams never finish.
 //! An outage must look like a crashed server instead, so every accepted connection is wrapped
@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use chirpstack_api::api::application_service_server::ApplicationServiceServer;
+use chirpstack_api::api::device_profile_service_server::DeviceProfileServiceServer;
 use chirpstack_api::api::device_service_server::DeviceServiceServer;
 use chirpstack_api::api::internal_service_server::InternalServiceServer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -68,6 +69,7 @@ impl Session {
             .max_concurrent_streams(Some(max_streams))
             .add_service(ApplicationServiceServer::new(service.clone()))
             .add_service(DeviceServiceServer::new(service.clone()))
+            .add_service(DeviceProfileServiceServer::new(service.clone()))
             .add_service(InternalServiceServer::new(service));
         let task = tokio::spawn(async move {
             let signal = async {

@@ -2,7 +2,7 @@
 //! uplink history, downlink queue), and the fault knobs. Services, the uplink schedule and the
 //! handle all hold it through an `Arc`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -51,6 +51,8 @@ pub(crate) struct SimState {
     recorded_downlinks: Mutex<VecDeque<RecordedDownlink>>,
     ack_behaviour: Mutex<AckBehaviour>,
     ids: Mutex<StdRng>,
+    /// Devices deleted from the tenant (by world index): not listed, not found.
+    deleted: Mutex<HashSet<usize>>,
 }
 
 impl SimState {
@@ -75,6 +77,7 @@ impl SimState {
             updates: (0..count).map(|_| watch::channel(0).0).collect(),
             recorded_downlinks: Mutex::new(VecDeque::new()),
             ack_behaviour: Mutex::new(AckBehaviour::default()),
+            deleted: Mutex::new(HashSet::new()),
             devices,
             config,
             world,
@@ -102,12 +105,28 @@ impl SimState {
         self.world
             .device(dev_eui)
             .map(|device| device.index)
+            .filter(|&index| self.exists(index))
             .ok_or_else(|| {
                 Status::not_found(format!(
                     "device {} does not exist",
                     dev_eui.to_ascii_lowercase()
                 ))
             })
+    }
+
+    /// Whether device `index` is in the tenant (not deleted).
+    pub(crate) fn exists(&self, index: usize) -> bool {
+        !lock(&self.deleted).contains(&index)
+    }
+
+    /// Deletes device `index` from the tenant, or brings it back; false when nothing changed.
+    pub(crate) fn set_exists(&self, index: usize, exists: bool) -> bool {
+        let mut deleted = lock(&self.deleted);
+        if exists {
+            deleted.remove(&index)
+        } else {
+            deleted.insert(index)
+        }
     }
 
     /// Appends an event to device `index`'s log and wakes its open streams.

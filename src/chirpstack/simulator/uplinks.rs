@@ -21,6 +21,10 @@ const UPLINK_DR: u32 = 5;
 impl SimState {
     /// Generates one uplink of device `index` now: event log, open streams, metric history.
     pub(crate) fn emit_uplink(&self, index: usize) {
+        // ChirpStack drops the frames of a device it no longer has.
+        if !self.exists(index) {
+            return;
+        }
         let device_info = self.device_info(index);
         let seq = self.with_device(index, |device| {
             self.record_uplink(index, device, device_info)

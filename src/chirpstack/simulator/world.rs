@@ -276,6 +276,8 @@ impl World {
             .map(|app| ApplicationConfig {
                 application_name: app.name.clone(),
                 application_id: app.id.clone(),
+                discover: false,
+                templates: Default::default(),
                 devices: app
                     .devices
                     .iter()

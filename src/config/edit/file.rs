@@ -98,13 +98,71 @@ pub fn remove_stale_temps(path: &Path) -> usize {
 /// process may set it) and is flushed to disk before it is renamed over the old file; the
 /// directory is then flushed so the rename itself survives a power loss.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EditError> {
+    replace_atomically(path, bytes).map_err(|failure| {
+        let target = failure.target.display();
+        let err = &failure.error;
+        EditError::Io(match failure.step {
+            AtomicStep::SyncDirectory => format!(
+                "replaced {target} but could not flush its directory: {err}"
+            ),
+            step => format!(
+                "cannot {} {target}: {err}; the configuration file was not changed",
+                step.as_str()
+            ),
+        })
+    })
+}
+
+/// Which step of [`replace_atomically`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtomicStep {
+    /// Writing the temporary file (the old file is untouched).
+    WriteTemporary,
+    /// Renaming it over the old file (the old file is untouched).
+    Replace,
+    /// Flushing the directory after the rename (the new file is in place).
+    SyncDirectory,
+}
+
+impl AtomicStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WriteTemporary => "write a temporary file beside",
+            Self::Replace => "replace",
+            Self::SyncDirectory => "flush the directory of",
+        }
+    }
+}
+
+/// Why [`replace_atomically`] failed.
+#[derive(Debug)]
+pub struct AtomicWriteError {
+    pub step: AtomicStep,
+    pub target: PathBuf,
+    pub error: std::io::Error,
+}
+
+impl std::fmt::Display for AtomicWriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot {} {}: {}",
+            self.step.as_str(),
+            self.target.display(),
+            self.error
+        )
+    }
+}
+
+/// The atomic replacement [`write_atomic`] describes, for any file the gateway keeps (the
+/// configuration, the discovered topology).
+pub fn replace_atomically(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
     let target = target_of(path);
     let dir = directory_of(&target);
-    let fail = |what: &str, err: std::io::Error| {
-        EditError::Io(format!(
-            "cannot {what} {}: {err}; the configuration file was not changed",
-            target.display()
-        ))
+    let fail = |step, error| AtomicWriteError {
+        step,
+        target: target.clone(),
+        error,
     };
     let old = fs::metadata(&target).ok();
     let mode = old
@@ -128,19 +186,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EditError> {
     })();
     if let Err(err) = written {
         let _ = fs::remove_file(&temp);
-        return Err(fail("write a temporary file beside", err));
+        return Err(fail(AtomicStep::WriteTemporary, err));
     }
     if let Err(err) = fs::rename(&temp, &target) {
         let _ = fs::remove_file(&temp);
-        return Err(fail("replace", err));
+        return Err(fail(AtomicStep::Replace, err));
     }
-    File::open(&dir).and_then(|d| d.sync_all()).map_err(|err| {
-        EditError::Io(format!(
-            "replaced {} but could not flush its directory {}: {err}",
-            target.display(),
-            dir.display()
-        ))
-    })
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|err| fail(AtomicStep::SyncDirectory, err))
 }
 
 /// Whether the console may edit the file at `path`, and why not.

@@ -19,7 +19,10 @@ use serde::{Deserialize, Serialize};
 use super::schema::{CommandConfig, MetricConfig};
 
 pub use document::apply;
-pub use file::{content_hash, editing_status, remove_stale_temps, write_atomic, ContentHash};
+pub use file::{
+    content_hash, editing_status, remove_stale_temps, replace_atomically, write_atomic, AtomicStep,
+    AtomicWriteError, ContentHash,
+};
 pub use locks::{check_env_locks, env_locks};
 pub use prepare::{commit_edit, prepare_edit, PreparedEdit};
 pub use view::describe;

@@ -101,6 +101,8 @@ fn validate_finite_floats(config: &AppConfig, report: &mut ValidationReport) {
         control: config.control.clone(),
         supervisor: config.supervisor.clone(),
         applications: Vec::new(),
+        templates: Vec::new(),
+        discovered: Default::default(),
     };
     match toml::Value::try_from(&sections) {
         Ok(tree) => walk(&tree, "", report),
@@ -249,6 +251,12 @@ fn validate_chirpstack(cs: &ChirpstackConfig, report: &mut ValidationReport) {
         cs.command_timeout_seconds,
         10,
         7 * 86_400,
+    );
+    report.range(
+        "chirpstack.discovery_interval_seconds",
+        cs.discovery_interval_seconds,
+        5,
+        86_400,
     );
 }
 

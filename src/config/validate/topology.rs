@@ -51,7 +51,19 @@ pub(super) fn validate_applications(config: &AppConfig, report: &mut ValidationR
                 format!("\"{}\" is used twice", app.application_name),
             );
         }
-        if app.devices.is_empty() {
+        for (profile, template) in &app.templates {
+            let key = format!("{at}.templates.{profile}");
+            if !app.discover {
+                report.error(
+                    key.clone(),
+                    "templates by device profile apply to discovered devices: set discover = true",
+                );
+            }
+            if !config.templates.iter().any(|t| &t.name == template) {
+                report.error(key, format!("no [[device_template]] is named \"{template}\""));
+            }
+        }
+        if app.devices.is_empty() && !app.discover {
             report.warn(
                 format!("{at}.device"),
                 format!("application \"{}\" has no device", app.application_id),

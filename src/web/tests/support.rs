@@ -49,6 +49,8 @@ pub fn config() -> AppConfig {
         applications: vec![ApplicationConfig {
             application_name: "Plant".into(),
             application_id: "app-1".into(),
+            discover: false,
+            templates: Default::default(),
             devices: vec![DeviceConfig {
                 device_name: "Valve".into(),
                 device_id: "valve-1".into(),
@@ -180,6 +182,8 @@ fn apply_edit(config: &mut AppConfig, edit: &ConfigEdit) -> Result<(), EditError
         } => config.applications.push(ApplicationConfig {
             application_name,
             application_id,
+            discover: false,
+            templates: Default::default(),
             devices: vec![],
         }),
         ConfigEdit::UpdateApplication {

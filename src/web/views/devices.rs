@@ -252,6 +252,8 @@ mod tests {
                 ApplicationConfig {
                     application_name: "B".into(),
                     application_id: "b".into(),
+                    discover: false,
+                    templates: Default::default(),
                     devices: vec![
                         device("valve-10", vec![metric("t", MetricType::Float)]),
                         device(
@@ -267,6 +269,8 @@ mod tests {
                 ApplicationConfig {
                     application_name: "A".into(),
                     application_id: "a".into(),
+                    discover: false,
+                    templates: Default::default(),
                     devices: vec![device(
                         "pump",
                         vec![

@@ -254,6 +254,8 @@ mod tests {
             applications: vec![ApplicationConfig {
                 application_name: "Farm".into(),
                 application_id: "app-1".into(),
+                discover: false,
+                templates: Default::default(),
                 devices: vec![DeviceConfig {
                     device_name: "Probe".into(),
                     device_id: "dev-1".into(),

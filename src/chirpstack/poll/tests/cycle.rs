@@ -42,6 +42,8 @@ fn config(applications: &[(&str, Vec<String>)]) -> AppConfig {
         .map(|(id, devices)| ApplicationConfig {
             application_name: id.to_string(),
             application_id: id.to_string(),
+            discover: false,
+            templates: Default::default(),
             devices: devices
                 .iter()
                 .map(|d| DeviceConfig {
