@@ -186,6 +186,7 @@ async fn serve(
         opcua_listener: None,
         config_writer: None,
         config_hash,
+        initial_file: None,
     };
     let tree = match Tree::start(Arc::new(loaded.config), options).await {
         Ok(tree) => tree,

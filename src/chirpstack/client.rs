@@ -121,6 +121,18 @@ pub struct ClientSettings {
     pub connect_timeout: Duration,
 }
 
+impl ClientSettings {
+    /// The settings `[chirpstack]` gives (connecting waits at most 10 s).
+    pub fn from_config(cs: &crate::config::ChirpstackConfig) -> Self {
+        Self {
+            server_address: cs.server_address.clone(),
+            api_token: cs.api_token.clone(),
+            request_timeout: Duration::from_secs(cs.request_timeout_seconds),
+            connect_timeout: Duration::from_secs(cs.request_timeout_seconds.min(10)),
+        }
+    }
+}
+
 impl fmt::Debug for ClientSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientSettings")

@@ -37,6 +37,7 @@ const MAX_QUOTED_CHARS: usize = 64;
 const COMMAND_NAMES: &[&str] = &[
     "status",
     "reload",
+    "discover",
     "devices",
     "read",
     "history",
@@ -55,6 +56,8 @@ pub enum Request {
     Status,
     /// Re-read the configuration, as SIGHUP does.
     Reload,
+    /// List the devices of `discover = true` applications from ChirpStack now.
+    Discover,
     /// The configured devices with their last-seen time and quality.
     Devices,
     /// Latest values of one device (or one metric of it).
@@ -105,6 +108,7 @@ impl Request {
         match self {
             Self::Status => "status",
             Self::Reload => "reload",
+            Self::Discover => "discover",
             Self::Devices => "devices",
             Self::Read { .. } => "read",
             Self::History { .. } => "history",
@@ -343,6 +347,7 @@ fn build_request(kind: &str, args: &mut Args) -> Result<Option<Request>, String>
     let request = match kind {
         "status" => Request::Status,
         "reload" => Request::Reload,
+        "discover" => Request::Discover,
         "devices" => Request::Devices,
         "read" => Request::Read {
             device: args.required_name("device")?,

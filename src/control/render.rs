@@ -71,12 +71,27 @@ fn layout(request: &Request) -> Layout {
             order: &["applied", "generation", "changed", "restart_required"],
             empty: "(none)",
         },
+        Request::Discover => Layout {
+            order: &[
+                "outcome",
+                "listed",
+                "gone",
+                "added_devices",
+                "removed_devices",
+                "skipped_measurements",
+                "generation",
+                "duration_ms",
+                "error",
+            ],
+            empty: "(none)",
+        },
         Request::Devices => Layout {
             order: &[
                 "device_id",
                 "device_name",
                 "name",
                 "application",
+                "origin",
                 "quality",
                 "last_value",
                 "last_seen",

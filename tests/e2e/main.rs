@@ -11,6 +11,7 @@ mod binary_opcua;
 mod binary_reload;
 mod binary_service;
 mod control;
+mod discovery;
 mod logs;
 mod opcua;
 mod opcua_python;

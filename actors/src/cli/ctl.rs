@@ -32,6 +32,8 @@ pub enum CtlCommand {
     Status,
     /// Reload the configuration (same path as SIGHUP) and print the outcome.
     Reload,
+    /// Discover the devices of `discover = true` applications from ChirpStack now.
+    Discover,
     /// Configured devices with their newest value and quality.
     Devices,
     /// Latest values of a device (or one metric).
@@ -88,6 +90,7 @@ impl CtlCommand {
         match self {
             Self::Status => Request::Status,
             Self::Reload => Request::Reload,
+            Self::Discover => Request::Discover,
             Self::Devices => Request::Devices,
             Self::Read { device, metric } => Request::Read { device, metric },
             Self::History {
@@ -171,7 +174,7 @@ pub async fn run_ctl(args: CtlArgs) -> u8 {
             }
             // A reload the daemon refused is a failure for scripts, like SIGHUP's warning.
             let refused = result.get("outcome").and_then(|o| o.as_str()) == Some("failed");
-            if matches!(request, Request::Reload) && refused {
+            if matches!(request, Request::Reload | Request::Discover) && refused {
                 return EXIT_ERROR;
             }
             EXIT_OK

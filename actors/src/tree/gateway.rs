@@ -14,7 +14,10 @@ use crate::duties::reload::{ReloadActor, ReloadArgs};
 use crate::duties::{control, metrics, opcua, poller, reload, storage, web};
 use crate::tree::backoff::SupervisorPolicy;
 use crate::tree::child::{actor_child, ChildSpec};
-use crate::tree::messages::{ConfigUpdate, ReloadMsg, ReloadOutcome, ReloadTrigger, CALL_TIMEOUT};
+use crate::tree::messages::{
+    ConfigUpdate, DiscoverOutcome, DiscoverTrigger, ReloadMsg, ReloadOutcome, ReloadTrigger,
+    CALL_TIMEOUT,
+};
 use crate::tree::supervisor::{
     FaultPlan, Supervisor, SupervisorArgs, SupervisorMsg, TreeExit, TreeStatus,
 };
@@ -35,6 +38,9 @@ pub struct TreeOptions {
     /// The hash of the file bytes the starting configuration was loaded from, when the caller
     /// loaded it from `config_path` (saves the reload actor parsing the file again at start).
     pub config_hash: Option<opcgw::config::edit::ContentHash>,
+    /// The configuration the file gives (set by [`Tree::start`]: the live one is it with the
+    /// devices discovered before merged in).
+    pub initial_file: Option<Arc<AppConfig>>,
 }
 
 /// The seven duty actors, in start order: storage first (everyone writes to or reads from it),
@@ -105,6 +111,7 @@ pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
                     .config_writer
                     .unwrap_or(opcgw::config::edit::write_atomic),
                 initial_hash: reload_options.config_hash,
+                initial_file: reload_options.initial_file.clone(),
             };
             (ReloadActor, args)
         }),
@@ -137,13 +144,17 @@ pub struct TreeHandle {
 
 impl Tree {
     /// Starts the gateway tree with `config`.
-    pub async fn start(config: Arc<AppConfig>, options: TreeOptions) -> Result<Self, String> {
+    /// Starts the gateway tree with `config` (the file's): the devices discovered before are
+    /// served from the start.
+    pub async fn start(config: Arc<AppConfig>, mut options: TreeOptions) -> Result<Self, String> {
         let policy = SupervisorPolicy::from_config(&config.supervisor);
+        let live = Arc::new(reload::starting_config(&config));
+        options.initial_file = Some(config);
         let children = gateway_children(&options);
         Self::start_with(
             children,
             policy,
-            ConfigUpdate::initial(config),
+            ConfigUpdate::initial(live),
             options.faults,
         )
         .await
@@ -214,6 +225,30 @@ impl TreeHandle {
             .success_or(())
             .ok()??;
         Some(cell.into())
+    }
+
+    /// Asks the reload actor for a discovery and waits for its outcome (a large tenant
+    /// through a slow link takes a while: up to 25 s, inside the control socket's 30 s).
+    pub async fn discover(
+        &self,
+        trigger: DiscoverTrigger,
+    ) -> Result<DiscoverOutcome, ReloadUnavailable> {
+        let reload: ActorRef<ReloadMsg> = self
+            .lookup(reload::ROLE)
+            .await
+            .ok_or(ReloadUnavailable::NotRunning)?;
+        reload
+            .call(
+                |reply| ReloadMsg::Discover {
+                    trigger,
+                    reply: Some(reply),
+                },
+                Some(CALL_TIMEOUT * 5),
+            )
+            .await
+            .ok()
+            .and_then(|r| r.success_or(()).ok())
+            .ok_or(ReloadUnavailable::NoAnswer)
     }
 
     /// Asks the reload actor to reload and waits for the outcome.

@@ -338,6 +338,70 @@ pub enum ReloadMsg {
     Describe {
         reply: RpcReplyPort<opcgw::config::edit::ConfigView>,
     },
+    /// Discover the devices of `discover = true` applications now; a discovery already running
+    /// answers this request too.
+    Discover {
+        trigger: DiscoverTrigger,
+        reply: Option<RpcReplyPort<DiscoverOutcome>>,
+    },
+    /// What a discovery task found (sent by the task to the actor that spawned it).
+    Discovered {
+        result: Result<Box<opcgw::chirpstack::discovery::Discovery>, UpstreamError>,
+        started: std::time::Instant,
+    },
+    /// Time for the periodic discovery (a stale `generation` does nothing).
+    DiscoverTick {
+        generation: u64,
+    },
+}
+
+/// What asked for a discovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscoverTrigger {
+    Start,
+    Timer,
+    Sighup,
+    Ctl,
+    /// A reload or an edit turned `discover` on for an application.
+    Reload,
+}
+
+impl DiscoverTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Timer => "timer",
+            Self::Sighup => "sighup",
+            Self::Ctl => "ctl",
+            Self::Reload => "reload",
+        }
+    }
+}
+
+/// The result of one discovery, as logged and as answered to `ctl discover`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum DiscoverOutcome {
+    Succeeded {
+        /// Devices ChirpStack lists in the discovered applications.
+        listed: usize,
+        /// Devices no longer listed but kept (`on_device_removed = "keep"`).
+        gone: usize,
+        /// Discovered devices that joined or left the address space with this discovery.
+        added_devices: Vec<String>,
+        removed_devices: Vec<String>,
+        /// Measurements left out (unknown kind, or a key that cannot be a metric name).
+        skipped_measurements: usize,
+        calls: usize,
+        duration_ms: u64,
+        /// The live configuration generation after it (unchanged when nothing changed).
+        generation: u64,
+    },
+    Failed {
+        /// Sanitised; the last known devices stay served.
+        error: String,
+    },
 }
 
 macro_rules! common_from {

@@ -20,6 +20,19 @@ const COMMAND: &str = "command";
 /// against the file.
 pub fn apply(doc: &mut DocumentMut, live: &AppConfig, edit: &ConfigEdit) -> Result<(), EditError> {
     apply_to_main_file(doc, live, edit).map_err(|err| match err {
+        // Not in the file at all: discovered from ChirpStack.
+        EditError::NotFound { subject, .. }
+            if edit
+                .target()
+                .1
+                .is_some_and(|device| live.discovered.contains(device)) =>
+        {
+            let device = edit.target().1.unwrap_or_default();
+            EditError::UnsupportedLayout(format!(
+                "device {device:?} is discovered from ChirpStack, not written in the                  configuration file, so there is no {} to edit; write the device in the file                  ([[application.device]] with this device_id) to refine it: the file wins",
+                subject.as_str()
+            ))
+        }
         // Configured, but not in this file: in one the main file includes.
         EditError::NotFound { subject, id }
             if super::included::configured(live, edit, subject, &id) =>

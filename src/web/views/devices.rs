@@ -39,6 +39,8 @@ pub struct DeviceView<'a> {
     pub application_id: Option<&'a str>,
     pub device_id: &'a str,
     pub device_name: &'a str,
+    /// `configured` (written in the file) or `discovered` (from ChirpStack only).
+    pub origin: &'static str,
     pub last_seen: Option<WebTime>,
     pub quality: QualityView,
     pub metrics: Vec<MetricView<'a>>,
@@ -49,6 +51,8 @@ pub struct DeviceView<'a> {
 pub struct ApplicationView<'a> {
     pub application_id: &'a str,
     pub application_name: &'a str,
+    /// Its devices are discovered from ChirpStack (besides those written in the file).
+    pub discover: bool,
     pub devices: Vec<DeviceView<'a>>,
 }
 
@@ -128,6 +132,11 @@ impl<'a> DeviceView<'a> {
             application_id: None,
             device_id: &device.device_id,
             device_name: &device.device_name,
+            origin: if config.discovered.contains(&device.device_id) {
+                "discovered"
+            } else {
+                "configured"
+            },
             last_seen: metrics.iter().filter_map(|m| m.timestamp).max(),
             quality: device_quality(metrics.iter().map(|m| m.quality)),
             metrics,
@@ -171,6 +180,7 @@ impl<'a> DevicesView<'a> {
             .map(|app| ApplicationView {
                 application_id: &app.application_id,
                 application_name: &app.application_name,
+                discover: app.discover,
                 devices: app
                     .devices
                     .iter()

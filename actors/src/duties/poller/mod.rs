@@ -93,12 +93,7 @@ impl Actor for PollerActor {
     ) -> Result<PollerState, ActorProcessingErr> {
         let config = args.config.config.clone();
         let cs = &config.chirpstack;
-        let client = ChirpstackClient::new(ClientSettings {
-            server_address: cs.server_address.clone(),
-            api_token: cs.api_token.clone(),
-            request_timeout: Duration::from_secs(cs.request_timeout_seconds),
-            connect_timeout: Duration::from_secs(cs.request_timeout_seconds.min(10)),
-        })?;
+        let client = ChirpstackClient::new(ClientSettings::from_config(cs))?;
         let streams = StreamPool::new(
             client.clone(),
             cs.streams_per_connection as usize,

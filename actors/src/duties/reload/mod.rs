@@ -8,6 +8,7 @@
 //! Console edits (`edit.rs`) go through the same path: the edited text is validated, written
 //! atomically and then applied as a reload of exactly those bytes.
 
+mod discovery;
 mod edit;
 
 use std::path::PathBuf;
@@ -15,14 +16,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use opcgw::config::edit::{content_hash, ConfigWriter, ContentHash};
-use opcgw::config::{self, ConfigDiff, ConfigError, EnvSnapshot};
+use opcgw::config::discovered::merge;
+use opcgw::config::{self, AppConfig, ConfigDiff, ConfigError, EnvSnapshot};
 use opcgw::security::sanitize_for_log;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{info, warn};
 
 use crate::cli::logging::LogControl;
 use crate::tree::duty::DutyBase;
-use crate::tree::messages::{ConfigUpdate, ReloadFailure, ReloadMsg, ReloadOutcome, ReloadTrigger};
+use crate::tree::messages::{
+    ConfigUpdate, DiscoverTrigger, ReloadFailure, ReloadMsg, ReloadOutcome, ReloadTrigger,
+};
+use discovery::DiscoveryState;
+pub use discovery::starting_config;
 use crate::tree::supervisor::SupervisorMsg;
 
 pub const ROLE: &str = "reload";
@@ -43,6 +49,8 @@ pub struct ReloadArgs {
     pub write: ConfigWriter,
     /// The hash of the bytes the starting configuration (generation 0) was loaded from.
     pub initial_hash: Option<ContentHash>,
+    /// The configuration those bytes give, before the discovered devices were merged in.
+    pub initial_file: Option<Arc<AppConfig>>,
 }
 
 pub struct ReloadState {
@@ -60,6 +68,10 @@ pub struct ReloadState {
     /// Set when an edit could not restore the previous file: editing stays off until restart.
     poisoned: Option<String>,
     write: ConfigWriter,
+    /// The configuration the file gives; the live one is it with the discovered devices.
+    file: Arc<AppConfig>,
+    discovery: DiscoveryState,
+    myself: ActorRef<ReloadMsg>,
 }
 
 impl Actor for ReloadActor {
@@ -69,7 +81,7 @@ impl Actor for ReloadActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: ReloadArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let stale = opcgw::config::edit::remove_stale_temps(&args.config_path);
@@ -83,9 +95,10 @@ impl Actor for ReloadActor {
         // The binary hands over the hash of the bytes it loaded; otherwise (a restart after a
         // reload, or a tree started without it) the file is parsed again to learn whether it
         // is what runs: tens of MB of transient memory for a 1,000-device file.
-        let loaded_hash = match args.initial_hash {
-            Some(hash) if args.config.generation == 0 => Some(hash),
-            _ => baseline_hash(&args.config_path, &args.env, &args.config),
+        let discovery = DiscoveryState::load(&args.config.config);
+        let (loaded_hash, file) = match (args.initial_hash, args.initial_file) {
+            (Some(hash), Some(file)) if args.config.generation == 0 => (Some(hash), file),
+            _ => baseline(&args.config_path, &args.env, &args.config, &discovery),
         };
         Ok(ReloadState {
             base: DutyBase::new(ROLE, args.config),
@@ -97,7 +110,19 @@ impl Actor for ReloadActor {
             loaded_hash,
             poisoned: None,
             write: args.write,
+            file,
+            discovery,
+            myself,
         })
+    }
+
+    async fn post_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.discover(DiscoverTrigger::Start, None);
+        Ok(())
     }
 
     async fn handle(
@@ -115,6 +140,18 @@ impl Actor for ReloadActor {
                         base.config.generation
                     )
                 })
+            }
+            ReloadMsg::Discover { trigger, reply } => {
+                state.discover(trigger, reply);
+                Ok(())
+            }
+            ReloadMsg::Discovered { result, started } => {
+                state.discovered(result, started);
+                Ok(())
+            }
+            ReloadMsg::DiscoverTick { generation } => {
+                state.discover_tick(generation);
+                Ok(())
             }
             ReloadMsg::Reload { trigger, reply } => {
                 let outcome = state.reload(trigger);
@@ -194,6 +231,17 @@ impl ReloadState {
         if let Some(level) = self.pending_log_level.take() {
             self.apply_log_level(&level);
         }
+        if let ReloadOutcome::Succeeded { .. } = outcome {
+            // SIGHUP refreshes the discovered devices too; a reload or an edit that turns
+            // discovery on for an application discovers it at once.
+            if trigger == ReloadTrigger::Sighup {
+                self.discover(DiscoverTrigger::Sighup, None);
+            } else if self.discovers_something_new(&self.file.clone()) {
+                self.discover(DiscoverTrigger::Reload, None);
+            }
+            // The interval may have changed, or discovery been turned on or off.
+            self.schedule_discovery();
+        }
         outcome
     }
 
@@ -223,7 +271,9 @@ impl ReloadState {
                 return failed(ReloadFailure::Validation, None, text);
             }
         };
-        let diff = ConfigDiff::between(&self.base.config.config, &candidate);
+        let topology = self.discovery.topology.clone().for_config(&candidate);
+        let merged = merge(&candidate, &topology);
+        let diff = ConfigDiff::between(&self.base.config.config, &merged);
         if let Some(knob) = diff.first_restart_required() {
             let error = format!(
                 "{} cannot change while the gateway runs; restart opcgw to apply it",
@@ -236,14 +286,31 @@ impl ReloadState {
             );
         }
         self.loaded_hash = Some(hash);
+        self.file = Arc::new(candidate);
         let changed_section_count = diff.changed_sections().len();
         let includes_topology_change = diff.includes_topology_change();
         let changed_knobs: Vec<String> = diff.changes.iter().map(|c| c.key.clone()).collect();
-        if !diff.is_empty() {
-            if diff.changed("logging.level") {
-                self.pending_log_level = Some(candidate.logging.level.clone());
-            }
-            if includes_topology_change {
+        if diff.changed("logging.level") {
+            self.pending_log_level = Some(merged.logging.level.clone());
+        }
+        self.make_live(merged, diff);
+        ReloadOutcome::Succeeded {
+            changed_section_count,
+            includes_topology_change,
+            duration_ms: started.elapsed().as_millis() as u64,
+            changed_knobs,
+            generation: self.base.config.generation,
+        }
+    }
+
+    /// Makes `config` the live configuration (when `diff` says it differs) and hands it to
+    /// every actor.
+    fn make_live(&mut self, config: AppConfig, diff: ConfigDiff) {
+        if diff.is_empty() {
+            return;
+        }
+        {
+            if diff.includes_topology_change() {
                 let t = &diff.topology;
                 info!(
                     event = "topology_change_detected",
@@ -255,7 +322,7 @@ impl ReloadState {
                 );
             }
             let update = ConfigUpdate {
-                config: Arc::new(candidate),
+                config: Arc::new(config),
                 diff: Arc::new(diff),
                 generation: self.base.config.generation + 1,
             };
@@ -264,13 +331,6 @@ impl ReloadState {
             if let Err(err) = self.supervisor.cast(SupervisorMsg::Broadcast(update)) {
                 warn!(event = "config_broadcast_failed", error = %err);
             }
-        }
-        ReloadOutcome::Succeeded {
-            changed_section_count,
-            includes_topology_change,
-            duration_ms: started.elapsed().as_millis() as u64,
-            changed_knobs,
-            generation: self.base.config.generation,
         }
     }
 
@@ -287,31 +347,49 @@ impl ReloadState {
     }
 }
 
-/// The hash of the file at start, when it still loads as the live configuration (it was just
-/// loaded from it at start; after a restart of this actor, it must be what was live).
-/// The hash of the file on disk when it is what the live configuration was loaded from.
-fn baseline_hash(
+/// The hash of the file on disk and the configuration it gives, when the live configuration
+/// is what it gives with the discovered devices merged in (after a restart of this actor, it
+/// must be). Otherwise no hash (edits wait for a reload) and the live configuration without
+/// its discovered devices stands in for the file's.
+fn baseline(
     path: &std::path::Path,
     env: &EnvSnapshot,
     live: &ConfigUpdate,
-) -> Option<ContentHash> {
+    discovery: &DiscoveryState,
+) -> (Option<ContentHash>, Arc<AppConfig>) {
+    let unknown = || {
+        let mut file = (*live.config).clone();
+        for app in &mut file.applications {
+            app.devices
+                .retain(|d| !live.config.discovered.contains(&d.device_id));
+        }
+        file.discovered.clear();
+        Arc::new(file)
+    };
     let text = match config::read_config_text(path) {
         Ok(text) => text,
         Err(err) => {
             info!(event = "config_edit_baseline_unknown", error = %err);
-            return None;
+            return (None, unknown());
         }
     };
     let hash = content_hash(text.as_bytes());
     match config::load_text(path, text, env) {
-        Ok(loaded) if loaded.config == *live.config => Some(hash),
+        Ok(loaded)
+            if merge(
+                &loaded.config,
+                &discovery.topology.clone().for_config(&loaded.config),
+            ) == *live.config =>
+        {
+            (Some(hash), Arc::new(loaded.config))
+        }
         _ => {
             info!(
                 event = "config_edit_baseline_unknown",
                 path = %path.display(),
                 "the file on disk is not the live configuration; console edits wait for a reload"
             );
-            None
+            (None, unknown())
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `ctl devices`: every configured device with its newest value's time and quality.
+//! `ctl devices`: every device (configured in the file, or discovered from ChirpStack) with
+//! its newest value's time and quality.
 
 use opcgw::control::ErrorBody;
 use opcgw::model::Timestamp;
@@ -22,6 +23,11 @@ pub(super) async fn run(ctx: &Context) -> Result<Json, ErrorBody> {
                 "application": app.application_name,
                 "device_id": device.device_id,
                 "device_name": device.device_name,
+                "origin": if ctx.config.discovered.contains(&device.device_id) {
+                    "discovered"
+                } else {
+                    "configured"
+                },
                 "metrics": device.metrics.len(),
                 "commands": device.commands.len(),
                 "last_value": newest.map(|t| t.to_rfc3339()),

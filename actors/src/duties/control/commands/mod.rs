@@ -4,6 +4,7 @@
 mod command_list;
 mod command_send;
 mod devices;
+mod discover;
 mod history;
 mod log_level;
 mod read;
@@ -29,6 +30,7 @@ pub(super) async fn handle_request(
     match request {
         Request::Status => status::run(ctx).await,
         Request::Reload => reload::run(ctx).await,
+        Request::Discover => discover::run(ctx).await,
         Request::Devices => devices::run(ctx).await,
         Request::Read { device, metric } => read::run(ctx, device, metric).await,
         Request::History {

@@ -1,0 +1,283 @@
+//! Discovery in the reload actor: the live configuration is the file's with the discovered
+//! devices merged in, so the actor that owns the one owns the other. Discoveries run on a task
+//! (the mailbox keeps serving reloads and edits meanwhile) and come back as a message; one runs
+//! at a time, and requests arriving meanwhile get its answer.
+//!
+//! A failed discovery changes nothing: the last known topology stays served, and it is retried
+//! with backoff (5 s doubling, at most the discovery interval).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use opcgw::chirpstack::client::{ChirpstackClient, ClientSettings, UpstreamError};
+use opcgw::chirpstack::discovery::{
+    discover, discovered_applications, load_topology, save_topology, Discovery, Topology,
+};
+use opcgw::config::discovered::merge;
+use opcgw::config::AppConfig;
+use opcgw::security::sanitize_for_log;
+use ractor::RpcReplyPort;
+use tracing::{info, warn};
+
+use super::{ReloadState, MAX_ERROR_CHARS};
+use crate::tree::messages::{DiscoverOutcome, DiscoverTrigger, ReloadMsg};
+
+/// First retry delay after a failed discovery (doubling up to the discovery interval).
+const RETRY_FIRST: Duration = Duration::from_secs(5);
+
+pub(super) struct DiscoveryState {
+    /// The devices discovery knows (what the live configuration merges in).
+    pub(super) topology: Topology,
+    /// Where it is kept between runs.
+    path: PathBuf,
+    running: bool,
+    /// Requests answered when the running discovery ends.
+    waiting: Vec<RpcReplyPort<DiscoverOutcome>>,
+    /// Consecutive failed discoveries (sets the retry delay).
+    failures: u32,
+    /// The timer in force; older ticks are ignored.
+    tick: u64,
+    /// Skipped measurements already logged (each is logged once per process).
+    reported: HashSet<(String, String)>,
+}
+
+impl DiscoveryState {
+    /// The topology kept beside the database of `config` (nothing when none is kept or it
+    /// cannot be read, which is logged).
+    pub(super) fn load(config: &AppConfig) -> Self {
+        let path = opcgw::chirpstack::discovery::topology_path(&config.storage.database_path);
+        let topology = known_topology(&path, config);
+        Self {
+            topology,
+            path,
+            running: false,
+            waiting: Vec::new(),
+            failures: 0,
+            tick: 0,
+            reported: HashSet::new(),
+        }
+    }
+}
+
+/// The kept topology for the applications `config` discovers (empty when it discovers none:
+/// the file is not even read).
+pub fn known_topology(path: &std::path::Path, config: &AppConfig) -> Topology {
+    if discovered_applications(config).next().is_none() {
+        return Topology::default();
+    }
+    match load_topology(path) {
+        Ok(topology) => topology.for_config(config),
+        Err(error) => {
+            warn!(
+                event = "discovered_topology_unreadable",
+                error = error.as_str(),
+                "starting without the devices discovered before; the next discovery lists them again"
+            );
+            Topology::default()
+        }
+    }
+}
+
+/// The live configuration of a gateway starting with `file`: the file's, with the devices
+/// discovered before (kept beside the database) merged in, so they are served from the first
+/// moment, ChirpStack reachable or not.
+pub fn starting_config(file: &AppConfig) -> AppConfig {
+    let path = opcgw::chirpstack::discovery::topology_path(&file.storage.database_path);
+    merge(file, &known_topology(&path, file))
+}
+
+impl ReloadState {
+    /// Starts a discovery (or joins the running one).
+    pub(super) fn discover(
+        &mut self,
+        trigger: DiscoverTrigger,
+        reply: Option<RpcReplyPort<DiscoverOutcome>>,
+    ) {
+        let applications: Vec<String> = discovered_applications(&self.file)
+            .map(str::to_string)
+            .collect();
+        if applications.is_empty() {
+            if let Some(reply) = reply {
+                let _ = reply.send(DiscoverOutcome::Failed {
+                    error: "no [[application]] has discover = true: every device is the file's"
+                        .into(),
+                });
+            }
+            return;
+        }
+        self.discovery.waiting.extend(reply);
+        if self.discovery.running {
+            return;
+        }
+        self.discovery.running = true;
+        info!(
+            event = "discovery_started",
+            trigger = trigger.as_str(),
+            applications = applications.len()
+        );
+        let cs = &self.file.chirpstack;
+        let settings = ClientSettings::from_config(cs);
+        let (page_size, concurrency) = (cs.list_page_size, cs.poll_concurrency as usize);
+        let myself = self.myself.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let run = tokio::spawn(async move {
+                let client = ChirpstackClient::new(settings)?;
+                discover(&client, &applications, page_size, concurrency)
+                    .await
+                    .map(Box::new)
+            });
+            let result = run.await.unwrap_or_else(|panic| {
+                Err(UpstreamError::Other {
+                    code: "Internal".into(),
+                    message: format!("the discovery task failed: {panic}"),
+                })
+            });
+            let _ = myself.cast(ReloadMsg::Discovered { result, started });
+        });
+    }
+
+    /// A discovery ended: adopt what it found, answer whoever asked, set the next one.
+    pub(super) fn discovered(
+        &mut self,
+        result: Result<Box<Discovery>, UpstreamError>,
+        started: Instant,
+    ) {
+        self.discovery.running = false;
+        let outcome = match result {
+            Ok(found) => {
+                self.discovery.failures = 0;
+                self.adopt(*found, started)
+            }
+            Err(error) => {
+                self.discovery.failures = self.discovery.failures.saturating_add(1);
+                let error = sanitize_for_log(&error.to_string(), MAX_ERROR_CHARS);
+                warn!(
+                    event = "discovery_failed",
+                    error = error.as_str(),
+                    known_devices = self.discovery.topology.device_count(),
+                    failures = self.discovery.failures,
+                    "the devices discovered before stay served"
+                );
+                DiscoverOutcome::Failed { error }
+            }
+        };
+        for reply in std::mem::take(&mut self.discovery.waiting) {
+            let _ = reply.send(outcome.clone());
+        }
+        self.schedule_discovery();
+    }
+
+    /// The periodic discovery, when `generation` is the timer in force.
+    pub(super) fn discover_tick(&mut self, generation: u64) {
+        if generation == self.discovery.tick {
+            self.discover(DiscoverTrigger::Timer, None);
+        }
+    }
+
+    /// Sets the next periodic discovery (none when no application discovers).
+    pub(super) fn schedule_discovery(&mut self) {
+        self.discovery.tick += 1;
+        if discovered_applications(&self.file).next().is_none() {
+            return;
+        }
+        let interval = Duration::from_secs(self.file.chirpstack.discovery_interval_seconds);
+        let delay = match self.discovery.failures {
+            0 => interval,
+            n => RETRY_FIRST
+                .saturating_mul(1 << (n - 1).min(16))
+                .min(interval),
+        };
+        let generation = self.discovery.tick;
+        self.myself
+            .send_after(delay, move || ReloadMsg::DiscoverTick { generation });
+    }
+
+    fn adopt(&mut self, found: Discovery, started: Instant) -> DiscoverOutcome {
+        let listed = found.topology.device_count();
+        for skipped in &found.skipped {
+            let key = (skipped.device_profile_id.clone(), skipped.key.clone());
+            if self.discovery.reported.insert(key) {
+                info!(
+                    event = "discovery_measurement_skipped",
+                    device_profile_id = skipped.device_profile_id.as_str(),
+                    key = sanitize_for_log(&skipped.key, 200).as_str(),
+                    reason = skipped.reason
+                );
+            }
+        }
+        let topology = found
+            .topology
+            .succeeding(&self.discovery.topology, self.file.chirpstack.on_device_removed)
+            .for_config(&self.file);
+        let gone = topology
+            .applications
+            .values()
+            .flatten()
+            .filter(|d| d.gone)
+            .count();
+        if topology.applications != self.discovery.topology.applications {
+            if let Err(error) = save_topology(&self.discovery.path, &topology) {
+                warn!(
+                    event = "discovered_topology_save_failed",
+                    error = error.as_str(),
+                    "a restart during a ChirpStack outage would serve the devices kept before"
+                );
+            }
+        }
+        self.discovery.topology = topology;
+        let (added_devices, removed_devices) = self.apply_discovered();
+        let duration_ms = started.elapsed().as_millis() as u64;
+        info!(
+            event = "discovery_succeeded",
+            listed,
+            gone,
+            added_devices = added_devices.len(),
+            removed_devices = removed_devices.len(),
+            skipped_measurements = found.skipped.len(),
+            calls = found.calls,
+            duration_ms
+        );
+        DiscoverOutcome::Succeeded {
+            listed,
+            gone,
+            added_devices,
+            removed_devices,
+            skipped_measurements: found.skipped.len(),
+            calls: found.calls,
+            duration_ms,
+            generation: self.base.config.generation,
+        }
+    }
+
+    /// Merges the topology into the file's configuration and makes it live when that changes
+    /// anything; the devices added and removed.
+    fn apply_discovered(&mut self) -> (Vec<String>, Vec<String>) {
+        let merged = merge(&self.file, &self.discovery.topology);
+        let report = opcgw::config::validate(&merged);
+        if !report.errors.is_empty() {
+            let problems: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+            warn!(
+                event = "discovery_rejected",
+                error = sanitize_for_log(&problems.join("; "), MAX_ERROR_CHARS).as_str(),
+                "the discovered devices do not make a valid configuration; the live one stays"
+            );
+            return (Vec::new(), Vec::new());
+        }
+        let diff = opcgw::config::ConfigDiff::between(&self.base.config.config, &merged);
+        let changes = (
+            diff.topology.added_devices.clone(),
+            diff.topology.removed_devices.clone(),
+        );
+        self.make_live(merged, diff);
+        changes
+    }
+
+    /// Whether the file `candidate` discovers an application the topology has never seen
+    /// (it was just turned on): a discovery should follow.
+    pub(super) fn discovers_something_new(&self, candidate: &AppConfig) -> bool {
+        discovered_applications(candidate)
+            .any(|id| !self.discovery.topology.applications.contains_key(id))
+    }
+}
