@@ -235,12 +235,12 @@ function renderDevices() {
   byId('add-device').disabled = !can;
   const rows = app.devices.map((device) => {
     const lock = lockOf(app.application_id, device.device_id);
-    const blocked = !can || lock !== null;
+    const blocked = !can || lock !== null || device.discovered;
     const target = { app: app.application_id, device: device.device_id };
     return el(
       'tr',
       { dataset: { deviceId: device.device_id }, class: device.device_id === view.selected.device ? 'selected' : null },
-      el('td', { 'data-label': 'Device' }, link(device.device_name, target, { class: 'device-name' }), lock ? el('div', { class: 'muted small lock', text: `read-only: ${lock}` }) : null),
+      el('td', { 'data-label': 'Device' }, link(device.device_name, target, { class: 'device-name' }), lock ? el('div', { class: 'muted small lock', text: `read-only: ${lock}` }) : null, device.discovered ? el('div', { class: 'muted small lock', text: 'discovered from ChirpStack: write it in the file to refine it' }) : null),
       el('td', { 'data-label': 'Id', class: 'mono small', text: device.device_id }),
       el('td', { 'data-label': 'Metrics', text: String(device.metric_count ?? 0) }),
       el('td', { 'data-label': 'Commands', text: String(device.command_count ?? 0) }),

@@ -42,7 +42,7 @@ function deviceRow(application, device) {
   const row = el(
     'tr',
     { dataset: { deviceId: device.device_id, quality: device.quality } },
-    el('td', { 'data-label': 'Device' }, link, el('div', { class: 'muted small', text: `${application.application_name ?? application.application_id} · ${device.device_id}` })),
+    el('td', { 'data-label': 'Device' }, link, el('div', { class: 'muted small', text: `${application.application_name ?? application.application_id} · ${device.device_id}${device.origin === 'discovered' ? ' · discovered' : ''}` })),
     el('td', { 'data-label': 'Quality' }, badge),
     lastSeenCell,
     el('td', { 'data-label': 'Values' }, el('div', { class: 'metrics' }, chips.length ? chips : el('span', { class: 'muted', text: 'no metrics' }))),

@@ -179,15 +179,18 @@ pub struct DeviceSummary<'a> {
     pub device_name: &'a str,
     pub metric_count: usize,
     pub command_count: usize,
+    /// Discovered from ChirpStack, not written in the file (the console does not edit it).
+    pub discovered: bool,
 }
 
-impl<'a> From<&'a DeviceConfig> for DeviceSummary<'a> {
-    fn from(device: &'a DeviceConfig) -> Self {
+impl<'a> DeviceSummary<'a> {
+    fn of(config: &AppConfig, device: &'a DeviceConfig) -> Self {
         Self {
             device_id: &device.device_id,
             device_name: &device.device_name,
             metric_count: device.metrics.len(),
             command_count: device.commands.len(),
+            discovered: config.discovered.contains(&device.device_id),
         }
     }
 }
@@ -309,7 +312,11 @@ pub async fn application(
         Ok(app) => Json(json!({
             "application_id": app.application_id,
             "application_name": app.application_name,
-            "devices": app.devices.iter().map(DeviceSummary::from).collect::<Vec<_>>(),
+            "devices": app
+                .devices
+                .iter()
+                .map(|d| DeviceSummary::of(&config, d))
+                .collect::<Vec<_>>(),
         }))
         .into_response(),
         Err(error) => not_found(error),
@@ -324,7 +331,11 @@ pub async fn devices(
     let config = state.backend().config();
     match find_application(&config, &application_id) {
         Ok(app) => Json(json!({
-            "devices": app.devices.iter().map(DeviceSummary::from).collect::<Vec<_>>(),
+            "devices": app
+                .devices
+                .iter()
+                .map(|d| DeviceSummary::of(&config, d))
+                .collect::<Vec<_>>(),
         }))
         .into_response(),
         Err(error) => not_found(error),
