@@ -112,3 +112,4 @@ bench: deps
 	$(CARGO) bench --locked -p opcgw-actors --bench history
 	$(CARGO) bench --locked -p opcgw-actors --bench web
 	$(CARGO) bench --locked -p opcgw-actors --bench scale
+	$(CARGO) bench --locked -p opcgw-actors --bench discovery

@@ -78,7 +78,11 @@ pub struct UpstreamStatus {
     pub last_error: Option<String>,
     pub consecutive_failures: u32,
     pub streams_open: usize,
+    /// Devices given an event stream (open or reconnecting).
     pub streams_wanted: usize,
+    /// Devices beyond the stream pool's capacity: their values come from `GetMetrics`
+    /// aggregates only (one per minute bucket at best).
+    pub devices_polled_only: usize,
 }
 
 /// Tracks the state and decides when to poll next.
@@ -191,7 +195,12 @@ impl UpstreamTracker {
         }
     }
 
-    pub fn status(&self, streams_open: usize, streams_wanted: usize) -> UpstreamStatus {
+    pub fn status(
+        &self,
+        streams_open: usize,
+        streams_wanted: usize,
+        devices_polled_only: usize,
+    ) -> UpstreamStatus {
         UpstreamStatus {
             state: self.state,
             since: self.since,
@@ -200,6 +209,7 @@ impl UpstreamTracker {
             consecutive_failures: self.failures,
             streams_open,
             streams_wanted,
+            devices_polled_only,
         }
     }
 }

@@ -100,7 +100,7 @@ pub struct ChirpstackConfig {
     pub event_stream: bool,
     /// Event streams per HTTP/2 connection (servers cap concurrent streams per connection).
     pub streams_per_connection: u32,
-    /// Connections opened for event streams; devices beyond
+    /// Most connections opened for event streams (opened as devices need them); devices beyond
     /// `streams_per_connection * max_stream_connections` are served by polling only.
     pub max_stream_connections: u32,
     /// A sent command without its acknowledgement (confirmed) or transmission (unconfirmed)
@@ -138,7 +138,7 @@ impl Default for ChirpstackConfig {
             poll_concurrency: 32,
             event_stream: true,
             streams_per_connection: 100,
-            max_stream_connections: 16,
+            max_stream_connections: 100,
             command_timeout_seconds: 600,
             discovery_interval_seconds: 300,
             on_device_removed: DeviceRemoval::Keep,

@@ -26,6 +26,7 @@ function reasons(status) {
   if (quality.bad > 0) out.push(`${quality.bad} metric(s) Bad`);
   if (quality.uncertain > 0) out.push(`${quality.uncertain} metric(s) Uncertain`);
   if (status.streams?.failing > 0) out.push(`${status.streams.failing} event stream(s) failing`);
+  if (status.streams?.polled_only > 0) out.push(`${status.streams.polled_only} device(s) beyond the event-stream pool: polled only, one value per minute at best`);
   if (status.poll?.failed_cycles > 0) out.push(`${status.poll.failed_cycles} failed poll cycle(s) since start`);
   return out;
 }
@@ -50,7 +51,7 @@ function render(status) {
     card('Ingest rate', `${formatNumber(ingest.samples_per_second)} /s`, `${formatNumber(ingest.samples_total, 0)} samples since start`, 'card-ingest'),
     card('Quality', `${quality.good ?? 0} good`, `${quality.uncertain ?? 0} uncertain · ${quality.bad ?? 0} bad · ${quality.waiting ?? 0} waiting`, 'card-quality'),
     card('Polling', `${formatNumber(status.poll?.cycles, 0)} cycles`, `${status.poll?.failed_cycles ?? 0} failed`, 'card-poll'),
-    card('Event streams', `${status.streams?.open ?? 0} open`, `${status.streams?.failing ?? 0} failing`, 'card-streams'),
+    card('Event streams', `${status.streams?.open ?? 0} open`, `${status.streams?.failing ?? 0} failing · ${status.streams?.polled_only ?? 0} polled only`, 'card-streams'),
     card('OPC UA sessions', String(status.opcua?.sessions ?? 0), 'clients connected now', 'card-opcua'),
     card('Storage', formatBytes(status.storage?.bytes), 'database size', 'card-storage'),
     card('Gateway', `v${status.version ?? '?'}`, `up ${formatDuration(status.uptime_seconds)} · config generation ${status.config_generation ?? '?'}${status.editing && !status.editing.enabled ? ' · editing off' : ''}`, 'card-gateway'),

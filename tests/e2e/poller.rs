@@ -635,3 +635,73 @@ async fn a_server_that_refuses_minute_aggregation_is_read_by_the_hour() {
     poller.stop();
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_pool_grows_with_the_devices_up_to_its_ceiling_and_says_who_is_polled_only() {
+    let sim = simulator(|c| c.devices_per_application = 5).await;
+    let full = gateway_config(&sim, |c| {
+        c.chirpstack.streams_per_connection = 2;
+        c.chirpstack.max_stream_connections = 2;
+    });
+    let mut small = full.clone();
+    small.applications[0].devices.truncate(3);
+    let mut poller = PollerProbe::start(small.clone()).await;
+    // Three devices: two connections (2 + 1 streams), nobody polled only.
+    wait_streams(&sim, 3).await;
+    let status = poller.upstream().await;
+    assert_eq!(
+        (status.streams_wanted, status.devices_polled_only),
+        (3, 0),
+        "{status:?}"
+    );
+    // Five devices on a ceiling of four streams: one device is polled only, said once.
+    let diff = opcgw::config::ConfigDiff::between(&small, &full);
+    poller
+        .actor
+        .cast(PollerMsg::Common(
+            opcgw_actors::tree::messages::Common::ConfigChanged(ConfigUpdate {
+                config: Arc::new(full.clone()),
+                diff: Arc::new(diff),
+                generation: 1,
+            }),
+        ))
+        .unwrap();
+    wait_streams(&sim, 4).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        let status = poller.upstream().await;
+        if status.devices_polled_only == 1 || Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        (status.streams_wanted, status.devices_polled_only),
+        (4, 1),
+        "{status:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sim.open_streams(), 4, "never more than the ceiling");
+    let planned = logs::events("event_streams_planned", "");
+    assert!(
+        planned.iter().any(|l| l.contains("streamed=3") && l.contains("polled_only=0"))
+            && planned
+                .iter()
+                .any(|l| l.contains("streamed=4") && l.contains("polled_only=1")),
+        "{planned:#?}"
+    );
+    let warned = logs::events("event_stream_capacity_reached", "polled_only=1");
+    assert_eq!(warned.len(), 1, "one warning for the pool, not one per device");
+    // The polled-only device still gets values, from GetMetrics aggregates.
+    let polled_only = sim.world().devices().nth(4).unwrap().dev_eui.clone();
+    sim.emit_uplink_now(&polled_only);
+    poller
+        .wait_for(
+            Duration::from_secs(10),
+            "an aggregate of the polled-only device",
+            |feed| samples(feed).iter().any(|s| s.device_id == polled_only),
+        )
+        .await;
+    poller.stop();
+    sim.shutdown().await;
+}

@@ -313,6 +313,7 @@ pub fn status_view() -> StatusView {
         streams: StreamsView {
             open: 1,
             failing: 0,
+            polled_only: 0,
         },
         ingest: IngestView {
             samples_per_second: 0.5,

@@ -253,6 +253,8 @@ pub struct PollView {
 pub struct StreamsView {
     pub open: u64,
     pub failing: u64,
+    /// Devices without a stream (the pool is full): polled through `GetMetrics` only.
+    pub polled_only: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

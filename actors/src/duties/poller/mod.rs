@@ -198,7 +198,11 @@ impl Actor for PollerActor {
                 let _ = reply.send(
                     state
                         .upstream
-                        .status(state.streams.open_count(), state.streams.wanted_count()),
+                        .status(
+                            state.streams.open_count(),
+                            state.streams.wanted_count(),
+                            state.streams.polled_only_count(),
+                        ),
                 );
             }
         }
@@ -391,7 +395,11 @@ impl PollerState {
         }
         let status = self
             .upstream
-            .status(self.streams.open_count(), self.streams.wanted_count());
+            .status(
+                self.streams.open_count(),
+                self.streams.wanted_count(),
+                self.streams.polled_only_count(),
+            );
         self.export_link(calls);
         self.send(Feed::Upstream(Arc::new(status)));
         debug!(

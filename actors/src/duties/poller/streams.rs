@@ -1,4 +1,6 @@
-//! Per-device event streams, spread over a small pool of HTTP/2 connections.
+//! Per-device event streams, spread over a pool of HTTP/2 connections opened as devices need
+//! them (`streams_per_connection` each, at most `max_stream_connections`: ceilings, whose
+//! defaults stream 10,000 devices on 100 connections).
 //!
 //! Each stream is a task: open `StreamDeviceEvents`, parse every item before it leaves the
 //! task, and hand typed events to the poller actor. A failed stream retries with its own
@@ -15,7 +17,7 @@ use opcgw::chirpstack::events::parse_log_item;
 use opcgw::model::Timestamp;
 use ractor::ActorRef;
 use tokio::sync::{watch, Semaphore};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::tree::messages::PollerMsg;
 use crate::tree::task::OwnedTask;
@@ -53,8 +55,12 @@ pub struct StreamPool {
     open: HashSet<String>,
     failing: HashSet<String>,
     gate: watch::Sender<Gate>,
-    /// Devices that could not get a stream (pool full), already warned about.
+    /// Devices that could not get a stream (pool full): polled only.
     unserved: HashSet<String>,
+    /// Streams per connection, by connection index.
+    load: Vec<usize>,
+    /// The last (streamed, polled only) logged.
+    planned: (usize, usize),
 }
 
 impl StreamPool {
@@ -74,32 +80,39 @@ impl StreamPool {
             failing: HashSet::new(),
             gate,
             unserved: HashSet::new(),
+            load: Vec::new(),
+            planned: (0, 0),
         }
+    }
+
+    /// Devices the pool can stream at most: `streams_per_connection x max_stream_connections`.
+    pub fn capacity(&self) -> usize {
+        self.per_connection.saturating_mul(self.max_connections)
     }
 
     /// Starts the streams of `wanted` devices that have none and stops the others.
     pub fn sync(&mut self, wanted: &[String], poller: &ActorRef<PollerMsg>) {
         let wanted_set: HashSet<&String> = wanted.iter().collect();
-        self.slots.retain(|dev, _| wanted_set.contains(dev));
+        let load = &mut self.load;
+        self.slots.retain(|dev, slot| {
+            let keep = wanted_set.contains(dev);
+            if !keep {
+                load[slot.connection] -= 1;
+            }
+            keep
+        });
         self.open.retain(|dev| wanted_set.contains(dev));
         self.failing.retain(|dev| wanted_set.contains(dev));
-        self.unserved.retain(|dev| wanted_set.contains(dev));
+        self.unserved.clear();
         for dev_eui in wanted {
             if self.slots.contains_key(dev_eui) {
                 continue;
             }
             let Some(connection) = self.free_connection() else {
-                if self.unserved.insert(dev_eui.clone()) {
-                    warn!(
-                        event = "event_stream_capacity_reached",
-                        device = dev_eui.as_str(),
-                        capacity = self.per_connection * self.max_connections,
-                        "no event stream for this device; its values come from GetMetrics aggregates only \
-                         (raise chirpstack.max_stream_connections)"
-                    );
-                }
+                self.unserved.insert(dev_eui.clone());
                 continue;
             };
+            self.load[connection] += 1;
             let client = self.connections[connection].clone();
             let task = OwnedTask::spawn(run_stream(
                 client,
@@ -116,14 +129,41 @@ impl StreamPool {
                 },
             );
         }
+        self.report_plan();
     }
 
-    fn free_connection(&mut self) -> Option<usize> {
-        let mut load = vec![0usize; self.connections.len()];
-        for slot in self.slots.values() {
-            load[slot.connection] += 1;
+    /// Says how many devices are streamed and how many only polled, when that changed.
+    fn report_plan(&mut self) {
+        let plan = (self.slots.len(), self.unserved.len());
+        if plan == self.planned {
+            return;
         }
-        if let Some(index) = load.iter().position(|n| *n < self.per_connection) {
+        self.planned = plan;
+        let (streamed, polled_only) = plan;
+        info!(
+            event = "event_streams_planned",
+            devices = streamed + polled_only,
+            streamed,
+            polled_only,
+            connections = self.connections.len(),
+            capacity = self.capacity()
+        );
+        if polled_only > 0 {
+            warn!(
+                event = "event_stream_capacity_reached",
+                polled_only,
+                capacity = self.capacity(),
+                "devices beyond the stream pool get no event stream: their values come from \
+                 GetMetrics aggregates, at best one per minute bucket and only when it is newer \
+                 (raise chirpstack.max_stream_connections or streams_per_connection)"
+            );
+        }
+    }
+
+    /// A connection with room for one more stream (opened when all are full, up to the
+    /// ceiling): connections follow the number of devices.
+    fn free_connection(&mut self) -> Option<usize> {
+        if let Some(index) = self.load.iter().position(|n| *n < self.per_connection) {
             return Some(index);
         }
         if self.connections.len() >= self.max_connections {
@@ -132,6 +172,7 @@ impl StreamPool {
         // Never the base client's connection: unary calls want the default window.
         self.connections
             .push(self.base.new_stream_connection().ok()?);
+        self.load.push(0);
         Some(self.connections.len() - 1)
     }
 
@@ -168,8 +209,14 @@ impl StreamPool {
         self.open.len()
     }
 
+    /// Devices given a stream (open or not).
     pub fn wanted_count(&self) -> usize {
-        self.slots.len() + self.unserved.len()
+        self.slots.len()
+    }
+
+    /// Devices without a stream because the pool is full.
+    pub fn polled_only_count(&self) -> usize {
+        self.unserved.len()
     }
 
     pub fn failing_count(&self) -> usize {

@@ -283,10 +283,12 @@ impl WebBackend for GatewayBackend {
                 StreamsView {
                     open: 0,
                     failing: 0,
+                    polled_only: 0,
                 },
                 |s| StreamsView {
                     open: s.streams_open as u64,
                     failing: s.streams_wanted.saturating_sub(s.streams_open) as u64,
+                    polled_only: s.devices_polled_only as u64,
                 },
             );
             Ok(StatusView {
