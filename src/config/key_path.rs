@@ -43,6 +43,27 @@ impl KeyPath {
         path
     }
 
+    /// The key of a message (`application[3].device[0].device_id`), as [`fmt::Display`] writes
+    /// it; `None` for text that is no key.
+    pub(super) fn parse(text: &str) -> Option<Self> {
+        let mut path = Vec::new();
+        for part in text.split('.') {
+            let mut pieces = part.split('[');
+            let name = pieces.next().filter(|n| !n.is_empty())?;
+            path.push(Segment::Key(name.to_string()));
+            for piece in pieces {
+                let index = piece.strip_suffix(']')?.parse().ok()?;
+                path.push(Segment::Index(index));
+            }
+        }
+        Some(Self(path))
+    }
+
+    /// The key without its last segment (`None` for a top-level key).
+    pub(super) fn parent(&self) -> Option<Self> {
+        (self.0.len() > 1).then(|| Self(self.0[..self.0.len() - 1].to_vec()))
+    }
+
     pub(super) fn segments(&self) -> &[Segment] {
         &self.0
     }
@@ -94,6 +115,19 @@ mod tests {
         assert_eq!(
             KeyPath::root("opcua").key("host_port").dotted(),
             "opcua.host_port"
+        );
+        // A message's key reads back as the path that printed it.
+        assert_eq!(KeyPath::parse(&path.to_string()), Some(path.clone()));
+        assert_eq!(
+            KeyPath::parse("opcua.host_port"),
+            Some(KeyPath::root("opcua").key("host_port"))
+        );
+        for not_a_key in ["", "a..b", "a[x]", "a[1", "[1]"] {
+            assert_eq!(KeyPath::parse(not_a_key), None, "{not_a_key:?}");
+        }
+        assert_eq!(
+            path.parent().and_then(|p| p.parent()),
+            Some(KeyPath::root("application").index(0).key("device").index(1).key("read_metric"))
         );
     }
 }

@@ -172,8 +172,14 @@ fn load_sources(sources: Sources<'_>, path: &Path) -> Result<LoadedConfig, Confi
         report
             .errors
             .into_iter()
-            .filter(|p| !unreadable.contains(&p.key)),
+            .filter(|p| !unreadable.contains(&p.key))
+            .map(|p| sources.located(p)),
     );
+    let warnings: Vec<ConfigProblem> = std::mem::take(&mut report.warnings)
+        .into_iter()
+        .map(|p| sources.located(p))
+        .collect();
+    report.warnings = warnings;
     if problems.is_empty() {
         Ok(LoadedConfig {
             config,
@@ -261,6 +267,22 @@ impl<'a> Sources<'a> {
     /// The value of top-level section `name`, if the file or the environment sets it.
     fn value(&self, name: &str) -> Option<&Value> {
         self.root.as_dict()?.get(name)
+    }
+
+    /// `problem` (found by a validation rule, which knows keys but not files) with where its
+    /// key was set: its own place, else the nearest entry holding it (a metric a template gave
+    /// a device is located at the device). Unchanged when the key is set nowhere (a default).
+    fn located(&self, mut problem: ConfigProblem) -> ConfigProblem {
+        let mut key = KeyPath::parse(&problem.key);
+        while let Some(path) = key {
+            let origin = self.origin(&path);
+            if !origin.is_empty() {
+                problem.message.push_str(&origin);
+                break;
+            }
+            key = path.parent().filter(|p| p.segments().len() >= 2);
+        }
+        problem
     }
 
     /// " (from OPCGW_…)" or " (in <file>, line L, column C)": where `key` was set.

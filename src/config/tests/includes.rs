@@ -143,15 +143,45 @@ fn a_problem_in_an_included_file_names_that_file_and_its_line() {
         "{}",
         unknown.message
     );
-    // A duplicate id across files is a topology problem like any other.
+    // A duplicate id across files is a topology problem like any other, and a rule's problem
+    // names the file and line of the value too (site-b.toml is the second file read).
     let mut files = standard();
     files[0].1 = Box::leak(SITE_B.replace("app-b", "app-a").into_boxed_str());
     let (_dir, path) = fleet(MAIN, &files);
     let found = problems(load(&path, &EnvSnapshot::default()));
+    let twice = found
+        .iter()
+        .find(|p| p.key == "application[2].application_id")
+        .unwrap_or_else(|| panic!("{found:?}"));
     assert!(
-        found.iter().any(|p| p.message.contains("app-a")),
-        "{found:?}"
+        twice.message.contains("app-a")
+            && twice.message.contains("site-b.toml, line 4,"),
+        "{}",
+        twice.message
     );
+    // A rule's problem on a key the file writes is located at it; one on what a template gave
+    // a device (its second metric reads the template's field again) at the nearest entry.
+    let mut files = standard();
+    let site_a = SITE_A.replace(
+        "Tank A1\"",
+        "Tank A1\"\n  stale_threshold_seconds = 0",
+    ) + "\n    [[application.device.read_metric]]\n    metric_name = \"Depth\"\n    \
+         chirpstack_metric_name = \"level_cm\"\n    metric_type = \"Float\"\n";
+    files[1].1 = Box::leak(site_a.into_boxed_str());
+    let (_dir, path) = fleet(MAIN, &files);
+    let found = problems(load(&path, &EnvSnapshot::default()));
+    let find = |key: &str| {
+        found
+            .iter()
+            .find(|p| p.key == key)
+            .unwrap_or_else(|| panic!("no {key} in {found:?}"))
+            .message
+            .clone()
+    };
+    let stale = find("application[1].device[0].stale_threshold_seconds");
+    assert!(stale.contains("site-a.toml, line 16, column 3"), "{stale}");
+    let twice = find("application[1].device[0].read_metric[1].chirpstack_metric_name");
+    assert!(twice.contains("site-a.toml, line "), "{twice}");
 }
 
 #[test]
