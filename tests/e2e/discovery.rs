@@ -165,6 +165,17 @@ async fn a_discovering_application_serves_its_devices_and_follows_chirpstack() {
         let value = wait_status(&ua, &id, StatusCode::Good, WAIT).await.unwrap();
         assert!(is_typed(&value), "{id}: {value:?}");
     }
+    // The values are the uplinks' (the device's time says which uplink).
+    for metric in ["temperature", "counter", "mode"] {
+        let read = ua.read(&format!("{second}/{metric}")).await;
+        let at = opcgw::opcua::nodes::gateway_time(&read.source_timestamp.unwrap()).unwrap();
+        let expected = sim.expected_value(&second, metric, at).unwrap();
+        assert_eq!(
+            read.value,
+            Some(opcgw::opcua::nodes::variant_of(&expected)),
+            "{metric} at {at:?}"
+        );
+    }
     assert_eq!(
         ua.read(&format!("{second}/debug_info")).await.status(),
         StatusCode::BadNodeIdUnknown
