@@ -110,7 +110,11 @@ async fn main() {
         database: &database,
         log_dir: Some(&log_dir),
         level: "warn,opcgw_actors::duties::reload=info,opcgw_actors::duties::poller::streams=info",
-        chirpstack_extra: if streams { "" } else { "event_stream = false\n" },
+        chirpstack_extra: if streams {
+            ""
+        } else {
+            "event_stream = false\n"
+        },
     });
     for app in &apps {
         config += &format!(
@@ -231,8 +235,7 @@ async fn main() {
     let (files, rss) = (open_files(pid), rss_kib(pid).unwrap_or(0) as f64 / 1024.0);
     let planned = log_lines(&log_dir)
         .into_iter()
-        .filter(|l| l.contains("event=\"event_streams_planned\""))
-        .next_back()
+        .rfind(|l| l.contains("event=\"event_streams_planned\""))
         .unwrap_or_default();
 
     println!(
@@ -240,7 +243,10 @@ async fn main() {
          first discovery listed {listed} devices in {first_ms:.0} ms ({calls} calls); {nodes} \
          gateway nodes browsed"
     );
-    println!("2. all {} watched variables Good: {all_good:.1} s after spawn (target <= 20 s)", watched.len());
+    println!(
+        "2. all {} watched variables Good: {all_good:.1} s after spawn (target <= 20 s)",
+        watched.len()
+    );
     println!(
         "3. a refresh finding nothing new: {refresh_ms:.0} ms (target <= 2,000 ms); address \
          space unchanged: {unchanged}"

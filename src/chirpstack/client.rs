@@ -389,8 +389,7 @@ impl ChirpstackClient {
             application_id: application_id.to_string(),
             ..Default::default()
         };
-        self.unary(self.devices().list(self.request(request)))
-            .await
+        self.unary(self.devices().list(self.request(request))).await
     }
 
     /// One page of the devices of `application_id`, with the total the server claims.

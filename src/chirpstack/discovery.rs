@@ -169,8 +169,7 @@ pub async fn discover(
     }
     let mut listed: BTreeMap<String, Vec<DeviceIdentity>> = BTreeMap::new();
     while let Some(joined) = listings.join_next().await {
-        let (application, count, devices) =
-            joined.map_err(task_failed)?;
+        let (application, count, devices) = joined.map_err(task_failed)?;
         calls += count;
         listed.insert(application, devices?);
     }
@@ -192,8 +191,7 @@ pub async fn discover(
     let mut profiles: HashMap<String, ProfileMeasurements> = HashMap::new();
     let mut skipped = Vec::new();
     while let Some(joined) = reads.join_next().await {
-        let (id, answer) =
-            joined.map_err(task_failed)?;
+        let (id, answer) = joined.map_err(task_failed)?;
         calls += 1;
         match answer {
             Ok(profile) => {

@@ -34,7 +34,8 @@ pub fn merge(file: &AppConfig, topology: &Topology) -> AppConfig {
         let Some(found) = topology.applications.get(&app.application_id) else {
             continue;
         };
-        let mut names: HashSet<String> = app.devices.iter().map(|d| d.device_name.clone()).collect();
+        let mut names: HashSet<String> =
+            app.devices.iter().map(|d| d.device_name.clone()).collect();
         for device in found {
             let id = device.dev_eui.to_ascii_lowercase();
             if let Some(own) = app
@@ -186,7 +187,6 @@ mod tests {
                         metrics: vec![metric("t", "temperature", MetricType::Float)],
                         commands: vec![],
                     }],
-                    ..Default::default()
                 },
             ],
             templates: vec![DeviceTemplate {
@@ -271,7 +271,11 @@ mod tests {
             &topology(vec![found("00000000000000dd", "Valve 1", "profile-b")]),
         );
         let valve = &merged.applications[0].devices[1];
-        let names: Vec<&str> = valve.metrics.iter().map(|m| m.metric_name.as_str()).collect();
+        let names: Vec<&str> = valve
+            .metrics
+            .iter()
+            .map(|m| m.metric_name.as_str())
+            .collect();
         // The template reads valve_open as Bool "Open"; "counter" is a command name.
         assert_eq!(names, ["Open", "temperature"]);
         assert_eq!(valve.metrics[0].metric_type, MetricType::Bool);

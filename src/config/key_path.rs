@@ -127,7 +127,13 @@ mod tests {
         }
         assert_eq!(
             path.parent().and_then(|p| p.parent()),
-            Some(KeyPath::root("application").index(0).key("device").index(1).key("read_metric"))
+            Some(
+                KeyPath::root("application")
+                    .index(0)
+                    .key("device")
+                    .index(1)
+                    .key("read_metric")
+            )
         );
     }
 }

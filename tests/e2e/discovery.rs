@@ -152,12 +152,14 @@ async fn a_discovering_application_serves_its_devices_and_follows_chirpstack() {
 
     let ua = connect_none(workdir.opcua_port(), TEST_PASSWORD).await;
     // The discovered device: every measurement with its type, values from its uplinks.
-    let expected_types: [(&str, fn(&Variant) -> bool); 4] = [
+    type IsTyped = fn(&Variant) -> bool;
+    let expected_types: [(&str, IsTyped); 4] = [
         ("temperature", |v| matches!(v, Variant::Double(_))),
         ("counter", |v| matches!(v, Variant::Int64(_))),
-        ("valve_open", |v| {
-            matches!(v, Variant::String(s) if ["true", "false"].contains(&s.as_ref()))
-        }),
+        (
+            "valve_open",
+            |v| matches!(v, Variant::String(s) if ["true", "false"].contains(&s.as_ref())),
+        ),
         ("mode", |v| matches!(v, Variant::String(_))),
     ];
     for (metric, is_typed) in expected_types {
@@ -192,7 +194,12 @@ async fn a_discovering_application_serves_its_devices_and_follows_chirpstack() {
         "a measurement the file reads is not added twice"
     );
     let app_node = ua.id(&sim.world().applications[0].id);
-    let names: Vec<String> = ua.children(&app_node).await.into_iter().map(|c| c.0).collect();
+    let names: Vec<String> = ua
+        .children(&app_node)
+        .await
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
     assert!(names.contains(&"Boiler".to_string()), "{names:?}");
     assert!(
         names.contains(&sim.world().applications[0].devices[1].name),
@@ -208,11 +215,17 @@ async fn a_discovering_application_serves_its_devices_and_follows_chirpstack() {
     );
 
     // A device added in ChirpStack appears after `ctl discover`, in the same session.
-    let kept = ua.subscribe(&[ua.id(&format!("{first}/counter"))], false).await;
+    let kept = ua
+        .subscribe(&[ua.id(&format!("{first}/counter"))], false)
+        .await;
     assert!(sim.add_device(&third));
     let outcome = ask(&mut control, Request::Discover).await;
     assert_eq!(outcome["outcome"], "succeeded", "{outcome}");
-    assert_eq!(outcome["added_devices"], serde_json::json!([third]), "{outcome}");
+    assert_eq!(
+        outcome["added_devices"],
+        serde_json::json!([third]),
+        "{outcome}"
+    );
     wait_status(&ua, &format!("{third}/counter"), StatusCode::Good, WAIT).await;
     let count = kept.lock().unwrap().len();
     wait_for(&kept, WAIT, "the session's subscription goes on", |seen| {
@@ -228,7 +241,11 @@ async fn a_discovering_application_serves_its_devices_and_follows_chirpstack() {
     assert!(sim.delete_device(&second));
     let outcome = ask(&mut control, Request::Discover).await;
     assert_eq!(outcome["gone"], 1, "{outcome}");
-    assert_eq!(outcome["removed_devices"], serde_json::json!([]), "{outcome}");
+    assert_eq!(
+        outcome["removed_devices"],
+        serde_json::json!([]),
+        "{outcome}"
+    );
     wait_status(
         &ua,
         &format!("{second}/temperature"),
@@ -241,9 +258,7 @@ async fn a_discovering_application_serves_its_devices_and_follows_chirpstack() {
     workdir.write_config(&config(&sim, "remove", &written));
     daemon.signal(Signal::SIGHUP);
     let deadline = Instant::now() + WAIT;
-    while ua.read(&format!("{second}/temperature")).await.status()
-        != StatusCode::BadNodeIdUnknown
-    {
+    while ua.read(&format!("{second}/temperature")).await.status() != StatusCode::BadNodeIdUnknown {
         assert!(Instant::now() < deadline, "the deleted device stays served");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -277,7 +292,11 @@ async fn an_outage_keeps_the_discovered_devices_even_across_a_restart() {
     sim.start_outage().await;
     let outcome = ask(&mut control, Request::Discover).await;
     assert_eq!(outcome["outcome"], "failed", "{outcome}");
-    assert_eq!(devices(&mut control).await, known, "never an empty topology");
+    assert_eq!(
+        devices(&mut control).await,
+        known,
+        "never an empty topology"
+    );
 
     // A restart while ChirpStack is still down serves every known device from the start.
     daemon.signal(Signal::SIGTERM);

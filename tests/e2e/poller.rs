@@ -684,14 +684,20 @@ async fn the_stream_pool_grows_with_the_devices_up_to_its_ceiling_and_says_who_i
     assert_eq!(sim.open_streams(), 4, "never more than the ceiling");
     let planned = logs::events("event_streams_planned", "");
     assert!(
-        planned.iter().any(|l| l.contains("streamed=3") && l.contains("polled_only=0"))
+        planned
+            .iter()
+            .any(|l| l.contains("streamed=3") && l.contains("polled_only=0"))
             && planned
                 .iter()
                 .any(|l| l.contains("streamed=4") && l.contains("polled_only=1")),
         "{planned:#?}"
     );
     let warned = logs::events("event_stream_capacity_reached", "polled_only=1");
-    assert_eq!(warned.len(), 1, "one warning for the pool, not one per device");
+    assert_eq!(
+        warned.len(),
+        1,
+        "one warning for the pool, not one per device"
+    );
     // The polled-only device still gets values, from GetMetrics aggregates.
     let polled_only = sim.world().devices().nth(4).unwrap().dev_eui.clone();
     sim.emit_uplink_now(&polled_only);

@@ -35,7 +35,11 @@ fn client(sim: &SimulatorHandle) -> ChirpstackClient {
 }
 
 fn application_ids(sim: &SimulatorHandle) -> Vec<String> {
-    sim.world().applications.iter().map(|a| a.id.clone()).collect()
+    sim.world()
+        .applications
+        .iter()
+        .map(|a| a.id.clone())
+        .collect()
 }
 
 #[tokio::test]
@@ -57,7 +61,9 @@ async fn every_device_is_listed_page_by_page_with_its_profiles_measurements() {
         let mut expected: Vec<&str> = app.devices.iter().map(|d| d.dev_eui.as_str()).collect();
         expected.sort();
         assert_eq!(euis, expected);
-        assert!(devices.iter().all(|d| d.device_profile_id == DEVICE_PROFILE_ID));
+        assert!(devices
+            .iter()
+            .all(|d| d.device_profile_id == DEVICE_PROFILE_ID));
     }
     let device = &topology.applications[&sim.world().applications[0].id][0];
     assert_eq!(device.name, sim.world().applications[0].devices[0].name);
@@ -91,23 +97,35 @@ async fn every_device_is_listed_page_by_page_with_its_profiles_measurements() {
 async fn a_deleted_device_is_kept_marked_gone_or_dropped_and_an_outage_is_an_error() {
     let sim = simulator(1, 3).await;
     let apps = application_ids(&sim);
-    let first = discover(&client(&sim), &apps, 100, 4).await.unwrap().topology;
+    let first = discover(&client(&sim), &apps, 100, 4)
+        .await
+        .unwrap()
+        .topology;
     let gone = sim.world().applications[0].devices[1].dev_eui.clone();
     assert!(sim.delete_device(&gone));
-    let second = discover(&client(&sim), &apps, 100, 4).await.unwrap().topology;
+    let second = discover(&client(&sim), &apps, 100, 4)
+        .await
+        .unwrap()
+        .topology;
     assert_eq!(second.device_count(), 2);
 
     let kept = second.clone().succeeding(&first, DeviceRemoval::Keep);
     let devices = &kept.applications[&apps[0]];
     assert_eq!(devices.len(), 3);
-    let marked: Vec<(&str, bool)> = devices.iter().map(|d| (d.dev_eui.as_str(), d.gone)).collect();
+    let marked: Vec<(&str, bool)> = devices
+        .iter()
+        .map(|d| (d.dev_eui.as_str(), d.gone))
+        .collect();
     assert!(marked.contains(&(gone.as_str(), true)), "{marked:?}");
     assert_eq!(marked.iter().filter(|(_, gone)| *gone).count(), 1);
     let removed = second.clone().succeeding(&first, DeviceRemoval::Remove);
     assert_eq!(removed, second);
     // Back again: listed, no longer gone.
     assert!(sim.add_device(&gone));
-    let third = discover(&client(&sim), &apps, 100, 4).await.unwrap().topology;
+    let third = discover(&client(&sim), &apps, 100, 4)
+        .await
+        .unwrap()
+        .topology;
     let again = third.succeeding(&kept, DeviceRemoval::Keep);
     assert!(again.applications[&apps[0]].iter().all(|d| !d.gone));
 

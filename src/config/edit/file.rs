@@ -102,9 +102,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EditError> {
         let target = failure.target.display();
         let err = &failure.error;
         EditError::Io(match failure.step {
-            AtomicStep::SyncDirectory => format!(
-                "replaced {target} but could not flush its directory: {err}"
-            ),
+            AtomicStep::SyncDirectory => {
+                format!("replaced {target} but could not flush its directory: {err}")
+            }
             step => format!(
                 "cannot {} {target}: {err}; the configuration file was not changed",
                 step.as_str()

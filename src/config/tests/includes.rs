@@ -154,18 +154,15 @@ fn a_problem_in_an_included_file_names_that_file_and_its_line() {
         .find(|p| p.key == "application[2].application_id")
         .unwrap_or_else(|| panic!("{found:?}"));
     assert!(
-        twice.message.contains("app-a")
-            && twice.message.contains("site-b.toml, line 4,"),
+        twice.message.contains("app-a") && twice.message.contains("site-b.toml, line 4,"),
         "{}",
         twice.message
     );
     // A rule's problem on a key the file writes is located at it; one on what a template gave
     // a device (its second metric reads the template's field again) at the nearest entry.
     let mut files = standard();
-    let site_a = SITE_A.replace(
-        "Tank A1\"",
-        "Tank A1\"\n  stale_threshold_seconds = 0",
-    ) + "\n    [[application.device.read_metric]]\n    metric_name = \"Depth\"\n    \
+    let site_a = SITE_A.replace("Tank A1\"", "Tank A1\"\n  stale_threshold_seconds = 0")
+        + "\n    [[application.device.read_metric]]\n    metric_name = \"Depth\"\n    \
          chirpstack_metric_name = \"level_cm\"\n    metric_type = \"Float\"\n";
     files[1].1 = Box::leak(site_a.into_boxed_str());
     let (_dir, path) = fleet(MAIN, &files);

@@ -60,7 +60,10 @@ pub(super) fn validate_applications(config: &AppConfig, report: &mut ValidationR
                 );
             }
             if !config.templates.iter().any(|t| &t.name == template) {
-                report.error(key, format!("no [[device_template]] is named \"{template}\""));
+                report.error(
+                    key,
+                    format!("no [[device_template]] is named \"{template}\""),
+                );
             }
         }
         if app.devices.is_empty() && !app.discover {

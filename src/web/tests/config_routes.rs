@@ -65,7 +65,7 @@ async fn reads_show_the_live_tree_and_whether_it_can_be_edited() {
     );
 
     let one = json_body(app.send(as_operator(get("/api/applications/app-1"))).await).await;
-    let summary = json!([{"device_id": "valve-1", "device_name": "Valve", "metric_count": 2, "command_count": 1}]);
+    let summary = json!([{"device_id": "valve-1", "device_name": "Valve", "metric_count": 2, "command_count": 1, "discovered": false}]);
     assert_eq!(one["devices"], summary);
     let devices = json_body(
         app.send(as_operator(get("/api/applications/app-1/devices")))

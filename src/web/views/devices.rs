@@ -333,7 +333,10 @@ mod tests {
         assert_eq!(valve["metrics"][2]["quality"], "waiting");
         assert_eq!(valve["device_name"], "VALVE-1");
         assert_eq!(valve["origin"], "configured");
-        assert_eq!(json["applications"][1]["devices"][0]["origin"], "discovered");
+        assert_eq!(
+            json["applications"][1]["devices"][0]["origin"],
+            "discovered"
+        );
         // The sorted answer storage gives reads the same.
         let mut sorted = latest.clone();
         sorted.sort_by(|a, b| (&a.device_id, &a.metric).cmp(&(&b.device_id, &b.metric)));

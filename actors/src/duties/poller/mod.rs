@@ -195,15 +195,11 @@ impl Actor for PollerActor {
                 let _ = reply.send(state.counters());
             }
             PollerMsg::Upstream(reply) => {
-                let _ = reply.send(
-                    state
-                        .upstream
-                        .status(
-                            state.streams.open_count(),
-                            state.streams.wanted_count(),
-                            state.streams.polled_only_count(),
-                        ),
-                );
+                let _ = reply.send(state.upstream.status(
+                    state.streams.open_count(),
+                    state.streams.wanted_count(),
+                    state.streams.polled_only_count(),
+                ));
             }
         }
         Ok(())
@@ -393,13 +389,11 @@ impl PollerState {
         if let Some(outcome) = outcome {
             self.publish(outcome, now, &config);
         }
-        let status = self
-            .upstream
-            .status(
-                self.streams.open_count(),
-                self.streams.wanted_count(),
-                self.streams.polled_only_count(),
-            );
+        let status = self.upstream.status(
+            self.streams.open_count(),
+            self.streams.wanted_count(),
+            self.streams.polled_only_count(),
+        );
         self.export_link(calls);
         self.send(Feed::Upstream(Arc::new(status)));
         debug!(

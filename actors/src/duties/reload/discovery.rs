@@ -209,7 +209,10 @@ impl ReloadState {
         }
         let topology = found
             .topology
-            .succeeding(&self.discovery.topology, self.file.chirpstack.on_device_removed)
+            .succeeding(
+                &self.discovery.topology,
+                self.file.chirpstack.on_device_removed,
+            )
             .for_config(&self.file);
         let gone = topology
             .applications

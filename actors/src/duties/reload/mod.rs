@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use opcgw::config::edit::{content_hash, ConfigWriter, ContentHash};
 use opcgw::config::discovered::merge;
+use opcgw::config::edit::{content_hash, ConfigWriter, ContentHash};
 use opcgw::config::{self, AppConfig, ConfigDiff, ConfigError, EnvSnapshot};
 use opcgw::security::sanitize_for_log;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -27,9 +27,9 @@ use crate::tree::duty::DutyBase;
 use crate::tree::messages::{
     ConfigUpdate, DiscoverTrigger, ReloadFailure, ReloadMsg, ReloadOutcome, ReloadTrigger,
 };
-use discovery::DiscoveryState;
-pub use discovery::starting_config;
 use crate::tree::supervisor::SupervisorMsg;
+pub use discovery::starting_config;
+use discovery::DiscoveryState;
 
 pub const ROLE: &str = "reload";
 
