@@ -711,3 +711,82 @@ async fn the_stream_pool_grows_with_the_devices_up_to_its_ceiling_and_says_who_i
     poller.stop();
     sim.shutdown().await;
 }
+
+/// Feeds a channel, and says storage is behind while `backlogged` is set.
+struct BackloggedOutput {
+    feed: mpsc::UnboundedSender<Feed>,
+    backlogged: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl opcgw_actors::duties::poller::output::PollerOutput for BackloggedOutput {
+    fn send(&mut self, _peers: &opcgw_actors::tree::messages::Peers, feed: Feed) {
+        let _ = self.feed.send(feed);
+    }
+
+    fn storage_backlogged(&self) -> bool {
+        self.backlogged.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_storage_is_behind_the_event_streams_wait_and_lose_nothing() {
+    use opcgw_actors::duties::poller::streams::MAX_EVENTS_IN_FLIGHT;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    logs::capture();
+    let sim = simulator(|c| {
+        c.devices_per_application = 1;
+        c.event_history = 2_000;
+    })
+    .await;
+    let config = gateway_config(&sim, |c| c.chirpstack.polling_frequency = 3_600);
+    let dev = sim.world().devices().next().unwrap().dev_eui.clone();
+    let backlogged = Arc::new(AtomicBool::new(true));
+    let (tx, mut feed) = mpsc::unbounded_channel();
+    let args = PollerArgs {
+        config: ConfigUpdate::initial(Arc::new(config)),
+        output: Box::new(BackloggedOutput {
+            feed: tx,
+            backlogged: backlogged.clone(),
+        }),
+        peers: Default::default(),
+    };
+    let (actor, _join) = Actor::spawn(None, PollerActor, args).await.unwrap();
+    wait_streams(&sim, 1).await;
+    let uplinks = MAX_EVENTS_IN_FLIGHT + 200;
+    for _ in 0..uplinks {
+        sim.emit_uplink_now(&dev);
+    }
+    // One temperature per uplink: count the uplinks that reached the poller's output.
+    let mut seen = Vec::new();
+    let mut count = |seen: &mut Vec<Feed>, feed: &mut mpsc::UnboundedReceiver<Feed>| {
+        while let Ok(item) = feed.try_recv() {
+            seen.push(item);
+        }
+        samples(seen)
+            .iter()
+            .filter(|s| s.device_id == dev && s.metric == "temperature")
+            .count()
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        count(&mut seen, &mut feed),
+        MAX_EVENTS_IN_FLIGHT,
+        "the stream stops once every in-flight event is held"
+    );
+    assert_eq!(logs::events("event_streams_held", "").len(), 1);
+    // Storage caught up: the rest arrives, none lost.
+    backlogged.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(&mut seen, &mut feed) < uplinks {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {uplinks} uplinks after the release",
+            count(&mut seen, &mut feed)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count(&mut seen, &mut feed), uplinks);
+    assert_eq!(logs::events("event_streams_released", "").len(), 1);
+    actor.stop(None);
+    sim.shutdown().await;
+}

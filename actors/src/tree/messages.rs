@@ -215,6 +215,8 @@ pub enum PollerMsg {
     Upstream(RpcReplyPort<UpstreamStatus>),
     /// The poller's counters.
     Counters(RpcReplyPort<crate::duties::poller::PollerCounters>),
+    /// Time to see whether storage caught up and the held event streams may go on.
+    ReleaseCheck,
 }
 
 impl std::fmt::Debug for PollerMsg {
@@ -231,6 +233,7 @@ impl std::fmt::Debug for PollerMsg {
             Self::CommandEnqueued { .. } => "CommandEnqueued",
             Self::Upstream(_) => "Upstream",
             Self::Counters(_) => "Counters",
+            Self::ReleaseCheck => "ReleaseCheck",
         };
         f.write_str(name)
     }

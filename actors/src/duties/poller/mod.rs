@@ -79,7 +79,16 @@ pub struct PollerState {
     upstream: UpstreamTracker,
     commands: CommandDispatch,
     counters: PollerCounters,
+    /// Permits of events handled while storage was behind: kept, they hold the streams back
+    /// (see `streams::MAX_EVENTS_IN_FLIGHT`) until storage catches up.
+    held: Vec<tokio::sync::OwnedSemaphorePermit>,
+    held_since: Option<std::time::Instant>,
+    /// A `ReleaseCheck` is on its way (one at a time).
+    release_pending: bool,
 }
+
+/// How often held streams check whether storage caught up.
+const RELEASE_CHECK: Duration = Duration::from_millis(100);
 
 impl Actor for PollerActor {
     type Msg = PollerMsg;
@@ -115,6 +124,9 @@ impl Actor for PollerActor {
             upstream,
             commands: CommandDispatch::new(client),
             counters: PollerCounters::default(),
+            held: Vec::new(),
+            held_since: None,
+            release_pending: false,
         };
         state.base.peers = args.peers;
         state.output.peers_changed(&state.base.peers);
@@ -153,7 +165,13 @@ impl Actor for PollerActor {
                 in_flight,
             } => {
                 state.device_event(&dev_eui, event, received);
-                drop(in_flight);
+                if let Some(permit) = in_flight {
+                    state.hold_if_backlogged(permit);
+                }
+            }
+            PollerMsg::ReleaseCheck => {
+                state.release_pending = false;
+                state.release_check();
             }
             PollerMsg::BadEvent { dev_eui, error } => {
                 state.counters.rejected_events += 1;
@@ -515,6 +533,57 @@ impl PollerState {
         if allowed && !transition.from.allows_streams() {
             self.streams.reconnect_now();
         }
+    }
+
+    /// Keeps an event's permit while storage is behind (the streams stop once all are held),
+    /// else lets it and any held ones go.
+    fn hold_if_backlogged(&mut self, permit: tokio::sync::OwnedSemaphorePermit) {
+        if !self.output.storage_backlogged() {
+            drop(permit);
+            self.release_check();
+            return;
+        }
+        if self.held.is_empty() {
+            let (buffered, _, _) = self.output.storage_stats();
+            warn!(
+                event = "event_streams_held",
+                buffered,
+                "storage is behind: the event streams wait (ChirpStack keeps their events) \
+                 until it catches up"
+            );
+            self.held_since = Some(std::time::Instant::now());
+            self.schedule_release_check();
+        }
+        self.held.push(permit);
+    }
+
+    fn schedule_release_check(&mut self) {
+        if !self.release_pending {
+            self.release_pending = true;
+            self.myself
+                .send_after(RELEASE_CHECK, || PollerMsg::ReleaseCheck);
+        }
+    }
+
+    /// Lets the held streams go once storage caught up; else looks again soon.
+    fn release_check(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        if self.output.storage_backlogged() {
+            self.schedule_release_check();
+            return;
+        }
+        let held_ms = self
+            .held_since
+            .take()
+            .map_or(0, |since| since.elapsed().as_millis() as u64);
+        info!(
+            event = "event_streams_released",
+            events = self.held.len(),
+            held_ms
+        );
+        self.held.clear();
     }
 
     fn device_event(&mut self, dev_eui: &str, event: DeviceEvent, received: Timestamp) {

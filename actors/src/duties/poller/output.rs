@@ -4,7 +4,11 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 
-use super::forward::{StorageForwarder, StorageItem};
+use super::forward::{StorageForwarder, StorageItem, MAX_BUFFERED_SAMPLES};
+
+/// Samples on their way to storage from which the event streams are held back: half the
+/// buffer, so what polls and streams already in flight bring still fits.
+pub const BACKLOG_SAMPLES: usize = MAX_BUFFERED_SAMPLES / 2;
 use crate::tree::messages::{Feed, OpcUaMsg, Peers, StorageMsg, WebMsg};
 
 /// A consumer of the poller's feed.
@@ -17,6 +21,12 @@ pub trait PollerOutput: Send + 'static {
     /// `(buffered, written, dropped)` samples on their way to storage.
     fn storage_stats(&self) -> (u64, u64, u64) {
         (0, 0, 0)
+    }
+
+    /// Samples pile up on their way to storage (it is slow, opening or away): the poller then
+    /// holds the event streams back (ChirpStack keeps their events) instead of buffering more.
+    fn storage_backlogged(&self) -> bool {
+        false
     }
 }
 
@@ -64,6 +74,10 @@ impl PollerOutput for PeerOutput {
     fn peers_changed(&mut self, peers: &Peers) {
         self.storage
             .set_storage(peers.storage().map(|peer| peer.actor().clone()));
+    }
+
+    fn storage_backlogged(&self) -> bool {
+        self.storage.stats().buffered.load(Ordering::Relaxed) >= BACKLOG_SAMPLES as u64
     }
 
     fn storage_stats(&self) -> (u64, u64, u64) {
