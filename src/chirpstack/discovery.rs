@@ -82,18 +82,32 @@ impl Topology {
     }
 
     /// This discovery's answer applied to the `previous` topology: devices no longer listed are
-    /// kept, marked gone, under [`DeviceRemoval::Keep`] (an application that is no longer
-    /// discovered is dropped whole either way).
+    /// kept, marked gone, under [`DeviceRemoval::Keep`] — unless ChirpStack now lists them in
+    /// another application (a device deleted and created again elsewhere). Applications this
+    /// discovery did not cover keep their previous devices; one no longer discovered is
+    /// dropped by [`Topology::for_config`].
     pub fn succeeding(mut self, previous: &Topology, removal: DeviceRemoval) -> Topology {
+        for (application, devices) in &previous.applications {
+            self.applications
+                .entry(application.clone())
+                .or_insert_with(|| devices.clone());
+        }
         if removal == DeviceRemoval::Keep {
+            let listed: BTreeSet<String> = self
+                .applications
+                .values()
+                .flatten()
+                .filter(|d| !d.gone)
+                .map(|d| d.dev_eui.clone())
+                .collect();
             for (application, devices) in &mut self.applications {
                 let Some(before) = previous.applications.get(application) else {
                     continue;
                 };
-                let listed: BTreeSet<&str> = devices.iter().map(|d| d.dev_eui.as_str()).collect();
+                let here: BTreeSet<&str> = devices.iter().map(|d| d.dev_eui.as_str()).collect();
                 let kept: Vec<DiscoveredDevice> = before
                     .iter()
-                    .filter(|d| !listed.contains(d.dev_eui.as_str()))
+                    .filter(|d| !here.contains(d.dev_eui.as_str()) && !listed.contains(&d.dev_eui))
                     .map(|d| DiscoveredDevice {
                         gone: true,
                         ..d.clone()

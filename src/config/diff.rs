@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::schema::{AppConfig, DeviceConfig};
+use super::schema::{AppConfig, ApplicationConfig, DeviceConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -177,22 +177,29 @@ fn flatten(config: &AppConfig) -> BTreeMap<String, String> {
     out
 }
 
+/// What makes an application modified: its name, and whether and how it discovers devices.
+type AppShape<'a> = (&'a str, bool, &'a BTreeMap<String, String>);
+
+fn shape(app: &ApplicationConfig) -> AppShape<'_> {
+    (app.application_name.as_str(), app.discover, &app.templates)
+}
+
 fn topology_diff(old: &AppConfig, new: &AppConfig) -> TopologyDiff {
     let mut diff = TopologyDiff::default();
-    let old_apps: BTreeMap<&str, &str> = old
+    let old_apps: BTreeMap<&str, AppShape> = old
         .applications
         .iter()
-        .map(|a| (a.application_id.as_str(), a.application_name.as_str()))
+        .map(|a| (a.application_id.as_str(), shape(a)))
         .collect();
-    let new_apps: BTreeMap<&str, &str> = new
+    let new_apps: BTreeMap<&str, AppShape> = new
         .applications
         .iter()
-        .map(|a| (a.application_id.as_str(), a.application_name.as_str()))
+        .map(|a| (a.application_id.as_str(), shape(a)))
         .collect();
-    for (id, name) in &new_apps {
+    for (id, now) in &new_apps {
         match old_apps.get(id) {
             None => diff.added_applications.push(id.to_string()),
-            Some(old_name) if old_name != name => diff.modified_applications.push(id.to_string()),
+            Some(before) if before != now => diff.modified_applications.push(id.to_string()),
             Some(_) => {}
         }
     }

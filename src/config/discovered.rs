@@ -30,6 +30,16 @@ pub fn merge(file: &AppConfig, topology: &Topology) -> AppConfig {
         .iter()
         .map(|a| a.application_id.as_str())
         .collect();
+    // A device listed in one application and kept (gone) in another is the listed one; and
+    // no id is added twice, whatever the topology holds.
+    let listed: HashSet<String> = topology
+        .applications
+        .values()
+        .flatten()
+        .filter(|d| !d.gone)
+        .map(|d| d.dev_eui.to_ascii_lowercase())
+        .collect();
+    let mut added: HashSet<String> = HashSet::new();
     for app in merged.applications.iter_mut().filter(|a| a.discover) {
         let Some(found) = topology.applications.get(&app.application_id) else {
             continue;
@@ -47,6 +57,8 @@ pub fn merge(file: &AppConfig, topology: &Topology) -> AppConfig {
                 continue;
             }
             if written.contains(&id)
+                || (device.gone && listed.contains(&id))
+                || !added.insert(id.clone())
                 || application_ids.contains(id.as_str())
                 || crate::naming::is_reserved(&id)
                 || id.contains('/')
@@ -280,6 +292,45 @@ mod tests {
         assert_eq!(names, ["Open", "temperature"]);
         assert_eq!(valve.metrics[0].metric_type, MetricType::Bool);
         assert_eq!(valve.commands.len(), 1);
+    }
+
+    #[test]
+    fn a_device_moved_between_applications_is_served_once_where_it_is_listed() {
+        let mut file = file();
+        file.applications[1].discover = true;
+        file.applications[1].devices.clear();
+        let mut moved = found("00000000000000ee", "Moved", "profile-a");
+        let topology = Topology {
+            discovered_at: None,
+            applications: BTreeMap::from([
+                (
+                    "app-1".into(),
+                    vec![DiscoveredDevice {
+                        gone: true,
+                        ..moved.clone()
+                    }],
+                ),
+                ("app-2".into(), vec![moved.clone()]),
+            ]),
+        };
+        let merged = merge(&file, &topology);
+        let homes: Vec<&str> = merged
+            .devices()
+            .filter(|(_, d)| d.device_id == "00000000000000ee")
+            .map(|(a, _)| a.application_id.as_str())
+            .collect();
+        assert_eq!(homes, ["app-2"]);
+        // Twice in the topology (a damaged file): once in the configuration.
+        moved.gone = false;
+        let twice = Topology {
+            discovered_at: None,
+            applications: BTreeMap::from([
+                ("app-1".into(), vec![moved.clone()]),
+                ("app-2".into(), vec![moved]),
+            ]),
+        };
+        assert_eq!(merge(&file, &twice).discovered.len(), 1);
+        assert_eq!(merge(&file, &twice).devices().count(), 2);
     }
 
     #[test]

@@ -273,7 +273,7 @@ impl<'a> Sources<'a> {
     /// key was set: its own place, else the nearest entry holding it (a metric a template gave
     /// a device is located at the device). Unchanged when the key is set nowhere (a default).
     fn located(&self, mut problem: ConfigProblem) -> ConfigProblem {
-        let mut key = KeyPath::parse(&problem.key);
+        let mut key = KeyPath::parse(&problem.key).map(|key| self.within_written(key));
         while let Some(path) = key {
             let origin = self.origin(&path);
             if !origin.is_empty() {
@@ -283,6 +283,32 @@ impl<'a> Sources<'a> {
             key = path.parent().filter(|p| p.segments().len() >= 2);
         }
         problem
+    }
+
+    /// `key`, or the device holding it when it is in the metrics or commands of a device on a
+    /// template: those lists are the template's entries and then the device's own, so an index
+    /// in them is not the index of an entry in the file.
+    fn within_written(&self, key: KeyPath) -> KeyPath {
+        use super::key_path::Segment;
+        let [Segment::Key(list), Segment::Index(a), Segment::Key(devices), Segment::Index(d), Segment::Key(child), ..] =
+            key.segments()
+        else {
+            return key;
+        };
+        let in_list = child == "read_metric" || child == "command";
+        if list != "application" || devices != "device" || !in_list {
+            return key;
+        }
+        let on_template = self
+            .value("application")
+            .and_then(|apps| apps.as_array()?.get(*a)?.as_dict()?.get("device"))
+            .and_then(|devices| devices.as_array()?.get(*d)?.as_dict())
+            .is_some_and(|device| device.contains_key(super::probe::TEMPLATE_KEY));
+        if on_template {
+            KeyPath::root(list).index(*a).key(devices).index(*d)
+        } else {
+            key
+        }
     }
 
     /// " (from OPCGW_…)" or " (in <file>, line L, column C)": where `key` was set.

@@ -758,7 +758,7 @@ async fn while_storage_is_behind_the_event_streams_wait_and_lose_nothing() {
     }
     // One temperature per uplink: count the uplinks that reached the poller's output.
     let mut seen = Vec::new();
-    let mut count = |seen: &mut Vec<Feed>, feed: &mut mpsc::UnboundedReceiver<Feed>| {
+    let count = |seen: &mut Vec<Feed>, feed: &mut mpsc::UnboundedReceiver<Feed>| {
         while let Ok(item) = feed.try_recv() {
             seen.push(item);
         }

@@ -126,8 +126,26 @@ async fn a_deleted_device_is_kept_marked_gone_or_dropped_and_an_outage_is_an_err
         .await
         .unwrap()
         .topology;
-    let again = third.succeeding(&kept, DeviceRemoval::Keep);
+    let again = third.clone().succeeding(&kept, DeviceRemoval::Keep);
     assert!(again.applications[&apps[0]].iter().all(|d| !d.gone));
+
+    // A device listed by another application is not also kept as gone where it was; an
+    // application this discovery did not cover keeps what it had.
+    let mut elsewhere = third.clone();
+    let moved = elsewhere.applications.remove(&apps[0]).unwrap();
+    elsewhere.applications.insert("other-app".into(), moved);
+    elsewhere.applications.insert(apps[0].clone(), Vec::new());
+    let kept_apart = elsewhere.succeeding(&kept, DeviceRemoval::Keep);
+    assert!(
+        kept_apart.applications[&apps[0]].is_empty(),
+        "{kept_apart:?}"
+    );
+    let only_other = Topology {
+        discovered_at: None,
+        applications: BTreeMap::from([("other-app".to_string(), Vec::new())]),
+    };
+    let carried = only_other.succeeding(&kept, DeviceRemoval::Remove);
+    assert_eq!(carried.applications[&apps[0]], kept.applications[&apps[0]]);
 
     sim.start_outage().await;
     let error = discover(&client(&sim), &apps, 100, 4).await.unwrap_err();

@@ -29,7 +29,9 @@ pub fn apply(doc: &mut DocumentMut, live: &AppConfig, edit: &ConfigEdit) -> Resu
         {
             let device = edit.target().1.unwrap_or_default();
             EditError::UnsupportedLayout(format!(
-                "device {device:?} is discovered from ChirpStack, not written in the                  configuration file, so there is no {} to edit; write the device in the file                  ([[application.device]] with this device_id) to refine it: the file wins",
+                "device {device:?} is discovered from ChirpStack, not written in the \
+                 configuration file, so there is no {} to edit; write the device in the file \
+                 ([[application.device]] with this device_id) to refine it: the file wins",
                 subject.as_str()
             ))
         }
@@ -215,7 +217,11 @@ fn create_device(
         }),
         None => false,
     };
-    if in_file || live.devices().any(|(_, d)| d.device_id == id) {
+    // A device only discovered may be written in the file: that is how an operator refines it.
+    let configured = live
+        .devices()
+        .any(|(_, d)| d.device_id == id && !live.discovered.contains(id));
+    if in_file || configured {
         return Err(conflict(format!("device_id {id:?} is already configured")));
     }
     let mut names = std::collections::HashSet::new();

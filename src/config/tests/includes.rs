@@ -178,7 +178,7 @@ fn a_problem_in_an_included_file_names_that_file_and_its_line() {
     let stale = find("application[1].device[0].stale_threshold_seconds");
     assert!(stale.contains("site-a.toml, line 16, column 3"), "{stale}");
     let twice = find("application[1].device[0].read_metric[1].chirpstack_metric_name");
-    assert!(twice.contains("site-a.toml, line "), "{twice}");
+    assert!(twice.contains("site-a.toml, line 14, column 3"), "{twice}");
 }
 
 #[test]

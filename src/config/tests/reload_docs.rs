@@ -40,6 +40,18 @@ fn diff_classifies_hot_restart_required_and_topology_changes() {
     assert_eq!(diff.topology.added_devices, vec!["dev-new"]);
     assert_eq!(diff.topology.modified_devices, vec!["0000000000000001"]);
     assert!(ConfigDiff::between(&old, &old).is_empty());
+
+    // Turning discovery on, or a template by device profile, modifies the application: the
+    // reload is applied (and discovers), not taken for "unchanged".
+    let mut discovering = old.clone();
+    discovering.applications[0].discover = true;
+    let diff = ConfigDiff::between(&old, &discovering);
+    assert_eq!(diff.topology.modified_applications, vec!["app-1"]);
+    let mut templated = discovering.clone();
+    templated.applications[0]
+        .templates
+        .insert("profile".into(), "tank".into());
+    assert!(ConfigDiff::between(&discovering, &templated).includes_topology_change());
 }
 
 #[test]

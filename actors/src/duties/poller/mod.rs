@@ -453,6 +453,9 @@ impl PollerState {
         streams
             .get_or_create(&[("status", "failing")])
             .set(count(self.streams.failing_count()));
+        streams
+            .get_or_create(&[("status", "polled_only")])
+            .set(count(self.streams.polled_only_count()));
     }
 
     /// The upstream tracker's verdict on a cycle (failing streams make a success partial).

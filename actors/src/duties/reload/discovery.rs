@@ -38,6 +38,10 @@ pub(super) struct DiscoveryState {
     failures: u32,
     /// The timer in force; older ticks are ignored.
     tick: u64,
+    /// What the timer was set for: the interval and the applications discovered.
+    armed: Option<(u64, Vec<String>)>,
+    /// The applications the running discovery lists.
+    covering: Vec<String>,
     /// Skipped measurements already logged (each is logged once per process).
     reported: HashSet<(String, String)>,
 }
@@ -55,6 +59,8 @@ impl DiscoveryState {
             waiting: Vec::new(),
             failures: 0,
             tick: 0,
+            armed: None,
+            covering: Vec::new(),
             reported: HashSet::new(),
         }
     }
@@ -84,7 +90,34 @@ pub fn known_topology(path: &std::path::Path, config: &AppConfig) -> Topology {
 /// moment, ChirpStack reachable or not.
 pub fn starting_config(file: &AppConfig) -> AppConfig {
     let path = opcgw::chirpstack::discovery::topology_path(&file.storage.database_path);
-    merge(file, &known_topology(&path, file))
+    merged_or_file(file, &known_topology(&path, file))
+}
+
+/// `file` with `topology` merged in, when that is a valid configuration.
+fn merged(file: &AppConfig, topology: &Topology) -> Result<AppConfig, String> {
+    let merged = merge(file, topology);
+    let report = opcgw::config::validate(&merged);
+    if report.errors.is_empty() {
+        return Ok(merged);
+    }
+    let problems: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+    Err(sanitize_for_log(&problems.join("; "), MAX_ERROR_CHARS))
+}
+
+/// `file` with `topology` merged in; `file` alone (said in the log) when the merge is not a
+/// valid configuration: the file's devices are served whatever discovery kept.
+pub(super) fn merged_or_file(file: &AppConfig, topology: &Topology) -> AppConfig {
+    merged(file, topology).unwrap_or_else(|error| {
+        warn!(
+            event = "discovery_rejected",
+            error = error.as_str(),
+            "the discovered devices do not make a valid configuration with this file; the \
+             file's devices are served alone until the next discovery"
+        );
+        let mut alone = file.clone();
+        alone.discovered.clear();
+        alone
+    })
 }
 
 impl ReloadState {
@@ -111,6 +144,7 @@ impl ReloadState {
             return;
         }
         self.discovery.running = true;
+        self.discovery.covering = applications.clone();
         info!(
             event = "discovery_started",
             trigger = trigger.as_str(),
@@ -145,6 +179,10 @@ impl ReloadState {
         started: Instant,
     ) {
         self.discovery.running = false;
+        // A reload turned discovery on for an application while this one ran: discover again
+        // at once, and let whoever asked wait for that answer.
+        let uncovered = discovered_applications(&self.file)
+            .any(|id| !self.discovery.covering.iter().any(|c| c == id));
         let outcome = match result {
             Ok(found) => {
                 self.discovery.failures = 0;
@@ -163,6 +201,10 @@ impl ReloadState {
                 DiscoverOutcome::Failed { error }
             }
         };
+        if uncovered {
+            self.discover(DiscoverTrigger::Reload, None);
+            return;
+        }
         for reply in std::mem::take(&mut self.discovery.waiting) {
             let _ = reply.send(outcome.clone());
         }
@@ -176,10 +218,32 @@ impl ReloadState {
         }
     }
 
+    /// Sets the next periodic discovery again when a reload changed what it is for (the
+    /// interval, or the applications discovered), so that frequent reloads do not keep
+    /// pushing it back.
+    pub(super) fn rearm_if_changed(&mut self) {
+        let wanted = (
+            self.file.chirpstack.discovery_interval_seconds,
+            discovered_applications(&self.file)
+                .map(str::to_string)
+                .collect::<Vec<_>>(),
+        );
+        if self.discovery.armed.as_ref() != Some(&wanted) && !self.discovery.running {
+            self.schedule_discovery();
+        }
+    }
+
     /// Sets the next periodic discovery (none when no application discovers).
     pub(super) fn schedule_discovery(&mut self) {
         self.discovery.tick += 1;
-        if discovered_applications(&self.file).next().is_none() {
+        let applications: Vec<String> = discovered_applications(&self.file)
+            .map(str::to_string)
+            .collect();
+        self.discovery.armed = Some((
+            self.file.chirpstack.discovery_interval_seconds,
+            applications.clone(),
+        ));
+        if applications.is_empty() {
             return;
         }
         let interval = Duration::from_secs(self.file.chirpstack.discovery_interval_seconds);
@@ -214,6 +278,21 @@ impl ReloadState {
                 self.file.chirpstack.on_device_removed,
             )
             .for_config(&self.file);
+        // Checked before it is kept or saved: a topology the live configuration cannot take
+        // is refused whole, and the devices known before stay.
+        let merged = match merged(&self.file, &topology) {
+            Ok(merged) => merged,
+            Err(error) => {
+                warn!(
+                    event = "discovery_rejected",
+                    error = error.as_str(),
+                    "the discovered devices do not make a valid configuration; the live one stays"
+                );
+                return DiscoverOutcome::Failed {
+                    error: format!("the discovered devices were refused: {error}"),
+                };
+            }
+        };
         let gone = topology
             .applications
             .values()
@@ -230,7 +309,12 @@ impl ReloadState {
             }
         }
         self.discovery.topology = topology;
-        let (added_devices, removed_devices) = self.apply_discovered();
+        let diff = opcgw::config::ConfigDiff::between(&self.base.config.config, &merged);
+        let (added_devices, removed_devices) = (
+            diff.topology.added_devices.clone(),
+            diff.topology.removed_devices.clone(),
+        );
+        self.make_live(merged, diff);
         let duration_ms = started.elapsed().as_millis() as u64;
         info!(
             event = "discovery_succeeded",
@@ -252,29 +336,6 @@ impl ReloadState {
             duration_ms,
             generation: self.base.config.generation,
         }
-    }
-
-    /// Merges the topology into the file's configuration and makes it live when that changes
-    /// anything; the devices added and removed.
-    fn apply_discovered(&mut self) -> (Vec<String>, Vec<String>) {
-        let merged = merge(&self.file, &self.discovery.topology);
-        let report = opcgw::config::validate(&merged);
-        if !report.errors.is_empty() {
-            let problems: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
-            warn!(
-                event = "discovery_rejected",
-                error = sanitize_for_log(&problems.join("; "), MAX_ERROR_CHARS).as_str(),
-                "the discovered devices do not make a valid configuration; the live one stays"
-            );
-            return (Vec::new(), Vec::new());
-        }
-        let diff = opcgw::config::ConfigDiff::between(&self.base.config.config, &merged);
-        let changes = (
-            diff.topology.added_devices.clone(),
-            diff.topology.removed_devices.clone(),
-        );
-        self.make_live(merged, diff);
-        changes
     }
 
     /// Whether the file `candidate` discovers an application the topology has never seen

@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use opcgw::config::discovered::merge;
 use opcgw::config::edit::{content_hash, ConfigWriter, ContentHash};
 use opcgw::config::{self, AppConfig, ConfigDiff, ConfigError, EnvSnapshot};
 use opcgw::security::sanitize_for_log;
@@ -231,17 +230,15 @@ impl ReloadState {
         if let Some(level) = self.pending_log_level.take() {
             self.apply_log_level(&level);
         }
-        if let ReloadOutcome::Succeeded { .. } = outcome {
-            // SIGHUP refreshes the discovered devices too; a reload or an edit that turns
-            // discovery on for an application discovers it at once.
-            if trigger == ReloadTrigger::Sighup {
-                self.discover(DiscoverTrigger::Sighup, None);
-            } else if self.discovers_something_new(&self.file.clone()) {
-                self.discover(DiscoverTrigger::Reload, None);
-            }
-            // The interval may have changed, or discovery been turned on or off.
-            self.schedule_discovery();
+        // SIGHUP refreshes the discovered devices too (whatever became of the reload); a
+        // reload or an edit that turns discovery on for an application discovers it at once.
+        if trigger == ReloadTrigger::Sighup {
+            self.discover(DiscoverTrigger::Sighup, None);
+        } else if self.discovers_something_new(&self.file.clone()) {
+            self.discover(DiscoverTrigger::Reload, None);
         }
+        // The interval may have changed, or discovery been turned on or off.
+        self.rearm_if_changed();
         outcome
     }
 
@@ -272,7 +269,7 @@ impl ReloadState {
             }
         };
         let topology = self.discovery.topology.clone().for_config(&candidate);
-        let merged = merge(&candidate, &topology);
+        let merged = discovery::merged_or_file(&candidate, &topology);
         let diff = ConfigDiff::between(&self.base.config.config, &merged);
         if let Some(knob) = diff.first_restart_required() {
             let error = format!(
@@ -306,7 +303,8 @@ impl ReloadState {
     /// Makes `config` the live configuration (when `diff` says it differs) and hands it to
     /// every actor.
     fn make_live(&mut self, config: AppConfig, diff: ConfigDiff) {
-        if diff.is_empty() {
+        // An empty diff can still differ: which devices are discovered rather than written.
+        if diff.is_empty() && *self.base.config.config == config {
             return;
         }
         {
@@ -376,7 +374,7 @@ fn baseline(
     let hash = content_hash(text.as_bytes());
     match config::load_text(path, text, env) {
         Ok(loaded)
-            if merge(
+            if discovery::merged_or_file(
                 &loaded.config,
                 &discovery.topology.clone().for_config(&loaded.config),
             ) == *live.config =>

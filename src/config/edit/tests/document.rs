@@ -513,3 +513,34 @@ fn deleting_the_first_table_keeps_the_comments_above_the_list() {
     );
     assert_eq!(without, EXAMPLE, "the example's [topology] block stays");
 }
+
+/// A device only discovered from ChirpStack may be written in the file (that is how an
+/// operator refines it); its metrics cannot be edited before, and a written one stays unique.
+#[test]
+fn a_discovered_device_can_be_written_in_the_file_but_not_edited_before() {
+    let text = ODD;
+    let mut discovering = live(text);
+    let mut found = discovering.applications[0].devices[0].clone();
+    found.device_id = "00000000000000dd".into();
+    found.device_name = "Found".into();
+    discovering.applications[0].devices.push(found);
+    discovering.discovered.insert("00000000000000dd".into());
+    let prepare = |edit: &ConfigEdit| {
+        prepare_edit(Path::new("config.toml"), text, &discovering, &env(), edit)
+    };
+    let written = prepare(&create_device("app-1", device("00000000000000dd", "Found")))
+        .expect("a discovered device is written in the file");
+    assert!(written.text.contains("00000000000000dd"));
+    let edit = ConfigEdit::DeleteDevice {
+        application_id: "app-1".into(),
+        device_id: "00000000000000dd".into(),
+    };
+    let refused = prepare(&edit).unwrap_err().to_string();
+    assert!(
+        refused.contains("discovered from ChirpStack") && !refused.contains("  "),
+        "{refused}"
+    );
+    let configured = discovering.applications[0].devices[0].device_id.clone();
+    let twice = prepare(&create_device("app-1", device(&configured, "Again"))).unwrap_err();
+    assert!(twice.to_string().contains("already configured"), "{twice}");
+}
