@@ -21,17 +21,14 @@
 
 mod common;
 
-use common::{free_port, log_field, log_lines, log_problems, percentile, rss_kib, Killed};
+use common::{free_port, log_field, log_lines, log_problems, percentile, rss_kib};
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use opcgw::config::OpcUaConfig;
 use ua::client::DataChangeCallback;
-use ua::types::{
-    AttributeId, DataValue, DateTime, NodeId, ReadValueId, StatusCode, TimestampsToReturn,
-};
+use ua::types::{DataValue, DateTime, StatusCode, TimestampsToReturn};
 
 // At least 12 characters and no common word: the gateway refuses weak secrets.
 const TOKEN: &str = "bench-token-6a1f3e";
@@ -85,17 +82,7 @@ async fn main() {
         UPLINK.as_millis()
     );
     let sim_port = free_port();
-    let sim = Killed(
-        Command::new(bin)
-            .args(["simulate", "--listen", &format!("127.0.0.1:{sim_port}")])
-            .args(["--token", TOKEN])
-            .args(world.split_whitespace())
-            .env("OPCGW_LOG_LEVEL", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("simulator"),
-    );
+    let sim = common::spawn_simulator(bin, sim_port, TOKEN, &world);
     let sim_started = Instant::now();
     let (_, apps) = common::simulator_world(bin, world.split_whitespace());
 
@@ -140,21 +127,8 @@ async fn main() {
     let client_pki = dir.join("client-pki");
     let (session, _event_loop) =
         common::opcua_session(opcua_port, PASSWORD, &client_pki, 16 << 20, 512).await;
-    let uri = opcgw::opcua::nodes::namespace_uri(&OpcUaConfig::default().application_uri);
-    let ns = session
-        .get_namespace_index(&uri)
-        .await
-        .expect("gateway namespace");
-    let watched: Vec<ReadValueId> = (apps.iter().flat_map(|a| &a.devices))
-        .map(|d| ReadValueId {
-            node_id: NodeId::new(
-                ns,
-                opcgw::naming::metric_node_id(&d.device_id, WATCHED_METRIC),
-            ),
-            attribute_id: AttributeId::Value as u32,
-            ..Default::default()
-        })
-        .collect();
+    let ns = common::gateway_namespace(&session).await;
+    let watched = common::value_reads(ns, &apps, WATCHED_METRIC);
     let read_all = || session.read(&watched, TimestampsToReturn::Both, 0.0);
 
     // 1. and 2. Read until no variable is unknown, then until every one is Good.

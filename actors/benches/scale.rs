@@ -16,21 +16,19 @@
 
 mod common;
 
-use common::{
-    cpu_seconds, free_port, log_field, log_problems, machine_cpu_seconds, percentile, Killed,
-};
+use common::{cpu_seconds, free_port, log_field, log_problems, machine_cpu_seconds, percentile};
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opcgw::config::{ApplicationConfig, MetricConfig, MetricType, OpcUaConfig};
+use opcgw::config::{ApplicationConfig, MetricConfig, MetricType};
 use opcgw::model::{Sample, SampleOrigin, Timestamp, Value};
 use opcgw::storage::{Store, StoreOptions};
 use ua::client::DataChangeCallback;
-use ua::types::{AttributeId, DataValue, NodeId, ReadValueId, StatusCode, TimestampsToReturn};
+use ua::types::{DataValue, StatusCode, TimestampsToReturn};
 
 // At least 12 characters and no common word: the gateway refuses weak secrets.
 const TOKEN: &str = "bench-token-6a1f3e";
@@ -157,17 +155,7 @@ async fn main() {
         (Some(temp), path)
     };
     let sim_port = free_port();
-    let sim = Killed(
-        Command::new(bin)
-            .args(["simulate", "--listen", &format!("127.0.0.1:{sim_port}")])
-            .args(["--token", TOKEN])
-            .args(WORLD.split_whitespace())
-            .env("OPCGW_LOG_LEVEL", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("simulator"),
-    );
+    let sim = common::spawn_simulator(bin, sim_port, TOKEN, WORLD);
     let sim_started = Instant::now();
     let (_, mut apps) = common::simulator_world(bin, WORLD.split_whitespace());
 
@@ -248,21 +236,8 @@ async fn main() {
     let (session, _event_loop) =
         common::opcua_session(opcua_port, PASSWORD, &pki, 16 << 20, 512).await;
     let connected = spawned.elapsed().as_secs_f64();
-    let uri = opcgw::opcua::nodes::namespace_uri(&OpcUaConfig::default().application_uri);
-    let ns = session
-        .get_namespace_index(&uri)
-        .await
-        .expect("gateway namespace");
-    let watched: Vec<ReadValueId> = (apps.iter().flat_map(|a| &a.devices))
-        .map(|d| ReadValueId {
-            node_id: NodeId::new(
-                ns,
-                opcgw::naming::metric_node_id(&d.device_id, SUBSCRIBED_METRIC),
-            ),
-            attribute_id: AttributeId::Value as u32,
-            ..Default::default()
-        })
-        .collect();
+    let ns = common::gateway_namespace(&session).await;
+    let watched = common::value_reads(ns, &apps, SUBSCRIBED_METRIC);
     let notifications = Arc::new(AtomicU64::new(0));
     let counter = notifications.clone();
     let callback = DataChangeCallback::new(move |_, _| {

@@ -13,10 +13,10 @@ use async_trait::async_trait;
 use chirpstack_api::api::{
     application_service_client::ApplicationServiceClient,
     device_profile_service_client::DeviceProfileServiceClient,
-    device_service_client::DeviceServiceClient, DeviceQueueItem, EnqueueDeviceQueueItemRequest,
-    GetDeviceLinkMetricsRequest, GetDeviceMetricsRequest, GetDeviceProfileRequest,
-    GetDeviceQueueItemsRequest, ListApplicationsRequest, ListDevicesRequest, ListDevicesResponse,
-    LogItem, MeasurementKind, StreamDeviceEventsRequest,
+    device_service_client::DeviceServiceClient, DeviceListItem, DeviceQueueItem,
+    EnqueueDeviceQueueItemRequest, GetDeviceLinkMetricsRequest, GetDeviceMetricsRequest,
+    GetDeviceProfileRequest, GetDeviceQueueItemsRequest, ListApplicationsRequest,
+    ListDevicesRequest, LogItem, MeasurementKind, StreamDeviceEventsRequest,
 };
 use chirpstack_api::common::Aggregation;
 use tonic::codegen::InterceptedService;
@@ -377,19 +377,28 @@ impl ChirpstackClient {
         Ok((page.total_count, items))
     }
 
-    async fn list_devices_response(
+    /// One page of the devices of `application_id`, each item turned into a `T` by `item`,
+    /// with the total the server claims.
+    async fn list_devices_as<T>(
         &self,
         application_id: &str,
         limit: u32,
         offset: u32,
-    ) -> Result<ListDevicesResponse, UpstreamError> {
+        item: impl FnMut(DeviceListItem) -> T,
+    ) -> Result<(u32, Vec<T>), UpstreamError> {
         let request = ListDevicesRequest {
             limit,
             offset,
             application_id: application_id.to_string(),
             ..Default::default()
         };
-        self.unary(self.devices().list(self.request(request))).await
+        let page = self
+            .unary(self.devices().list(self.request(request)))
+            .await?;
+        Ok((
+            page.total_count,
+            page.result.into_iter().map(item).collect(),
+        ))
     }
 
     /// One page of the devices of `application_id`, with the total the server claims.
@@ -399,31 +408,24 @@ impl ChirpstackClient {
         limit: u32,
         offset: u32,
     ) -> Result<(u32, Vec<DeviceSummary>), UpstreamError> {
-        let page = self
-            .list_devices_response(application_id, limit, offset)
-            .await?;
-        let items = page
-            .result
-            .into_iter()
-            .map(|d| DeviceSummary {
-                rssi: None,
-                snr: None,
-                last_seen: d.last_seen_at.as_ref().and_then(Timestamp::from_prost),
-                margin: d.device_status.as_ref().map(|s| s.margin),
-                battery_level: d
-                    .device_status
-                    .as_ref()
-                    .map(|s| s.battery_level)
-                    .filter(|b| b.is_finite() && *b >= 0.0),
-                external_power_source: d
-                    .device_status
-                    .as_ref()
-                    .is_some_and(|s| s.external_power_source),
-                dev_eui: d.dev_eui,
-                name: d.name,
-            })
-            .collect();
-        Ok((page.total_count, items))
+        self.list_devices_as(application_id, limit, offset, |d| DeviceSummary {
+            rssi: None,
+            snr: None,
+            last_seen: d.last_seen_at.as_ref().and_then(Timestamp::from_prost),
+            margin: d.device_status.as_ref().map(|s| s.margin),
+            battery_level: d
+                .device_status
+                .as_ref()
+                .map(|s| s.battery_level)
+                .filter(|b| b.is_finite() && *b >= 0.0),
+            external_power_source: d
+                .device_status
+                .as_ref()
+                .is_some_and(|s| s.external_power_source),
+            dev_eui: d.dev_eui,
+            name: d.name,
+        })
+        .await
     }
 
     /// One page of the devices of `application_id` with their device profiles (discovery).
@@ -433,19 +435,12 @@ impl ChirpstackClient {
         limit: u32,
         offset: u32,
     ) -> Result<(u32, Vec<DeviceIdentity>), UpstreamError> {
-        let page = self
-            .list_devices_response(application_id, limit, offset)
-            .await?;
-        let items = page
-            .result
-            .into_iter()
-            .map(|d| DeviceIdentity {
-                dev_eui: d.dev_eui,
-                name: d.name,
-                device_profile_id: d.device_profile_id,
-            })
-            .collect();
-        Ok((page.total_count, items))
+        self.list_devices_as(application_id, limit, offset, |d| DeviceIdentity {
+            dev_eui: d.dev_eui,
+            name: d.name,
+            device_profile_id: d.device_profile_id,
+        })
+        .await
     }
 
     /// The measurements device profile `id` declares (an unknown kind is kept as `Unknown`

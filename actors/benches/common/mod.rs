@@ -48,6 +48,47 @@ pub fn simulator_world<S: AsRef<std::ffi::OsStr>>(
     (text, blocks.application)
 }
 
+/// `opcgw simulate` on 127.0.0.1:`port`, serving `world` (its command-line arguments),
+/// quiet.
+pub fn spawn_simulator(bin: &str, port: u16, token: &str, world: &str) -> Killed {
+    Killed(
+        std::process::Command::new(bin)
+            .args(["simulate", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--token", token])
+            .args(world.split_whitespace())
+            .env("OPCGW_LOG_LEVEL", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("simulator"),
+    )
+}
+
+/// The index of the gateway's namespace in `session`.
+pub async fn gateway_namespace(session: &Session) -> u16 {
+    let uri =
+        opcgw::opcua::nodes::namespace_uri(&opcgw::config::OpcUaConfig::default().application_uri);
+    session
+        .get_namespace_index(&uri)
+        .await
+        .expect("gateway namespace")
+}
+
+/// A Value read of `metric` on every device of `apps`.
+pub fn value_reads(
+    ns: u16,
+    apps: &[opcgw::config::ApplicationConfig],
+    metric: &str,
+) -> Vec<ReadValueId> {
+    (apps.iter().flat_map(|a| &a.devices))
+        .map(|d| ReadValueId {
+            node_id: NodeId::new(ns, opcgw::naming::metric_node_id(&d.device_id, metric)),
+            attribute_id: ua::types::AttributeId::Value as u32,
+            ..Default::default()
+        })
+        .collect()
+}
+
 /// The `p` percentile (0..=1) of sorted figures.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {

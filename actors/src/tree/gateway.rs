@@ -233,39 +233,40 @@ impl TreeHandle {
         &self,
         trigger: DiscoverTrigger,
     ) -> Result<DiscoverOutcome, ReloadUnavailable> {
-        let reload: ActorRef<ReloadMsg> = self
-            .lookup(reload::ROLE)
-            .await
-            .ok_or(ReloadUnavailable::NotRunning)?;
-        reload
-            .call(
-                |reply| ReloadMsg::Discover {
-                    trigger,
-                    reply: Some(reply),
-                },
-                Some(CALL_TIMEOUT * 5),
-            )
-            .await
-            .ok()
-            .and_then(|r| r.success_or(()).ok())
-            .ok_or(ReloadUnavailable::NoAnswer)
+        self.ask_reload(
+            |reply| ReloadMsg::Discover {
+                trigger,
+                reply: Some(reply),
+            },
+            CALL_TIMEOUT * 5,
+        )
+        .await
     }
 
     /// Asks the reload actor to reload and waits for the outcome.
     pub async fn reload(&self, trigger: ReloadTrigger) -> Result<ReloadOutcome, ReloadUnavailable> {
+        // Loading and validating a large file takes a moment; allow more than a status call.
+        self.ask_reload(
+            |reply| ReloadMsg::Reload {
+                trigger,
+                reply: Some(reply),
+            },
+            CALL_TIMEOUT * 6,
+        )
+        .await
+    }
+
+    async fn ask_reload<T: Send + 'static>(
+        &self,
+        message: impl FnOnce(ractor::RpcReplyPort<T>) -> ReloadMsg,
+        timeout: Duration,
+    ) -> Result<T, ReloadUnavailable> {
         let reload: ActorRef<ReloadMsg> = self
             .lookup(reload::ROLE)
             .await
             .ok_or(ReloadUnavailable::NotRunning)?;
-        // Loading and validating a large file takes a moment; allow more than a status call.
         reload
-            .call(
-                |reply| ReloadMsg::Reload {
-                    trigger,
-                    reply: Some(reply),
-                },
-                Some(CALL_TIMEOUT * 6),
-            )
+            .call(message, Some(timeout))
             .await
             .ok()
             .and_then(|r| r.success_or(()).ok())
