@@ -23,6 +23,9 @@ use crate::model::Timestamp;
 
 /// Largest topology file read back (10,000 devices x 10 measurements is about 2 MB).
 const MAX_TOPOLOGY_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// Listings of one application taken before one that did not change while it was paged is
+/// given up on (the last one is used).
+const MAX_LISTING_ATTEMPTS: u32 = 3;
 /// Longest measurement key taken as a metric name.
 const MAX_KEY_CHARS: usize = 200;
 
@@ -167,18 +170,36 @@ pub async fn discover(
         let (client, permits) = (client.clone(), permits.clone());
         listings.spawn(async move {
             let mut calls = 0;
-            let devices = paginate(page_size, |limit, offset| {
-                calls += 1;
-                let (client, permits, application) = (&client, &permits, &application);
-                async move {
-                    let _permit = permits.acquire().await;
-                    client
-                        .list_device_identities_page(application, limit, offset)
-                        .await
+            let mut attempt = 1;
+            loop {
+                // Every total the pages claimed: a device created or deleted between two pages
+                // shifts the offsets, so one may be missed; the listing is then taken again.
+                let totals = std::sync::Mutex::new(BTreeSet::new());
+                let devices = paginate(page_size, |limit, offset| {
+                    calls += 1;
+                    let (client, permits, application, totals) =
+                        (&client, &permits, &application, &totals);
+                    async move {
+                        let _permit = permits.acquire().await;
+                        let page = client
+                            .list_device_identities_page(application, limit, offset)
+                            .await?;
+                        if let Ok(mut totals) = totals.lock() {
+                            totals.insert(page.0);
+                        }
+                        Ok(page)
+                    }
+                })
+                .await;
+                let totals = totals.into_inner().unwrap_or_default();
+                let whole = devices
+                    .as_ref()
+                    .map_or(true, |d| listing_is_whole(&totals, d.len()));
+                if whole || attempt == MAX_LISTING_ATTEMPTS {
+                    break (application, calls, devices);
                 }
-            })
-            .await;
-            (application, calls, devices)
+                attempt += 1;
+            }
         });
     }
     let mut listed: BTreeMap<String, Vec<DeviceIdentity>> = BTreeMap::new();
@@ -273,6 +294,16 @@ pub async fn discover(
         profiles: profiles.len(),
         calls,
     })
+}
+
+/// Whether a paged listing saw one unchanged list: every page claimed the same total, and
+/// that many devices were collected (or the collection's cap).
+fn listing_is_whole(totals: &BTreeSet<u32>, collected: usize) -> bool {
+    match totals.iter().collect::<Vec<_>>().as_slice() {
+        [total] => collected == **total as usize || collected >= super::client::MAX_LISTED_ITEMS,
+        [] => collected == 0,
+        _ => false,
+    }
 }
 
 fn task_failed(error: tokio::task::JoinError) -> UpstreamError {

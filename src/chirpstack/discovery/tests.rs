@@ -1,3 +1,4 @@
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::*;
@@ -168,4 +169,14 @@ async fn the_topology_survives_on_disk_and_a_damaged_file_is_an_error_not_a_topo
     std::fs::write(&path, b"{not json").unwrap();
     let error = load_topology(&path).unwrap_err();
     assert!(error.contains("not a discovered topology"), "{error}");
+}
+
+#[test]
+fn a_listing_that_changed_while_it_was_paged_is_not_whole() {
+    let totals = |t: &[u32]| t.iter().copied().collect::<BTreeSet<u32>>();
+    assert!(listing_is_whole(&totals(&[7]), 7));
+    assert!(listing_is_whole(&totals(&[]), 0));
+    // A deletion between two pages: the totals differ, or one device fewer was collected.
+    assert!(!listing_is_whole(&totals(&[7, 6]), 6));
+    assert!(!listing_is_whole(&totals(&[7]), 6));
 }
