@@ -67,15 +67,7 @@ fn wait_for_log(dir: &std::path::Path, event: &str, n: usize, within: Duration) 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let bin = env!("CARGO_BIN_EXE_opcgw");
-    let temp = tempfile::tempdir().expect("temp dir");
-    let (_temp, dir) = if std::env::var_os("OPCGW_BENCH_KEEP").is_some() {
-        let kept = temp.keep();
-        println!("keeping {}", kept.display());
-        (None, kept)
-    } else {
-        let path = temp.path().to_path_buf();
-        (Some(temp), path)
-    };
+    let (_temp, dir) = common::bench_dir();
     let world = format!(
         "--applications {APPLICATIONS} --devices {DEVICES} --metrics 5 --uplink-interval-ms {} \
          --latency-ms 5",

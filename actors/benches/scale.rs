@@ -144,16 +144,7 @@ async fn main() {
     let bin = env!("CARGO_BIN_EXE_opcgw");
     let window = Duration::from_secs(knob("OPCGW_BENCH_SECONDS", 300));
     let hours = knob("OPCGW_BENCH_HISTORY_HOURS", 24);
-    let temp = tempfile::tempdir().expect("temp dir");
-    // `OPCGW_BENCH_KEEP=1` keeps the directory (database, config, logs) for a closer look.
-    let (_temp, dir) = if std::env::var_os("OPCGW_BENCH_KEEP").is_some() {
-        let kept = temp.keep();
-        println!("keeping {}", kept.display());
-        (None, kept)
-    } else {
-        let path = temp.path().to_path_buf();
-        (Some(temp), path)
-    };
+    let (_temp, dir) = common::bench_dir();
     let sim_port = free_port();
     let sim = common::spawn_simulator(bin, sim_port, TOKEN, WORLD);
     let sim_started = Instant::now();

@@ -48,6 +48,21 @@ pub fn simulator_world<S: AsRef<std::ffi::OsStr>>(
     (text, blocks.application)
 }
 
+/// The bench's working directory: a temporary one, removed when the returned guard drops,
+/// unless `OPCGW_BENCH_KEEP` is set (then kept and printed, for a closer look at its database,
+/// configuration and logs).
+pub fn bench_dir() -> (Option<tempfile::TempDir>, std::path::PathBuf) {
+    let temp = tempfile::tempdir().expect("temp dir");
+    if std::env::var_os("OPCGW_BENCH_KEEP").is_some() {
+        let kept = temp.keep();
+        println!("keeping {}", kept.display());
+        (None, kept)
+    } else {
+        let path = temp.path().to_path_buf();
+        (Some(temp), path)
+    }
+}
+
 /// `opcgw simulate` on 127.0.0.1:`port`, serving `world` (its command-line arguments),
 /// quiet.
 pub fn spawn_simulator(bin: &str, port: u16, token: &str, world: &str) -> Killed {

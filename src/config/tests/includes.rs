@@ -3,21 +3,17 @@
 
 use super::*;
 
-const MAIN: &str = r#"
+const MAIN: &str = concat!(
+    r#"
 include = ["conf.d/*.toml", "extra/pumps.toml"]
-
-[chirpstack]
-server_address = "http://127.0.0.1:8080"
-api_token = "test-token-4c8e1f9a"
-tenant_id = "52f14cd4-c6f1-4fbd-8f87-4025e1d49242"
-
-[opcua]
-user_password = "test-password"
-
+"#,
+    sections!(),
+    r#"
 [[application]]
 application_name = "Main"
 application_id = "app-main"
-"#;
+"#
+);
 
 const SITE_A: &str = r#"
 [[device_template]]

@@ -8,7 +8,11 @@ use std::path::PathBuf;
 
 use super::*;
 
-const BASE: &str = r#"
+/// The `[chirpstack]` and `[opcua]` sections every fixture of these tests starts with (a
+/// macro, so that the fixtures stay string literals through `concat!`).
+macro_rules! sections {
+    () => {
+        r#"
 [chirpstack]
 server_address = "http://127.0.0.1:8080"
 api_token = "test-token-4c8e1f9a"
@@ -16,7 +20,13 @@ tenant_id = "52f14cd4-c6f1-4fbd-8f87-4025e1d49242"
 
 [opcua]
 user_password = "test-password"
+"#
+    };
+}
 
+const BASE: &str = concat!(
+    sections!(),
+    r#"
 [[application]]
 application_name = "Water"
 application_id = "app-1"
@@ -35,7 +45,8 @@ application_id = "app-1"
     command_name = "Valve"
     command_id = 1
     command_port = 10
-"#;
+"#
+);
 
 struct Fixture {
     _dir: tempfile::TempDir,

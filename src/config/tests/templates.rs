@@ -3,15 +3,9 @@
 
 use super::*;
 
-const TEMPLATED: &str = r#"
-[chirpstack]
-server_address = "http://127.0.0.1:8080"
-api_token = "test-token-4c8e1f9a"
-tenant_id = "52f14cd4-c6f1-4fbd-8f87-4025e1d49242"
-
-[opcua]
-user_password = "test-password"
-
+const TEMPLATED: &str = concat!(
+    sections!(),
+    r#"
 [[device_template]]
 name = "tank-sensor"
 
@@ -64,7 +58,8 @@ application_id = "app-1"
     metric_name = "Running"
     chirpstack_metric_name = "running"
     metric_type = "Bool"
-"#;
+"#
+);
 
 fn names(device: &DeviceConfig) -> Vec<(&str, &str)> {
     device
