@@ -96,6 +96,10 @@ pub fn starting_config(file: &AppConfig) -> AppConfig {
 /// `file` with `topology` merged in, when that is a valid configuration.
 fn merged(file: &AppConfig, topology: &Topology) -> Result<AppConfig, String> {
     let merged = merge(file, topology);
+    // Nothing merged: the file's configuration, validated when it was loaded.
+    if merged.discovered.is_empty() && topology.device_count() == 0 {
+        return Ok(merged);
+    }
     let report = opcgw::config::validate(&merged);
     if report.errors.is_empty() {
         return Ok(merged);
