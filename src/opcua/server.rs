@@ -117,7 +117,7 @@ fn private_key_file(config: &AppConfig) -> PathBuf {
 
 /// Checks the PKI directory and key, binds the port and starts serving.
 pub async fn start(
-    config: &AppConfig,
+    config: &Arc<AppConfig>,
     backend: Arc<dyn GatewayBackend>,
 ) -> Result<RunningServer, OpcUaStartError> {
     start_on(config, backend, None).await
@@ -127,7 +127,7 @@ pub async fn start(
 /// address (tests bind `127.0.0.1:0` themselves, so that no other test can take the port
 /// between choosing it and listening on it).
 pub async fn start_on(
-    config: &AppConfig,
+    config: &Arc<AppConfig>,
     backend: Arc<dyn GatewayBackend>,
     listener: Option<std::net::TcpListener>,
 ) -> Result<RunningServer, OpcUaStartError> {
@@ -261,7 +261,7 @@ fn history_capabilities(
 }
 
 fn build_server(
-    config: &AppConfig,
+    config: &Arc<AppConfig>,
     backend: Arc<dyn GatewayBackend>,
     port: u16,
 ) -> Result<(ua::server::Server, ServerHandle), OpcUaStartError> {

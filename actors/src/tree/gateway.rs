@@ -148,7 +148,7 @@ impl Tree {
     /// served from the start.
     pub async fn start(config: Arc<AppConfig>, mut options: TreeOptions) -> Result<Self, String> {
         let policy = SupervisorPolicy::from_config(&config.supervisor);
-        let live = Arc::new(reload::starting_config(&config));
+        let live = reload::starting_config(&config);
         options.initial_file = Some(config);
         let children = gateway_children(&options);
         Self::start_with(

@@ -397,7 +397,7 @@ fn bucket_samples(
         if metric.metric_type == MetricType::String {
             continue;
         }
-        let Some(series) = buckets.get(&metric.upstream_name) else {
+        let Some(series) = buckets.get(&*metric.upstream_name) else {
             continue;
         };
         let Some((bucket_start, value)) = series.buckets.iter().find(|(ts, _)| *ts == bucket)
@@ -407,7 +407,7 @@ fn bucket_samples(
         match convert_aggregate(*value, metric.metric_type) {
             Ok(value) => report.aggregates.push(Sample {
                 device_id: target.device_id.clone(),
-                metric: metric.metric_name.clone(),
+                metric: metric.metric_name.to_string(),
                 value,
                 source_time: *bucket_start,
                 received_time: received,
@@ -415,7 +415,7 @@ fn bucket_samples(
             }),
             Err(reason) => report.rejections.push(Rejection {
                 device_id: target.device_id.clone(),
-                metric: metric.metric_name.clone(),
+                metric: metric.metric_name.to_string(),
                 reason,
                 preview: format!("{value}"),
             }),

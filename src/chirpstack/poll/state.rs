@@ -9,7 +9,7 @@ use serde_json::{Map, Value as Json};
 
 use super::cycle::{CycleInput, CycleReport, FallbackTarget};
 use crate::chirpstack::client::{DeviceSummary, QueueItem};
-use crate::chirpstack::mapping::{DeviceMapping, Rejection};
+use crate::chirpstack::mapping::{DeviceMapping, Names, Rejection};
 use crate::chirpstack::series::SeriesTracker;
 use crate::chirpstack::upstream::UpstreamState;
 use crate::config::{AppConfig, MetricType};
@@ -81,9 +81,10 @@ impl PollCycle {
 
     /// Rebuilds the per-device mappings; the applications are verified again next cycle.
     pub fn set_topology(&mut self, config: &AppConfig) {
+        let mut names = Names::default();
         self.mappings = config
             .devices()
-            .map(|(_, d)| (d.device_id.clone(), DeviceMapping::from_config(d)))
+            .map(|(_, d)| (d.device_id.clone(), DeviceMapping::from_config(d, &mut names)))
             .collect();
         let mappings = &self.mappings;
         self.series.retain_devices(|d| mappings.contains_key(d));

@@ -268,6 +268,7 @@ impl ReloadState {
                 return failed(ReloadFailure::Validation, None, text);
             }
         };
+        let candidate = Arc::new(candidate);
         let topology = self.discovery.topology.clone().for_config(&candidate);
         let merged = discovery::merged_or_file(&candidate, &topology);
         let diff = ConfigDiff::between(&self.base.config.config, &merged);
@@ -283,7 +284,7 @@ impl ReloadState {
             );
         }
         self.loaded_hash = Some(hash);
-        self.file = Arc::new(candidate);
+        self.file = candidate;
         let changed_section_count = diff.changed_sections().len();
         let includes_topology_change = diff.includes_topology_change();
         let changed_knobs: Vec<String> = diff.changes.iter().map(|c| c.key.clone()).collect();
@@ -302,9 +303,9 @@ impl ReloadState {
 
     /// Makes `config` the live configuration (when `diff` says it differs) and hands it to
     /// every actor.
-    fn make_live(&mut self, config: AppConfig, diff: ConfigDiff) {
+    fn make_live(&mut self, config: Arc<AppConfig>, diff: ConfigDiff) {
         // An empty diff can still differ: which devices are discovered rather than written.
-        if diff.is_empty() && *self.base.config.config == config {
+        if diff.is_empty() && *self.base.config.config == *config {
             return;
         }
         {
@@ -320,7 +321,7 @@ impl ReloadState {
                 );
             }
             let update = ConfigUpdate {
-                config: Arc::new(config),
+                config,
                 diff: Arc::new(diff),
                 generation: self.base.config.generation + 1,
             };
@@ -356,6 +357,9 @@ fn baseline(
     discovery: &DiscoveryState,
 ) -> (Option<ContentHash>, Arc<AppConfig>) {
     let unknown = || {
+        if live.config.discovered.is_empty() {
+            return Arc::clone(&live.config);
+        }
         let mut file = (*live.config).clone();
         for app in &mut file.applications {
             app.devices
@@ -372,14 +376,12 @@ fn baseline(
         }
     };
     let hash = content_hash(text.as_bytes());
-    match config::load_text(path, text, env) {
-        Ok(loaded)
-            if discovery::merged_or_file(
-                &loaded.config,
-                &discovery.topology.clone().for_config(&loaded.config),
-            ) == *live.config =>
+    match config::load_text(path, text, env).map(|loaded| Arc::new(loaded.config)) {
+        Ok(file)
+            if *discovery::merged_or_file(&file, &discovery.topology.clone().for_config(&file))
+                == *live.config =>
         {
-            (Some(hash), Arc::new(loaded.config))
+            (Some(hash), file)
         }
         _ => {
             info!(

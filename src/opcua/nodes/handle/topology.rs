@@ -1,5 +1,7 @@
 //! Applying a reloaded topology to the running address space.
 
+use std::sync::Arc;
+
 use ua::core_namespace::events::BaseModelChangeEventType;
 use ua::nodes::{BaseEventType, Event};
 use ua::types::{ByteString, DataValue, DateTime, NodeId, ObjectId, StatusCode, UAString, Variant};
@@ -14,7 +16,7 @@ impl GatewayNodesHandle {
     /// Applies a reloaded topology live: removed nodes go (their subscribers first see
     /// BadNodeIdUnknown), new ones appear, renamed ones change in place (values and monitored
     /// items kept). Clients are told with a BaseModelChangeEvent on the Server object.
-    pub fn apply_topology(&self, config: &AppConfig) -> AddressSpaceChanges {
+    pub fn apply_topology(&self, config: &Arc<AppConfig>) -> AddressSpaceChanges {
         let nodes = self.nodes();
         let next = Model::new(config);
         let changes = {
