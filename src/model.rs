@@ -180,7 +180,7 @@ pub enum Quality {
 }
 
 /// The staleness rule of one device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StalenessRule {
     pub stale_after: Duration,
     pub bad_after: Duration,

@@ -36,11 +36,12 @@ pub struct QualityCounts {
 #[derive(Debug, Clone)]
 struct LiveValue {
     metric_type: MetricType,
+    quality: Quality,
+    /// Index of the device's staleness rule in [`LiveValues::rules`] (devices share a few).
+    rule: u32,
     value: Option<Value>,
     /// Device time of `value`.
     measured: Option<Timestamp>,
-    quality: Quality,
-    rule: StalenessRule,
     /// The timestamps last published.
     source_time: Timestamp,
     server_time: Timestamp,
@@ -58,10 +59,13 @@ impl LiveValue {
     }
 }
 
-/// The live value of every configured metric.
+/// The live value of every configured metric. Kept small per variable (80 bytes with its
+/// key): the OPC UA and web actors each hold one for every configured metric.
 #[derive(Debug, Default)]
 pub struct LiveValues {
-    by_node: HashMap<String, LiveValue>,
+    by_node: HashMap<Box<str>, LiveValue>,
+    /// The distinct staleness rules of the configured devices.
+    rules: Vec<StalenessRule>,
     /// Kept up to date with every quality change (a count is asked for after every batch of
     /// samples; scanning 10,000 values each time showed in profiles).
     counts: QualityCounts,
@@ -98,12 +102,19 @@ impl LiveValues {
     /// Follows a new configuration: metrics that stay keep their value (with the new
     /// staleness rule), new ones wait for data, removed ones are forgotten.
     pub fn reconfigure(&mut self, config: &AppConfig, now: Timestamp) {
-        let mut next = HashMap::with_capacity(self.by_node.len());
+        let metrics = config.devices().map(|(_, d)| d.metrics.len()).sum();
+        let mut next = HashMap::with_capacity(metrics);
+        let mut rules: Vec<StalenessRule> = Vec::new();
+        let mut rule_index: HashMap<StalenessRule, u32> = HashMap::new();
         for device in config.applications.iter().flat_map(|a| &a.devices) {
             let rule = config.staleness_rule(device);
+            let rule = *rule_index.entry(rule).or_insert_with(|| {
+                rules.push(rule);
+                (rules.len() - 1) as u32
+            });
             for metric in &device.metrics {
                 let node = metric_node_id(&device.device_id, &metric.metric_name);
-                let live = match self.by_node.remove(&node) {
+                let live = match self.by_node.remove(node.as_str()) {
                     // A value of the wrong type (the metric type changed) is not kept.
                     Some(mut live) if live.metric_type == metric.metric_type => {
                         live.rule = rule;
@@ -111,18 +122,19 @@ impl LiveValues {
                     }
                     _ => LiveValue {
                         metric_type: metric.metric_type,
-                        value: None,
-                        measured: None,
                         quality: Quality::WaitingForInitialData,
                         rule,
+                        value: None,
+                        measured: None,
                         source_time: now,
                         server_time: now,
                     },
                 };
-                next.insert(node, live);
+                next.insert(node.into_boxed_str(), live);
             }
         }
         self.by_node = next;
+        self.rules = rules;
         let mut counts = QualityCounts::default();
         for live in self.by_node.values() {
             *counts.slot(live.quality) += 1;
@@ -137,7 +149,7 @@ impl LiveValues {
         let mut changed = HashSet::new();
         for sample in samples {
             let node = metric_node_id(&sample.device_id, &sample.metric);
-            let Some(live) = self.by_node.get_mut(&node) else {
+            let Some(live) = self.by_node.get_mut(node.as_str()) else {
                 continue;
             };
             if live.measured.is_some_and(|m| sample.source_time <= m) {
@@ -148,7 +160,7 @@ impl LiveValues {
             }
             live.value = Some(sample.value.clone());
             live.measured = Some(sample.source_time);
-            let quality = live.rule.quality(Some(sample.source_time), now);
+            let quality = self.rules[live.rule as usize].quality(Some(sample.source_time), now);
             self.counts.moved(live.quality, quality);
             live.quality = quality;
             live.source_time = sample.source_time;
@@ -157,7 +169,11 @@ impl LiveValues {
         }
         let mut updates: Vec<LiveUpdate> = changed
             .into_iter()
-            .filter_map(|node| self.by_node.get(&node).map(|live| live.update(&node)))
+            .filter_map(|node| {
+                self.by_node
+                    .get(node.as_str())
+                    .map(|live| live.update(&node))
+            })
             .collect();
         updates.sort_by(|a, b| a.node.cmp(&b.node));
         updates
@@ -168,7 +184,7 @@ impl LiveValues {
     pub fn reevaluate(&mut self, now: Timestamp) -> Vec<LiveUpdate> {
         let mut updates = Vec::new();
         for (node, live) in &mut self.by_node {
-            let quality = live.rule.quality(live.measured, now);
+            let quality = self.rules[live.rule as usize].quality(live.measured, now);
             if quality != live.quality {
                 self.counts.moved(live.quality, quality);
                 live.quality = quality;

@@ -244,7 +244,9 @@ async fn run_stream(
             }
         }
         let epoch = gate.borrow().epoch;
-        let error = match client.stream_device_events(&dev_eui).await {
+        // Boxed: the call's future is large and only lives while the stream opens; unboxed
+        // it sized every one of the (up to 10,000) stream tasks for good.
+        let error = match Box::pin(client.stream_device_events(&dev_eui)).await {
             Ok(mut stream) => {
                 attempt = 0;
                 if poller
