@@ -84,7 +84,12 @@ impl PollCycle {
         let mut names = Names::default();
         self.mappings = config
             .devices()
-            .map(|(_, d)| (d.device_id.clone(), DeviceMapping::from_config(d, &mut names)))
+            .map(|(_, d)| {
+                (
+                    d.device_id.clone(),
+                    DeviceMapping::from_config(d, &mut names),
+                )
+            })
             .collect();
         let mappings = &self.mappings;
         self.series.retain_devices(|d| mappings.contains_key(d));
