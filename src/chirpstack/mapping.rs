@@ -252,6 +252,35 @@ mod tests {
     }
 
     #[test]
+    fn devices_share_one_copy_of_each_metric_name() {
+        let config = |id: &str| DeviceConfig {
+            device_name: id.into(),
+            device_id: id.into(),
+            stale_threshold_seconds: None,
+            metrics: vec![MetricConfig {
+                metric_name: "temperature".into(),
+                chirpstack_metric_name: "sensors.temp".into(),
+                metric_type: MetricType::Float,
+                metric_unit: None,
+            }],
+            commands: vec![],
+        };
+        let mut names = Names::default();
+        let a = DeviceMapping::from_config(&config("a"), &mut names);
+        let b = DeviceMapping::from_config(&config("b"), &mut names);
+        let (a, b) = (&a.metrics[0], &b.metrics[0]);
+        assert!(Arc::ptr_eq(&a.metric_name, &b.metric_name));
+        assert!(Arc::ptr_eq(&a.upstream_name, &b.upstream_name));
+        // The dotted name is still a path into the decoded object.
+        let object = json!({"sensors": {"temp": 21.5}});
+        let (samples, rejections) = DeviceMapping::from_config(&config("c"), &mut names)
+            .samples_from_object(object.as_object().unwrap(), Timestamp(1), Timestamp(2));
+        assert!(rejections.is_empty());
+        assert_eq!(samples[0].value, Value::Float(21.5));
+        assert_eq!(samples[0].metric, "temperature");
+    }
+
+    #[test]
     fn each_type_converts_what_it_should_and_rejects_the_rest() {
         use MetricType::*;
         let ok = [

@@ -358,3 +358,16 @@ impl ReloadState {
             .any(|id| !self.discovery.topology.applications.contains_key(id))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_nothing_discovered_the_live_configuration_is_the_files_not_a_copy() {
+        let file = Arc::new(AppConfig::default());
+        let live = merged_or_file(&file, &Topology::default());
+        assert!(Arc::ptr_eq(&file, &live));
+        assert!(Arc::ptr_eq(&file, &starting_config(&file)));
+    }
+}
