@@ -84,6 +84,15 @@ impl Topology {
         self.applications.values().map(Vec::len).sum()
     }
 
+    /// The DevEUIs ChirpStack listed (every device not marked gone), in any application.
+    pub fn listed_ids(&self) -> impl Iterator<Item = &str> {
+        self.applications
+            .values()
+            .flatten()
+            .filter(|d| !d.gone)
+            .map(|d| d.dev_eui.as_str())
+    }
+
     /// This discovery's answer applied to the `previous` topology: devices no longer listed are
     /// kept, marked gone, under [`DeviceRemoval::Keep`] — unless ChirpStack now lists them in
     /// another application (a device deleted and created again elsewhere). Applications this
@@ -96,13 +105,7 @@ impl Topology {
                 .or_insert_with(|| devices.clone());
         }
         if removal == DeviceRemoval::Keep {
-            let listed: BTreeSet<String> = self
-                .applications
-                .values()
-                .flatten()
-                .filter(|d| !d.gone)
-                .map(|d| d.dev_eui.clone())
-                .collect();
+            let listed: BTreeSet<String> = self.listed_ids().map(str::to_string).collect();
             for (application, devices) in &mut self.applications {
                 let Some(before) = previous.applications.get(application) else {
                     continue;

@@ -32,13 +32,7 @@ pub fn merge(file: &AppConfig, topology: &Topology) -> AppConfig {
         .collect();
     // A device listed in one application and kept (gone) in another is the listed one; and
     // no id is added twice, whatever the topology holds.
-    let listed: HashSet<String> = topology
-        .applications
-        .values()
-        .flatten()
-        .filter(|d| !d.gone)
-        .map(|d| d.dev_eui.to_ascii_lowercase())
-        .collect();
+    let listed: HashSet<String> = topology.listed_ids().map(str::to_ascii_lowercase).collect();
     let mut added: HashSet<String> = HashSet::new();
     for app in merged.applications.iter_mut().filter(|a| a.discover) {
         let Some(found) = topology.applications.get(&app.application_id) else {
