@@ -11,8 +11,12 @@
 //!
 //! Knobs (environment): `OPCGW_BENCH_SECONDS` (CPU/memory window, default 300),
 //! `OPCGW_BENCH_HISTORY_HOURS` (history per series at 60 s, default 24: ~4.5 minutes to seed
-//! here), `OPCGW_BENCH_KEEP` (keep the directory). Run with `make bench`; figures go to
-//! docs/performance.md.
+//! here), `OPCGW_BENCH_KEEP` (keep the directory), `OPCGW_BENCH_SEEDED` (a file to keep the
+//! seeded database in: seeded and saved there when missing, copied from there instead of seeding
+//! when present, so a re-run starts in seconds). Either way the simulator starts with the 10
+//! past uplinks of every device ChirpStack replays to a new stream (`--past-uplinks`): the
+//! gateway restarts after an outage against a network server that kept running. Run with
+//! `make bench`; figures go to docs/performance.md.
 
 mod common;
 
@@ -33,7 +37,8 @@ use ua::types::{DataValue, StatusCode, TimestampsToReturn};
 // At least 12 characters and no common word: the gateway refuses weak secrets.
 const TOKEN: &str = "bench-token-6a1f3e";
 const PASSWORD: &str = "bench-pw-5c8e1d7a";
-const WORLD: &str = "--applications 100 --devices 100 --metrics 10 --uplink-interval-ms 60000";
+const WORLD: &str =
+    "--applications 100 --devices 100 --metrics 10 --uplink-interval-ms 60000 --past-uplinks 10";
 /// The uplink period; also the history's row interval.
 const UPLINK: Duration = Duration::from_secs(60);
 /// The metrics configured per device when the whole world does not fit in one config file
@@ -147,7 +152,6 @@ async fn main() {
     let (_temp, dir) = common::bench_dir();
     let sim_port = free_port();
     let sim = common::spawn_simulator(bin, sim_port, TOKEN, WORLD);
-    let sim_started = Instant::now();
     let (_, mut apps) = common::simulator_world(bin, WORLD.split_whitespace());
 
     // The configuration: the whole world when it fits in one file, else FITTING_METRICS of
@@ -203,17 +207,37 @@ async fn main() {
     );
 
     let started = Instant::now();
-    let rows = seed_history(&database, &series, hours);
-    let seeding = started.elapsed().as_secs_f64();
-    println!(
-        "history: {hours} h at 60 s of {} series = {rows} rows in {seeding:.0} s ({:.0} rows/s \
-         in batches of {BATCH}; database {:.0} MB); the issue asks for 24 h",
-        series.len(),
-        rows as f64 / seeding,
-        std::fs::metadata(&database).map_or(0, |m| m.len()) as f64 / 1e6
-    );
-    // ChirpStack holds recent events of every device: let each send one before the start.
-    tokio::time::sleep(UPLINK.saturating_sub(sim_started.elapsed())).await;
+    let seeded = std::env::var_os("OPCGW_BENCH_SEEDED").map(std::path::PathBuf::from);
+    let database_mb = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len()) as f64 / 1e6;
+    let rows = match seeded.as_deref().filter(|path| path.exists()) {
+        Some(copy) => {
+            std::fs::copy(copy, &database).expect("copy of the seeded database");
+            println!(
+                "history: copied from {} ({:.0} MB; seeded with {hours} h at 60 s of {} series \
+                 if made by this bench with the same knobs)",
+                copy.display(),
+                database_mb(&database),
+                series.len()
+            );
+            series.len() * hours as usize * 60
+        }
+        None => {
+            let rows = seed_history(&database, &series, hours);
+            let seeding = started.elapsed().as_secs_f64();
+            println!(
+                "history: {hours} h at 60 s of {} series = {rows} rows in {seeding:.0} s \
+                 ({:.0} rows/s in batches of {BATCH}; database {:.0} MB); the issue asks for 24 h",
+                series.len(),
+                rows as f64 / seeding,
+                database_mb(&database)
+            );
+            if let Some(copy) = &seeded {
+                std::fs::copy(&database, copy).expect("saving the seeded database");
+                println!("history: saved to {} for the next run", copy.display());
+            }
+            rows
+        }
+    };
 
     // The gateway generates its key pair at this first start (~0.2 s, counted in 1.).
     let spawned = Instant::now();

@@ -84,7 +84,7 @@ impl DeviceMapping {
         source_time: Timestamp,
         received_time: Timestamp,
     ) -> (Vec<Sample>, Vec<Rejection>) {
-        let mut samples = Vec::new();
+        let mut samples = Vec::with_capacity(self.metrics.len());
         let mut rejections = Vec::new();
         for metric in &self.metrics {
             let Some(raw) = lookup(object, &metric.upstream_name) else {

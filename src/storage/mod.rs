@@ -90,10 +90,17 @@ pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// fewer page writes per row; reads scan at most this many staged rows per page. 50,000 is
 /// about a minute of the 1,000-device design load at 10 s.
 pub const DEFAULT_FOLD_TRIGGER_ROWS: usize = 50_000;
-/// Most rows moved by one fold transaction, which an append that triggers it waits for. Twice
-/// the trigger, so that the usual fold (trigger + one batch) moves everything staged in one go;
-/// only a backlog from batches bigger than this is folded in several transactions.
+/// Most rows moved by one fold transaction. Twice the trigger, so that the usual fold (trigger
+/// + one batch) moves everything staged in one go; more staged rows are folded in several
+/// transactions, each over a range of series.
 pub const DEFAULT_FOLD_CHUNK_ROWS: usize = 2 * DEFAULT_FOLD_TRIGGER_ROWS;
+/// Staged rows per staged series a fold waits for (once past the trigger). A fold rewrites the
+/// newest `history` page of every series it moves rows of: with a row or two per series (more
+/// series than the trigger: 10,000 devices x 11 metrics) it rewrote a 4 KiB page per row.
+pub const DEFAULT_FOLD_ROWS_PER_SERIES: usize = 8;
+/// Staged rows that trigger a fold whatever the rows per series: bounds the `recent` table
+/// and the staged index (~8 bytes per row in memory).
+pub const DEFAULT_FOLD_MAX_STAGED_ROWS: usize = 1_000_000;
 
 /// Tuning of a [`Store`]; [`Store::open`] uses the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +111,11 @@ pub struct StoreOptions {
     pub fold_trigger_rows: usize,
     /// Rows per fold transaction (at least 1).
     pub fold_chunk_rows: usize,
+    /// Past the trigger, a fold also waits for this many staged rows per staged series (0 or 1:
+    /// no wait)...
+    pub fold_rows_per_series: usize,
+    /// ...unless this many rows are staged.
+    pub fold_max_staged_rows: usize,
 }
 
 impl Default for StoreOptions {
@@ -112,6 +124,8 @@ impl Default for StoreOptions {
             cache_bytes: DEFAULT_CACHE_BYTES,
             fold_trigger_rows: DEFAULT_FOLD_TRIGGER_ROWS,
             fold_chunk_rows: DEFAULT_FOLD_CHUNK_ROWS,
+            fold_rows_per_series: DEFAULT_FOLD_ROWS_PER_SERIES,
+            fold_max_staged_rows: DEFAULT_FOLD_MAX_STAGED_ROWS,
         }
     }
 }

@@ -55,6 +55,38 @@ impl StagedIndex {
         }
     }
 
+    /// Series with staged rows.
+    pub(crate) fn series_count(&self) -> usize {
+        self.by_series.len()
+    }
+
+    /// Consecutive ranges `[first, end)` of series ids covering all ids, each holding at most
+    /// `rows` staged rows (a series with more is a range of its own); none when nothing is
+    /// staged.
+    pub(crate) fn ranges_of(&self, rows: usize) -> Vec<(u32, u64)> {
+        let mut ids: Vec<(u32, usize)> = (self.by_series.iter())
+            .map(|(id, times)| (*id, times.len()))
+            .collect();
+        ids.sort_unstable();
+        let mut ranges = Vec::new();
+        let mut open: Option<(u32, usize)> = None;
+        for (id, count) in ids {
+            match open {
+                Some((first, held)) if held + count <= rows => open = Some((first, held + count)),
+                Some((first, _)) => {
+                    ranges.push((first, u64::from(id)));
+                    open = Some((id, count));
+                }
+                // From 0: a staged row of a series the index would miss is still in a range.
+                None => open = Some((0, count)),
+            }
+        }
+        if let Some((first, _)) = open {
+            ranges.push((first, u64::from(u32::MAX) + 1));
+        }
+        ranges
+    }
+
     /// The staged times of `series` in `[low, high)`, ascending; `None` when the index is not
     /// of `generation` (the snapshot of the read).
     pub(crate) fn times(
@@ -116,6 +148,26 @@ mod tests {
             index.times(1, 1, 0, 100),
             None,
             "another generation: walk the table"
+        );
+    }
+
+    #[test]
+    fn ranges_cover_every_staged_series_with_at_most_the_rows_asked() {
+        let mut index = StagedIndex::default();
+        assert!(index.ranges_of(10).is_empty());
+        // Series 3: 4 rows, 5: 1, 9: 12 (more than a range), 12: 2, 20: 3.
+        for (series, rows) in [(3, 4), (5, 1), (9, 12), (12, 2), (20, 3)] {
+            for time in 0..rows {
+                index.add(series, time);
+            }
+        }
+        assert_eq!(index.series_count(), 5);
+        let end = u64::from(u32::MAX) + 1;
+        assert_eq!(index.ranges_of(5), vec![(0, 9), (9, 12), (12, end)]);
+        assert_eq!(index.ranges_of(100), vec![(0, end)]);
+        assert_eq!(
+            index.ranges_of(1),
+            vec![(0, 5), (5, 9), (9, 12), (12, 20), (20, end)]
         );
     }
 }

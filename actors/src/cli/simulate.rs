@@ -39,6 +39,11 @@ pub struct SimulateArgs {
     /// Uplink period of each device in milliseconds (staggered across devices); 0 = none.
     #[arg(long, default_value_t = 10_000)]
     pub uplink_interval_ms: u64,
+    /// Uplinks every device sent before the simulator started (one per interval, replayed to
+    /// a new event stream up to the 10 ChirpStack keeps): a gateway starting against it meets
+    /// a network server that has been running.
+    #[arg(long, default_value_t = 0)]
+    pub past_uplinks: usize,
     /// API token clients must present; a random one is generated and printed when absent.
     #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
     pub token: Option<String>,
@@ -58,6 +63,7 @@ impl SimulateArgs {
             devices_per_application: self.devices,
             metrics_per_device: self.metrics,
             uplink_interval: Duration::from_millis(self.uplink_interval_ms),
+            past_uplinks: self.past_uplinks,
             ..SimulatorConfig::default()
         }
     }

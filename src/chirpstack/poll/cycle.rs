@@ -320,6 +320,9 @@ async fn fetch_link_quality<C: ChirpstackApi>(
             (device, start, count, result)
         });
     }
+    // RSSI and SNR by device, applied in one pass over the listed devices (finding each
+    // device in the list cost 10,000 x 1,667 string compares a cycle at 10,000 devices).
+    let mut quality: HashMap<String, (Option<f32>, Option<f32>)> = HashMap::new();
     while let Some(joined) = links.join_next().await {
         let Ok((device, bucket, count, result)) = joined else {
             report.calls += 1;
@@ -334,15 +337,21 @@ async fn fetch_link_quality<C: ChirpstackApi>(
                         .iter()
                         .find(|(t, _)| *t == bucket)
                         .map(|(_, v)| *v)
+                        .filter(|v| v.is_finite())
                 };
-                if let Some(summary) = report.devices.iter_mut().find(|d| d.dev_eui == device) {
-                    summary.rssi = at(&rssi).filter(|v| v.is_finite());
-                    summary.snr = at(&snr).filter(|v| v.is_finite());
-                }
+                quality.insert(device, (at(&rssi), at(&snr)));
             }
             Err(error) => report
                 .partial_errors
                 .push(format!("GetLinkMetrics {device}: {error}")),
+        }
+    }
+    if quality.is_empty() {
+        return;
+    }
+    for summary in &mut report.devices {
+        if let Some((rssi, snr)) = quality.remove(&summary.dev_eui) {
+            (summary.rssi, summary.snr) = (rssi, snr);
         }
     }
 }

@@ -54,8 +54,10 @@ pub(crate) async fn start(
     config.validate()?;
     let listener = bind(addr)?;
     let addr = listener.local_addr()?;
-    let world = config.world(Timestamp::now());
+    let started = Timestamp::now();
+    let world = config.world(started);
     let state = Arc::new(SimState::new(config, world));
+    state.record_past_uplinks(started);
     let session = Session::spawn(Arc::clone(&state), listener);
     let schedule = spawn_schedule(Arc::clone(&state));
     Ok(SimulatorHandle {

@@ -73,6 +73,11 @@ pub struct SimulatorConfig {
     /// Events replayed when a stream opens (ChirpStack's `per_device_event_log_max_history`);
     /// 0 delivers live events only.
     pub event_history: usize,
+    /// Uplinks every device sent before the simulator started, one per `uplink_interval`
+    /// back from its first scheduled slot (in its event log and metric history): a gateway
+    /// starting against it meets a ChirpStack that has been running, with events to replay.
+    /// At most `MAX_EVENT_HISTORY`; needs a non-zero `uplink_interval`.
+    pub past_uplinks: usize,
     /// False simulates servers older than the MINUTE aggregation: it is refused.
     pub supports_minute_aggregation: bool,
     /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`, which caps event streams per connection.
@@ -97,6 +102,7 @@ impl Default for SimulatorConfig {
             metrics_per_device: 4,
             uplink_interval: Duration::from_secs(10),
             event_history: 10,
+            past_uplinks: 0,
             supports_minute_aggregation: true,
             max_concurrent_streams_per_connection: 200,
             downlink_ack_delay: Duration::from_millis(50),
@@ -117,6 +123,7 @@ impl fmt::Debug for SimulatorConfig {
             .field("metrics_per_device", &self.metrics_per_device)
             .field("uplink_interval", &self.uplink_interval)
             .field("event_history", &self.event_history)
+            .field("past_uplinks", &self.past_uplinks)
             .field(
                 "supports_minute_aggregation",
                 &self.supports_minute_aggregation,
@@ -186,6 +193,12 @@ impl SimulatorConfig {
         let interval = self.uplink_interval;
         if !interval.is_zero() && !(Duration::from_millis(1)..=MAX_DELAY).contains(&interval) {
             return invalid("uplink_interval must be zero (off) or 1 ms to 1 day".into());
+        }
+        if self.past_uplinks > MAX_EVENT_HISTORY {
+            return invalid(format!("past_uplinks is at most {MAX_EVENT_HISTORY}"));
+        }
+        if self.past_uplinks > 0 && interval.is_zero() {
+            return invalid("past_uplinks needs an uplink_interval".into());
         }
         if self.downlink_ack_delay > MAX_DELAY {
             return invalid("downlink_ack_delay is at most 1 day".into());

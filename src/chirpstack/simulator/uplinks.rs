@@ -27,16 +27,37 @@ impl SimState {
         }
         let device_info = self.device_info(index);
         let seq = self.with_device(index, |device| {
-            self.record_uplink(index, device, device_info)
+            self.record_uplink(index, device, device_info, Timestamp::now())
         });
         self.notify(index, seq);
     }
 
-    /// Counts, timestamps and logs one uplink of `device`; returns the event's sequence number.
-    fn record_uplink(&self, index: usize, device: &mut DeviceRuntime, info: DeviceInfoJson) -> u64 {
+    /// Records `config.past_uplinks` uplinks of every device before anything is served: each
+    /// device's uplinks at its interval, the newest one interval before its first scheduled
+    /// slot (`start`, the schedule's start), oldest first.
+    pub(crate) fn record_past_uplinks(&self, start: Timestamp) {
+        let (count, interval) = (self.world.device_count(), self.config.uplink_interval);
+        for index in 0..count {
+            let first_slot = start.saturating_add(interval.mul_f64((index + 1) as f64 / count as f64));
+            for back in (1..=self.config.past_uplinks).rev() {
+                let at = first_slot.saturating_sub(interval.saturating_mul(back as u32));
+                let info = self.device_info(index);
+                self.with_device(index, |device| self.record_uplink(index, device, info, at));
+            }
+        }
+    }
+
+    /// Counts, timestamps and logs one uplink of `device` sent at `now`; returns the event's
+    /// sequence number.
+    fn record_uplink(
+        &self,
+        index: usize,
+        device: &mut DeviceRuntime,
+        info: DeviceInfoJson,
+        now: Timestamp,
+    ) -> u64 {
         // A radio cannot send two frames within a millisecond; keeping uplink times strictly
         // increasing keeps counters increasing and GetMetrics buckets unambiguous.
-        let now = Timestamp::now();
         let at = match device.last_uplink {
             Some(last) if now <= last.saturating_add(Duration::from_millis(1)) => {
                 last.saturating_add(Duration::from_millis(1))

@@ -65,6 +65,7 @@ fn child_options() -> StoreOptions {
     StoreOptions {
         fold_trigger_rows: 4_000,
         fold_chunk_rows: 3_000,
+        fold_rows_per_series: 0,
         ..StoreOptions::default()
     }
 }

@@ -171,6 +171,7 @@ fn a_row_that_does_not_decode_is_an_error_naming_it() {
         &path,
         StoreOptions {
             fold_trigger_rows: 1,
+            fold_rows_per_series: 0,
             ..StoreOptions::default()
         },
     )

@@ -97,6 +97,7 @@ fn a_duplicate_of_a_folded_row_replaces_it_once() {
     let (_dir, mut store) = fresh_store_with(StoreOptions {
         fold_trigger_rows: 1,
         fold_chunk_rows: 100,
+        fold_rows_per_series: 0,
         ..StoreOptions::default()
     });
     store
@@ -126,4 +127,80 @@ fn a_duplicate_of_a_folded_row_replaces_it_once() {
     assert_eq!((report.removed, report.more), (1, false));
     assert_eq!(store.counts().unwrap().history_rows, 0);
     assert!(all_rows(&store, query("dev", "level", 0, 100, 10)).is_empty());
+}
+
+/// Rows staged in `recent`, not yet folded.
+fn staged_rows(store: &Store) -> u64 {
+    use redb::{ReadableDatabase, ReadableTableMetadata};
+    let txn = store.db().unwrap().begin_read().unwrap();
+    txn.open_table(super::super::schema::RECENT).unwrap().len().unwrap()
+}
+
+#[test]
+fn a_fold_waits_for_rows_per_series_unless_too_many_are_staged() {
+    let (_dir, mut store) = fresh_store_with(StoreOptions {
+        fold_trigger_rows: 2,
+        fold_chunk_rows: 100,
+        fold_rows_per_series: 3,
+        fold_max_staged_rows: 100,
+        ..StoreOptions::default()
+    });
+    let one_each = |time| -> Vec<Sample> {
+        (0..4)
+            .map(|m| sample("dev", &format!("m{m}"), Value::Int(time), time))
+            .collect()
+    };
+    // 4 series: past the trigger at once, but a fold waits for 3 rows each (12).
+    store.append(&one_each(1)).unwrap();
+    store.append(&one_each(2)).unwrap();
+    assert_eq!(staged_rows(&store), 8, "2 rows per series: no fold yet");
+    store.append(&one_each(3)).unwrap();
+    assert_eq!(staged_rows(&store), 0, "3 rows per series: folded");
+    assert_eq!(store.counts().unwrap().history_rows, 12);
+
+    // Many series with a row each: the cap folds them anyway.
+    let (_dir, mut store) = fresh_store_with(StoreOptions {
+        fold_trigger_rows: 2,
+        fold_chunk_rows: 100,
+        fold_rows_per_series: 3,
+        fold_max_staged_rows: 10,
+        ..StoreOptions::default()
+    });
+    let wide = |count: usize| -> Vec<Sample> {
+        (0..count)
+            .map(|m| sample("dev", &format!("m{m}"), Value::Int(1), 1))
+            .collect()
+    };
+    store.append(&wide(9)).unwrap();
+    assert_eq!(staged_rows(&store), 9, "under the cap, a row per series: staged");
+    store.append(&wide(10)).unwrap();
+    assert_eq!(staged_rows(&store), 0, "at the cap: folded");
+    assert_eq!(store.counts().unwrap().history_rows, 10);
+}
+
+#[test]
+fn more_staged_rows_than_a_chunk_fold_range_by_range_and_read_the_same() {
+    // 30 series x 4 rows = 120 staged rows, folded in chunks of at most 25: five ranges.
+    let (_dir, mut store) = fresh_store_with(StoreOptions {
+        fold_trigger_rows: 120,
+        fold_chunk_rows: 25,
+        fold_rows_per_series: 0,
+        ..StoreOptions::default()
+    });
+    let mut want = 0;
+    for time in 0..4 {
+        let batch: Vec<Sample> = (0..30)
+            .map(|m| sample("dev", &format!("m{m:02}"), Value::Int(time * 100 + m), time))
+            .collect();
+        want += batch.len() as u64;
+        store.append(&batch).unwrap();
+    }
+    assert_eq!(staged_rows(&store), 0, "every range folded");
+    assert_eq!(store.counts().unwrap().history_rows, want);
+    for m in 0..30 {
+        let rows = all_rows(&store, query("dev", &format!("m{m:02}"), 0, 10, 3));
+        let values: Vec<Value> = rows.into_iter().map(|r| r.value).collect();
+        let expected: Vec<Value> = (0..4).map(|time| Value::Int(time * 100 + m)).collect();
+        assert_eq!(values, expected, "series m{m:02}");
+    }
 }

@@ -43,6 +43,9 @@ fn folding_options() -> StoreOptions {
     StoreOptions {
         fold_trigger_rows: 7,
         fold_chunk_rows: 5,
+        // No wait for rows per series (tested on its own in `fold`): folds of a few rows
+        // over several ranges of series, all the time.
+        fold_rows_per_series: 0,
         ..StoreOptions::default()
     }
 }

@@ -69,6 +69,44 @@ async fn a_stream_replays_history_then_delivers_live_uplinks_with_the_expected_v
 }
 
 #[tokio::test]
+async fn past_uplinks_are_replayed_as_if_the_simulator_had_been_running() {
+    let interval = Duration::from_secs(3600);
+    let before = Timestamp::now();
+    let sim = start(SimulatorConfig {
+        event_history: 3,
+        past_uplinks: 5,
+        uplink_interval: interval,
+        ..config()
+    })
+    .await;
+    let dev_eui = first_dev_eui(&sim);
+    let mut stream = open_stream(&mut internal_client(&sim).await, &dev_eui).await;
+    // Five sent, the newest three kept for replay: frame counters 3, 4, 5, an hour apart, the
+    // newest within an interval before the start, every value the world's at its time.
+    let replayed = [
+        next_uplink(&mut stream, &dev_eui).await,
+        next_uplink(&mut stream, &dev_eui).await,
+        next_uplink(&mut stream, &dev_eui).await,
+    ];
+    let counters: Vec<u32> = replayed.iter().map(|up| up.f_cnt).collect();
+    assert_eq!(counters, [3, 4, 5]);
+    for pair in replayed.windows(2) {
+        assert_eq!(pair[1].time.0 - pair[0].time.0, interval.as_micros() as i64);
+    }
+    let newest = replayed[2].time;
+    assert!(newest < Timestamp::now() && newest.0 >= before.0 - interval.as_micros() as i64);
+    for up in &replayed {
+        assert_uplink_matches(&sim, &dev_eui, up);
+    }
+    let invalid = SimulatorConfig {
+        past_uplinks: 1,
+        uplink_interval: Duration::ZERO,
+        ..config()
+    };
+    assert!(Simulator::start(invalid, "127.0.0.1:0".parse().unwrap()).await.is_err());
+}
+
+#[tokio::test]
 async fn the_uplink_body_carries_device_info_like_chirpstack() {
     let sim = start(config()).await;
     let dev_eui = first_dev_eui(&sim);
