@@ -173,6 +173,8 @@ pub struct Store {
     /// Where the open database is published for reads on other tasks.
     published: Option<ReadSlot>,
     series: series::SeriesIndex,
+    /// Where the next fold of a range of series starts (see `fold`).
+    fold_cursor: u32,
     /// Set by an error after which redb refuses the handle: the next write reopens first.
     needs_reopen: bool,
     /// The pid sidecar this store wrote (removed on drop, if still ours).
@@ -226,6 +228,7 @@ impl Store {
             db: Some(shield(path, || OpenDatabase::new(path, db))?),
             published: None,
             series,
+            fold_cursor: 0,
             needs_reopen: false,
             pid_file,
             identity,

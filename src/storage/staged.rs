@@ -60,31 +60,34 @@ impl StagedIndex {
         self.by_series.len()
     }
 
-    /// Consecutive ranges `[first, end)` of series ids covering all ids, each holding at most
-    /// `rows` staged rows (a series with more is a range of its own); none when nothing is
-    /// staged.
-    pub(crate) fn ranges_of(&self, rows: usize) -> Vec<(u32, u64)> {
+    /// The next range `[first, end)` of series ids, from the first series with staged rows at
+    /// or after `cursor` (wrapping to the lowest), holding at most `rows` staged rows (a
+    /// series with more is a range of its own); `None` when nothing is staged.
+    pub(crate) fn range_from(&self, cursor: u32, rows: usize) -> Option<(u32, u64)> {
         let mut ids: Vec<(u32, usize)> = (self.by_series.iter())
             .map(|(id, times)| (*id, times.len()))
             .collect();
         ids.sort_unstable();
-        let mut ranges = Vec::new();
-        let mut open: Option<(u32, usize)> = None;
-        for (id, count) in ids {
-            match open {
-                Some((first, held)) if held + count <= rows => open = Some((first, held + count)),
-                Some((first, _)) => {
-                    ranges.push((first, u64::from(id)));
-                    open = Some((id, count));
-                }
-                // From 0: a staged row of a series the index would miss is still in a range.
-                None => open = Some((0, count)),
+        let start = match ids.partition_point(|(id, _)| *id < cursor) {
+            at if at < ids.len() => at,
+            _ => 0,
+        };
+        let (first, mut held) = *ids.get(start)?;
+        for (id, count) in &ids[start + 1..] {
+            if held + count > rows {
+                return Some((first, u64::from(*id)));
             }
+            held += count;
         }
-        if let Some((first, _)) = open {
-            ranges.push((first, u64::from(u32::MAX) + 1));
-        }
-        ranges
+        Some((first, u64::from(u32::MAX) + 1))
+    }
+
+    /// After a fold that moved every staged row of the series in `[first, end)`: forgets them
+    /// and takes the fold's `generation`.
+    pub(crate) fn forget_range(&mut self, first: u32, end: u64, generation: u64) {
+        self.by_series
+            .retain(|id, _| !(first <= *id && u64::from(*id) < end));
+        self.generation = generation;
     }
 
     /// The staged times of `series` in `[low, high)`, ascending; `None` when the index is not
@@ -114,12 +117,12 @@ pub(crate) fn generation_in(txn: &ReadTransaction) -> Result<u64, redb::Error> {
     Ok(meta.get(META_STAGED_GENERATION)?.map_or(0, |v| v.value()))
 }
 
-/// Raises the staged generation in `txn` (which removes staged rows).
-pub(crate) fn bump_generation(txn: &WriteTransaction) -> Result<(), redb::Error> {
+/// Raises the staged generation in `txn` (which removes staged rows); returns the new one.
+pub(crate) fn bump_generation(txn: &WriteTransaction) -> Result<u64, redb::Error> {
     let mut meta = txn.open_table(META)?;
     let next = meta.get(META_STAGED_GENERATION)?.map_or(0, |v| v.value()) + 1;
     meta.insert(META_STAGED_GENERATION, next)?;
-    Ok(())
+    Ok(next)
 }
 
 #[cfg(test)]
@@ -152,9 +155,9 @@ mod tests {
     }
 
     #[test]
-    fn ranges_cover_every_staged_series_with_at_most_the_rows_asked() {
+    fn ranges_run_from_the_cursor_with_at_most_the_rows_asked_and_wrap() {
         let mut index = StagedIndex::default();
-        assert!(index.ranges_of(10).is_empty());
+        assert_eq!(index.range_from(0, 10), None);
         // Series 3: 4 rows, 5: 1, 9: 12 (more than a range), 12: 2, 20: 3.
         for (series, rows) in [(3, 4), (5, 1), (9, 12), (12, 2), (20, 3)] {
             for time in 0..rows {
@@ -163,11 +166,15 @@ mod tests {
         }
         assert_eq!(index.series_count(), 5);
         let end = u64::from(u32::MAX) + 1;
-        assert_eq!(index.ranges_of(5), vec![(0, 9), (9, 12), (12, end)]);
-        assert_eq!(index.ranges_of(100), vec![(0, end)]);
-        assert_eq!(
-            index.ranges_of(1),
-            vec![(0, 5), (5, 9), (9, 12), (12, 20), (20, end)]
-        );
+        assert_eq!(index.range_from(0, 5), Some((3, 9)));
+        assert_eq!(index.range_from(9, 5), Some((9, 12)), "a series of its own");
+        assert_eq!(index.range_from(10, 5), Some((12, end)));
+        assert_eq!(index.range_from(21, 5), Some((3, 9)), "past the last: wraps");
+        assert_eq!(index.range_from(4, 100), Some((5, end)));
+        index.forget_range(3, 9, 7);
+        assert_eq!(index.series_count(), 3);
+        assert_eq!(index.times(7, 3, 0, 100), Some(vec![]), "forgotten, new generation");
+        assert_eq!(index.times(7, 9, 0, 2), Some(vec![0, 1]));
+        assert_eq!(index.range_from(0, 100), Some((9, end)));
     }
 }

@@ -179,28 +179,50 @@ fn a_fold_waits_for_rows_per_series_unless_too_many_are_staged() {
 }
 
 #[test]
-fn more_staged_rows_than_a_chunk_fold_range_by_range_and_read_the_same() {
-    // 30 series x 4 rows = 120 staged rows, folded in chunks of at most 25: five ranges.
-    let (_dir, mut store) = fresh_store_with(StoreOptions {
-        fold_trigger_rows: 120,
+fn more_staged_rows_than_a_chunk_fold_a_range_per_append_and_read_the_same() {
+    // 30 series x 4 rows = 120 staged rows, nothing folded yet.
+    let (dir, mut store) = fresh_store_with(StoreOptions {
+        fold_trigger_rows: 1_000,
+        ..StoreOptions::default()
+    });
+    let name = |m: i64| format!("m{m:02}");
+    for time in 0..4 {
+        let batch: Vec<Sample> = (0..30)
+            .map(|m| sample("dev", &name(m), Value::Int(time * 100 + m), time))
+            .collect();
+        store.append(&batch).unwrap();
+    }
+    assert_eq!(staged_rows(&store), 120);
+    drop(store);
+    // Now a fold is due at every append, in chunks of at most 25 rows: 6 series a range.
+    let options = StoreOptions {
+        fold_trigger_rows: 1,
         fold_chunk_rows: 25,
         fold_rows_per_series: 0,
         ..StoreOptions::default()
-    });
-    let mut want = 0;
-    for time in 0..4 {
-        let batch: Vec<Sample> = (0..30)
-            .map(|m| sample("dev", &format!("m{m:02}"), Value::Int(time * 100 + m), time))
-            .collect();
-        want += batch.len() as u64;
-        store.append(&batch).unwrap();
+    };
+    let mut store = Store::open_with(&dir.path().join("opcgw.redb"), options).unwrap();
+    let mut staged = vec![staged_rows(&store)];
+    for time in 10..30 {
+        store
+            .append(&[sample("dev", "late", Value::Int(time), time)])
+            .unwrap();
+        staged.push(staged_rows(&store));
+        if staged.last() == Some(&0) {
+            break;
+        }
     }
-    assert_eq!(staged_rows(&store), 0, "every range folded");
-    assert_eq!(store.counts().unwrap().history_rows, want);
+    // One range per append (120 + 1 - 24 = 97, ...), then, once a chunk holds the rest,
+    // everything at once.
+    assert_eq!(staged[..3], [120, 97, 74], "staged after each append: {staged:?}");
+    assert_eq!(staged.last(), Some(&0), "{staged:?}");
+    let late = staged.len() as u64 - 1;
+    assert_eq!(store.counts().unwrap().history_rows, 120 + late);
     for m in 0..30 {
-        let rows = all_rows(&store, query("dev", &format!("m{m:02}"), 0, 10, 3));
+        let rows = all_rows(&store, query("dev", &name(m), 0, 10, 3));
         let values: Vec<Value> = rows.into_iter().map(|r| r.value).collect();
         let expected: Vec<Value> = (0..4).map(|time| Value::Int(time * 100 + m)).collect();
-        assert_eq!(values, expected, "series m{m:02}");
+        assert_eq!(values, expected, "series {}", name(m));
     }
+    assert_eq!(all_rows(&store, query("dev", "late", 0, 100, 7)).len() as u64, late);
 }
