@@ -54,7 +54,10 @@ impl Store {
             return true;
         }
         let series = self.staged_index().map_or(0, |index| {
-            index.read().unwrap_or_else(|e| e.into_inner()).series_count()
+            index
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .series_count()
         });
         staged >= (series as u64).saturating_mul(options.fold_rows_per_series as u64)
     }

@@ -90,9 +90,9 @@ pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// fewer page writes per row; reads scan at most this many staged rows per page. 50,000 is
 /// about a minute of the 1,000-device design load at 10 s.
 pub const DEFAULT_FOLD_TRIGGER_ROWS: usize = 50_000;
-/// Most rows moved by one fold transaction. Twice the trigger, so that the usual fold (trigger
-/// + one batch) moves everything staged in one go; more staged rows are folded in several
-/// transactions, each over a range of series.
+/// Most rows moved by one fold transaction. Twice the trigger, so that the usual fold (the
+/// trigger plus one batch) moves everything staged in one go; more staged rows fold a range
+/// of series per append.
 pub const DEFAULT_FOLD_CHUNK_ROWS: usize = 2 * DEFAULT_FOLD_TRIGGER_ROWS;
 /// Staged rows per staged series a fold waits for (once past the trigger). A fold rewrites the
 /// newest `history` page of every series it moves rows of: with a row or two per series (more

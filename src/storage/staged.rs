@@ -169,11 +169,19 @@ mod tests {
         assert_eq!(index.range_from(0, 5), Some((3, 9)));
         assert_eq!(index.range_from(9, 5), Some((9, 12)), "a series of its own");
         assert_eq!(index.range_from(10, 5), Some((12, end)));
-        assert_eq!(index.range_from(21, 5), Some((3, 9)), "past the last: wraps");
+        assert_eq!(
+            index.range_from(21, 5),
+            Some((3, 9)),
+            "past the last: wraps"
+        );
         assert_eq!(index.range_from(4, 100), Some((5, end)));
         index.forget_range(3, 9, 7);
         assert_eq!(index.series_count(), 3);
-        assert_eq!(index.times(7, 3, 0, 100), Some(vec![]), "forgotten, new generation");
+        assert_eq!(
+            index.times(7, 3, 0, 100),
+            Some(vec![]),
+            "forgotten, new generation"
+        );
         assert_eq!(index.times(7, 9, 0, 2), Some(vec![0, 1]));
         assert_eq!(index.range_from(0, 100), Some((9, end)));
     }

@@ -38,7 +38,8 @@ impl SimState {
     pub(crate) fn record_past_uplinks(&self, start: Timestamp) {
         let (count, interval) = (self.world.device_count(), self.config.uplink_interval);
         for index in 0..count {
-            let first_slot = start.saturating_add(interval.mul_f64((index + 1) as f64 / count as f64));
+            let first_slot =
+                start.saturating_add(interval.mul_f64((index + 1) as f64 / count as f64));
             for back in (1..=self.config.past_uplinks).rev() {
                 let at = first_slot.saturating_sub(interval.saturating_mul(back as u32));
                 let info = self.device_info(index);

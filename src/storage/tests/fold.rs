@@ -133,7 +133,10 @@ fn a_duplicate_of_a_folded_row_replaces_it_once() {
 fn staged_rows(store: &Store) -> u64 {
     use redb::{ReadableDatabase, ReadableTableMetadata};
     let txn = store.db().unwrap().begin_read().unwrap();
-    txn.open_table(super::super::schema::RECENT).unwrap().len().unwrap()
+    txn.open_table(super::super::schema::RECENT)
+        .unwrap()
+        .len()
+        .unwrap()
 }
 
 #[test]
@@ -172,7 +175,11 @@ fn a_fold_waits_for_rows_per_series_unless_too_many_are_staged() {
             .collect()
     };
     store.append(&wide(9)).unwrap();
-    assert_eq!(staged_rows(&store), 9, "under the cap, a row per series: staged");
+    assert_eq!(
+        staged_rows(&store),
+        9,
+        "under the cap, a row per series: staged"
+    );
     store.append(&wide(10)).unwrap();
     assert_eq!(staged_rows(&store), 0, "at the cap: folded");
     assert_eq!(store.counts().unwrap().history_rows, 10);
@@ -214,7 +221,11 @@ fn more_staged_rows_than_a_chunk_fold_a_range_per_append_and_read_the_same() {
     }
     // One range per append (120 + 1 - 24 = 97, ...), then, once a chunk holds the rest,
     // everything at once.
-    assert_eq!(staged[..3], [120, 97, 74], "staged after each append: {staged:?}");
+    assert_eq!(
+        staged[..3],
+        [120, 97, 74],
+        "staged after each append: {staged:?}"
+    );
     assert_eq!(staged.last(), Some(&0), "{staged:?}");
     let late = staged.len() as u64 - 1;
     assert_eq!(store.counts().unwrap().history_rows, 120 + late);
@@ -224,5 +235,8 @@ fn more_staged_rows_than_a_chunk_fold_a_range_per_append_and_read_the_same() {
         let expected: Vec<Value> = (0..4).map(|time| Value::Int(time * 100 + m)).collect();
         assert_eq!(values, expected, "series {}", name(m));
     }
-    assert_eq!(all_rows(&store, query("dev", "late", 0, 100, 7)).len() as u64, late);
+    assert_eq!(
+        all_rows(&store, query("dev", "late", 0, 100, 7)).len() as u64,
+        late
+    );
 }

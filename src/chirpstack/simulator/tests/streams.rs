@@ -103,7 +103,9 @@ async fn past_uplinks_are_replayed_as_if_the_simulator_had_been_running() {
         uplink_interval: Duration::ZERO,
         ..config()
     };
-    assert!(Simulator::start(invalid, "127.0.0.1:0".parse().unwrap()).await.is_err());
+    assert!(Simulator::start(invalid, "127.0.0.1:0".parse().unwrap())
+        .await
+        .is_err());
 }
 
 #[tokio::test]
