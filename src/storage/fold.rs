@@ -18,6 +18,18 @@ use super::error::{RedbResultExt, StorageError};
 use super::schema::{HISTORY, RECENT};
 use super::Store;
 
+/// Staged rows as `history` keys them: ((series, time), encoded value).
+type HistoryRows = Vec<((u32, i64), Vec<u8>)>;
+
+/// A row of `recent`, keyed (time, series), as `history` keys it.
+fn history_row(
+    key: &redb::AccessGuard<'_, (i64, u32)>,
+    value: &redb::AccessGuard<'_, &[u8]>,
+) -> ((u32, i64), Vec<u8>) {
+    let (time, series) = key.value();
+    ((series, time), value.value().to_vec())
+}
+
 impl Store {
     /// Folds when due. Called after an append has committed: a failure here is logged and left
     /// for the next append (the batch is already durable, and reads see staged rows anyway).
@@ -68,14 +80,13 @@ impl Store {
         const ACTION: &str = "move staged samples into history";
         let path = &self.path;
         let txn = self.db()?.begin_write().at(path, ACTION)?;
-        let mut rows: Vec<((u32, i64), Vec<u8>)> = Vec::new();
+        let mut rows = HistoryRows::new();
         {
             let recent = txn.open_table(RECENT).at(path, ACTION)?;
             rows.reserve(recent.len().at(path, ACTION)? as usize);
             for row in recent.iter().at(path, ACTION)? {
                 let (key, value) = row.at(path, ACTION)?;
-                let (time, series) = key.value();
-                rows.push(((series, time), value.value().to_vec()));
+                rows.push(history_row(&key, &value));
             }
         }
         txn.delete_table(RECENT).at(path, ACTION)?;
@@ -116,8 +127,7 @@ impl Store {
     /// Moves the staged rows of series `[first, end)`, at most `chunk` (the oldest), into
     /// `history` in one durable transaction. `recent` is keyed by (time, series): the rows of a
     /// range of series sit together within each time, so removing them rewrites only the
-    /// pages they are on.
-    /// Returns the rows moved and the staged generation committed.
+    /// pages they are on. Returns the rows moved and the staged generation committed.
     fn fold_range(
         &mut self,
         first: u32,
@@ -127,15 +137,14 @@ impl Store {
         const ACTION: &str = "move staged samples into history";
         let path = &self.path;
         let txn = self.db()?.begin_write().at(path, ACTION)?;
-        let mut rows: Vec<((u32, i64), Vec<u8>)> = Vec::new();
+        let mut rows = HistoryRows::new();
         {
             let mut recent = txn.open_table(RECENT).at(path, ACTION)?;
             let in_range = |key: (i64, u32), _: &[u8]| first <= key.1 && u64::from(key.1) < end;
             // extract_if removes exactly the rows the iterator yields.
             for row in recent.extract_if(in_range).at(path, ACTION)?.take(chunk) {
                 let (key, value) = row.at(path, ACTION)?;
-                let (time, series) = key.value();
-                rows.push(((series, time), value.value().to_vec()));
+                rows.push(history_row(&key, &value));
             }
         }
         let moved = rows.len();
@@ -147,7 +156,7 @@ impl Store {
     fn move_into_history(
         &mut self,
         txn: redb::WriteTransaction,
-        mut rows: Vec<((u32, i64), Vec<u8>)>,
+        mut rows: HistoryRows,
     ) -> Result<u64, StorageError> {
         const ACTION: &str = "move staged samples into history";
         let path = &self.path;

@@ -38,8 +38,7 @@ impl SimState {
     pub(crate) fn record_past_uplinks(&self, start: Timestamp) {
         let (count, interval) = (self.world.device_count(), self.config.uplink_interval);
         for index in 0..count {
-            let first_slot =
-                start.saturating_add(interval.mul_f64((index + 1) as f64 / count as f64));
+            let first_slot = start.saturating_add(first_slot_after_start(index, count, interval));
             for back in (1..=self.config.past_uplinks).rev() {
                 let at = first_slot.saturating_sub(interval.saturating_mul(back as u32));
                 let info = self.device_info(index);
@@ -115,10 +114,8 @@ pub(crate) fn spawn_schedule(state: Arc<SimState>) -> Option<JoinHandle<()>> {
 async fn run_schedule(state: Arc<SimState>, interval: Duration) {
     let count = state.world.device_count();
     let start = Instant::now();
-    // Device i first reports after (i + 1) / n of the interval: evenly staggered, and nothing
-    // at t = 0, so a test with a long interval sees only the uplinks it asks for.
     let mut due: BinaryHeap<Reverse<(Instant, usize)>> = (0..count)
-        .map(|i| Reverse((start + interval.mul_f64((i + 1) as f64 / count as f64), i)))
+        .map(|i| Reverse((start + first_slot_after_start(i, count, interval), i)))
         .collect();
     while let Some(&Reverse((next, _))) = due.peek() {
         tokio::time::sleep_until(next).await;
@@ -132,6 +129,13 @@ async fn run_schedule(state: Arc<SimState>, interval: Duration) {
             due.push(Reverse((next_due(at, interval, now), index)));
         }
     }
+}
+
+/// When device `index` of `count` first reports after the schedule starts: (index + 1) / count
+/// of the interval, evenly staggered, and nothing at t = 0, so a test with a long interval sees
+/// only the uplinks it asks for.
+fn first_slot_after_start(index: usize, count: usize, interval: Duration) -> Duration {
+    interval.mul_f64((index + 1) as f64 / count as f64)
 }
 
 /// The next slot after `at` that is still in the future: a device that missed slots (a stalled

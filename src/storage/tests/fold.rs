@@ -141,13 +141,15 @@ fn staged_rows(store: &Store) -> u64 {
 
 #[test]
 fn a_fold_waits_for_rows_per_series_unless_too_many_are_staged() {
-    let (_dir, mut store) = fresh_store_with(StoreOptions {
+    // A fold waits for 3 staged rows per series, or `max_staged` rows in all.
+    let waiting = |max_staged| StoreOptions {
         fold_trigger_rows: 2,
         fold_chunk_rows: 100,
         fold_rows_per_series: 3,
-        fold_max_staged_rows: 100,
+        fold_max_staged_rows: max_staged,
         ..StoreOptions::default()
-    });
+    };
+    let (_dir, mut store) = fresh_store_with(waiting(100));
     let one_each = |time| -> Vec<Sample> {
         (0..4)
             .map(|m| sample("dev", &format!("m{m}"), Value::Int(time), time))
@@ -162,13 +164,7 @@ fn a_fold_waits_for_rows_per_series_unless_too_many_are_staged() {
     assert_eq!(store.counts().unwrap().history_rows, 12);
 
     // Many series with a row each: the cap folds them anyway.
-    let (_dir, mut store) = fresh_store_with(StoreOptions {
-        fold_trigger_rows: 2,
-        fold_chunk_rows: 100,
-        fold_rows_per_series: 3,
-        fold_max_staged_rows: 10,
-        ..StoreOptions::default()
-    });
+    let (_dir, mut store) = fresh_store_with(waiting(10));
     let wide = |count: usize| -> Vec<Sample> {
         (0..count)
             .map(|m| sample("dev", &format!("m{m}"), Value::Int(1), 1))
