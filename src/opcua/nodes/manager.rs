@@ -287,7 +287,7 @@ fn read_variable_value(
     if !is_supported_data_encoding(&item.data_encoding) {
         return denied(StatusCode::BadDataEncodingInvalid);
     }
-    let stored = &node.value;
+    let stored = node.value();
     let mut result = DataValue::null();
     if let Some(value) = &stored.value {
         match value.range_of(&item.index_range) {
