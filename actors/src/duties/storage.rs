@@ -30,8 +30,10 @@ pub const ROLE: &str = "storage";
 pub const PRUNE_CHUNK_ROWS: usize = 20_000;
 /// Time between two retention passes.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
-/// The first pass runs shortly after start, not during it.
-const FIRST_PRUNE_DELAY: Duration = Duration::from_secs(5);
+/// The first pass runs a minute after start, not during it: a restart against a ChirpStack
+/// that kept running catches up first (10,000 devices replay ~1 million values in 10-20 s),
+/// and a pass looks at every series (110,000 seeks there) while appends wait.
+const FIRST_PRUNE_DELAY: Duration = Duration::from_secs(60);
 /// Commands handed to a (re)started poller, at most.
 const MAX_PENDING_COMMANDS: usize = opcgw::storage::MAX_COMMAND_PAGE;
 

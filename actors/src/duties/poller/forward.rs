@@ -23,6 +23,11 @@ use crate::tree::task::OwnedTask;
 pub const MAX_BUFFERED_SAMPLES: usize = 200_000;
 /// Largest batch in one append (one durable commit).
 pub const MAX_APPEND_SAMPLES: usize = 10_000;
+/// Largest batch while more than that waits (storage was away, or the events ChirpStack
+/// replays to 10,000 newly opened streams): a commit rewrites the pages of `latest` and
+/// `recent` its series fall on, at 110,000 series most of them whatever the batch's size,
+/// so fewer, larger commits catch up sooner.
+pub const MAX_CATCH_UP_SAMPLES: usize = 50_000;
 /// Shortest time between the starts of two sample appends: what arrives meanwhile joins the
 /// next one. Each append is a durable commit (an fsync and a redb commit, ~1-5 ms of CPU
 /// whatever its size); 10,000 devices streaming 170 uplinks a second would otherwise commit
@@ -190,15 +195,17 @@ impl Backlog {
         }
     }
 
-    /// The front item, with the sample items queued behind it up to one append's worth.
+    /// The front item, with the sample items queued behind it up to one append's worth
+    /// (the whole backlog up to [`MAX_CATCH_UP_SAMPLES`] while more than one append waits).
     fn next_batch(&mut self) -> Option<Batch> {
+        let limit = self.samples.clamp(MAX_APPEND_SAMPLES, MAX_CATCH_UP_SAMPLES);
         match self.queue.pop_front()? {
             StorageItem::Command(update) => Some(Batch::Command(update)),
             StorageItem::Samples(first) => {
                 let mut total = first.len();
                 let mut pieces = vec![first];
                 while let Some(StorageItem::Samples(next)) = self.queue.front() {
-                    if total + next.len() > MAX_APPEND_SAMPLES {
+                    if total + next.len() > limit {
                         break;
                     }
                     total += next.len();
@@ -489,6 +496,41 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("never happened: {what}");
+    }
+
+    /// The sizes of the appends `backlog` is written in, when nothing else arrives.
+    fn append_sizes(backlog: &mut Backlog) -> Vec<usize> {
+        let mut sizes = Vec::new();
+        while let Some(batch) = backlog.next_batch() {
+            let Batch::Samples(pieces) = batch else {
+                panic!("only samples were queued");
+            };
+            let total: usize = pieces.iter().map(|p| p.len()).sum();
+            backlog.samples -= total;
+            sizes.push(total);
+        }
+        sizes
+    }
+
+    #[test]
+    fn a_backlog_is_written_in_larger_appends_and_a_trickle_in_ordinary_ones() {
+        let one = match samples(1) {
+            StorageItem::Samples(samples) => samples[0].clone(),
+            StorageItem::Command(_) => unreachable!(),
+        };
+        let items = |count: usize| {
+            (0..count).map(|_| StorageItem::Samples(vec![one.clone(); 1_000].into()))
+        };
+        let mut backlog = Backlog::new(MAX_BUFFERED_SAMPLES, Arc::default());
+        // 60,000 samples waiting (storage was away, or 10,000 streams replayed their events).
+        items(60).for_each(|item| backlog.push(item));
+        assert_eq!(append_sizes(&mut backlog), [MAX_CATCH_UP_SAMPLES, 10_000]);
+        // More than one ordinary append's worth goes in one.
+        items(15).for_each(|item| backlog.push(item));
+        assert_eq!(append_sizes(&mut backlog), [15_000]);
+        // Less: all of it, as before.
+        items(4).for_each(|item| backlog.push(item));
+        assert_eq!(append_sizes(&mut backlog), [4_000]);
     }
 
     #[tokio::test(start_paused = true)]
