@@ -7,6 +7,7 @@
 //! gateway noticed it, so a subscriber sees when the value went stale.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::config::{AppConfig, MetricType};
 use crate::model::{Quality, Sample, StalenessRule, Timestamp, Value};
@@ -48,9 +49,21 @@ struct LiveValue {
 }
 
 impl LiveValue {
-    fn update(&self, node: &str) -> LiveUpdate {
+    fn waiting(metric_type: MetricType, rule: u32, now: Timestamp) -> Self {
+        Self {
+            metric_type,
+            quality: Quality::WaitingForInitialData,
+            rule,
+            value: None,
+            measured: None,
+            source_time: now,
+            server_time: now,
+        }
+    }
+
+    fn update(&self, device_id: &str, metric: &str) -> LiveUpdate {
         LiveUpdate {
-            node: node.to_string(),
+            node: metric_node_id(device_id, metric),
             value: self.value.clone(),
             quality: self.quality,
             source_time: self.source_time,
@@ -59,11 +72,17 @@ impl LiveValue {
     }
 }
 
-/// The live value of every configured metric. Kept small per variable (80 bytes with its
-/// key): the OPC UA and web actors each hold one for every configured metric.
+/// A device's metrics, sorted by name. The names are shared by every device that has the
+/// metric (10,000 devices name theirs alike).
+type DeviceValues = Vec<(Arc<str>, LiveValue)>;
+
+/// The live value of every configured metric. Kept small per variable (88 bytes and nothing
+/// on the heap: the metric's name is shared, its device's id kept once per device): the OPC
+/// UA and web actors each hold one for every configured metric.
 #[derive(Debug, Default)]
 pub struct LiveValues {
-    by_node: HashMap<Box<str>, LiveValue>,
+    by_device: HashMap<Box<str>, DeviceValues>,
+    len: usize,
     /// The distinct staleness rules of the configured devices.
     rules: Vec<StalenessRule>,
     /// Kept up to date with every quality change (a count is asked for after every batch of
@@ -91,6 +110,13 @@ impl QualityCounts {
     }
 }
 
+/// The position of `metric` in a device's sorted metrics.
+fn position(metrics: &DeviceValues, metric: &str) -> Option<usize> {
+    metrics
+        .binary_search_by(|(name, _)| (**name).cmp(metric))
+        .ok()
+}
+
 impl LiveValues {
     /// Every configured metric, waiting for its first value.
     pub fn from_config(config: &AppConfig, now: Timestamp) -> Self {
@@ -102,41 +128,52 @@ impl LiveValues {
     /// Follows a new configuration: metrics that stay keep their value (with the new
     /// staleness rule), new ones wait for data, removed ones are forgotten.
     pub fn reconfigure(&mut self, config: &AppConfig, now: Timestamp) {
-        let metrics = config.devices().map(|(_, d)| d.metrics.len()).sum();
-        let mut next = HashMap::with_capacity(metrics);
+        let devices = config.applications.iter().flat_map(|a| &a.devices);
+        let mut next: HashMap<Box<str>, DeviceValues> =
+            HashMap::with_capacity(devices.clone().count());
+        let mut names: HashMap<&str, Arc<str>> = HashMap::new();
         let mut rules: Vec<StalenessRule> = Vec::new();
         let mut rule_index: HashMap<StalenessRule, u32> = HashMap::new();
-        for device in config.applications.iter().flat_map(|a| &a.devices) {
+        let mut len = 0;
+        for device in devices {
             let rule = config.staleness_rule(device);
             let rule = *rule_index.entry(rule).or_insert_with(|| {
                 rules.push(rule);
                 (rules.len() - 1) as u32
             });
+            let mut before = self.by_device.remove(device.device_id.as_str());
+            let mut metrics = DeviceValues::with_capacity(device.metrics.len());
             for metric in &device.metrics {
-                let node = metric_node_id(&device.device_id, &metric.metric_name);
-                let live = match self.by_node.remove(node.as_str()) {
+                let name = names
+                    .entry(metric.metric_name.as_str())
+                    .or_insert_with(|| metric.metric_name.as_str().into());
+                let kept = before.as_mut().and_then(|before| {
+                    let at = position(before, &metric.metric_name)?;
+                    Some(std::mem::replace(
+                        &mut before[at].1,
+                        LiveValue::waiting(metric.metric_type, rule, now),
+                    ))
+                });
+                let live = match kept {
                     // A value of the wrong type (the metric type changed) is not kept.
                     Some(mut live) if live.metric_type == metric.metric_type => {
                         live.rule = rule;
                         live
                     }
-                    _ => LiveValue {
-                        metric_type: metric.metric_type,
-                        quality: Quality::WaitingForInitialData,
-                        rule,
-                        value: None,
-                        measured: None,
-                        source_time: now,
-                        server_time: now,
-                    },
+                    _ => LiveValue::waiting(metric.metric_type, rule, now),
                 };
-                next.insert(node.into_boxed_str(), live);
+                metrics.push((name.clone(), live));
             }
+            metrics.sort_by(|a, b| a.0.cmp(&b.0));
+            metrics.dedup_by(|a, b| a.0 == b.0);
+            len += metrics.len();
+            next.insert(device.device_id.as_str().into(), metrics);
         }
-        self.by_node = next;
+        self.by_device = next;
+        self.len = len;
         self.rules = rules;
         let mut counts = QualityCounts::default();
-        for live in self.by_node.values() {
+        for (_, live) in self.by_device.values().flatten() {
             *counts.slot(live.quality) += 1;
         }
         self.counts = counts;
@@ -146,12 +183,16 @@ impl LiveValues {
     /// update per variable, the newest sample). A sample older than the current value only
     /// goes to history; unknown metrics are ignored.
     pub fn apply(&mut self, samples: &[Sample], now: Timestamp) -> Vec<LiveUpdate> {
-        let mut changed = HashSet::new();
+        let mut changed: HashSet<(&str, usize)> = HashSet::new();
         for sample in samples {
-            let node = metric_node_id(&sample.device_id, &sample.metric);
-            let Some(live) = self.by_node.get_mut(node.as_str()) else {
+            let device_id = sample.device_id.as_str();
+            let Some(metrics) = self.by_device.get_mut(device_id) else {
                 continue;
             };
+            let Some(at) = position(metrics, &sample.metric) else {
+                continue;
+            };
+            let live = &mut metrics[at].1;
             if live.measured.is_some_and(|m| sample.source_time <= m) {
                 continue;
             }
@@ -165,14 +206,13 @@ impl LiveValues {
             live.quality = quality;
             live.source_time = sample.source_time;
             live.server_time = sample.received_time;
-            changed.insert(node);
+            changed.insert((device_id, at));
         }
         let mut updates: Vec<LiveUpdate> = changed
             .into_iter()
-            .filter_map(|node| {
-                self.by_node
-                    .get(node.as_str())
-                    .map(|live| live.update(&node))
+            .filter_map(|(device_id, at)| {
+                let (metric, live) = self.by_device.get(device_id)?.get(at)?;
+                Some(live.update(device_id, metric))
             })
             .collect();
         updates.sort_by(|a, b| a.node.cmp(&b.node));
@@ -183,14 +223,16 @@ impl LiveValues {
     /// stamped with `now`.
     pub fn reevaluate(&mut self, now: Timestamp) -> Vec<LiveUpdate> {
         let mut updates = Vec::new();
-        for (node, live) in &mut self.by_node {
-            let quality = self.rules[live.rule as usize].quality(live.measured, now);
-            if quality != live.quality {
-                self.counts.moved(live.quality, quality);
-                live.quality = quality;
-                live.source_time = now;
-                live.server_time = now;
-                updates.push(live.update(node));
+        for (device_id, metrics) in &mut self.by_device {
+            for (metric, live) in metrics {
+                let quality = self.rules[live.rule as usize].quality(live.measured, now);
+                if quality != live.quality {
+                    self.counts.moved(live.quality, quality);
+                    live.quality = quality;
+                    live.source_time = now;
+                    live.server_time = now;
+                    updates.push(live.update(device_id, metric));
+                }
             }
         }
         updates.sort_by(|a, b| a.node.cmp(&b.node));
@@ -199,10 +241,10 @@ impl LiveValues {
 
     /// The current state of every variable (to fill a freshly started address space).
     pub fn snapshot(&self) -> Vec<LiveUpdate> {
-        let mut all: Vec<LiveUpdate> = self
-            .by_node
-            .iter()
-            .map(|(node, live)| live.update(node))
+        let mut all: Vec<LiveUpdate> = (self.by_device.iter())
+            .flat_map(|(device_id, metrics)| {
+                (metrics.iter()).map(move |(metric, live)| live.update(device_id, metric))
+            })
             .collect();
         all.sort_by(|a, b| a.node.cmp(&b.node));
         all
@@ -213,11 +255,11 @@ impl LiveValues {
     }
 
     pub fn len(&self) -> usize {
-        self.by_node.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_node.is_empty()
+        self.len == 0
     }
 }
 
