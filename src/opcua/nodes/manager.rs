@@ -68,13 +68,10 @@ impl Served {
             return out;
         };
         if forward {
-            out.extend(node.children.iter().map(|&i| {
-                let child = self.node(i);
-                Reference {
-                    reference_type: child.reference_from_parent(),
-                    forward: true,
-                    target: Target::Ours(child),
-                }
+            out.extend(self.children(node).map(|child| Reference {
+                reference_type: child.reference_from_parent(),
+                forward: true,
+                target: Target::Ours(child),
             }));
             out.push(Reference {
                 reference_type: ReferenceTypeId::HasTypeDefinition,
@@ -86,7 +83,7 @@ impl Served {
             out.push(Reference {
                 reference_type: node.reference_from_parent(),
                 forward: false,
-                target: match node.parent {
+                target: match node.parent() {
                     Some(parent) => Target::Ours(self.node(parent)),
                     None => Target::Standard(objects_folder()),
                 },
