@@ -147,20 +147,20 @@ impl LiveValues {
                 let name = names
                     .entry(metric.metric_name.as_str())
                     .or_insert_with(|| metric.metric_name.as_str().into());
-                let kept = before.as_mut().and_then(|before| {
-                    let at = position(before, &metric.metric_name)?;
-                    Some(std::mem::replace(
-                        &mut before[at].1,
-                        LiveValue::waiting(metric.metric_type, rule, now),
-                    ))
-                });
-                let live = match kept {
+                let waiting = LiveValue::waiting(metric.metric_type, rule, now);
+                let kept = (before.as_mut())
+                    .and_then(|before| {
+                        let at = position(before, &metric.metric_name)?;
+                        Some(&mut before[at].1)
+                    })
                     // A value of the wrong type (the metric type changed) is not kept.
-                    Some(mut live) if live.metric_type == metric.metric_type => {
-                        live.rule = rule;
-                        live
-                    }
-                    _ => LiveValue::waiting(metric.metric_type, rule, now),
+                    .filter(|live| live.metric_type == metric.metric_type);
+                let live = match kept {
+                    Some(live) => LiveValue {
+                        rule,
+                        ..std::mem::replace(live, waiting)
+                    },
+                    None => waiting,
                 };
                 metrics.push((name.clone(), live));
             }
