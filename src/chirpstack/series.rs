@@ -1,18 +1,36 @@
 //! What the poller knows about each series, so that aggregated `GetMetrics` values never
 //! overwrite newer raw uplink values and are only fetched where uplinks do not deliver.
 
-use std::collections::HashMap;
+use std::hash::RandomState;
 use std::sync::Arc;
+
+use hashbrown::HashMap;
 
 use crate::chirpstack::mapping::Names;
 use crate::model::{Sample, SampleOrigin, Timestamp};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// No value yet (a plain time instead of an `Option`: 16 bytes a series instead of 32).
+const NEVER: Timestamp = Timestamp(i64::MIN);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SeriesState {
-    /// Newest uplink value.
-    last_raw: Option<Timestamp>,
-    /// Newest value of any origin.
-    last_any: Option<Timestamp>,
+    /// Newest uplink value ([`NEVER`]: none yet).
+    last_raw: Timestamp,
+    /// Newest value of any origin ([`NEVER`]: none yet).
+    last_any: Timestamp,
+}
+
+impl Default for SeriesState {
+    fn default() -> Self {
+        Self {
+            last_raw: NEVER,
+            last_any: NEVER,
+        }
+    }
+}
+
+fn known(time: Timestamp) -> Option<Timestamp> {
+    (time != NEVER).then_some(time)
 }
 
 /// Per `(device, metric)` timestamps: per device, its metrics sorted by name (a fleet's
@@ -20,7 +38,7 @@ struct SeriesState {
 /// strings per series cost ~13 MB).
 #[derive(Debug, Default)]
 pub struct SeriesTracker {
-    devices: HashMap<String, Vec<(Arc<str>, SeriesState)>>,
+    devices: HashMap<String, Vec<(Arc<str>, SeriesState)>, RandomState>,
     names: Names,
 }
 
@@ -32,11 +50,9 @@ impl SeriesTracker {
     }
 
     fn state_mut(&mut self, device_id: &str, metric: &str) -> &mut SeriesState {
-        if !self.devices.contains_key(device_id) {
-            self.devices.insert(device_id.to_string(), Vec::new());
-        }
         let Self { devices, names } = self;
-        let series = devices.get_mut(device_id).expect("inserted above");
+        // The device's key is only allocated when it is new.
+        let series = devices.entry_ref(device_id).or_default();
         let at = match series.binary_search_by(|(m, _)| (**m).cmp(metric)) {
             Ok(at) => at,
             Err(at) => {
@@ -51,8 +67,8 @@ impl SeriesTracker {
     pub fn record_raw(&mut self, samples: &[Sample]) {
         for sample in samples {
             let state = self.state_mut(&sample.device_id, &sample.metric);
-            state.last_raw = state.last_raw.max(Some(sample.source_time));
-            state.last_any = state.last_any.max(Some(sample.source_time));
+            state.last_raw = state.last_raw.max(sample.source_time);
+            state.last_any = state.last_any.max(sample.source_time);
         }
     }
 
@@ -64,10 +80,10 @@ impl SeriesTracker {
             .filter(|sample| {
                 debug_assert_eq!(sample.origin, SampleOrigin::Aggregate);
                 let state = self.state_mut(&sample.device_id, &sample.metric);
-                if state.last_any.is_some_and(|t| sample.source_time <= t) {
+                if known(state.last_any).is_some_and(|t| sample.source_time <= t) {
                     return false;
                 }
-                state.last_any = Some(sample.source_time);
+                state.last_any = sample.source_time;
                 true
             })
             .collect()
@@ -76,11 +92,12 @@ impl SeriesTracker {
     /// Whether uplinks ever delivered this series (if not, `GetMetrics` is its source).
     pub fn seen_in_uplink(&self, device_id: &str, metric: &str) -> bool {
         self.state(device_id, metric)
-            .is_some_and(|s| s.last_raw.is_some())
+            .is_some_and(|s| known(s.last_raw).is_some())
     }
 
     pub fn last_raw(&self, device_id: &str, metric: &str) -> Option<Timestamp> {
-        self.state(device_id, metric).and_then(|s| s.last_raw)
+        self.state(device_id, metric)
+            .and_then(|s| known(s.last_raw))
     }
 
     /// Forgets devices no longer configured.
@@ -127,5 +144,15 @@ mod tests {
             .is_empty());
         assert!(tracker.seen_in_uplink("d", "m"));
         assert!(!tracker.seen_in_uplink("d", "other"));
+        assert_eq!(tracker.last_raw("d", "m"), Some(Timestamp(100)));
+        // An aggregate alone is not an uplink.
+        let aggregate = Sample {
+            metric: "agg".into(),
+            ..sample(50, SampleOrigin::Aggregate)
+        };
+        assert_eq!(tracker.admit_aggregates(vec![aggregate]).len(), 1);
+        assert!(!tracker.seen_in_uplink("d", "agg"));
+        assert_eq!(tracker.last_raw("d", "agg"), None);
+        assert_eq!(std::mem::size_of::<SeriesState>(), 16);
     }
 }
