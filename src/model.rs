@@ -1,10 +1,34 @@
 //! The data model shared by every part of the gateway: values, samples, quality.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Microseconds since the Unix epoch (UTC). Microseconds are what storage keeps and what an
 /// OPC UA DateTime (100 ns ticks) represents exactly.
+/// One shared copy of each metric name: a fleet's devices repeat the same few names, and at
+/// 10,000 devices x 11 metrics a copy of each name per metric cost ~20 MB.
+#[derive(Debug, Default)]
+pub struct Names(HashSet<Arc<str>>);
+
+impl Names {
+    pub fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.0.get(name) {
+            return Arc::clone(known);
+        }
+        let name: Arc<str> = name.into();
+        self.0.insert(Arc::clone(&name));
+        name
+    }
+}
+
+/// Where `name` is in `entries` sorted by name (`Err`: where it would go): the per-device
+/// tables keyed by a shared metric name (the poller's series times, the live values).
+pub fn find_by_name<V>(entries: &[(Arc<str>, V)], name: &str) -> Result<usize, usize> {
+    entries.binary_search_by(|(entry, _)| (**entry).cmp(name))
+}
+
 #[derive(
     Debug,
     Clone,

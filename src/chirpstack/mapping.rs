@@ -1,13 +1,12 @@
 //! From a decoded uplink object (or an aggregated bucket) to typed samples of the configured
 //! metrics. A value that does not convert to the configured type is rejected, never coerced.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
 use crate::config::{DeviceConfig, MetricType};
-use crate::model::{Sample, SampleOrigin, Timestamp, Value};
+use crate::model::{Names, Sample, SampleOrigin, Timestamp, Value};
 use crate::security::sanitize_for_log;
 
 /// Longest string value accepted for a String metric.
@@ -42,22 +41,6 @@ pub struct MetricMapping {
 pub struct DeviceMapping {
     pub device_id: String,
     pub metrics: Vec<MetricMapping>,
-}
-
-/// One shared copy of each metric name: a fleet's devices repeat the same few names, and at
-/// 10,000 devices x 11 metrics a copy of each name per metric cost ~20 MB.
-#[derive(Debug, Default)]
-pub struct Names(HashSet<Arc<str>>);
-
-impl Names {
-    pub fn get(&mut self, name: &str) -> Arc<str> {
-        if let Some(known) = self.0.get(name) {
-            return Arc::clone(known);
-        }
-        let name: Arc<str> = name.into();
-        self.0.insert(Arc::clone(&name));
-        name
-    }
 }
 
 impl DeviceMapping {

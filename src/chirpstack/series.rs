@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use crate::chirpstack::mapping::Names;
-use crate::model::{Sample, SampleOrigin, Timestamp};
+use crate::model::{find_by_name, Names, Sample, SampleOrigin, Timestamp};
 
 /// No value yet (a plain time instead of an `Option`: 16 bytes a series instead of 32).
 const NEVER: Timestamp = Timestamp(i64::MIN);
@@ -45,7 +44,7 @@ pub struct SeriesTracker {
 impl SeriesTracker {
     fn state(&self, device_id: &str, metric: &str) -> Option<&SeriesState> {
         let series = self.devices.get(device_id)?;
-        let at = series.binary_search_by(|(m, _)| (**m).cmp(metric)).ok()?;
+        let at = find_by_name(series, metric).ok()?;
         Some(&series[at].1)
     }
 
@@ -53,7 +52,7 @@ impl SeriesTracker {
         let Self { devices, names } = self;
         // The device's key is only allocated when it is new.
         let series = devices.entry_ref(device_id).or_default();
-        let at = match series.binary_search_by(|(m, _)| (**m).cmp(metric)) {
+        let at = match find_by_name(series, metric) {
             Ok(at) => at,
             Err(at) => {
                 series.insert(at, (names.get(metric), SeriesState::default()));

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::config::{AppConfig, MetricType};
-use crate::model::{Quality, Sample, StalenessRule, Timestamp, Value};
+use crate::model::{find_by_name, Names, Quality, Sample, StalenessRule, Timestamp, Value};
 use crate::naming::metric_node_id;
 
 /// What to publish for one metric variable.
@@ -110,13 +110,6 @@ impl QualityCounts {
     }
 }
 
-/// The position of `metric` in a device's sorted metrics.
-fn position(metrics: &DeviceValues, metric: &str) -> Option<usize> {
-    metrics
-        .binary_search_by(|(name, _)| (**name).cmp(metric))
-        .ok()
-}
-
 impl LiveValues {
     /// Every configured metric, waiting for its first value.
     pub fn from_config(config: &AppConfig, now: Timestamp) -> Self {
@@ -131,7 +124,7 @@ impl LiveValues {
         let devices = config.applications.iter().flat_map(|a| &a.devices);
         let mut next: HashMap<Box<str>, DeviceValues> =
             HashMap::with_capacity(devices.clone().count());
-        let mut names: HashMap<&str, Arc<str>> = HashMap::new();
+        let mut names = Names::default();
         let mut rules: Vec<StalenessRule> = Vec::new();
         let mut rule_index: HashMap<StalenessRule, u32> = HashMap::new();
         let mut len = 0;
@@ -144,13 +137,10 @@ impl LiveValues {
             let mut before = self.by_device.remove(device.device_id.as_str());
             let mut metrics = DeviceValues::with_capacity(device.metrics.len());
             for metric in &device.metrics {
-                let name = names
-                    .entry(metric.metric_name.as_str())
-                    .or_insert_with(|| metric.metric_name.as_str().into());
                 let waiting = LiveValue::waiting(metric.metric_type, rule, now);
                 let kept = (before.as_mut())
                     .and_then(|before| {
-                        let at = position(before, &metric.metric_name)?;
+                        let at = find_by_name(before, &metric.metric_name).ok()?;
                         Some(&mut before[at].1)
                     })
                     // A value of the wrong type (the metric type changed) is not kept.
@@ -162,7 +152,7 @@ impl LiveValues {
                     },
                     None => waiting,
                 };
-                metrics.push((name.clone(), live));
+                metrics.push((names.get(&metric.metric_name), live));
             }
             metrics.sort_by(|a, b| a.0.cmp(&b.0));
             metrics.dedup_by(|a, b| a.0 == b.0);
@@ -189,7 +179,7 @@ impl LiveValues {
             let Some(metrics) = self.by_device.get_mut(device_id) else {
                 continue;
             };
-            let Some(at) = position(metrics, &sample.metric) else {
+            let Ok(at) = find_by_name(metrics, &sample.metric) else {
                 continue;
             };
             let live = &mut metrics[at].1;

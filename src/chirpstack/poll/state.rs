@@ -9,11 +9,11 @@ use serde_json::{Map, Value as Json};
 
 use super::cycle::{CycleInput, CycleReport, FallbackTarget};
 use crate::chirpstack::client::{DeviceSummary, QueueItem};
-use crate::chirpstack::mapping::{DeviceMapping, Names, Rejection};
+use crate::chirpstack::mapping::{DeviceMapping, Rejection};
 use crate::chirpstack::series::SeriesTracker;
 use crate::chirpstack::upstream::UpstreamState;
 use crate::config::{AppConfig, MetricType};
-use crate::model::{Sample, Timestamp};
+use crate::model::{Names, Sample, Timestamp};
 
 /// Link quality (RSSI, SNR) of every device is read on the first cycle and then once every
 /// this many cycles: it costs one call per device and changes slowly. The devices are spread

@@ -210,6 +210,15 @@ pub(super) fn waiting(now: DateTime) -> DataValue {
     }
 }
 
+/// What a units property keeps: only the timestamps (its `EUInformation` is built from the
+/// unit when read, see [`Node::value`]).
+fn units_stamps(now: DateTime) -> DataValue {
+    DataValue {
+        value: None,
+        ..DataValue::new_at(Variant::Empty, now)
+    }
+}
+
 /// The value of a `Gateway` member set to `value` (`Empty`: not known yet).
 pub(super) fn gateway_value(value: Variant, now: DateTime) -> DataValue {
     let status = if matches!(value, Variant::Empty) {
@@ -305,11 +314,6 @@ impl Served {
                 unit: Some(unit), ..
             } = &spec.kind
             {
-                // Only the timestamps: the EUInformation is built from the unit when read.
-                let stamps = DataValue {
-                    value: None,
-                    ..DataValue::new_at(Variant::Empty, now)
-                };
                 served.push(
                     &naming::engineering_units_node_id(&spec.id),
                     Some(index),
@@ -317,7 +321,7 @@ impl Served {
                     Kind::Units {
                         unit: unit.as_str().into(),
                     },
-                    stamps,
+                    units_stamps(now),
                 );
             }
         }
@@ -560,16 +564,12 @@ mod tests {
             },
             waiting(now),
         );
-        let stamps = DataValue {
-            value: None,
-            ..DataValue::new_at(Variant::Empty, now)
-        };
         let units = served.push(
             "dev/temp/EngineeringUnits",
             Some(metric),
             naming::ENGINEERING_UNITS,
             Kind::Units { unit: "°C".into() },
-            stamps,
+            units_stamps(now),
         );
         let (metric, units) = (served.node(metric), served.node(units));
         // Browse names read back from the identifier, not stored twice.
