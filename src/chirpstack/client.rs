@@ -16,15 +16,18 @@ use chirpstack_api::api::{
     device_service_client::DeviceServiceClient, DeviceListItem, DeviceQueueItem,
     EnqueueDeviceQueueItemRequest, GetDeviceLinkMetricsRequest, GetDeviceMetricsRequest,
     GetDeviceProfileRequest, GetDeviceQueueItemsRequest, ListApplicationsRequest,
-    ListDevicesRequest, LogItem, MeasurementKind, StreamDeviceEventsRequest,
+    ListDevicesRequest, MeasurementKind, StreamDeviceEventsRequest,
 };
 use chirpstack_api::common::Aggregation;
-use tonic::codegen::InterceptedService;
+use prost::Message;
+use tonic::codegen::{http, InterceptedService};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
+use tower::{Service, ServiceExt};
 
+use crate::chirpstack::event_stream::EventStream;
 use crate::chirpstack::poll::ChirpstackApi;
 use crate::config::Secret;
 use crate::model::Timestamp;
@@ -158,12 +161,6 @@ impl Interceptor for BearerToken {
 
 type Authed = InterceptedService<Channel, BearerToken>;
 
-/// First size of an event stream's receive buffer (it grows in steps of this size for a larger
-/// message). tonic allocates 8 KiB per call up front and keeps it for the life of the stream;
-/// a stream per device made that 8 MB at 1,000 devices and 80 MB at 10,000, for events of
-/// well under 2 KiB.
-pub const STREAM_BUFFER_BYTES: usize = 1024;
-
 /// HTTP/2 receive window of one event stream (see [`ChirpstackClient::new_stream_connection`]).
 /// Without it the server may send 64 KiB at once, and the receive buffer grows to hold the
 /// largest burst and keeps that size for the life of the stream: ~12 KiB a stream when
@@ -173,30 +170,6 @@ pub const STREAM_BUFFER_BYTES: usize = 1024;
 /// several gateways' radio data) still arrives in one frame; a larger one arrives whole in
 /// several, a network round trip apart.
 pub const STREAM_WINDOW_BYTES: u32 = 2 * 1024;
-
-/// The prost codec of `StreamDeviceEvents` with a [`STREAM_BUFFER_BYTES`] receive buffer.
-struct EventStreamCodec;
-
-type EventProst = tonic_prost::ProstCodec<StreamDeviceEventsRequest, LogItem>;
-
-impl tonic::codec::Codec for EventStreamCodec {
-    type Encode = StreamDeviceEventsRequest;
-    type Decode = LogItem;
-    type Encoder = <EventProst as tonic::codec::Codec>::Encoder;
-    type Decoder = <EventProst as tonic::codec::Codec>::Decoder;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        // A request is one device EUI.
-        EventProst::raw_encoder(tonic::codec::BufferSettings::new(128, 32 * 1024))
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        EventProst::raw_decoder(tonic::codec::BufferSettings::new(
-            STREAM_BUFFER_BYTES,
-            32 * 1024,
-        ))
-    }
-}
 
 /// A ChirpStack API client over one (lazily connected, self-reconnecting) HTTP/2 connection.
 #[derive(Clone)]
@@ -594,30 +567,41 @@ impl ChirpstackClient {
 
     /// Opens the event stream of one device (the open itself is under the call deadline; the
     /// stream then lives until either side ends it).
-    pub async fn stream_device_events(
-        &self,
-        dev_eui: &str,
-    ) -> Result<tonic::Streaming<LogItem>, UpstreamError> {
-        let mut request = Request::new(StreamDeviceEventsRequest {
+    pub async fn stream_device_events(&self, dev_eui: &str) -> Result<EventStream, UpstreamError> {
+        let message = StreamDeviceEventsRequest {
             dev_eui: dev_eui.to_string(),
-        });
-        request.extensions_mut().insert(tonic::GrpcMethod::new(
-            "api.InternalService",
-            "StreamDeviceEvents",
-        ));
-        // The generated client's call, with the smaller receive buffer.
-        let mut grpc = tonic::client::Grpc::new(InterceptedService::new(
-            self.channel.clone(),
-            self.auth.clone(),
-        ));
+        }
+        .encode_to_vec();
+        let mut body = Vec::with_capacity(5 + message.len());
+        body.push(0);
+        body.extend_from_slice(
+            &u32::try_from(message.len())
+                .unwrap_or(u32::MAX)
+                .to_be_bytes(),
+        );
+        body.extend_from_slice(&message);
+        let request = http::Request::builder()
+            .method(http::Method::POST)
+            .uri("/api.InternalService/StreamDeviceEvents")
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .header(http::header::TE, "trailers")
+            .header(http::header::AUTHORIZATION, self.auth.0.as_encoded_bytes())
+            .body(tonic::body::Body::new(http_body_util::Full::new(
+                hyper::body::Bytes::from(body),
+            )))
+            .map_err(|e| UpstreamError::Settings(format!("an event stream request: {e}")))?;
+        // The channel adds the server's scheme and authority; the answer's body is read by
+        // `EventStream`, which keeps no buffer between events (tonic's reader would).
+        let mut channel = self.channel.clone();
         let call = async move {
-            grpc.ready().await.map_err(|e| {
+            channel.ready().await.map_err(|e| {
                 Status::unavailable(format!("the ChirpStack connection is not ready: {e}"))
             })?;
-            let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-                "/api.InternalService/StreamDeviceEvents",
-            );
-            grpc.server_streaming(request, path, EventStreamCodec).await
+            let response = channel
+                .call(request)
+                .await
+                .map_err(|e| Status::from_error(Box::new(e)))?;
+            EventStream::from_response(response).map(tonic::Response::new)
         };
         self.unary(call).await
     }
@@ -703,10 +687,10 @@ mod tests {
         assert!(answered.is_transient(), "{answered:?}");
     }
 
-    /// Events many times larger than the stream's first buffer and its receive window
-    /// arrive whole, in order: the replayed burst at open, then live ones.
+    /// Events larger than the stream's receive window arrive whole, in order: the replayed
+    /// burst at open, then live ones; after the last, the stream holds no buffer.
     #[tokio::test]
-    async fn an_event_stream_carries_events_larger_than_its_first_buffer() {
+    async fn an_event_stream_carries_events_larger_than_its_window() {
         use crate::chirpstack::simulator::{Simulator, SimulatorConfig};
         let token = "stream-buffer-token-1234";
         let sim = Simulator::start(
@@ -744,13 +728,15 @@ mod tests {
                 .expect("no stream error")
                 .expect("the stream is open");
             assert!(
-                item.body.len() > 4 * STREAM_BUFFER_BYTES
-                    && item.body.len() > STREAM_WINDOW_BYTES as usize,
-                "the event should outgrow the first buffer and the window: {} bytes",
+                item.body.len() > 2 * STREAM_WINDOW_BYTES as usize,
+                "the event should span several windows: {} bytes",
                 item.body.len()
             );
             let body: serde_json::Value = serde_json::from_str(&item.body).unwrap();
             assert_eq!(body["fCnt"], f_cnt, "events arrive whole and in order");
+            if f_cnt > 10 {
+                assert_eq!(stream.pending_capacity(), 0, "no buffer kept between live events");
+            }
         }
     }
 

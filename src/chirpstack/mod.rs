@@ -4,6 +4,7 @@ pub mod buckets;
 pub mod client;
 pub mod commands;
 pub mod discovery;
+pub mod event_stream;
 pub mod events;
 pub mod mapping;
 pub mod poll;

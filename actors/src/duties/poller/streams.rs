@@ -48,7 +48,8 @@ pub const MAX_EVENTS_IN_FLIGHT: usize = 512;
 pub struct StreamPool {
     base: ChirpstackClient,
     in_flight: Arc<Semaphore>,
-    connections: Vec<ChirpstackClient>,
+    /// Shared by their streams (a stream task holds a reference, not a copy of the settings).
+    connections: Vec<Arc<ChirpstackClient>>,
     per_connection: usize,
     max_connections: usize,
     slots: HashMap<String, StreamSlot>,
@@ -113,7 +114,7 @@ impl StreamPool {
                 continue;
             };
             self.load[connection] += 1;
-            let client = self.connections[connection].clone();
+            let client = Arc::clone(&self.connections[connection]);
             let task = OwnedTask::spawn(run_stream(
                 client,
                 dev_eui.clone(),
@@ -171,7 +172,7 @@ impl StreamPool {
         }
         // Never the base client's connection: unary calls want the default window.
         self.connections
-            .push(self.base.new_stream_connection().ok()?);
+            .push(Arc::new(self.base.new_stream_connection().ok()?));
         self.load.push(0);
         Some(self.connections.len() - 1)
     }
@@ -229,7 +230,7 @@ impl StreamPool {
 }
 
 async fn run_stream(
-    client: ChirpstackClient,
+    client: Arc<ChirpstackClient>,
     dev_eui: String,
     poller: ActorRef<PollerMsg>,
     mut gate: watch::Receiver<Gate>,
