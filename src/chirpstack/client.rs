@@ -735,7 +735,11 @@ mod tests {
             let body: serde_json::Value = serde_json::from_str(&item.body).unwrap();
             assert_eq!(body["fCnt"], f_cnt, "events arrive whole and in order");
             if f_cnt > 10 {
-                assert_eq!(stream.pending_capacity(), 0, "no buffer kept between live events");
+                assert_eq!(
+                    stream.pending_capacity(),
+                    0,
+                    "no buffer kept between live events"
+                );
             }
         }
     }

@@ -17,6 +17,10 @@ impl KeyPath {
         Self(vec![Segment::Key(key.to_string())])
     }
 
+    pub(super) fn from_segments(segments: Vec<Segment>) -> Self {
+        Self(segments)
+    }
+
     pub(super) fn key(&self, key: &str) -> Self {
         let mut path = self.clone();
         path.0.push(Segment::Key(key.to_string()));

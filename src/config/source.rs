@@ -21,6 +21,8 @@ use super::load::{figment_problems, too_large, ConfigError, ConfigProblem, MAX_C
 pub(super) struct SourceFile {
     path: PathBuf,
     text: String,
+    /// The table headers, found on the first lookup (see [`Self::span`]).
+    headers: std::sync::OnceLock<Vec<Header>>,
     document: std::sync::OnceLock<Option<ImDocument<String>>>,
 }
 
@@ -34,6 +36,7 @@ impl SourceFile {
         Self {
             path: path.to_path_buf(),
             text,
+            headers: std::sync::OnceLock::new(),
             document: std::sync::OnceLock::new(),
         }
     }
@@ -87,17 +90,171 @@ impl SourceFile {
 
     /// "in <file>, line L, column C" for `key` when the file sets it.
     pub(super) fn locate(&self, key: &KeyPath) -> Option<String> {
-        let document = self
-            .document
-            .get_or_init(|| ImDocument::parse(self.text.clone()).ok())
-            .as_ref()?;
-        let span = span_of(document, key)?;
+        let span = self.span(key)?;
         let (line, column) = line_column(self.text(), span.start);
         Some(format!(
             "in {}, line {line}, column {column}",
             self.path.display()
         ))
     }
+
+    /// Where `key` is written. First in the text of the one table that holds it (from its
+    /// header to the next): a fleet's file is megabytes, and its whole document holds ~13
+    /// times that (~140 MB for 10,000 devices, all to place one warning at start, and the
+    /// peak left the heap fragmented for good). The whole document when that finds nothing.
+    fn span(&self, key: &KeyPath) -> Option<Range<usize>> {
+        match self.span_in_table(key) {
+            TableLookup::Found(span) => Some(span),
+            TableLookup::Absent => None,
+            TableLookup::Unsure => {
+                let document = self
+                    .document
+                    .get_or_init(|| ImDocument::parse(self.text.clone()).ok())
+                    .as_ref()?;
+                span_of(document.as_table(), key)
+            }
+        }
+    }
+
+    /// `key` looked up in the text of the table that holds it (the deepest header its key
+    /// starts with), alone.
+    fn span_in_table(&self, key: &KeyPath) -> TableLookup {
+        let headers = self.headers.get_or_init(|| scan_headers(&self.text));
+        let segments = key.segments();
+        let holds = |header: &Header| {
+            header
+                .prefix
+                .as_ref()
+                .filter(|prefix| segments.starts_with(prefix.segments()))
+                .map(|prefix| prefix.segments().len())
+        };
+        let Some(deepest) = headers.iter().filter_map(holds).max() else {
+            return TableLookup::Unsure;
+        };
+        let mut holders = headers
+            .iter()
+            .enumerate()
+            .filter(|(_, header)| holds(header) == Some(deepest));
+        let (Some((i, header)), None) = (holders.next(), holders.next()) else {
+            // A header repeated: lines inside a multi-line value that look like headers.
+            return TableLookup::Unsure;
+        };
+        let end = headers
+            .get(i + 1)
+            .map_or(self.text.len(), |next| next.start);
+        let Some(Ok(document)) = self.text.get(header.start..end).map(ImDocument::parse) else {
+            return TableLookup::Unsure;
+        };
+        // In the table's text alone, a `[[a.b]]` header opens the first entry of `a.b`, and
+        // the tables it is in are plain tables.
+        let mut local: Vec<Segment> = segments[..deepest]
+            .iter()
+            .filter(|s| matches!(s, Segment::Key(_)))
+            .cloned()
+            .collect();
+        if header.array {
+            local.push(Segment::Index(0));
+        }
+        local.extend_from_slice(&segments[deepest..]);
+        if let Some(span) = span_of(document.as_table(), &KeyPath::from_segments(local)) {
+            return TableLookup::Found(span.start + header.start..span.end + header.start);
+        }
+        // Not in its table: a table of its own further on (`key` opens a header), or behind
+        // a header this scan cannot read, else nowhere.
+        let elsewhere = headers.iter().any(|header| match &header.prefix {
+            Some(prefix) => prefix.segments().starts_with(segments),
+            None => true,
+        });
+        if elsewhere {
+            TableLookup::Unsure
+        } else {
+            TableLookup::Absent
+        }
+    }
+}
+
+/// What looking a key up in its table's text alone tells.
+enum TableLookup {
+    Found(Range<usize>),
+    Absent,
+    /// The table's text cannot answer: the whole document must.
+    Unsure,
+}
+
+/// A table header of the file (or the file's start, for its top-level keys).
+#[derive(Debug)]
+struct Header {
+    /// Byte offset of the header's line.
+    start: usize,
+    /// The key of the table it opens, list indices included (`application[2].device[0]`);
+    /// `None` for a header this scan does not read (a quoted name): it only ends a table.
+    prefix: Option<KeyPath>,
+    /// `[[...]]`: an entry of a list of tables.
+    array: bool,
+}
+
+/// The headers of `text` in order, each with the key of the table it opens. Lines inside a
+/// multi-line string are skipped; an array whose lines start with `[` may still pass for a
+/// header, which the table lookup notices (its text is then no TOML, or the name repeats).
+fn scan_headers(text: &str) -> Vec<Header> {
+    let mut headers = vec![Header {
+        start: 0,
+        prefix: Some(KeyPath::default()),
+        array: false,
+    }];
+    // Entries seen of each list of tables, by dotted name (reset when its parent moves on).
+    let mut entries: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut in_string: Option<&str> = None;
+    let mut start = 0;
+    for line in text.split_inclusive('\n') {
+        let line_start = start;
+        start += line.len();
+        for quotes in ["\"\"\"", "'''"] {
+            if in_string.is_none_or(|q| q == quotes) && line.matches(quotes).count() % 2 == 1 {
+                in_string = if in_string.is_some() {
+                    None
+                } else {
+                    Some(quotes)
+                };
+            }
+        }
+        let trimmed = line.trim();
+        if in_string.is_some() || !trimmed.starts_with('[') {
+            continue;
+        }
+        let array = trimmed.starts_with("[[");
+        let Some(name) = header_name(trimmed) else {
+            headers.push(Header {
+                start: line_start,
+                prefix: None,
+                array,
+            });
+            continue;
+        };
+        if array {
+            *entries.entry(name.clone()).or_default() += 1;
+            let nested = format!("{name}.");
+            entries.retain(|list, _| !list.starts_with(&nested));
+        }
+        let mut segments = Vec::new();
+        let mut dotted = String::new();
+        for part in name.split('.') {
+            if !dotted.is_empty() {
+                dotted.push('.');
+            }
+            dotted.push_str(part);
+            segments.push(Segment::Key(part.to_string()));
+            if let Some(count) = entries.get(&dotted) {
+                segments.push(Segment::Index(count - 1));
+            }
+        }
+        headers.push(Header {
+            start: line_start,
+            prefix: Some(KeyPath::from_segments(segments)),
+            array,
+        });
+    }
+    headers
 }
 
 /// The text of the configuration file at `path`: a regular file of at most
@@ -201,13 +358,13 @@ fn is_plain_key(key: &str) -> bool {
 }
 
 /// Where `key` is written: the key itself, or for a list element its `[[header]]` or value.
-fn span_of(document: &ImDocument<String>, key: &KeyPath) -> Option<Range<usize>> {
+fn span_of(root: &Table, key: &KeyPath) -> Option<Range<usize>> {
     enum Node<'a> {
         Item(&'a Item),
         Table(&'a Table),
         Value(&'a Value),
     }
-    let mut node = Node::Table(document.as_table());
+    let mut node = Node::Table(root);
     let mut span = None;
     for segment in key.segments() {
         (node, span) = match (segment, node) {
@@ -296,6 +453,73 @@ mod tests {
             key_at_line("[[application.device]]\nid = \n", 2),
             Some("application.device.id".into())
         );
+    }
+
+    /// The lookup within one table finds what the whole document finds, in a fleet-shaped
+    /// file, without parsing the whole document; where the text could mislead it (header-like
+    /// lines in a multi-line string, a repeated table) the whole document answers.
+    #[test]
+    fn a_key_is_found_in_its_table_alone_as_in_the_whole_document() {
+        let mut text = String::from("include = [\"a.toml\"]\n[opcua]\nhost_port = 4855\n");
+        for a in 0..3 {
+            text.push_str(&format!(
+                "\n[[application]]\napplication_id = \"app-{a}\"\n"
+            ));
+            for d in 0..40 {
+                text.push_str(&format!(
+                    "[[application.device]]\ndevice_id = \"{a}-{d}\"\nread_metric = [{{ \
+                     metric_name = \"t\" }}, {{ metric_name = \"u\", metric_unit = \"C\" }}]\n"
+                ));
+                if d == 7 {
+                    text.push_str("[application.device.extra]\nnote = 1\n");
+                }
+            }
+        }
+        let file = SourceFile::new(Path::new("config.toml"), text.clone());
+        let whole = ImDocument::parse(text.clone()).unwrap();
+        let device =
+            |a: usize, d: usize| KeyPath::root("application").index(a).key("device").index(d);
+        let keys = [
+            KeyPath::root("include"),
+            KeyPath::root("opcua").key("host_port"),
+            KeyPath::root("application").index(2).key("application_id"),
+            device(1, 39).key("device_id"),
+            device(2, 0).join_dotted(["read_metric", "1", "metric_unit"]),
+            device(0, 7).join_dotted(["extra", "note"]),
+            device(2, 12),
+        ];
+        for key in &keys {
+            let TableLookup::Found(span) = file.span_in_table(key) else {
+                panic!("{key} not found in its table");
+            };
+            assert_eq!(Some(span), span_of(whole.as_table(), key), "{key}");
+        }
+        assert!(file.locate(&device(0, 3).key("nope")).is_none());
+        assert!(
+            file.document.get().is_none(),
+            "found without the whole document"
+        );
+        assert!(file.locate(&device(3, 0)).is_none(), "no such entry");
+        assert_eq!(
+            file.span(&device(0, 7).key("extra")),
+            span_of(whole.as_table(), &device(0, 7).key("extra")),
+            "a table of its own further on"
+        );
+
+        let tricky =
+            "[opcua]\nnote = \"\"\"\n[chirpstack]\ntenant_id = \"fake\"\n\"\"\"\nhost_port = 1\n\
+                      \n[chirpstack]\ntenant_id = \"real\"\nretries = [\n[1, 2],\n]\nafter = 2\n";
+        let file = SourceFile::new(Path::new("config.toml"), tricky.to_string());
+        let whole = ImDocument::parse(tricky).unwrap();
+        for key in [
+            KeyPath::root("opcua").key("host_port"),
+            KeyPath::root("chirpstack").key("tenant_id"),
+            KeyPath::root("chirpstack").key("after"),
+        ] {
+            let span = span_of(whole.as_table(), &key);
+            assert!(span.is_some());
+            assert_eq!(file.span(&key), span, "{key}");
+        }
     }
 
     #[test]
