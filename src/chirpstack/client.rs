@@ -19,7 +19,6 @@ use chirpstack_api::api::{
     ListDevicesRequest, MeasurementKind, StreamDeviceEventsRequest,
 };
 use chirpstack_api::common::Aggregation;
-use prost::Message;
 use tonic::codegen::{http, InterceptedService};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -27,7 +26,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 use tower::{Service, ServiceExt};
 
-use crate::chirpstack::event_stream::EventStream;
+use crate::chirpstack::event_stream::{self, EventStream};
 use crate::chirpstack::poll::ChirpstackApi;
 use crate::config::Secret;
 use crate::model::Timestamp;
@@ -568,18 +567,9 @@ impl ChirpstackClient {
     /// Opens the event stream of one device (the open itself is under the call deadline; the
     /// stream then lives until either side ends it).
     pub async fn stream_device_events(&self, dev_eui: &str) -> Result<EventStream, UpstreamError> {
-        let message = StreamDeviceEventsRequest {
+        let body = event_stream::framed(&StreamDeviceEventsRequest {
             dev_eui: dev_eui.to_string(),
-        }
-        .encode_to_vec();
-        let mut body = Vec::with_capacity(5 + message.len());
-        body.push(0);
-        body.extend_from_slice(
-            &u32::try_from(message.len())
-                .unwrap_or(u32::MAX)
-                .to_be_bytes(),
-        );
-        body.extend_from_slice(&message);
+        });
         let request = http::Request::builder()
             .method(http::Method::POST)
             .uri("/api.InternalService/StreamDeviceEvents")

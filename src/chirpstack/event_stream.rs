@@ -21,6 +21,16 @@ pub const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
 /// The flag byte and the big-endian length before every message.
 const PREFIX_BYTES: usize = 5;
 
+/// `message` as gRPC sends it: uncompressed, behind its length.
+pub fn framed(message: &impl Message) -> Vec<u8> {
+    let length = message.encoded_len();
+    let mut bytes = Vec::with_capacity(PREFIX_BYTES + length);
+    bytes.push(0);
+    bytes.extend_from_slice(&u32::try_from(length).unwrap_or(u32::MAX).to_be_bytes());
+    message.encode_raw(&mut bytes);
+    bytes
+}
+
 /// The events of one device, as the server sends them.
 #[derive(Debug)]
 pub struct EventStream {
@@ -129,11 +139,12 @@ impl EventStream {
             StatusCode::UNAUTHORIZED => Code::Unauthenticated,
             StatusCode::FORBIDDEN => Code::PermissionDenied,
             StatusCode::NOT_FOUND => Code::Unimplemented,
-            StatusCode::TOO_MANY_REQUESTS
+            // An answer of 200 that ends without a status was cut off on the way.
+            StatusCode::OK
+            | StatusCode::TOO_MANY_REQUESTS
             | StatusCode::BAD_GATEWAY
             | StatusCode::SERVICE_UNAVAILABLE
             | StatusCode::GATEWAY_TIMEOUT => Code::Unavailable,
-            StatusCode::OK => Code::Unavailable,
             _ => Code::Unknown,
         };
         Err(Status::new(
@@ -151,14 +162,6 @@ mod tests {
     use super::*;
     use hyper::body::{Bytes, Frame};
     use tonic::codegen::http::{HeaderValue, Response};
-
-    fn framed(item: &LogItem) -> Vec<u8> {
-        let message = item.encode_to_vec();
-        let mut bytes = vec![0];
-        bytes.extend_from_slice(&(message.len() as u32).to_be_bytes());
-        bytes.extend_from_slice(&message);
-        bytes
-    }
 
     fn item(n: usize) -> LogItem {
         LogItem {
@@ -185,6 +188,11 @@ mod tests {
         let mut response = Response::new(tonic::body::Body::new(body));
         *response.status_mut() = http;
         EventStream::from_response(response).unwrap()
+    }
+
+    /// The error a stream of `frames` (answered with `http`) ends with.
+    async fn error_of(frames: Vec<Frame<Bytes>>, http: StatusCode) -> Status {
+        stream_of(frames, http).message().await.unwrap_err()
     }
 
     /// Messages split over frames and several in one frame come out whole and in order, and
@@ -259,16 +267,10 @@ mod tests {
         let error = EventStream::from_response(headers_only).unwrap_err();
         assert_eq!(error.code(), Code::PermissionDenied);
 
-        let error = stream_of(vec![], StatusCode::SERVICE_UNAVAILABLE)
-            .message()
-            .await
-            .unwrap_err();
+        let error = error_of(vec![], StatusCode::SERVICE_UNAVAILABLE).await;
         assert_eq!(error.code(), Code::Unavailable);
         assert!(error.message().contains("HTTP 503"), "{}", error.message());
-        let error = stream_of(vec![], StatusCode::OK)
-            .message()
-            .await
-            .unwrap_err();
+        let error = error_of(vec![], StatusCode::OK).await;
         assert_eq!(
             error.code(),
             Code::Unavailable,
@@ -277,16 +279,14 @@ mod tests {
 
         let mut cut = framed(&item(2));
         cut.truncate(20);
-        let error = stream_of(
+        let error = error_of(
             vec![
                 Frame::data(Bytes::from(cut)),
                 Frame::trailers(trailers(Code::Ok, "")),
             ],
             StatusCode::OK,
         )
-        .message()
-        .await
-        .unwrap_err();
+        .await;
         assert!(
             error.message().contains("inside an event"),
             "{}",
@@ -295,10 +295,7 @@ mod tests {
 
         let mut compressed = framed(&item(1));
         compressed[0] = 1;
-        let error = stream_of(vec![Frame::data(Bytes::from(compressed))], StatusCode::OK)
-            .message()
-            .await
-            .unwrap_err();
+        let error = error_of(vec![Frame::data(Bytes::from(compressed))], StatusCode::OK).await;
         assert!(
             error.message().contains("compressed"),
             "{}",
@@ -307,17 +304,11 @@ mod tests {
 
         let mut huge = vec![0];
         huge.extend_from_slice(&((MAX_EVENT_BYTES + 1) as u32).to_be_bytes());
-        let error = stream_of(vec![Frame::data(Bytes::from(huge))], StatusCode::OK)
-            .message()
-            .await
-            .unwrap_err();
+        let error = error_of(vec![Frame::data(Bytes::from(huge))], StatusCode::OK).await;
         assert_eq!(error.code(), Code::OutOfRange);
 
         let garbage = vec![0, 0, 0, 0, 3, 0xff, 0xff, 0xff];
-        let error = stream_of(vec![Frame::data(Bytes::from(garbage))], StatusCode::OK)
-            .message()
-            .await
-            .unwrap_err();
+        let error = error_of(vec![Frame::data(Bytes::from(garbage))], StatusCode::OK).await;
         assert!(
             error.message().contains("could not be decoded"),
             "{}",

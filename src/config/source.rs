@@ -101,7 +101,8 @@ impl SourceFile {
     /// Where `key` is written. First in the text of the one table that holds it (from its
     /// header to the next): a fleet's file is megabytes, and its whole document holds ~13
     /// times that (~140 MB for 10,000 devices, all to place one warning at start, and the
-    /// peak left the heap fragmented for good). The whole document when that finds nothing.
+    /// peak left the heap fragmented for good). The whole document only when the table's
+    /// text cannot answer.
     fn span(&self, key: &KeyPath) -> Option<Range<usize>> {
         match self.span_in_table(key) {
             TableLookup::Found(span) => Some(span),
