@@ -123,8 +123,8 @@ fn value(series: usize, slot: i64) -> Value {
 fn sample(series: usize, slot: i64) -> Sample {
     let time = EPOCH_MICROS + slot * PERIOD_MICROS;
     Sample {
-        device_id: format!("device-{:04}", series / METRICS_PER_DEVICE),
-        metric: format!("metric_{}", series % METRICS_PER_DEVICE),
+        device_id: format!("device-{:04}", series / METRICS_PER_DEVICE).into(),
+        metric: format!("metric_{}", series % METRICS_PER_DEVICE).into(),
         value: value(series, slot),
         source_time: Timestamp(time),
         received_time: Timestamp(time + 150_000),

@@ -5,8 +5,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Microseconds since the Unix epoch (UTC). Microseconds are what storage keeps and what an
-/// OPC UA DateTime (100 ns ticks) represents exactly.
 /// One shared copy of each metric name: a fleet's devices repeat the same few names, and at
 /// 10,000 devices x 11 metrics a copy of each name per metric cost ~20 MB.
 #[derive(Debug, Default)]
@@ -29,6 +27,8 @@ pub fn find_by_name<V>(entries: &[(Arc<str>, V)], name: &str) -> Result<usize, u
     entries.binary_search_by(|(entry, _)| (**entry).cmp(name))
 }
 
+/// Microseconds since the Unix epoch (UTC). Microseconds are what storage keeps and what an
+/// OPC UA DateTime (100 ns ticks) represents exactly.
 #[derive(
     Debug,
     Clone,
@@ -179,9 +179,10 @@ pub enum SampleOrigin {
 /// One value of one metric of one device.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
-    pub device_id: String,
-    /// The configured `metric_name` (the OPC UA browse name), not the ChirpStack field.
-    pub metric: String,
+    /// Shared with the mapping that made it (no allocation per sample).
+    pub device_id: Arc<str>,
+    /// The configured `metric_name` (the OPC UA browse name), not the ChirpStack field; shared.
+    pub metric: Arc<str>,
     pub value: Value,
     /// When the device reported it (the uplink time), or the aggregate bucket start.
     pub source_time: Timestamp,

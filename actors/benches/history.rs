@@ -26,8 +26,8 @@ const QUERIED_ROWS: i64 = 100;
 
 fn sample(device: usize, metric: usize, at: Timestamp, value: i64) -> Sample {
     Sample {
-        device_id: format!("{device:016x}"),
-        metric: format!("m{metric}"),
+        device_id: format!("{device:016x}").into(),
+        metric: format!("m{metric}").into(),
         value: Value::Int(value),
         source_time: at,
         received_time: at,

@@ -124,8 +124,8 @@ async fn main() {
                         opcgw::config::MetricType::String => Value::String("idle".into()),
                     };
                     batch.push(Sample {
-                        device_id: device.device_id.clone(),
-                        metric: metric.metric_name.clone(),
+                        device_id: device.device_id.as_str().into(),
+                        metric: metric.metric_name.as_str().into(),
                         value,
                         source_time: at,
                         received_time: at,
@@ -167,17 +167,7 @@ async fn main() {
     }) + &blocks;
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, config).expect("config");
-    // `OPCGW_BENCH_WRAP="heaptrack -o /tmp/gw"` runs the gateway under a profiler (the
-    // resident figures are then the wrapper's, not the gateway's).
-    let command = match std::env::var("OPCGW_BENCH_WRAP") {
-        Ok(wrapper) if !wrapper.trim().is_empty() => {
-            let mut words = wrapper.split_whitespace();
-            let mut command = Command::new(words.next().unwrap_or_default());
-            command.args(words).arg(bin);
-            command
-        }
-        _ => Command::new(bin),
-    };
+    let command = common::gateway_command(bin);
     let gateway = common::start_gateway(command, &config_path, dir.path(), TOKEN, PASSWORD);
     let pid = gateway.0.id();
 
@@ -402,14 +392,7 @@ async fn main() {
              1,000 x 5: average <= 50 MiB"
         );
     }
-    if std::env::var_os("OPCGW_BENCH_SMAPS").is_some() {
-        if let Ok(rollup) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
-            println!("{rollup}");
-        }
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            println!("{status}");
-        }
-    }
+    common::print_smaps(pid);
     let _ = tokio::time::timeout(Duration::from_secs(3), session.disconnect()).await;
 }
 

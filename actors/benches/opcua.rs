@@ -114,8 +114,8 @@ async fn main() {
         let mut store = Store::open(&config.storage.database_path).expect("store");
         let rows: Vec<Sample> = (0..HISTORY_ROWS)
             .map(|i| Sample {
-                device_id: history_device.device_id.clone(),
-                metric: history_metric.clone(),
+                device_id: history_device.device_id.as_str().into(),
+                metric: history_metric.as_str().into(),
                 value: Value::Int(i),
                 source_time: Timestamp(history_start.0 + i * 10_000_000),
                 received_time: Timestamp(history_start.0 + i * 10_000_000),

@@ -11,7 +11,9 @@
 //!
 //! Knobs (environment): `OPCGW_BENCH_SECONDS` (CPU/memory window, default 300),
 //! `OPCGW_BENCH_HISTORY_HOURS` (history per series at 60 s, default 24: ~4.5 minutes to seed
-//! here), `OPCGW_BENCH_KEEP` (keep the directory), `OPCGW_BENCH_SEEDED` (a file to keep the
+//! here), `OPCGW_BENCH_KEEP` (keep the directory), `OPCGW_BENCH_WRAP` (run the gateway under a
+//! profiler), `OPCGW_BENCH_SMAPS` (print its memory map summary after the window),
+//! `OPCGW_BENCH_SEEDED` (a file to keep the
 //! seeded database in: seeded and saved there when missing, copied from there instead of seeding
 //! when present, so a re-run starts in seconds). Either way the simulator starts with the 10
 //! past uplinks of every device ChirpStack replays to a new stream (`--past-uplinks`): the
@@ -23,7 +25,6 @@ mod common;
 use common::{cpu_seconds, free_port, log_field, log_problems, machine_cpu_seconds, percentile};
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -120,8 +121,8 @@ fn seed_history(database: &Path, series: &[(&str, &MetricConfig)], hours: u64) -
                 MetricType::String => Value::String("idle".into()),
             };
             batch.push(Sample {
-                device_id: device_id.to_string(),
-                metric: metric.metric_name.clone(),
+                device_id: (*device_id).into(),
+                metric: metric.metric_name.as_str().into(),
                 value,
                 source_time: at,
                 received_time: at,
@@ -241,7 +242,13 @@ async fn main() {
 
     // The gateway generates its key pair at this first start (~0.2 s, counted in 1.).
     let spawned = Instant::now();
-    let gateway = common::start_gateway(Command::new(bin), &config_path, &dir, TOKEN, PASSWORD);
+    let gateway = common::start_gateway(
+        common::gateway_command(bin),
+        &config_path,
+        &dir,
+        TOKEN,
+        PASSWORD,
+    );
     let pid = gateway.0.id();
     // VmRSS every second from the spawn until the end of the browse.
     let (stop, sampler) = common::sample_rss(pid, spawned);
@@ -296,6 +303,7 @@ async fn main() {
     tokio::time::sleep(window).await;
     let (to, cpu_to, sim_to) = (spawned.elapsed(), cpu_seconds(pid), cpu_seconds(sim_pid));
     let machine_to = machine_cpu_seconds();
+    common::print_smaps(pid);
     let wall = (to - from).as_secs_f64();
     let share = |a: Option<f64>, b: Option<f64>| (b.expect("cpu") - a.expect("cpu")) / wall * 100.0;
     let (cpu, sim_cpu) = (share(cpu_from, cpu_to), share(sim_from, sim_to));
@@ -375,6 +383,14 @@ async fn main() {
     println!(
         "3. gateway VmRSS: average {average:.1} MiB over the {wall:.0} s window, max {max:.1} MiB \
          from the spawn to the end of the browse (target <= 300 MiB; {BEFORE_RSS})"
+    );
+    let start: Vec<String> = (samples.iter().take(40))
+        .map(|(_, kib)| format!("{:.0}", *kib as f64 / 1024.0))
+        .collect();
+    println!(
+        "   VmRSS each second from the spawn, first {} s (MiB): {}",
+        start.len(),
+        start.join(" ")
     );
     println!(
         "4. gateway CPU: {cpu:.1} % of one core over {wall:.0} s (target <= 25 %; {BEFORE_CPU}); \

@@ -175,7 +175,7 @@ impl LiveValues {
     pub fn apply(&mut self, samples: &[Sample], now: Timestamp) -> Vec<LiveUpdate> {
         let mut changed: HashSet<(&str, usize)> = HashSet::new();
         for sample in samples {
-            let device_id = sample.device_id.as_str();
+            let device_id = &*sample.device_id;
             let Some(metrics) = self.by_device.get_mut(device_id) else {
                 continue;
             };

@@ -1,6 +1,7 @@
 //! Writing samples (history and latest) and listing the latest value of every series.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, Table};
 
@@ -9,7 +10,7 @@ use super::error::{RedbResultExt, StorageError};
 use super::schema::{self, FIRST_SERIES_ID, HISTORY, LATEST, RECENT, SERIES, SERIES_NAMES};
 use super::series::{valid_name, MAX_NAME_BYTES};
 use super::Store;
-use crate::model::Sample;
+use crate::model::{Names, Sample};
 
 /// What one [`Store::append`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -71,7 +72,7 @@ impl Store {
             let mut buffer = Vec::with_capacity(16);
 
             for sample in samples {
-                let (device_id, metric) = (sample.device_id.as_str(), sample.metric.as_str());
+                let (device_id, metric) = (&*sample.device_id, &*sample.metric);
                 if !valid_name(device_id) || !valid_name(metric) {
                     report.rejected += 1;
                     tracing::warn!(
@@ -191,6 +192,9 @@ impl Store {
                 None => series.iter().at(path, ACTION)?,
             };
             let mut values = Vec::new();
+            // Rows come device by device: one shared id per device, one per metric name.
+            let mut device: Option<Arc<str>> = None;
+            let mut names = Names::default();
             for row in rows {
                 let (key, id) = row.at(path, ACTION)?;
                 let (row_device, metric) = key.value();
@@ -203,9 +207,13 @@ impl Store {
                 };
                 let row = codec::decode_latest(stored.value())
                     .map_err(|e| corrupt_row(path, "latest", id, e))?;
+                let device = match &device {
+                    Some(known) if **known == *row_device => Arc::clone(known),
+                    _ => Arc::clone(device.insert(row_device.into())),
+                };
                 values.push(Sample {
-                    device_id: row_device.to_string(),
-                    metric: metric.to_string(),
+                    device_id: device,
+                    metric: names.get(metric),
                     value: row.value,
                     source_time: row.source_time,
                     received_time: row.received_time,

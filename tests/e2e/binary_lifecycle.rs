@@ -180,7 +180,7 @@ fn written_database(path: &std::path::Path) {
     let mut store = opcgw::storage::Store::open(path).expect("create a database");
     let samples: Vec<Sample> = (0..20_000i64)
         .map(|i| Sample {
-            device_id: format!("dev{}", i % 50),
+            device_id: format!("dev{}", i % 50).into(),
             metric: "level".into(),
             value: Value::Float(i as f64 * 0.37),
             source_time: Timestamp(1_000_000 + i),

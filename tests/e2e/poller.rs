@@ -163,7 +163,7 @@ pub fn wanted_metrics(config: &AppConfig) -> HashSet<(String, String)> {
 pub fn has_every(feed: &[Feed], wanted: &HashSet<(String, String)>) -> bool {
     let got: HashSet<(String, String)> = samples(feed)
         .into_iter()
-        .map(|s| (s.device_id, s.metric))
+        .map(|s| (s.device_id.to_string(), s.metric.to_string()))
         .collect();
     wanted.is_subset(&got)
 }
@@ -229,7 +229,7 @@ async fn every_configured_metric_arrives_with_the_device_timestamp_and_its_exact
         })
         .collect();
     for sample in samples(&poller.seen) {
-        let upstream = &names[&(sample.device_id.clone(), sample.metric.clone())];
+        let upstream = &names[&(sample.device_id.to_string(), sample.metric.to_string())];
         match sample.origin {
             SampleOrigin::Uplink => {
                 let expected = sim.expected_value(&sample.device_id, upstream, sample.source_time);
@@ -298,7 +298,7 @@ async fn a_dropped_stream_is_reopened_and_values_flow_again() {
     poller
         .wait_for(Duration::from_secs(5), "a value after the reopen", |feed| {
             samples(feed).iter().any(|s| {
-                s.device_id == dev && s.origin == SampleOrigin::Uplink && s.source_time >= after
+                *s.device_id == dev && s.origin == SampleOrigin::Uplink && s.source_time >= after
             })
         })
         .await;
@@ -344,7 +344,7 @@ async fn malformed_events_and_bad_values_are_dropped_one_warning_each_and_never_
             |feed| {
                 samples(feed)
                     .iter()
-                    .any(|s| s.device_id == dev && s.value == opcgw::model::Value::Float(21.5))
+                    .any(|s| *s.device_id == dev && s.value == opcgw::model::Value::Float(21.5))
             },
         )
         .await;
@@ -474,7 +474,7 @@ async fn aggregates_come_from_the_bucket_of_the_last_uplink_even_when_empty_buck
         .wait_for(Duration::from_secs(10), "the battery aggregate", |feed| {
             samples(feed)
                 .iter()
-                .any(|s| s.metric == "battery_mv" && s.origin == SampleOrigin::Aggregate)
+                .any(|s| &*s.metric == "battery_mv" && s.origin == SampleOrigin::Aggregate)
         })
         .await;
     let uplink_time = samples(&poller.seen)
@@ -484,7 +484,7 @@ async fn aggregates_come_from_the_bucket_of_the_last_uplink_even_when_empty_buck
         .unwrap();
     let battery = samples(&poller.seen)
         .into_iter()
-        .find(|s| s.metric == "battery_mv")
+        .find(|s| &*s.metric == "battery_mv")
         .unwrap();
     let Some(opcgw::model::Value::Float(expected)) =
         sim.expected_value(&dev, "battery_mv", uplink_time)
@@ -536,7 +536,7 @@ async fn a_config_change_adds_and_removes_streams_without_a_restart() {
         .wait_for(
             Duration::from_secs(5),
             "a value of the added device",
-            |feed| samples(feed).iter().any(|s| s.device_id == third),
+            |feed| samples(feed).iter().any(|s| *s.device_id == third),
         )
         .await;
 
@@ -616,12 +616,12 @@ async fn a_server_that_refuses_minute_aggregation_is_read_by_the_hour() {
         .wait_for(Duration::from_secs(10), "the battery aggregate", |feed| {
             samples(feed)
                 .iter()
-                .any(|s| s.metric == "battery_mv" && s.origin == SampleOrigin::Aggregate)
+                .any(|s| &*s.metric == "battery_mv" && s.origin == SampleOrigin::Aggregate)
         })
         .await;
     let battery = samples(&poller.seen)
         .into_iter()
-        .find(|s| s.metric == "battery_mv")
+        .find(|s| &*s.metric == "battery_mv")
         .unwrap();
     assert_eq!(
         battery.source_time.as_micros() % 3_600_000_000,
@@ -705,7 +705,7 @@ async fn the_stream_pool_grows_with_the_devices_up_to_its_ceiling_and_says_who_i
         .wait_for(
             Duration::from_secs(10),
             "an aggregate of the polled-only device",
-            |feed| samples(feed).iter().any(|s| s.device_id == polled_only),
+            |feed| samples(feed).iter().any(|s| *s.device_id == polled_only),
         )
         .await;
     poller.stop();
@@ -764,7 +764,7 @@ async fn while_storage_is_behind_the_event_streams_wait_and_lose_nothing() {
         }
         samples(seen)
             .iter()
-            .filter(|s| s.device_id == dev && s.metric == "temperature")
+            .filter(|s| *s.device_id == dev && &*s.metric == "temperature")
             .count()
     };
     tokio::time::sleep(Duration::from_secs(2)).await;

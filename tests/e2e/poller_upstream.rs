@@ -171,7 +171,7 @@ async fn an_outage_degrades_without_a_tight_loop_and_recovery_reconciles_the_gap
                             && s.source_time > outage_start
                             && s.source_time < outage_end
                     })
-                    .map(|s| s.device_id)
+                    .map(|s| s.device_id.to_string())
                     .collect();
                 devices.iter().all(|d| inside.contains(d))
             },
@@ -186,7 +186,8 @@ async fn an_outage_degrades_without_a_tight_loop_and_recovery_reconciles_the_gap
         .await;
 
     // No aggregate ever replaced a newer raw value of its series.
-    let mut newest_raw: HashMap<(String, String), Timestamp> = HashMap::new();
+    let mut newest_raw: HashMap<(std::sync::Arc<str>, std::sync::Arc<str>), Timestamp> =
+        HashMap::new();
     for sample in samples(&poller.seen) {
         let key = (sample.device_id.clone(), sample.metric.clone());
         match sample.origin {

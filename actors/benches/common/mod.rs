@@ -400,6 +400,33 @@ pub async fn monitor_values(session: &Session, subscription: u32, reads: &[ReadV
     items.len()
 }
 
+/// The command that runs the gateway: `bin` itself, or under the profiler named by
+/// `OPCGW_BENCH_WRAP` (e.g. `"heaptrack -o /tmp/gw"`; the resident figures are then the
+/// wrapper's, not the gateway's).
+pub fn gateway_command(bin: &str) -> std::process::Command {
+    match std::env::var("OPCGW_BENCH_WRAP") {
+        Ok(wrapper) if !wrapper.trim().is_empty() => {
+            let mut words = wrapper.split_whitespace();
+            let mut command = std::process::Command::new(words.next().unwrap_or_default());
+            command.args(words).arg(bin);
+            command
+        }
+        _ => std::process::Command::new(bin),
+    }
+}
+
+/// With `OPCGW_BENCH_SMAPS` set, prints the memory map summary and status of `pid`.
+pub fn print_smaps(pid: u32) {
+    if std::env::var_os("OPCGW_BENCH_SMAPS").is_none() {
+        return;
+    }
+    for file in ["smaps_rollup", "status"] {
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/{file}")) {
+            println!("{text}");
+        }
+    }
+}
+
 /// `opcgw run --config <config>` in `dir` (the program and any profiler wrapping it are in
 /// `command`), with the API token and OPC UA password in the environment, output discarded.
 pub fn start_gateway(

@@ -49,7 +49,7 @@ where
 /// The metrics of one device to fetch from `GetMetrics`.
 #[derive(Debug, Clone)]
 pub struct FallbackTarget {
-    pub device_id: String,
+    pub device_id: Arc<str>,
     pub metrics: Vec<MetricMapping>,
     /// The `last_seen` whose bucket was already read: unchanged means nothing new to fetch.
     pub fetched_for: Option<Timestamp>,
@@ -239,7 +239,7 @@ async fn fetch_metrics<C: ChirpstackApi>(
 ) {
     let mut metrics = JoinSet::new();
     for target in input.fallback.iter().cloned() {
-        let Some(seen) = last_seen.get(&target.device_id).copied() else {
+        let Some(seen) = last_seen.get(&*target.device_id).copied() else {
             continue; // never seen (or not listed): no bucket can hold data
         };
         if target.fetched_for == Some(seen) {
@@ -264,7 +264,7 @@ async fn fetch_metrics<C: ChirpstackApi>(
         match result {
             Ok(buckets) => {
                 bucket_samples(&target, &buckets, bucket_of(used, seen).0, received, report);
-                report.fetched.push((target.device_id.clone(), seen));
+                report.fetched.push((target.device_id.to_string(), seen));
             }
             Err(error) => report
                 .partial_errors
@@ -415,15 +415,15 @@ fn bucket_samples(
         };
         match convert_aggregate(*value, metric.metric_type) {
             Ok(value) => report.aggregates.push(Sample {
-                device_id: target.device_id.clone(),
-                metric: metric.metric_name.to_string(),
+                device_id: Arc::clone(&target.device_id),
+                metric: Arc::clone(&metric.metric_name),
                 value,
                 source_time: *bucket_start,
                 received_time: received,
                 origin: SampleOrigin::Aggregate,
             }),
             Err(reason) => report.rejections.push(Rejection {
-                device_id: target.device_id.clone(),
+                device_id: target.device_id.to_string(),
                 metric: metric.metric_name.to_string(),
                 reason,
                 preview: format!("{value}"),

@@ -186,7 +186,7 @@ impl PollCycle {
                     fetched_for: if reconcile {
                         None
                     } else {
-                        self.metrics_fetched_for.get(&mapping.device_id).copied()
+                        self.metrics_fetched_for.get(&*mapping.device_id).copied()
                     },
                 })
             })

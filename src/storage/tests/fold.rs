@@ -59,7 +59,7 @@ fn staged_and_folded_rows_read_as_one_history_through_appends_prunes_and_reopens
                 let report = store.append(&batch).unwrap();
                 let mut duplicates = 0;
                 for s in &batch {
-                    let rows = model.entry(METRICS.iter().find(|m| **m == s.metric).unwrap());
+                    let rows = model.entry(METRICS.iter().find(|m| **m == &*s.metric).unwrap());
                     if rows
                         .or_default()
                         .insert(s.source_time.as_micros(), s.value.clone())

@@ -390,7 +390,7 @@ impl WebBackend for Fake {
             self.failure()?;
             let mut latest = self.latest.lock().unwrap().clone();
             if let Some(device_id) = device_id {
-                latest.retain(|s| s.device_id == device_id);
+                latest.retain(|s| *s.device_id == device_id);
             }
             Ok(latest)
         })

@@ -75,7 +75,7 @@ impl<'a> LatestIndex<'a> {
     fn new(latest: &'a [Sample]) -> Self {
         let mut samples: Vec<&Sample> = latest.iter().collect();
         fn key<'s>(s: &&'s Sample) -> (&'s str, &'s str) {
-            (s.device_id.as_str(), s.metric.as_str())
+            (&*s.device_id, &*s.metric)
         }
         if !samples.is_sorted_by_key(key) {
             samples.sort_by(|a, b| key(a).cmp(&key(b)));
@@ -85,10 +85,8 @@ impl<'a> LatestIndex<'a> {
 
     /// The samples of one device (a contiguous run).
     fn device(&self, device_id: &str) -> &[&'a Sample] {
-        let start = self
-            .samples
-            .partition_point(|s| s.device_id.as_str() < device_id);
-        let len = self.samples[start..].partition_point(|s| s.device_id == device_id);
+        let start = self.samples.partition_point(|s| &*s.device_id < device_id);
+        let len = self.samples[start..].partition_point(|s| &*s.device_id == device_id);
         &self.samples[start..start + len]
     }
 }
@@ -96,7 +94,7 @@ impl<'a> LatestIndex<'a> {
 /// One metric's sample among its device's samples.
 fn find_metric<'a>(device: &[&'a Sample], metric: &str) -> Option<&'a Sample> {
     device
-        .binary_search_by(|s| s.metric.as_str().cmp(metric))
+        .binary_search_by(|s| (*s.metric).cmp(metric))
         .ok()
         .map(|i| device[i])
 }

@@ -503,8 +503,8 @@ impl LiveEvent {
     /// A new sample, with its quality at arrival.
     pub fn value_of(sample: &Sample, quality: Quality) -> Self {
         Self::Value(ValueEvent {
-            device_id: sample.device_id.clone(),
-            metric: sample.metric.clone(),
+            device_id: sample.device_id.to_string(),
+            metric: sample.metric.to_string(),
             value: sample.value.clone(),
             timestamp: sample.source_time.into(),
             received: sample.received_time.into(),

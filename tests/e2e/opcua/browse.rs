@@ -83,7 +83,7 @@ async fn browse_finds_every_node_and_reads_give_device_values_and_timestamps() {
         let uplinked = |device: &str| {
             latest
                 .iter()
-                .any(|l| l.device_id == device && l.origin == SampleOrigin::Uplink)
+                .any(|l| &*l.device_id == device && l.origin == SampleOrigin::Uplink)
         };
         if latest.len() == ids.len() && sim.world().devices().all(|d| uplinked(&d.dev_eui)) {
             break latest;

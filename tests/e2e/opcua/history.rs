@@ -172,8 +172,8 @@ async fn history_read_at_time_interpolates_floats_holds_the_rest_and_marks_the_e
     let t0 = Timestamp::now().saturating_sub(Duration::from_secs(86_400));
     let at = |seconds: i64| Timestamp(t0.0 + seconds * 1_000_000);
     let sample = |metric: &str, seconds: i64, value: Value| Sample {
-        device_id: device_id.clone(),
-        metric: metric.to_string(),
+        device_id: device_id.as_str().into(),
+        metric: metric.into(),
         value,
         source_time: at(seconds),
         received_time: at(seconds),

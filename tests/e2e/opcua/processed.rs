@@ -88,8 +88,8 @@ async fn processed_reads_compute_part_13_aggregates_page_by_page() {
     {
         let rows: Vec<Sample> = (0..720)
             .map(|i| Sample {
-                device_id: device_id.clone(),
-                metric: float.clone(),
+                device_id: device_id.as_str().into(),
+                metric: float.as_str().into(),
                 value: Value::Float(i as f64),
                 source_time: at(i * 10),
                 received_time: at(i * 10),

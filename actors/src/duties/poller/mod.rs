@@ -318,7 +318,7 @@ impl PollerState {
                 .collect();
             debug!(
                 event = "samples_received",
-                device = samples[0].device_id.as_str(),
+                device = &*samples[0].device_id,
                 count = samples.len(),
                 source_time = %samples[0].source_time,
                 values = opcgw::security::sanitize_for_log(&values.join(" "), 200).as_str()

@@ -209,7 +209,7 @@ async fn a_failing_device_degrades_the_cycle_and_only_that_device_is_read_again(
         report.partial_errors
     );
     assert_eq!(samples.len(), 1);
-    assert_eq!(samples[0].device_id, "dev-00");
+    assert_eq!(&*samples[0].device_id, "dev-00");
     assert_eq!(report.devices.len(), 2, "its health is still listed");
     assert_eq!(poller.upstream.state(), UpstreamState::Degraded);
     poller.metric_calls();
@@ -221,7 +221,7 @@ async fn a_failing_device_degrades_the_cycle_and_only_that_device_is_read_again(
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0].0, "dev-01");
     assert_eq!(samples.len(), 1);
-    assert_eq!(samples[0].device_id, "dev-01");
+    assert_eq!(&*samples[0].device_id, "dev-01");
     assert!(report.partial_errors.is_empty());
     assert_eq!(
         poller.upstream.state(),

@@ -16,7 +16,7 @@ pub(super) async fn run(ctx: &Context) -> Result<Json, ErrorBody> {
         .map(|(app, device)| {
             let newest = latest
                 .iter()
-                .filter(|l| l.device_id == device.device_id)
+                .filter(|l| *l.device_id == *device.device_id)
                 .map(|l| l.source_time)
                 .max();
             json!({

@@ -36,7 +36,7 @@ pub(super) async fn run(
                 .is_none_or(|wanted| &m.metric_name == wanted)
         })
         .map(|m| {
-            let value = latest.iter().find(|l| l.metric == m.metric_name);
+            let value = latest.iter().find(|l| *l.metric == *m.metric_name);
             json!({
                 "metric": m.metric_name,
                 "value": value.map(|v| to_json(&v.value).unwrap_or(Json::Null)),
