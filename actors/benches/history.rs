@@ -40,6 +40,7 @@ async fn append(storage: &ActorRef<StorageMsg>, samples: Vec<Sample>) {
         .call(
             |reply| StorageMsg::Append {
                 samples: samples.into(),
+                more_waiting: false,
                 reply,
             },
             Some(Duration::from_secs(30)),

@@ -9,12 +9,16 @@
 //! `fold_chunk_rows` staged rows fold in one durable transaction (reading everything and
 //! dropping the table's pages); more fold a range of series ids at a time (its rows only, at
 //! most a chunk: a fold's memory and time stay bounded), one range per append, the next
-//! range starting where the last ended. A row's key is the same in both tables, so
-//! a fold never changes what a read returns, and a reader's resume key stays valid.
+//! range starting where the last ended. A writer with more batches waiting (the catch-up
+//! after a restart) defers the fold ([`Fold::Deferred`]) up to `fold_max_staged_rows`: a fold
+//! of a range at 110,000 series takes ~2 s, and the waiting batches hold back the event
+//! streams. A row's key is the same in both tables, so a fold never changes what a read
+//! returns, and a reader's resume key stays valid.
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::error::{RedbResultExt, StorageError};
+use super::samples::Fold;
 use super::schema::{HISTORY, RECENT};
 use super::Store;
 
@@ -33,8 +37,12 @@ fn history_row(
 impl Store {
     /// Folds when due. Called after an append has committed: a failure here is logged and left
     /// for the next append (the batch is already durable, and reads see staged rows anyway).
-    pub(super) fn fold_if_due(&mut self, staged: u64) {
-        if !self.fold_due(staged) {
+    pub(super) fn fold_if_due(&mut self, staged: u64, fold: Fold) {
+        let due = match fold {
+            Fold::WhenDue => self.fold_due(staged),
+            Fold::Deferred => staged >= self.options.fold_max_staged_rows as u64,
+        };
+        if !due {
             return;
         }
         let chunk = self.options.fold_chunk_rows.max(1);

@@ -77,7 +77,7 @@ pub use history::{HistoryPage, HistoryQuery, HistoryRow, ResumeKey, MAX_HISTORY_
 pub use ownership::check_not_in_use;
 pub use reader::{ReadSlot, Reader};
 pub use retention::PruneReport;
-pub use samples::AppendReport;
+pub use samples::{AppendReport, Fold};
 pub use schema::SCHEMA_VERSION;
 pub use series::MAX_NAME_BYTES;
 pub use status::{SpaceUsage, StoreCounts, MAX_STATUS_BYTES, MAX_STATUS_KEY_BYTES};

@@ -29,6 +29,16 @@ pub struct AppendReport {
     pub truncated: usize,
 }
 
+/// Whether an append folds staged rows into `history` when a fold is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fold {
+    /// As soon as one is due (see `storage::fold`).
+    WhenDue,
+    /// Only once `recent` holds `fold_max_staged_rows` (which bounds it and the staged index
+    /// whatever the caller says); otherwise the next append that does not defer folds.
+    Deferred,
+}
+
 impl Store {
     /// One durable write transaction for the whole batch (staged in `recent`; when that table
     /// reaches the fold trigger, the append then folds it into `history`, which can add ~100 ms
@@ -40,11 +50,21 @@ impl Store {
     /// newest sample of the batch for each series when that is at least as new as the stored
     /// one (equal times replace, to agree with history's last write wins).
     pub fn append(&mut self, samples: &[Sample]) -> Result<AppendReport, StorageError> {
+        self.append_then(samples, Fold::WhenDue)
+    }
+
+    /// [`append`](Self::append), with the fold that may follow it as `fold` says: a caller
+    /// with more batches waiting (a catch-up) defers it, so those batches are stored sooner.
+    pub fn append_then(
+        &mut self,
+        samples: &[Sample],
+        fold: Fold,
+    ) -> Result<AppendReport, StorageError> {
         if samples.is_empty() {
             return Ok(AppendReport::default());
         }
         let (report, staged) = self.write(|store| store.append_batch(samples))?;
-        self.fold_if_due(staged);
+        self.fold_if_due(staged, fold);
         Ok(report)
     }
 

@@ -15,7 +15,8 @@ use opcgw::commands::{CommandRequest, CommandState};
 use opcgw::metrics::{metrics, observe_since};
 use opcgw::model::Timestamp;
 use opcgw::storage::{
-    CommandFilter, CommandRecord, ReadSlot, StorageError, Store, StoreOptions, MAX_STATUS_KEY_BYTES,
+    CommandFilter, CommandRecord, Fold, ReadSlot, StorageError, Store, StoreOptions,
+    MAX_STATUS_KEY_BYTES,
 };
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
 use tracing::{debug, error, info, warn};
@@ -143,9 +144,18 @@ impl Actor for StorageActor {
                 }
                 state.hand_pending_commands_to_a_new_poller();
             }
-            StorageMsg::Append { samples, reply } => {
+            StorageMsg::Append {
+                samples,
+                more_waiting,
+                reply,
+            } => {
                 let started = std::time::Instant::now();
-                let result = blocking(|| state.store.append(&samples));
+                let fold = if more_waiting {
+                    Fold::Deferred
+                } else {
+                    Fold::WhenDue
+                };
+                let result = blocking(|| state.store.append_then(&samples, fold));
                 match &result {
                     Ok(report) => {
                         let m = metrics();

@@ -107,6 +107,8 @@ pub enum StorageMsg {
     /// Durable append: the reply comes after the commit.
     Append {
         samples: Arc<[Sample]>,
+        /// More samples wait behind these (a catch-up): a fold that is due waits too.
+        more_waiting: bool,
         reply: StorageReply<AppendReport>,
     },
     /// Persist a command's new state.

@@ -182,6 +182,43 @@ fn a_fold_waits_for_rows_per_series_unless_too_many_are_staged() {
 }
 
 #[test]
+fn a_catch_up_defers_the_fold_to_its_end_or_to_the_cap() {
+    let options = StoreOptions {
+        fold_trigger_rows: 2,
+        fold_chunk_rows: 100,
+        fold_rows_per_series: 1,
+        fold_max_staged_rows: 12,
+        ..StoreOptions::default()
+    };
+    let (_dir, mut store) = fresh_store_with(options);
+    let batch = |time| -> Vec<Sample> {
+        (0..4)
+            .map(|m| sample("dev", &format!("m{m}"), Value::Int(time), time))
+            .collect()
+    };
+    // A fold is due after each of these appends; more batches wait: it waits too.
+    store.append_then(&batch(1), Fold::Deferred).unwrap();
+    store.append_then(&batch(2), Fold::Deferred).unwrap();
+    assert_eq!(staged_rows(&store), 8, "deferred while more batches wait");
+    // The last batch of the catch-up folds everything.
+    store.append_then(&batch(3), Fold::WhenDue).unwrap();
+    assert_eq!(staged_rows(&store), 0, "folded at the end of the catch-up");
+    assert_eq!(store.counts().unwrap().history_rows, 12);
+    // A catch-up that never ends still folds at the cap.
+    for time in 4..=6 {
+        store.append_then(&batch(time), Fold::Deferred).unwrap();
+    }
+    assert_eq!(
+        staged_rows(&store),
+        0,
+        "12 staged rows: at the cap, folded anyway"
+    );
+    assert_eq!(store.counts().unwrap().history_rows, 24);
+    let rows = all_rows(&store, query("dev", "m0", i64::MIN, i64::MAX, 100));
+    assert_eq!(rows.len(), 6, "every row of the series read back once");
+}
+
+#[test]
 fn more_staged_rows_than_a_chunk_fold_a_range_per_append_and_read_the_same() {
     // 30 series x 4 rows = 120 staged rows, nothing folded yet.
     let (dir, mut store) = fresh_store_with(StoreOptions {

@@ -22,7 +22,7 @@ mod values;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{HistoryQuery, HistoryRow, Store, StoreOptions};
+use super::{Fold, HistoryQuery, HistoryRow, Store, StoreOptions};
 use crate::model::{Sample, SampleOrigin, Timestamp, Value};
 
 /// Which role a re-executed test binary plays (unset in a normal run).

@@ -137,6 +137,15 @@ enum Batch {
     Samples(Vec<Arc<[Sample]>>),
 }
 
+impl Batch {
+    fn samples(&self) -> usize {
+        match self {
+            Self::Command(_) => 0,
+            Self::Samples(pieces) => pieces.iter().map(|piece| piece.len()).sum(),
+        }
+    }
+}
+
 impl Backlog {
     fn new(limit: usize, stats: Arc<ForwardStats>) -> Self {
         Self {
@@ -218,6 +227,12 @@ impl Backlog {
         }
     }
 
+    /// Whether samples still wait behind `batch` (just taken): a catch-up, for which storage
+    /// defers its fold.
+    fn more_behind(&self, batch: &Batch) -> bool {
+        self.samples > batch.samples()
+    }
+
     /// A batch that could not be written goes back to the front, in order.
     fn put_back(&mut self, batch: Batch) {
         match batch {
@@ -284,7 +299,8 @@ async fn run(
             continue;
         };
         let started = Instant::now();
-        match write(&target, &batch).await {
+        let more_waiting = backlog.more_behind(&batch);
+        match write(&target, &batch, more_waiting).await {
             Ok(samples) => {
                 if matches!(batch, Batch::Samples(_)) {
                     backlog.written(samples);
@@ -320,7 +336,11 @@ async fn run(
 }
 
 /// One storage call; the samples it stored.
-async fn write(target: &ActorRef<StorageMsg>, batch: &Batch) -> Result<usize, String> {
+async fn write(
+    target: &ActorRef<StorageMsg>,
+    batch: &Batch,
+    more_waiting: bool,
+) -> Result<usize, String> {
     match batch {
         Batch::Command(update) => {
             let result = target
@@ -342,7 +362,11 @@ async fn write(target: &ActorRef<StorageMsg>, batch: &Batch) -> Result<usize, St
             let n = samples.len();
             let result = target
                 .call(
-                    |reply| StorageMsg::Append { samples, reply },
+                    |reply| StorageMsg::Append {
+                        samples,
+                        more_waiting,
+                        reply,
+                    },
                     Some(WRITE_TIMEOUT),
                 )
                 .await;
@@ -415,7 +439,7 @@ mod tests {
         ) -> Result<(), ActorProcessingErr> {
             let mut log = state.log.lock().unwrap_or_else(|e| e.into_inner());
             match message {
-                StorageMsg::Append { samples, reply } => {
+                StorageMsg::Append { samples, reply, .. } => {
                     let values = samples.iter().map(|s| s.source_time.0).collect();
                     if state.refuse > 0 {
                         state.refuse -= 1;
@@ -499,15 +523,17 @@ mod tests {
     }
 
     /// The sizes of the appends `backlog` is written in, when nothing else arrives.
-    fn append_sizes(backlog: &mut Backlog) -> Vec<usize> {
+    /// The appends `backlog` is written in: samples in each, and whether more wait behind it.
+    fn append_sizes(backlog: &mut Backlog) -> Vec<(usize, bool)> {
         let mut sizes = Vec::new();
         while let Some(batch) = backlog.next_batch() {
-            let Batch::Samples(pieces) = batch else {
-                panic!("only samples were queued");
-            };
-            let total: usize = pieces.iter().map(|p| p.len()).sum();
-            backlog.samples -= total;
-            sizes.push(total);
+            assert!(
+                matches!(batch, Batch::Samples(_)),
+                "only samples were queued"
+            );
+            let more_behind = backlog.more_behind(&batch);
+            backlog.samples -= batch.samples();
+            sizes.push((batch.samples(), more_behind));
         }
         sizes
     }
@@ -524,13 +550,17 @@ mod tests {
         let mut backlog = Backlog::new(MAX_BUFFERED_SAMPLES, Arc::default());
         // 60,000 samples waiting (storage was away, or 10,000 streams replayed their events).
         items(60).for_each(|item| backlog.push(item));
-        assert_eq!(append_sizes(&mut backlog), [MAX_CATCH_UP_SAMPLES, 10_000]);
+        // Storage is told when more waits behind an append: it defers its fold.
+        assert_eq!(
+            append_sizes(&mut backlog),
+            [(MAX_CATCH_UP_SAMPLES, true), (10_000, false)]
+        );
         // More than one ordinary append's worth goes in one.
         items(15).for_each(|item| backlog.push(item));
-        assert_eq!(append_sizes(&mut backlog), [15_000]);
+        assert_eq!(append_sizes(&mut backlog), [(15_000, false)]);
         // Less: all of it, as before.
         items(4).for_each(|item| backlog.push(item));
-        assert_eq!(append_sizes(&mut backlog), [4_000]);
+        assert_eq!(append_sizes(&mut backlog), [(4_000, false)]);
     }
 
     #[tokio::test(start_paused = true)]
