@@ -522,8 +522,8 @@ mod tests {
         panic!("never happened: {what}");
     }
 
-    /// The sizes of the appends `backlog` is written in, when nothing else arrives.
-    /// The appends `backlog` is written in: samples in each, and whether more wait behind it.
+    /// The appends `backlog` is written in when nothing else arrives: the samples in each, and
+    /// whether more wait behind it.
     fn append_sizes(backlog: &mut Backlog) -> Vec<(usize, bool)> {
         let mut sizes = Vec::new();
         while let Some(batch) = backlog.next_batch() {
