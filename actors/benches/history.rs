@@ -40,7 +40,7 @@ async fn append(storage: &ActorRef<StorageMsg>, samples: Vec<Sample>) {
         .call(
             |reply| StorageMsg::Append {
                 samples: samples.into(),
-                more_waiting: false,
+                fold: opcgw::storage::Fold::WhenDue,
                 reply,
             },
             Some(Duration::from_secs(30)),

@@ -38,11 +38,7 @@ impl Store {
     /// Folds when due. Called after an append has committed: a failure here is logged and left
     /// for the next append (the batch is already durable, and reads see staged rows anyway).
     pub(super) fn fold_if_due(&mut self, staged: u64, fold: Fold) {
-        let due = match fold {
-            Fold::WhenDue => self.fold_due(staged),
-            Fold::Deferred => staged >= self.options.fold_max_staged_rows as u64,
-        };
-        if !due {
+        if !self.fold_due(staged, fold) {
             return;
         }
         let chunk = self.options.fold_chunk_rows.max(1);
@@ -65,13 +61,16 @@ impl Store {
         }
     }
 
-    fn fold_due(&self, staged: u64) -> bool {
+    fn fold_due(&self, staged: u64, fold: Fold) -> bool {
         let options = &self.options;
         if staged < options.fold_trigger_rows.max(1) as u64 {
             return false;
         }
         if staged >= options.fold_max_staged_rows as u64 {
             return true;
+        }
+        if fold == Fold::Deferred {
+            return false;
         }
         let series = self.staged_index().map_or(0, |index| {
             index

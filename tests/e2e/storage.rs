@@ -547,7 +547,7 @@ async fn history_reads_do_not_wait_behind_a_commit() {
                 .call(
                     |reply| StorageMsg::Append {
                         samples: samples.into(),
-                        more_waiting: false,
+                        fold: opcgw::storage::Fold::WhenDue,
                         reply,
                     },
                     Some(Duration::from_secs(60)),

@@ -15,8 +15,7 @@ use opcgw::commands::{CommandRequest, CommandState};
 use opcgw::metrics::{metrics, observe_since};
 use opcgw::model::Timestamp;
 use opcgw::storage::{
-    CommandFilter, CommandRecord, Fold, ReadSlot, StorageError, Store, StoreOptions,
-    MAX_STATUS_KEY_BYTES,
+    CommandFilter, CommandRecord, ReadSlot, StorageError, Store, StoreOptions, MAX_STATUS_KEY_BYTES,
 };
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
 use tracing::{debug, error, info, warn};
@@ -146,15 +145,10 @@ impl Actor for StorageActor {
             }
             StorageMsg::Append {
                 samples,
-                more_waiting,
+                fold,
                 reply,
             } => {
                 let started = std::time::Instant::now();
-                let fold = if more_waiting {
-                    Fold::Deferred
-                } else {
-                    Fold::WhenDue
-                };
                 let result = blocking(|| state.store.append_then(&samples, fold));
                 match &result {
                     Ok(report) => {

@@ -10,7 +10,7 @@ use opcgw::commands::{CommandRequest, CommandUpdate, NewCommand};
 use opcgw::config::{AppConfig, ConfigDiff};
 use opcgw::model::{Sample, Timestamp};
 use opcgw::storage::{
-    AppendReport, CommandFilter, CommandRecord, DownsampleQuery, Downsampled, HistoryPage,
+    AppendReport, CommandFilter, CommandRecord, DownsampleQuery, Downsampled, Fold, HistoryPage,
     HistoryQuery, ProcessedPage, ProcessedQuery, StorageError, StorageErrorKind, StoreCounts,
 };
 use ractor::RpcReplyPort;
@@ -107,8 +107,8 @@ pub enum StorageMsg {
     /// Durable append: the reply comes after the commit.
     Append {
         samples: Arc<[Sample]>,
-        /// More samples wait behind these (a catch-up): a fold that is due waits too.
-        more_waiting: bool,
+        /// `Deferred` while more samples wait behind these (a catch-up).
+        fold: Fold,
         reply: StorageReply<AppendReport>,
     },
     /// Persist a command's new state.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use opcgw::backoff::Backoff;
 use opcgw::commands::CommandUpdate;
 use opcgw::model::Sample;
+use opcgw::storage::Fold;
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
 use tokio::sync::{mpsc, watch};
@@ -299,8 +300,13 @@ async fn run(
             continue;
         };
         let started = Instant::now();
-        let more_waiting = backlog.more_behind(&batch);
-        match write(&target, &batch, more_waiting).await {
+        // A catch-up's batches are stored first, their fold after.
+        let fold = if backlog.more_behind(&batch) {
+            Fold::Deferred
+        } else {
+            Fold::WhenDue
+        };
+        match write(&target, &batch, fold).await {
             Ok(samples) => {
                 if matches!(batch, Batch::Samples(_)) {
                     backlog.written(samples);
@@ -336,11 +342,7 @@ async fn run(
 }
 
 /// One storage call; the samples it stored.
-async fn write(
-    target: &ActorRef<StorageMsg>,
-    batch: &Batch,
-    more_waiting: bool,
-) -> Result<usize, String> {
+async fn write(target: &ActorRef<StorageMsg>, batch: &Batch, fold: Fold) -> Result<usize, String> {
     match batch {
         Batch::Command(update) => {
             let result = target
@@ -364,7 +366,7 @@ async fn write(
                 .call(
                     |reply| StorageMsg::Append {
                         samples,
-                        more_waiting,
+                        fold,
                         reply,
                     },
                     Some(WRITE_TIMEOUT),
