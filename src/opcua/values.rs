@@ -9,6 +9,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use hashbrown::DefaultHashBuilder;
+
 use crate::config::{AppConfig, MetricType};
 use crate::model::{find_by_name, Names, Quality, Sample, StalenessRule, Timestamp, Value};
 use crate::naming::metric_node_id;
@@ -81,7 +83,8 @@ type DeviceValues = Vec<(Arc<str>, LiveValue)>;
 /// UA and web actors each hold one for every configured metric.
 #[derive(Debug, Default)]
 pub struct LiveValues {
-    by_device: HashMap<Box<str>, DeviceValues>,
+    /// foldhash: a device is looked up for every sample, in both actors.
+    by_device: HashMap<Box<str>, DeviceValues, DefaultHashBuilder>,
     len: usize,
     /// The distinct staleness rules of the configured devices.
     rules: Vec<StalenessRule>,
@@ -122,8 +125,11 @@ impl LiveValues {
     /// staleness rule), new ones wait for data, removed ones are forgotten.
     pub fn reconfigure(&mut self, config: &AppConfig, now: Timestamp) {
         let devices = config.applications.iter().flat_map(|a| &a.devices);
-        let mut next: HashMap<Box<str>, DeviceValues> =
-            HashMap::with_capacity(devices.clone().count());
+        let mut next: HashMap<Box<str>, DeviceValues, DefaultHashBuilder> =
+            HashMap::with_capacity_and_hasher(
+                devices.clone().count(),
+                DefaultHashBuilder::default(),
+            );
         let mut names = Names::default();
         let mut rules: Vec<StalenessRule> = Vec::new();
         let mut rule_index: HashMap<StalenessRule, u32> = HashMap::new();

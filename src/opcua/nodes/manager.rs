@@ -51,10 +51,26 @@ impl Served {
     /// The references of the node `source` in `direction` (ours, or the `Objects` folder's
     /// references to our top folders).
     fn references<'a>(&'a self, source: &NodeId, direction: BrowseDirection) -> Vec<Reference<'a>> {
+        if *source == objects_folder() {
+            return self.references_of(None, direction);
+        }
+        match self.lookup(source) {
+            Some(node) => self.references_of(Some(node), direction),
+            None => Vec::new(),
+        }
+    }
+
+    /// The references of `node`, or of the standard `Objects` folder (`None`: the ones to our
+    /// top folders).
+    fn references_of<'a>(
+        &'a self,
+        node: Option<&'a Node>,
+        direction: BrowseDirection,
+    ) -> Vec<Reference<'a>> {
         let forward = matches!(direction, BrowseDirection::Forward | BrowseDirection::Both);
         let inverse = matches!(direction, BrowseDirection::Inverse | BrowseDirection::Both);
         let mut out = Vec::new();
-        if *source == objects_folder() {
+        let Some(node) = node else {
             if forward {
                 out.extend(self.roots().iter().map(|&i| Reference {
                     reference_type: ReferenceTypeId::Organizes,
@@ -62,9 +78,6 @@ impl Served {
                     target: Target::Ours(self.node(i)),
                 }));
             }
-            return out;
-        }
-        let Some(node) = self.lookup(source) else {
             return out;
         };
         if forward {
@@ -108,11 +121,29 @@ impl Served {
         }
     }
 
-    fn browse_node(&self, type_tree: &DefaultTypeTree, browse: &mut BrowseNode) {
+    /// The references of `node` (`None`: the `Objects` folder) the client asked for, up to its
+    /// limit; the rest waits in a continuation point.
+    fn browse_node(
+        &self,
+        type_tree: &DefaultTypeTree,
+        node: Option<&Node>,
+        browse: &mut BrowseNode,
+    ) {
         let mut rest = BrowseContinuation::default();
-        for reference in self.references(browse.node_id(), browse.browse_direction()) {
+        // The tree has four reference types: each is checked against the client's filter once
+        // per node, not once per reference (a subtype check walks the type tree).
+        let mut allowed: Vec<(ReferenceTypeId, bool)> = Vec::with_capacity(4);
+        for reference in self.references_of(node, browse.browse_direction()) {
             let type_id: NodeId = reference.reference_type.into();
-            if !browse.allows_reference_type(&type_id, type_tree) {
+            let allows = match allowed.iter().find(|(t, _)| *t == reference.reference_type) {
+                Some(&(_, allows)) => allows,
+                None => {
+                    let allows = browse.allows_reference_type(&type_id, type_tree);
+                    allowed.push((reference.reference_type, allows));
+                    allows
+                }
+            };
+            if !allows {
                 continue;
             }
             let node = match reference.target {
@@ -365,12 +396,15 @@ impl NodeManager for GatewayNodes {
             if !ours && *browse.node_id() != objects_folder() {
                 continue;
             }
-            if ours {
-                if served.lookup(browse.node_id()).is_none() {
+            let node = if ours {
+                let Some(node) = served.lookup(browse.node_id()) else {
                     continue; // stays BadNodeIdUnknown
-                }
+                };
                 browse.set_status(StatusCode::Good);
-            }
+                Some(node)
+            } else {
+                None
+            };
             if let Some(mut rest) = browse.take_continuation_point::<BrowseContinuation>() {
                 while browse.remaining() > 0 {
                     let Some(reference) = rest.references.pop_front() else {
@@ -382,7 +416,7 @@ impl NodeManager for GatewayNodes {
                     browse.set_next_continuation_point(rest);
                 }
             } else {
-                served.browse_node(&type_tree, browse);
+                served.browse_node(&type_tree, node, browse);
             }
         }
         Ok(())

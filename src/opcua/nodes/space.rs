@@ -9,9 +9,9 @@
 //! ([`Served::materialize`]), so every attribute answers exactly as a stored node would.
 
 use std::borrow::Cow;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use ua::nodes::{AccessLevel, NodeType, ObjectBuilder, VariableBuilder};
 use ua::types::{
@@ -182,7 +182,9 @@ pub(super) struct Served {
     /// Positions in `nodes`, found by the node's identifier (4 bytes a node: the identifier
     /// is not stored a second time).
     index: HashTable<u32>,
-    hasher: RandomState,
+    /// foldhash (hashbrown's default), seeded per process: every Read, Browse and sample looks
+    /// a node up here, and SipHash was 5 % of the gateway's CPU in a Read of 10,000 variables.
+    hasher: DefaultHashBuilder,
     /// The nodes the `Objects` folder organizes.
     roots: Vec<u32>,
 }
@@ -286,7 +288,7 @@ impl Served {
             namespace,
             nodes: Vec::with_capacity(capacity),
             index: HashTable::with_capacity(capacity),
-            hasher: RandomState::new(),
+            hasher: DefaultHashBuilder::default(),
             roots: Vec::new(),
         };
         for spec in specs {
