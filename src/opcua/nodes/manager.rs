@@ -315,30 +315,20 @@ fn read_variable_value(
     if !is_supported_data_encoding(&item.data_encoding) {
         return denied(StatusCode::BadDataEncodingInvalid);
     }
-    let stored = node.value();
-    let mut result = DataValue::null();
-    if let Some(value) = &stored.value {
-        match value.range_of(&item.index_range) {
-            Ok(value) => {
-                result.value = Some(value);
-                result.status = stored.status;
-            }
-            Err(status) => result.status = Some(status),
-        }
-    }
-    if matches!(
+    let mut result = Served::value_attribute(node, &item.index_range);
+    if !matches!(
         timestamps,
         TimestampsToReturn::Source | TimestampsToReturn::Both
     ) {
-        result.source_timestamp = stored.source_timestamp;
-        result.source_picoseconds = stored.source_picoseconds;
+        result.source_timestamp = None;
+        result.source_picoseconds = None;
     }
-    if matches!(
+    if !matches!(
         timestamps,
         TimestampsToReturn::Server | TimestampsToReturn::Both
     ) {
-        result.server_timestamp = stored.server_timestamp;
-        result.server_picoseconds = stored.server_picoseconds;
+        result.server_timestamp = None;
+        result.server_picoseconds = None;
     }
     result
 }

@@ -492,14 +492,17 @@ impl Served {
         }
     }
 
-    /// The Value attribute as a stored variable gives it to a subscription: the index range
-    /// applied, both timestamps.
+    /// The Value attribute as a stored variable gives it: the index range applied, both
+    /// timestamps (a subscription gets both; a Read drops the ones not asked for).
     pub fn value_attribute(node: &Node, index_range: &NumericRange) -> DataValue {
         let stored = node.value();
         let mut result = DataValue {
             value: None,
             status: None,
-            ..stored.as_ref().clone()
+            source_timestamp: stored.source_timestamp,
+            source_picoseconds: stored.source_picoseconds,
+            server_timestamp: stored.server_timestamp,
+            server_picoseconds: stored.server_picoseconds,
         };
         if let Some(value) = &stored.value {
             match value.range_of(index_range) {
