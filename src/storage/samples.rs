@@ -1,8 +1,8 @@
 //! Writing samples (history and latest) and listing the latest value of every series.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use hashbrown::HashMap;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, Table};
 
 use super::codec::{self, DecodeError};
@@ -86,11 +86,13 @@ impl Store {
             let history = txn.open_table(HISTORY).at(&path, ACTION)?;
             let mut recent = txn.open_table(RECENT).at(&path, ACTION)?;
             let mut next_id: Option<u32> = None;
-            // Newest sample of the batch per series (the later one wins a tie).
-            let mut newest: HashMap<u32, &Sample> = HashMap::new();
             let mut created_ids: HashMap<(&str, &str), u32> = HashMap::new();
-            let mut buffer = Vec::with_capacity(16);
-
+            // Each valid sample's row key, then the batch in key order: `recent` is keyed by
+            // (time, series), and a catch-up's batch (up to 50,000 samples from thousands of
+            // streams, each at its own point of a ten-minute replay) inserted in arrival order
+            // lands all over a tree larger than the page cache. The sort is stable, so of two
+            // samples with one key the later one is still written last (and wins).
+            let mut rows: Vec<((i64, u32), &Sample)> = Vec::with_capacity(samples.len());
             for sample in samples {
                 let (device_id, metric) = (&*sample.device_id, &*sample.metric);
                 if !valid_name(device_id) || !valid_name(metric) {
@@ -123,11 +125,18 @@ impl Store {
                         }
                     },
                 };
+                rows.push(((sample.source_time.as_micros(), id), sample));
+            }
+            rows.sort_by_key(|(key, _)| *key);
+
+            // Newest sample of the batch per series (the later one wins a tie).
+            let mut newest: HashMap<u32, &Sample> = HashMap::new();
+            let mut buffer = Vec::with_capacity(16);
+            for &((time, id), sample) in &rows {
                 buffer.clear();
                 if codec::encode_value(&sample.value, sample.origin, &mut buffer) {
                     report.truncated += 1;
                 }
-                let time = sample.source_time.as_micros();
                 let replaced_staged = recent
                     .insert((time, id), buffer.as_slice())
                     .at(&path, ACTION)?
@@ -150,6 +159,9 @@ impl Store {
                 }
             }
 
+            // `latest` in id order too (one pass over its leaves).
+            let mut newest: Vec<(u32, &Sample)> = newest.into_iter().collect();
+            newest.sort_unstable_by_key(|(id, _)| *id);
             let mut latest = txn.open_table(LATEST).at(&path, ACTION)?;
             for (id, sample) in newest {
                 let stored = match latest.get(id).at(&path, ACTION)? {

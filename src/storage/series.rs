@@ -5,7 +5,7 @@
 //! than storing the sample. The index is loaded at open and extended only after a commit that
 //! created series succeeded, so it never names an id that is not on disk.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use redb::{ReadTransaction, ReadableTable};
 
@@ -18,7 +18,9 @@ pub const MAX_NAME_BYTES: usize = 256;
 
 #[derive(Debug, Default)]
 pub struct SeriesIndex {
-    /// Nested so that a lookup by `(&str, &str)` allocates nothing.
+    /// Nested so that a lookup by `(&str, &str)` allocates nothing. hashbrown's maps hash with
+    /// foldhash: every sample of an append looks its series up here, on the storage thread
+    /// that bounds a catch-up.
     by_device: HashMap<String, HashMap<String, u32>>,
     len: usize,
     /// Per series, a time at or after the newest row in `history` (absent: no row there). An

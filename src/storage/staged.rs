@@ -9,9 +9,9 @@
 //! `recent` and takes that generation. A read uses the index only when the generation in its
 //! snapshot is the index's; otherwise (a fold in between) it walks `recent` as before.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use hashbrown::HashMap;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::schema::{META, META_STAGED_GENERATION, RECENT};
@@ -19,7 +19,8 @@ use super::schema::{META, META_STAGED_GENERATION, RECENT};
 #[derive(Debug, Default)]
 pub(crate) struct StagedIndex {
     generation: u64,
-    /// Per series, the times of its staged rows, ascending.
+    /// Per series, the times of its staged rows, ascending (foldhash, hashbrown's default:
+    /// every appended row is added here).
     by_series: HashMap<u32, Vec<i64>>,
 }
 

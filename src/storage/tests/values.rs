@@ -161,6 +161,26 @@ fn a_duplicate_series_and_time_is_one_row_holding_the_last_write() {
 }
 
 #[test]
+fn a_batch_written_in_key_order_still_keeps_the_last_write_of_each_key() {
+    // Appends write a batch in (time, series) order; among 20 writes of each of five times,
+    // interleaved, the last one in the batch must win.
+    let (_dir, mut store) = fresh_store();
+    let batch: Vec<_> = (0..100)
+        .map(|i| sample("dev", "level", Value::Int(i), (4 - i % 5) * 1_000))
+        .collect();
+    let report = store.append(&batch).unwrap();
+    assert_eq!((report.written, report.duplicates), (100, 95));
+    let rows = all_rows(&store, query("dev", "level", 0, 10_000, 10));
+    let values: Vec<Value> = rows.iter().map(|r| r.value.clone()).collect();
+    let expected: Vec<Value> = [99, 98, 97, 96, 95].map(Value::Int).to_vec();
+    assert_eq!(
+        values, expected,
+        "times 0..4 s, each holding its last write"
+    );
+    assert_eq!(store.latest(None).unwrap()[0].value, Value::Int(95));
+}
+
+#[test]
 fn out_of_order_samples_land_at_their_own_time() {
     let (_dir, mut store) = fresh_store();
     for t in [50, 10, 40, 20, 30] {
