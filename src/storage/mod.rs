@@ -175,6 +175,8 @@ pub struct Store {
     series: series::SeriesIndex,
     /// Where the next fold of a range of series starts (see `fold`).
     fold_cursor: u32,
+    /// Staged indexes rebuilt from `recent` since open (each reads every staged row).
+    staged_rebuilds: u64,
     /// Set by an error after which redb refuses the handle: the next write reopens first.
     needs_reopen: bool,
     /// The pid sidecar this store wrote (removed on drop, if still ours).
@@ -229,6 +231,7 @@ impl Store {
             published: None,
             series,
             fold_cursor: 0,
+            staged_rebuilds: 0,
             needs_reopen: false,
             pid_file,
             identity,
@@ -286,8 +289,9 @@ impl Store {
     }
 
     /// Rebuilds the staged index after a transaction that removed staged rows committed.
-    fn rebuild_staged(&self) {
+    fn rebuild_staged(&mut self) {
         let Some(open) = &self.db else { return };
+        self.staged_rebuilds += 1;
         let loaded = open
             .db
             .begin_read()

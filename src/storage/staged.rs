@@ -63,8 +63,9 @@ impl StagedIndex {
 
     /// The next range `[first, end)` of series ids, from the first series with staged rows at
     /// or after `cursor` (wrapping to the lowest), holding at most `rows` staged rows (a
-    /// series with more is a range of its own); `None` when nothing is staged.
-    pub(crate) fn range_from(&self, cursor: u32, rows: usize) -> Option<(u32, u64)> {
+    /// series with more is a range of its own), and the rows listed in it; `None` when
+    /// nothing is staged.
+    pub(crate) fn range_from(&self, cursor: u32, rows: usize) -> Option<(u32, u64, usize)> {
         let mut ids: Vec<(u32, usize)> = (self.by_series.iter())
             .map(|(id, times)| (*id, times.len()))
             .collect();
@@ -76,11 +77,11 @@ impl StagedIndex {
         let (first, mut held) = *ids.get(start)?;
         for (id, count) in &ids[start + 1..] {
             if held + count > rows {
-                return Some((first, u64::from(*id)));
+                return Some((first, u64::from(*id), held));
             }
             held += count;
         }
-        Some((first, u64::from(u32::MAX) + 1))
+        Some((first, u64::from(u32::MAX) + 1, held))
     }
 
     /// After a fold that moved every staged row of the series in `[first, end)`: forgets them
@@ -167,15 +168,19 @@ mod tests {
         }
         assert_eq!(index.series_count(), 5);
         let end = u64::from(u32::MAX) + 1;
-        assert_eq!(index.range_from(0, 5), Some((3, 9)));
-        assert_eq!(index.range_from(9, 5), Some((9, 12)), "a series of its own");
-        assert_eq!(index.range_from(10, 5), Some((12, end)));
+        assert_eq!(index.range_from(0, 5), Some((3, 9, 5)));
+        assert_eq!(
+            index.range_from(9, 5),
+            Some((9, 12, 12)),
+            "a series of its own"
+        );
+        assert_eq!(index.range_from(10, 5), Some((12, end, 5)));
         assert_eq!(
             index.range_from(21, 5),
-            Some((3, 9)),
+            Some((3, 9, 5)),
             "past the last: wraps"
         );
-        assert_eq!(index.range_from(4, 100), Some((5, end)));
+        assert_eq!(index.range_from(4, 100), Some((5, end, 18)));
         index.forget_range(3, 9, 7);
         assert_eq!(index.series_count(), 3);
         assert_eq!(
@@ -184,6 +189,6 @@ mod tests {
             "forgotten, new generation"
         );
         assert_eq!(index.times(7, 9, 0, 2), Some(vec![0, 1]));
-        assert_eq!(index.range_from(0, 100), Some((9, end)));
+        assert_eq!(index.range_from(0, 100), Some((9, end, 17)));
     }
 }

@@ -273,3 +273,48 @@ fn more_staged_rows_than_a_chunk_fold_a_range_per_append_and_read_the_same() {
         late
     );
 }
+
+#[test]
+fn a_range_of_exactly_a_chunk_is_forgotten_by_the_index_not_rebuilt() {
+    // 30 series x 5 rows: with chunks of 25 rows, every range holds exactly a chunk (as at
+    // 110,000 series of ten replayed rows each with chunks of 100,000).
+    let (dir, mut store) = fresh_store_with(StoreOptions {
+        fold_trigger_rows: 1_000,
+        ..StoreOptions::default()
+    });
+    let name = |m: i64| format!("m{m:02}");
+    for time in 0..5 {
+        let batch: Vec<Sample> = (0..30)
+            .map(|m| sample("dev", &name(m), Value::Int(time * 100 + m), time))
+            .collect();
+        store.append(&batch).unwrap();
+    }
+    drop(store);
+    let options = StoreOptions {
+        fold_trigger_rows: 1,
+        fold_chunk_rows: 25,
+        fold_rows_per_series: 0,
+        ..StoreOptions::default()
+    };
+    let mut store = Store::open_with(&dir.path().join("opcgw.redb"), options).unwrap();
+    let mut staged = vec![staged_rows(&store)];
+    for time in 10..30 {
+        store
+            .append(&[sample("dev", "late", Value::Int(time), time)])
+            .unwrap();
+        staged.push(staged_rows(&store));
+        if staged.last() == Some(&0) {
+            break;
+        }
+    }
+    assert_eq!(staged[..3], [150, 126, 102], "{staged:?}");
+    assert_eq!(staged.last(), Some(&0), "{staged:?}");
+    assert_eq!(
+        store.staged_rebuilds, 1,
+        "only the last fold (everything at once) rebuilds the index"
+    );
+    for m in 0..30 {
+        let rows = all_rows(&store, query("dev", &name(m), 0, 10, 3));
+        assert_eq!(rows.len(), 5, "series {}", name(m));
+    }
+}
