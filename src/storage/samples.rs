@@ -129,7 +129,7 @@ impl Store {
             }
             rows.sort_by_key(|(key, _)| *key);
 
-            // Newest sample of the batch per series (the later one wins a tie).
+            // Newest sample of the batch per series.
             let mut newest: HashMap<u32, &Sample> = HashMap::new();
             let mut buffer = Vec::with_capacity(16);
             for &((time, id), sample) in &rows {
@@ -153,10 +153,9 @@ impl Store {
                     new_rows += 1;
                 }
                 report.written += 1;
-                let entry = newest.entry(id).or_insert(sample);
-                if sample.source_time >= entry.source_time {
-                    *entry = sample;
-                }
+                // In key order, a series' later row is its newer sample (or, at one time, the
+                // later write).
+                newest.insert(id, sample);
             }
 
             // `latest` in id order too (one pass over its leaves).

@@ -218,40 +218,58 @@ fn a_catch_up_defers_the_fold_to_its_end_or_to_the_cap() {
     assert_eq!(rows.len(), 6, "every row of the series read back once");
 }
 
-#[test]
-fn more_staged_rows_than_a_chunk_fold_a_range_per_append_and_read_the_same() {
-    // 30 series x 4 rows = 120 staged rows, nothing folded yet.
+/// The name of series `m` in the range-fold tests.
+fn series_name(m: i64) -> String {
+    format!("m{m:02}")
+}
+
+/// A store holding 30 series x `rows` staged rows (row `time` of series `m` holds
+/// `time * 100 + m`), nothing folded, reopened to fold at every append in chunks of 25 rows.
+fn thirty_series_staged(rows: i64) -> (tempfile::TempDir, Store) {
     let (dir, mut store) = fresh_store_with(StoreOptions {
         fold_trigger_rows: 1_000,
         ..StoreOptions::default()
     });
-    let name = |m: i64| format!("m{m:02}");
-    for time in 0..4 {
+    for time in 0..rows {
         let batch: Vec<Sample> = (0..30)
-            .map(|m| sample("dev", &name(m), Value::Int(time * 100 + m), time))
+            .map(|m| sample("dev", &series_name(m), Value::Int(time * 100 + m), time))
             .collect();
         store.append(&batch).unwrap();
     }
-    assert_eq!(staged_rows(&store), 120);
+    assert_eq!(staged_rows(&store), 30 * rows as u64);
     drop(store);
-    // Now a fold is due at every append, in chunks of at most 25 rows: 6 series a range.
     let options = StoreOptions {
         fold_trigger_rows: 1,
         fold_chunk_rows: 25,
         fold_rows_per_series: 0,
         ..StoreOptions::default()
     };
-    let mut store = Store::open_with(&dir.path().join("opcgw.redb"), options).unwrap();
-    let mut staged = vec![staged_rows(&store)];
+    let store = Store::open_with(&dir.path().join("opcgw.redb"), options).unwrap();
+    (dir, store)
+}
+
+/// Appends one sample of series `late` at a time until nothing is staged (at most 20); the
+/// staged rows before the first append and after each.
+fn append_late_until_folded(store: &mut Store) -> Vec<u64> {
+    let mut staged = vec![staged_rows(store)];
     for time in 10..30 {
         store
             .append(&[sample("dev", "late", Value::Int(time), time)])
             .unwrap();
-        staged.push(staged_rows(&store));
+        staged.push(staged_rows(store));
         if staged.last() == Some(&0) {
             break;
         }
     }
+    staged
+}
+
+#[test]
+fn more_staged_rows_than_a_chunk_fold_a_range_per_append_and_read_the_same() {
+    // 30 series x 4 rows = 120 staged rows; a fold at every append, in chunks of at most 25
+    // rows: 6 series a range.
+    let (_dir, mut store) = thirty_series_staged(4);
+    let staged = append_late_until_folded(&mut store);
     // One range per append (120 + 1 - 24 = 97, ...), then, once a chunk holds the rest,
     // everything at once.
     assert_eq!(
@@ -263,10 +281,10 @@ fn more_staged_rows_than_a_chunk_fold_a_range_per_append_and_read_the_same() {
     let late = staged.len() as u64 - 1;
     assert_eq!(store.counts().unwrap().history_rows, 120 + late);
     for m in 0..30 {
-        let rows = all_rows(&store, query("dev", &name(m), 0, 10, 3));
+        let rows = all_rows(&store, query("dev", &series_name(m), 0, 10, 3));
         let values: Vec<Value> = rows.into_iter().map(|r| r.value).collect();
         let expected: Vec<Value> = (0..4).map(|time| Value::Int(time * 100 + m)).collect();
-        assert_eq!(values, expected, "series {}", name(m));
+        assert_eq!(values, expected, "series {}", series_name(m));
     }
     assert_eq!(
         all_rows(&store, query("dev", "late", 0, 100, 7)).len() as u64,
@@ -278,35 +296,8 @@ fn more_staged_rows_than_a_chunk_fold_a_range_per_append_and_read_the_same() {
 fn a_range_of_exactly_a_chunk_is_forgotten_by_the_index_not_rebuilt() {
     // 30 series x 5 rows: with chunks of 25 rows, every range holds exactly a chunk (as at
     // 110,000 series of ten replayed rows each with chunks of 100,000).
-    let (dir, mut store) = fresh_store_with(StoreOptions {
-        fold_trigger_rows: 1_000,
-        ..StoreOptions::default()
-    });
-    let name = |m: i64| format!("m{m:02}");
-    for time in 0..5 {
-        let batch: Vec<Sample> = (0..30)
-            .map(|m| sample("dev", &name(m), Value::Int(time * 100 + m), time))
-            .collect();
-        store.append(&batch).unwrap();
-    }
-    drop(store);
-    let options = StoreOptions {
-        fold_trigger_rows: 1,
-        fold_chunk_rows: 25,
-        fold_rows_per_series: 0,
-        ..StoreOptions::default()
-    };
-    let mut store = Store::open_with(&dir.path().join("opcgw.redb"), options).unwrap();
-    let mut staged = vec![staged_rows(&store)];
-    for time in 10..30 {
-        store
-            .append(&[sample("dev", "late", Value::Int(time), time)])
-            .unwrap();
-        staged.push(staged_rows(&store));
-        if staged.last() == Some(&0) {
-            break;
-        }
-    }
+    let (_dir, mut store) = thirty_series_staged(5);
+    let staged = append_late_until_folded(&mut store);
     assert_eq!(staged[..3], [150, 126, 102], "{staged:?}");
     assert_eq!(staged.last(), Some(&0), "{staged:?}");
     assert_eq!(
@@ -314,7 +305,7 @@ fn a_range_of_exactly_a_chunk_is_forgotten_by_the_index_not_rebuilt() {
         "only the last fold (everything at once) rebuilds the index"
     );
     for m in 0..30 {
-        let rows = all_rows(&store, query("dev", &name(m), 0, 10, 3));
-        assert_eq!(rows.len(), 5, "series {}", name(m));
+        let rows = all_rows(&store, query("dev", &series_name(m), 0, 10, 3));
+        assert_eq!(rows.len(), 5, "series {}", series_name(m));
     }
 }
