@@ -1,5 +1,5 @@
 //! The OPC UA side of the real binary: key checks at start-up, development keys, serving a
-//! client, and the session-count gauge.
+//! client, the session-count gauge, and monitored items leaving with their subscription.
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
@@ -132,6 +132,111 @@ fn a_taken_port_is_retried_with_backoff_while_the_rest_runs_and_served_once_free
             .await
             .close()
             .await;
+    });
+    daemon.signal(Signal::SIGTERM);
+    assert!(daemon.wait_exit(Duration::from_secs(10)).success());
+}
+
+/// The `opcgw_opcua_monitored_items` gauge, once it reads `expected` (it is exported every
+/// second).
+fn wait_for_monitored_items(workdir: &Workdir, expected: usize, after: &str) {
+    let http = crate::web_client::WebClient::anonymous(workdir.metrics_port());
+    let line = format!("opcgw_opcua_monitored_items {expected}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = http.get("/metrics").body;
+        if metrics.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {line:?} within 15 s {after}:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Monitored items leave the server with their subscription, whether the client deletes it or
+/// vanishes and lets it expire: a SCADA client that reconnects every day must not leave a day's
+/// items behind (they were kept, and visited on every change of their nodes, until a restart).
+#[test]
+fn monitored_items_leave_with_a_deleted_or_expired_subscription() {
+    use ua::client::DataChangeCallback;
+    use ua::types::{
+        AttributeId, MonitoredItemCreateRequest, MonitoringMode, MonitoringParameters, NodeId,
+        ReadValueId, TimestampsToReturn, VariableId,
+    };
+    let workdir = Workdir::new(&MINIMAL_CONFIG.replace(
+        "[opcua]",
+        "[metrics]\nenabled = true\nport = 9464\n\n[opcua]",
+    ));
+    let mut daemon = Daemon::start(&workdir, &[]);
+    daemon.wait_for_events("opcua_listening", 1, Duration::from_secs(30));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // Four items on three nodes: the gateway's variable twice, two standard ones.
+        let subscribe = |ua: &crate::ua_client::Ua, lifetime_count: u32| {
+            let level = ua.id("0000000000000001/Level");
+            let nodes: Vec<NodeId> = vec![
+                level.clone(),
+                level,
+                VariableId::Server_ServerStatus_CurrentTime.into(),
+                VariableId::Server_ServerStatus_State.into(),
+            ];
+            let session = ua.session.clone();
+            async move {
+                let id = session
+                    .create_subscription(
+                        Duration::from_millis(100),
+                        lifetime_count,
+                        10,
+                        0,
+                        0,
+                        true,
+                        DataChangeCallback::new(|_, _| {}),
+                    )
+                    .await
+                    .expect("subscription");
+                let items = nodes
+                    .into_iter()
+                    .map(|node_id| MonitoredItemCreateRequest {
+                        item_to_monitor: ReadValueId {
+                            node_id,
+                            attribute_id: AttributeId::Value as u32,
+                            ..Default::default()
+                        },
+                        monitoring_mode: MonitoringMode::Reporting,
+                        requested_parameters: MonitoringParameters {
+                            queue_size: 1,
+                            ..Default::default()
+                        },
+                    })
+                    .collect();
+                let results = session
+                    .create_monitored_items(id, TimestampsToReturn::Both, items)
+                    .await
+                    .expect("monitored items");
+                assert!(results.iter().all(|r| r.result.status_code.is_good()));
+                id
+            }
+        };
+
+        let ua = crate::ua_client::connect_none(workdir.opcua_port(), TEST_PASSWORD).await;
+        let id = subscribe(&ua, 100).await;
+        wait_for_monitored_items(&workdir, 4, "of the first subscription");
+        let deleted = ua.session.delete_subscription(id).await.expect("delete");
+        assert!(deleted.is_good(), "{deleted}");
+        wait_for_monitored_items(&workdir, 0, "of its deletion");
+
+        // A client that vanishes: its subscription expires after 30 publishing intervals
+        // without a publish request (3 s), and its items go with it.
+        subscribe(&ua, 30).await;
+        wait_for_monitored_items(&workdir, 4, "of the second subscription");
+        ua.abandon();
+        wait_for_monitored_items(&workdir, 0, "of the client's disappearance");
     });
     daemon.signal(Signal::SIGTERM);
     assert!(daemon.wait_exit(Duration::from_secs(10)).success());

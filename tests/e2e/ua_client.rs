@@ -440,6 +440,12 @@ impl Ua {
         events
     }
 
+    /// Vanishes without closing the session, as a client whose network or process died: no
+    /// more publish requests, no CloseSession.
+    pub fn abandon(self) {
+        self.event_loop.abort();
+    }
+
     pub async fn close(self) {
         let _ = tokio::time::timeout(Duration::from_secs(3), self.session.disconnect()).await;
         self.event_loop.abort();

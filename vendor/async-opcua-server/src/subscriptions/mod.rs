@@ -88,7 +88,64 @@ struct SubscriptionCacheInner {
     /// Map from subscription ID to session ID.
     subscription_to_session: HashMap<u32, u32>,
     /// Map from notifier node ID to monitored item handles.
-    monitored_items: HashMap<MonitoredItemKey, HashMap<MonitoredItemHandle, MonitoredItemEntry>>,
+    monitored_items: HashMap<MonitoredItemKey, NodeItems>,
+}
+
+/// opcgw patch: the monitored items of one node and attribute, in a vector instead of a hash
+/// map of their handles. Nearly every node is monitored by one item or a few (one per client),
+/// and an empty hashbrown map grows to four buckets (~300 bytes here) for its first entry; a
+/// vector of one is one entry (72 bytes). A node monitored many times is scanned linearly when
+/// an item is added or removed, bounded by the subscriptions' item limits.
+#[derive(Default)]
+pub(crate) struct NodeItems(Vec<(MonitoredItemHandle, MonitoredItemEntry)>);
+
+impl NodeItems {
+    fn insert(&mut self, handle: MonitoredItemHandle, entry: MonitoredItemEntry) {
+        match self.0.iter_mut().find(|(h, _)| *h == handle) {
+            Some((_, e)) => *e = entry,
+            None => self.0.push((handle, entry)),
+        }
+    }
+
+    fn get_mut(&mut self, handle: &MonitoredItemHandle) -> Option<&mut MonitoredItemEntry> {
+        self.0.iter_mut().find(|(h, _)| h == handle).map(|(_, e)| e)
+    }
+
+    fn remove(&mut self, handle: &MonitoredItemHandle) {
+        if let Some(at) = self.0.iter().position(|(h, _)| h == handle) {
+            self.0.swap_remove(at);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&MonitoredItemHandle, &MonitoredItemEntry)> {
+        self.0.iter().map(|(h, e)| (h, e))
+    }
+}
+
+impl SubscriptionCacheInner {
+    /// opcgw patch: forgets `handle` on the node and attribute `key`, and the node's entry
+    /// once no item monitors it (the published crate kept an empty map per node ever
+    /// monitored, for the life of the server).
+    fn forget_item<T: IdentifierRef>(
+        &mut self,
+        key: &MonitoredItemKeyRef<T>,
+        handle: &MonitoredItemHandle,
+    ) {
+        if let Some(items) = self.monitored_items.get_mut(key) {
+            items.remove(handle);
+            if items.is_empty() {
+                self.monitored_items.remove(key);
+            }
+        }
+    }
 }
 
 /// Structure storing all subscriptions and monitored items on the server.
@@ -119,7 +176,7 @@ impl SubscriptionCache {
     /// metrics (the published crate counts them only in the diagnostics, which may be off).
     pub fn counts(&self) -> (usize, usize) {
         let inner = trace_read_lock!(self.inner);
-        let items = inner.monitored_items.values().map(HashMap::len).sum();
+        let items = inner.monitored_items.values().map(NodeItems::len).sum();
         (inner.subscription_to_session.len(), items)
     }
 
@@ -165,6 +222,18 @@ impl SubscriptionCache {
                 .info
                 .diagnostics
                 .set_current_subscription_count(lck.subscription_to_session.len() as u32);
+        }
+        if items_to_delete.iter().any(|(_, items)| !items.is_empty()) {
+            // opcgw patch: the items of expired subscriptions (a client gone without deleting
+            // them) leave the index too; the published crate only told the node managers.
+            let mut lck = trace_write_lock!(self.inner);
+            for rf in items_to_delete.iter().flat_map(|(_, items)| items) {
+                let key = MonitoredItemKeyRef {
+                    id: rf.node_id().into(),
+                    attribute_id: rf.attribute(),
+                };
+                lck.forget_item(&key, &rf.handle());
+            }
         }
         if !items_to_delete.is_empty() {
             Self::delete_expired_monitored_items(context, items_to_delete).await;
@@ -561,9 +630,7 @@ impl SubscriptionCache {
                         id: rf.node_id().into(),
                         attribute_id: rf.attribute(),
                     };
-                    if let Some(it) = lck.monitored_items.get_mut(&key) {
-                        it.remove(&rf.handle());
-                    }
+                    lck.forget_item(&key, &rf.handle());
                 }
             }
         }
@@ -595,16 +662,16 @@ impl SubscriptionCache {
                 continue;
             }
 
+            // opcgw patch: every item of a deleted subscription leaves the index, not only its
+            // event items. The published crate kept the data items, so each subscription a
+            // client deleted (or a session closed with its subscriptions) stayed in memory and
+            // was still visited on every change of its nodes, for the life of the server.
             for rf in item_res {
-                if rf.attribute() == AttributeId::EventNotifier {
-                    let key = MonitoredItemKeyRef {
-                        id: rf.node_id().into(),
-                        attribute_id: rf.attribute(),
-                    };
-                    if let Some(it) = lck.monitored_items.get_mut(&key) {
-                        it.remove(&rf.handle());
-                    }
-                }
+                let key = MonitoredItemKeyRef {
+                    id: rf.node_id().into(),
+                    attribute_id: rf.attribute(),
+                };
+                lck.forget_item(&key, &rf.handle());
             }
         }
 

@@ -618,6 +618,14 @@ impl MonitoredItem {
             self.queue_overflow = true;
         }
 
+        // opcgw patch: the queue grows by doubling but never past `queue_size`. VecDeque's own
+        // growth starts at four entries (320 bytes) while most clients ask for a queue of one,
+        // so the three spare entries were most of a monitored item's memory.
+        let len = self.notification_queue.len();
+        if len == self.notification_queue.capacity() {
+            let wanted = (2 * len).clamp(len + 1, self.queue_size.max(len + 1));
+            self.notification_queue.reserve_exact(wanted - len);
+        }
         self.notification_queue.push_back(notification);
     }
 

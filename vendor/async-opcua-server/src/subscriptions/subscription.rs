@@ -523,7 +523,10 @@ impl Subscription {
             UpdateStateAction::SubscriptionCreated => TickResult::None,
             UpdateStateAction::SubscriptionExpired => {
                 debug!("Subscription status change to closed / timeout");
-                self.monitored_items.clear();
+                // opcgw patch: the items are left for the caller, which drains them on
+                // `TickResult::Expired` to tell the node managers and the subscription cache's
+                // index. The published crate cleared them here first, so neither ever heard of
+                // the items of an expired subscription.
                 let notification = NotificationMessage::status_change(
                     self.sequence_number.next(),
                     DateTime::from(*now),
