@@ -8,5 +8,7 @@ pub mod auth;
 mod encrypted_password_tests;
 pub mod keypair;
 pub mod nodes;
+#[cfg(test)]
+mod reference_store_tests;
 pub mod server;
 pub mod values;

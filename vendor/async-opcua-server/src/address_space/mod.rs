@@ -1,5 +1,6 @@
 //! Implementation of [AddressSpace], and in-memory OPC-UA address space.
 
+mod references;
 mod utils;
 
 pub use opcua_nodes::*;
@@ -14,6 +15,7 @@ use hashbrown::{HashMap, HashSet};
 use tracing::{debug, error, info, warn};
 
 use crate::node_manager::{ParsedReadValueId, ParsedWriteValue, RequestContext};
+use references::ReferenceStore;
 use opcua_types::{
     node_id::IntoNodeIdRef, BrowseDirection, DataValue, LocalizedText, NodeClass, NodeId,
     QualifiedName, ReferenceTypeId, StatusCode, TimestampsToReturn,
@@ -24,7 +26,9 @@ use opcua_types::{
 pub struct AddressSpace {
     node_map: HashMap<NodeId, NodeType>,
     namespaces: HashMap<u16, String>,
-    references: References,
+    // opcgw patch: a compact store of the references (address_space/references.rs) in place
+    // of `opcua_nodes::References`, a third of the memory for the standard address space.
+    references: ReferenceStore,
 }
 
 impl AddressSpace {
@@ -33,7 +37,7 @@ impl AddressSpace {
         Self {
             node_map: HashMap::new(),
             namespaces: HashMap::new(),
-            references: References::new(),
+            references: ReferenceStore::default(),
         }
     }
 
