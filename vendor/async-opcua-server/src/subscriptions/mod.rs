@@ -94,8 +94,8 @@ struct SubscriptionCacheInner {
 /// opcgw patch: the monitored items of one node and attribute, in a vector instead of a hash
 /// map of their handles. Nearly every node is monitored by one item or a few (one per client),
 /// and an empty hashbrown map grows to four buckets (~300 bytes here) for its first entry; a
-/// vector of one is one entry (72 bytes). A node monitored many times is scanned linearly when
-/// an item is added or removed, bounded by the subscriptions' item limits.
+/// node's first item here reserves one entry (72 bytes). A node monitored many times is scanned
+/// linearly when an item is added or removed, bounded by the subscriptions' item limits.
 #[derive(Default)]
 pub(crate) struct NodeItems(Vec<(MonitoredItemHandle, MonitoredItemEntry)>);
 
@@ -103,7 +103,13 @@ impl NodeItems {
     fn insert(&mut self, handle: MonitoredItemHandle, entry: MonitoredItemEntry) {
         match self.0.iter_mut().find(|(h, _)| *h == handle) {
             Some((_, e)) => *e = entry,
-            None => self.0.push((handle, entry)),
+            None => {
+                // A vector's first growth is to four entries; a node's first item takes one.
+                if self.0.capacity() == 0 {
+                    self.0.reserve_exact(1);
+                }
+                self.0.push((handle, entry));
+            }
         }
     }
 
