@@ -37,10 +37,7 @@ fn command_writes_are_capped_per_request_and_per_device_queue() {
     let daemon = Daemon::start(&workdir, &[]);
     daemon.wait_for_events("opcua_listening", 1, Duration::from_secs(30));
     daemon.wait_for_events("control_socket_listening", 1, Duration::from_secs(30));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = crate::support::client_runtime();
     runtime.block_on(async {
         let ua = crate::ua_client::connect_none(workdir.opcua_port(), TEST_PASSWORD).await;
         let valve = ua.id("0000000000000001/Valve");

@@ -172,10 +172,7 @@ fn each_session_refused_at_the_limit_is_logged_with_its_source() {
     ));
     let daemon = Daemon::start(&workdir, &[]);
     daemon.wait_for_events("opcua_listening", 1, Duration::from_secs(30));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = crate::support::client_runtime();
     runtime.block_on(async {
         let port = workdir.opcua_port();
         let first = crate::ua_client::connect_none(port, TEST_PASSWORD).await;

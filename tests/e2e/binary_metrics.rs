@@ -151,10 +151,7 @@ fn the_demo_exports_prometheus_metrics_that_parse_and_probes_that_answer() {
     daemon.signal(Signal::SIGHUP);
     daemon.wait_for_events("config_reload_succeeded", 1, Duration::from_secs(10));
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = crate::support::client_runtime();
     let scrape = runtime.block_on(async {
         let port = workdir.opcua_port();
         let refused = crate::ua_client::connect(

@@ -59,10 +59,7 @@ fn a_missing_key_pair_refuses_start_up_unless_development_keys_are_allowed() {
     assert!(limits[0].contains("max_sessions=10") && limits[0].contains("max_chunk_count=5"));
 
     // A client connects to the binary; the session gauge follows it.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = crate::support::client_runtime();
     runtime.block_on(async {
         let ua = crate::ua_client::connect_none(workdir.opcua_port(), TEST_PASSWORD).await;
         let level = ua.read("0000000000000001/Level").await;
@@ -123,10 +120,7 @@ fn a_taken_port_is_retried_with_backoff_while_the_rest_runs_and_served_once_free
     assert!(started.contains(&"poller".to_string()) && started.contains(&"storage".to_string()));
     drop(squatter);
     daemon.wait_for_events("opcua_listening", 1, Duration::from_secs(20));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = crate::support::client_runtime();
     runtime.block_on(async {
         crate::ua_client::connect_none(workdir.opcua_port(), TEST_PASSWORD)
             .await
@@ -172,10 +166,7 @@ fn monitored_items_leave_with_a_deleted_or_expired_subscription() {
     ));
     let mut daemon = Daemon::start(&workdir, &[]);
     daemon.wait_for_events("opcua_listening", 1, Duration::from_secs(30));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = crate::support::client_runtime();
     runtime.block_on(async {
         // Four items on three nodes: the gateway's variable twice, two standard ones.
         let subscribe = |ua: &crate::ua_client::Ua, lifetime_count: u32| {

@@ -428,3 +428,12 @@ fn config_ports_are_handed_out_once_and_outside_the_ephemeral_range() {
     assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
     assert!(ports.iter().all(|p| CONFIG_PORTS.contains(p)), "{ports:?}");
 }
+
+/// A multi-threaded runtime for a test's clients of the real binary (the OPC UA client's tasks
+/// run on its workers).
+pub fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the test's clients")
+}

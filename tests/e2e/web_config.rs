@@ -92,10 +92,7 @@ fn a_device_created_over_http_is_served_over_opc_ua_renamed_and_deleted_with_the
         .as_u64()
         .expect("a generation");
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = crate::support::client_runtime();
     runtime.block_on(async {
         let ua = connect_none(workdir.opcua_port(), TEST_PASSWORD).await;
         let objects: NodeId = ObjectId::ObjectsFolder.into();
