@@ -12,7 +12,10 @@
 //! event-stream figure: 1,000 x 5, an uplink per device a second, target average <= 50 MiB),
 //! `OPCGW_BENCH_HISTORY_READS` (the client also asks the last hour of one variable by
 //! HistoryRead ten times a second, from the 10th second on, and the bench prints p50 / p99:
-//! HistoryRead end to end while the gateway stores what the world sends).
+//! HistoryRead end to end while the gateway stores what the world sends),
+//! `OPCGW_BENCH_RECONNECT` (a second client subscribes to every variable and goes away every
+//! 20 s, closing its session one time and vanishing without a word the next, as a SCADA
+//! client whose link drops: what it leaves behind shows in the slope).
 
 mod common;
 
@@ -243,6 +246,39 @@ async fn main() {
         None => None,
     };
     let history_reads = history_client.is_some();
+    let reconnects = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let reconnecting = std::env::var_os("OPCGW_BENCH_RECONNECT").map(|_| {
+        let (pki, reads, count) = (
+            dir.path().join("client-pki-reconnect"),
+            reads.clone(),
+            reconnects.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let (session, event_loop) =
+                    common::opcua_session(opcua_port, PASSWORD, &pki, 16 * 1024 * 1024, 512).await;
+                let subscription = session
+                    .create_subscription(
+                        Duration::from_millis(1000),
+                        30,
+                        10,
+                        0,
+                        0,
+                        true,
+                        DataChangeCallback::new(|_, _| {}),
+                    )
+                    .await
+                    .expect("subscription of the reconnecting client");
+                common::monitor_values(&session, subscription, &reads).await;
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                if count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2 == 0 {
+                    let _ = session.disconnect().await;
+                }
+                // Every other time the client vanishes: its subscription expires on the server.
+                event_loop.abort();
+            }
+        })
+    });
     let mut history_times = Vec::new();
     // A Read of the same variable on the same connection, as the round trip's baseline.
     let mut read_times = Vec::new();
@@ -301,6 +337,13 @@ async fn main() {
         if samples.len() == 10 {
             cpu_from = cpu_seconds(pid).map(|cpu| (cpu, Instant::now()));
         }
+    }
+    if let Some(task) = reconnecting {
+        task.abort();
+        println!(
+            "  a second client subscribed to every variable {} times, went away each time (closing its session every other time)",
+            reconnects.load(std::sync::atomic::Ordering::Relaxed)
+        );
     }
     let cpu = cpu_from
         .zip(cpu_seconds(pid))
