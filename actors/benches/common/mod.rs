@@ -402,9 +402,10 @@ pub async fn monitor_values(session: &Session, subscription: u32, reads: &[ReadV
 
 /// The command that runs the gateway: `bin` itself, or under the profiler named by
 /// `OPCGW_BENCH_WRAP` (e.g. `"heaptrack -o /tmp/gw"`; the resident figures are then the
-/// wrapper's, not the gateway's).
+/// wrapper's, not the gateway's). It runs in a process group of its own, which
+/// [`GatewayProcess`] ends as a whole.
 pub fn gateway_command(bin: &str) -> std::process::Command {
-    match std::env::var("OPCGW_BENCH_WRAP") {
+    let mut command = match std::env::var("OPCGW_BENCH_WRAP") {
         Ok(wrapper) if !wrapper.trim().is_empty() => {
             let mut words = wrapper.split_whitespace();
             let mut command = std::process::Command::new(words.next().unwrap_or_default());
@@ -412,6 +413,59 @@ pub fn gateway_command(bin: &str) -> std::process::Command {
             command
         }
         _ => std::process::Command::new(bin),
+    };
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    command
+}
+
+/// The gateway, alone or under a profiler, leading a process group of its own
+/// ([`gateway_command`]). Dropped, the gateway gets SIGTERM wherever it is in the group (a
+/// profiler then finishes its file as the gateway exits), then whatever is left of the group
+/// SIGKILL: killing only the wrapper left the gateway running under no one.
+pub struct GatewayProcess(pub std::process::Child);
+
+impl GatewayProcess {
+    /// The child and the members of its group whose executable is `opcgw`.
+    fn gateways(&self) -> Vec<i32> {
+        let group = self.0.id().to_string();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let in_group = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(2).map(|g| g == group))
+                    .unwrap_or(false);
+                let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+                let child = *pid as u32 == self.0.id();
+                (in_group || child) && exe.file_name().is_some_and(|name| name == "opcgw")
+            })
+            .collect()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        for pid in self.gateways() {
+            // SAFETY: a signal to a gateway in the process group this bench spawned.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if !matches!(self.0.try_wait(), Ok(None)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: the process group this bench spawned (its leader's id is the group's; a
+        // child started without a group of its own has none, and the call finds nothing).
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -435,8 +489,8 @@ pub fn start_gateway(
     dir: &Path,
     token: &str,
     password: &str,
-) -> Killed {
-    Killed(
+) -> GatewayProcess {
+    GatewayProcess(
         command
             .args(["run", "--config"])
             .arg(config)
