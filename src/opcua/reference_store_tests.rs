@@ -54,6 +54,7 @@ fn assert_same(space: &AddressSpace, published: &References, ids: &[NodeId]) {
             BrowseDirection::Forward,
             BrowseDirection::Inverse,
             BrowseDirection::Both,
+            BrowseDirection::Invalid,
         ] {
             let none = None::<(NodeId, bool)>;
             let mine = listed(space.find_references(id, none.clone(), &tree, direction));
