@@ -413,14 +413,15 @@ async fn main() {
         let slope_kib_per_second = covariance / variance;
         let low = soaked.iter().copied().min().unwrap_or(0);
         let high = soaked.iter().copied().max().unwrap_or(0);
+        let spread = (high - low) as f64 / mean_y * 100.0;
+        let verdict = if spread <= 10.0 { "flat" } else { "NOT flat" };
         println!(
             "  after the first 5 min ({:.0} min): slope {:+.2} MiB/hour, min {:.1} MiB, max {:.1} MiB, \
-             spread {:.1} % of the mean (flat: within 10 %)",
+             spread {spread:.1} % of the mean: {verdict} (the rule: within 10 %)",
             n / 60.0,
             slope_kib_per_second * 3600.0 / 1024.0,
             mib(low),
             mib(high),
-            (high - low) as f64 / mean_y * 100.0,
         );
     }
     if metrics == "10" {
