@@ -195,20 +195,13 @@ async fn main() {
     .await;
     let notifications = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = notifications.clone();
-    let subscription = session
-        .create_subscription(
-            Duration::from_millis(1000),
-            30,
-            10,
-            0,
-            0,
-            true,
-            DataChangeCallback::new(move |_, _| {
-                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }),
-        )
-        .await
-        .expect("subscription");
+    let subscription = subscribe(
+        &session,
+        DataChangeCallback::new(move |_, _| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }),
+    )
+    .await;
     let reads: Vec<ReadValueId> = applications
         .iter()
         .flat_map(|a| &a.devices)
@@ -257,18 +250,7 @@ async fn main() {
             loop {
                 let (session, event_loop) =
                     common::opcua_session(opcua_port, PASSWORD, &pki, 16 * 1024 * 1024, 512).await;
-                let subscription = session
-                    .create_subscription(
-                        Duration::from_millis(1000),
-                        30,
-                        10,
-                        0,
-                        0,
-                        true,
-                        DataChangeCallback::new(|_, _| {}),
-                    )
-                    .await
-                    .expect("subscription of the reconnecting client");
+                let subscription = subscribe(&session, DataChangeCallback::new(|_, _| {})).await;
                 common::monitor_values(&session, subscription, &reads).await;
                 tokio::time::sleep(Duration::from_secs(20)).await;
                 if count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2 == 0 {
@@ -458,4 +440,12 @@ fn server_history_time(port: u16) -> Option<(f64, f64)> {
         value("opcgw_opcua_request_duration_seconds_count{service=\"history_read\"}")?,
         value("opcgw_opcua_request_duration_seconds_sum{service=\"history_read\"}")?,
     ))
+}
+
+/// A subscription publishing every second (lifetime 30 intervals, keep-alive 10).
+async fn subscribe(session: &ua::client::Session, callback: DataChangeCallback) -> u32 {
+    session
+        .create_subscription(Duration::from_millis(1000), 30, 10, 0, 0, true, callback)
+        .await
+        .expect("subscription")
 }
