@@ -137,18 +137,18 @@ impl NodeItems {
 }
 
 impl SubscriptionCacheInner {
-    /// opcgw patch: forgets `handle` on the node and attribute `key`, and the node's entry
+    /// opcgw patch: forgets the monitored item `rf` in the node index, and its node's entry
     /// once no item monitors it (the published crate kept an empty map per node ever
     /// monitored, for the life of the server).
-    fn forget_item<T: IdentifierRef>(
-        &mut self,
-        key: &MonitoredItemKeyRef<T>,
-        handle: &MonitoredItemHandle,
-    ) {
-        if let Some(items) = self.monitored_items.get_mut(key) {
-            items.remove(handle);
+    fn forget_item(&mut self, rf: &MonitoredItemRef) {
+        let key = MonitoredItemKeyRef {
+            id: rf.node_id().into(),
+            attribute_id: rf.attribute(),
+        };
+        if let Some(items) = self.monitored_items.get_mut(&key) {
+            items.remove(&rf.handle());
             if items.is_empty() {
-                self.monitored_items.remove(key);
+                self.monitored_items.remove(&key);
             }
         }
     }
@@ -234,11 +234,7 @@ impl SubscriptionCache {
             // them) leave the index too; the published crate only told the node managers.
             let mut lck = trace_write_lock!(self.inner);
             for rf in items_to_delete.iter().flat_map(|(_, items)| items) {
-                let key = MonitoredItemKeyRef {
-                    id: rf.node_id().into(),
-                    attribute_id: rf.attribute(),
-                };
-                lck.forget_item(&key, &rf.handle());
+                lck.forget_item(rf);
             }
         }
         if !items_to_delete.is_empty() {
@@ -632,11 +628,7 @@ impl SubscriptionCache {
         if let Ok(res) = &result {
             for (status, rf) in res {
                 if status.is_good() {
-                    let key = MonitoredItemKeyRef {
-                        id: rf.node_id().into(),
-                        attribute_id: rf.attribute(),
-                    };
-                    lck.forget_item(&key, &rf.handle());
+                    lck.forget_item(rf);
                 }
             }
         }
@@ -673,11 +665,7 @@ impl SubscriptionCache {
             // client deleted (or a session closed with its subscriptions) stayed in memory and
             // was still visited on every change of its nodes, for the life of the server.
             for rf in item_res {
-                let key = MonitoredItemKeyRef {
-                    id: rf.node_id().into(),
-                    attribute_id: rf.attribute(),
-                };
-                lck.forget_item(&key, &rf.handle());
+                lck.forget_item(rf);
             }
         }
 
