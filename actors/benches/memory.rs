@@ -15,7 +15,9 @@
 //! HistoryRead end to end while the gateway stores what the world sends),
 //! `OPCGW_BENCH_RECONNECT` (a second client subscribes to every variable and goes away every
 //! 20 s, closing its session one time and vanishing without a word the next, as a SCADA
-//! client whose link drops: what it leaves behind shows in the slope).
+//! client whose link drops: what it leaves behind shows in the slope), `OPCGW_BENCH_HEAP` (the
+//! allocator's figures from the gateway's `/metrics` every 10 s beside VmRSS: in use, free in
+//! its arenas; a soak prints the slope of each, telling a leak from memory the allocator keeps).
 
 mod common;
 
@@ -155,6 +157,7 @@ async fn main() {
     // With history reads, the gateway's own figures too: the server-side HistoryRead time.
     let metrics_port = free_port();
     let metrics_section = format!("\n[metrics]\nenabled = true\nport = {metrics_port}\n");
+    let heap_watch = std::env::var_os("OPCGW_BENCH_HEAP").is_some();
     let config = common::gateway_toml(&common::GatewayToml {
         sim_port,
         opcua_port,
@@ -162,7 +165,7 @@ async fn main() {
         database: &database,
         log_dir: None,
         level: "warn",
-        chirpstack_extra: if std::env::var_os("OPCGW_BENCH_HISTORY_READS").is_some() {
+        chirpstack_extra: if std::env::var_os("OPCGW_BENCH_HISTORY_READS").is_some() || heap_watch {
             &metrics_section
         } else {
             ""
@@ -265,6 +268,8 @@ async fn main() {
     // A Read of the same variable on the same connection, as the round trip's baseline.
     let mut read_times = Vec::new();
     let mut history_rows = 0;
+    // (VmRSS, allocator in use, allocator free) in bytes every 10 s with `OPCGW_BENCH_HEAP`.
+    let mut heap: Vec<(u64, u64, u64)> = Vec::new();
     while started.elapsed() < run_time() {
         if history_reads && samples.len() >= 10 {
             // Ten reads of the last hour of the first variable within this second.
@@ -315,6 +320,11 @@ async fn main() {
         }
         if let Some(kib) = rss_kib(pid) {
             samples.push(kib);
+            if heap_watch && samples.len() % 10 == 0 {
+                heap.extend(
+                    heap_figures(metrics_port).map(|(used, free)| (kib * 1024, used, free)),
+                );
+            }
         }
         if samples.len() == 10 {
             cpu_from = cpu_seconds(pid).map(|cpu| (cpu, Instant::now()));
@@ -385,14 +395,8 @@ async fn main() {
     // A soak (`OPCGW_BENCH_SECONDS=1800`): after the first 5 minutes memory must stay flat.
     if let Some(soaked) = samples.get(300..).filter(|s| s.len() >= 60) {
         let n = soaked.len() as f64;
-        let mean_x = (n - 1.0) / 2.0;
         let mean_y = soaked.iter().sum::<u64>() as f64 / n;
-        let (mut covariance, mut variance) = (0.0, 0.0);
-        for (x, y) in soaked.iter().enumerate() {
-            covariance += (x as f64 - mean_x) * (*y as f64 - mean_y);
-            variance += (x as f64 - mean_x).powi(2);
-        }
-        let slope_kib_per_second = covariance / variance;
+        let slope_kib_per_second = slope(soaked.iter().map(|kib| *kib as f64));
         let low = soaked.iter().copied().min().unwrap_or(0);
         let high = soaked.iter().copied().max().unwrap_or(0);
         let spread = (high - low) as f64 / mean_y * 100.0;
@@ -405,6 +409,32 @@ async fn main() {
             mib(low),
             mib(high),
         );
+    }
+    if !heap.is_empty() {
+        let mb = |bytes: u64| format!("{:.1}", bytes as f64 / 1e6);
+        let every_minute = heap.iter().step_by(6);
+        let column = |pick: fn(&(u64, u64, u64)) -> u64| {
+            every_minute
+                .clone()
+                .map(|h| mb(pick(h)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!("  every minute (MB): VmRSS {}", column(|h| h.0));
+        println!("    allocator, in use     {}", column(|h| h.1));
+        println!("    allocator, free in it {}", column(|h| h.2));
+        // After the first 5 minutes, as the soak's VmRSS slope above.
+        if let Some(soaked) = heap.get(30..).filter(|h| h.len() >= 6) {
+            let per_hour = |pick: fn(&(u64, u64, u64)) -> u64| {
+                slope(soaked.iter().map(|h| pick(h) as f64)) / 10.0 * 3600.0 / 1e6
+            };
+            println!(
+                "  slopes after the first 5 min (MB/hour): VmRSS {:+.2}, in use {:+.2}, free in the allocator {:+.2}",
+                per_hour(|h| h.0),
+                per_hour(|h| h.1),
+                per_hour(|h| h.2)
+            );
+        }
     }
     if metrics == "10" {
         println!(
@@ -422,8 +452,21 @@ async fn main() {
     let _ = tokio::time::timeout(Duration::from_secs(3), session.disconnect()).await;
 }
 
-/// Count and sum of the gateway's own HistoryRead timings, from its `/metrics`.
-fn server_history_time(port: u16) -> Option<(f64, f64)> {
+/// The least-squares slope of evenly spaced values, per step.
+fn slope(values: impl ExactSizeIterator<Item = f64> + Clone) -> f64 {
+    let n = values.len() as f64;
+    let mean_x = (n - 1.0) / 2.0;
+    let mean_y = values.clone().sum::<f64>() / n;
+    let (mut covariance, mut variance) = (0.0, 0.0);
+    for (x, y) in values.enumerate() {
+        covariance += (x as f64 - mean_x) * (y - mean_y);
+        variance += (x as f64 - mean_x).powi(2);
+    }
+    covariance / variance
+}
+
+/// The gateway's `/metrics` page: a reader of the named values in it.
+fn scrape(port: u16) -> Option<impl Fn(&str) -> Option<f64>> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
@@ -431,14 +474,28 @@ fn server_history_time(port: u16) -> Option<(f64, f64)> {
         .ok()?;
     let mut text = String::new();
     stream.read_to_string(&mut text).ok()?;
-    let value = |name: &str| {
+    Some(move |name: &str| {
         text.lines()
-            .find_map(|l| l.strip_prefix(name))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|v| v.trim().parse::<f64>().ok())
-    };
+    })
+}
+
+/// Count and sum of the gateway's own HistoryRead timings, from its `/metrics`.
+fn server_history_time(port: u16) -> Option<(f64, f64)> {
+    let value = scrape(port)?;
     Some((
         value("opcgw_opcua_request_duration_seconds_count{service=\"history_read\"}")?,
         value("opcgw_opcua_request_duration_seconds_sum{service=\"history_read\"}")?,
+    ))
+}
+
+/// The allocator's bytes in use and free in its arenas, from the gateway's `/metrics`.
+fn heap_figures(port: u16) -> Option<(u64, u64)> {
+    let value = scrape(port)?;
+    Some((
+        value("opcgw_heap_in_use_bytes")? as u64,
+        value("opcgw_heap_free_bytes")? as u64,
     ))
 }
 
