@@ -5,6 +5,7 @@
 pub mod http;
 
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -222,12 +223,18 @@ pub async fn browse_count(session: &Session, ns: u16) -> usize {
         node_class_mask: 0,
         result_mask: BrowseResultMask::All as u32,
     };
-    let mut seen = std::collections::HashSet::new();
+    // The client's own bookkeeping should cost little beside the browse it measures (a set of
+    // 160,000 copied ids took a third of its time): each id is moved on to the next level's
+    // requests and only its 64-bit hash is kept to find a node reached twice (two of 160,000
+    // ids share a hash with a probability below 1e-9).
+    let hasher = hashbrown::DefaultHashBuilder::default();
+    let mut seen = hashbrown::HashSet::<u64>::new();
     let mut level = vec![NodeId::from(ObjectId::ObjectsFolder)];
     while !level.is_empty() {
         let mut below = Vec::new();
-        for chunk in level.chunks(1_000) {
-            let nodes: Vec<BrowseDescription> = chunk.iter().cloned().map(describe).collect();
+        let mut rest = level.into_iter().peekable();
+        while rest.peek().is_some() {
+            let nodes: Vec<BrowseDescription> = rest.by_ref().take(1_000).map(describe).collect();
             let mut results = session.browse(&nodes, 1_000, None).await.expect("browse");
             loop {
                 let mut points = Vec::new();
@@ -239,7 +246,7 @@ pub async fn browse_count(session: &Session, ns: u16) -> usize {
                     );
                     for reference in result.references.unwrap_or_default() {
                         let id = reference.node_id.node_id;
-                        if id.namespace == ns && seen.insert(id.clone()) {
+                        if id.namespace == ns && seen.insert(hasher.hash_one(&id)) {
                             below.push(id);
                         }
                     }
