@@ -459,7 +459,7 @@ impl Served {
     }
 
     pub fn node_id(&self, node: &Node) -> NodeId {
-        NodeId::new(self.namespace, node.id.to_string())
+        NodeId::new(self.namespace, String::from(&*node.id))
     }
 
     /// The children of `node`, in the order they were added.

@@ -295,6 +295,81 @@ async fn paged_browse_browse_paths_and_attributes_answer_from_the_served_model()
         )]
     );
 
+    // One request, four filters on the same device (each decided once per request by the
+    // gateway, so they must not be mixed up): its metrics by hierarchical references with
+    // subtypes; none without subtypes (no reference is of that abstract type itself); none
+    // of node class Object; of the same metrics only the browse names when only they are asked.
+    let device_node = ua.id(&device.device_id);
+    let filtered =
+        |subtypes: bool, classes: NodeClassMask, mask: BrowseResultMask| BrowseDescription {
+            include_subtypes: subtypes,
+            node_class_mask: classes.bits(),
+            result_mask: mask as u32,
+            ..organized(device_node.clone(), BrowseDirection::Forward)
+        };
+    let answers = ua
+        .session
+        .browse(
+            &[
+                filtered(true, NodeClassMask::all(), BrowseResultMask::All),
+                filtered(false, NodeClassMask::all(), BrowseResultMask::All),
+                filtered(true, NodeClassMask::OBJECT, BrowseResultMask::All),
+                filtered(true, NodeClassMask::VARIABLE, BrowseResultMask::BrowseName),
+            ],
+            0,
+            None,
+        )
+        .await
+        .expect("filtered browse");
+    let references: Vec<Vec<ua::types::ReferenceDescription>> = answers
+        .into_iter()
+        .map(|r| r.references.unwrap_or_default())
+        .collect();
+    let metric_names: Vec<String> = device
+        .metrics
+        .iter()
+        .map(|m| m.metric_name.clone())
+        .collect();
+    let names = |refs: &[ua::types::ReferenceDescription]| -> Vec<String> {
+        refs.iter()
+            .map(|r| r.browse_name.name.as_ref().to_string())
+            .collect()
+    };
+    let children = names(&references[0]);
+    assert!(
+        metric_names.iter().all(|m| children.contains(m)),
+        "with subtypes: {children:?}"
+    );
+    assert!(references[0]
+        .iter()
+        .all(|r| r.node_class == NodeClass::Variable
+            && !r.display_name.text.is_null()
+            && !r.reference_type_id.is_null()
+            && !r.type_definition.is_null()));
+    assert!(
+        references[1].is_empty(),
+        "without subtypes: {:?}",
+        references[1]
+    );
+    assert!(
+        references[2].is_empty(),
+        "objects only: {:?}",
+        references[2]
+    );
+    assert_eq!(names(&references[3]), children, "browse names only");
+    for r in &references[3] {
+        assert_eq!(
+            r.node_id.node_id,
+            ua.id(&format!("{}/{}", device.device_id, r.browse_name.name))
+        );
+        assert!(r.display_name.text.is_null(), "{r:?}");
+        assert_eq!(r.node_class, NodeClass::Unspecified, "{r:?}");
+        assert!(
+            r.reference_type_id.is_null() && r.type_definition.is_null(),
+            "{r:?}"
+        );
+    }
+
     // Browse paths from Objects for every metric in one request, plus one that does not exist.
     let step = |ns: u16, name: &str| RelativePathElement {
         reference_type_id: ReferenceTypeId::HierarchicalReferences.into(),
