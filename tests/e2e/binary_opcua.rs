@@ -131,12 +131,12 @@ fn a_taken_port_is_retried_with_backoff_while_the_rest_runs_and_served_once_free
     assert!(daemon.wait_exit(Duration::from_secs(10)).success());
 }
 
-/// The `opcgw_opcua_monitored_items` gauge, once it reads `expected` (it is exported every
-/// second).
-fn wait_for_monitored_items(workdir: &Workdir, expected: usize, after: &str) {
+/// The gauge `name`, once it reads `expected` within `within` (the OPC UA gauges are exported
+/// every second).
+fn wait_for_gauge(workdir: &Workdir, name: &str, expected: usize, within: Duration, after: &str) {
     let http = crate::web_client::WebClient::anonymous(workdir.metrics_port());
-    let line = format!("opcgw_opcua_monitored_items {expected}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let line = format!("{name} {expected}");
+    let deadline = std::time::Instant::now() + within;
     loop {
         let metrics = http.get("/metrics").body;
         if metrics.lines().any(|l| l == line) {
@@ -144,15 +144,29 @@ fn wait_for_monitored_items(workdir: &Workdir, expected: usize, after: &str) {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no {line:?} within 15 s {after}:\n{metrics}"
+            "no {line:?} within {within:?} {after}:\n{metrics}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
+fn wait_for_monitored_items(workdir: &Workdir, expected: usize, after: &str) {
+    let within = Duration::from_secs(15);
+    wait_for_gauge(
+        workdir,
+        "opcgw_opcua_monitored_items",
+        expected,
+        within,
+        after,
+    );
+}
+
 /// Monitored items leave the server with their subscription, whether the client deletes it or
 /// vanishes and lets it expire: a SCADA client that reconnects every day must not leave a day's
 /// items behind (they were kept, and visited on every change of their nodes, until a restart).
+/// The subscriptions themselves leave too once they expired and their session is gone (closed
+/// without deleting them, or expired): nothing can collect their last status change any more
+/// (they were kept, with their queued notifications, for the life of the server).
 #[test]
 fn monitored_items_leave_with_a_deleted_or_expired_subscription() {
     use ua::client::DataChangeCallback;
@@ -222,12 +236,44 @@ fn monitored_items_leave_with_a_deleted_or_expired_subscription() {
         assert!(deleted.is_good(), "{deleted}");
         wait_for_monitored_items(&workdir, 0, "of its deletion");
 
-        // A client that vanishes: its subscription expires after 30 publishing intervals
-        // without a publish request (3 s), and its items go with it.
+        let subscriptions = "opcgw_opcua_subscriptions";
+        let soon = Duration::from_secs(15);
+        wait_for_gauge(&workdir, subscriptions, 0, soon, "of the deletion");
+
+        // A client that closes its session and keeps its subscription (to transfer it to
+        // another session, or by mistake): the subscription expires after 30 publishing
+        // intervals without a publish request (3 s) and, its session gone, leaves.
         subscribe(&ua, 30).await;
-        wait_for_monitored_items(&workdir, 4, "of the second subscription");
+        wait_for_monitored_items(&workdir, 4, "of the kept subscription");
+        ua.session
+            .disconnect_without_delete_subscriptions()
+            .await
+            .expect("close the session, keep the subscription");
+        ua.abandon();
+        wait_for_monitored_items(&workdir, 0, "of the kept subscription's expiry");
+        wait_for_gauge(
+            &workdir,
+            subscriptions,
+            0,
+            soon,
+            "of the kept subscription's expiry",
+        );
+
+        // A client that vanishes: its subscription expires (3 s) and its items go with it;
+        // the subscription leaves when the session expires (the client asked for 30 s).
+        let ua = crate::ua_client::connect_none(workdir.opcua_port(), TEST_PASSWORD).await;
+        subscribe(&ua, 30).await;
+        wait_for_monitored_items(&workdir, 4, "of the third subscription");
         ua.abandon();
         wait_for_monitored_items(&workdir, 0, "of the client's disappearance");
+        let session_timeout = Duration::from_secs(45);
+        wait_for_gauge(
+            &workdir,
+            subscriptions,
+            0,
+            session_timeout,
+            "of the session's expiry",
+        );
     });
     daemon.signal(Signal::SIGTERM);
     assert!(daemon.wait_exit(Duration::from_secs(10)).success());

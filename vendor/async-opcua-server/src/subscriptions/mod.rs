@@ -204,6 +204,7 @@ impl SubscriptionCache {
         // be more efficient, and would be more responsive.
         let mut to_delete = Vec::new();
         let mut items_to_delete = Vec::new();
+        let mut removed_subscriptions = Vec::new();
         {
             let now = Utc::now();
             let now_instant = Instant::now();
@@ -214,15 +215,20 @@ impl SubscriptionCache {
                     sub_lck.session().clone(),
                     sub_lck.tick(&now, now_instant, TickReason::TickTimerFired),
                 ));
+                removed_subscriptions.extend(sub_lck.take_removed());
                 if sub_lck.is_ready_to_delete() {
                     to_delete.push(*session_id);
                 }
             }
         }
-        if !to_delete.is_empty() {
+        if !to_delete.is_empty() || !removed_subscriptions.is_empty() {
             let mut lck = trace_write_lock!(self.inner);
             for id in to_delete {
                 lck.session_subscriptions.remove(&id);
+            }
+            // opcgw patch: subscriptions a tick removed leave the owner map too.
+            for id in &removed_subscriptions {
+                lck.subscription_to_session.remove(id);
             }
             context
                 .info

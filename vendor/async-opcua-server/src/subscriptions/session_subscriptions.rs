@@ -6,7 +6,7 @@ use std::{
 
 use super::{
     monitored_item::MonitoredItem,
-    subscription::{MonitoredItemHandle, Subscription, TickReason, TickResult},
+    subscription::{MonitoredItemHandle, Subscription, SubscriptionState, TickReason, TickResult},
     CreateMonitoredItem, NonAckedPublish, PendingPublish, PersistentSessionKey,
 };
 use hashbrown::{HashMap, HashSet};
@@ -46,6 +46,10 @@ pub struct SessionSubscriptions {
     session: Arc<RwLock<Session>>,
     /// Static reference to the type-tree for the user owning this.
     type_tree_for_user: Arc<dyn TypeTreeForUserStatic>,
+    /// opcgw patch: subscriptions removed by a tick since the cache last asked, so that it
+    /// forgets their owner too (the published crate kept each id in its subscription-to-session
+    /// map for good).
+    removed: Vec<u32>,
 }
 
 impl SessionSubscriptions {
@@ -63,7 +67,13 @@ impl SessionSubscriptions {
             limits,
             session,
             type_tree_for_user,
+            removed: Vec::new(),
         }
+    }
+
+    /// opcgw patch: the subscriptions removed by ticks since the last call.
+    pub(super) fn take_removed(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.removed)
     }
 
     fn max_publish_requests(&self) -> usize {
@@ -615,6 +625,13 @@ impl SessionSubscriptions {
 
         let mut responses = Vec::new();
         let mut more_notifications = false;
+        // opcgw patch: whether the session is gone (closed by its client, expired, evicted). An
+        // expired subscription waits for a Publish request to carry its last status change; a
+        // session that is gone sends none, and the published crate kept such a subscription,
+        // its queued notifications and its id for the life of the server (every SCADA client
+        // that vanished left one). `try_read`: a session locked elsewhere is looked at again on
+        // the next tick, so this never waits on the session lock while holding this one.
+        let session_gone = self.session.try_read().is_some_and(|s| s.is_closed());
 
         for sub_id in subscription_ids {
             let subscription = self.subscriptions.get_mut(&sub_id).unwrap();
@@ -652,10 +669,13 @@ impl SessionSubscriptions {
                 }))
             }
 
-            if subscription.ready_to_remove() {
+            let undeliverable =
+                session_gone && subscription.state() == SubscriptionState::Closed;
+            if subscription.ready_to_remove() || undeliverable {
                 self.subscriptions.remove(&sub_id);
                 self.retransmission_queue
                     .retain(|f| f.subscription_id != sub_id);
+                self.removed.push(sub_id);
             }
         }
 
