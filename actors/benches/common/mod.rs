@@ -177,11 +177,18 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// CPU time (user + system) process `pid` has used so far, in seconds (`/proc/<pid>/stat`
-/// fields 14 and 15, counted after the parenthesised command name, which may hold spaces).
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
+/// The fields of `/proc/<pid>/stat` after the parenthesised command name (which may hold
+/// spaces): the first is field 3 (the state).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let rest = stat.rsplit_once(')')?.1;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// CPU time (user + system) process `pid` has used so far, in seconds (`/proc/<pid>/stat`
+/// fields 14 and 15).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let fields = stat_fields(pid)?;
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     // SAFETY: sysconf only reads a system constant.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -442,11 +449,9 @@ impl GatewayProcess {
             .flatten()
             .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
             .filter(|pid| {
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                let in_group = stat
-                    .rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(2).map(|g| g == group))
-                    .unwrap_or(false);
+                // Field 5, the process group.
+                let in_group = stat_fields(*pid as u32)
+                    .is_some_and(|fields| fields.get(2).is_some_and(|g| *g == group));
                 let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
                 let child = *pid as u32 == self.0.id();
                 (in_group || child) && exe.file_name().is_some_and(|name| name == "opcgw")
