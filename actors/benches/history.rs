@@ -39,7 +39,7 @@ async fn append(storage: &ActorRef<StorageMsg>, samples: Vec<Sample>) {
     storage
         .call(
             |reply| StorageMsg::Append {
-                samples: samples.into(),
+                pieces: vec![samples.into()],
                 fold: opcgw::storage::Fold::WhenDue,
                 reply,
             },

@@ -6,7 +6,7 @@
 //! an unchanged value (Good -> Uncertain -> Bad as it ages) is stamped with the time the
 //! gateway noticed it, so a subscriber sees when the value went stale.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use hashbrown::DefaultHashBuilder;
@@ -179,7 +179,8 @@ impl LiveValues {
     /// update per variable, the newest sample). A sample older than the current value only
     /// goes to history; unknown metrics are ignored.
     pub fn apply(&mut self, samples: &[Sample], now: Timestamp) -> Vec<LiveUpdate> {
-        let mut changed: HashSet<(&str, usize)> = HashSet::new();
+        // A batch is mostly one device's uplink: a vector, sorted and deduplicated after.
+        let mut changed: Vec<(&str, usize)> = Vec::new();
         for sample in samples {
             let device_id = &*sample.device_id;
             let Some(metrics) = self.by_device.get_mut(device_id) else {
@@ -202,8 +203,10 @@ impl LiveValues {
             live.quality = quality;
             live.source_time = sample.source_time;
             live.server_time = sample.received_time;
-            changed.insert((device_id, at));
+            changed.push((device_id, at));
         }
+        changed.sort_unstable();
+        changed.dedup();
         let mut updates: Vec<LiveUpdate> = changed
             .into_iter()
             .filter_map(|(device_id, at)| {

@@ -60,16 +60,26 @@ impl Store {
         samples: &[Sample],
         fold: Fold,
     ) -> Result<AppendReport, StorageError> {
-        if samples.is_empty() {
+        self.append_pieces(&[samples], fold)
+    }
+
+    /// [`append_then`](Self::append_then) of the pieces one after the other, in one
+    /// transaction (a caller that gathered many small batches need not copy them into one).
+    pub fn append_pieces(
+        &mut self,
+        pieces: &[&[Sample]],
+        fold: Fold,
+    ) -> Result<AppendReport, StorageError> {
+        if pieces.iter().all(|piece| piece.is_empty()) {
             return Ok(AppendReport::default());
         }
-        let (report, staged) = self.write(|store| store.append_batch(samples))?;
+        let (report, staged) = self.write(|store| store.append_batch(pieces))?;
         self.fold_if_due(staged, fold);
         Ok(report)
     }
 
     /// Commits the batch into `recent` and `latest`; returns the report and the staged row count.
-    fn append_batch(&mut self, samples: &[Sample]) -> Result<(AppendReport, u64), StorageError> {
+    fn append_batch(&mut self, pieces: &[&[Sample]]) -> Result<(AppendReport, u64), StorageError> {
         const ACTION: &str = "commit a batch of samples";
         let path = self.path.clone();
         let mut report = AppendReport::default();
@@ -78,7 +88,8 @@ impl Store {
         let mut new_rows: i64 = 0;
         // Listed in the staged index before the commit: a reader may see them the moment it
         // lands (a listed row that never lands is only not found).
-        let mut staged_keys: Vec<(u32, i64)> = Vec::with_capacity(samples.len());
+        let count: usize = pieces.iter().map(|piece| piece.len()).sum();
+        let mut staged_keys: Vec<(u32, i64)> = Vec::with_capacity(count);
         let txn = self.db()?.begin_write().at(&path, ACTION)?;
         {
             let mut series = txn.open_table(SERIES).at(&path, ACTION)?;
@@ -92,8 +103,8 @@ impl Store {
             // streams, each at its own point of a ten-minute replay) inserted in arrival order
             // lands all over a tree larger than the page cache. The sort is stable, so of two
             // samples with one key the later one is still written last (and wins).
-            let mut rows: Vec<((i64, u32), &Sample)> = Vec::with_capacity(samples.len());
-            for sample in samples {
+            let mut rows: Vec<((i64, u32), &Sample)> = Vec::with_capacity(count);
+            for sample in pieces.iter().flat_map(|piece| piece.iter()) {
                 let (device_id, metric) = (&*sample.device_id, &*sample.metric);
                 if !valid_name(device_id) || !valid_name(metric) {
                     report.rejected += 1;

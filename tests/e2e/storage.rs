@@ -546,7 +546,7 @@ async fn history_reads_do_not_wait_behind_a_commit() {
             storage
                 .call(
                     |reply| StorageMsg::Append {
-                        samples: samples.into(),
+                        pieces: vec![samples.into()],
                         fold: opcgw::storage::Fold::WhenDue,
                         reply,
                     },

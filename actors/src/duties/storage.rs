@@ -13,7 +13,7 @@ use std::time::Duration;
 use opcgw::chirpstack::client::DeviceSummary;
 use opcgw::commands::{CommandRequest, CommandState};
 use opcgw::metrics::{metrics, observe_since};
-use opcgw::model::Timestamp;
+use opcgw::model::{Sample, Timestamp};
 use opcgw::storage::{
     CommandFilter, CommandRecord, ReadSlot, StorageError, Store, StoreOptions, MAX_STATUS_KEY_BYTES,
 };
@@ -144,12 +144,13 @@ impl Actor for StorageActor {
                 state.hand_pending_commands_to_a_new_poller();
             }
             StorageMsg::Append {
-                samples,
+                pieces,
                 fold,
                 reply,
             } => {
                 let started = std::time::Instant::now();
-                let result = blocking(|| state.store.append_then(&samples, fold));
+                let slices: Vec<&[Sample]> = pieces.iter().map(|piece| &**piece).collect();
+                let result = blocking(|| state.store.append_pieces(&slices, fold));
                 match &result {
                     Ok(report) => {
                         let m = metrics();
@@ -163,7 +164,7 @@ impl Actor for StorageActor {
                         state.counters.failed_writes += 1;
                         warn!(
                             event = "storage_append_failed",
-                            samples = samples.len(),
+                            samples = slices.iter().map(|piece| piece.len()).sum::<usize>(),
                             error = error.to_string().as_str()
                         );
                     }

@@ -104,9 +104,9 @@ pub type StorageReply<T> = RpcReplyPort<Result<T, StorageFailure>>;
 pub enum StorageMsg {
     Common(Common),
     Feed(Feed),
-    /// Durable append: the reply comes after the commit.
+    /// Durable append of the pieces in order, in one commit: the reply comes after it.
     Append {
-        samples: Arc<[Sample]>,
+        pieces: Vec<Arc<[Sample]>>,
         /// `Deferred` while more samples wait behind these (a catch-up).
         fold: Fold,
         reply: StorageReply<AppendReport>,

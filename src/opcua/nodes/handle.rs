@@ -9,43 +9,57 @@ use std::time::Duration;
 use ua::server::SubscriptionCache;
 use ua::types::{AttributeId, DataValue, DateTime, UAString, Variant};
 
-use super::space::{gateway_value, Served};
+use super::space::{gateway_value, Node, Served};
 use super::{data_value_of, GatewayNodeManager, GatewayNodes, MAX_HISTORY_PAGE_ROWS};
 use crate::naming;
 use crate::opcua::values::LiveUpdate;
 
 /// Stores values by identifier and notifies subscribers, skipping identifiers that are not
 /// (or no longer) variables of the address space.
-pub(super) fn store_and_notify(
+pub(super) fn store_and_notify<S: AsRef<str>>(
     nodes: &GatewayNodes,
-    values: impl IntoIterator<Item = (String, DataValue)>,
+    values: impl IntoIterator<Item = (S, DataValue)>,
 ) {
     let mut served = nodes.served.write();
-    let mut changed = Vec::new();
-    for (id, value) in values {
-        if served.set_value(&id, value) {
-            changed.push(id);
-        }
-    }
-    notify_current(&served, &nodes.subscriptions, &changed);
+    let changed: Vec<u32> = (values.into_iter())
+        .filter_map(|(id, value)| served.set_value(id.as_ref(), value))
+        .collect();
+    let served = &*served;
+    notify_nodes(
+        served,
+        &nodes.subscriptions,
+        changed.into_iter().map(|index| served.node(index)),
+    );
 }
 
 /// Tells the subscribers of `ids` their current values.
 pub(super) fn notify_current(served: &Served, subscriptions: &SubscriptionCache, ids: &[String]) {
-    let node_ids: Vec<ua::types::NodeId> = ids
-        .iter()
-        .map(|id| ua::types::NodeId::new(served.namespace(), id.as_str()))
-        .collect();
-    subscriptions.maybe_notify(
-        node_ids.iter().map(|id| (id, AttributeId::Value)),
-        |node_id, attribute_id, index_range, _data_encoding| {
-            let node = served.lookup(node_id)?;
-            match attribute_id {
-                AttributeId::Value => Some(Served::value_attribute(node, index_range)),
-                _ => None,
-            }
-        },
+    notify_nodes(
+        served,
+        subscriptions,
+        ids.iter().filter_map(|id| served.get(id)),
     );
+}
+
+/// Tells the subscribers of each node its current value. The subscriptions are looked up by
+/// the node's identifier as it is (no NodeId built per node): during a catch-up every sample
+/// passes here, most of them for variables no one monitors.
+fn notify_nodes<'a>(
+    served: &'a Served,
+    subscriptions: &SubscriptionCache,
+    nodes: impl Iterator<Item = &'a Node>,
+) {
+    let namespace = served.namespace();
+    let mut notifier = subscriptions.data_notifier();
+    for node in nodes {
+        let Some(mut batch) = notifier.notify_for((namespace, &*node.id), AttributeId::Value)
+        else {
+            continue;
+        };
+        for (handle, entry) in batch.entries() {
+            batch.data_value_to_item(Served::value_attribute(node, &entry.index_range), handle);
+        }
+    }
 }
 
 /// What the OPC UA actor does to the running address space.
@@ -91,7 +105,7 @@ impl GatewayNodesHandle {
         }
         store_and_notify(
             self.nodes(),
-            updates.iter().map(|u| (u.node.clone(), data_value_of(u))),
+            updates.iter().map(|u| (u.node.as_str(), data_value_of(u))),
         );
     }
 

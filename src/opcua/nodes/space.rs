@@ -477,19 +477,15 @@ impl Served {
         &self.roots
     }
 
-    /// Sets the value of a variable; false if `id` is not a variable here.
-    pub fn set_value(&mut self, id: &str, value: DataValue) -> bool {
-        match self.find(id) {
-            Some(index) => {
-                let node = &mut self.nodes[index as usize];
-                if node.kind == Kind::Folder {
-                    return false;
-                }
-                node.value = value;
-                true
-            }
-            None => false,
+    /// Sets the value of a variable; its index, or None if `id` is not a variable here.
+    pub fn set_value(&mut self, id: &str, value: DataValue) -> Option<u32> {
+        let index = self.find(id)?;
+        let node = &mut self.nodes[index as usize];
+        if node.kind == Kind::Folder {
+            return None;
         }
+        node.value = value;
+        Some(index)
     }
 
     /// The Value attribute as a stored variable gives it: the index range applied, both

@@ -1,7 +1,7 @@
 //! Samples in, samples out: value types, latest, duplicates, out-of-order samples.
 
 use super::*;
-use crate::storage::{StorageErrorKind, MAX_NAME_BYTES, MAX_STRING_BYTES};
+use crate::storage::{AppendReport, Fold, StorageErrorKind, MAX_NAME_BYTES, MAX_STRING_BYTES};
 
 #[test]
 fn every_value_type_round_trips_through_history_and_latest() {
@@ -178,6 +178,43 @@ fn a_batch_written_in_key_order_still_keeps_the_last_write_of_each_key() {
         "times 0..4 s, each holding its last write"
     );
     assert_eq!(store.latest(None).unwrap()[0].value, Value::Int(95));
+}
+
+#[test]
+fn pieces_append_as_one_batch_in_their_order() {
+    // The forwarder hands storage the uplinks it gathered as pieces: one commit, a later
+    // piece's write of a key wins, and a series created in one piece is reused by the next.
+    let (_dir, mut store) = fresh_store();
+    let first = [
+        sample("dev", "level", Value::Int(1), 1_000),
+        sample("dev", "new", Value::Int(2), 1_000),
+    ];
+    let second = [
+        sample("dev", "level", Value::Int(3), 1_000),
+        sample("dev", "new", Value::Int(4), 2_000),
+    ];
+    let report = store
+        .append_pieces(&[&first, &[], &second], Fold::WhenDue)
+        .unwrap();
+    assert_eq!((report.written, report.duplicates), (4, 1));
+    let level = all_rows(&store, query("dev", "level", 0, 10_000, 10));
+    assert_eq!(
+        level.iter().map(|r| r.value.clone()).collect::<Vec<_>>(),
+        [Value::Int(3)]
+    );
+    let new: Vec<Value> = (all_rows(&store, query("dev", "new", 0, 10_000, 10)).iter())
+        .map(|r| r.value.clone())
+        .collect();
+    assert_eq!(new, [Value::Int(2), Value::Int(4)]);
+    assert_eq!(store.counts().unwrap().series, 2);
+    let latest: Vec<Value> = (store.latest(None).unwrap().iter())
+        .map(|s| s.value.clone())
+        .collect();
+    assert_eq!(latest, [Value::Int(3), Value::Int(4)], "level, then new");
+    assert_eq!(
+        store.append_pieces(&[&[], &[]], Fold::WhenDue).unwrap(),
+        AppendReport::default()
+    );
 }
 
 #[test]

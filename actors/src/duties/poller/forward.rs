@@ -357,15 +357,11 @@ async fn write(target: &ActorRef<StorageMsg>, batch: &Batch, fold: Fold) -> Resu
             flatten(result).map(|()| 0)
         }
         Batch::Samples(pieces) => {
-            let samples: Arc<[Sample]> = pieces
-                .iter()
-                .flat_map(|piece| piece.iter().cloned())
-                .collect();
-            let n = samples.len();
+            let n = batch.samples();
             let result = target
                 .call(
                     |reply| StorageMsg::Append {
-                        samples,
+                        pieces: pieces.clone(),
                         fold,
                         reply,
                     },
@@ -441,8 +437,10 @@ mod tests {
         ) -> Result<(), ActorProcessingErr> {
             let mut log = state.log.lock().unwrap_or_else(|e| e.into_inner());
             match message {
-                StorageMsg::Append { samples, reply, .. } => {
-                    let values = samples.iter().map(|s| s.source_time.0).collect();
+                StorageMsg::Append { pieces, reply, .. } => {
+                    let values = (pieces.iter().flat_map(|piece| piece.iter()))
+                        .map(|s| s.source_time.0)
+                        .collect();
                     if state.refuse > 0 {
                         state.refuse -= 1;
                         log.push(Write::Refused(values));
