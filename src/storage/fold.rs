@@ -160,7 +160,7 @@ impl Store {
         // the rule); only a series with more rows than a chunk is cut and stays staged.
         if moved < chunk || listed <= chunk {
             // The index forgets the range's rows (cheaper than a rebuild from a `recent` of
-            // up to a million rows: ~1 s at 110,000 series).
+            // up to two million rows: ~1 s a million at 110,000 series).
             if let Some(index) = self.staged_index() {
                 let mut index = index.write().unwrap_or_else(|e| e.into_inner());
                 index.forget_range(first, end, generation);
