@@ -101,9 +101,9 @@ pub const DEFAULT_FOLD_ROWS_PER_SERIES: usize = 8;
 /// Staged rows that trigger a fold whatever the rows per series: bounds the `recent` table
 /// and the staged index (~8 bytes per row in memory, 16 MB at the cap). A restart's catch-up
 /// is staged whole below it: ChirpStack replays the last 10 events of every device to a new
-/// stream, a million rows at 10,000 devices x 10 values. At a cap of one million, the
-/// catch-up's last batches met it and waited for range folds (0.3-1.4 s each at 110,000
-/// series) with the event streams held, which put "all values Good" anywhere from 14 to 18 s.
+/// stream, a million rows at 10,000 devices x 10 values, which a cap of one million met
+/// with the catch-up's last batches (each then waited for a range fold, 0.3-1.4 s at 110,000
+/// series, with the event streams held).
 pub const DEFAULT_FOLD_MAX_STAGED_ROWS: usize = 2_000_000;
 
 /// Tuning of a [`Store`]; [`Store::open`] uses the defaults.

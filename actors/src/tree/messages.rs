@@ -107,7 +107,8 @@ pub enum StorageMsg {
     /// Durable append of the pieces in order, in one commit: the reply comes after it.
     Append {
         pieces: Vec<Arc<[Sample]>>,
-        /// `Deferred` while more samples wait behind these (a catch-up).
+        /// `Deferred` during a catch-up: more samples wait behind these, or they are a
+        /// full-size batch.
         fold: Fold,
         reply: StorageReply<AppendReport>,
     },
