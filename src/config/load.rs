@@ -111,6 +111,15 @@ pub fn load(path: &Path, env: &EnvSnapshot) -> Result<LoadedConfig, ConfigError>
     load_sources(Sources::read(path, env)?, path)
 }
 
+/// Whether a file may skip the tree for its applications (`config::split`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OnePass {
+    Allowed,
+    /// Tests: the full path, to compare both on the same text.
+    #[cfg(test)]
+    Never,
+}
+
 /// Loads and validates `text` as if it were the content of the file at `path` (messages name
 /// `path`; relative `*_file` secrets resolve as for a load). The configuration editor validates
 /// a candidate file this way before writing it, and the reload actor loads the very bytes it
@@ -120,19 +129,26 @@ pub fn load_text(
     text: String,
     env: &EnvSnapshot,
 ) -> Result<LoadedConfig, ConfigError> {
+    load_text_with(path, text, env, OnePass::Allowed)
+}
+
+pub(super) fn load_text_with(
+    path: &Path,
+    text: String,
+    env: &EnvSnapshot,
+    one_pass: OnePass,
+) -> Result<LoadedConfig, ConfigError> {
     if text.len() as u64 > MAX_CONFIG_FILE_BYTES {
         return Err(ConfigError::Io {
             path: path.to_path_buf(),
             reason: too_large(),
         });
     }
-    load_sources(
-        Sources::from_file(SourceFile::new(path, text), path, env)?,
-        path,
-    )
+    let file = SourceFile::new(path, text);
+    load_sources(Sources::from_file(file, path, env, one_pass)?, path)
 }
 
-fn load_sources(sources: Sources<'_>, path: &Path) -> Result<LoadedConfig, ConfigError> {
+fn load_sources(mut sources: Sources<'_>, path: &Path) -> Result<LoadedConfig, ConfigError> {
     let mut problems = sources.env_problems.clone();
     sources.report_unknown_sections(&mut problems);
 
@@ -145,7 +161,7 @@ fn load_sources(sources: Sources<'_>, path: &Path) -> Result<LoadedConfig, Confi
         storage: sources.section("storage", &mut problems),
         control: sources.section("control", &mut problems),
         supervisor: sources.section("supervisor", &mut problems),
-        applications: sources.section("application", &mut problems),
+        applications: sources.applications(&mut problems),
         templates: Vec::new(),
         discovered: Default::default(),
     };
@@ -208,15 +224,31 @@ struct Sources<'a> {
     root: Value,
     /// Variables naming list entries the file does not have.
     env_problems: Vec<ConfigProblem>,
+    /// The applications read typed in one pass (`config::split`); `root` then holds the
+    /// other sections only. Taken by the one extraction of the section.
+    applications: Option<Vec<ApplicationConfig>>,
 }
 
 impl<'a> Sources<'a> {
     fn read(path: &Path, env: &'a EnvSnapshot) -> Result<Self, ConfigError> {
-        Self::from_file(SourceFile::read(path)?, path, env)
+        Self::from_file(SourceFile::read(path)?, path, env, OnePass::Allowed)
     }
 
-    fn from_file(file: SourceFile, path: &Path, env: &'a EnvSnapshot) -> Result<Self, ConfigError> {
-        let mut base = file.tree()?;
+    fn from_file(
+        file: SourceFile,
+        path: &Path,
+        env: &'a EnvSnapshot,
+        one_pass: OnePass,
+    ) -> Result<Self, ConfigError> {
+        let split = match one_pass {
+            OnePass::Allowed => super::split::split(file.text(), env),
+            #[cfg(test)]
+            OnePass::Never => None,
+        };
+        let (applications, mut base) = match split {
+            Some((applications, rest)) => (Some(applications), rest),
+            None => (None, file.tree()?),
+        };
         let (included, placement) = include_files(path, &mut base)?;
         let (overlay, missing) = env.overlay(&base);
         let env_problems = missing.iter().map(index_missing_problem).collect();
@@ -240,7 +272,16 @@ impl<'a> Sources<'a> {
             env,
             root,
             env_problems,
+            applications,
         })
+    }
+
+    /// The `[[application]]` list: as read in one pass, else extracted from the tree.
+    fn applications(&mut self, problems: &mut Vec<ConfigProblem>) -> Vec<ApplicationConfig> {
+        match self.applications.take() {
+            Some(applications) => applications,
+            None => self.section("application", problems),
+        }
     }
 
     /// Where `key` is written: in the main file, or for an entry of a list that included

@@ -12,6 +12,7 @@ mod probe;
 mod schema;
 mod secret;
 mod source;
+mod split;
 mod template;
 mod validate;
 mod weak;
