@@ -13,6 +13,8 @@
 //! `OPCGW_BENCH_HISTORY_HOURS` (history per series at 60 s, default 24: ~4.5 minutes to seed
 //! here), `OPCGW_BENCH_KEEP` (keep the directory), `OPCGW_BENCH_WRAP` (run the gateway under a
 //! profiler), `OPCGW_BENCH_SMAPS` (print its memory map summary after the window),
+//! `OPCGW_BENCH_LOG` (the gateway's log level until the poll phase, default `warn`; with
+//! `info` the start-up events are printed, each at its time since the spawn),
 //! `OPCGW_BENCH_SEEDED` (a file to keep the
 //! seeded database in: seeded and saved there when missing, copied from there instead of seeding
 //! when present, so a re-run starts in seconds). Either way the simulator starts with the 10
@@ -172,9 +174,10 @@ async fn main() {
             chirpstack_extra: "max_stream_connections = 100\n",
         })
     };
+    let level = std::env::var("OPCGW_BENCH_LOG").unwrap_or_else(|_| "warn".to_string());
     let limit = opcgw::config::MAX_CONFIG_FILE_BYTES as usize;
     let mut blocks = applications_toml(&apps);
-    if header("warn").len() + blocks.len() > limit {
+    if header(&level).len() + blocks.len() > limit {
         let all: usize = apps
             .iter()
             .flat_map(|a| &a.devices)
@@ -196,12 +199,12 @@ async fn main() {
         blocks = applications_toml(&apps);
     }
     let config_path = dir.join("config.toml");
-    std::fs::write(&config_path, header("warn") + &blocks).expect("config");
+    std::fs::write(&config_path, header(&level) + &blocks).expect("config");
     let series: Vec<(&str, &MetricConfig)> = (apps.iter().flat_map(|a| &a.devices))
         .flat_map(|d| d.metrics.iter().map(move |m| (d.device_id.as_str(), m)))
         .collect();
     let devices: usize = apps.iter().map(|a| a.devices.len()).sum();
-    let config_mb = (header("warn").len() + blocks.len()) as f64 / 1e6;
+    let config_mb = (header(&level).len() + blocks.len()) as f64 / 1e6;
     println!(
         "world: {devices} devices, {} variables, {config_mb:.2} MB of config",
         series.len()
@@ -245,6 +248,7 @@ async fn main() {
 
     // The gateway generates its key pair at this first start (~0.2 s, counted in 1.).
     let spawned = Instant::now();
+    let spawned_at = std::time::SystemTime::now();
     let gateway = common::start_gateway(
         common::gateway_command(bin),
         &config_path,
@@ -425,9 +429,41 @@ async fn main() {
         "6. Browse of the gateway address space: {nodes} nodes in {browse:.2} s{browse_cpu} (target <= 2 s; \
          {BEFORE_BROWSE})"
     );
+    if level != "warn" {
+        print_start_events(&lines, spawned_at);
+    }
     for (event, (count, first)) in log_problems(&lines) {
         let first: String = first.chars().take(240).collect();
         println!("   gateway log: {event} x{count}, first: {first}");
     }
     let _ = tokio::time::timeout(Duration::from_secs(3), session.disconnect()).await;
+}
+
+/// The first time each event was logged, in seconds since the spawn, for the first 40 events
+/// (the start-up's timeline; the log's timestamps are UTC with microseconds).
+fn print_start_events(lines: &[String], spawned_at: std::time::SystemTime) {
+    let spawned = spawned_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let mut seen: Vec<(String, f64)> = Vec::new();
+    for line in lines {
+        let (Some(stamp), Some(event)) = (line.split_whitespace().next(), common::log_event(line))
+        else {
+            continue;
+        };
+        let Some(at) = common::utc_seconds(stamp) else {
+            continue;
+        };
+        if !seen.iter().any(|(e, _)| *e == event) {
+            seen.push((event, at - spawned));
+        }
+    }
+    seen.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let timeline: Vec<String> = (seen.iter().take(40))
+        .map(|(event, at)| format!("{event} {at:.2}"))
+        .collect();
+    println!(
+        "   start-up events (s since the spawn): {}",
+        timeline.join(", ")
+    );
 }
