@@ -44,7 +44,7 @@ pub(super) fn notify_current(served: &Served, subscriptions: &SubscriptionCache,
 /// Tells the subscribers of each node its current value. The subscriptions are looked up by
 /// the node's identifier as it is (no NodeId built per node): during a catch-up every sample
 /// passes here, most of them for variables no one monitors.
-fn notify_nodes<'a>(
+pub(super) fn notify_nodes<'a>(
     served: &'a Served,
     subscriptions: &SubscriptionCache,
     nodes: impl Iterator<Item = &'a Node>,
@@ -88,6 +88,13 @@ impl GatewayNodesHandle {
         self.nodes()
             .history_page
             .store(rows, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Tests: `hook` runs whenever monitored items have their initial values and are not yet
+    /// registered with their subscriptions.
+    #[cfg(test)]
+    pub fn after_initial_values(&self, hook: impl Fn() + Send + Sync + 'static) {
+        *self.nodes().after_initial_values.lock().unwrap() = Some(Box::new(hook));
     }
 
     /// Waits until the server built the address space; false on timeout.

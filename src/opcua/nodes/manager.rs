@@ -552,7 +552,27 @@ impl NodeManager for GatewayNodes {
             }
             item.set_status(StatusCode::Good);
         }
+        drop(served);
+        #[cfg(test)]
+        self.run_after_initial_values();
         Ok(())
+    }
+
+    /// The server registers the items only after `create_monitored_items` returned: a value
+    /// published in between (the OPC UA actor's publish does not wait for a client's request)
+    /// found no item to notify, and the new item kept the older initial value until the
+    /// variable's next change, which for a device reporting hourly is an hour. The current
+    /// values go out again now; an item drops one equal to the value it has.
+    async fn monitored_items_registered(
+        &self,
+        _context: &RequestContext,
+        items: &[&MonitoredItemRef],
+    ) {
+        let served = self.served.read();
+        let nodes = (items.iter())
+            .filter(|item| item.attribute() == AttributeId::Value)
+            .filter_map(|item| served.lookup(item.node_id()));
+        super::handle::notify_nodes(&served, &self.subscriptions, nodes);
     }
 
     async fn delete_monitored_items(

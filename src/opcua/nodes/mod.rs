@@ -30,6 +30,8 @@ mod handle;
 mod history;
 mod manager;
 mod processed;
+#[cfg(test)]
+mod registration_tests;
 mod space;
 mod write;
 
@@ -137,6 +139,19 @@ pub struct GatewayNodes {
     history_page: std::sync::atomic::AtomicUsize,
     /// Becomes true once the server initialised the node manager.
     ready: tokio::sync::watch::Sender<bool>,
+    /// Tests: runs when `create_monitored_items` has read the initial values, before the
+    /// server registers the items (the moment a published value used to miss them).
+    #[cfg(test)]
+    after_initial_values: std::sync::Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+}
+
+#[cfg(test)]
+impl GatewayNodes {
+    fn run_after_initial_values(&self) {
+        if let Some(hook) = &*self.after_initial_values.lock().unwrap() {
+            hook();
+        }
+    }
 }
 
 /// Builds the node manager for a server (pass to `ServerBuilder::with_node_manager`).
@@ -168,6 +183,8 @@ pub fn node_manager_builder(
             ready: tokio::sync::watch::Sender::new(false),
             history_page: std::sync::atomic::AtomicUsize::new(settings.history_page),
             settings,
+            #[cfg(test)]
+            after_initial_values: std::sync::Mutex::new(None),
         }
     }
 }

@@ -525,6 +525,21 @@ pub trait NodeManager: IntoAnyArc + Any {
     /// that does not exist is handled elsewhere and should be a no-op here.
     async fn delete_monitored_items(&self, context: &RequestContext, items: &[&MonitoredItemRef]) {}
 
+    /// opcgw patch: the items a CreateMonitoredItems call created, once they are registered
+    /// with their subscriptions (so a notification for their nodes reaches them). A value that
+    /// changed after `create_monitored_items` read the initial values and before this point
+    /// reached no one: a node manager whose values change on their own notifies the current
+    /// values again here (an item drops a value equal to the last one it has).
+    ///
+    /// Node managers are not required to take any action here, and this method is not
+    /// allowed to fail.
+    async fn monitored_items_registered(
+        &self,
+        context: &RequestContext,
+        items: &[&MonitoredItemRef],
+    ) {
+    }
+
     /// Perform a query on the address space.
     ///
     /// All node managers must be able to query in order for the

@@ -249,7 +249,49 @@ pub(crate) async fn create_monitored_items(
         request.request.subscription_id,
         &items,
     ) {
-        Ok(r) => r,
+        Ok(r) => {
+            // opcgw patch: values that changed while the items were being created (after
+            // their node manager read the initial values, before they were registered) are
+            // notified now; see `NodeManager::monitored_items_registered`.
+            let created: Vec<_> = items
+                .iter()
+                .zip(&r)
+                .filter(|(_, result)| result.status_code.is_good())
+                .map(|(item, _)| {
+                    MonitoredItemRef::new(
+                        item.handle(),
+                        item.item_to_monitor().node_id.clone(),
+                        item.item_to_monitor().attribute_id,
+                    )
+                })
+                .collect();
+            struct RegisteredCb;
+            impl ServiceCbRef<MonitoredItemRef> for RegisteredCb {
+                async fn call(
+                    &self,
+                    items: &[&MonitoredItemRef],
+                    node_manager: &Arc<DynNodeManager>,
+                    context: RequestContext,
+                ) {
+                    node_manager
+                        .monitored_items_registered(&context, items)
+                        .instrument(debug_span!(
+                            "MonitoredItemsRegistered",
+                            node_manager = %node_manager.name()
+                        ))
+                        .await;
+                }
+            }
+            invoke_service_concurrently(
+                context.clone(),
+                &created,
+                &node_managers,
+                RegisteredCb,
+                |node, node_manager| node_manager.owns_node(node.node_id()),
+            )
+            .await;
+            r
+        }
         // Shouldn't happen, would be due to a race condition. If it does happen we're fine with failing.
         Err(e) => {
             let handles: Vec<_> = items
