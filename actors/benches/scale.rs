@@ -270,7 +270,7 @@ async fn main() {
 
     // The gateway generates its key pair at this first start (~0.2 s, counted in 1.).
     let spawned = Instant::now();
-    let spawned_at = std::time::SystemTime::now();
+    let spawned_at = Timestamp::now();
     let gateway = common::start_gateway(
         common::gateway_command(bin),
         &config_path,
@@ -481,21 +481,18 @@ async fn main() {
 
 /// The first time each event was logged, in seconds since the spawn, for the first 40 events
 /// (the start-up's timeline; the log's timestamps are UTC with microseconds).
-fn print_start_events(lines: &[String], spawned_at: std::time::SystemTime) {
-    let spawned = spawned_at
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
+fn print_start_events(lines: &[String], spawned: Timestamp) {
     let mut seen: Vec<(String, f64)> = Vec::new();
     for line in lines {
         let (Some(stamp), Some(event)) = (line.split_whitespace().next(), common::log_event(line))
         else {
             continue;
         };
-        let Some(at) = common::utc_seconds(stamp) else {
+        let Some(at) = Timestamp::parse_rfc3339(stamp) else {
             continue;
         };
         if !seen.iter().any(|(e, _)| *e == event) {
-            seen.push((event, at - spawned));
+            seen.push((event, (at.0 - spawned.0) as f64 / 1e6));
         }
     }
     seen.sort_by(|a, b| a.1.total_cmp(&b.1));

@@ -335,27 +335,6 @@ pub fn log_event(line: &str) -> Option<String> {
     Some(rest.split('"').next()?.to_string())
 }
 
-/// Seconds since the Unix epoch of a log line's UTC timestamp (`2026-12-01T23:56:17.121407Z`).
-pub fn utc_seconds(stamp: &str) -> Option<f64> {
-    let (date, time) = stamp.strip_suffix('Z')?.split_once('T')?;
-    let mut ymd = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
-    let mut hms = time.split(':');
-    let (h, min) = (
-        hms.next()?.parse::<f64>().ok()?,
-        hms.next()?.parse::<f64>().ok()?,
-    );
-    let sec = hms.next()?.parse::<f64>().ok()?;
-    // Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (March-based years).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let day_of_year = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    Some(days as f64 * 86_400.0 + h * 3_600.0 + min * 60.0 + sec)
-}
-
 /// What differs between the benches' gateway configurations.
 pub struct GatewayToml<'a> {
     pub sim_port: u16,
