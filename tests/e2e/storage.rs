@@ -597,3 +597,97 @@ async fn history_reads_do_not_wait_behind_a_commit() {
     storage.stop(None);
     join.await.unwrap();
 }
+
+/// Storage is locked by another owner from the start: the poller buffers what arrives.
+async fn buffering_tree(
+    sim: &opcgw::chirpstack::simulator::SimulatorHandle,
+    dir: &std::path::Path,
+) -> (Tree, Store) {
+    let config = tree_config(sim, dir);
+    let squatter = Store::open(&config.storage.database_path).expect("open");
+    let tree = start_tree(config).await;
+    wait_until(Duration::from_secs(10), "samples buffered", || async {
+        poller_counters(&tree).await.storage_buffered > 5
+    })
+    .await;
+    (tree, squatter)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_poller_buffered_survives_its_crash_and_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    // No replay on a new stream: what the crashed poller held is nowhere else.
+    let sim = simulator(|c| {
+        c.uplink_interval = Duration::from_millis(100);
+        c.devices_per_application = 1;
+        c.event_history = 0;
+    })
+    .await;
+    let started = Timestamp::now();
+    let (tree, squatter) = buffering_tree(&sim, dir.path()).await;
+    // A second and a half of uplinks waits for storage.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let crashed = Timestamp::now();
+    let poller = tree.handle.lookup::<PollerMsg>("poller").await.unwrap();
+    poller
+        .cast(PollerMsg::Common(Common::InjectPanic("test".into())))
+        .unwrap();
+    wait_until(Duration::from_secs(10), "poller restarted", || async {
+        tree.handle
+            .status()
+            .await
+            .and_then(|s| s.child("poller").cloned())
+            .is_some_and(|c| c.restarts == 1 && c.state == ChildState::Running)
+    })
+    .await;
+
+    drop(squatter);
+    wait_until(Duration::from_secs(10), "buffer replayed", || async {
+        let c = poller_counters(&tree).await;
+        c.storage_buffered == 0 && c.storage_written > 0
+    })
+    .await;
+    let device = sim.world().devices().next().unwrap().dev_eui.clone();
+    let before_crash: Vec<Timestamp> = temperature_times(&client(&tree).await, &device, started)
+        .await
+        .into_iter()
+        .filter(|t| *t < crashed)
+        .collect();
+    // ~15 uplinks before the crash, all stored, with no gap.
+    assert!(before_crash.len() >= 10, "{} rows", before_crash.len());
+    let widest = before_crash
+        .windows(2)
+        .map(|w| w[1].as_micros() - w[0].as_micros())
+        .max()
+        .unwrap();
+    assert!(widest < 400_000, "a gap of {widest} µs before the crash");
+    assert_eq!(poller_counters(&tree).await.storage_dropped, 0);
+    assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_storage_could_not_take_before_the_gateway_stopped_is_reported_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator(|c| {
+        c.uplink_interval = Duration::from_millis(100);
+        c.devices_per_application = 1;
+    })
+    .await;
+    let (tree, squatter) = buffering_tree(&sim, dir.path()).await;
+    let buffered = poller_counters(&tree).await.storage_buffered;
+    assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
+    drop(squatter);
+    let lost = crate::logs::events("storage_buffer_lost", "");
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    let samples: u64 = lost[0]
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("samples="))
+        .and_then(|n| n.parse().ok())
+        .expect("a sample count");
+    assert!(
+        samples >= buffered,
+        "{samples} lost, {buffered} buffered before"
+    );
+    sim.shutdown().await;
+}

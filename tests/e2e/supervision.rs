@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use opcgw::backoff::Backoff;
 use opcgw::config::AppConfig;
 use opcgw_actors::tree::backoff::{IntensityPolicy, SupervisorPolicy};
-use opcgw_actors::tree::child::{actor_child, ChildSpec};
+use opcgw_actors::tree::child::{actor_child, with_after_stop, ChildSpec};
 use opcgw_actors::tree::gateway::{Tree, TreeHandle};
 use opcgw_actors::tree::messages::{Common, ConfigUpdate};
 use opcgw_actors::tree::supervisor::{ChildState, FaultPlan, SupervisorMsg, TreeExit};
@@ -478,6 +478,45 @@ async fn shutdown_stops_children_in_reverse_start_order() {
     assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
     assert_eq!(*journal.stops.lock().unwrap(), ["d", "c", "b", "a"]);
     assert_eq!(*tree.exit.borrow(), Some(TreeExit::Clean));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_a_child_leaves_for_after_its_stop_runs_before_the_children_before_it_stop() {
+    let journal = Journal::default();
+    let given = Arc::new(Mutex::new(Vec::new()));
+    let after_b = {
+        let journal = journal.clone();
+        let given = given.clone();
+        with_after_stop(probe("b", &journal, None), move |within| {
+            let journal = journal.clone();
+            given.lock().unwrap().push(within);
+            Box::pin(async move {
+                // Work that takes a while (the poller's buffer going to storage).
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                journal.stops.lock().unwrap().push("after b");
+            })
+        })
+    };
+    let tree = start(
+        vec![
+            probe("a", &journal, None),
+            after_b,
+            probe("c", &journal, None),
+        ],
+        policy(50, 100, 3),
+        vec![],
+    )
+    .await;
+    assert!(tree.handle.shutdown(Duration::from_secs(5)).await);
+    assert_eq!(*journal.stops.lock().unwrap(), ["c", "b", "after b", "a"]);
+    // The budget is 6 s for three children: `c` stopped at once, so `b` and its work had
+    // about half of what was left, more than an equal third.
+    let within = given.lock().unwrap().clone();
+    assert_eq!(within.len(), 1);
+    assert!(
+        within[0] > Duration::from_millis(2_500) && within[0] <= Duration::from_secs(3),
+        "{within:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

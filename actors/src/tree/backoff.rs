@@ -52,7 +52,7 @@ pub struct SupervisorPolicy {
     pub reset_after: Duration,
     pub intensity: IntensityPolicy,
     pub start_timeout: Duration,
-    /// The whole tree's stop budget, shared equally by its children.
+    /// The whole tree's stop budget, shared by its children (see [`Self::stop_share`]).
     pub shutdown_timeout: Duration,
 }
 
@@ -75,10 +75,12 @@ impl SupervisorPolicy {
         }
     }
 
-    /// How long each of `children` children may take to stop: an equal share of the budget.
-    pub fn stop_timeout_per_child(&self, children: usize) -> Duration {
-        let children = u32::try_from(children).unwrap_or(u32::MAX).max(1);
-        self.shutdown_timeout / children
+    /// How long the next of `children_left` children may take to stop (with the work it
+    /// leaves for after its stop) when `remaining` of the budget is left: an equal share of
+    /// what is left, so the time a quick child does not use goes to the ones after it.
+    pub fn stop_share(remaining: Duration, children_left: usize) -> Duration {
+        let children = u32::try_from(children_left).unwrap_or(u32::MAX).max(1);
+        remaining / children
     }
 }
 
@@ -126,18 +128,17 @@ mod tests {
     }
 
     #[test]
-    fn the_children_share_the_shutdown_budget_equally() {
-        let policy = SupervisorPolicy {
-            shutdown_timeout: Duration::from_secs(30),
-            ..SupervisorPolicy::default()
-        };
-        assert_eq!(policy.stop_timeout_per_child(6), Duration::from_secs(5));
+    fn the_children_share_what_is_left_of_the_shutdown_budget() {
+        let share = SupervisorPolicy::stop_share;
+        assert_eq!(share(Duration::from_secs(30), 6), Duration::from_secs(5));
+        // The first child took 1 s of its 5: the next ones share the 29 s left.
         assert_eq!(
-            policy.stop_timeout_per_child(4),
-            Duration::from_millis(7_500)
+            share(Duration::from_secs(29), 5),
+            Duration::from_millis(5_800)
         );
-        assert_eq!(policy.stop_timeout_per_child(1), Duration::from_secs(30));
-        assert_eq!(policy.stop_timeout_per_child(0), Duration::from_secs(30));
+        assert_eq!(share(Duration::from_secs(30), 1), Duration::from_secs(30));
+        assert_eq!(share(Duration::from_secs(30), 0), Duration::from_secs(30));
+        assert_eq!(share(Duration::ZERO, 3), Duration::ZERO);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
 
@@ -46,12 +47,56 @@ impl From<String> for StartFailure {
 pub type StartFuture<'a> =
     Pin<Box<dyn Future<Output = Result<ActorCell, StartFailure>> + Send + 'a>>;
 
+/// Work a child leaves to finish once it has stopped (see [`with_after_stop`]).
+pub type AfterStopFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
 /// A child of the supervisor: a name, a way to start it linked, and a way to send it the
 /// messages every child understands.
 pub trait ChildSpec: Send + Sync + 'static {
     fn name(&self) -> &str;
     fn start(&self, ctx: ChildContext) -> StartFuture<'_>;
     fn send_common(&self, cell: &ActorCell, message: Common) -> Result<(), String>;
+
+    /// When the tree stops: work to finish, within the time given, after this child has
+    /// stopped and before the children started before it stop.
+    fn after_stop(&self, _within: Duration) -> Option<AfterStopFuture> {
+        None
+    }
+}
+
+/// `spec` with `hook` run after it stops when the tree stops, before the children started
+/// before it stop: the poller's buffered samples go to storage while storage still runs.
+pub fn with_after_stop<H>(spec: Arc<dyn ChildSpec>, hook: H) -> Arc<dyn ChildSpec>
+where
+    H: Fn(Duration) -> AfterStopFuture + Send + Sync + 'static,
+{
+    Arc::new(AfterStop { spec, hook })
+}
+
+struct AfterStop<H> {
+    spec: Arc<dyn ChildSpec>,
+    hook: H,
+}
+
+impl<H> ChildSpec for AfterStop<H>
+where
+    H: Fn(Duration) -> AfterStopFuture + Send + Sync + 'static,
+{
+    fn name(&self) -> &str {
+        self.spec.name()
+    }
+
+    fn start(&self, ctx: ChildContext) -> StartFuture<'_> {
+        self.spec.start(ctx)
+    }
+
+    fn send_common(&self, cell: &ActorCell, message: Common) -> Result<(), String> {
+        self.spec.send_common(cell, message)
+    }
+
+    fn after_stop(&self, within: Duration) -> Option<AfterStopFuture> {
+        Some((self.hook)(within))
+    }
 }
 
 /// A [`ChildSpec`] for any actor whose messages include [`Common`].

@@ -13,7 +13,7 @@ use crate::cli::logging::LogControl;
 use crate::duties::reload::{ReloadActor, ReloadArgs};
 use crate::duties::{control, metrics, opcua, poller, reload, storage, web};
 use crate::tree::backoff::SupervisorPolicy;
-use crate::tree::child::{actor_child, ChildSpec};
+use crate::tree::child::{actor_child, with_after_stop, ChildSpec};
 use crate::tree::messages::{
     ConfigUpdate, DiscoverOutcome, DiscoverTrigger, ReloadMsg, ReloadOutcome, ReloadTrigger,
     CALL_TIMEOUT,
@@ -51,6 +51,10 @@ pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
     let opcua_listener = options.opcua_listener.clone();
     // Sessions and the rest of the console's memory outlive restarts of the web actor.
     let web_process = Arc::new(web::WebProcess::new());
+    // What the poller hands to storage outlives its restarts, and is written before storage
+    // stops when the tree stops.
+    let forwarder = Arc::new(poller::forward::StorageForwarder::new());
+    let draining = forwarder.clone();
     vec![
         actor_child(storage::ROLE, |ctx| {
             let args = storage::StorageArgs {
@@ -68,14 +72,22 @@ pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
             };
             (opcua::OpcUaActor, args)
         }),
-        actor_child(poller::ROLE, |ctx| {
-            let args = poller::PollerArgs {
-                config: ctx.config.clone(),
-                output: Box::new(poller::output::PeerOutput::new()),
-                peers: ctx.peers.clone(),
-            };
-            (poller::PollerActor, args)
-        }),
+        with_after_stop(
+            actor_child(poller::ROLE, move |ctx| {
+                let args = poller::PollerArgs {
+                    config: ctx.config.clone(),
+                    output: Box::new(poller::output::PeerOutput::through(forwarder.clone())),
+                    peers: ctx.peers.clone(),
+                };
+                (poller::PollerActor, args)
+            }),
+            move |within| {
+                let forwarder = draining.clone();
+                Box::pin(async move {
+                    forwarder.drain_at_stop(within).await;
+                })
+            },
+        ),
         actor_child(web::ROLE, move |ctx| {
             let args = web::WebArgs {
                 config: ctx.config.clone(),

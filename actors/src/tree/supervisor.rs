@@ -558,7 +558,9 @@ impl SupervisorState {
         }
     }
 
-    /// Stops every running child, last started first.
+    /// Stops every running child, last started first, each followed by the work it leaves for
+    /// after its stop (the poller's: its buffered samples to storage), within the shutdown
+    /// budget: each child gets an equal share of what is left of it.
     async fn stop_all(&mut self, reason: &str) {
         if self.stopping
             && self
@@ -569,38 +571,56 @@ impl SupervisorState {
             return;
         }
         self.stopping = true;
-        let timeout = self.policy.stop_timeout_per_child(self.children.len());
-        for slot in self.children.iter_mut().rev() {
+        let deadline = Instant::now() + self.policy.shutdown_timeout;
+        let count = self.children.len();
+        for (done, slot) in self.children.iter_mut().rev().enumerate() {
+            let share = SupervisorPolicy::stop_share(
+                deadline.saturating_duration_since(Instant::now()),
+                count - done,
+            );
+            let share_ends = Instant::now() + share;
             slot.state = ChildState::Stopped;
             slot.next_retry = None;
             // A start in flight: let it end (bounded), so the instance it starts is stopped
             // here rather than left running.
             let starting = match slot.pending_start.take() {
-                Some(task) => tokio::time::timeout(timeout, task)
+                Some(task) => tokio::time::timeout(share, task)
                     .await
                     .ok()
                     .and_then(Result::ok)
                     .flatten(),
                 None => None,
             };
-            let Some(cell) = slot.cell.take().or(starting) else {
-                continue;
-            };
             let name = slot.spec.name();
-            info!(event = "actor_stopping", actor = name);
-            if cell
-                .stop_and_wait(Some(reason.to_string()), Some(timeout))
-                .await
-                .is_err()
-            {
-                warn!(
-                    event = "actor_stop_timeout",
-                    actor = name,
-                    timeout_ms = timeout.as_millis() as u64
-                );
-                let _ = cell.kill_and_wait(Some(timeout)).await;
+            if let Some(cell) = slot.cell.take().or(starting) {
+                let timeout = share_ends.saturating_duration_since(Instant::now());
+                info!(event = "actor_stopping", actor = name);
+                if cell
+                    .stop_and_wait(Some(reason.to_string()), Some(timeout))
+                    .await
+                    .is_err()
+                {
+                    warn!(
+                        event = "actor_stop_timeout",
+                        actor = name,
+                        timeout_ms = timeout.as_millis() as u64
+                    );
+                    let _ = cell.kill_and_wait(Some(share)).await;
+                }
+                info!(event = "actor_stopped", actor = name);
             }
-            info!(event = "actor_stopped", actor = name);
+            // Whether or not an instance was running: what it left (a buffer outlives it).
+            let within = share_ends.saturating_duration_since(Instant::now());
+            if let Some(work) = slot.spec.after_stop(within) {
+                if tokio::time::timeout(within, work).await.is_err() {
+                    warn!(
+                        event = "actor_stop_timeout",
+                        actor = name,
+                        timeout_ms = within.as_millis() as u64,
+                        "the work left after its stop did not end in time"
+                    );
+                }
+            }
         }
     }
 

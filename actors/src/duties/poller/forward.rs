@@ -1,6 +1,8 @@
 //! What the poller hands to storage: buffered while storage is down (bounded, oldest dropped
 //! first and counted), replayed in order when it is back, and coalesced into large batches so
-//! that one durable commit carries many uplinks.
+//! that one durable commit carries many uplinks. The tree keeps one forwarder for all the
+//! poller's instances, so a restart of the poller loses nothing, and drains it when the gateway
+//! stops, before storage stops ([`StorageForwarder::drain`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +15,7 @@ use opcgw::model::Sample;
 use opcgw::storage::Fold;
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -62,11 +64,34 @@ pub struct ForwardStats {
     pub buffered: AtomicU64,
     pub written: AtomicU64,
     pub dropped: AtomicU64,
+    /// Command updates not yet stored (they are never dropped).
+    pub commands: AtomicU64,
+    /// Woken whenever items are written or dropped.
+    progress: Notify,
+}
+
+impl ForwardStats {
+    fn settled(&self) -> bool {
+        self.buffered.load(Ordering::Acquire) == 0 && self.commands.load(Ordering::Acquire) == 0
+    }
+}
+
+/// What [`StorageForwarder::drain`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Samples stored while draining.
+    pub samples_written: u64,
+    /// Samples and command updates still not stored when the drain ended (storage not
+    /// running, failing, or slower than the time given).
+    pub samples_left: u64,
+    pub commands_left: u64,
 }
 
 pub struct StorageForwarder {
     items: mpsc::UnboundedSender<StorageItem>,
     storage: watch::Sender<Option<ActorRef<StorageMsg>>>,
+    /// Set by [`Self::drain`]: write everything at once, without gathering.
+    flush: watch::Sender<bool>,
     stats: Arc<ForwardStats>,
     _task: OwnedTask,
 }
@@ -86,22 +111,56 @@ impl StorageForwarder {
     pub fn with_limit(max_buffered: usize) -> Self {
         let (items, rx) = mpsc::unbounded_channel();
         let (storage, storage_rx) = watch::channel(None);
+        let (flush, flush_rx) = watch::channel(false);
         let stats = Arc::new(ForwardStats::default());
         let backlog = Backlog::new(max_buffered, stats.clone());
-        let task = OwnedTask::spawn(run(rx, storage_rx, backlog));
+        let task = OwnedTask::spawn(run(rx, storage_rx, flush_rx, backlog));
         Self {
             items,
             storage,
+            flush,
             stats,
             _task: task,
         }
     }
 
     pub fn send(&self, item: StorageItem) {
-        self.stats
-            .buffered
-            .fetch_add(item.samples() as u64, Ordering::Relaxed);
+        match &item {
+            StorageItem::Samples(samples) => self
+                .stats
+                .buffered
+                .fetch_add(samples.len() as u64, Ordering::AcqRel),
+            StorageItem::Command(_) => self.stats.commands.fetch_add(1, Ordering::AcqRel),
+        };
         let _ = self.items.send(item);
+    }
+
+    /// Writes everything waiting now, without gathering more for one commit, and waits until
+    /// it is stored, for at most `within`. Gives up at once while storage is not running (a
+    /// stopping gateway cannot wait for it to come back). What the poller hands over
+    /// meanwhile is written too.
+    pub async fn drain(&self, within: Duration) -> Drained {
+        let deadline = Instant::now() + within;
+        let written_before = self.stats.written.load(Ordering::Acquire);
+        self.flush.send_replace(true);
+        loop {
+            let progress = self.stats.progress.notified();
+            tokio::pin!(progress);
+            // Registered before the check, so a write in between is not missed.
+            progress.as_mut().enable();
+            if self.stats.settled() || self.storage.borrow().is_none() {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, progress).await.is_err() {
+                break;
+            }
+        }
+        self.flush.send_replace(false);
+        Drained {
+            samples_written: self.stats.written.load(Ordering::Acquire) - written_before,
+            samples_left: self.stats.buffered.load(Ordering::Acquire),
+            commands_left: self.stats.commands.load(Ordering::Acquire),
+        }
     }
 
     /// Where storage is now (None while it is down or restarting).
@@ -114,6 +173,30 @@ impl StorageForwarder {
             }
             changed
         });
+    }
+
+    /// [`Self::drain`], logged: what was stored, or what is lost because storage could not
+    /// take it before the gateway stopped.
+    pub async fn drain_at_stop(&self, within: Duration) -> Drained {
+        let started = Instant::now();
+        let drained = self.drain(within).await;
+        if drained.samples_left > 0 || drained.commands_left > 0 {
+            warn!(
+                event = "storage_buffer_lost",
+                samples = drained.samples_left,
+                commands = drained.commands_left,
+                written = drained.samples_written,
+                within_ms = within.as_millis() as u64,
+                "the gateway stopped before storage took these (not running, failing or too slow); raise supervisor.shutdown_timeout_seconds if storage was only slow"
+            );
+        } else if drained.samples_written > 0 {
+            info!(
+                event = "storage_buffer_flushed",
+                samples = drained.samples_written,
+                ms = started.elapsed().as_millis() as u64
+            );
+        }
+        drained
     }
 
     pub fn stats(&self) -> &ForwardStats {
@@ -192,8 +275,9 @@ impl Backlog {
             };
             let n = dropped.samples();
             self.samples -= n;
-            self.stats.buffered.fetch_sub(n as u64, Ordering::Relaxed);
+            self.stats.buffered.fetch_sub(n as u64, Ordering::AcqRel);
             self.stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            self.stats.progress.notify_waiters();
             if !self.overflowing {
                 self.overflowing = true;
                 warn!(
@@ -249,18 +333,28 @@ impl Backlog {
         }
     }
 
-    /// `n` samples are stored.
-    fn written(&mut self, n: usize) {
-        self.samples -= n;
-        self.stats.buffered.fetch_sub(n as u64, Ordering::Relaxed);
-        self.stats.written.fetch_add(n as u64, Ordering::Relaxed);
-        self.overflowing = false;
+    /// `batch` is stored.
+    fn written(&mut self, batch: &Batch) {
+        match batch {
+            Batch::Command(_) => {
+                self.stats.commands.fetch_sub(1, Ordering::AcqRel);
+            }
+            Batch::Samples(_) => {
+                let n = batch.samples();
+                self.samples -= n;
+                self.stats.written.fetch_add(n as u64, Ordering::AcqRel);
+                self.stats.buffered.fetch_sub(n as u64, Ordering::AcqRel);
+                self.overflowing = false;
+            }
+        }
+        self.stats.progress.notify_waiters();
     }
 }
 
 async fn run(
     mut items: mpsc::UnboundedReceiver<StorageItem>,
     mut storage: watch::Receiver<Option<ActorRef<StorageMsg>>>,
+    mut flush: watch::Receiver<bool>,
     mut backlog: Backlog,
 ) {
     let mut failing = false;
@@ -286,11 +380,12 @@ async fn run(
         };
         if let Some(due) = last_append
             .map(|at| at + MIN_APPEND_INTERVAL)
-            .filter(|due| *due > Instant::now() && backlog.may_wait())
+            .filter(|due| *due > Instant::now() && backlog.may_wait() && !*flush.borrow())
         {
-            // Gather more for one commit; a command or a full batch goes at once.
+            // Gather more for one commit; a command, a full batch or a drain goes at once.
             tokio::select! {
                 _ = tokio::time::sleep_until(due) => last_append = None,
+                _ = flush.wait_for(|now| *now) => {}
                 item = items.recv() => match item {
                     Some(item) => backlog.push(item),
                     None => return,
@@ -310,11 +405,11 @@ async fn run(
             Fold::WhenDue
         };
         match write(&target, &batch, fold).await {
-            Ok(samples) => {
+            Ok(()) => {
                 if matches!(batch, Batch::Samples(_)) {
-                    backlog.written(samples);
                     last_append = Some(started);
                 }
+                backlog.written(&batch);
                 if failing {
                     failing = false;
                     info!(event = "storage_writes_resumed", queued = backlog.samples);
@@ -344,8 +439,8 @@ async fn run(
     }
 }
 
-/// One storage call; the samples it stored.
-async fn write(target: &ActorRef<StorageMsg>, batch: &Batch, fold: Fold) -> Result<usize, String> {
+/// One storage call.
+async fn write(target: &ActorRef<StorageMsg>, batch: &Batch, fold: Fold) -> Result<(), String> {
     match batch {
         Batch::Command(update) => {
             let result = target
@@ -357,10 +452,9 @@ async fn write(target: &ActorRef<StorageMsg>, batch: &Batch, fold: Fold) -> Resu
                     Some(WRITE_TIMEOUT),
                 )
                 .await;
-            flatten(result).map(|()| 0)
+            flatten(result)
         }
         Batch::Samples(pieces) => {
-            let n = batch.samples();
             let result = target
                 .call(
                     |reply| StorageMsg::Append {
@@ -371,7 +465,7 @@ async fn write(target: &ActorRef<StorageMsg>, batch: &Batch, fold: Fold) -> Resu
                     Some(WRITE_TIMEOUT),
                 )
                 .await;
-            flatten(result).map(|()| n)
+            flatten(result)
         }
     }
 }
@@ -392,275 +486,5 @@ fn flatten<T, E: std::fmt::Display>(
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-
-    use opcgw::commands::CommandState;
-    use opcgw::model::{SampleOrigin, Timestamp, Value};
-    use opcgw::storage::AppendReport;
-    use ractor::{Actor, ActorProcessingErr};
-
-    use super::*;
-    use crate::tree::messages::StorageFailure;
-
-    /// What the fake storage was asked, in order.
-    #[derive(Debug, Clone, PartialEq)]
-    enum Write {
-        Refused(Vec<i64>),
-        Appended(Vec<i64>),
-        Command(u64),
-    }
-
-    /// Storage that refuses its first `refuse` appends and records every write.
-    struct FakeStorage;
-
-    struct FakeState {
-        log: Arc<Mutex<Vec<Write>>>,
-        refuse: usize,
-    }
-
-    impl Actor for FakeStorage {
-        type Msg = StorageMsg;
-        type State = FakeState;
-        type Arguments = FakeState;
-
-        async fn pre_start(
-            &self,
-            _myself: ActorRef<StorageMsg>,
-            state: FakeState,
-        ) -> Result<FakeState, ActorProcessingErr> {
-            Ok(state)
-        }
-
-        async fn handle(
-            &self,
-            _myself: ActorRef<StorageMsg>,
-            message: StorageMsg,
-            state: &mut FakeState,
-        ) -> Result<(), ActorProcessingErr> {
-            let mut log = state.log.lock().unwrap_or_else(|e| e.into_inner());
-            match message {
-                StorageMsg::Append { pieces, reply, .. } => {
-                    let values = (pieces.iter().flat_map(|piece| piece.iter()))
-                        .map(|s| s.source_time.0)
-                        .collect();
-                    if state.refuse > 0 {
-                        state.refuse -= 1;
-                        log.push(Write::Refused(values));
-                        let _ = reply.send(Err(StorageFailure::Unavailable("disk full".into())));
-                    } else {
-                        log.push(Write::Appended(values));
-                        let _ = reply.send(Ok(AppendReport::default()));
-                    }
-                }
-                StorageMsg::UpdateCommand { update, reply } => {
-                    log.push(Write::Command(update.id));
-                    let _ = reply.send(Ok(None));
-                }
-                _ => {}
-            }
-            Ok(())
-        }
-    }
-
-    /// Item `item`'s three samples, told apart by their source times `item*10 + 0..3`.
-    fn samples(item: i64) -> StorageItem {
-        let samples: Vec<Sample> = (0..3)
-            .map(|j| Sample {
-                device_id: "dev".into(),
-                metric: "m".into(),
-                value: Value::Float(1.0),
-                source_time: Timestamp(item * 10 + j),
-                received_time: Timestamp(0),
-                origin: SampleOrigin::Uplink,
-            })
-            .collect();
-        StorageItem::Samples(samples.into())
-    }
-
-    fn command(id: u64) -> StorageItem {
-        StorageItem::Command(Arc::new(CommandUpdate {
-            id,
-            device_id: "dev".into(),
-            command_name: "c".into(),
-            state: CommandState::Sent,
-            queue_item_id: None,
-            transmitted: false,
-            detail: None,
-            at: Timestamp(0),
-        }))
-    }
-
-    fn times(items: &[i64]) -> Vec<i64> {
-        items
-            .iter()
-            .flat_map(|i| (0..3).map(move |j| i * 10 + j))
-            .collect()
-    }
-
-    /// A fake storage refusing its first `refuse` appends, and the log of what it was asked.
-    async fn fake_storage(refuse: usize) -> (ActorRef<StorageMsg>, Arc<Mutex<Vec<Write>>>) {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (storage, _join) = Actor::spawn(
-            None,
-            FakeStorage,
-            FakeState {
-                log: log.clone(),
-                refuse,
-            },
-        )
-        .await
-        .expect("fake storage starts");
-        (storage, log)
-    }
-
-    /// Waits (on the paused clock) until `done` holds.
-    async fn until(what: &str, done: impl Fn() -> bool) {
-        for _ in 0..10_000 {
-            if done() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("never happened: {what}");
-    }
-
-    /// The appends `backlog` is written in when nothing else arrives: the samples in each, and
-    /// whether more wait behind it.
-    fn append_sizes(backlog: &mut Backlog) -> Vec<(usize, bool)> {
-        let mut sizes = Vec::new();
-        while let Some(batch) = backlog.next_batch() {
-            assert!(
-                matches!(batch, Batch::Samples(_)),
-                "only samples were queued"
-            );
-            let catching_up = backlog.catching_up(&batch);
-            backlog.samples -= batch.samples();
-            sizes.push((batch.samples(), catching_up));
-        }
-        sizes
-    }
-
-    #[test]
-    fn a_backlog_is_written_in_larger_appends_and_a_trickle_in_ordinary_ones() {
-        let one = match samples(1) {
-            StorageItem::Samples(samples) => samples[0].clone(),
-            StorageItem::Command(_) => unreachable!(),
-        };
-        let items = |count: usize| {
-            (0..count).map(|_| StorageItem::Samples(vec![one.clone(); 1_000].into()))
-        };
-        let mut backlog = Backlog::new(MAX_BUFFERED_SAMPLES, Arc::default());
-        // 60,000 samples waiting (storage was away, or 10,000 streams replayed their events).
-        items(60).for_each(|item| backlog.push(item));
-        // Storage is told when more waits behind an append, or when an append is a full
-        // one (a catch-up's end): it defers its fold.
-        assert_eq!(
-            append_sizes(&mut backlog),
-            [(MAX_CATCH_UP_SAMPLES, true), (10_000, true)]
-        );
-        // More than one ordinary append's worth goes in one.
-        items(15).for_each(|item| backlog.push(item));
-        assert_eq!(append_sizes(&mut backlog), [(15_000, true)]);
-        items(9).for_each(|item| backlog.push(item));
-        assert_eq!(append_sizes(&mut backlog), [(9_000, false)]);
-        // Less: all of it, as before.
-        items(4).for_each(|item| backlog.push(item));
-        assert_eq!(append_sizes(&mut backlog), [(4_000, false)]);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_full_buffer_drops_the_oldest_samples_counted_and_replays_the_rest_in_order() {
-        let forwarder = StorageForwarder::with_limit(10);
-        let stats = forwarder.stats.clone();
-        // Storage is down: 18 samples and a command arrive for a buffer of 10 samples.
-        for item in [
-            samples(1),
-            samples(2),
-            samples(3),
-            command(7),
-            samples(4),
-            samples(5),
-        ] {
-            forwarder.send(item);
-        }
-        until("the oldest samples are dropped", || {
-            stats.dropped.load(Ordering::Relaxed) == 6
-        })
-        .await;
-        assert_eq!(stats.buffered.load(Ordering::Relaxed), 9);
-        assert_eq!(stats.written.load(Ordering::Relaxed), 0);
-
-        // Storage comes back, refuses the first append, then takes everything.
-        let (storage, log) = fake_storage(1).await;
-        forwarder.set_storage(Some(storage.clone()));
-        until("the rest is written", || {
-            stats.written.load(Ordering::Relaxed) == 9
-        })
-        .await;
-
-        let log = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        assert_eq!(
-            log,
-            vec![
-                Write::Refused(times(&[3])),
-                Write::Appended(times(&[3])),
-                Write::Command(7),
-                Write::Appended(times(&[4, 5])),
-            ],
-            "the oldest two items dropped, the command kept, the rest in order"
-        );
-        assert_eq!(stats.dropped.load(Ordering::Relaxed), 6);
-        assert_eq!(stats.buffered.load(Ordering::Relaxed), 0);
-        storage.stop(None);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn uplinks_arriving_one_by_one_share_a_commit_and_commands_do_not_wait() {
-        let (storage, log) = fake_storage(0).await;
-        let forwarder = StorageForwarder::new();
-        let stats = forwarder.stats.clone();
-        forwarder.set_storage(Some(storage.clone()));
-        // 30 uplinks, one every 10 ms (300 ms), as thousands of streamed devices deliver them.
-        for item in 1..=30 {
-            forwarder.send(samples(item));
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        until("every sample is written", || {
-            stats.written.load(Ordering::Relaxed) == 90
-        })
-        .await;
-        let appends = log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|w| matches!(w, Write::Appended(_)))
-            .count();
-        assert!(
-            (2..=5).contains(&appends),
-            "30 uplinks over 300 ms in {appends} appends (one per {MIN_APPEND_INTERVAL:?} or so)"
-        );
-        // Right after an append, a command is written at once, and the samples before it.
-        log.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        forwarder.send(samples(40));
-        until("an append", || !log.lock().unwrap().is_empty()).await;
-        let appended = Instant::now();
-        forwarder.send(samples(41));
-        forwarder.send(command(9));
-        until("the command", || log.lock().unwrap().len() == 3).await;
-        assert!(
-            appended.elapsed() < MIN_APPEND_INTERVAL,
-            "the command waited {:?}",
-            appended.elapsed()
-        );
-        assert_eq!(
-            log.lock().unwrap().clone(),
-            vec![
-                Write::Appended(times(&[40])),
-                Write::Appended(times(&[41])),
-                Write::Command(9),
-            ]
-        );
-        storage.stop(None);
-    }
-}
+#[path = "forward_tests.rs"]
+mod tests;

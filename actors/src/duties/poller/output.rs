@@ -1,6 +1,7 @@
 //! Where the poller's results go: to its peers in the tree, or to a test's channel.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
@@ -31,10 +32,11 @@ pub trait PollerOutput: Send + 'static {
 }
 
 /// Feeds the tree: samples and command updates to storage through a [`StorageForwarder`]
-/// (buffered and replayed across storage restarts), and everything to the OPC UA and web
-/// actors as it happens (they only ever want the newest state).
+/// (buffered and replayed across storage restarts; the tree's one forwarder outlives the
+/// poller's restarts too), and everything to the OPC UA and web actors as it happens (they
+/// only ever want the newest state).
 pub struct PeerOutput {
-    storage: StorageForwarder,
+    storage: Arc<StorageForwarder>,
 }
 
 impl Default for PeerOutput {
@@ -45,9 +47,12 @@ impl Default for PeerOutput {
 
 impl PeerOutput {
     pub fn new() -> Self {
-        Self {
-            storage: StorageForwarder::new(),
-        }
+        Self::through(Arc::new(StorageForwarder::new()))
+    }
+
+    /// Feeds storage through `forwarder`, shared with the poller's later instances.
+    pub fn through(forwarder: Arc<StorageForwarder>) -> Self {
+        Self { storage: forwarder }
     }
 }
 
