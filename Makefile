@@ -35,7 +35,8 @@ run: deps
 
 ## test: the whole test suite (unit, end-to-end against the real binary, the OPC UA server
 ## checked with an independent client: Python asyncua, installed into .venv, and the web console
-## driven in headless Chromium: installed when missing; screenshots in target/browser-screenshots).
+## driven in headless Chromium: installed when missing; screenshots in target/browser-screenshots),
+## and the own unit tests of the vendored async-opcua crates (workspace members).
 test: deps venv browser-deps
 	OPCGW_PYTHON=$(CURDIR)/$(VENV)/bin/python $(CARGO) test --workspace --locked
 

@@ -102,10 +102,59 @@ fn deletions_in_the_compact_store_match_the_published_ones() {
     // A node's own references, and the mirrored ones at their other ends.
     space.delete_node_references(&types, true);
     published.delete_node_references(&types, true);
-    // Only its own, leaving the other ends' lists as they were.
+    // Only its own, leaving the other ends' lists as they were (the server organized by the
+    // objects folder again first, so that it has a reference from another node).
+    space.insert_reference(&objects, &server, organizes.clone());
+    published.insert_reference(&objects, &server, organizes.clone());
+    let tree = DefaultTypeTree::new();
+    let around_server: Vec<(NodeId, NodeId, NodeId)> = published
+        .find_references(
+            &server,
+            None::<(NodeId, bool)>,
+            &tree,
+            BrowseDirection::Both,
+        )
+        .map(|r| {
+            let other = r.target_node.clone();
+            let typ = r.reference_type.clone();
+            match r.direction {
+                ua::nodes::ReferenceDirection::Forward => (server.clone(), other, typ),
+                ua::nodes::ReferenceDirection::Inverse => (other, server.clone(), typ),
+            }
+        })
+        .collect();
+    assert!(
+        around_server.len() > 10,
+        "{} references",
+        around_server.len()
+    );
     space.delete_node_references(&server, false);
     published.delete_node_references(&server, false);
+    // Whether each of them still exists (a reference to the server from another node does,
+    // one from the server does not), as the published store says.
+    let exists = |store: &dyn Fn(&NodeId, &NodeId, &NodeId) -> bool| -> Vec<bool> {
+        (around_server
+            .iter()
+            .map(|(from, to, typ)| store(from, to, typ)))
+        .collect()
+    };
+    let mine = exists(&|from, to, typ| space.has_reference(from, to, typ));
+    assert_eq!(
+        mine,
+        exists(&|from, to, typ| published.has_reference(from, to, typ))
+    );
+    assert!(mine.contains(&true) && mine.contains(&false), "{mine:?}");
     space.insert_reference(&server, &types, organizes.clone());
-    published.insert_reference(&server, &types, organizes);
+    published.insert_reference(&server, &types, organizes.clone());
+    assert_same(&space, &published, &ids);
+    // A reference to the server whose server-side copy went is inserted again: it exists
+    // already (its source lists it), so neither store adds a copy.
+    let (from, to, typ) = around_server
+        .iter()
+        .find(|(from, _, _)| *from != server)
+        .expect("a reference to the server")
+        .clone();
+    space.insert_reference(&from, &to, typ.clone());
+    published.insert_reference(&from, &to, typ);
     assert_same(&space, &published, &ids);
 }

@@ -17,8 +17,8 @@ pub use crate::aes::{AesKey, KeySize, PKey, PrivateKey, PublicKey};
 pub use crate::x509::{X509Data, X509Error, X509};
 pub use certificate_store::CertificateStore;
 // opcgw patch: bounds on pki/rejected/.
-pub use rejected_certificates::RejectedCertificateLimits;
 pub use policy::{AesDerivedKeys, PaddingInfo};
+pub use rejected_certificates::RejectedCertificateLimits;
 pub use security_policy::SecurityPolicy;
 pub use thumbprint::Thumbprint;
 pub use user_identity::{
@@ -30,9 +30,9 @@ pub use user_identity::{
 mod tests;
 
 mod certificate_store;
-mod rejected_certificates; // opcgw patch
 mod hash;
 pub mod random;
+mod rejected_certificates; // opcgw patch
 mod security_policy;
 mod thumbprint;
 mod user_identity;

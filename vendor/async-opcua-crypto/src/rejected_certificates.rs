@@ -62,7 +62,11 @@ pub(crate) struct RejectedLedger {
 
 impl RejectedLedger {
     /// Whether one more file may be written now (and counts it if so).
-    pub(crate) fn decide(&mut self, limits: RejectedCertificateLimits, now: Instant) -> WriteDecision {
+    pub(crate) fn decide(
+        &mut self,
+        limits: RejectedCertificateLimits,
+        now: Instant,
+    ) -> WriteDecision {
         while self
             .recent_writes
             .front()
@@ -149,7 +153,10 @@ fn files_by_age(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         let entry = entry?;
         let meta = entry.metadata()?;
         if meta.is_file() {
-            files.push((meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), entry.path()));
+            files.push((
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                entry.path(),
+            ));
         }
     }
     files.sort();

@@ -4,8 +4,8 @@
 
 //! Provides server state information, such as status, configuration, running servers and so on.
 
-use std::sync::atomic::{AtomicU16, AtomicU8, Ordering};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -480,20 +480,16 @@ impl ServerInfo {
         // opcgw patch: a token refused before its credentials are checked is reported to the
         // AuthManager (with the client's address), so malformed activations are logged and
         // throttled like failed logins.
-        let token_password = match self.username_token_password(
-            endpoint,
-            token,
-            server_key,
-            server_nonce,
-        ) {
-            Ok(password) => password,
-            Err(error) => {
-                self.authenticator
-                    .identity_token_rejected(endpoint, peer, &error)
-                    .await;
-                return Err(error);
-            }
-        };
+        let token_password =
+            match self.username_token_password(endpoint, token, server_key, server_nonce) {
+                Ok(password) => password,
+                Err(error) => {
+                    self.authenticator
+                        .identity_token_rejected(endpoint, peer, &error)
+                        .await;
+                    return Err(error);
+                }
+            };
         self.authenticator
             .authenticate_username_identity_token_from(
                 endpoint,

@@ -36,7 +36,6 @@ pub use opcua_types::event_field::EventField;
 pub use reverse_connect::ReverseConnectTargetConfig;
 pub use server::Server;
 // opcgw patch: TCP connection caps, set with `Server::set_connection_limits`.
-pub use transport::ConnectionLimits;
 pub use server_handle::ServerHandle;
 pub use server_status::ServerStatusWrapper;
 pub use session::continuation_points::ContinuationPoint;
@@ -44,6 +43,7 @@ pub use subscriptions::{
     CreateMonitoredItem, MonitoredItem, MonitoredItemHandle, SessionSubscriptions, Subscription,
     SubscriptionCache, SubscriptionState,
 };
+pub use transport::ConnectionLimits;
 
 /// Utilities for efficiently notifying subscriptions.
 ///

@@ -15,11 +15,11 @@ use hashbrown::{HashMap, HashSet};
 use tracing::{debug, error, info, warn};
 
 use crate::node_manager::{ParsedReadValueId, ParsedWriteValue, RequestContext};
-use references::ReferenceStore;
 use opcua_types::{
     node_id::IntoNodeIdRef, BrowseDirection, DataValue, LocalizedText, NodeClass, NodeId,
     QualifiedName, ReferenceTypeId, StatusCode, TimestampsToReturn,
 };
+use references::ReferenceStore;
 
 /// Represents an in-memory address space.
 #[derive(Default)]

@@ -8,7 +8,13 @@
 //! its references were added.
 //!
 //! Adding, finding and deleting one reference scans a node's list (for a check of existence,
-//! the shorter of the two ends' lists). That is cheap for the standard address space (5,118
+//! the shorter of the two ends' lists, while every reference is listed at both of its ends).
+//!
+//! Deleting a node's references without the other ends' (`delete_target_references` false)
+//! leaves, as the published store does, the other ends' copies: a reference then may be listed
+//! at one end only. From then on existence is decided by the source's list, as the published
+//! store decides it by its map of sources, and an insertion of a reference its source does not
+//! list adds the copy at the target unless the target lists it already. That is cheap for the standard address space (5,118
 //! nodes; its longest list holds 2,248 references); an address space whose nodes are added
 //! and deleted by clients would want a different store. The in-memory node managers refuse
 //! AddNodes and DeleteNodes by default, so the node ids held here are the ones loaded at
@@ -74,6 +80,8 @@ pub(crate) struct ReferenceStore {
     hasher: DefaultHashBuilder,
     /// Each node's references, by the node's index in `ids`.
     links: Vec<Vec<Link>>,
+    /// Some reference is listed at one of its ends only (see the module's documentation).
+    one_sided: bool,
 }
 
 impl ReferenceStore {
@@ -91,6 +99,7 @@ impl ReferenceStore {
             index,
             hasher,
             links,
+            ..
         } = self;
         if let Some(&at) = index.find(hash, |&at| ids[at as usize] == *id) {
             return at;
@@ -106,11 +115,11 @@ impl ReferenceStore {
         at
     }
 
-    /// Whether the reference is listed: at both of its ends or at neither, so the shorter
-    /// list is searched.
+    /// Whether the reference exists: listed at its source. While every reference is listed
+    /// at both of its ends or at neither, the shorter list is searched.
     fn contains(&self, source: u32, target: u32, reference_type: u32) -> bool {
         let (at_source, at_target) = (&self.links[source as usize], &self.links[target as usize]);
-        if at_source.len() <= at_target.len() {
+        if self.one_sided || at_source.len() <= at_target.len() {
             at_source.contains(&Link::forward(reference_type, target))
         } else {
             at_target.contains(&Link::inverse(reference_type, source))
@@ -124,11 +133,28 @@ impl ReferenceStore {
         let source = self.intern(source);
         let target = self.intern(target);
         let reference_type = self.intern(reference_type);
+        let (forward, inverse) = (
+            Link::forward(reference_type, target),
+            Link::inverse(reference_type, source),
+        );
+        if self.one_sided {
+            // Listed at its source: it exists, nothing to add (as in the published store).
+            // Else its target may still list it.
+            if self.links[source as usize].contains(&forward) {
+                return;
+            }
+            self.links[source as usize].push(forward);
+            let at_target = &mut self.links[target as usize];
+            if !at_target.contains(&inverse) {
+                at_target.push(inverse);
+            }
+            return;
+        }
         if self.contains(source, target, reference_type) {
             return;
         }
-        self.links[source as usize].push(Link::forward(reference_type, target));
-        self.links[target as usize].push(Link::inverse(reference_type, source));
+        self.links[source as usize].push(forward);
+        self.links[target as usize].push(inverse);
     }
 
     /// Insert a list of references of `source`.
@@ -217,6 +243,8 @@ impl ReferenceStore {
             for link in &links {
                 remove(&mut self.links[link.node as usize], link.mirror(here));
             }
+        } else if !links.is_empty() {
+            self.one_sided = true;
         }
         !links.is_empty()
     }

@@ -343,6 +343,8 @@ mod tests {
     /// Ensures that the `limits` section of `samples/server.conf` stays in
     /// sync with the `Limits` struct fields.
     #[test]
+    // opcgw patch: the sample configuration is in the upstream repository, not in this crate.
+    #[ignore = "reads ../samples/server.conf of the upstream repository, which is not vendored"]
     fn server_conf_limits_match_struct_field_names() {
         let conf_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/server.conf");
         let content = fs::read_to_string(&conf_path).unwrap();

@@ -669,8 +669,7 @@ impl SessionSubscriptions {
                 }))
             }
 
-            let undeliverable =
-                session_gone && subscription.state() == SubscriptionState::Closed;
+            let undeliverable = session_gone && subscription.state() == SubscriptionState::Closed;
             if subscription.ready_to_remove() || undeliverable {
                 self.subscriptions.remove(&sub_id);
                 self.retransmission_queue

@@ -43,8 +43,10 @@ fn is_resource_shortage(error: &io::Error) -> bool {
     const ENFILE: i32 = 23;
     const ENOBUFS: i32 = 105;
     const ENOMEM: i32 = 12;
-    matches!(error.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
-        || error.kind() == io::ErrorKind::OutOfMemory
+    matches!(
+        error.raw_os_error(),
+        Some(EMFILE | ENFILE | ENOBUFS | ENOMEM)
+    ) || error.kind() == io::ErrorKind::OutOfMemory
 }
 
 #[cfg(test)]

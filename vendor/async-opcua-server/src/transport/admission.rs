@@ -172,8 +172,14 @@ mod tests {
 
     #[test]
     fn an_ipv6_64_is_one_source_and_mapped_ipv4_is_the_ipv4_address() {
-        assert_eq!(source_of(ip("2001:db8::1")), source_of(ip("2001:db8::ffff:2")));
-        assert_ne!(source_of(ip("2001:db8::1")), source_of(ip("2001:db8:0:1::1")));
+        assert_eq!(
+            source_of(ip("2001:db8::1")),
+            source_of(ip("2001:db8::ffff:2"))
+        );
+        assert_ne!(
+            source_of(ip("2001:db8::1")),
+            source_of(ip("2001:db8:0:1::1"))
+        );
         assert_eq!(source_of(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
     }
 }
