@@ -139,6 +139,13 @@ impl Store {
                 rows.push(((sample.source_time.as_micros(), id), sample));
             }
             rows.sort_by_key(|(key, _)| *key);
+            // Older than every row so far: retention must look again.
+            if let Some(&((oldest, _), _)) = rows.first() {
+                let floor = schema::history_floor(&txn).at(&path, ACTION)?;
+                if floor.is_some_and(|floor| oldest < floor) {
+                    schema::set_history_floor(&txn, oldest).at(&path, ACTION)?;
+                }
+            }
 
             // Newest sample of the batch per series.
             let mut newest: HashMap<u32, &Sample> = HashMap::new();

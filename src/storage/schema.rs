@@ -41,6 +41,11 @@ pub const META_HISTORY_ROWS: &str = "history_rows";
 pub const META_STAGED_GENERATION: &str = "staged_generation";
 /// The id the next enqueued command gets: ids never repeat, even after commands are pruned.
 pub const META_NEXT_COMMAND_ID: &str = "next_command_id";
+/// No history row (staged or folded) is older than this time (microseconds, stored as the
+/// bits of an `i64`): lowered by an append of older samples, set by a retention pass that went
+/// through every series. Absent: not known (files from before it, until their first full
+/// pass). A retention pass whose horizon is not past it has nothing to read.
+pub const META_HISTORY_FLOOR: &str = "history_floor";
 
 /// First command id of a new database.
 pub const FIRST_COMMAND_ID: u64 = 1;
@@ -77,6 +82,20 @@ pub fn add_history_rows(txn: &WriteTransaction, delta: i64) -> Result<(), redb::
     let rows = meta.get(META_HISTORY_ROWS)?.map_or(0, |v| v.value());
     let rows = rows.saturating_add_signed(delta);
     meta.insert(META_HISTORY_ROWS, rows)?;
+    Ok(())
+}
+
+/// The history floor ([`META_HISTORY_FLOOR`]), if known.
+pub fn history_floor(txn: &WriteTransaction) -> Result<Option<i64>, redb::Error> {
+    let meta = txn.open_table(META)?;
+    let floor = meta.get(META_HISTORY_FLOOR)?.map(|v| v.value() as i64);
+    Ok(floor)
+}
+
+/// Records the history floor, inside the caller's transaction.
+pub fn set_history_floor(txn: &WriteTransaction, floor: i64) -> Result<(), redb::Error> {
+    txn.open_table(META)?
+        .insert(META_HISTORY_FLOOR, floor as u64)?;
     Ok(())
 }
 

@@ -481,6 +481,7 @@ impl StorageState {
         let horizon = Timestamp::now().saturating_sub(Duration::from_secs(days * 86_400));
         // History first, then finished commands (unfinished ones are kept whatever their age);
         // one bounded chunk of either per tick.
+        let started = std::time::Instant::now();
         let result = blocking(|| -> Result<_, opcgw::storage::StorageError> {
             let history = self.store.prune(horizon, PRUNE_CHUNK_ROWS)?;
             if history.more {
@@ -493,8 +494,17 @@ impl StorageState {
             Ok((report, commands_more)) => {
                 self.counters.pruned += report.removed as u64;
                 self.export_size();
-                if report.removed > 0 {
-                    debug!(event = "history_pruned", removed = report.removed, horizon = %horizon, more = report.more);
+                // A chunk that looked at the history (none while the history floor says
+                // nothing is older than the horizon).
+                if report.removed > 0 || report.scanned > 0 {
+                    debug!(
+                        event = "history_pruned",
+                        removed = report.removed,
+                        scanned = report.scanned,
+                        ms = started.elapsed().as_millis() as u64,
+                        horizon = %horizon,
+                        more = report.more
+                    );
                 }
                 self.schedule_prune(if report.more || commands_more {
                     Duration::ZERO
