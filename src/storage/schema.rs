@@ -106,6 +106,8 @@ pub fn initialize(txn: &WriteTransaction) -> Result<(), redb::Error> {
     meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION)?;
     meta.insert(META_NEXT_COMMAND_ID, FIRST_COMMAND_ID)?;
     meta.insert(META_HISTORY_ROWS, 0)?;
+    // No rows: none older than anything (the first append lowers it).
+    meta.insert(META_HISTORY_FLOOR, i64::MAX as u64)?;
     Ok(())
 }
 

@@ -487,7 +487,7 @@ async fn work_a_child_leaves_for_after_its_stop_runs_before_the_children_before_
     let after_b = {
         let journal = journal.clone();
         let given = given.clone();
-        with_after_stop(probe("b", &journal, None), move |within| {
+        with_after_stop(probe("b", &journal, None), move |within, _peers| {
             let journal = journal.clone();
             given.lock().unwrap().push(within);
             Box::pin(async move {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
 
-use crate::tree::messages::{Common, ConfigUpdate};
+use crate::tree::messages::{Common, ConfigUpdate, Peers};
 use crate::tree::supervisor::SupervisorMsg;
 
 /// What a child gets when it is (re)started: its supervisor and the live configuration
@@ -58,8 +58,8 @@ pub trait ChildSpec: Send + Sync + 'static {
     fn send_common(&self, cell: &ActorCell, message: Common) -> Result<(), String>;
 
     /// When the tree stops: work to finish, within the time given, after this child has
-    /// stopped and before the children started before it stop.
-    fn after_stop(&self, _within: Duration) -> Option<AfterStopFuture> {
+    /// stopped and before the children started before it stop (`peers`: those still running).
+    fn after_stop(&self, _within: Duration, _peers: &Peers) -> Option<AfterStopFuture> {
         None
     }
 }
@@ -68,7 +68,7 @@ pub trait ChildSpec: Send + Sync + 'static {
 /// before it stop: the poller's buffered samples go to storage while storage still runs.
 pub fn with_after_stop<H>(spec: Arc<dyn ChildSpec>, hook: H) -> Arc<dyn ChildSpec>
 where
-    H: Fn(Duration) -> AfterStopFuture + Send + Sync + 'static,
+    H: Fn(Duration, &Peers) -> AfterStopFuture + Send + Sync + 'static,
 {
     Arc::new(AfterStop { spec, hook })
 }
@@ -80,7 +80,7 @@ struct AfterStop<H> {
 
 impl<H> ChildSpec for AfterStop<H>
 where
-    H: Fn(Duration) -> AfterStopFuture + Send + Sync + 'static,
+    H: Fn(Duration, &Peers) -> AfterStopFuture + Send + Sync + 'static,
 {
     fn name(&self) -> &str {
         self.spec.name()
@@ -94,8 +94,8 @@ where
         self.spec.send_common(cell, message)
     }
 
-    fn after_stop(&self, within: Duration) -> Option<AfterStopFuture> {
-        Some((self.hook)(within))
+    fn after_stop(&self, within: Duration, peers: &Peers) -> Option<AfterStopFuture> {
+        Some((self.hook)(within, peers))
     }
 }
 

@@ -81,7 +81,10 @@ pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
                 };
                 (poller::PollerActor, args)
             }),
-            move |within| {
+            move |within, peers| {
+                // Where storage is now: the forwarder learns it from a running poller, which
+                // may not have heard of the latest storage instance.
+                draining.set_storage(peers.storage().map(|peer| peer.actor().clone()));
                 let forwarder = draining.clone();
                 Box::pin(async move {
                     forwarder.drain_at_stop(within).await;

@@ -23,6 +23,10 @@ use crate::tree::backoff::{RestartWindow, SupervisorPolicy};
 use crate::tree::child::{ChildContext, ChildSpec, StartFailure};
 use crate::tree::messages::{Common, ConfigUpdate, Peers};
 
+/// What work left after a child's stop is not given of the time it may take: it ends, and
+/// reports how, before it would be cut off.
+const AFTER_STOP_MARGIN: Duration = Duration::from_millis(50);
+
 /// Longest error text kept per child (it reaches status pages and logs).
 const MAX_ERROR_CHARS: usize = 300;
 
@@ -573,12 +577,13 @@ impl SupervisorState {
         self.stopping = true;
         let deadline = Instant::now() + self.policy.shutdown_timeout;
         let count = self.children.len();
-        for (done, slot) in self.children.iter_mut().rev().enumerate() {
+        for (done, index) in (0..count).rev().enumerate() {
             let share = SupervisorPolicy::stop_share(
                 deadline.saturating_duration_since(Instant::now()),
                 count - done,
             );
             let share_ends = Instant::now() + share;
+            let slot = &mut self.children[index];
             slot.state = ChildState::Stopped;
             slot.next_retry = None;
             // A start in flight: let it end (bounded), so the instance it starts is stopped
@@ -591,7 +596,8 @@ impl SupervisorState {
                     .flatten(),
                 None => None,
             };
-            let name = slot.spec.name();
+            let spec = slot.spec.clone();
+            let name = spec.name();
             if let Some(cell) = slot.cell.take().or(starting) {
                 let timeout = share_ends.saturating_duration_since(Instant::now());
                 info!(event = "actor_stopping", actor = name);
@@ -609,9 +615,14 @@ impl SupervisorState {
                 }
                 info!(event = "actor_stopped", actor = name);
             }
-            // Whether or not an instance was running: what it left (a buffer outlives it).
+            // Whether or not an instance was running: what it left (a buffer outlives it),
+            // with the siblings still running. The work is given a little less than what is
+            // left of the share, so that it ends (and says how it ended) before it is cut off.
             let within = share_ends.saturating_duration_since(Instant::now());
-            if let Some(work) = slot.spec.after_stop(within) {
+            if let Some(work) = spec.after_stop(
+                within.saturating_sub(AFTER_STOP_MARGIN),
+                &self.running_peers(),
+            ) {
                 if tokio::time::timeout(within, work).await.is_err() {
                     warn!(
                         event = "actor_stop_timeout",

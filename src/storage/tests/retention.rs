@@ -89,6 +89,16 @@ fn times_of(store: &Store, metrics: &[&str]) -> Vec<Vec<i64>> {
         .collect()
 }
 
+/// Makes the file one from before the history floor was recorded.
+fn forget_history_floor(store: &Store) {
+    let txn = store.db().unwrap().begin_write().unwrap();
+    txn.open_table(crate::storage::schema::META)
+        .unwrap()
+        .remove(crate::storage::schema::META_HISTORY_FLOOR)
+        .unwrap();
+    txn.commit().unwrap();
+}
+
 #[test]
 fn a_pass_reads_nothing_while_no_row_is_older_than_the_horizon() {
     // Folds after a handful of rows: rows are both staged and folded.
@@ -101,8 +111,14 @@ fn a_pass_reads_nothing_while_no_row_is_older_than_the_horizon() {
         })
         .collect();
     store.append(&samples).unwrap();
+    // A new file knows its floor from the start.
+    assert_eq!(
+        store.prune(Timestamp(1_000), 100).unwrap(),
+        PruneReport::default()
+    );
 
-    // The floor is not known yet: the first pass looks at every series and finds nothing.
+    // A file from before the floor: the first pass looks at every series, finds nothing.
+    forget_history_floor(&store);
     let first = store.prune(Timestamp(500), 100).unwrap();
     assert_eq!((first.removed, first.more, first.scanned), (0, false, 3));
     // From then on, a horizon not past the oldest row (1,000) reads nothing, after a reopen too.

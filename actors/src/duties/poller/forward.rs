@@ -66,6 +66,8 @@ pub struct ForwardStats {
     pub dropped: AtomicU64,
     /// Command updates not yet stored (they are never dropped).
     pub commands: AtomicU64,
+    /// Samples of the append storage is working on (part of `buffered`).
+    pub in_flight: AtomicU64,
     /// Woken whenever items are written or dropped.
     progress: Notify,
 }
@@ -85,6 +87,9 @@ pub struct Drained {
     /// running, failing, or slower than the time given).
     pub samples_left: u64,
     pub commands_left: u64,
+    /// Samples of the append storage was working on when the drain ended (not in
+    /// `samples_left`): storage finishes a request before it stops, unless it is killed.
+    pub samples_in_flight: u64,
 }
 
 pub struct StorageForwarder {
@@ -148,7 +153,7 @@ impl StorageForwarder {
             tokio::pin!(progress);
             // Registered before the check, so a write in between is not missed.
             progress.as_mut().enable();
-            if self.stats.settled() || self.storage.borrow().is_none() {
+            if self.stats.settled() || !self.storage_running() {
                 break;
             }
             if tokio::time::timeout_at(deadline, progress).await.is_err() {
@@ -156,11 +161,21 @@ impl StorageForwarder {
             }
         }
         self.flush.send_replace(false);
+        let in_flight = self.stats.in_flight.load(Ordering::Acquire);
         Drained {
             samples_written: self.stats.written.load(Ordering::Acquire) - written_before,
-            samples_left: self.stats.buffered.load(Ordering::Acquire),
+            samples_left: (self.stats.buffered.load(Ordering::Acquire)).saturating_sub(in_flight),
             commands_left: self.stats.commands.load(Ordering::Acquire),
+            samples_in_flight: in_flight,
         }
+    }
+
+    /// Whether the storage instance known here runs (one that stopped is as good as none).
+    fn storage_running(&self) -> bool {
+        self.storage
+            .borrow()
+            .as_ref()
+            .is_some_and(|storage| ractor::ACTIVE_STATES.contains(&storage.get_status()))
     }
 
     /// Where storage is now (None while it is down or restarting).
@@ -187,7 +202,8 @@ impl StorageForwarder {
                 commands = drained.commands_left,
                 written = drained.samples_written,
                 within_ms = within.as_millis() as u64,
-                "the gateway stopped before storage took these (not running, failing or too slow); raise supervisor.shutdown_timeout_seconds if storage was only slow"
+                in_flight = drained.samples_in_flight,
+                "the gateway stopped before storage took these (not running, failing or too slow; those in flight were being written and are stored unless storage is killed); raise supervisor.shutdown_timeout_seconds if storage was only slow"
             );
         } else if drained.samples_written > 0 {
             info!(
@@ -404,7 +420,13 @@ async fn run(
         } else {
             Fold::WhenDue
         };
-        match write(&target, &batch, fold).await {
+        backlog
+            .stats
+            .in_flight
+            .store(batch.samples() as u64, Ordering::Release);
+        let written = write(&target, &batch, fold).await;
+        backlog.stats.in_flight.store(0, Ordering::Release);
+        match written {
             Ok(()) => {
                 if matches!(batch, Batch::Samples(_)) {
                     last_append = Some(started);
@@ -428,10 +450,14 @@ async fn run(
                         "samples are kept and retried"
                     );
                 }
-                // Wait before retrying, but go at once when a new storage instance appears.
+                // Wait before retrying, but go at once when a new storage instance appears;
+                // while draining (the gateway stops), no longer than the first delay.
+                let draining = *flush.borrow();
+                let delay = RETRY.nominal_delay(if draining { 0 } else { retry_attempt });
                 tokio::select! {
-                    _ = tokio::time::sleep(RETRY.nominal_delay(retry_attempt)) => {}
+                    _ = tokio::time::sleep(delay) => {}
                     changed = storage.changed() => if changed.is_err() { return },
+                    _ = flush.wait_for(|now| *now), if !draining => {}
                 }
                 retry_attempt = retry_attempt.saturating_add(1);
             }

@@ -292,6 +292,7 @@ async fn a_drain_writes_what_waits_at_once_and_says_what_storage_could_not_take(
             samples_written: 6,
             samples_left: 0,
             commands_left: 0,
+            samples_in_flight: 0,
         }
     );
     assert!(
@@ -320,6 +321,7 @@ async fn a_drain_writes_what_waits_at_once_and_says_what_storage_could_not_take(
             samples_written: 0,
             samples_left: 3,
             commands_left: 1,
+            samples_in_flight: 0,
         }
     );
     assert_eq!(asked.elapsed(), Duration::ZERO);
@@ -336,4 +338,40 @@ async fn a_drain_writes_what_waits_at_once_and_says_what_storage_could_not_take(
         asked.elapsed()
     );
     refusing.stop(None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_does_not_wait_for_a_storage_that_stopped() {
+    let (storage, _log) = fake_storage(0).await;
+    let forwarder = StorageForwarder::new();
+    forwarder.set_storage(Some(storage.clone()));
+    storage.stop(None);
+    until("storage stopped", || {
+        storage.get_status() == ractor::ActorStatus::Stopped
+    })
+    .await;
+    forwarder.send(samples(1));
+    let asked = Instant::now();
+    let drained = forwarder.drain(Duration::from_secs(5)).await;
+    assert_eq!((drained.samples_written, drained.samples_left), (0, 3));
+    assert_eq!(asked.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_cuts_short_the_wait_after_failed_writes() {
+    // Storage refuses five appends: the forwarder then waits 4 s before the next try.
+    let (storage, log) = fake_storage(5).await;
+    let forwarder = StorageForwarder::new();
+    forwarder.set_storage(Some(storage.clone()));
+    forwarder.send(samples(1));
+    until("five refusals", || log.lock().unwrap().len() == 5).await;
+    let asked = Instant::now();
+    let drained = forwarder.drain(Duration::from_millis(500)).await;
+    assert_eq!((drained.samples_written, drained.samples_left), (3, 0));
+    assert!(
+        asked.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        asked.elapsed()
+    );
+    storage.stop(None);
 }
