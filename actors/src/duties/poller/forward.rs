@@ -87,8 +87,9 @@ pub struct Drained {
     /// running, failing, or slower than the time given).
     pub samples_left: u64,
     pub commands_left: u64,
-    /// Samples of the append storage was working on when the drain ended (not in
-    /// `samples_left`): storage finishes a request before it stops, unless it is killed.
+    /// Samples of the append sent to storage and not yet answered when the drain ended (not
+    /// in `samples_left`): stored if storage was already writing them (it finishes a request
+    /// before it stops, unless it is killed), lost if the request still waited in its queue.
     pub samples_in_flight: u64,
 }
 
@@ -161,10 +162,14 @@ impl StorageForwarder {
             }
         }
         self.flush.send_replace(false);
+        // `buffered` before `in_flight`: the writer clears `in_flight` before it takes a
+        // stored batch off `buffered`, so a write ending in between is counted as left (never
+        // as neither).
+        let buffered = self.stats.buffered.load(Ordering::Acquire);
         let in_flight = self.stats.in_flight.load(Ordering::Acquire);
         Drained {
             samples_written: self.stats.written.load(Ordering::Acquire) - written_before,
-            samples_left: (self.stats.buffered.load(Ordering::Acquire)).saturating_sub(in_flight),
+            samples_left: buffered.saturating_sub(in_flight),
             commands_left: self.stats.commands.load(Ordering::Acquire),
             samples_in_flight: in_flight,
         }
@@ -203,7 +208,7 @@ impl StorageForwarder {
                 written = drained.samples_written,
                 within_ms = within.as_millis() as u64,
                 in_flight = drained.samples_in_flight,
-                "the gateway stopped before storage took these (not running, failing or too slow; those in flight were being written and are stored unless storage is killed); raise supervisor.shutdown_timeout_seconds if storage was only slow"
+                "the gateway stopped before storage confirmed these (not running, failing or too slow; those in flight were sent and not yet answered: stored if storage was already writing them); raise supervisor.shutdown_timeout_seconds if storage was only slow"
             );
         } else if drained.samples_written > 0 {
             info!(
@@ -442,6 +447,8 @@ async fn run(
                 // A partial commit is impossible (one transaction) and a repeated one is
                 // harmless (same series + time = one row): the whole batch is retried.
                 backlog.put_back(batch);
+                // A drain looks again whether storage still runs.
+                backlog.stats.progress.notify_waiters();
                 if !failing {
                     failing = true;
                     warn!(

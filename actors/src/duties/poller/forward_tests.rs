@@ -375,3 +375,24 @@ async fn a_drain_cuts_short_the_wait_after_failed_writes() {
     );
     storage.stop(None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_ends_when_storage_stops_while_it_waits() {
+    let (storage, _log) = fake_storage(usize::MAX).await;
+    let forwarder = StorageForwarder::new();
+    forwarder.set_storage(Some(storage.clone()));
+    forwarder.send(samples(1));
+    let stopping = storage.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stopping.stop(None);
+    });
+    let asked = Instant::now();
+    let drained = forwarder.drain(Duration::from_secs(5)).await;
+    assert_eq!(drained.samples_left, 3);
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
+}
