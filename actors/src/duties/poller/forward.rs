@@ -200,7 +200,7 @@ impl StorageForwarder {
     pub async fn drain_at_stop(&self, within: Duration) -> Drained {
         let started = Instant::now();
         let drained = self.drain(within).await;
-        if drained.samples_left > 0 || drained.commands_left > 0 {
+        if drained.samples_left > 0 || drained.commands_left > 0 || drained.samples_in_flight > 0 {
             warn!(
                 event = "storage_buffer_lost",
                 samples = drained.samples_left,
