@@ -16,7 +16,7 @@ use opcgw_actors::tree::messages::{
     Common, ConfigUpdate, Feed, PollerMsg, StorageFailure, StorageMsg,
 };
 use opcgw_actors::tree::storage_client::StorageClient;
-use opcgw_actors::tree::supervisor::ChildState;
+use opcgw_actors::tree::supervisor::{ChildState, ChildStatus};
 use ractor::Actor;
 
 use crate::poller::{gateway_config, simulator};
@@ -60,6 +60,11 @@ async fn poller_counters(tree: &Tree) -> PollerCounters {
         .unwrap()
         .success_or(())
         .unwrap()
+}
+
+/// The supervisor's view of the child `name`.
+async fn child_status(tree: &Tree, name: &str) -> Option<ChildStatus> {
+    tree.handle.status().await?.child(name).cloned()
 }
 
 async fn history_rows(client: &StorageClient) -> u64 {
@@ -142,10 +147,8 @@ async fn a_storage_panic_loses_nothing_and_queries_fail_fast_meanwhile() {
     );
 
     wait_until(Duration::from_secs(10), "storage restarted", || async {
-        tree.handle
-            .status()
+        child_status(&tree, "storage")
             .await
-            .and_then(|s| s.child("storage").cloned())
             .is_some_and(|c| c.restarts == 1 && c.state == ChildState::Running)
     })
     .await;
@@ -205,10 +208,8 @@ async fn a_locked_database_is_retried_while_the_poller_buffers_and_then_replayed
     let started = Timestamp::now();
     let tree = start_tree(config).await;
     wait_until(Duration::from_secs(10), "several failed starts", || async {
-        tree.handle
-            .status()
+        child_status(&tree, "storage")
             .await
-            .and_then(|s| s.child("storage").cloned())
             .is_some_and(|c| c.start_failures >= 3)
     })
     .await;
@@ -235,10 +236,8 @@ async fn a_locked_database_is_retried_while_the_poller_buffers_and_then_replayed
 
     drop(squatter);
     wait_until(Duration::from_secs(10), "storage up", || async {
-        tree.handle
-            .status()
+        child_status(&tree, "storage")
             .await
-            .and_then(|s| s.child("storage").cloned())
             .is_some_and(|c| c.state == ChildState::Running)
     })
     .await;
@@ -633,10 +632,8 @@ async fn what_the_poller_buffered_survives_its_crash_and_is_stored() {
         .cast(PollerMsg::Common(Common::InjectPanic("test".into())))
         .unwrap();
     wait_until(Duration::from_secs(10), "poller restarted", || async {
-        tree.handle
-            .status()
+        child_status(&tree, "poller")
             .await
-            .and_then(|s| s.child("poller").cloned())
             .is_some_and(|c| c.restarts == 1 && c.state == ChildState::Running)
     })
     .await;
