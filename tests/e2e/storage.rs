@@ -688,3 +688,89 @@ async fn what_storage_could_not_take_before_the_gateway_stopped_is_reported_lost
     );
     sim.shutdown().await;
 }
+
+/// Appends still waiting in storage's mailbox when the gateway stops are stored and answered:
+/// storage handles its queue before it stops (a plain stop is handled before queued messages,
+/// which would be dropped unanswered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_waiting_in_storage_when_the_gateway_stops_are_stored() {
+    use opcgw::model::{Sample, SampleOrigin, Value};
+    const APPENDS: usize = 12;
+    const EACH: usize = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator(|c| c.devices_per_application = 1).await;
+    let tree = start_tree(tree_config(&sim, dir.path())).await;
+    let storage = tree
+        .handle
+        .lookup::<StorageMsg>("storage")
+        .await
+        .expect("storage running");
+    let start = Timestamp::now().0 - (APPENDS * EACH) as i64 * 1_000_000;
+    let mut answers = Vec::with_capacity(APPENDS);
+    for append in 0..APPENDS {
+        let samples: Arc<[Sample]> = (0..EACH)
+            .map(|i| {
+                let at = Timestamp(start + (append * EACH + i) as i64 * 1_000_000);
+                Sample {
+                    device_id: "queued".into(),
+                    metric: format!("m{}", i % 10).into(),
+                    value: Value::Int(i as i64),
+                    source_time: at,
+                    received_time: at,
+                    origin: SampleOrigin::Uplink,
+                }
+            })
+            .collect();
+        let (reply, answer) = ractor::concurrency::oneshot();
+        storage
+            .cast(StorageMsg::Append {
+                pieces: vec![samples],
+                fold: opcgw::storage::Fold::WhenDue,
+                reply: reply.into(),
+            })
+            .expect("storage takes appends");
+        answers.push(answer);
+    }
+    // All of them queued at once: storage is still working through them when its stop comes.
+    assert!(tree.handle.shutdown(Duration::from_secs(30)).await);
+    sim.shutdown().await;
+    let mut answered = 0;
+    for answer in answers {
+        if let Ok(Ok(report)) = answer.await {
+            assert_eq!(report.written, EACH);
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, APPENDS, "appends answered before the stop");
+    drop(tree);
+    // The stopped actor's file handle goes with its state, just after the stop is reported.
+    let path = dir.path().join("opcgw.redb");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let store = loop {
+        match Store::open(&path) {
+            Ok(store) => break store,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(25)).await
+            }
+            Err(e) => panic!("the file stays locked after the stop: {e}"),
+        }
+    };
+    let rows: usize = (0..10)
+        .map(|metric| {
+            store
+                .history(&HistoryQuery {
+                    device_id: "queued".into(),
+                    metric: format!("m{metric}").into(),
+                    start: Timestamp(0),
+                    end: Timestamp(i64::MAX),
+                    limit: 100_000,
+                    reverse: false,
+                    resume: None,
+                })
+                .expect("history")
+                .rows
+                .len()
+        })
+        .sum();
+    assert_eq!(rows, APPENDS * EACH);
+}

@@ -62,6 +62,13 @@ pub trait ChildSpec: Send + Sync + 'static {
     fn after_stop(&self, _within: Duration, _peers: &Peers) -> Option<AfterStopFuture> {
         None
     }
+
+    /// When the tree stops: whether this child handles the messages already in its mailbox
+    /// before it stops (see [`draining_at_stop`]) instead of stopping after the one it is
+    /// handling.
+    fn drains_at_stop(&self) -> bool {
+        false
+    }
 }
 
 /// `spec` with `hook` run after it stops when the tree stops, before the children started
@@ -96,6 +103,41 @@ where
 
     fn after_stop(&self, within: Duration, peers: &Peers) -> Option<AfterStopFuture> {
         Some((self.hook)(within, peers))
+    }
+
+    fn drains_at_stop(&self) -> bool {
+        self.spec.drains_at_stop()
+    }
+}
+
+/// `spec` handling what waits in its mailbox when the tree stops, within its share of the
+/// shutdown budget, before it stops: storage stores the appends sent before the stop (a plain
+/// stop is handled before queued messages, which would be dropped unanswered).
+pub fn draining_at_stop(spec: Arc<dyn ChildSpec>) -> Arc<dyn ChildSpec> {
+    Arc::new(DrainingAtStop(spec))
+}
+
+struct DrainingAtStop(Arc<dyn ChildSpec>);
+
+impl ChildSpec for DrainingAtStop {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn start(&self, ctx: ChildContext) -> StartFuture<'_> {
+        self.0.start(ctx)
+    }
+
+    fn send_common(&self, cell: &ActorCell, message: Common) -> Result<(), String> {
+        self.0.send_common(cell, message)
+    }
+
+    fn after_stop(&self, within: Duration, peers: &Peers) -> Option<AfterStopFuture> {
+        self.0.after_stop(within, peers)
+    }
+
+    fn drains_at_stop(&self) -> bool {
+        true
     }
 }
 

@@ -13,7 +13,7 @@ use crate::cli::logging::LogControl;
 use crate::duties::reload::{ReloadActor, ReloadArgs};
 use crate::duties::{control, metrics, opcua, poller, reload, storage, web};
 use crate::tree::backoff::SupervisorPolicy;
-use crate::tree::child::{actor_child, with_after_stop, ChildSpec};
+use crate::tree::child::{actor_child, draining_at_stop, with_after_stop, ChildSpec};
 use crate::tree::messages::{
     ConfigUpdate, DiscoverOutcome, DiscoverTrigger, ReloadMsg, ReloadOutcome, ReloadTrigger,
     CALL_TIMEOUT,
@@ -56,13 +56,15 @@ pub fn gateway_children(options: &TreeOptions) -> Vec<Arc<dyn ChildSpec>> {
     let forwarder = Arc::new(poller::forward::StorageForwarder::new());
     let draining = forwarder.clone();
     vec![
-        actor_child(storage::ROLE, |ctx| {
+        // Appends sent before the stop (the poller's last ones, the forwarder's drain) are
+        // stored, not dropped unanswered in the mailbox.
+        draining_at_stop(actor_child(storage::ROLE, |ctx| {
             let args = storage::StorageArgs {
                 config: ctx.config.clone(),
                 reads: ctx.peers.reads().clone(),
             };
             (storage::StorageActor, args)
-        }),
+        })),
         actor_child(opcua::ROLE, move |ctx| {
             let args = opcua::OpcUaArgs {
                 config: ctx.config.clone(),

@@ -564,7 +564,8 @@ impl SupervisorState {
 
     /// Stops every running child, last started first, each followed by the work it leaves for
     /// after its stop (the poller's: its buffered samples to storage), within the shutdown
-    /// budget: each child gets an equal share of what is left of it.
+    /// budget: each child gets an equal share of what is left of it. A child that drains at
+    /// stop (storage) first handles what waits in its mailbox.
     async fn stop_all(&mut self, reason: &str) {
         if self.stopping
             && self
@@ -601,11 +602,14 @@ impl SupervisorState {
             if let Some(cell) = slot.cell.take().or(starting) {
                 let timeout = share_ends.saturating_duration_since(Instant::now());
                 info!(event = "actor_stopping", actor = name);
-                if cell
-                    .stop_and_wait(Some(reason.to_string()), Some(timeout))
-                    .await
-                    .is_err()
-                {
+                let stopped = if spec.drains_at_stop() {
+                    cell.drain_and_wait(Some(timeout)).await.is_ok()
+                } else {
+                    cell.stop_and_wait(Some(reason.to_string()), Some(timeout))
+                        .await
+                        .is_ok()
+                };
+                if !stopped {
                     warn!(
                         event = "actor_stop_timeout",
                         actor = name,

@@ -208,7 +208,7 @@ impl StorageForwarder {
                 written = drained.samples_written,
                 within_ms = within.as_millis() as u64,
                 in_flight = drained.samples_in_flight,
-                "the gateway stopped before storage confirmed these (not running, failing or too slow; those in flight were sent and not yet answered: stored if storage was already writing them); raise supervisor.shutdown_timeout_seconds if storage was only slow"
+                "the gateway stopped before storage confirmed these (not running, failing or too slow; those in flight were sent and not yet answered: storage handles what waits in its queue before it stops, within its share of the budget); raise supervisor.shutdown_timeout_seconds if storage was only slow"
             );
         } else if drained.samples_written > 0 {
             info!(
