@@ -760,7 +760,7 @@ async fn appends_waiting_in_storage_when_the_gateway_stops_are_stored() {
             store
                 .history(&HistoryQuery {
                     device_id: "queued".into(),
-                    metric: format!("m{metric}").into(),
+                    metric: format!("m{metric}"),
                     start: Timestamp(0),
                     end: Timestamp(i64::MAX),
                     limit: 100_000,
