@@ -66,7 +66,8 @@ fn wait_for_log(dir: &std::path::Path, event: &str, n: usize, within: Duration) 
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let bin = env!("CARGO_BIN_EXE_opcgw");
+    let bin = common::gateway_binary();
+    let bin = bin.as_str();
     let (_temp, dir) = common::bench_dir();
     let world = format!(
         "--applications {APPLICATIONS} --devices {DEVICES} --metrics 5 --uplink-interval-ms {} \

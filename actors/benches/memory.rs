@@ -67,7 +67,8 @@ impl Drop for KeepOrNot {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let bin = env!("CARGO_BIN_EXE_opcgw");
+    let bin = common::gateway_binary();
+    let bin = bin.as_str();
     let dir = tempfile::tempdir().expect("temp dir");
     // `OPCGW_BENCH_KEEP=1` keeps the directory (database, config) for a closer look.
     let dir_path = if std::env::var_os("OPCGW_BENCH_KEEP").is_some() {

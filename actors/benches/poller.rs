@@ -67,7 +67,8 @@ async fn counters(actor: &ractor::ActorRef<PollerMsg>) -> PollerCounters {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let bin = env!("CARGO_BIN_EXE_opcgw");
+    let bin = common::gateway_binary();
+    let bin = bin.as_str();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

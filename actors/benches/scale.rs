@@ -171,7 +171,8 @@ fn good(values: &[DataValue]) -> usize {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let bin = env!("CARGO_BIN_EXE_opcgw");
+    let bin = common::gateway_binary();
+    let bin = bin.as_str();
     let window = Duration::from_secs(knob("OPCGW_BENCH_SECONDS", 300));
     let hours = knob("OPCGW_BENCH_HISTORY_HOURS", 24);
     let (_temp, dir) = common::bench_dir();

@@ -417,6 +417,16 @@ pub async fn monitor_values(session: &Session, subscription: u32, reads: &[ReadV
     items.len()
 }
 
+/// The `opcgw` binary a bench runs: this build's, or the one `OPCGW_BENCH_BIN` names (for
+/// instance the deployed build, `cargo build --profile dist -p opcgw-actors --bin opcgw`, whose
+/// code is smaller; see docs/performance.md, "Build profile").
+pub fn gateway_binary() -> String {
+    std::env::var("OPCGW_BENCH_BIN")
+        .ok()
+        .filter(|path| !path.trim().is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_opcgw").to_owned())
+}
+
 /// The command that runs the gateway: `bin` itself, or under the profiler named by
 /// `OPCGW_BENCH_WRAP` (e.g. `"heaptrack -o /tmp/gw"`; the resident figures are then the
 /// wrapper's, not the gateway's). It runs in a process group of its own, which
