@@ -328,7 +328,7 @@ impl Default for WebConfig {
 
 /// The default `[storage].cache_size_mb`, chosen from the measurements in
 /// docs/performance.md ("redb page cache").
-pub const DEFAULT_STORAGE_CACHE_MB: u32 = 8;
+pub const DEFAULT_STORAGE_CACHE_MB: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
