@@ -84,6 +84,7 @@ async fn main() {
     // (default 10,000) give the other shape: 5 metrics, an uplink per device a second.
     let metrics = std::env::var("OPCGW_BENCH_METRICS").unwrap_or_else(|_| "10".into());
     let uplink_ms = std::env::var("OPCGW_BENCH_UPLINK_MS").unwrap_or_else(|_| "10000".into());
+    println!("gateway binary: {bin}");
     println!("world: 1,000 devices x {metrics} uplink metrics + battery_mv, an uplink per device every {uplink_ms} ms");
     let world = [
         "--applications",
