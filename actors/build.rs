@@ -1,8 +1,8 @@
 //! Links the `opcgw` binary with packed relative relocations (DT_RELR) where the C library
 //! reads them. A position-independent binary carries one 24-byte relocation for every pointer
-//! in its read-only data (vtables, string tables): ~51,000 of them, 1.2 MB that the loader
-//! reads at every start and that stays resident. Packed, they take a few KB
-//! (docs/performance.md, "Build profile").
+//! in its read-only data (vtables, string tables): 51,000-74,000 of them, 1.2-1.8 MB that the
+//! loader reads at every start and that stays resident. Packed, they take ~20 KB
+//! (docs/performance.md, "The deployed build, packed relocations, a 2 MiB page cache").
 //!
 //! Only for a native GNU/Linux build whose glibc is 2.36 or newer (the first that reads them;
 //! a binary linked this way does not start on an older one). `OPCGW_NO_PACKED_RELOCS=1`
