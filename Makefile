@@ -112,7 +112,7 @@ bench: deps
 	$(CARGO) bench --locked -p opcgw-actors --bench memory
 	# The issue's 1,000 x 5 figure on the binary that is deployed (--profile dist: LTO).
 	$(CARGO) build --locked --profile dist -p opcgw-actors --bin opcgw
-	OPCGW_BENCH_BIN="$${CARGO_TARGET_DIR:-$(CURDIR)/target}/dist/opcgw" OPCGW_BENCH_METRICS=5 \
+	OPCGW_BENCH_BIN="$${CARGO_TARGET_DIR:-$${CARGO_BUILD_TARGET_DIR:-$(CURDIR)/target}}/dist/opcgw" OPCGW_BENCH_METRICS=5 \
 		OPCGW_BENCH_UPLINK_MS=1000 OPCGW_BENCH_NO_HISTORY=1 \
 		$(CARGO) bench --locked -p opcgw-actors --bench memory
 	$(CARGO) bench --locked -p opcgw-actors --bench history

@@ -17,6 +17,7 @@ const FIRST_GLIBC: (u32, u32) = (2, 36);
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=OPCGW_NO_PACKED_RELOCS");
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
     if packed_relocations_wanted() {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
@@ -25,13 +26,29 @@ fn main() {
 fn packed_relocations_wanted() -> bool {
     let target = env::var("TARGET").unwrap_or_default();
     let native = env::var("HOST").is_ok_and(|host| host == target);
-    if !native || !target.ends_with("-linux-gnu") {
+    let linux_gnu = env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "linux")
+        && env::var("CARGO_CFG_TARGET_ENV").is_ok_and(|libc| libc == "gnu");
+    if !native || !linux_gnu || custom_linker(&target) {
         return false;
     }
     if env::var_os("OPCGW_NO_PACKED_RELOCS").is_some_and(|v| !v.is_empty() && v != "0") {
         return false;
     }
     glibc_version().is_some_and(|version| version >= FIRST_GLIBC)
+}
+
+/// A linker set for this build (cargo-zigbuild, a sysroot or SDK): it may link against another
+/// glibc than the build machine's, so the machine's version says nothing.
+fn custom_linker(target: &str) -> bool {
+    let per_target = format!(
+        "CARGO_TARGET_{}_LINKER",
+        target.to_uppercase().replace(['-', '.'], "_")
+    );
+    println!("cargo:rerun-if-env-changed={per_target}");
+    let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    env::var_os("RUSTC_LINKER").is_some()
+        || env::var_os(&per_target).is_some()
+        || flags.contains("linker=")
 }
 
 /// The build machine's glibc, from `getconf GNU_LIBC_VERSION` ("glibc 2.36").

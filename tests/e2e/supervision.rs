@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use opcgw::backoff::Backoff;
 use opcgw::config::AppConfig;
 use opcgw_actors::tree::backoff::{IntensityPolicy, SupervisorPolicy};
-use opcgw_actors::tree::child::{actor_child, with_after_stop, ChildSpec};
+use opcgw_actors::tree::child::{actor_child, draining_at_stop, with_after_stop, ChildSpec};
 use opcgw_actors::tree::gateway::{Tree, TreeHandle};
 use opcgw_actors::tree::messages::{Common, ConfigUpdate};
 use opcgw_actors::tree::supervisor::{ChildState, FaultPlan, SupervisorMsg, TreeExit};
@@ -56,6 +56,8 @@ enum ProbeMsg {
     StopSelf,
     /// From now on, panics in `post_stop`.
     PanicOnStop,
+    /// Answers after 50 ms of work.
+    Slow(RpcReplyPort<()>),
 }
 
 impl From<Common> for ProbeMsg {
@@ -137,6 +139,10 @@ impl Actor for Probe {
             }
             ProbeMsg::StopSelf => myself.stop(Some(format!("probe {} is done", self.name))),
             ProbeMsg::PanicOnStop => state.panic_on_stop = true,
+            ProbeMsg::Slow(reply) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = reply.send(());
+            }
             ProbeMsg::Common(Common::InjectPanic(reason)) => {
                 panic!("probe {}: {reason}", self.name)
             }
@@ -517,6 +523,45 @@ async fn work_a_child_leaves_for_after_its_stop_runs_before_the_children_before_
         within[0] > Duration::from_millis(2_500) && within[0] <= Duration::from_secs(3),
         "{within:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_drains_at_stop_answers_what_waits_in_its_mailbox() {
+    let journal = Journal::default();
+    let tree = start(
+        vec![
+            draining_at_stop(probe("draining", &journal, None)),
+            probe("plain", &journal, None),
+        ],
+        policy(50, 100, 3),
+        vec![],
+    )
+    .await;
+    // Eight calls of 50 ms queued in each, then the stop at once.
+    let mut waiting = Vec::new();
+    for name in ["draining", "plain"] {
+        let probe = lookup(&tree.handle, name).await.expect("running");
+        let mut answers = Vec::new();
+        for _ in 0..8 {
+            let (reply, answer) = ractor::concurrency::oneshot();
+            probe.cast(ProbeMsg::Slow(reply.into())).unwrap();
+            answers.push(answer);
+        }
+        waiting.push((name, answers));
+    }
+    assert!(tree.handle.shutdown(Duration::from_secs(10)).await);
+    let mut answered = std::collections::HashMap::new();
+    for (name, answers) in waiting {
+        let mut count = 0;
+        for answer in answers {
+            count += usize::from(answer.await.is_ok());
+        }
+        answered.insert(name, count);
+    }
+    // The plain child stops after the call in hand; the draining one answers all eight.
+    assert_eq!(answered["draining"], 8, "{answered:?}");
+    assert!(answered["plain"] <= 1, "{answered:?}");
+    assert_eq!(*journal.stops.lock().unwrap(), ["plain", "draining"]);
 }
 
 #[tokio::test(start_paused = true)]

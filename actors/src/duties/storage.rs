@@ -17,7 +17,7 @@ use opcgw::model::{Sample, Timestamp};
 use opcgw::storage::{
     CommandFilter, CommandRecord, ReadSlot, StorageError, Store, StoreOptions, MAX_STATUS_KEY_BYTES,
 };
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus};
 use tracing::{debug, error, info, warn};
 
 use crate::tree::child::Unrecoverable;
@@ -125,7 +125,7 @@ impl Actor for StorageActor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<StorageMsg>,
+        myself: ActorRef<StorageMsg>,
         message: StorageMsg,
         state: &mut StorageState,
     ) -> Result<(), ActorProcessingErr> {
@@ -257,6 +257,9 @@ impl Actor for StorageActor {
             StorageMsg::Counts { reply } => {
                 let _ = reply.send(state.store.counts().map_err(StorageFailure::from));
             }
+            // Stopping (the tree drains storage's mailbox): the appends queued beside it go
+            // first, and retention waits for the next start rather than use the shutdown budget.
+            StorageMsg::PruneTick { .. } if myself.get_status() == ActorStatus::Draining => {}
             StorageMsg::PruneTick { generation } => state.prune(generation)?,
             StorageMsg::Feed(feed) => state.feed(feed)?,
         }

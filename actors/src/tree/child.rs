@@ -112,7 +112,9 @@ where
 
 /// `spec` handling what waits in its mailbox when the tree stops, within its share of the
 /// shutdown budget, before it stops: storage stores the appends sent before the stop (a plain
-/// stop is handled before queued messages, which would be dropped unanswered).
+/// stop is handled before queued messages, which would be dropped unanswered). Sends to it
+/// fail from the stop on, its own timers included (`ActorStatus::Draining` while it drains);
+/// actors it spawned are killed when it stops, without their `post_stop`.
 pub fn draining_at_stop(spec: Arc<dyn ChildSpec>) -> Arc<dyn ChildSpec> {
     Arc::new(DrainingAtStop(spec))
 }
