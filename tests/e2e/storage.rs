@@ -745,16 +745,17 @@ async fn appends_waiting_in_storage_when_the_gateway_stops_are_stored() {
     drop(tree);
     // The stopped actor's file handle goes with its state, just after the stop is reported.
     let path = dir.path().join("opcgw.redb");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let store = loop {
-        match Store::open(&path) {
-            Ok(store) => break store,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(25)).await
-            }
-            Err(e) => panic!("the file stays locked after the stop: {e}"),
-        }
-    };
+    let mut opened = None;
+    wait_until(
+        Duration::from_secs(5),
+        "the stopped storage to let go of the file",
+        || {
+            opened = Store::open(&path).ok();
+            std::future::ready(opened.is_some())
+        },
+    )
+    .await;
+    let store = opened.expect("opened");
     let rows: usize = (0..10)
         .map(|metric| {
             store
