@@ -11,4 +11,7 @@ pub mod nodes;
 #[cfg(test)]
 mod reference_store_tests;
 pub mod server;
+pub mod standard_nodes;
+#[cfg(test)]
+mod standard_nodes_tests;
 pub mod values;

@@ -51,6 +51,8 @@ pub enum OpcUaStartError {
     },
     #[error("the OPC UA server configuration is invalid: {0}")]
     Build(String),
+    #[error(transparent)]
+    StandardNodes(#[from] crate::opcua::standard_nodes::ImageError),
 }
 
 /// The security policy and mode of an endpoint id (docs/opcua.md, "Endpoints").
@@ -280,7 +282,10 @@ fn build_server(
         opcua_config.user_password.expose(),
         opcua_config.allow_anonymous,
     ));
-    let mut builder = ServerBuilder::new()
+    // The standard node set from the compact image compiled in (standard_nodes.rs), not from
+    // async-opcua's generated code, which then is not linked.
+    let standard_nodes = crate::opcua::standard_nodes::StandardNodes::embedded()?;
+    let mut builder = ServerBuilder::with_core_namespace(standard_nodes)
         .application_name(opcua_config.application_name.clone())
         .application_uri(opcua_config.application_uri.clone())
         .product_uri(opcua_config.product_uri.clone())

@@ -31,16 +31,7 @@ pub struct ServerBuilder {
 
 impl Default for ServerBuilder {
     fn default() -> Self {
-        let builder = Self {
-            config: Default::default(),
-            node_managers: Default::default(),
-            authenticator: None,
-            token: CancellationToken::new(),
-            type_tree_getter: None,
-            build_info: BuildInfo::default(),
-            type_loaders: TypeLoaderCollection::new(),
-            capabilities: Default::default(),
-        };
+        let builder = Self::bare();
         #[cfg(feature = "generated-address-space")]
         {
             builder
@@ -63,6 +54,33 @@ impl ServerBuilder {
     /// diagnostic node managers.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// opcgw patch: a builder without node managers (what [ServerBuilder::default] starts from).
+    fn bare() -> Self {
+        Self {
+            config: Default::default(),
+            node_managers: Default::default(),
+            authenticator: None,
+            token: CancellationToken::new(),
+            type_tree_getter: None,
+            build_info: BuildInfo::default(),
+            type_loaders: TypeLoaderCollection::new(),
+            capabilities: Default::default(),
+        }
+    }
+
+    /// opcgw patch: a new server builder like [ServerBuilder::new], whose core node manager
+    /// imports the standard node set from `import` instead of the generated code. A binary that
+    /// builds its server only this way does not link the generated code.
+    #[cfg(feature = "generated-address-space")]
+    pub fn with_core_namespace(import: impl opcua_nodes::NodeSetImport + 'static) -> Self {
+        use super::node_manager::memory::{CoreNodeManagerBuilderFrom, InMemoryNodeManagerBuilder};
+        Self::bare()
+            .with_node_manager(InMemoryNodeManagerBuilder::new(CoreNodeManagerBuilderFrom(
+                import,
+            )))
+            .with_node_manager(super::diagnostics::DiagnosticsNodeManagerBuilder)
     }
 
     /// Create a server builder from a config object.

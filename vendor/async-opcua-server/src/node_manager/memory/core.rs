@@ -50,6 +50,27 @@ impl InMemoryNodeManagerImplBuilder for CoreNodeManagerBuilder {
     }
 }
 
+/// opcgw patch: a builder for the [CoreNodeManager] whose standard node set comes from `import`
+/// instead of the generated code ([CoreNamespace]), so that a server built with
+/// [crate::ServerBuilder::with_core_namespace] does not link the generated code's thousands of
+/// functions.
+pub struct CoreNodeManagerBuilderFrom<T>(pub T);
+
+impl<T: opcua_nodes::NodeSetImport> InMemoryNodeManagerImplBuilder
+    for CoreNodeManagerBuilderFrom<T>
+{
+    type Impl = CoreNodeManagerImpl;
+
+    fn build(self, context: ServerContext, address_space: &mut AddressSpace) -> Self::Impl {
+        {
+            let mut type_tree = context.type_tree.write();
+            address_space.import_node_set(&self.0, type_tree.namespaces_mut());
+        }
+
+        CoreNodeManagerImpl::new(context.node_managers.clone(), context.status.clone())
+    }
+}
+
 /*
 The core node manager serves as an example for how you can create a simple
 node manager based on the in-memory node manager.

@@ -9,7 +9,9 @@ mod simple;
 mod core;
 
 #[cfg(feature = "generated-address-space")]
-pub use core::{CoreNodeManager, CoreNodeManagerBuilder, CoreNodeManagerImpl};
+pub use core::{
+    CoreNodeManager, CoreNodeManagerBuilder, CoreNodeManagerBuilderFrom, CoreNodeManagerImpl,
+}; // opcgw patch: CoreNodeManagerBuilderFrom
 
 pub use memory_mgr_impl::*;
 use opcua_core::{trace_read_lock, trace_write_lock};
