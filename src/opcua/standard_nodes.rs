@@ -79,7 +79,10 @@ impl StandardNodes {
 
     /// How many nodes wait to be imported.
     pub fn len(&self) -> usize {
-        self.items.lock().map(|items| items.len()).unwrap_or(0)
+        match self.items.lock() {
+            Ok(items) => items.len(),
+            Err(poisoned) => poisoned.into_inner().len(),
+        }
     }
 
     /// Whether no node waits to be imported (after the import, or from an empty image).
