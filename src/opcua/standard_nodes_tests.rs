@@ -6,10 +6,12 @@
 //! `OPCGW_WRITE_STANDARD_NODES=1 cargo test -p opcgw --lib standard_nodes` and commit it.
 
 use ua::core_namespace::CoreNamespace;
-use ua::nodes::{ImportedItem, NamespaceMap, NodeSetImport, NodeSetNamespaceMapper, NodeType};
+use ua::nodes::{
+    ImportedItem, NamespaceMap, NodeBase, NodeSetImport, NodeSetNamespaceMapper, NodeType,
+};
 use ua::types::{
-    AttributeId, BinaryEncodable, Context, DataEncoding, DataTypeDefinition, DataValue,
-    NumericRange, StatusCode, TimestampsToReturn,
+    Argument, AttributeId, BinaryEncodable, Context, DataEncoding, DataTypeDefinition, DataValue,
+    NumericRange, StatusCode, TimestampsToReturn, Variant,
 };
 
 use super::standard_nodes::{
@@ -194,7 +196,14 @@ fn attributes(node: &NodeType, ctx: &Context<'_>) -> Vec<(u32, Option<Vec<u8>>, 
                     &DataEncoding::Binary,
                 )
             };
-            let bytes = read(TimestampsToReturn::Neither).map(|v| v.encode_to_vec(ctx));
+            // A variable type answers its value with its timestamps whatever is asked.
+            let bytes = read(TimestampsToReturn::Neither).map(|mut v| {
+                v.source_timestamp = None;
+                v.source_picoseconds = None;
+                v.server_timestamp = None;
+                v.server_picoseconds = None;
+                v.encode_to_vec(ctx)
+            });
             let stamped = read(TimestampsToReturn::Both)
                 .is_some_and(|v| v.source_timestamp.is_some() && v.server_timestamp.is_some());
             (id as u32, bytes, stamped)
@@ -227,6 +236,46 @@ fn every_node_of_the_image_reads_as_the_generated_one() {
         };
         assert_eq!(references(got), references(want), "the references of {id}");
     }
+}
+
+/// The server checks a method call's arguments against its `InputArguments` by reading them as
+/// `Argument` structures: decoded from the image they must be those, not opaque bodies.
+#[test]
+fn method_arguments_decode_to_their_structure() {
+    let mut arguments = 0;
+    for item in decoded(EMBEDDED) {
+        let NodeType::Variable(variable) = &item.node else {
+            continue;
+        };
+        let name = &variable.browse_name().name;
+        if name.as_ref() != "InputArguments" && name.as_ref() != "OutputArguments" {
+            continue;
+        }
+        let value = variable.value(
+            TimestampsToReturn::Neither,
+            &NumericRange::None,
+            &DataEncoding::Binary,
+            0.0,
+        );
+        // A few declarations (e.g. i=3072) have no value, as in the generated code.
+        let array = match value.value {
+            None => continue,
+            Some(Variant::Array(array)) => array,
+            Some(other) => panic!("{}: {other:?}", variable.node_id()),
+        };
+        for element in &array.values {
+            let Variant::ExtensionObject(object) = element else {
+                panic!("{}: {element:?}", variable.node_id());
+            };
+            assert!(
+                object.inner_as::<Argument>().is_some(),
+                "{}",
+                variable.node_id()
+            );
+            arguments += 1;
+        }
+    }
+    assert!(arguments > 100, "{arguments} arguments");
 }
 
 #[test]
@@ -263,6 +312,18 @@ fn a_damaged_image_is_refused_with_where() {
         error(&longer).contains("1 bytes after the last node"),
         "{}",
         error(&longer)
+    );
+    // The first node's id (after its class) moved to namespace 1: a two-byte node id
+    // (encoding 0) becomes a four-byte one (encoding 1) of the same value in namespace 1.
+    let first = MAGIC.len() + 1 + 4 + 4;
+    let mut other_namespace = EMBEDDED[..first].to_vec();
+    assert_eq!(EMBEDDED[first], 0, "the first node has a two-byte node id");
+    other_namespace.extend([1, 1, EMBEDDED[first + 1], 0]);
+    other_namespace.extend(&EMBEDDED[first + 2..]);
+    assert!(
+        error(&other_namespace).contains("outside namespace 0"),
+        "{}",
+        error(&other_namespace)
     );
     let mut huge_count = EMBEDDED.to_vec();
     huge_count[MAGIC.len() + 1..MAGIC.len() + 5].copy_from_slice(&u32::MAX.to_le_bytes());
