@@ -1,5 +1,6 @@
 //! Child starts run beside the supervisor, not inside its mailbox: a child that takes long to
-//! start does not hold back status queries, and the first starts still happen in order.
+//! start does not hold back status queries, the first starts still happen in order, and a stop
+//! that comes while a child restarts lets that start end before the work that needs it.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 use opcgw::backoff::Backoff;
 use opcgw::config::AppConfig;
 use opcgw_actors::tree::backoff::{IntensityPolicy, SupervisorPolicy};
-use opcgw_actors::tree::child::{actor_child, ChildSpec};
+use opcgw_actors::tree::child::{actor_child, with_after_stop, ChildSpec};
 use opcgw_actors::tree::gateway::{Tree, TreeHandle};
 use opcgw_actors::tree::messages::{Common, ConfigUpdate};
 use opcgw_actors::tree::supervisor::{ChildState, SupervisorMsg};
@@ -258,4 +259,45 @@ async fn a_child_that_fails_the_moment_it_starts_is_restarted_every_time() {
     }
     assert_eq!(log.starts_of("brittle"), 6);
     assert!(tree.handle.shutdown(Duration::from_secs(10)).await);
+}
+
+/// The gateway stops while storage restarts (a crash a moment before): the poller's work after
+/// its stop (its buffer handed to storage) must find the storage that is starting, not report
+/// the buffer lost because no storage was running at that instant. Probes stand in for both,
+/// under their roles' names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_left_after_a_stop_finds_a_sibling_that_was_restarting() {
+    let log = StartLog::default();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let poller = {
+        let seen = seen.clone();
+        with_after_stop(
+            starter("poller", &log, 10, Duration::ZERO),
+            move |_within, peers| {
+                seen.lock().unwrap().push(peers.storage().is_some());
+                Box::pin(async {})
+            },
+        )
+    };
+    let tree = start(vec![
+        starter("storage", &log, 1, Duration::from_millis(500)),
+        poller,
+    ])
+    .await;
+    lookup(&tree.handle, "storage")
+        .await
+        .cast(StarterMsg::Fail)
+        .expect("deliver");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while log.starts_of("storage") < 2 {
+        assert!(Instant::now() < deadline, "the restart never began");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Storage is inside its 500 ms restart.
+    assert!(tree.handle.shutdown(Duration::from_secs(10)).await);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [true],
+        "the poller's work after its stop ran without the storage that was starting"
+    );
 }

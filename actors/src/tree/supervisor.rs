@@ -620,8 +620,10 @@ impl SupervisorState {
                 info!(event = "actor_stopped", actor = name);
             }
             // Whether or not an instance was running: what it left (a buffer outlives it),
-            // with the siblings still running. The work is given a little less than what is
-            // left of the share, so that it ends (and says how it ended) before it is cut off.
+            // with the siblings still running, those that were restarting included. The work
+            // is given a little less than what is left of the share, so that it ends (and says
+            // how it ended) before it is cut off.
+            self.settle_starts_before(index, share_ends).await;
             let within = share_ends.saturating_duration_since(Instant::now());
             if let Some(work) = spec.after_stop(
                 within.saturating_sub(AFTER_STOP_MARGIN),
@@ -635,6 +637,27 @@ impl SupervisorState {
                         "the work left after its stop did not end in time"
                     );
                 }
+            }
+        }
+    }
+
+    /// Lets the starts in flight of the children before `index` end (until `until` at most),
+    /// so that they count as running: the work a child leaves after its stop (the poller's
+    /// buffer, for storage) then finds a sibling that was restarting when the stop came, and
+    /// the sibling's own turn stops the instance it started.
+    async fn settle_starts_before(&mut self, index: usize, until: Instant) {
+        for slot in &mut self.children[..index] {
+            let Some(task) = slot.pending_start.as_mut() else {
+                continue;
+            };
+            let left = until.saturating_duration_since(Instant::now());
+            let Ok(started) = tokio::time::timeout(left, task).await else {
+                return; // out of time: the work runs with the siblings there are
+            };
+            slot.pending_start = None;
+            if let Ok(Some(cell)) = started {
+                slot.cell = Some(cell);
+                slot.state = ChildState::Running;
             }
         }
     }
