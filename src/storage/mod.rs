@@ -82,8 +82,10 @@ pub use schema::SCHEMA_VERSION;
 pub use series::MAX_NAME_BYTES;
 pub use status::{SpaceUsage, StoreCounts, MAX_STATUS_BYTES, MAX_STATUS_KEY_BYTES};
 
-/// redb's page cache. redb defaults to 1 GiB; opcgw runs on small boxes next to ChirpStack, and
-/// the hot data (the latest rows, the newest history pages) is a few MB.
+/// redb's page cache for a store opened without options ([`Store::open`]: tools, tests and the
+/// benches' bulk seeding). redb defaults to 1 GiB. The gateway itself sizes the cache from
+/// `[storage] cache_size_mb` (default 2 MiB, chosen from measurements in
+/// docs/performance.md, "redb page cache").
 pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Rows in the `recent` staging table that trigger a fold into `history`. Larger folds cost

@@ -61,8 +61,9 @@ impl Store {
         }
         // Rows removed from either table; `report.removed` counts logical rows.
         let mut deleted = 0;
-        // The oldest row left, once every series was looked at (`None`: none left).
-        let mut oldest_left: Option<i64> = None;
+        // The oldest row left, once every series was looked at (`i64::MAX`: none left, so none
+        // older than anything).
+        let mut oldest_left = i64::MAX;
         {
             let names = txn.open_table(SERIES_NAMES).at(path, ACTION)?;
             let mut history = txn.open_table(HISTORY).at(path, ACTION)?;
@@ -123,19 +124,17 @@ impl Store {
                     .at(path, ACTION)?
                     .next()
                 {
-                    let time = row.at(path, ACTION)?.0.value().1;
-                    oldest_left = Some(oldest_left.map_or(time, |oldest| oldest.min(time)));
+                    oldest_left = oldest_left.min(row.at(path, ACTION)?.0.value().1);
                 }
             }
             if !report.more {
                 if let Some(row) = recent.first().at(path, ACTION)? {
-                    let time = row.0.value().0;
-                    oldest_left = Some(oldest_left.map_or(time, |oldest| oldest.min(time)));
+                    oldest_left = oldest_left.min(row.0.value().0);
                 }
             }
         }
-        // Every series looked at: the new floor (nothing left: none older than anything).
-        let new_floor = (!report.more).then(|| oldest_left.unwrap_or(i64::MAX));
+        // Every series looked at: the new floor.
+        let new_floor = (!report.more).then_some(oldest_left);
         let floor_moved = new_floor.is_some_and(|new_floor| Some(new_floor) != floor);
         if let Some(new_floor) = new_floor.filter(|_| floor_moved) {
             schema::set_history_floor(&txn, new_floor).at(path, ACTION)?;
