@@ -176,6 +176,18 @@ async fn lookup(handle: &TreeHandle, name: &str) -> ActorRef<StarterMsg> {
     cell.into()
 }
 
+/// Waits (2 s at most) until the second start of `name` has begun.
+async fn restart_began(log: &StartLog, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while log.starts_of(name) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the restart of {name} never began"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_supervisor_answers_while_a_child_is_restarting_slowly() {
     let log = StartLog::default();
@@ -184,11 +196,7 @@ async fn the_supervisor_answers_while_a_child_is_restarting_slowly() {
         .await
         .cast(StarterMsg::Fail)
         .expect("deliver");
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while log.starts_of("slow") < 2 {
-        assert!(Instant::now() < deadline, "the restart never began");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    restart_began(&log, "slow").await;
     // The restart is now inside its slow start: a status query still answers at once.
     let asked = Instant::now();
     let status = tree.handle.status().await.expect("status");
@@ -288,11 +296,7 @@ async fn work_left_after_a_stop_finds_a_sibling_that_was_restarting() {
         .await
         .cast(StarterMsg::Fail)
         .expect("deliver");
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while log.starts_of("storage") < 2 {
-        assert!(Instant::now() < deadline, "the restart never began");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    restart_began(&log, "storage").await;
     // Storage is inside its 500 ms restart.
     assert!(tree.handle.shutdown(Duration::from_secs(10)).await);
     assert_eq!(
