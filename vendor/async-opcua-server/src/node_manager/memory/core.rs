@@ -41,12 +41,8 @@ impl InMemoryNodeManagerImplBuilder for CoreNodeManagerBuilder {
     type Impl = CoreNodeManagerImpl;
 
     fn build(self, context: ServerContext, address_space: &mut AddressSpace) -> Self::Impl {
-        {
-            let mut type_tree = context.type_tree.write();
-            address_space.import_node_set(&CoreNamespace, type_tree.namespaces_mut());
-        }
-
-        CoreNodeManagerImpl::new(context.node_managers.clone(), context.status.clone())
+        // opcgw patch: the builder below over the generated code (the same steps as before).
+        CoreNodeManagerBuilderFrom(CoreNamespace).build(context, address_space)
     }
 }
 
