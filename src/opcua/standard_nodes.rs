@@ -18,7 +18,7 @@
 //! [`decode_item`]).
 
 use std::io::{Cursor, Read};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use ua::nodes::{
     Base, DataType, EventNotifier, ImportedItem, ImportedReference, Method, NodeSetImport,
@@ -79,10 +79,10 @@ impl StandardNodes {
 
     /// How many nodes wait to be imported.
     pub fn len(&self) -> usize {
-        match self.items.lock() {
-            Ok(items) => items.len(),
-            Err(poisoned) => poisoned.into_inner().len(),
-        }
+        self.items
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether no node waits to be imported (after the import, or from an empty image).
@@ -105,10 +105,7 @@ impl NodeSetImport for StandardNodes {
         _namespaces: &'a NodeSetNamespaceMapper,
     ) -> Box<dyn Iterator<Item = ImportedItem> + 'a> {
         // Every node is in namespace 0, whose index never changes: nothing to map.
-        let items = match self.items.lock() {
-            Ok(mut items) => std::mem::take(&mut *items),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        };
+        let items = std::mem::take(&mut *self.items.lock().unwrap_or_else(PoisonError::into_inner));
         Box::new(items.into_iter())
     }
 }

@@ -77,18 +77,37 @@ pub fn with_after_stop<H>(spec: Arc<dyn ChildSpec>, hook: H) -> Arc<dyn ChildSpe
 where
     H: Fn(Duration, &Peers) -> AfterStopFuture + Send + Sync + 'static,
 {
-    Arc::new(AfterStop { spec, hook })
+    Arc::new(AtStop {
+        spec,
+        drains: false,
+        hook: Some(Box::new(hook)),
+    })
 }
 
-struct AfterStop<H> {
+/// `spec` handling what waits in its mailbox when the tree stops, within its share of the
+/// shutdown budget, before it stops: storage stores the appends sent before the stop (a plain
+/// stop is handled before queued messages, which would be dropped unanswered). Sends to it
+/// fail from the stop on, its own timers included (`ActorStatus::Draining` while it drains);
+/// actors it spawned are killed when it stops, without their `post_stop`.
+pub fn draining_at_stop(spec: Arc<dyn ChildSpec>) -> Arc<dyn ChildSpec> {
+    Arc::new(AtStop {
+        spec,
+        drains: true,
+        hook: None,
+    })
+}
+
+type AfterStopHook = dyn Fn(Duration, &Peers) -> AfterStopFuture + Send + Sync;
+
+/// `spec` with what it does when the tree stops added to: a drain of its mailbox, work after
+/// its stop (else what `spec` itself does).
+struct AtStop {
     spec: Arc<dyn ChildSpec>,
-    hook: H,
+    drains: bool,
+    hook: Option<Box<AfterStopHook>>,
 }
 
-impl<H> ChildSpec for AfterStop<H>
-where
-    H: Fn(Duration, &Peers) -> AfterStopFuture + Send + Sync + 'static,
-{
+impl ChildSpec for AtStop {
     fn name(&self) -> &str {
         self.spec.name()
     }
@@ -102,44 +121,14 @@ where
     }
 
     fn after_stop(&self, within: Duration, peers: &Peers) -> Option<AfterStopFuture> {
-        Some((self.hook)(within, peers))
+        match &self.hook {
+            Some(hook) => Some(hook(within, peers)),
+            None => self.spec.after_stop(within, peers),
+        }
     }
 
     fn drains_at_stop(&self) -> bool {
-        self.spec.drains_at_stop()
-    }
-}
-
-/// `spec` handling what waits in its mailbox when the tree stops, within its share of the
-/// shutdown budget, before it stops: storage stores the appends sent before the stop (a plain
-/// stop is handled before queued messages, which would be dropped unanswered). Sends to it
-/// fail from the stop on, its own timers included (`ActorStatus::Draining` while it drains);
-/// actors it spawned are killed when it stops, without their `post_stop`.
-pub fn draining_at_stop(spec: Arc<dyn ChildSpec>) -> Arc<dyn ChildSpec> {
-    Arc::new(DrainingAtStop(spec))
-}
-
-struct DrainingAtStop(Arc<dyn ChildSpec>);
-
-impl ChildSpec for DrainingAtStop {
-    fn name(&self) -> &str {
-        self.0.name()
-    }
-
-    fn start(&self, ctx: ChildContext) -> StartFuture<'_> {
-        self.0.start(ctx)
-    }
-
-    fn send_common(&self, cell: &ActorCell, message: Common) -> Result<(), String> {
-        self.0.send_common(cell, message)
-    }
-
-    fn after_stop(&self, within: Duration, peers: &Peers) -> Option<AfterStopFuture> {
-        self.0.after_stop(within, peers)
-    }
-
-    fn drains_at_stop(&self) -> bool {
-        true
+        self.drains || self.spec.drains_at_stop()
     }
 }
 
