@@ -270,8 +270,9 @@ fn a_file_edited_by_hand_is_reloaded_before_the_console_edits_it() {
     let (status, reloaded) = send(&client, "POST", "/api/config/reload", &json!({}));
     assert_eq!(status, 200, "{reloaded}");
     assert!(reloaded["generation"].as_u64().is_some(), "{reloaded}");
+    // The log line may reach the log a moment after the answer.
     assert!(daemon
-        .events("config_reload_attempted")
+        .wait_for_events("config_reload_attempted", 1, Duration::from_secs(10))
         .iter()
         .any(|l| l.contains("trigger=\"web\"")));
 
